@@ -1,0 +1,19 @@
+//! skiff's etcd-compatible store (the etcd of the skiff architecture).
+//!
+//! - [`mvcc`]: the in-memory multi-version state (revisions, history, leases, compaction).
+//! - [`wal`], [`snapshot`], [`datadir`]: durability on disk.
+//! - [`store`]: group-committed durable writes, reads at the durable revision.
+//! - [`grpc`]: the etcd v3 gRPC API (KV, Watch, Lease, Maintenance, Cluster).
+//! - [`server`]: flags and the `skiff store` daemon; [`bench`]: the etcd comparison.
+
+pub mod datadir;
+pub mod error;
+pub mod mvcc;
+pub mod record;
+pub mod snapshot;
+pub mod store;
+pub mod wal;
+pub mod grpc;
+pub mod server;
+pub mod cli;
+pub mod bench;
