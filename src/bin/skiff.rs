@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "skiff: a Kubernetes-compatible cluster built from scratch")]
+#[command(
+    name = "skiff",
+    version,
+    about = "skiff: a Kubernetes-compatible cluster built from scratch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -39,7 +39,11 @@ pub fn main(cmd: StoreCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("restoring {}", snapshot.display()))?;
             println!(
                 "restored {} keys at revision {} (compacted at {}) into {}",
-                state.keys.iter().filter(|k| k.versions.last().is_some_and(|v| v.version != 0)).count(),
+                state
+                    .keys
+                    .iter()
+                    .filter(|k| k.versions.last().is_some_and(|v| v.version != 0))
+                    .count(),
                 state.revision,
                 state.compact_revision,
                 data_dir.display()

@@ -114,7 +114,9 @@ fn lock(member: &Path) -> Result<File, DataDirError> {
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        return Err(DataDirError::Locked(member.parent().unwrap_or(member).to_path_buf()));
+        return Err(DataDirError::Locked(
+            member.parent().unwrap_or(member).to_path_buf(),
+        ));
     }
     Ok(f)
 }
@@ -127,7 +129,10 @@ fn read_identity(member: &Path) -> Result<Identity, DataDirError> {
             let mut member_id = None;
             for line in text.lines() {
                 let mut parts = line.split_whitespace();
-                match (parts.next(), parts.next().map(|v| u64::from_str_radix(v, 16))) {
+                match (
+                    parts.next(),
+                    parts.next().map(|v| u64::from_str_radix(v, 16)),
+                ) {
                     (Some("cluster_id"), Some(Ok(v))) => cluster_id = Some(v),
                     (Some("member_id"), Some(Ok(v))) => member_id = Some(v),
                     _ => {}

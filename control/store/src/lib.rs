@@ -6,14 +6,14 @@
 //! - [`grpc`]: the etcd v3 gRPC API (KV, Watch, Lease, Maintenance, Cluster).
 //! - [`server`]: flags and the `skiff store` daemon; [`bench`]: the etcd comparison.
 
+pub mod bench;
+pub mod cli;
 pub mod datadir;
 pub mod error;
+pub mod grpc;
 pub mod mvcc;
 pub mod record;
+pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod wal;
-pub mod grpc;
-pub mod server;
-pub mod cli;
-pub mod bench;

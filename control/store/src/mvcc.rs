@@ -15,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use etcd_client::proto::{
     PbCompare, PbDeleteRequest, PbDeleteResponse, PbKeyValue, PbPutRequest, PbPutResponse,
-    PbRangeRequest, PbRangeResponse, PbResponseOp, PbTargetUnion, PbTxnOpRequest,
-    PbTxnOpResponse, PbTxnRequest, PbTxnResponse,
+    PbRangeRequest, PbRangeResponse, PbResponseOp, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse,
+    PbTxnRequest, PbTxnResponse,
 };
 
 use crate::error::{Result, StoreError};
@@ -88,7 +88,11 @@ impl Version {
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
-            value: if with_value { self.value.to_vec() } else { Vec::new() },
+            value: if with_value {
+                self.value.to_vec()
+            } else {
+                Vec::new()
+            },
             lease: self.lease,
         }
     }
@@ -520,7 +524,11 @@ impl Mvcc {
         events: &mut Vec<Event>,
     ) -> PbPutResponse {
         let key = Bytes::copy_from_slice(&p.key);
-        let existing = self.keys.get(&key).and_then(|h| live_at(h, i64::MAX)).cloned();
+        let existing = self
+            .keys
+            .get(&key)
+            .and_then(|h| live_at(h, i64::MAX))
+            .cloned();
         let value = match (&existing, p.ignore_value) {
             (Some(e), true) => e.value.clone(),
             _ => Bytes::copy_from_slice(&p.value),
@@ -810,7 +818,9 @@ impl Mvcc {
 
     /// The keys attached to a lease.
     pub fn lease_keys(&self, id: i64) -> Option<Vec<Bytes>> {
-        self.leases.get(&id).map(|l| l.keys.iter().cloned().collect())
+        self.leases
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
     }
 
     /// etcd's `HashKV`: a CRC-32 over every retained key version with revision <= `rev`.
@@ -855,7 +865,10 @@ impl Mvcc {
             leases: self
                 .leases
                 .iter()
-                .map(|(id, l)| LeaseRecord { id: *id, ttl: l.ttl })
+                .map(|(id, l)| LeaseRecord {
+                    id: *id,
+                    ttl: l.ttl,
+                })
                 .collect(),
         }
     }
@@ -881,7 +894,9 @@ impl Mvcc {
             let mut history: Vec<Arc<Version>> = Vec::with_capacity(k.versions.len());
             for v in k.versions {
                 if v.mod_revision > snap.revision
-                    || history.last().is_some_and(|p| p.mod_revision >= v.mod_revision)
+                    || history
+                        .last()
+                        .is_some_and(|p| p.mod_revision >= v.mod_revision)
                 {
                     return Err(format!(
                         "key {:?} has versions out of order",
@@ -897,11 +912,14 @@ impl Mvcc {
                     value: v.value,
                 });
                 if version.mod_revision >= snap.compact_revision {
-                    by_revision.entry(version.mod_revision).or_default().push(Event {
-                        key: k.key.clone(),
-                        kv: version.clone(),
-                        prev: history.last().filter(|p| !p.is_tombstone()).cloned(),
-                    });
+                    by_revision
+                        .entry(version.mod_revision)
+                        .or_default()
+                        .push(Event {
+                            key: k.key.clone(),
+                            kv: version.clone(),
+                            prev: history.last().filter(|p| !p.is_tombstone()).cloned(),
+                        });
                 }
                 history.push(version);
             }
@@ -971,8 +989,7 @@ fn compare_version(c: &PbCompare, v: Option<&Arc<Version>>) -> bool {
 
 /// Static validation of a transaction (etcd's `checkTxnRequest`).
 fn check_txn_request(req: &PbTxnRequest, max_ops: usize) -> Result<()> {
-    if req.compare.len() > max_ops || req.success.len() > max_ops || req.failure.len() > max_ops
-    {
+    if req.compare.len() > max_ops || req.success.len() > max_ops || req.failure.len() > max_ops {
         return Err(StoreError::TooManyOps);
     }
     for c in &req.compare {
@@ -1018,11 +1035,15 @@ pub fn check_put(p: &PbPutRequest) -> Result<()> {
 
 /// etcd's `checkIntervals`: within one branch a key may be put at most once and not also be
 /// deleted. Returns the branch's puts and deletes for the enclosing level.
-fn check_intervals(ops: &[etcd_client::proto::PbTxnRequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<KeyRange>)> {
+fn check_intervals(
+    ops: &[etcd_client::proto::PbTxnRequestOp],
+) -> Result<(BTreeSet<Vec<u8>>, Vec<KeyRange>)> {
     let mut dels: Vec<KeyRange> = ops
         .iter()
         .filter_map(|op| match &op.request {
-            Some(PbTxnOpRequest::RequestDeleteRange(d)) => Some(KeyRange::new(&d.key, &d.range_end)),
+            Some(PbTxnOpRequest::RequestDeleteRange(d)) => {
+                Some(KeyRange::new(&d.key, &d.range_end))
+            }
             _ => None,
         })
         .collect();

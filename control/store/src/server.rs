@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::grpc::{ApiConfig, EtcdApi};
 use crate::mvcc::Limits;
@@ -21,7 +21,11 @@ pub struct StoreArgs {
     #[arg(long, default_value = "/var/lib/skiff/store", env = "ETCD_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Comma-separated URLs to serve clients on (http://host:port).
-    #[arg(long, default_value = "http://127.0.0.1:2379", env = "ETCD_LISTEN_CLIENT_URLS")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:2379",
+        env = "ETCD_LISTEN_CLIENT_URLS"
+    )]
     pub listen_client_urls: String,
     /// Comma-separated client URLs to advertise (MemberList); defaults to the listen URLs.
     #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS")]
@@ -61,7 +65,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Duration::from_secs(n * 60),
         "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ))
+        }
     })
 }
 
@@ -83,13 +91,19 @@ fn parse_listen_url(url: &str) -> anyhow::Result<SocketAddr> {
 }
 
 fn split_urls(s: &str) -> Vec<String> {
-    s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
+    s.split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// Runs the store until SIGINT/SIGTERM.
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let listen = split_urls(&args.listen_client_urls);
-    let addrs: Vec<SocketAddr> = listen.iter().map(|u| parse_listen_url(u)).collect::<Result<_, _>>()?;
+    let addrs: Vec<SocketAddr> = listen
+        .iter()
+        .map(|u| parse_listen_url(u))
+        .collect::<Result<_, _>>()?;
     if addrs.is_empty() {
         bail!("--listen-client-urls is empty");
     }
@@ -151,10 +165,12 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         servers.spawn(async move {
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop,
+                )
                 .await
         });
     }
@@ -208,7 +224,9 @@ async fn auto_compact(store: Arc<Store>, retention: Duration) {
             if rev > store.compact_revision() {
                 match store.compact(rev).await {
                     Ok(_) => tracing::info!(revision = rev, "auto-compacted"),
-                    Err(e) => tracing::debug!(revision = rev, error = %e, "auto-compaction skipped"),
+                    Err(e) => {
+                        tracing::debug!(revision = rev, error = %e, "auto-compaction skipped")
+                    }
                 }
             }
         }

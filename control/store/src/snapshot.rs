@@ -44,7 +44,9 @@ pub fn decode_snapshot(data: &[u8]) -> Result<SnapshotState, String> {
         return Err("sha256 mismatch: the snapshot is damaged or truncated".into());
     }
     if &body[..8] != MAGIC {
-        return Err("not a skiff snapshot (bad magic; etcd's bbolt snapshots are not supported)".into());
+        return Err(
+            "not a skiff snapshot (bad magic; etcd's bbolt snapshots are not supported)".into(),
+        );
     }
     let format = u32::from_le_bytes(body[8..12].try_into().unwrap());
     if format != FORMAT {

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::proto::{
     PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest,
-    PbRangeResponse, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp,
-    PbTxnResponse,
+    PbRangeResponse, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::watch;
@@ -162,7 +161,11 @@ impl Store {
                 if p.buf.is_empty() {
                     return;
                 }
-                (std::mem::replace(&mut p.buf, std::mem::take(&mut spare)), p.lsn, p.revision)
+                (
+                    std::mem::replace(&mut p.buf, std::mem::take(&mut spare)),
+                    p.lsn,
+                    p.revision,
+                )
             };
             let size = {
                 let mut disk = self.disk.lock();
@@ -360,7 +363,9 @@ impl Store {
     /// Grants a lease; `id == 0` picks a fresh id. Returns (id, ttl, revision).
     pub async fn lease_grant(&self, id: i64, ttl: i64) -> Result<(i64, i64, i64)> {
         if id < 0 {
-            return Err(StoreError::InvalidArgument("lease ID must be positive".into()));
+            return Err(StoreError::InvalidArgument(
+                "lease ID must be positive".into(),
+            ));
         }
         let ttl = ttl.max(1);
         let (id, rev) = self

@@ -14,22 +14,26 @@ type RangeResponse = etcd_client::proto::PbRangeResponse;
 
 #[tonic::async_trait]
 impl PbKvService for EtcdApi {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
         let (mut resp, revision) = self.store.range(&req)?;
         resp.header = self.header(revision);
         Ok(Response::new(resp))
     }
 
-    type RangeStreamStream =
-        futures::stream::Empty<Result<PbRangeStreamResponse, Status>>;
+    type RangeStreamStream = futures::stream::Empty<Result<PbRangeStreamResponse, Status>>;
 
     async fn range_stream(
         &self,
         _request: Request<RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
         // Newer than etcd 3.4, which skiff's store implements.
-        Err(Status::unimplemented("RangeStream is not part of the etcd 3.4 API; use Range"))
+        Err(Status::unimplemented(
+            "RangeStream is not part of the etcd 3.4 API; use Range",
+        ))
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {

@@ -3,10 +3,10 @@
 use std::pin::Pin;
 
 use etcd_client::proto::{
-    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse,
-    PbDowngradeRequest, PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest,
-    PbHashResponse, PbMaintenanceService, PbMoveLeaderRequest, PbMoveLeaderResponse,
-    PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
+    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
+    PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse,
+    PbMaintenanceService, PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest,
+    PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status};
@@ -21,7 +21,10 @@ fn storage_error(e: crate::datadir::DataDirError) -> Status {
 
 #[tonic::async_trait]
 impl PbMaintenanceService for EtcdApi {
-    async fn alarm(&self, _r: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        _r: Request<PbAlarmRequest>,
+    ) -> Result<Response<PbAlarmResponse>, Status> {
         // The space quota is enforced per request (ResourceExhausted), so no alarm is ever
         // raised and there is nothing to list or disarm.
         Ok(Response::new(PbAlarmResponse {
@@ -30,7 +33,10 @@ impl PbMaintenanceService for EtcdApi {
         }))
     }
 
-    async fn status(&self, _r: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+    async fn status(
+        &self,
+        _r: Request<PbStatusRequest>,
+    ) -> Result<Response<PbStatusResponse>, Status> {
         let store = &self.store;
         let lsn = store.lsn();
         Ok(Response::new(PbStatusResponse {
@@ -73,8 +79,12 @@ impl PbMaintenanceService for EtcdApi {
         }))
     }
 
-    async fn hash_kv(&self, r: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
-        let (hash, hash_revision, compact_revision) = self.store.hash_kv(r.into_inner().revision)?;
+    async fn hash_kv(
+        &self,
+        r: Request<PbHashKvRequest>,
+    ) -> Result<Response<PbHashKvResponse>, Status> {
+        let (hash, hash_revision, compact_revision) =
+            self.store.hash_kv(r.into_inner().revision)?;
         Ok(Response::new(PbHashKvResponse {
             header: self.header(self.store.visible_revision()),
             hash,
@@ -115,13 +125,17 @@ impl PbMaintenanceService for EtcdApi {
         &self,
         _r: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("skiff store is a single member; there is no leader to move"))
+        Err(Status::unimplemented(
+            "skiff store is a single member; there is no leader to move",
+        ))
     }
 
     async fn downgrade(
         &self,
         _r: Request<PbDowngradeRequest>,
     ) -> Result<Response<PbDowngradeResponse>, Status> {
-        Err(Status::unimplemented("downgrade is not supported by skiff store"))
+        Err(Status::unimplemented(
+            "downgrade is not supported by skiff store",
+        ))
     }
 }

@@ -124,7 +124,11 @@ impl Session {
                 resp.created = true;
                 let range = KeyRange::new(&c.key, &c.range_end);
                 let empty = matches!(&range, KeyRange::Between(s, e) if s >= e);
-                let id = if c.watch_id != 0 { c.watch_id } else { self.fresh_id() };
+                let id = if c.watch_id != 0 {
+                    c.watch_id
+                } else {
+                    self.fresh_id()
+                };
                 resp.watch_id = id;
                 if empty {
                     resp.canceled = true;
@@ -249,7 +253,13 @@ impl Session {
 
     /// One response, or several with `fragment` set on all but the last when the client
     /// allows fragmentation and the events exceed the request size limit.
-    fn split(&self, id: i64, revision: i64, events: Vec<PbEvent>, fragment: bool) -> Vec<PbWatchResponse> {
+    fn split(
+        &self,
+        id: i64,
+        revision: i64,
+        events: Vec<PbEvent>,
+        fragment: bool,
+    ) -> Vec<PbWatchResponse> {
         let limit = self.config.max_request_bytes;
         if !fragment || events.iter().map(|e| e.encoded_len()).sum::<usize>() <= limit {
             let mut resp = self.response(id, revision);
