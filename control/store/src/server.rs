@@ -165,6 +165,9 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         servers.spawn(async move {
             tonic::transport::Server::builder()
+                .layer(tower::util::MapResponseLayer::new(
+                    oversized_is_resource_exhausted,
+                ))
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
@@ -192,6 +195,30 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     }
     store.shutdown();
     Ok(())
+}
+
+/// grpc-go (and so etcd) rejects a request above the receive limit with ResourceExhausted;
+/// tonic uses OutOfRange, which etcd clients read as "revision compacted/future". Report the
+/// code etcd clients expect.
+fn oversized_is_resource_exhausted<B>(
+    mut resp: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let headers = resp.headers_mut();
+    let oversized = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("decoded%20message%20length%20too%20large")
+                    || m.contains("decoded message length too large")
+            });
+    if oversized {
+        headers.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("8"),
+        );
+    }
+    resp
 }
 
 async fn expire_leases(store: Arc<Store>) {
