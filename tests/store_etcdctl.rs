@@ -1,0 +1,273 @@
+//! The real etcdctl 3.4 (Debian's etcd-client), unchanged, against `skiff store`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::StoreProcess;
+
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+struct Ctl {
+    endpoint: String,
+}
+
+impl Ctl {
+    fn new(store: &StoreProcess) -> Ctl {
+        assert!(
+            std::path::Path::new(ETCDCTL).exists(),
+            "{ETCDCTL} is missing: install Debian's etcd-client (scripts/test.sh does)"
+        );
+        Ctl {
+            endpoint: store.endpoint.trim_start_matches("http://").to_string(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ETCDCTL);
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .args(args);
+        cmd
+    }
+
+    /// Runs etcdctl; returns stdout, failing the test on a non-zero exit.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
+        assert!(!out.status.success(), "etcdctl {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn with_stdin(&self, args: &[&str], input: &str) -> String {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `etcdctl watch ...`, collects `lines` output lines, then kills it (by pid).
+    fn watch_lines(&self, args: &[&str], lines: usize, during: impl FnOnce()) -> Vec<String> {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        during();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        while out.len() < lines {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => break,
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        out
+    }
+}
+
+#[test]
+fn etcdctl_kv_txn_watch_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProcess::start(dir.path());
+    let ctl = Ctl::new(&store);
+    assert_eq!(ctl.ok(&["put", "foo", "bar"]).trim(), "OK");
+    assert_eq!(ctl.ok(&["get", "foo"]), "foo\nbar\n");
+    ctl.ok(&["put", "foo", "baz"]);
+    ctl.ok(&["put", "fox", "1"]);
+    assert_eq!(
+        ctl.ok(&["get", "--prefix", "fo", "--keys-only"])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["foo", "fox"]
+    );
+    assert_eq!(ctl.ok(&["get", "foo", "--rev=2"]), "foo\nbar\n");
+    let json = ctl.ok(&["get", "foo", "-w", "json"]);
+    for field in [
+        "\"cluster_id\"",
+        "\"member_id\"",
+        "\"revision\":4",
+        "\"create_revision\":2",
+        "\"mod_revision\":3",
+        "\"version\":2",
+        "\"count\":1",
+    ] {
+        assert!(json.contains(field), "{field} missing in {json}");
+    }
+    assert_eq!(ctl.ok(&["del", "fox"]).trim(), "1");
+    assert_eq!(ctl.ok(&["get", "fox"]), "");
+
+    let txn = ctl.with_stdin(
+        &["txn"],
+        "value(\"foo\") = \"baz\"\n\nput result yes\n\nput result no\n\n",
+    );
+    assert!(txn.starts_with("SUCCESS"), "{txn}");
+    assert_eq!(
+        ctl.ok(&["get", "result", "--print-value-only"]).trim(),
+        "yes"
+    );
+    let txn = ctl.with_stdin(
+        &["txn"],
+        "mod(\"foo\") = \"1\"\n\nput result yes\n\nput result no\n\n",
+    );
+    assert!(txn.starts_with("FAILURE"), "{txn}");
+    assert_eq!(
+        ctl.ok(&["get", "result", "--print-value-only"]).trim(),
+        "no"
+    );
+
+    // Live watch with prev-kv, and a watch replaying history from --rev.
+    let lines = ctl.watch_lines(&["watch", "--prefix", "w", "--prev-kv"], 7, || {
+        ctl.ok(&["put", "w1", "a"]);
+        ctl.ok(&["put", "w1", "b"]);
+    });
+    assert_eq!(lines, ["PUT", "w1", "a", "PUT", "w1", "a", "w1"]);
+    let rev: i64 = {
+        let json = ctl.ok(&["get", "w1", "-w", "json"]);
+        let at = json.find("\"mod_revision\":").unwrap() + 15;
+        json[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let history = ctl.watch_lines(&["watch", "w1", &format!("--rev={}", rev - 1)], 6, || {});
+    assert_eq!(history, ["PUT", "w1", "a", "PUT", "w1", "b"]);
+
+    let out = ctl.ok(&["compaction", &rev.to_string()]);
+    assert!(out.contains(&format!("compacted revision {rev}")), "{out}");
+    let err = ctl.fails(&["get", "foo", "--rev=2"]);
+    assert!(
+        err.contains("required revision has been compacted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn etcdctl_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProcess::start(dir.path());
+    let ctl = Ctl::new(&store);
+    let granted = ctl.ok(&["lease", "grant", "60"]);
+    // "lease 694d77aa9e38260f granted with TTL(60s)"
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    assert!(granted.contains("TTL(60s)"), "{granted}");
+    ctl.ok(&["put", "--lease", &id, "leased", "v"]);
+    let ttl = ctl.ok(&["lease", "timetolive", &id, "--keys"]);
+    assert!(
+        ttl.contains("granted with TTL(60s)") && ttl.contains("attached keys([leased])"),
+        "{ttl}"
+    );
+    let list = ctl.ok(&["lease", "list"]);
+    assert!(
+        list.contains("found 1 leases") && list.contains(&id),
+        "{list}"
+    );
+    let kept = ctl.ok(&["lease", "keep-alive", "--once", &id]);
+    assert!(kept.contains("keepalived with TTL(60)"), "{kept}");
+    let revoked = ctl.ok(&["lease", "revoke", &id]);
+    assert!(revoked.contains("revoked"), "{revoked}");
+    assert_eq!(ctl.ok(&["get", "leased"]), "");
+    let gone = ctl.ok(&["lease", "timetolive", &id]);
+    assert!(gone.contains("already expired"), "{gone}");
+}
+
+#[test]
+fn etcdctl_maintenance_snapshot_and_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProcess::start(dir.path());
+    let ctl = Ctl::new(&store);
+    for i in 0..50 {
+        ctl.ok(&["put", &format!("snap/{i}"), &format!("value-{i}")]);
+    }
+    let status = ctl.ok(&["endpoint", "status", "-w", "json"]);
+    assert!(
+        status.contains("\"version\":\"3.4.0\"") && status.contains("\"dbSize\""),
+        "{status}"
+    );
+    let health = ctl.command(&["endpoint", "health"]).output().unwrap();
+    assert!(health.status.success());
+    assert!(String::from_utf8_lossy(&health.stderr).contains("is healthy"));
+    let members = ctl.ok(&["member", "list"]);
+    assert!(
+        members.contains("started, default") && members.contains(&store.endpoint),
+        "{members}"
+    );
+
+    // etcdctl snapshot save (checks size % 512 == 32), then skiff store restore.
+    let file = dir.path().join("backup.db");
+    let saved = ctl
+        .command(&["snapshot", "save", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let target = dir.path().join("restored");
+    let out = Command::new(common::skiff_bin())
+        .args(["store", "restore"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = StoreProcess::start(&target);
+    let rctl = Ctl::new(&restored);
+    assert_eq!(
+        rctl.ok(&["get", "--prefix", "snap/"]),
+        ctl.ok(&["get", "--prefix", "snap/"])
+    );
+    assert_eq!(
+        rctl.ok(&["get", "snap/7", "-w", "json"])
+            .split("\"kvs\"")
+            .nth(1),
+        ctl.ok(&["get", "snap/7", "-w", "json"])
+            .split("\"kvs\"")
+            .nth(1)
+    );
+}
