@@ -174,12 +174,14 @@ where
     Ok(figures(all, start.elapsed()))
 }
 
+const WATCH_WRITERS: usize = 8;
+
 struct WatchFigures {
     events_per_sec: f64,
     p99_ms: f64,
 }
 
-/// `watchers` watch streams on one prefix; one writer puts `events` keys, each value carrying
+/// `watchers` watch streams on one prefix; writers put `events` keys, each value carrying
 /// its send time. Reports deliveries per second (all watchers) and the p99 put-to-delivery
 /// latency.
 async fn watch_delivery(
@@ -220,13 +222,24 @@ async fn watch_delivery(
     }
     ready.wait().await;
     let start = Instant::now();
-    let mut writer = client.clone();
-    for i in 0..events {
-        let mut value = vec![0u8; value_size.max(8)];
-        value[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
-        writer
-            .put(format!("/bench/watch/{i:08}"), value, None)
-            .await?;
+    // Several writers, so delivery (not one client's put latency) is what is measured.
+    let writers: Vec<_> = (0..WATCH_WRITERS)
+        .map(|w| {
+            let mut writer = client.clone();
+            tokio::spawn(async move {
+                for i in (w..events).step_by(WATCH_WRITERS) {
+                    let mut value = vec![0u8; value_size.max(8)];
+                    value[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
+                    writer
+                        .put(format!("/bench/watch/{i:08}"), value, None)
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await??;
     }
     let mut all = Vec::new();
     for t in tasks {

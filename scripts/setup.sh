@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing skiff needs on Debian 12 (run as root).
+# Idempotent; the other scripts call it first.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config ca-certificates curl
+  protobuf-compiler   # etcd-client's build-server feature compiles etcd's protos
+  etcd-server         # real etcd 3.4: benchmark anchor, HA storage path
+  etcd-client         # etcdctl 3.4: the real client the store is tested with
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian starts an etcd service on 127.0.0.1:2379 after installing etcd-server; skiff only
+  # needs the binary, and its store uses that port.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+    echo "setup: stopping and disabling Debian's etcd.service (skiff store serves 127.0.0.1:2379)"
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+fi
+
+if ! command -v cargo >/dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || {
+    echo "setup: installing the Rust toolchain with rustup"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
+  }
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
