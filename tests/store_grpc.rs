@@ -480,3 +480,69 @@ async fn maintenance_and_cluster() {
         .unwrap_err();
     assert_eq!(grpc_code(&err), Code::Unimplemented);
 }
+
+#[tokio::test]
+async fn progress_notifications_auto_compaction_and_space_reclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProcess::start_with(
+        dir.path(),
+        common::free_port(),
+        &[
+            "--experimental-watch-progress-notify-interval",
+            "1s",
+            "--auto-compaction-retention",
+            "2s",
+        ],
+    );
+    let mut c = store.client().await;
+    // Long history of few keys.
+    for i in 0..2000 {
+        c.put(format!("h/{}", i % 10), vec![b'x'; 500], None)
+            .await
+            .unwrap();
+    }
+    // 2,000 versions of ~570 bytes were written; only the 10 newest must stay once compacted.
+    let written = 2000 * 570;
+
+    // An idle watcher that asked for progress notifications gets one, at the current revision.
+    let rev = c
+        .get("h/0", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let mut w = c
+        .watch("idle", Some(WatchOptions::new().with_progress_notify()))
+        .await
+        .unwrap();
+    assert!(next_events(&mut w).await.created());
+    let r = next_events(&mut w).await;
+    assert!(r.events().is_empty() && !r.canceled());
+    assert_eq!(r.header().unwrap().revision(), rev);
+
+    // Periodic compaction with a 2s retention drops the old history and the memory it held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let compacted = c
+            .get("h/0", Some(GetOptions::new().with_revision(2)))
+            .await
+            .is_err();
+        let now_in_use = c.status().await.unwrap().raft_used_db_size();
+        if compacted && now_in_use < 20_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history not reclaimed after 20s: compacted={compacted}, {written} bytes written, {now_in_use} in use"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        c.get("h/", Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap()
+            .count(),
+        10
+    );
+}

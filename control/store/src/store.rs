@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,6 @@ pub struct Store {
     disk: Mutex<Disk>,
     durable: watch::Sender<Durable>,
     visible_revision: AtomicI64,
-    disk_bytes: AtomicU64,
     failed: AtomicBool,
     lease_deadlines: Mutex<HashMap<i64, Instant>>,
     identity: Identity,
@@ -106,7 +105,6 @@ impl Store {
                 ..Default::default()
             }),
             pending_cv: Condvar::new(),
-            disk_bytes: AtomicU64::new(recovered.disk.size()),
             disk: Mutex::new(recovered.disk),
             durable: watch::channel(durable).0,
             visible_revision: AtomicI64::new(revision),
@@ -223,9 +221,7 @@ impl Store {
         // the buffer until the new WAL exists (the flusher needs the disk lock we keep).
         drop(p);
         drop(mvcc);
-        disk.checkpoint(&state)?;
-        self.disk_bytes.store(disk.size(), Ordering::Release);
-        Ok(())
+        disk.checkpoint(&state)
     }
 
     /// The full state in snapshot-file format, everything in it durable (`Maintenance/Snapshot`).
@@ -240,9 +236,7 @@ impl Store {
     }
 
     pub fn disk_bytes(&self) -> u64 {
-        self.disk_bytes
-            .load(Ordering::Acquire)
-            .max(self.disk.lock().size())
+        self.disk.lock().size()
     }
 
     /// Applies a change under the state lock and queues its WAL record. Returns the change's
