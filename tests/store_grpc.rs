@@ -473,7 +473,10 @@ async fn maintenance_and_cluster() {
         .is_empty());
     let members = c.member_list().await.unwrap();
     assert_eq!(members.members().len(), 1);
-    assert_eq!(members.members()[0].client_urls(), [store.endpoint.clone()]);
+    assert_eq!(
+        members.members()[0].client_urls(),
+        std::slice::from_ref(&store.endpoint)
+    );
     let err = c
         .member_add(["http://127.0.0.1:1"], None)
         .await

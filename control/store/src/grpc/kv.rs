@@ -59,7 +59,7 @@ impl PbKvService for EtcdApi {
         let req = request.into_inner();
         self.check_size(req.encoded_len())?;
         let (mut resp, revision) = self.store.txn(req).await?;
-        fill_txn_headers(&mut resp, &self.header(revision));
+        fill_txn_headers(&mut resp, self.header(revision));
         Ok(Response::new(resp))
     }
 
@@ -76,13 +76,13 @@ impl PbKvService for EtcdApi {
 }
 
 /// etcd answers every response inside a transaction with the transaction's header.
-fn fill_txn_headers(resp: &mut PbTxnResponse, header: &Option<PbResponseHeader>) {
-    resp.header = header.clone();
+fn fill_txn_headers(resp: &mut PbTxnResponse, header: Option<PbResponseHeader>) {
+    resp.header = header;
     for op in &mut resp.responses {
         match &mut op.response {
-            Some(PbTxnOpResponse::ResponseRange(r)) => r.header = header.clone(),
-            Some(PbTxnOpResponse::ResponsePut(r)) => r.header = header.clone(),
-            Some(PbTxnOpResponse::ResponseDeleteRange(r)) => r.header = header.clone(),
+            Some(PbTxnOpResponse::ResponseRange(r)) => r.header = header,
+            Some(PbTxnOpResponse::ResponsePut(r)) => r.header = header,
+            Some(PbTxnOpResponse::ResponseDeleteRange(r)) => r.header = header,
             Some(PbTxnOpResponse::ResponseTxn(t)) => fill_txn_headers(t, header),
             None => {}
         }

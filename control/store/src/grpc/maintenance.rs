@@ -111,7 +111,7 @@ impl PbMaintenanceService for EtcdApi {
             .enumerate()
             .map(|(i, blob)| {
                 Ok(PbSnapshotResponse {
-                    header: header.clone(),
+                    header,
                     remaining_bytes: (total - (i * SNAPSHOT_CHUNK + blob.len())) as u64,
                     blob: blob.to_vec(),
                     version: ETCD_VERSION.into(),

@@ -7,7 +7,7 @@
 //! etcd does. The response channel is bounded: a slow client slows only its own stream, and the
 //! events it has not read stay in the shared log, not in a per-watcher queue.
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -133,27 +133,24 @@ impl Session {
                 if empty {
                     resp.canceled = true;
                     resp.cancel_reason = "mvcc: watcher range is empty".into();
-                } else if self.watchers.contains_key(&id) {
+                } else if let Entry::Vacant(slot) = self.watchers.entry(id) {
+                    slot.insert(Watcher {
+                        range,
+                        next_revision: if c.start_revision > 0 {
+                            c.start_revision
+                        } else {
+                            visible + 1
+                        },
+                        prev_kv: c.prev_kv,
+                        no_put: c.filters.contains(&FILTER_NOPUT),
+                        no_delete: c.filters.contains(&FILTER_NODELETE),
+                        fragment: c.fragment,
+                        progress_notify: c.progress_notify,
+                        active: false,
+                    });
+                } else {
                     resp.canceled = true;
                     resp.cancel_reason = "mvcc: duplicate watch ID provided".into();
-                } else {
-                    self.watchers.insert(
-                        id,
-                        Watcher {
-                            range,
-                            next_revision: if c.start_revision > 0 {
-                                c.start_revision
-                            } else {
-                                visible + 1
-                            },
-                            prev_kv: c.prev_kv,
-                            no_put: c.filters.contains(&FILTER_NOPUT),
-                            no_delete: c.filters.contains(&FILTER_NODELETE),
-                            fragment: c.fragment,
-                            progress_notify: c.progress_notify,
-                            active: false,
-                        },
-                    );
                 }
                 self.send(resp).await?;
                 self.catch_up().await
