@@ -3,11 +3,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{skiff_bin, StoreProcess};
+use common::StoreProcess;
 use etcd_client::{EventType, GetOptions, PutOptions, WatchOptions};
 
 /// Everything under `prefix`: key -> (value, create, mod, version).
@@ -235,26 +234,14 @@ async fn snapshot_restores_the_exact_state() {
 
     let restored_dir = tempfile::tempdir().unwrap();
     let target = restored_dir.path().join("data");
-    let out = Command::new(skiff_bin())
-        .args(["store", "restore"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = common::restore(&file, &target);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // Restoring over an existing store is refused.
-    let again = Command::new(skiff_bin())
-        .args(["store", "restore"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
+    let again = common::restore(&file, &target);
     assert!(!again.status.success());
 
     let restored = StoreProcess::start(&target);
@@ -285,13 +272,7 @@ async fn snapshot_restores_the_exact_state() {
     let mut bad = bytes.clone();
     bad[100] ^= 0xff;
     std::fs::write(&file, &bad).unwrap();
-    let out = Command::new(skiff_bin())
-        .args(["store", "restore"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(restored_dir.path().join("other"))
-        .output()
-        .unwrap();
+    let out = common::restore(&file, &restored_dir.path().join("other"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("sha256"));
     assert!(
@@ -341,17 +322,7 @@ async fn damaged_data_dir_is_refused_and_torn_tail_is_cut() {
     let mut bad = std::fs::read(&wal).unwrap();
     bad[good.len() / 2] ^= 0xff;
     std::fs::write(&wal, &bad).unwrap();
-    let out = Command::new(skiff_bin())
-        .args(["store", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--listen-client-urls",
-            &format!("http://127.0.0.1:{}", common::free_port()),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::start_refused(dir.path());
     assert!(stderr.contains("damaged"), "{stderr}");
 }
 
@@ -359,15 +330,6 @@ async fn damaged_data_dir_is_refused_and_torn_tail_is_cut() {
 async fn a_second_store_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _store = StoreProcess::start(dir.path());
-    let out = Command::new(skiff_bin())
-        .args(["store", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--listen-client-urls",
-            &format!("http://127.0.0.1:{}", common::free_port()),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    let stderr = common::start_refused(dir.path());
+    assert!(stderr.contains("in use"), "{stderr}");
 }

@@ -244,13 +244,7 @@ fn etcdctl_maintenance_snapshot_and_members() {
         String::from_utf8_lossy(&saved.stderr)
     );
     let target = dir.path().join("restored");
-    let out = Command::new(common::skiff_bin())
-        .args(["store", "restore"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = common::restore(&file, &target);
     assert!(
         out.status.success(),
         "{}",

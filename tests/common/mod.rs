@@ -102,3 +102,32 @@ pub fn grpc_code(err: &etcd_client::Error) -> tonic::Code {
         other => panic!("expected a gRPC status, got {other:?}"),
     }
 }
+
+/// `skiff store restore SNAPSHOT --data-dir DIR`.
+pub fn restore(snapshot: &Path, data_dir: &Path) -> std::process::Output {
+    Command::new(skiff_bin())
+        .args(["store", "restore"])
+        .arg(snapshot)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+/// Starts `skiff store` on `data_dir` expecting it to refuse to start; returns its stderr.
+pub fn start_refused(data_dir: &Path) -> String {
+    let out = Command::new(skiff_bin())
+        .args(["store", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "skiff store started but should have refused"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
