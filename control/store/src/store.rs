@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::datadir::{DataDirError, Disk, Identity};
 use crate::error::{Result, StoreError};
 use crate::mvcc::{check_put, Limits, Mvcc, RevisionRecord};
-use crate::record::WalRecord;
+use crate::record::{SnapshotState, WalRecord};
 use crate::snapshot::encode_snapshot;
 use crate::wal::encode_record;
 
@@ -209,29 +209,31 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a checkpoint (snapshot) and starts a new WAL, shrinking the data on disk to the
-    /// retained state. This is what `Defragment` does.
-    pub fn checkpoint(&self) -> std::result::Result<(), DataDirError> {
+    /// Flushes everything buffered and captures the whole state, all of it durable. Returns
+    /// the disk still locked, so no later record reaches the WAL before the caller is done.
+    fn capture(
+        &self,
+    ) -> std::result::Result<(SnapshotState, parking_lot::MutexGuard<'_, Disk>), DataDirError> {
         let mvcc = self.mvcc.read();
         let mut p = self.pending.lock();
         let mut disk = self.disk.lock();
         self.flush_now(&mut p, &mut disk)?;
-        let state = mvcc.to_snapshot(p.lsn);
-        // Writers may continue in memory while the snapshot is written; their records wait in
-        // the buffer until the new WAL exists (the flusher needs the disk lock we keep).
-        drop(p);
-        drop(mvcc);
+        Ok((mvcc.to_snapshot(p.lsn), disk))
+    }
+
+    /// Writes a checkpoint (snapshot) and starts a new WAL, shrinking the data on disk to the
+    /// retained state. This is what `Defragment` does.
+    pub fn checkpoint(&self) -> std::result::Result<(), DataDirError> {
+        // Writers continue in memory while the snapshot is written; their records wait in the
+        // buffer until the new WAL exists (the flusher needs the disk lock held here).
+        let (state, mut disk) = self.capture()?;
         disk.checkpoint(&state)
     }
 
     /// The full state in snapshot-file format, everything in it durable (`Maintenance/Snapshot`).
     pub fn snapshot(&self) -> std::result::Result<Vec<u8>, DataDirError> {
-        let mvcc = self.mvcc.read();
-        let mut p = self.pending.lock();
-        let mut disk = self.disk.lock();
-        self.flush_now(&mut p, &mut disk)?;
-        let state = mvcc.to_snapshot(p.lsn);
-        drop((p, disk, mvcc));
+        let (state, disk) = self.capture()?;
+        drop(disk);
         Ok(encode_snapshot(&state))
     }
 
