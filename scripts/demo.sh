@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Brings up skiff and shows it working. Today skiff is its store: this builds skiff, starts
-# `skiff store` on 127.0.0.1:2379 (state in /var/lib/skiff/store) and drives it with the real
-# etcdctl 3.4. The store keeps running afterwards; stop it with: kill "$(cat /run/skiff/store.pid)"
+# Brings up skiff's control plane and drives it with the real kubectl: builds skiff, starts
+# `skiff server` (store + API server + controllers, state in /var/lib/skiff/server, HTTPS on
+# 127.0.0.1:6443, store on 127.0.0.1:2379) and runs kubectl and etcdctl against it.
+# The server keeps running afterwards; stop it with: kill "$(cat /run/skiff/server.pid)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
@@ -10,40 +11,63 @@ cargo build --release --locked -q
 install -m 0755 target/release/skiff /usr/local/bin/skiff
 
 mkdir -p /run/skiff /var/lib/skiff
-pidfile=/run/skiff/store.pid
+pidfile=/run/skiff/server.pid
+log=/var/lib/skiff/server.log
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "demo: skiff store already running (pid $(cat "$pidfile"))"
+  echo "demo: skiff server already running (pid $(cat "$pidfile"))"
 else
-  skiff store --data-dir /var/lib/skiff/store --listen-client-urls http://127.0.0.1:2379 \
-    >/var/lib/skiff/store.log 2>&1 &
+  skiff server --data-dir /var/lib/skiff/server --bind-address 127.0.0.1 >"$log" 2>&1 &
   echo $! >"$pidfile"
-  for _ in $(seq 1 100); do grep -q "skiff store ready" /var/lib/skiff/store.log && break; sleep 0.1; done
-  grep "skiff store ready" /var/lib/skiff/store.log
+  for _ in $(seq 1 300); do grep -q "skiff server ready" "$log" && break; sleep 0.1; done
+  grep "skiff server ready" "$log" || { cat "$log"; exit 1; }
 fi
+export KUBECONFIG=/var/lib/skiff/server/admin.kubeconfig
+k() { echo "+ kubectl $*"; kubectl "$@"; }
 
-export ETCDCTL_API=3
-ctl() { echo "+ etcdctl $*"; etcdctl --endpoints=127.0.0.1:2379 "$@"; }
-ctl put /demo/greeting "hello from skiff"
-ctl get /demo/greeting -w json
-ctl put /demo/color blue
-ctl get --prefix /demo/
-lease=$(etcdctl --endpoints=127.0.0.1:2379 lease grant 30 | awk '{print $2}')
-ctl put --lease="$lease" /demo/session alive
-ctl lease timetolive "$lease" --keys
-echo "+ etcdctl watch --prefix /demo/ --rev=1   (history replayed from revision 1)"
-timeout 2 etcdctl --endpoints=127.0.0.1:2379 watch --prefix /demo/ --rev=1 || true
-ctl txn <<'TXN'
-value("/demo/color") = "blue"
-
-put /demo/color green
-
-put /demo/color red
-
-TXN
-ctl get /demo/color --print-value-only
-ctl snapshot save /var/lib/skiff/demo-snapshot.db 2>/dev/null
-ctl endpoint status -w table
-ctl member list -w table
+k version
+k get namespaces
+k create namespace demo --dry-run=client -o yaml > /tmp/skiff-demo-ns.yaml
+k apply -f /tmp/skiff-demo-ns.yaml
+cat > /tmp/skiff-demo-web.yaml <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports: [{containerPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+YAML
+k apply -f /tmp/skiff-demo-web.yaml
+k scale deployment web -n demo --replicas=3
+k patch deployment web -n demo -p '{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}'
+k get all -n demo -o wide
+k describe service web -n demo
+k explain deployment.spec.strategy
+k auth can-i create pods
+echo "+ etcdctl get --prefix /registry/apps/deployments/demo/ --keys-only   (the API server's storage)"
+ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 get --prefix /registry/apps/deployments/demo/ --keys-only
+k delete namespace demo
+k get namespaces
 echo
-echo "skiff store is running on 127.0.0.1:2379 (pid $(cat "$pidfile"), data in /var/lib/skiff/store)."
+echo "skiff server is running (pid $(cat "$pidfile")): export KUBECONFIG=$KUBECONFIG"
 echo "Stop it with: kill \$(cat $pidfile)"

@@ -8,6 +8,7 @@ packages=(
   protobuf-compiler   # etcd-client's build-server feature compiles etcd's protos
   etcd-server         # real etcd 3.4: benchmark anchor, HA storage path
   etcd-client         # etcdctl 3.4: the real client the store is tested with
+  python3-venv        # the Python `kubernetes` client (from PyPI) tests the API server
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -34,3 +35,16 @@ if ! command -v cargo >/dev/null; then
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
 fi
+
+# The Python `kubernetes` client, from PyPI, in a venv of its own (Debian's pip refuses system
+# installs). Tests find it at $SKIFF_PYTHON.
+SKIFF_VENV=${SKIFF_VENV:-/opt/skiff/venv}
+if ! "$SKIFF_VENV/bin/python" -c 'import kubernetes' 2>/dev/null; then
+  echo "setup: installing the Python kubernetes client into $SKIFF_VENV"
+  python3 -m venv "$SKIFF_VENV"
+  "$SKIFF_VENV/bin/pip" install -q 'kubernetes>=30'
+fi
+export SKIFF_PYTHON="$SKIFF_VENV/bin/python"
+
+# kubectl 1.32 comes with the machine (Google Cloud SDK's apt repository, not reachable here).
+command -v kubectl >/dev/null || echo "setup: WARNING: kubectl is not installed; the API server tests need kubectl 1.32" >&2

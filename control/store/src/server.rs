@@ -54,6 +54,26 @@ pub struct StoreArgs {
     pub snapshot_wal_bytes: u64,
 }
 
+impl StoreArgs {
+    /// The defaults of `skiff store` with another data dir and listen URL (for `skiff server`).
+    pub fn for_embedded(data_dir: PathBuf, listen_client_urls: &str) -> StoreArgs {
+        StoreArgs {
+            name: "default".into(),
+            data_dir,
+            listen_client_urls: listen_client_urls.to_string(),
+            advertise_client_urls: None,
+            initial_advertise_peer_urls: "http://localhost:2380".into(),
+            quota_backend_bytes: 2 * 1024 * 1024 * 1024,
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+            progress_notify_interval: Duration::from_secs(600),
+            // History beyond an hour is compacted, as kube-apiserver asks etcd to every 5 min.
+            auto_compaction_retention: Duration::from_secs(3600),
+            snapshot_wal_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// Parses "10s", "5m", "1h", "250ms" or a bare number of hours (etcd's retention style).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

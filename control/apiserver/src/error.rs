@@ -1,0 +1,245 @@
+//! API errors as Kubernetes `Status` objects (apimachinery/pkg/api/errors): every failure a client
+//! sees has the code, reason and message upstream would give, so kubectl prints
+//! `Error from server (<Reason>): <message>`.
+
+use serde_json::{json, Value};
+
+use crate::resources::ResourceInfo;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// One field-level validation failure (`details.causes[]` of a 422 Invalid).
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> FieldError {
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {shown}: {}", detail.as_ref()),
+        }
+    }
+    pub fn required(field: impl Into<String>, detail: impl AsRef<str>) -> FieldError {
+        let detail = detail.as_ref();
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueRequired",
+            message: if detail.is_empty() {
+                "Required value".into()
+            } else {
+                format!("Required value: {detail}")
+            },
+        }
+    }
+    pub fn forbidden(field: impl Into<String>, detail: impl AsRef<str>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {}", detail.as_ref()),
+        }
+    }
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: &Value,
+        supported: &[&str],
+    ) -> FieldError {
+        let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                list.join(", ")
+            ),
+        }
+    }
+    pub fn duplicate(field: impl Into<String>, value: &Value) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {value}"),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+    pub fn not_found(info: &ResourceInfo, name: &str) -> ApiError {
+        ApiError {
+            details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
+            ..ApiError::new(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", info.qualified()),
+            )
+        }
+    }
+    pub fn path_not_found() -> ApiError {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    }
+    pub fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
+        ApiError {
+            details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
+            ..ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", info.qualified()),
+            )
+        }
+    }
+    pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> ApiError {
+        ApiError {
+            details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
+            ..ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                    info.qualified()
+                ),
+            )
+        }
+    }
+    pub fn modified(info: &ResourceInfo, name: &str) -> ApiError {
+        ApiError::conflict(
+            info,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+    pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<FieldError>) -> ApiError {
+        let summary: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let summary = if summary.len() == 1 {
+            summary[0].clone()
+        } else {
+            format!("[{}]", summary.join(", "))
+        };
+        let kind_group = if info.group.is_empty() {
+            info.kind.to_string()
+        } else {
+            format!("{}.{}", info.kind, info.group)
+        };
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        ApiError {
+            details: Some(
+                json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}),
+            ),
+            ..ApiError::new(
+                422,
+                "Invalid",
+                format!("{kind_group} \"{name}\" is invalid: {summary}"),
+            )
+        }
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "Forbidden", message)
+    }
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
+    }
+    pub fn unsupported_media_type(content_type: &str) -> ApiError {
+        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"))
+    }
+    pub fn not_acceptable() -> ApiError {
+        ApiError::new(406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io")
+    }
+    pub fn expired(message: impl Into<String>) -> ApiError {
+        ApiError::new(410, "Expired", message)
+    }
+    pub fn too_large() -> ApiError {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
+    }
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "ServiceUnavailable", message)
+    }
+    pub fn timeout(message: impl Into<String>) -> ApiError {
+        ApiError::new(504, "Timeout", message)
+    }
+
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        status
+    }
+}
+
+impl From<etcd_client::Error> for ApiError {
+    fn from(e: etcd_client::Error) -> ApiError {
+        // Storage unreachable or refusing: a 5xx the client may retry, never a panic.
+        ApiError::new(500, "InternalError", format!("storage error: {e}"))
+    }
+}
+
+/// A `Status` of success (deletecollection, eviction, deletes that complete immediately).
+pub fn success_status(details: Option<Value>) -> Value {
+    let mut s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+    if let Some(d) = details {
+        s["details"] = d;
+    }
+    s
+}

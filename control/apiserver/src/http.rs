@@ -1,0 +1,943 @@
+//! HTTP: routing of Kubernetes REST paths, authentication, body decoding (JSON, YAML, protobuf),
+//! content negotiation (JSON, Table, PartialObjectMetadata) and watch streams.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::cache::{encode_line, EventType, WatchEvent};
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::{
+    parse_rv, partial_metadata, Ctx, IncludeObjectMode, Output, ScaleChange, Shared, Target,
+};
+use crate::patch::PatchType;
+use crate::resources::{self, Sub};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::table;
+use crate::tls::UserInfo;
+
+/// Upstream's limit on request bodies (3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub fn router(server: Shared) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(server)
+}
+
+fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response {
+    let body = serde_json::to_vec(value).expect("JSON values serialise");
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn bytes_response(code: u16, content_type: &'static str, body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.to_status(), &[])
+}
+
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn output_for(accept: &str, query: &[(String, String)]) -> ApiResult<Output> {
+    if accept.contains("as=Table") {
+        let include = match query
+            .iter()
+            .find(|(k, _)| k == "includeObject")
+            .map(|(_, v)| v.as_str())
+        {
+            Some("None") => IncludeObjectMode::None,
+            Some("Object") => IncludeObjectMode::Object,
+            _ => IncludeObjectMode::Metadata,
+        };
+        return Ok(Output::Table(include));
+    }
+    if accept.contains("as=PartialObjectMetadata") {
+        return Ok(Output::PartialMetadata);
+    }
+    let acceptable = accept.is_empty()
+        || accept.split(',').any(|a| {
+            let a = a.trim();
+            a.starts_with("application/json")
+                || a.starts_with("*/*")
+                || a.starts_with("application/*")
+                || a.starts_with("application/yaml")
+        });
+    if !acceptable {
+        return Err(ApiError::not_acceptable());
+    }
+    Ok(Output::Json)
+}
+
+/// Decodes a request body by its Content-Type. An empty Content-Type is JSON (the Python client
+/// sends none).
+fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    match media {
+        "" | "application/json" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        }),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let v: Value = serde_yaml::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: {e}"))
+            })?;
+            Ok(v)
+        }
+        crate::protobuf::MEDIA_TYPE => {
+            let decoded =
+                crate::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok(decoded.object)
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+/// Reads a request body of at most MAX_BODY bytes. A larger body is read to its end (up to a
+/// bound) without being kept, so the client gets a clean 413 rather than a reset stream.
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    use http_body_util::BodyExt;
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::too_large());
+    }
+    Ok(kept.freeze())
+}
+
+/// Paths anyone may read without a token (upstream's system:public-info-viewer).
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/version" | "/healthz" | "/livez" | "/readyz" | "/version/"
+    ) || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+async fn handle(State(server): State<Shared>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (verb, resource, resp) = match route(&server, req).await {
+        Ok(r) => r,
+        Err((verb, resource, e)) => (verb, resource, error_response(&e)),
+    };
+    let code = resp.status().as_u16();
+    if verb != "watch" {
+        server
+            .metrics
+            .observe(&verb, &resource, code, started.elapsed());
+    }
+    tracing::debug!(%method, %path, code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+type Routed = Result<(String, String, Response), (String, String, ApiError)>;
+
+async fn route(server: &Shared, req: Request) -> Routed {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_string();
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    };
+    let query = parse_query(parts.uri.query());
+    let accept = header_str(&parts.headers, header::ACCEPT).to_string();
+    let plain = |name: &str| (name.to_string(), String::new());
+    let fail = |verb: &str, e: ApiError| Err((verb.to_string(), String::new(), e));
+
+    // Authentication.
+    let user = match &server.tokens {
+        None => Some(UserInfo {
+            name: "admin".into(),
+            uid: "admin".into(),
+            groups: vec!["system:masters".into()],
+        }),
+        Some(tokens) => tokens.authenticate(
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ),
+    };
+    let user = match user {
+        Some(u) => u,
+        None if is_public(&path) => UserInfo {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        },
+        None => return fail("", ApiError::unauthorized()),
+    };
+
+    if parts.method == Method::GET {
+        let (verb, resource) = plain("get");
+        match path.as_str() {
+            "/version" => {
+                return Ok((verb, resource, json_response(200, &version(), &[])));
+            }
+            "/healthz" | "/livez" | "/readyz" => {
+                let ok = server.storage.revision().await.is_ok();
+                let resp = if ok {
+                    bytes_response(200, "text/plain; charset=utf-8", Bytes::from_static(b"ok"))
+                } else {
+                    bytes_response(
+                        500,
+                        "text/plain; charset=utf-8",
+                        Bytes::from_static(
+                            b"[-]etcd failed: storage unreachable\nhealthz check failed",
+                        ),
+                    )
+                };
+                return Ok((verb, resource, resp));
+            }
+            "/metrics" => {
+                let text = server.metrics.render();
+                return Ok((
+                    verb,
+                    resource,
+                    bytes_response(200, "text/plain; version=0.0.4", Bytes::from(text)),
+                ));
+            }
+            "/api" => {
+                let resp = if discovery::wants_aggregated(&accept) {
+                    let mut r = json_response(200, &discovery::aggregated(true), &[]);
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+                    );
+                    r
+                } else {
+                    json_response(200, &discovery::api_versions(&server.server_address), &[])
+                };
+                return Ok((verb, resource, resp));
+            }
+            "/apis" => {
+                let resp = if discovery::wants_aggregated(&accept) {
+                    let mut r = json_response(200, &discovery::aggregated(false), &[]);
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+                    );
+                    r
+                } else {
+                    json_response(200, &discovery::api_group_list(), &[])
+                };
+                return Ok((verb, resource, resp));
+            }
+            "/openapi/v3" => {
+                return Ok((
+                    verb,
+                    resource,
+                    bytes_response(
+                        200,
+                        "application/json",
+                        crate::openapi::documents().root.clone(),
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+            return match crate::openapi::documents().by_path.get(gv) {
+                Some((_, doc)) => Ok((
+                    verb,
+                    resource,
+                    bytes_response(200, "application/json", doc.clone()),
+                )),
+                None => fail("get", ApiError::path_not_found()),
+            };
+        }
+    }
+
+    // API group paths.
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (g, v, rest),
+        ["apis", g] if parts.method == Method::GET => {
+            return match discovery::api_group(g) {
+                Some(doc) => Ok(plain_ok("get", json_response(200, &doc, &[]))),
+                None => fail("get", ApiError::path_not_found()),
+            };
+        }
+        _ => return fail("", ApiError::path_not_found()),
+    };
+    if rest.is_empty() {
+        if parts.method != Method::GET {
+            return fail("", ApiError::method_not_allowed());
+        }
+        return match discovery::resource_list(group, version) {
+            Some(doc) => Ok(plain_ok("get", json_response(200, &doc, &[]))),
+            None => fail("get", ApiError::path_not_found()),
+        };
+    }
+    let target = match parse_target(group, version, rest) {
+        Some(t) => t,
+        None => return fail("", ApiError::path_not_found()),
+    };
+    let resource_label = match target.sub {
+        Some(s) => format!("{}/{}", target.info.resource, s.name()),
+        None => target.info.resource.to_string(),
+    };
+    let output = match output_for(&accept, &query) {
+        Ok(o) => o,
+        Err(e) => return Err(("".into(), resource_label, e)),
+    };
+    let ctx = Ctx {
+        user,
+        query,
+        output,
+        warnings: parking_lot::Mutex::new(Vec::new()),
+    };
+    let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = verb_name(&parts.method, &target, is_watch);
+    let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_string();
+    let result = dispatch(
+        server,
+        &parts.method,
+        &target,
+        &ctx,
+        &content_type,
+        body,
+        is_watch,
+    )
+    .await;
+    match result {
+        Ok(Reply::Value(code, value)) => {
+            let warnings = ctx.warnings.lock().clone();
+            Ok((verb, resource_label, json_response(code, &value, &warnings)))
+        }
+        Ok(Reply::Response(resp)) => Ok((verb, resource_label, resp)),
+        Err(e) => Err((verb, resource_label, e)),
+    }
+}
+
+fn plain_ok(verb: &str, resp: Response) -> (String, String, Response) {
+    (verb.to_string(), String::new(), resp)
+}
+
+fn verb_name(method: &Method, target: &Target, watch: bool) -> String {
+    let collection = target.name.is_none();
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET if collection => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if collection => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+/// Splits the path after `/api/v1` or `/apis/<g>/<v>` into a target.
+fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let find = |r: &str| resources::find(group, version, r);
+    let t =
+        |info, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| -> Option<Target> {
+            let sub = match sub {
+                None => None,
+                Some(s) => {
+                    let sub = Sub::parse(s)?;
+                    let info: &resources::ResourceInfo = info;
+                    if !info.has(sub) {
+                        return None;
+                    }
+                    Some(sub)
+                }
+            };
+            Some(Target {
+                info,
+                namespace: namespace.map(str::to_string),
+                name: name.map(str::to_string),
+                sub,
+            })
+        };
+    match rest {
+        // namespaces/<ns>/<resource>... (namespaced resources) — but namespaces/<name>/status
+        // and /finalize are subresources of the namespace itself.
+        ["namespaces", ns, r, tail @ ..]
+            if group.is_empty() && matches!(*r, "status" | "finalize") && tail.is_empty() =>
+        {
+            t(resources::namespaces(), None, Some(ns), Some(r))
+        }
+        ["namespaces", ns, r, tail @ ..] => {
+            let info = find(r)?;
+            if !info.namespaced {
+                return None;
+            }
+            match tail {
+                [] => t(info, Some(ns), None, None),
+                [name] => t(info, Some(ns), Some(name), None),
+                [name, sub] => t(info, Some(ns), Some(name), Some(sub)),
+                _ => None,
+            }
+        }
+        [r] => t(find(r)?, None, None, None),
+        [r, name] => {
+            let info = find(r)?;
+            if info.namespaced {
+                return None;
+            }
+            t(info, None, Some(name), None)
+        }
+        [r, name, sub] => {
+            let info = find(r)?;
+            if info.namespaced {
+                return None;
+            }
+            t(info, None, Some(name), Some(sub))
+        }
+        _ => None,
+    }
+}
+
+pub enum Reply {
+    Value(u16, Value),
+    Response(Response),
+}
+
+async fn dispatch(
+    server: &Shared,
+    method: &Method,
+    target: &Target,
+    ctx: &Ctx,
+    content_type: &str,
+    body: Body,
+    is_watch: bool,
+) -> ApiResult<Reply> {
+    let info = target.info;
+    let verb_allowed = |v: &str| info.verbs.contains(&v);
+    let value = |r: ApiResult<(u16, Value)>| r.map(|(c, v)| Reply::Value(c, v));
+    match (method.clone(), target.name.is_some(), target.sub) {
+        (Method::GET, false, None) if is_watch => {
+            if !verb_allowed("watch") {
+                return Err(ApiError::method_not_allowed());
+            }
+            watch(server, target, ctx).await.map(Reply::Response)
+        }
+        (Method::GET, false, None) => {
+            if !verb_allowed("list") {
+                return Err(ApiError::method_not_allowed());
+            }
+            Ok(Reply::Value(200, server.list(target, ctx).await?))
+        }
+        (Method::GET, true, None) if is_watch => {
+            // Upstream allows watching one object by name: a field selector on metadata.name.
+            let mut query = ctx.query.clone();
+            query.retain(|(k, _)| k != "fieldSelector");
+            query.push((
+                "fieldSelector".into(),
+                format!("metadata.name={}", target.name.clone().unwrap_or_default()),
+            ));
+            let ctx2 = Ctx {
+                user: ctx.user.clone(),
+                query,
+                output: ctx.output,
+                warnings: parking_lot::Mutex::new(Vec::new()),
+            };
+            let collection = Target {
+                name: None,
+                ..target.clone()
+            };
+            watch(server, &collection, &ctx2).await.map(Reply::Response)
+        }
+        (Method::GET, true, None) | (Method::GET, true, Some(Sub::Status)) => {
+            if !verb_allowed("get") {
+                return Err(ApiError::method_not_allowed());
+            }
+            let object = server.get(target, ctx).await?;
+            Ok(Reply::Value(200, server.render(info, ctx, object)))
+        }
+        (Method::GET, true, Some(Sub::Scale)) => {
+            let object = server
+                .get(
+                    &Target {
+                        sub: None,
+                        ..target.clone()
+                    },
+                    ctx,
+                )
+                .await?;
+            Ok(Reply::Value(200, server.scale_of(info, &object)))
+        }
+        (Method::POST, false, None) => {
+            if !verb_allowed("create") {
+                return Err(ApiError::method_not_allowed());
+            }
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            value(server.create(target, ctx, object).await)
+        }
+        (Method::POST, true, Some(Sub::Binding)) => {
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            value(server.bind(target, ctx, object).await)
+        }
+        (Method::POST, true, Some(Sub::Eviction)) => {
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            value(server.evict(target, ctx, object).await)
+        }
+        (Method::PUT, true, None)
+        | (Method::PUT, true, Some(Sub::Status))
+        | (Method::PUT, true, Some(Sub::Finalize)) => {
+            if !verb_allowed("update") {
+                return Err(ApiError::method_not_allowed());
+            }
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            value(server.update(target, ctx, object).await)
+        }
+        (Method::PUT, true, Some(Sub::Scale)) => {
+            let bytes = read_body(body).await?;
+            let scale = decode_body(content_type, &bytes)?;
+            value(
+                server
+                    .update_scale(target, ctx, ScaleChange::Replace(scale))
+                    .await,
+            )
+        }
+        (Method::PATCH, true, sub)
+            if matches!(sub, None | Some(Sub::Status) | Some(Sub::Scale)) =>
+        {
+            if !verb_allowed("patch") {
+                return Err(ApiError::method_not_allowed());
+            }
+            let patch_type = PatchType::from_content_type(content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+            let bytes = read_body(body).await?;
+            if sub == Some(Sub::Scale) {
+                return value(
+                    server
+                        .update_scale(target, ctx, ScaleChange::Patch(patch_type, &bytes))
+                        .await,
+                );
+            }
+            value(server.patch(target, ctx, patch_type, &bytes).await)
+        }
+        (Method::DELETE, true, None) => {
+            if !verb_allowed("delete") {
+                return Err(ApiError::method_not_allowed());
+            }
+            let options = delete_options(content_type, body).await?;
+            value(server.delete(target, ctx, &options).await)
+        }
+        (Method::DELETE, false, None) => {
+            if !verb_allowed("deletecollection") {
+                return Err(ApiError::method_not_allowed());
+            }
+            let options = delete_options(content_type, body).await?;
+            value(server.delete_collection(target, ctx, &options).await)
+        }
+        (_, true, Some(Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward)) => {
+            node_agent_proxy(server, target, ctx).await
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+async fn delete_options(content_type: &str, body: Body) -> ApiResult<Value> {
+    let bytes = read_body(body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v = decode_body(content_type, &bytes)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("DeleteOptions must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// pods/log, exec, attach and portforward are served by the node agent (the kubelet issue);
+/// until a node runs one, the answer says exactly that.
+async fn node_agent_proxy(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Reply> {
+    let pod = server
+        .get(
+            &Target {
+                sub: None,
+                ..target.clone()
+            },
+            ctx,
+        )
+        .await?;
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {} does not have a host assigned",
+            target.name.clone().unwrap_or_default()
+        )));
+    }
+    Err(ApiError::unavailable(format!(
+        "no node agent API is reachable for node {node:?}: pods/{} needs a kubelet on that node",
+        target.sub.map(Sub::name).unwrap_or_default()
+    )))
+}
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": "v1.32.4-skiff",
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    })
+}
+
+// ---------------------------------------------------------------- watch
+
+struct WatchFilter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl WatchFilter {
+    fn is_trivial(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+    fn matches(&self, o: &Value) -> bool {
+        self.labels.matches(o) && self.fields.matches(o)
+    }
+    /// The event this watcher sees, with upstream's transitions: an object entering the
+    /// selector is ADDED, one leaving it DELETED.
+    fn view<'a>(&self, ev: &'a WatchEvent) -> Option<(EventType, &'a Value)> {
+        if self.is_trivial() {
+            return Some((ev.kind, &ev.object));
+        }
+        let now = self.matches(&ev.object);
+        match ev.kind {
+            EventType::Added => now.then_some((EventType::Added, &*ev.object)),
+            EventType::Deleted => now.then_some((EventType::Deleted, &*ev.object)),
+            EventType::Modified => {
+                let before = ev.previous.as_ref().is_some_and(|p| self.matches(p));
+                match (before, now) {
+                    (true, true) => Some((EventType::Modified, &*ev.object)),
+                    (false, true) => Some((EventType::Added, &*ev.object)),
+                    (true, false) => Some((EventType::Deleted, &*ev.object)),
+                    (false, false) => None,
+                }
+            }
+        }
+    }
+}
+
+struct Encoder {
+    output: Output,
+    group: &'static str,
+    resource: &'static str,
+    sent_columns: bool,
+}
+
+impl Encoder {
+    fn line(&mut self, ev: &WatchEvent, kind: EventType, object: &Value) -> Bytes {
+        match self.output {
+            Output::Json if kind == ev.kind => ev.json_line(),
+            Output::Json => encode_line(kind.as_str(), object),
+            Output::PartialMetadata => encode_line(kind.as_str(), &partial_metadata(object)),
+            Output::Table(include) => {
+                let rv = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let include = match include {
+                    IncludeObjectMode::None => table::IncludeObject::None,
+                    IncludeObjectMode::Metadata => table::IncludeObject::Metadata,
+                    IncludeObjectMode::Object => table::IncludeObject::Object,
+                };
+                let mut t = table::table(
+                    self.group,
+                    self.resource,
+                    std::slice::from_ref(object),
+                    &rv,
+                    None,
+                    include,
+                    jiff::Timestamp::now(),
+                );
+                if self.sent_columns {
+                    if let Some(o) = t.as_object_mut() {
+                        o.remove("columnDefinitions");
+                    }
+                }
+                self.sent_columns = true;
+                encode_line(kind.as_str(), &t)
+            }
+        }
+    }
+}
+
+async fn watch(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Response> {
+    let info = target.info;
+    let filter = WatchFilter {
+        labels: LabelSelector::parse(ctx.param("labelSelector").unwrap_or_default())?,
+        fields: FieldSelector::parse(ctx.param("fieldSelector").unwrap_or_default(), info)?,
+    };
+    let timeout = match ctx.param("timeoutSeconds") {
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
+        ),
+        // Upstream picks a random timeout between 30 and 60 minutes.
+        None => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
+    };
+    let bookmarks = ctx
+        .param("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
+    let send_initial = ctx.param("sendInitialEvents").is_some_and(|v| v == "true");
+    let rv = ctx.param("resourceVersion").unwrap_or_default();
+    let cacher = server.caches.get(info).await?;
+    let from = if rv.is_empty() || rv == "0" || send_initial {
+        None
+    } else {
+        let n = parse_rv(rv)?;
+        cacher.wait_for(n).await?;
+        Some(n)
+    };
+    let prefix = info.namespace_prefix(target.namespace.as_deref());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let mut encoder = Encoder {
+        output: ctx.output,
+        group: info.group,
+        resource: info.resource,
+        sent_columns: false,
+    };
+    match cacher.start_watch(from, &prefix) {
+        Err(e) => {
+            // Too old: upstream answers 200 and one ERROR event with the 410 Status.
+            let _ = tx.send(encode_line("ERROR", &e.to_status())).await;
+        }
+        Ok(start) => {
+            let kind = info.kind;
+            let api_version = info.api_version();
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + timeout;
+                let mut last_rv = 0i64;
+                let mut rx_events = start.rx;
+                let bookmark = |rv: i64, initial_end: bool| {
+                    let mut meta = json!({"resourceVersion": rv.to_string()});
+                    if initial_end {
+                        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+                    }
+                    encode_line(
+                        "BOOKMARK",
+                        &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}),
+                    )
+                };
+                for ev in &start.initial {
+                    last_rv = last_rv.max(ev.revision);
+                    if let Some((k, o)) = filter.view(ev) {
+                        if tx.send(encoder.line(ev, k, o)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if send_initial && bookmarks {
+                    let rv = last_rv.max(cacher.revision());
+                    last_rv = rv;
+                    if tx.send(bookmark(rv, true)).await.is_err() {
+                        return;
+                    }
+                }
+                let mut ticker = tokio::time::interval(Duration::from_secs(60));
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        r = rx_events.recv() => match r {
+                            Ok(ev) => {
+                                if cacher.generation() != start.generation {
+                                    return; // the cache relisted: the client re-watches
+                                }
+                                if ev.revision <= last_rv || !ev.key.starts_with(&prefix) {
+                                    continue;
+                                }
+                                last_rv = ev.revision;
+                                if let Some((k, o)) = filter.view(&ev) {
+                                    if tx.send(encoder.line(&ev, k, o)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
+                        },
+                        _ = tokio::time::sleep_until(deadline) => return,
+                        _ = tx.closed() => return,
+                        _ = ticker.tick(), if bookmarks => {
+                            // Every event up to the cache's revision has been received once the
+                            // queue is empty, so a bookmark there skips nothing.
+                            let rv = cacher.revision();
+                            if rx_events.is_empty() && rv > last_rv {
+                                last_rv = rv;
+                                if tx.send(bookmark(rv, false)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let body = Body::from_stream(futures::StreamExt::map(stream, Ok::<Bytes, Infallible>));
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(resp)
+}
+
+pub type SharedServer = Arc<crate::handlers::ApiServer>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ctx(validation: &str) -> Ctx {
+        Ctx {
+            user: UserInfo {
+                name: "t".into(),
+                uid: String::new(),
+                groups: vec![],
+            },
+            query: vec![("fieldValidation".into(), validation.into())],
+            output: Output::Json,
+            warnings: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any body, under any media type, decodes to a value or a 4xx error — never a panic.
+        #[test]
+        fn body_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), media in 0usize..4) {
+            let ct = ["application/json", "application/yaml", crate::protobuf::MEDIA_TYPE, ""][media];
+            let mut body = bytes.clone();
+            if media == 2 {
+                let mut framed = b"k8s\0".to_vec();
+                framed.extend_from_slice(&bytes);
+                body = framed;
+            }
+            if let Err(e) = decode_body(ct, &body) {
+                prop_assert!((400..500).contains(&e.code));
+            }
+        }
+
+        /// Arbitrary JSON objects posted as any kind are decoded or refused with a 4xx.
+        #[test]
+        fn object_decoding_never_panics(json in "[\\[\\]{}\":,a-z0-9 ]{0,200}", kind in 0usize..8) {
+            let info = &resources::RESOURCES[kind];
+            if let Ok(value) = serde_json::from_str::<Value>(&json) {
+                for v in ["Strict", "Warn", "Ignore"] {
+                    if let Err(e) = crate::handlers::decode_object(info, &ctx(v), value.clone()) {
+                        prop_assert!((400..500).contains(&e.code), "{}", e.message);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strict_names_unknown_fields() {
+        let info = resources::pods();
+        let body = serde_json::json!({"metadata": {"name": "p"}, "spec": {"foo": 1, "containers": [{"name": "c", "image": "i", "bar": true}]}});
+        let err = crate::handlers::decode_object(info, &ctx("Strict"), body.clone()).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert_eq!(err.message, "strict decoding error: unknown field \"spec.containers[0].bar\", unknown field \"spec.foo\"");
+        let c = ctx("Warn");
+        let decoded = crate::handlers::decode_object(info, &c, body).unwrap();
+        assert!(decoded["spec"].get("foo").is_none());
+        assert_eq!(c.warnings.lock().len(), 2);
+    }
+
+    #[test]
+    fn targets() {
+        let t = parse_target("", "v1", &["namespaces", "blue", "finalize"]).unwrap();
+        assert_eq!(
+            (t.info.resource, t.name.as_deref(), t.sub),
+            ("namespaces", Some("blue"), Some(Sub::Finalize))
+        );
+        let t = parse_target("", "v1", &["namespaces", "blue", "pods", "p", "status"]).unwrap();
+        assert_eq!(
+            (t.info.resource, t.namespace.as_deref(), t.sub),
+            ("pods", Some("blue"), Some(Sub::Status))
+        );
+        let t = parse_target("apps", "v1", &["deployments"]).unwrap();
+        assert!(t.namespace.is_none() && t.name.is_none());
+        assert!(
+            parse_target("", "v1", &["pods", "p"]).is_none(),
+            "namespaced item needs a namespace"
+        );
+        assert!(parse_target("", "v1", &["namespaces", "x", "pods", "p", "scale"]).is_none());
+        assert!(parse_target("", "v1", &["nosuch"]).is_none());
+    }
+}

@@ -1,0 +1,353 @@
+//! The registry of served resources: one entry per REST resource with everything discovery,
+//! storage, the OpenAPI documents and typed decoding need. Adding a resource is adding a line here.
+
+use k8s_openapi::api::{
+    apps::v1 as apps, authorization::v1 as authz, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+/// Typed operations for a kind, monomorphised once per k8s-openapi type.
+#[derive(Clone, Copy)]
+pub struct TypedOps {
+    /// Decode into the k8s-openapi type and encode again: checks field types and drops unknown
+    /// fields (upstream's pruning). The caller compares input and output for Strict validation.
+    pub normalize: fn(Value) -> Result<Value, serde_json::Error>,
+    /// Adds the kind's JSON schema (and its closure) to an OpenAPI generator; returns the `$ref`.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// OpenAPI definition name, e.g. `io.k8s.api.core.v1.Pod`.
+    pub definition: fn() -> std::borrow::Cow<'static, str>,
+}
+
+fn normalize<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
+    let typed: T = serde_json::from_value(v)?;
+    serde_json::to_value(typed)
+}
+
+fn schema<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
+}
+
+macro_rules! typed {
+    ($t:ty) => {
+        TypedOps {
+            normalize: normalize::<$t>,
+            schema: schema::<$t>,
+            definition: <$t as schemars::JsonSchema>::schema_name,
+        }
+    };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sub {
+    Status,
+    Scale,
+    Binding,
+    Eviction,
+    Log,
+    Exec,
+    Attach,
+    PortForward,
+    Finalize,
+}
+
+impl Sub {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sub::Status => "status",
+            Sub::Scale => "scale",
+            Sub::Binding => "binding",
+            Sub::Eviction => "eviction",
+            Sub::Log => "log",
+            Sub::Exec => "exec",
+            Sub::Attach => "attach",
+            Sub::PortForward => "portforward",
+            Sub::Finalize => "finalize",
+        }
+    }
+    /// (group, version, kind, verbs) as listed in discovery.
+    pub fn discovery(
+        self,
+        parent: &ResourceInfo,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+    ) {
+        match self {
+            Sub::Status => (
+                parent.group,
+                parent.version,
+                parent.kind,
+                &["get", "patch", "update"],
+            ),
+            Sub::Scale => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
+            Sub::Binding => ("", "v1", "Binding", &["create"]),
+            Sub::Eviction => ("policy", "v1", "Eviction", &["create"]),
+            Sub::Log => ("", "v1", "Pod", &["get"]),
+            Sub::Exec | Sub::Attach | Sub::PortForward => {
+                ("", "v1", "PodExecOptions", &["create", "get"])
+            }
+            Sub::Finalize => ("", "v1", "Namespace", &["update"]),
+        }
+    }
+    pub fn parse(name: &str) -> Option<Sub> {
+        [
+            Sub::Status,
+            Sub::Scale,
+            Sub::Binding,
+            Sub::Eviction,
+            Sub::Log,
+            Sub::Exec,
+            Sub::Attach,
+            Sub::PortForward,
+            Sub::Finalize,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+const CREATE_ONLY: &[&str] = &["create"];
+
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+    pub kind: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Sub],
+    pub verbs: &'static [&'static str],
+    pub typed: TypedOps,
+}
+
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.qualified())
+    }
+}
+
+impl ResourceInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    /// `pods`, `deployments.apps`: how upstream names a resource in messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+    pub fn has(&self, sub: Sub) -> bool {
+        self.subresources.contains(&sub)
+    }
+    /// Resources that only accept `create` and store nothing (access reviews).
+    pub fn is_virtual(&self) -> bool {
+        self.verbs == CREATE_ONLY
+    }
+    /// Storage prefix, following upstream's layout (`/registry/pods/`, `/registry/deployments/`),
+    /// with the group added for non-core groups so plural names never collide.
+    pub fn key_prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/registry/{}/", self.resource)
+        } else {
+            format!("/registry/{}/{}/", self.group, self.resource)
+        }
+    }
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+    pub fn namespace_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+}
+
+macro_rules! resource {
+    ($group:expr, $version:expr, $resource:expr, $kind:expr, $singular:expr, $namespaced:expr, $ty:ty,
+     short: [$($short:expr),*], cat: [$($cat:expr),*], sub: [$($sub:expr),*], verbs: $verbs:expr) => {
+        ResourceInfo {
+            group: $group,
+            version: $version,
+            resource: $resource,
+            kind: $kind,
+            singular: $singular,
+            namespaced: $namespaced,
+            short_names: &[$($short),*],
+            categories: &[$($cat),*],
+            subresources: &[$($sub),*],
+            verbs: $verbs,
+            typed: typed!($ty),
+        }
+    };
+}
+
+pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLock::new(|| {
+    use Sub::*;
+    vec![
+        resource!("", "v1", "namespaces", "Namespace", "namespace", false, core::Namespace,
+            short: ["ns"], cat: [], sub: [Status, Finalize], verbs: NAMESPACE_VERBS),
+        resource!("", "v1", "pods", "Pod", "pod", true, core::Pod,
+            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward], verbs: ALL_VERBS),
+        resource!("", "v1", "nodes", "Node", "node", false, core::Node,
+            short: ["no"], cat: [], sub: [Status], verbs: ALL_VERBS),
+        resource!("", "v1", "services", "Service", "service", true, core::Service,
+            short: ["svc"], cat: ["all"], sub: [Status], verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),
+        resource!("", "v1", "endpoints", "Endpoints", "endpoints", true, core::Endpoints,
+            short: ["ep"], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("", "v1", "configmaps", "ConfigMap", "configmap", true, core::ConfigMap,
+            short: ["cm"], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("", "v1", "secrets", "Secret", "secret", true, core::Secret,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("", "v1", "serviceaccounts", "ServiceAccount", "serviceaccount", true, core::ServiceAccount,
+            short: ["sa"], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("", "v1", "events", "Event", "event", true, core::Event,
+            short: ["ev"], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("", "v1", "limitranges", "LimitRange", "limitrange", true, core::LimitRange,
+            short: ["limits"], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("", "v1", "resourcequotas", "ResourceQuota", "resourcequota", true, core::ResourceQuota,
+            short: ["quota"], cat: [], sub: [Status], verbs: ALL_VERBS),
+        resource!("", "v1", "podtemplates", "PodTemplate", "podtemplate", true, core::PodTemplate,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", "persistentvolumeclaim", true, core::PersistentVolumeClaim,
+            short: ["pvc"], cat: [], sub: [Status], verbs: ALL_VERBS),
+        resource!("", "v1", "persistentvolumes", "PersistentVolume", "persistentvolume", false, core::PersistentVolume,
+            short: ["pv"], cat: [], sub: [Status], verbs: ALL_VERBS),
+        resource!("apps", "v1", "deployments", "Deployment", "deployment", true, apps::Deployment,
+            short: ["deploy"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS),
+        resource!("apps", "v1", "replicasets", "ReplicaSet", "replicaset", true, apps::ReplicaSet,
+            short: ["rs"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS),
+        resource!("apps", "v1", "daemonsets", "DaemonSet", "daemonset", true, apps::DaemonSet,
+            short: ["ds"], cat: ["all"], sub: [Status], verbs: ALL_VERBS),
+        resource!("apps", "v1", "statefulsets", "StatefulSet", "statefulset", true, apps::StatefulSet,
+            short: ["sts"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS),
+        resource!("apps", "v1", "controllerrevisions", "ControllerRevision", "controllerrevision", true, apps::ControllerRevision,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("batch", "v1", "jobs", "Job", "job", true, batch::Job,
+            short: [], cat: ["all"], sub: [Status], verbs: ALL_VERBS),
+        resource!("batch", "v1", "cronjobs", "CronJob", "cronjob", true, batch::CronJob,
+            short: ["cj"], cat: ["all"], sub: [Status], verbs: ALL_VERBS),
+        resource!("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", "endpointslice", true, discovery::EndpointSlice,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("coordination.k8s.io", "v1", "leases", "Lease", "lease", true, coordination::Lease,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("networking.k8s.io", "v1", "ingresses", "Ingress", "ingress", true, networking::Ingress,
+            short: ["ing"], cat: [], sub: [Status], verbs: ALL_VERBS),
+        resource!("networking.k8s.io", "v1", "ingressclasses", "IngressClass", "ingressclass", false, networking::IngressClass,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", "networkpolicy", true, networking::NetworkPolicy,
+            short: ["netpol"], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", "poddisruptionbudget", true, policy::PodDisruptionBudget,
+            short: ["pdb"], cat: [], sub: [Status], verbs: ALL_VERBS),
+        resource!("rbac.authorization.k8s.io", "v1", "roles", "Role", "role", true, rbac::Role,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", "rolebinding", true, rbac::RoleBinding,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", "clusterrole", false, rbac::ClusterRole,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", "clusterrolebinding", false, rbac::ClusterRoleBinding,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+        resource!("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview", false, authz::SelfSubjectAccessReview,
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY),
+        resource!("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", "selfsubjectrulesreview", false, authz::SelfSubjectRulesReview,
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY),
+        resource!("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", "subjectaccessreview", false, authz::SubjectAccessReview,
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY),
+    ]
+});
+
+/// Group versions in the order discovery lists them (core first, like upstream's priority).
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    for r in RESOURCES.iter() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.resource == resource)
+}
+
+pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+pub fn namespaces() -> &'static ResourceInfo {
+    &RESOURCES[0]
+}
+
+pub fn pods() -> &'static ResourceInfo {
+    &RESOURCES[1]
+}
+
+pub fn services() -> &'static ResourceInfo {
+    find("", "v1", "services").expect("services are registered")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_match_kinds() {
+        for r in RESOURCES.iter() {
+            let def = (r.typed.definition)();
+            assert!(
+                def.ends_with(&format!(".{}", r.kind)),
+                "{def} vs {}",
+                r.kind
+            );
+        }
+        assert_eq!(namespaces().resource, "namespaces");
+        assert_eq!(pods().resource, "pods");
+    }
+
+    #[test]
+    fn prefixes_never_nest() {
+        let prefixes: Vec<String> = RESOURCES.iter().map(|r| r.key_prefix()).collect();
+        for a in &prefixes {
+            for b in &prefixes {
+                assert!(a == b || !a.starts_with(b.as_str()), "{a} is inside {b}");
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! `skiff apiserver`: flags, PKI, bootstrap objects and the HTTPS listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use serde_json::{json, Value};
+
+use crate::cache::Caches;
+use crate::handlers::{ApiServer, Ctx, Output, Target};
+use crate::resources;
+use crate::storage::Storage;
+use crate::tls::{self, Tokens, UserInfo};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiServerArgs {
+    /// etcd v3 endpoints (comma-separated): skiff's store or a real etcd cluster.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:2379",
+        env = "SKIFF_ETCD_SERVERS"
+    )]
+    pub etcd_servers: String,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: String,
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The address other nodes and pods reach this server at (the `kubernetes` endpoints).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise_address: String,
+    /// Where the CA, serving certificate, token file and admin kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff/server")]
+    pub data_dir: PathBuf,
+    /// Extra subject alternative names for the serving certificate.
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+}
+
+async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
+    // The embedded store may still be starting: retry for a while.
+    let mut last = None;
+    for _ in 0..100 {
+        match Storage::connect(endpoints).await {
+            Ok(s) => match s.revision().await {
+                Ok(_) => return Ok(s),
+                Err(e) => last = Some(anyhow::anyhow!(e.message)),
+            },
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd endpoint")))
+        .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))
+}
+
+fn system_ctx() -> Ctx {
+    Ctx {
+        user: UserInfo {
+            name: "system:apiserver".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into()],
+        },
+        query: vec![("fieldValidation".into(), "Strict".into())],
+        output: Output::Json,
+        warnings: parking_lot::Mutex::new(Vec::new()),
+    }
+}
+
+async fn ensure(
+    server: &ApiServer,
+    resource: &str,
+    group: &str,
+    namespace: Option<&str>,
+    object: Value,
+) -> anyhow::Result<()> {
+    let info =
+        resources::find(group, "v1", resource).context("bootstrap resource is registered")?;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let target = Target {
+        info,
+        namespace: namespace.map(str::to_string),
+        name: None,
+        sub: None,
+    };
+    let existing = server
+        .storage
+        .get(&info.key(namespace, &name))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    if existing.is_some() && !matches!(resource, "endpoints" | "endpointslices") {
+        return Ok(());
+    }
+    match server.create(&target, &system_ctx(), object.clone()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => {
+            // Keep bootstrap objects current (the advertise address may have changed).
+            if matches!(resource, "endpoints" | "endpointslices") {
+                let t = Target {
+                    name: Some(name),
+                    ..target
+                };
+                server
+                    .update(&t, &system_ctx(), object)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "bootstrapping {resource} {name}: {}",
+            e.message
+        )),
+    }
+}
+
+/// The objects every cluster starts with: the four namespaces and the `kubernetes` service.
+pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow::Result<()> {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure(
+            server,
+            "namespaces",
+            "",
+            None,
+            json!({"metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    let labels = json!({"component": "apiserver", "provider": "kubernetes"});
+    ensure(
+        server,
+        "services",
+        "",
+        Some("default"),
+        json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+               "spec": {"type": "ClusterIP", "clusterIP": crate::services::KUBERNETES_SERVICE_IP,
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
+    )
+    .await?;
+    ensure(
+        server,
+        "endpoints",
+        "",
+        Some("default"),
+        json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+               "subsets": [{"addresses": [{"ip": advertise}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
+    )
+    .await?;
+    ensure(
+        server,
+        "endpointslices",
+        "discovery.k8s.io",
+        Some("default"),
+        json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": [advertise], "conditions": {"ready": true}}],
+               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A running API server (for `skiff server` and tests): where it listens and its admin files.
+pub struct Started {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub server: Arc<ApiServer>,
+}
+
+/// Sets everything up and starts serving; returns once the listener accepts connections.
+pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let mut sans = args.tls_sans.clone();
+    sans.push(args.advertise_address.clone());
+    if args.bind_address != "0.0.0.0" {
+        sans.push(args.bind_address.clone());
+    }
+    let pki = tls::ensure_pki(&args.data_dir, &sans)?;
+    let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;
+    let endpoints: Vec<String> = args
+        .etcd_servers
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let storage = connect(&endpoints).await?;
+    let bind: SocketAddr = format!("{}:{}", args.bind_address, args.secure_port)
+        .parse()
+        .with_context(|| format!("--bind-address {} is not an IP address", args.bind_address))?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("listening on {bind}"))?;
+    let addr = listener.local_addr()?;
+    let server = Arc::new(ApiServer {
+        storage: storage.clone(),
+        caches: Caches::new(storage),
+        tokens: Some(tokens),
+        metrics: Default::default(),
+        server_address: format!("{}:{}", args.advertise_address, addr.port()),
+    });
+    server.caches.start_all();
+    bootstrap(&server, &args.advertise_address, addr.port()).await?;
+    let host = if args.bind_address == "0.0.0.0" {
+        "127.0.0.1".to_string()
+    } else {
+        args.bind_address.clone()
+    };
+    let kubeconfig = args.data_dir.join("admin.kubeconfig");
+    tls::write_kubeconfig(
+        &kubeconfig,
+        &format!("https://{host}:{}", addr.port()),
+        &pki.ca_pem,
+        &admin_token,
+    )?;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki)?);
+    let app = crate::http::router(server.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let service = TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                };
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http2().max_concurrent_streams(1000);
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+                {
+                    tracing::debug!(%peer, "connection: {e}");
+                }
+            });
+        }
+    });
+    Ok(Started {
+        addr,
+        kubeconfig,
+        server,
+    })
+}
+
+/// `skiff apiserver`: serve until SIGINT/SIGTERM.
+pub async fn run(args: ApiServerArgs) -> anyhow::Result<()> {
+    let started = start(args).await?;
+    println!(
+        "skiff apiserver ready: https://{} kubeconfig={}",
+        started.addr,
+        started.kubeconfig.display()
+    );
+    wait_for_signal().await;
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,218 @@
+//! Service ClusterIP (10.96.0.0/12) and NodePort (30000–32767) allocation. Each allocation is a
+//! key (`/registry/ranges/serviceips/<ip>`, `/registry/ranges/servicenodeports/<port>`) created
+//! and deleted in the same transaction as the Service, so concurrent creates on any number of API
+//! servers can never hand out one address twice, and a deleted Service releases its addresses.
+
+use std::net::Ipv4Addr;
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::resources::services;
+use crate::storage::{Extra, Storage};
+
+pub const SERVICE_CIDR_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
+pub const SERVICE_CIDR_SIZE: u32 = 1 << 20; // /12
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+pub const NODE_PORT_MIN: i64 = 30000;
+pub const NODE_PORT_MAX: i64 = 32767;
+
+fn ip_key(ip: &str) -> String {
+    format!("/registry/ranges/serviceips/{ip}")
+}
+
+fn port_key(port: i64) -> String {
+    format!("/registry/ranges/servicenodeports/{port}")
+}
+
+fn in_range(ip: Ipv4Addr) -> bool {
+    let n = u32::from(ip);
+    n > SERVICE_CIDR_BASE && n < SERVICE_CIDR_BASE + SERVICE_CIDR_SIZE - 1
+}
+
+fn cluster_ip(spec: &Value) -> Option<&str> {
+    spec.get("clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn node_ports(spec: &Value) -> Vec<i64> {
+    spec.get("ports")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .filter(|n| *n != 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Everything a service holds, for release on delete.
+pub fn held_keys(service: &Value) -> Vec<String> {
+    let spec = &service["spec"];
+    let mut keys = Vec::new();
+    if let Some(ip) = cluster_ip(spec).filter(|ip| *ip != "None") {
+        keys.push(ip_key(ip));
+    }
+    keys.extend(node_ports(spec).into_iter().map(port_key));
+    keys
+}
+
+/// Fills in `spec.clusterIP(s)` and node ports of `new` (keeping those of `old` on update) and
+/// returns the keys to create and delete with the write.
+pub async fn allocate(
+    storage: &Storage,
+    old: Option<&Value>,
+    new: &mut Value,
+    owner: &str,
+) -> ApiResult<Extra> {
+    let info = services();
+    let name = new["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut extra = Extra::default();
+    let kind = new["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
+    let old_spec = old.map(|o| o["spec"].clone()).unwrap_or(Value::Null);
+
+    // Cluster IP.
+    let old_ip = cluster_ip(&old_spec).map(str::to_string);
+    if kind == "ExternalName" {
+        if let Some(spec) = new["spec"].as_object_mut() {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+        if let Some(ip) = old_ip.filter(|ip| ip != "None") {
+            extra.deletes.push(ip_key(&ip));
+        }
+    } else {
+        let wanted = cluster_ip(&new["spec"]).map(str::to_string);
+        let ip = match (wanted, old_ip) {
+            (_, Some(old)) => old,
+            (Some(w), None) if w == "None" => w,
+            (Some(w), None) => {
+                let parsed: Option<Ipv4Addr> = w.parse().ok();
+                let why = match parsed {
+                    None => Some("must be a valid IP address"),
+                    Some(ip) if !in_range(ip) => Some("provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"),
+                    Some(_) if storage.get_raw(&ip_key(&w)).await?.is_some() => Some("provided IP is already allocated"),
+                    Some(_) => None,
+                };
+                if let Some(why) = why {
+                    return Err(ApiError::invalid(
+                        info,
+                        &name,
+                        vec![FieldError::invalid(
+                            "spec.clusterIPs",
+                            &json!([w]),
+                            format!("failed to allocate IP {w}: {why}"),
+                        )],
+                    ));
+                }
+                extra.creates.push((ip_key(&w), owner.as_bytes().to_vec()));
+                w
+            }
+            (None, None) => {
+                let ip = free_ip(storage).await?;
+                extra.creates.push((ip_key(&ip), owner.as_bytes().to_vec()));
+                ip
+            }
+        };
+        new["spec"]["clusterIP"] = json!(ip);
+        new["spec"]["clusterIPs"] = json!([ip]);
+    }
+
+    // Node ports.
+    let old_ports = node_ports(&old_spec);
+    let wants_node_ports = kind == "NodePort"
+        || (kind == "LoadBalancer"
+            && new["spec"]["allocateLoadBalancerNodePorts"].as_bool() != Some(false));
+    let mut kept = Vec::new();
+    if let Some(ports) = new["spec"]["ports"].as_array_mut() {
+        for (i, port) in ports.iter_mut().enumerate() {
+            if !wants_node_ports {
+                if let Some(p) = port.as_object_mut() {
+                    p.remove("nodePort");
+                }
+                continue;
+            }
+            let requested = port
+                .get("nodePort")
+                .and_then(Value::as_i64)
+                .filter(|n| *n != 0);
+            let previous = old_spec["ports"]
+                .get(i)
+                .and_then(|p| p.get("nodePort"))
+                .and_then(Value::as_i64);
+            let chosen = match requested.or(previous) {
+                Some(n) if old_ports.contains(&n) => n,
+                Some(n) => {
+                    let why = if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&n) {
+                        Some(format!("provided port is not in the valid range. The range of valid ports is {NODE_PORT_MIN}-{NODE_PORT_MAX}"))
+                    } else if kept.contains(&n) || storage.get_raw(&port_key(n)).await?.is_some() {
+                        Some("provided port is already allocated".to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(ApiError::invalid(
+                            info,
+                            &name,
+                            vec![FieldError::invalid(
+                                format!("spec.ports[{i}].nodePort"),
+                                &json!(n),
+                                why,
+                            )],
+                        ));
+                    }
+                    extra.creates.push((port_key(n), owner.as_bytes().to_vec()));
+                    n
+                }
+                None => {
+                    let n = free_port(storage, &kept).await?;
+                    extra.creates.push((port_key(n), owner.as_bytes().to_vec()));
+                    n
+                }
+            };
+            kept.push(chosen);
+            port["nodePort"] = json!(chosen);
+        }
+    }
+    for p in old_ports {
+        if !kept.contains(&p) {
+            extra.deletes.push(port_key(p));
+        }
+    }
+    Ok(extra)
+}
+
+async fn free_ip(storage: &Storage) -> ApiResult<String> {
+    for _ in 0..64 {
+        // .0 is the network, .1 the kubernetes service, the last address the broadcast.
+        let offset = rand::rng().random_range(2..SERVICE_CIDR_SIZE - 1);
+        let ip = Ipv4Addr::from(SERVICE_CIDR_BASE + offset).to_string();
+        if storage.get_raw(&ip_key(&ip)).await?.is_none() {
+            return Ok(ip);
+        }
+    }
+    Err(ApiError::internal(
+        "failed to allocate a service IP: range is full",
+    ))
+}
+
+async fn free_port(storage: &Storage, taken: &[i64]) -> ApiResult<i64> {
+    for _ in 0..256 {
+        let n = rand::rng().random_range(NODE_PORT_MIN..=NODE_PORT_MAX);
+        if !taken.contains(&n) && storage.get_raw(&port_key(n)).await?.is_none() {
+            return Ok(n);
+        }
+    }
+    Err(ApiError::internal(
+        "failed to allocate a node port: range is full",
+    ))
+}

@@ -1,0 +1,277 @@
+//! Objects in the store, through the etcd v3 API only (so the same code runs on skiff's store and on
+//! real etcd). Values are the object's JSON without `metadata.resourceVersion`; the version
+//! clients see is the key's etcd `mod_revision`, as upstream does.
+
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+}
+
+/// One object as read from the store.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub key: String,
+    pub object: Value,
+    pub mod_revision: i64,
+}
+
+pub struct ListPage {
+    pub items: Vec<Stored>,
+    /// The store revision the page was read at.
+    pub revision: i64,
+    /// Key to continue from when the page was cut by the limit.
+    pub next_key: Option<String>,
+}
+
+/// Keys written or removed in the same transaction as an object (service IP and node port
+/// allocations), so an allocation exists exactly when the object that owns it does.
+#[derive(Default, Clone, Debug)]
+pub struct Extra {
+    /// Must not exist yet; created with the given value.
+    pub creates: Vec<(String, Vec<u8>)>,
+    pub deletes: Vec<String>,
+}
+
+impl Extra {
+    fn compares(&self) -> Vec<Compare> {
+        self.creates
+            .iter()
+            .map(|(k, _)| Compare::create_revision(k.as_str(), CompareOp::Equal, 0))
+            .collect()
+    }
+    fn ops(&self) -> Vec<TxnOp> {
+        let mut ops: Vec<TxnOp> = self
+            .creates
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.as_str(), v.clone(), None))
+            .collect();
+        ops.extend(self.deletes.iter().map(|k| TxnOp::delete(k.as_str(), None)));
+        ops
+    }
+}
+
+/// Outcome of a conditional write.
+pub enum Write {
+    Done(i64),
+    /// The key exists (create) or changed since it was read (update/delete).
+    Conflict,
+}
+
+pub fn decode_value(key: &str, bytes: &[u8], mod_revision: i64) -> ApiResult<Stored> {
+    let mut object: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(format!("stored object {key} is not valid JSON: {e}")))?;
+    set_resource_version(&mut object, mod_revision);
+    Ok(Stored {
+        key: key.to_string(),
+        object,
+        mod_revision,
+    })
+}
+
+pub fn set_resource_version(object: &mut Value, revision: i64) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+}
+
+/// The bytes stored for an object: everything but the resourceVersion.
+pub fn encode_value(object: &Value) -> Vec<u8> {
+    let mut copy = object.clone();
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&copy).expect("a serde_json::Value always serialises")
+}
+
+/// Upper bound of a prefix range (etcd's `prefix_end`).
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl Storage {
+    pub async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
+        let client = Client::connect(endpoints, None).await?;
+        Ok(Storage { client })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub async fn get(&self, key: &str) -> ApiResult<Option<Stored>> {
+        let resp = self.client.kv_client().get(key, None).await?;
+        match resp.kvs().first() {
+            Some(kv) => Ok(Some(decode_value(key, kv.value(), kv.mod_revision())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn revision(&self) -> ApiResult<i64> {
+        let resp = self
+            .client
+            .kv_client()
+            .get("/registry/", Some(GetOptions::new().with_count_only()))
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Reads up to `limit` objects (0 = all) under `prefix`, starting at `start` (inclusive), at
+    /// `revision` (0 = latest).
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        revision: i64,
+        limit: i64,
+    ) -> ApiResult<ListPage> {
+        let from = start.unwrap_or(prefix).to_string();
+        let mut options = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_sort(SortTarget::Key, SortOrder::Ascend);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        if limit > 0 {
+            options = options.with_limit(limit);
+        }
+        let resp = self
+            .client
+            .kv_client()
+            .get(from, Some(options))
+            .await
+            .map_err(|e| match &e {
+                etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => {
+                    ApiError::expired(format!(
+                "The provided continue parameter is too old to display a consistent list result. \
+                 You can start a new list without the continue parameter. ({})",
+                s.message()
+            ))
+                }
+                _ => ApiError::from(e),
+            })?;
+        let header_revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut items = Vec::with_capacity(resp.kvs().len());
+        for kv in resp.kvs() {
+            let key = kv
+                .key_str()
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            items.push(decode_value(key, kv.value(), kv.mod_revision())?);
+        }
+        let next_key = if resp.more() {
+            items.last().map(|last| format!("{}\0", last.key))
+        } else {
+            None
+        };
+        Ok(ListPage {
+            items,
+            revision: if revision > 0 {
+                revision
+            } else {
+                header_revision
+            },
+            next_key,
+        })
+    }
+
+    /// Creates `key` only if it does not exist.
+    pub async fn create(&self, key: &str, object: &Value, extra: &Extra) -> ApiResult<Write> {
+        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+        when.extend(extra.compares());
+        let mut ops = vec![TxnOp::put(key, encode_value(object), None)];
+        ops.extend(extra.ops());
+        let txn = Txn::new().when(when).and_then(ops);
+        let resp = self.client.kv_client().txn(txn).await?;
+        Ok(if resp.succeeded() {
+            Write::Done(resp.header().map(|h| h.revision()).unwrap_or(0))
+        } else {
+            Write::Conflict
+        })
+    }
+
+    /// Replaces `key` only if it is still at `expected` mod_revision.
+    pub async fn update(
+        &self,
+        key: &str,
+        object: &Value,
+        expected: i64,
+        extra: &Extra,
+    ) -> ApiResult<Write> {
+        let mut when = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
+        when.extend(extra.compares());
+        let mut ops = vec![TxnOp::put(key, encode_value(object), None)];
+        ops.extend(extra.ops());
+        let txn = Txn::new().when(when).and_then(ops);
+        let resp = self.client.kv_client().txn(txn).await?;
+        Ok(if resp.succeeded() {
+            Write::Done(resp.header().map(|h| h.revision()).unwrap_or(0))
+        } else {
+            Write::Conflict
+        })
+    }
+
+    /// Deletes `key` only if it is still at `expected` mod_revision.
+    pub async fn delete(&self, key: &str, expected: i64, extra: &Extra) -> ApiResult<Write> {
+        let mut ops = vec![TxnOp::delete(key, None)];
+        ops.extend(extra.ops());
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then(ops);
+        let resp = self.client.kv_client().txn(txn).await?;
+        if !resp.succeeded() {
+            return Ok(Write::Conflict);
+        }
+        let deleted = resp
+            .op_responses()
+            .first()
+            .is_some_and(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0));
+        Ok(if deleted {
+            Write::Done(resp.header().map(|h| h.revision()).unwrap_or(0))
+        } else {
+            Write::Conflict
+        })
+    }
+
+    /// Puts unconditionally (bootstrap data, allocator bitmaps).
+    pub async fn put_raw(&self, key: &str, value: Vec<u8>) -> ApiResult<i64> {
+        let resp = self.client.kv_client().put(key, value, None).await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    pub async fn get_raw(&self, key: &str) -> ApiResult<Option<(Vec<u8>, i64)>> {
+        let resp = self.client.kv_client().get(key, None).await?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+    }
+
+    /// Compare-and-swap of a raw value (mod_revision 0 = must not exist).
+    pub async fn cas_raw(&self, key: &str, value: Vec<u8>, expected: i64) -> ApiResult<bool> {
+        let cmp = if expected == 0 {
+            Compare::create_revision(key, CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key, CompareOp::Equal, expected)
+        };
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+    }
+}

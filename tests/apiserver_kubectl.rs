@@ -1,0 +1,462 @@
+//! The API server driven by the real kubectl 1.32, unchanged: every command the API server issue
+//! names, against `skiff server` (embedded store) and against real etcd 3.4.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{EtcdProcess, ServerProcess};
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports: [{containerPort: 80}]
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+"#;
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Namespaces: bootstrap, create (protobuf body), client dry-run YAML then create -f, delete
+/// (waits for the namespace controller), terminating namespaces refuse new content.
+fn namespace_lifecycle(s: &ServerProcess) {
+    let out = s.kubectl_ok(&["get", "ns"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(ns) && l.contains("Active")),
+            "{ns} missing in:\n{out}"
+        );
+    }
+    assert_eq!(
+        s.kubectl_ok(&["create", "namespace", "blue"]).trim(),
+        "namespace/blue created"
+    );
+    let err = s.kubectl_err(&["create", "namespace", "blue"]);
+    assert!(
+        err.contains("Error from server (AlreadyExists): namespaces \"blue\" already exists"),
+        "{err}"
+    );
+    let yaml = s.kubectl_ok(&[
+        "create",
+        "namespace",
+        "green",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    let file = s.dir.path().join("green.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    assert_eq!(
+        s.kubectl_ok(&["create", "-f", file.to_str().unwrap()])
+            .trim(),
+        "namespace/green created"
+    );
+    let green = s.kubectl_ok(&["get", "ns", "green", "-o", "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name} {.spec.finalizers[0]} {.status.phase}"]);
+    assert_eq!(green, "green kubernetes Active");
+
+    // Contents go with the namespace.
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "blue",
+        "--from-literal=a=b",
+    ]);
+    s.kubectl_ok(&["run", "p1", "--image=busybox", "-n", "blue"]);
+    assert_eq!(
+        s.kubectl_ok(&["delete", "namespace", "blue"]).trim(),
+        "namespace \"blue\" deleted"
+    );
+    let err = s.kubectl_err(&["get", "ns", "blue"]);
+    assert!(err.contains("namespaces \"blue\" not found"), "{err}");
+    assert!(s
+        .kubectl_ok(&["get", "configmaps", "-A"])
+        .lines()
+        .all(|l| !l.starts_with("blue")));
+
+    // A finalizer holds the namespace in Terminating; new content is refused meanwhile.
+    s.kubectl_ok(&["create", "namespace", "held"]);
+    s.kubectl_ok(&["create", "configmap", "pin", "-n", "held"]);
+    s.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "pin",
+        "-n",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    s.kubectl_ok(&["delete", "namespace", "held", "--wait=false"]);
+    wait_until("namespace held to be Terminating", || {
+        s.kubectl_ok(&["get", "ns", "held", "-o", "jsonpath={.status.phase}"]) == "Terminating"
+    });
+    let err = s.kubectl_err(&["create", "configmap", "late", "-n", "held"]);
+    assert!(err.contains("is forbidden: unable to create new content in namespace held because it is being terminated"), "{err}");
+    s.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "pin",
+        "-n",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    wait_until("namespace held to go away", || {
+        !s.kubectl(&["get", "ns", "held"]).status.success()
+    });
+}
+
+/// Deployments through apply (new, changed), describe, label, annotate, the three patch types,
+/// scale, get all, get -o wide.
+fn workloads(s: &ServerProcess) {
+    let file = s.dir.path().join("web.yaml");
+    std::fs::write(&file, DEPLOYMENT).unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        s.kubectl_ok(&["apply", "-f", f]).trim(),
+        "deployment.apps/web created"
+    );
+    std::fs::write(
+        &file,
+        DEPLOYMENT
+            .replace("nginx:1.25", "nginx:1.26")
+            .replace("replicas: 2", "replicas: 3"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.kubectl_ok(&["apply", "-f", f]).trim(),
+        "deployment.apps/web configured"
+    );
+    let got = s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.metadata.generation} {.spec.template.spec.containers[0].env[1].value} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
+    assert_eq!(got, "3 nginx:1.26 2 2 80");
+    assert_eq!(
+        s.kubectl_ok(&["apply", "-f", f]).trim(),
+        "deployment.apps/web unchanged"
+    );
+
+    let wide = s.kubectl_ok(&["get", "deploy", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(
+        wide.contains("nginx:1.26") && wide.contains("app=web"),
+        "{wide}"
+    );
+
+    let described = s.kubectl_ok(&["describe", "deployment", "web"]);
+    assert!(
+        described.contains("Name:")
+            && described.contains("web")
+            && described.contains("nginx:1.26"),
+        "{described}"
+    );
+    assert!(
+        described.contains("RollingUpdate") && described.contains("25% max unavailable"),
+        "{described}"
+    );
+
+    s.kubectl_ok(&["label", "deployment", "web", "tier=front"]);
+    s.kubectl_ok(&["annotate", "deployment", "web", "owner=team-a"]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "-l", "tier=front", "-o", "name"])
+            .trim(),
+        "deployment.apps/web"
+    );
+    s.kubectl_ok(&["label", "deployment", "web", "tier-"]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "-l", "tier=front", "-o", "name"])
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.owner}"
+        ]),
+        "team-a"
+    );
+
+    // Strategic merge: containers merge by name, so the image changes and env stays.
+    s.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}}}"#,
+    ]);
+    assert_eq!(s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[0].name}"]), "nginx:1.27 A");
+    // JSON merge patch replaces the list.
+    s.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}"#,
+    ]);
+    assert_eq!(s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}:{.spec.template.spec.containers[0].env}"]), "nginx:1.28:");
+    // JSON patch, including a failing test op.
+    s.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":5}]"#,
+    ]);
+    let err = s.kubectl_err(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/spec/replicas","value":9}]"#,
+    ]);
+    assert!(
+        err.contains("The request is invalid") && err.contains("/spec/replicas"),
+        "{err}"
+    );
+
+    assert_eq!(
+        s.kubectl_ok(&["scale", "deployment", "web", "--replicas=7"])
+            .trim(),
+        "deployment.apps/web scaled"
+    );
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "7"
+    );
+    let generation: i64 = s
+        .kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+        .parse()
+        .unwrap();
+    assert!(
+        generation >= 6,
+        "every spec change bumps generation, got {generation}"
+    );
+
+    s.kubectl_ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let all = s.kubectl_ok(&["get", "all"]);
+    assert!(
+        all.contains("service/kubernetes")
+            && all.contains("service/web")
+            && all.contains("deployment.apps/web"),
+        "{all}"
+    );
+    let svc = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].targetPort}",
+    ]);
+    let (ip, target) = svc.split_once(' ').unwrap();
+    assert!(ip.starts_with("10.") && ip != "10.96.0.1", "{ip}");
+    assert_eq!(target, "8080");
+
+    s.kubectl_ok(&["delete", "deployment", "web"]);
+    assert!(s
+        .kubectl_err(&["get", "deploy", "web"])
+        .contains("deployments.apps \"web\" not found"));
+}
+
+/// explain, api-resources, auth can-i, set-context, get -A -o wide, edit with a scripted editor.
+fn tooling(s: &ServerProcess) {
+    let explain = s.kubectl_ok(&["explain", "pods"]);
+    assert!(
+        explain.contains("KIND:") && explain.contains("Pod") && explain.contains("spec"),
+        "{explain}"
+    );
+    let recursive = s.kubectl_ok(&["explain", "pods", "--recursive"]);
+    assert!(
+        recursive.contains("containers")
+            && recursive.contains("livenessProbe")
+            && recursive.len() > 10_000,
+        "{}",
+        recursive.len()
+    );
+    let strategy = s.kubectl_ok(&["explain", "deployment.spec.strategy"]);
+    assert!(strategy.contains("rollingUpdate"), "{strategy}");
+
+    let resources = s.kubectl_ok(&["api-resources"]);
+    for line in [
+        "pods ",
+        "deployments ",
+        "endpointslices ",
+        "leases ",
+        "clusterrolebindings ",
+        "selfsubjectaccessreviews ",
+    ] {
+        assert!(
+            resources.contains(line),
+            "{line} missing in api-resources:\n{resources}"
+        );
+    }
+    assert_eq!(
+        s.kubectl_ok(&["auth", "can-i", "create", "pods"]).trim(),
+        "yes"
+    );
+
+    s.kubectl_ok(&["create", "namespace", "team"]);
+    s.kubectl_ok(&["config", "set-context", "--current", "--namespace=team"]);
+    s.kubectl_ok(&["run", "solo", "--image=busybox:1.36"]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]),
+        "solo"
+    );
+    let wide = s.kubectl_ok(&["get", "pods", "-A", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ]
+    );
+    assert!(
+        wide.lines()
+            .any(|l| l.starts_with("team") && l.contains("solo") && l.contains("Pending")),
+        "{wide}"
+    );
+
+    let editor = s.dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/busybox:1.36/busybox:1.37/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = s
+        .kubectl_cmd(&["edit", "pod", "solo"])
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "pod",
+            "solo",
+            "-o",
+            "jsonpath={.spec.containers[0].image}"
+        ]),
+        "busybox:1.37"
+    );
+    s.kubectl_ok(&["delete", "pod", "solo"]);
+    s.kubectl_ok(&["config", "set-context", "--current", "--namespace=default"]);
+}
+
+/// `kubectl get -w` prints the existing pods, then each change as it happens.
+fn watch(s: &ServerProcess) {
+    s.kubectl_ok(&["create", "namespace", "watched"]);
+    s.kubectl_ok(&["run", "first", "--image=busybox", "-n", "watched"]);
+    let mut child = s
+        .kubectl_cmd(&["get", "pods", "-w", "-n", "watched"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut expect = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.iter().any(|l: &String| l.starts_with(name)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no line for {name}; saw {seen:?}"),
+            }
+        }
+    };
+    expect("NAME");
+    expect("first");
+    s.kubectl_ok(&["run", "second", "--image=busybox", "-n", "watched"]);
+    expect("second");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn kubectl_against_skiff_server() {
+    let s = ServerProcess::start();
+    namespace_lifecycle(&s);
+    workloads(&s);
+    tooling(&s);
+    watch(&s);
+}
+
+#[test]
+fn kubectl_against_real_etcd() {
+    let etcd = EtcdProcess::start();
+    // The namespace controller runs in `skiff server`; on real etcd this test covers the API.
+    let s = ServerProcess::start_apiserver(&etcd.endpoint, None);
+    let out = s.kubectl_ok(&["get", "ns"]);
+    assert!(out.contains("kube-node-lease"), "{out}");
+    workloads(&s);
+    tooling(&s);
+    watch(&s);
+}
