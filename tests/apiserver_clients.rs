@@ -200,7 +200,16 @@ mod json_patch_ops {
 #[test]
 fn bad_input_is_rejected_cleanly() {
     let s = ServerProcess::start();
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    // (method, path, content type, body, expected code, expected reason)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/namespaces/default/configmaps",

@@ -164,6 +164,11 @@ impl Cacher {
         }
     }
 
+    /// The cached object at `key`, if any.
+    pub fn lookup(&self, key: &str) -> Option<Arc<Value>> {
+        self.state.lock().objects.get(key).cloned()
+    }
+
     /// Current objects under `prefix` (a namespace or the whole resource) and the revision.
     pub fn snapshot(&self, prefix: &str) -> (Vec<Arc<Value>>, i64) {
         let s = self.state.lock();

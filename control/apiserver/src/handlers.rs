@@ -223,7 +223,7 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
             obj.insert("kind".into(), json!(info.kind));
         }
     }
-    let decoded = (info.typed.normalize)(body.clone()).map_err(|e| {
+    let decoded = (info.typed.normalize)(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
             info.kind, info.version, info.kind
@@ -285,9 +285,20 @@ impl ApiServer {
             ));
         };
         let nsinfo = resources::namespaces();
-        match self.storage.get(&nsinfo.key(None, ns)).await? {
+        let key = nsinfo.key(None, ns);
+        // The namespace watch cache answers almost every time (upstream's lifecycle admission
+        // uses an informer too); a miss — e.g. a namespace created a moment ago — reads etcd.
+        let cached = match self.caches.get(nsinfo).await {
+            Ok(cacher) => cacher.lookup(&key),
+            Err(_) => None,
+        };
+        let namespace = match cached {
+            Some(object) => Some((*object).clone()),
+            None => self.storage.get(&key).await?.map(|s| s.object),
+        };
+        match namespace {
             None => Err(ApiError::not_found(nsinfo, ns)),
-            Some(s) if creating && !meta(&s.object)["deletionTimestamp"].is_null() => Err(ApiError {
+            Some(o) if creating && !meta(&o)["deletionTimestamp"].is_null() => Err(ApiError {
                 details: Some(json!({"name": target.name(), "group": target.info.group, "kind": target.info.resource, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]})),
                 ..ApiError::forbidden(format!(
                     "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",

@@ -14,15 +14,15 @@ use serde_json::Value;
 pub struct TypedOps {
     /// Decode into the k8s-openapi type and encode again: checks field types and drops unknown
     /// fields (upstream's pruning). The caller compares input and output for Strict validation.
-    pub normalize: fn(Value) -> Result<Value, serde_json::Error>,
+    pub normalize: fn(&Value) -> Result<Value, serde_json::Error>,
     /// Adds the kind's JSON schema (and its closure) to an OpenAPI generator; returns the `$ref`.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// OpenAPI definition name, e.g. `io.k8s.api.core.v1.Pod`.
     pub definition: fn() -> std::borrow::Cow<'static, str>,
 }
 
-fn normalize<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
-    let typed: T = serde_json::from_value(v)?;
+fn normalize<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
+    let typed = T::deserialize(v)?;
     serde_json::to_value(typed)
 }
 

@@ -86,6 +86,9 @@ pub fn set_resource_version(object: &mut Value, revision: i64) {
 
 /// The bytes stored for an object: everything but the resourceVersion.
 pub fn encode_value(object: &Value) -> Vec<u8> {
+    if object.pointer("/metadata/resourceVersion").is_none() {
+        return serde_json::to_vec(object).expect("a serde_json::Value always serialises");
+    }
     let mut copy = object.clone();
     if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -133,8 +136,40 @@ impl Storage {
     }
 
     /// Reads up to `limit` objects (0 = all) under `prefix`, starting at `start` (inclusive), at
-    /// `revision` (0 = latest).
+    /// `revision` (0 = latest). Large reads go to the store in chunks at one revision, so no
+    /// single gRPC message outgrows the client's limit.
     pub async fn list(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        revision: i64,
+        limit: i64,
+    ) -> ApiResult<ListPage> {
+        const CHUNK: i64 = 500;
+        if limit > 0 && limit <= CHUNK {
+            return self.list_once(prefix, start, revision, limit).await;
+        }
+        let mut page = self.list_once(prefix, start, revision, CHUNK).await?;
+        while let Some(next) = page.next_key.take() {
+            let want = if limit > 0 {
+                (limit - page.items.len() as i64).min(CHUNK)
+            } else {
+                CHUNK
+            };
+            if want <= 0 {
+                page.next_key = Some(next);
+                break;
+            }
+            let more = self
+                .list_once(prefix, Some(&next), page.revision, want)
+                .await?;
+            page.items.extend(more.items);
+            page.next_key = more.next_key;
+        }
+        Ok(page)
+    }
+
+    async fn list_once(
         &self,
         prefix: &str,
         start: Option<&str>,

@@ -506,15 +506,15 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<Fie
                 immutable("spec.clusterIP", old_ip, new_ip, &mut errors);
             }
         }
-        ("", "secrets") | ("", "configmaps") => {
-            if old.get("immutable").and_then(Value::as_bool) == Some(true) {
-                for field in ["data", "binaryData"] {
-                    if old.get(field) != new.get(field) {
-                        errors.push(FieldError::forbidden(
-                            field,
-                            "field is immutable when `immutable` is set",
-                        ));
-                    }
+        ("", "secrets") | ("", "configmaps")
+            if old.get("immutable").and_then(Value::as_bool) == Some(true) =>
+        {
+            for field in ["data", "binaryData"] {
+                if old.get(field) != new.get(field) {
+                    errors.push(FieldError::forbidden(
+                        field,
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
         }

@@ -23,6 +23,9 @@ enum Command {
     Server(server::ServerArgs),
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench_apiserver;
 mod server;
 
