@@ -9,6 +9,10 @@ packages=(
   etcd-server         # real etcd 3.4: benchmark anchor, HA storage path
   etcd-client         # etcdctl 3.4: the real client the store is tested with
   python3-venv        # the Python `kubernetes` client (from PyPI) tests the API server
+  docker-registry     # a real OCI registry on loopback for the image service tests
+  skopeo              # pushes test images into it
+  busybox-static      # the content of the test images
+  runc                # the anchor OCI runtime: runs bundles in tests and benchmarks
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -24,6 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
     echo "setup: stopping and disabling Debian's etcd.service (skiff store serves 127.0.0.1:2379)"
     systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+  # Likewise Debian's docker-registry.service on :5000: tests start their own registries.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
 fi
 

@@ -19,6 +19,8 @@ enum Command {
     Store(skiff_store::cli::StoreCommand),
     /// The Kubernetes API server alone (storage through --etcd-servers); `bench` loads one.
     Apiserver(ApiserverCommand),
+    /// The image service: pull, list, inspect, rm, gc, import, export, bundle.
+    Image(skiff_image::cli::ImageCommand),
     /// The control plane in one process: store + API server + controllers.
     Server(server::ServerArgs),
 }
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<()> {
                 Some(ApiserverAction::Bench(args)) => runtime.block_on(bench_apiserver::run(args)),
             }
         }
+        Command::Image(cmd) => skiff_image::cli::main(cmd),
         Command::Server(args) => tokio::runtime::Runtime::new()?.block_on(server::run(args)),
     }
 }
