@@ -13,6 +13,7 @@ packages=(
   skopeo              # pushes test images into it
   busybox-static      # the content of the test images
   runc                # the anchor OCI runtime: runs bundles in tests and benchmarks
+  libseccomp-dev      # skiff-runtime (libcontainer) links libseccomp
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -247,6 +247,9 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
                 };
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder.http2().max_concurrent_streams(1000);
+                // Watch streams write many chunks: queue them (no flattening copy into one
+                // buffer) and let TLS take them as they come.
+                builder.http1().writev(true);
                 if let Err(e) = builder
                     .serve_connection_with_upgrades(TokioIo::new(tls), service)
                     .await

@@ -1,0 +1,122 @@
+//! `create` and `run`.
+
+use crate::cli::CreateArgs;
+use crate::commands::wait;
+use crate::containers;
+use anyhow::{bail, Context, Result};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use std::fs;
+use std::path::Path;
+
+/// Creates the container; on any failure removes what was created (state dir, cgroup,
+/// init process) so a retry with the same id works.
+pub fn create_container(
+    root: &Path,
+    args: &CreateArgs,
+    systemd: bool,
+    detach: bool,
+) -> Result<Container> {
+    containers::check_id(&args.container_id)?;
+    let id = args.container_id.as_str();
+    if containers::container_dir(root, id).exists() {
+        bail!("container with id {id} already exists");
+    }
+    fs::create_dir_all(root).with_context(|| format!("cannot create root {}", root.display()))?;
+    let bundle = fs::canonicalize(&args.bundle)
+        .with_context(|| format!("bundle {} does not exist", args.bundle.display()))?;
+    let patched = containers::prepare_bundle(root, id, &bundle)?;
+    let result = build(
+        root,
+        args,
+        systemd,
+        detach,
+        patched.as_deref().unwrap_or(&bundle),
+    );
+    containers::remove_patched_bundle(root, id);
+    match result {
+        Ok(mut container) => {
+            // State must name the caller's bundle, not our patched copy.
+            container.state.bundle = bundle;
+            let saved = container
+                .save()
+                .context("failed to save state")
+                .and_then(|_| containers::record_start_time(&container));
+            if let Err(err) = saved {
+                cleanup_failed(root, id);
+                return Err(err);
+            }
+            Ok(container)
+        }
+        Err(err) => {
+            cleanup_failed(root, id);
+            Err(err)
+        }
+    }
+}
+
+fn build(
+    root: &Path,
+    args: &CreateArgs,
+    systemd: bool,
+    detach: bool,
+    bundle: &Path,
+) -> Result<Container> {
+    let mut builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
+        .with_root_path(root)?
+        .with_pid_file(args.pid_file.as_ref())?
+        .with_console_socket(args.console_socket.as_ref())
+        .with_preserved_fds(args.preserve_fds)
+        .validate_id()?;
+    let (stdout, stderr) = containers::stdio_replacements()?;
+    if let Some(fd) = stdout {
+        builder = builder.with_stdout(fd);
+    }
+    if let Some(fd) = stderr {
+        builder = builder.with_stderr(fd);
+    }
+    let container = builder
+        .as_init(bundle)
+        // libcontainer defaults to systemd = true; this host has no systemd.
+        .with_systemd(systemd)
+        .with_detach(detach)
+        .with_no_pivot(args.no_pivot)
+        .build()?;
+    Ok(container)
+}
+
+/// Best-effort removal after a failed create: kill init, remove cgroup and state dir.
+fn cleanup_failed(root: &Path, id: &str) {
+    let dir = containers::container_dir(root, id);
+    if !dir.exists() {
+        return;
+    }
+    if let Ok(mut container) = Container::load(dir.clone()) {
+        let _ = container.delete(true);
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+pub fn create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
+    create_container(root, args, systemd, true)?;
+    Ok(0)
+}
+
+/// `run` = create + start, then (unless -d) wait for init, forwarding signals, and delete.
+pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
+    let mut container = create_container(root, args, systemd, args.detach)?;
+    if let Err(err) = container.start() {
+        let _ = container.delete(true);
+        return Err(err).context("failed to start container");
+    }
+    if args.detach {
+        return Ok(0);
+    }
+    let pid = container.pid().context("container has no pid")?;
+    let code = wait::wait_forwarding_signals(pid);
+    container
+        .delete(true)
+        .context("failed to delete container")?;
+    code
+}

@@ -1,0 +1,136 @@
+//! `state`, `list`, `ps`, `events`.
+
+use crate::cli::{EventsArgs, ListArgs, PsArgs};
+use crate::containers;
+use anyhow::{bail, Result};
+use libcgroups::common::CgroupManager;
+use libcontainer::container::{Container, ContainerStatus};
+use serde_json::json;
+use std::path::Path;
+
+/// The OCI state object, with runc's extra fields (rootfs, created, owner).
+fn state_json(container: &Container) -> serde_json::Value {
+    let status = container.status();
+    let pid = match status {
+        ContainerStatus::Stopped => 0,
+        _ => container.pid().map(|p| p.as_raw()).unwrap_or(0),
+    };
+    let rootfs = rootfs_of(container.bundle());
+    let owner = container
+        .creator()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    json!({
+        "ociVersion": container.state.oci_version,
+        "id": container.id(),
+        "pid": pid,
+        "status": containers::status_name(status),
+        "bundle": container.bundle(),
+        "rootfs": rootfs,
+        "created": container.created().map(|c| c.to_rfc3339()),
+        "owner": owner,
+        "annotations": container.state.annotations.clone().unwrap_or_default(),
+    })
+}
+
+/// root.path from the bundle's config.json, made absolute (empty if unreadable).
+fn rootfs_of(bundle: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(bundle.join("config.json")).unwrap_or_default();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    match config["root"]["path"].as_str() {
+        Some(path) => bundle.join(path),
+        None => std::path::PathBuf::new(),
+    }
+}
+
+pub fn state(root: &Path, id: &str) -> Result<i32> {
+    let container = containers::load(root, id)?;
+    println!("{}", serde_json::to_string_pretty(&state_json(&container))?);
+    Ok(0)
+}
+
+pub fn list(root: &Path, args: &ListArgs) -> Result<i32> {
+    let mut states = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if containers::check_id(&name).is_err() || !containers::exists(root, &name) {
+                continue;
+            }
+            if let Ok(container) = containers::load(root, &name) {
+                states.push(state_json(&container));
+            }
+        }
+    }
+    states.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    if args.quiet {
+        for s in &states {
+            println!("{}", s["id"].as_str().unwrap_or(""));
+        }
+    } else if args.format == "json" {
+        println!("{}", serde_json::to_string(&states)?);
+    } else {
+        println!(
+            "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+            "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+        );
+        for s in &states {
+            println!(
+                "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
+                s["id"].as_str().unwrap_or(""),
+                s["pid"],
+                s["status"].as_str().unwrap_or(""),
+                s["bundle"].as_str().unwrap_or(""),
+                s["created"].as_str().unwrap_or(""),
+                s["owner"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
+    let container = containers::load(root, &args.container_id)?;
+    let manager = containers::cgroup_manager(&container)?;
+    let mut pids: Vec<i32> = manager.get_all_pids()?.iter().map(|p| p.as_raw()).collect();
+    pids.sort_unstable();
+    if args.format == "json" {
+        println!("{}", serde_json::to_string(&pids)?);
+    } else {
+        println!("{:<8} CMD", "PID");
+        for pid in pids {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect();
+            println!("{:<8} {}", pid, cmd.join(" "));
+        }
+    }
+    Ok(0)
+}
+
+/// runc's event envelope: {"type":"stats","id":...,"data":{...}}.
+pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
+    let container = containers::load(root, &args.container_id)?;
+    if !matches!(
+        container.status(),
+        ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Created
+    ) {
+        bail!("container {} is not running", args.container_id);
+    }
+    let manager = containers::cgroup_manager(&container)?;
+    loop {
+        let stats = manager.stats()?;
+        let event = json!({"type": "stats", "id": args.container_id, "data": stats});
+        println!("{}", serde_json::to_string(&event)?);
+        if args.stats {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(args.interval.max(1)));
+        if !containers::exists(root, &args.container_id) {
+            return Ok(0);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! One module per group of runc subcommands. Every function returns the process exit code.
+pub mod create;
+pub mod exec;
+pub mod info;
+pub mod lifecycle;
+pub mod spec;
+pub mod update;
+pub mod wait;

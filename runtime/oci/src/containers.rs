@@ -1,0 +1,193 @@
+//! Helpers shared by the commands: loading containers safely, preparing bundles and stdio.
+//! Each works around a libcontainer 0.7 pitfall (see docs in shared/reference/oci-runtime.md §9).
+
+use anyhow::{bail, Context, Result};
+use libcontainer::container::{Container, ContainerStatus};
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+/// File in the state dir where we record the init process start time (pid-reuse check).
+const START_TIME_FILE: &str = "skiff-starttime";
+
+/// Cgroup parent used when config.json has no `linux.cgroupsPath`. libcontainer would use
+/// the literal directory `:youki:<id>`; an absolute path keeps v1 and v2 layouts predictable.
+pub const DEFAULT_CGROUP_PARENT: &str = "/skiff-runtime";
+
+pub fn container_dir(root: &Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+/// Temporary bundle used when we must patch config.json. `@` cannot appear in a container
+/// id, so this never collides with a state directory.
+fn patched_bundle_dir(root: &Path, id: &str) -> PathBuf {
+    root.join(format!("bundle@{id}"))
+}
+
+/// Container ids allowed by libcontainer (and runc): `[A-Za-z0-9_+.-]`, not `.` or `..`.
+pub fn check_id(id: &str) -> Result<()> {
+    let valid_chars = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '.' | '-'));
+    if id.is_empty() || id == "." || id == ".." || !valid_chars {
+        bail!("invalid container id {id:?}");
+    }
+    Ok(())
+}
+
+pub fn exists(root: &Path, id: &str) -> bool {
+    container_dir(root, id).join("state.json").exists()
+}
+
+/// Loads a container and corrects its status when its pid was reused by an unrelated
+/// process: libcontainer's refresh_status() only checks that the pid is alive.
+pub fn load(root: &Path, id: &str) -> Result<Container> {
+    check_id(id)?;
+    if !exists(root, id) {
+        bail!("container {id} does not exist");
+    }
+    let dir = container_dir(root, id);
+    let mut container =
+        Container::load(dir.clone()).with_context(|| format!("failed to load container {id}"))?;
+    let alive = matches!(
+        container.status(),
+        ContainerStatus::Created | ContainerStatus::Running | ContainerStatus::Paused
+    );
+    if alive {
+        if let (Some(pid), Ok(recorded)) = (
+            container.pid(),
+            fs::read_to_string(dir.join(START_TIME_FILE)),
+        ) {
+            let current = proc_start_time(pid.as_raw());
+            if current.map(|t| t.to_string()) != Some(recorded.trim().to_string()) {
+                container.set_status(ContainerStatus::Stopped);
+            }
+        }
+    }
+    Ok(container)
+}
+
+/// Records the init start time right after create, for the pid-reuse check in `load`.
+pub fn record_start_time(container: &Container) -> Result<()> {
+    let pid = container.pid().context("created container has no pid")?;
+    let start = proc_start_time(pid.as_raw()).context("container init exited during create")?;
+    fs::write(container.root.join(START_TIME_FILE), start.to_string())?;
+    Ok(())
+}
+
+/// Field 22 of /proc/<pid>/stat (clock ticks since boot), parsed after the last ')' because
+/// the comm field may contain spaces or parentheses.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // after_comm starts with " <state> <ppid> ..."; state is field 3, starttime field 22.
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Returns the bundle to hand to libcontainer. When config.json lacks `linux.cgroupsPath`
+/// we write a patched copy (absolute rootfs, cgroupsPath = /skiff-runtime/<id>) to a
+/// temporary directory, because libcontainer only reads `<bundle>/config.json`.
+/// Also validates the JSON early so bad input fails before anything is created.
+pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>> {
+    let config_path = bundle.join("config.json");
+    let text = fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("invalid JSON in {}", config_path.display()))?;
+    // Parse as an OCI spec too, so unknown namespaces and similar errors are reported here.
+    let spec: libcontainer::oci_spec::runtime::Spec = serde_json::from_value(config.clone())
+        .with_context(|| format!("invalid OCI spec in {}", config_path.display()))?;
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .context("config.json has no root")?
+        .path()
+        .clone();
+    let rootfs = if rootfs.is_absolute() {
+        rootfs
+    } else {
+        bundle.join(rootfs)
+    };
+    let rootfs = fs::canonicalize(&rootfs)
+        .with_context(|| format!("rootfs {} does not exist", rootfs.display()))?;
+    let has_cgroups_path = spec
+        .linux()
+        .as_ref()
+        .map(|l| l.cgroups_path().is_some())
+        .unwrap_or(false);
+    if has_cgroups_path {
+        return Ok(None);
+    }
+    config["root"]["path"] = serde_json::Value::String(rootfs.to_string_lossy().into_owned());
+    if !config["linux"].is_object() {
+        config["linux"] = serde_json::json!({});
+    }
+    config["linux"]["cgroupsPath"] =
+        serde_json::Value::String(format!("{DEFAULT_CGROUP_PARENT}/{id}"));
+    let dir = patched_bundle_dir(root, id);
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join("config.json"), serde_json::to_vec(&config)?)?;
+    Ok(Some(dir))
+}
+
+pub fn remove_patched_bundle(root: &Path, id: &str) {
+    let _ = fs::remove_dir_all(patched_bundle_dir(root, id));
+}
+
+/// libcontainer replaces stdio that is the host /dev/null with a read-only /dev/null inside
+/// the container, so writes fail with EBADF. /dev/zero also discards writes and is not
+/// matched by that check, so we hand it over for stdout/stderr in that case.
+pub fn stdio_replacements() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    let out = if is_dev_null(1) {
+        Some(open_dev_zero()?)
+    } else {
+        None
+    };
+    let err = if is_dev_null(2) {
+        Some(open_dev_zero()?)
+    } else {
+        None
+    };
+    Ok((out, err))
+}
+
+fn open_dev_zero() -> Result<OwnedFd> {
+    let file = fs::OpenOptions::new().write(true).open("/dev/zero")?;
+    Ok(file.into())
+}
+
+fn is_dev_null(fd: i32) -> bool {
+    let Ok(path) = fs::read_link(format!("/proc/self/fd/{fd}")) else {
+        return false;
+    };
+    let Ok(meta) = fs::metadata(&path) else {
+        return false;
+    };
+    use std::os::unix::fs::MetadataExt;
+    meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
+}
+
+/// Lower-case status names as used by runc's `state` and `list`.
+pub fn status_name(status: ContainerStatus) -> &'static str {
+    match status {
+        ContainerStatus::Creating => "creating",
+        ContainerStatus::Created => "created",
+        ContainerStatus::Running => "running",
+        ContainerStatus::Stopped => "stopped",
+        ContainerStatus::Paused => "paused",
+    }
+}
+
+/// Cgroup manager for an existing container, built from the path saved at create time.
+pub fn cgroup_manager(container: &Container) -> Result<libcgroups::common::AnyCgroupManager> {
+    let config = container
+        .spec()
+        .context("failed to read container config")?;
+    let manager = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: container.systemd(),
+        container_name: container.id().to_string(),
+    })?;
+    Ok(manager)
+}

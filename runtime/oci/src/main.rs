@@ -1,0 +1,83 @@
+//! skiff-runtime: a runc-compatible OCI runtime on youki's libcontainer.
+//! Single-threaded on purpose: libcontainer clones without exec, so no other threads may
+//! hold locks when build() runs (no tokio here).
+
+mod bench;
+mod cli;
+mod commands;
+mod containers;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::io::Write;
+
+fn main() {
+    let cli = Cli::parse();
+    // CVE-2019-5736: only the commands that put our process into a container's namespaces
+    // re-exec from a sealed memfd; copying the binary costs milliseconds, so state/kill/
+    // delete/start skip it. There is deliberately no switch to turn this off.
+    let enters_container = matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    );
+    if enters_container {
+        if let Err(err) = pentacle::ensure_sealed() {
+            report_error(
+                &cli,
+                &anyhow::anyhow!("failed to re-exec from sealed memfd: {err}"),
+            );
+            std::process::exit(1);
+        }
+    }
+    let code = match dispatch(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            report_error(&cli, &err);
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+    let root = cli.root.as_path();
+    let systemd = cli.systemd_cgroup;
+    match &cli.command {
+        Command::Create(args) => commands::create::create(root, args, systemd),
+        Command::Run(args) => commands::create::run(root, args, systemd),
+        Command::Start(args) => commands::lifecycle::start(root, &args.container_id),
+        Command::State(args) => commands::info::state(root, &args.container_id),
+        Command::List(args) => commands::info::list(root, args),
+        Command::Kill(args) => commands::lifecycle::kill(root, args),
+        Command::Delete(args) => commands::lifecycle::delete(root, args),
+        Command::Exec(args) => commands::exec::exec(root, args),
+        Command::Ps(args) => commands::info::ps(root, args),
+        Command::Pause(args) => commands::lifecycle::pause(root, &args.container_id),
+        Command::Resume(args) => commands::lifecycle::resume(root, &args.container_id),
+        Command::Events(args) => commands::info::events(root, args),
+        Command::Update(args) => commands::update::update(root, args),
+        Command::Spec(args) => commands::spec::spec(args),
+        Command::Bench(args) => bench::bench(args),
+    }
+}
+
+/// Errors go to stderr and, with --log, to the log file (runc's JSON shape with
+/// --log-format json, which containerd parses).
+fn report_error(cli: &Cli, err: &anyhow::Error) {
+    let message = format!("{err:#}");
+    eprintln!("skiff-runtime: {message}");
+    let Some(path) = &cli.log else { return };
+    let line = if cli.log_format == "json" {
+        serde_json::json!({"level": "error", "msg": message, "time": chrono::Utc::now().to_rfc3339()})
+            .to_string()
+    } else {
+        format!("{} error: {message}", chrono::Utc::now().to_rfc3339())
+    };
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{line}");
+    }
+}

@@ -1,0 +1,504 @@
+//! End-to-end tests of the skiff-runtime binary against a busybox-static bundle.
+//! Need root, /bin/busybox (Debian busybox-static) and, for nothing else, no network.
+//! Every test uses its own --root and container ids and cleans up in a Drop guard.
+
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_skiff-runtime");
+
+fn skip() -> bool {
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/bin/busybox").exists() {
+        println!("SKIP: needs root and /bin/busybox (apt-get install busybox-static)");
+        return true;
+    }
+    false
+}
+
+/// Owns a temp dir holding the bundle and the --root; deletes every container it created,
+/// its state dir and its cgroups on drop, also when the test panicked.
+struct Env {
+    dir: tempfile::TempDir,
+    ids: Vec<String>,
+}
+
+impl Env {
+    fn new(args: &[&str]) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("bundle/rootfs");
+        for sub in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+            }
+        }
+        let env = Env {
+            dir,
+            ids: Vec::new(),
+        };
+        let out = Command::new(BIN)
+            .args(["spec", "--bundle"])
+            .arg(env.bundle())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "spec failed: {out:?}");
+        env.edit_config(|c| {
+            c["process"]["terminal"] = json!(false);
+            c["process"]["args"] = json!(args);
+            c["hostname"] = json!("skiff-test");
+            c["root"]["readonly"] = json!(false);
+        });
+        env
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn edit_config(&self, edit: impl FnOnce(&mut Value)) {
+        let path = self.bundle().join("config.json");
+        let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        edit(&mut config);
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
+    /// A unique id, remembered for cleanup.
+    fn id(&mut self, name: &str) -> String {
+        let id = format!("skt-{name}-{}", std::process::id());
+        self.ids.push(id.clone());
+        id
+    }
+
+    /// Runs a command with captured output; not for create/run -d (init would hold the pipe).
+    fn rt(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs with stdout/stderr sent to a file, for commands that leave a container behind.
+    fn rt_detached(&self, args: &[&str]) -> (i32, String) {
+        let log = self
+            .dir
+            .path()
+            .join(format!("out-{}", args.join("-").replace('/', "_")));
+        let file = fs::File::create(&log).unwrap();
+        let status = Command::new(BIN)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .unwrap();
+        (
+            status.code().unwrap_or(-1),
+            fs::read_to_string(&log).unwrap_or_default(),
+        )
+    }
+
+    fn create(&self, id: &str) {
+        let bundle = self.bundle();
+        let (code, out) = self.rt_detached(&["create", "--bundle", bundle.to_str().unwrap(), id]);
+        assert_eq!(code, 0, "create failed: {out}");
+    }
+
+    fn status(&self, id: &str) -> String {
+        let out = self.rt(&["state", id]);
+        assert!(out.status.success(), "state failed: {out:?}");
+        let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+        state["status"].as_str().unwrap().to_string()
+    }
+
+    fn run(&mut self, name: &str) -> Output {
+        let id = self.id(name);
+        let bundle = self.bundle();
+        self.rt(&["run", "--bundle", bundle.to_str().unwrap(), &id])
+    }
+}
+
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for controller in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = controller.path().join("skiff-runtime").join(id);
+        if dir.exists() {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.rt(&["delete", "--force", id]);
+            let _ = fs::remove_dir_all(self.root().join(id));
+            for dir in cgroup_dirs(id) {
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn run_prints_output_and_returns_exit_code() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sh", "-c", "echo hello from busybox; exit 7"]);
+    let out = env.run("run");
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("hello from busybox"));
+    let id = env.ids[0].clone();
+    assert!(!env.root().join(&id).exists(), "state dir left behind");
+    assert!(cgroup_dirs(&id).is_empty(), "cgroup left behind");
+}
+
+#[test]
+fn run_with_dev_null_stdout_can_write() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sh", "-c", "echo discarded && echo discarded >&2"]);
+    let id = env.id("null");
+    let bundle = env.bundle();
+    let status = Command::new(BIN)
+        .arg("--root")
+        .arg(env.root())
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn create_start_state_delete() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("life");
+    env.create(&id);
+    assert_eq!(env.status(&id), "created");
+    let state: Value = serde_json::from_slice(&env.rt(&["state", &id]).stdout).unwrap();
+    assert!(state["pid"].as_i64().unwrap() > 0);
+    assert_eq!(
+        state["ociVersion"].as_str().unwrap().chars().next(),
+        Some('1')
+    );
+    assert_eq!(
+        state["bundle"].as_str().unwrap(),
+        fs::canonicalize(env.bundle()).unwrap().to_str().unwrap()
+    );
+    assert!(env.rt(&["start", &id]).status.success());
+    assert_eq!(env.status(&id), "running");
+    let list = env.rt(&["list", "--format", "json"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&id));
+    // Deleting a running container without --force is a state error.
+    let out = env.rt(&["delete", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("not stopped"), "{}", text(&out));
+    assert!(env.rt(&["delete", "--force", &id]).status.success());
+    assert!(!env.root().join(&id).exists());
+    assert!(cgroup_dirs(&id).is_empty());
+    assert_eq!(env.rt(&["state", &id]).status.code(), Some(1));
+}
+
+#[test]
+fn kill_default_sigterm_and_sigkill() {
+    if skip() {
+        return;
+    }
+    // A shell with a TERM trap shows the default signal is SIGTERM.
+    let mut env = Env::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done",
+    ]);
+    let id = env.id("kill");
+    env.create(&id);
+    assert!(env.rt(&["start", &id]).status.success());
+    // The ready file says the trap is installed: a pid-1 shell ignores SIGTERM before that.
+    let ready = env.bundle().join("rootfs/tmp/ready");
+    for _ in 0..250 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ready.exists(), "container never became ready");
+    assert!(env.rt(&["kill", &id]).status.success());
+    wait_for_status(&env, &id, "stopped");
+    assert!(env.rt(&["delete", &id]).status.success());
+
+    let id = env.id("kill9");
+    env.create(&id);
+    assert!(env.rt(&["start", &id]).status.success());
+    assert!(env.rt(&["kill", "--all", &id, "KILL"]).status.success());
+    wait_for_status(&env, &id, "stopped");
+    // Killing a stopped container is an error.
+    assert_eq!(env.rt(&["kill", &id, "9"]).status.code(), Some(1));
+    assert!(env.rt(&["delete", &id]).status.success());
+}
+
+fn wait_for_status(env: &Env, id: &str, want: &str) {
+    for _ in 0..200 {
+        if env.status(id) == want {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("container {id} never reached {want}, is {}", env.status(id));
+}
+
+#[test]
+fn exec_into_running_container() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("exec");
+    env.create(&id);
+    assert!(env.rt(&["start", &id]).status.success());
+    let out = env.rt(&[
+        "exec",
+        "--env",
+        "GREETING=hi",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(hostname); exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("hi /tmp skiff-test"), "{}", text(&out));
+    // --process with a JSON process object.
+    let process = env.dir.path().join("process.json");
+    fs::write(&process, json!({"cwd": "/", "args": ["sh", "-c", "echo from-process-json"], "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}).to_string()).unwrap();
+    let out = env.rt(&["exec", "--process", process.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("from-process-json"));
+    let ps = env.rt(&["ps", "--format", "json", &id]);
+    let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(pids.len(), 1, "exec'd processes should be gone: {pids:?}");
+}
+
+#[test]
+fn pause_and_resume() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("pause");
+    env.create(&id);
+    // Pausing a created (not running) container is a state error.
+    assert_eq!(env.rt(&["pause", &id]).status.code(), Some(1));
+    assert!(env.rt(&["start", &id]).status.success());
+    assert!(env.rt(&["pause", &id]).status.success());
+    assert_eq!(env.status(&id), "paused");
+    assert!(env.rt(&["resume", &id]).status.success());
+    assert_eq!(env.status(&id), "running");
+}
+
+#[test]
+fn events_stats_prints_one_sample() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("events");
+    env.create(&id);
+    assert!(env.rt(&["start", &id]).status.success());
+    let out = env.rt(&["events", "--stats", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let event: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(event["type"], "stats");
+    assert_eq!(event["id"], id.as_str());
+    assert!(event["data"]["memory"].is_object(), "{event}");
+    // update changes the pids limit of the running container.
+    let out = env.rt(&["update", "--pids-limit", "42", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let limit = fs::read_to_string(format!("/sys/fs/cgroup/pids/skiff-runtime/{id}/pids.max"))
+        .or_else(|_| fs::read_to_string(format!("/sys/fs/cgroup/skiff-runtime/{id}/pids.max")))
+        .unwrap();
+    assert_eq!(limit.trim(), "42");
+}
+
+#[test]
+fn isolation() {
+    if skip() {
+        return;
+    }
+    let script = "echo pid=$$; echo host=$(hostname); echo ifaces=$(tail -n +3 /proc/net/dev | wc -l); \
+                  echo kcore=$(head -c 16 /proc/kcore | wc -c); \
+                  if hostname other 2>/dev/null; then echo sethost=ok; else echo sethost=denied; fi; \
+                  if mkdir /tmp/newdir 2>/dev/null; then echo mkdir=ok; else echo mkdir=denied; fi";
+    let mut env = Env::new(&["sh", "-c", script]);
+    env.edit_config(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let out = env.run("iso");
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    for expected in [
+        "pid=1",
+        "host=skiff-test",
+        "ifaces=1",
+        "kcore=0",
+        "sethost=denied",
+        "mkdir=denied",
+    ] {
+        assert!(output.contains(expected), "missing {expected} in {output}");
+    }
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["dd", "if=/dev/zero", "of=/tmp/fill", "bs=1M", "count=64"]);
+    env.edit_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=128m"]}));
+        // swap = limit: tmpfs pages must not escape to swap.
+        c["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    });
+    let out = env.run("oom");
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+}
+
+#[test]
+fn pids_limit_blocks_forks() {
+    if skip() {
+        return;
+    }
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done; echo done";
+    let mut env = Env::new(&["sh", "-c", script]);
+    env.edit_config(|c| {
+        c["linux"]["resources"]["pids"] = json!({"limit": 4});
+    });
+    let out = env.run("pids");
+    assert!(text(&out).contains("can't fork"), "{}", text(&out));
+}
+
+#[test]
+fn bad_input_fails_cleanly() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let bundle = env.bundle();
+    let bundle = bundle.to_str().unwrap().to_string();
+    let config = fs::read_to_string(env.bundle().join("config.json")).unwrap();
+    let assert_clean_failure = |env: &Env, id: &str, expect: &str| {
+        let (code, out) = env.rt_detached(&["create", "--bundle", &bundle, id]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(expect), "expected {expect:?} in {out}");
+        assert!(!env.root().join(id).exists(), "state dir left for {id}");
+        assert!(!env.root().join(format!("bundle@{id}")).exists());
+        assert!(cgroup_dirs(id).is_empty(), "cgroup left for {id}");
+    };
+
+    let id = env.id("badjson");
+    fs::write(env.bundle().join("config.json"), "{ not json").unwrap();
+    assert_clean_failure(&env, &id, "invalid JSON");
+
+    let id = env.id("badns");
+    let mut value: Value = serde_json::from_str(&config).unwrap();
+    value["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "bogus"}));
+    fs::write(env.bundle().join("config.json"), value.to_string()).unwrap();
+    assert_clean_failure(&env, &id, "invalid OCI spec");
+
+    let id = env.id("norootfs");
+    let mut value: Value = serde_json::from_str(&config).unwrap();
+    value["root"]["path"] = json!("missing-rootfs");
+    fs::write(env.bundle().join("config.json"), value.to_string()).unwrap();
+    assert_clean_failure(&env, &id, "does not exist");
+
+    // A missing binary fails inside libcontainer after the state dir and cgroup exist.
+    let id = env.id("noexe");
+    let mut value: Value = serde_json::from_str(&config).unwrap();
+    value["process"]["args"] = json!(["/bin/no-such-binary"]);
+    fs::write(env.bundle().join("config.json"), value.to_string()).unwrap();
+    assert_clean_failure(&env, &id, "");
+
+    assert_clean_failure(&env, "bad/id", "invalid container id");
+
+    fs::write(env.bundle().join("config.json"), &config).unwrap();
+    let id = env.id("dup");
+    env.create(&id);
+    let (code, out) = env.rt_detached(&["create", "--bundle", &bundle, &id]);
+    assert_eq!(code, 1);
+    assert!(out.contains("already exists"), "{out}");
+    // The original container is untouched by the failed duplicate.
+    assert_eq!(env.status(&id), "created");
+    // Wrong-state operations.
+    assert_eq!(env.rt(&["resume", &id]).status.code(), Some(1));
+    assert_eq!(env.rt(&["exec", &id, "true"]).status.code(), Some(1));
+    assert!(env.rt(&["start", &id]).status.success());
+    let out = env.rt(&["start", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("cannot start"), "{}", text(&out));
+    // Unknown container.
+    assert_eq!(env.rt(&["state", "skt-nonexistent"]).status.code(), Some(1));
+    assert_eq!(
+        env.rt(&["delete", "skt-nonexistent"]).status.code(),
+        Some(1)
+    );
+    assert!(env
+        .rt(&["delete", "--force", "skt-nonexistent"])
+        .status
+        .success());
+}
+
+#[test]
+fn pid_reuse_is_not_mistaken_for_running() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("reuse");
+    env.create(&id);
+    // Simulate reuse: the recorded start time no longer matches the live pid.
+    let file = env.root().join(&id).join("skiff-starttime");
+    let real = fs::read_to_string(&file).unwrap();
+    fs::write(&file, "1").unwrap();
+    let seen = env.status(&id);
+    // Restore so the guard's delete --force kills the (really alive) init.
+    fs::write(&file, real).unwrap();
+    assert_eq!(seen, "stopped");
+    assert_eq!(env.status(&id), "created");
+}
