@@ -196,14 +196,16 @@ fn count(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
+/// A container of `program` (runc or skiff-runtime), force-deleted by its id when dropped.
 struct RuncContainer {
+    program: PathBuf,
     root: PathBuf,
     id: String,
 }
 
 impl Drop for RuncContainer {
     fn drop(&mut self) {
-        let _ = Command::new("runc")
+        let _ = Command::new(&self.program)
             .arg("--root")
             .arg(&self.root)
             .args(["delete", "-f", &self.id])
@@ -281,27 +283,49 @@ async fn registry_end_to_end() {
         fs::read(rootfs.join("etc/passwd-link")).unwrap(),
         fs::read(rootfs.join("etc/passwd")).unwrap()
     );
-    let container = RuncContainer {
-        root: tmp.path().join("runc-state"),
-        id: format!("skiff-image-test-{}", std::process::id()),
-    };
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(&container.root)
-        .args(["run", "--bundle"])
-        .arg(&bundle_dir)
-        .arg(&container.id)
-        .stdin(Stdio::null())
-        .output()
+    // The pulled image runs under runc and under skiff's own runtime (built with the workspace:
+    // target/<profile>/skiff-runtime, next to this test's deps/ directory).
+    let skiff_runtime = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("skiff-runtime"))
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "runc: {}",
-        String::from_utf8_lossy(&out.stderr)
+    assert!(
+        skiff_runtime.exists(),
+        "{} is missing: build the workspace first (scripts/test.sh does)",
+        skiff_runtime.display()
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
-    drop(container);
+    for program in [PathBuf::from("runc"), skiff_runtime] {
+        let container = RuncContainer {
+            program: program.clone(),
+            root: tmp.path().join("runtime-state"),
+            id: format!("skiff-image-test-{}", std::process::id()),
+        };
+        let out = Command::new(&program)
+            .arg("--root")
+            .arg(&container.root)
+            .args(["run", "--bundle"])
+            .arg(&bundle_dir)
+            .arg(&container.id)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hi\n",
+            "{}",
+            program.display()
+        );
+        drop(container);
+    }
 
     // Archive round trips into fresh stores.
     for (format, file) in [("oci", "img-oci.tar"), ("docker", "img-docker.tar")] {
