@@ -22,7 +22,7 @@ else
   grep "skiff server ready" "$log" || { cat "$log"; exit 1; }
 fi
 export KUBECONFIG=/var/lib/skiff/server/admin.kubeconfig
-k() { echo "+ kubectl $*"; kubectl "$@"; }
+k() { echo "+ kubectl $*" >&2; kubectl "$@"; }
 
 k version
 k get namespaces
