@@ -210,6 +210,20 @@ impl Drop for RuncContainer {
             .arg(&self.root)
             .args(["delete", "-f", &self.id])
             .output();
+        // skiff-runtime gives each state root its own cgroup parent
+        // (`skiff-runtime-<root with / as ->`); it is this test's alone.
+        let flat: String = self
+            .root
+            .to_string_lossy()
+            .trim_matches('/')
+            .replace('/', "-");
+        for controller in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = fs::remove_dir(controller.path().join(format!("skiff-runtime-{flat}")));
+        }
     }
 }
 

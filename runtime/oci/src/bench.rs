@@ -44,6 +44,15 @@ pub fn bench(args: &BenchArgs) -> Result<i32> {
             cycle_times[r].push(start.elapsed());
         }
     }
+    // skiff-runtime's per-root cgroup parent is the bench's own (containers were deleted).
+    let parent = crate::containers::cgroup_parent(&runtimes[1].root);
+    for controller in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(controller.path().join(parent.trim_start_matches('/')));
+    }
     let _ = std::fs::remove_dir_all(&work);
     println!("{} iterations, interleaved; milliseconds", args.iterations);
     for (label, times) in [

@@ -14,6 +14,24 @@ const START_TIME_FILE: &str = "skiff-starttime";
 /// Cgroup parent used when config.json has no `linux.cgroupsPath`. libcontainer would use
 /// the literal directory `:youki:<id>`; an absolute path keeps v1 and v2 layouts predictable.
 pub const DEFAULT_CGROUP_PARENT: &str = "/skiff-runtime";
+const DEFAULT_ROOT: &str = "/run/skiff-runtime";
+
+/// The cgroup parent of containers without `linux.cgroupsPath`: `/skiff-runtime` for the
+/// default `--root`, and one parent per other state root (`/skiff-runtime-tmp-x-state` for
+/// `/tmp/x/state`), so independent users of the runtime (tests, benchmarks, a second node
+/// agent) never share — and can remove — their parent cgroup.
+pub fn cgroup_parent(root: &Path) -> String {
+    if root == Path::new(DEFAULT_ROOT) {
+        return DEFAULT_CGROUP_PARENT.to_string();
+    }
+    let flat: String = root
+        .to_string_lossy()
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c == '/' { '-' } else { c })
+        .collect();
+    format!("{DEFAULT_CGROUP_PARENT}-{flat}")
+}
 
 pub fn container_dir(root: &Path, id: &str) -> PathBuf {
     root.join(id)
@@ -86,7 +104,7 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
 }
 
 /// Returns the bundle to hand to libcontainer. When config.json lacks `linux.cgroupsPath`
-/// we write a patched copy (absolute rootfs, cgroupsPath = /skiff-runtime/<id>) to a
+/// we write a patched copy (absolute rootfs, cgroupsPath = <cgroup_parent(root)>/<id>) to a
 /// temporary directory, because libcontainer only reads `<bundle>/config.json`.
 /// Also validates the JSON early so bad input fails before anything is created.
 pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>> {
@@ -124,7 +142,7 @@ pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<Pat
         config["linux"] = serde_json::json!({});
     }
     config["linux"]["cgroupsPath"] =
-        serde_json::Value::String(format!("{DEFAULT_CGROUP_PARENT}/{id}"));
+        serde_json::Value::String(format!("{}/{id}", cgroup_parent(root)));
     let dir = patched_bundle_dir(root, id);
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("config.json"), serde_json::to_vec(&config)?)?;

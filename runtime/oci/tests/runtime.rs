@@ -72,6 +72,11 @@ impl Env {
         fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     }
 
+    /// The cgroup directories of container `id` (every controller).
+    fn container_cgroups(&self, id: &str) -> Vec<PathBuf> {
+        cgroup_dirs(&Path::new(&cgroup_parent(&self.root())).join(id))
+    }
+
     /// A unique id, remembered for cleanup.
     fn id(&mut self, name: &str) -> String {
         let id = format!("skt-{name}-{}", std::process::id());
@@ -131,10 +136,22 @@ impl Env {
     }
 }
 
-fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+/// The runtime's cgroup parent for a state root (mirrors `containers::cgroup_parent`).
+fn cgroup_parent(root: &Path) -> String {
+    let flat: String = root
+        .to_string_lossy()
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c == '/' { '-' } else { c })
+        .collect();
+    format!("skiff-runtime-{flat}")
+}
+
+/// Every cgroup directory named `name` under the v1 controllers and the v2 hierarchy.
+fn cgroup_dirs(name: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     for controller in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let dir = controller.path().join("skiff-runtime").join(id);
+        let dir = controller.path().join(name);
         if dir.exists() {
             dirs.push(dir);
         }
@@ -147,9 +164,13 @@ impl Drop for Env {
         for id in &self.ids {
             let _ = self.rt(&["delete", "--force", id]);
             let _ = fs::remove_dir_all(self.root().join(id));
-            for dir in cgroup_dirs(id) {
+            for dir in self.container_cgroups(id) {
                 let _ = fs::remove_dir(dir);
             }
+        }
+        // The parent belongs to this test's state root alone.
+        for dir in cgroup_dirs(Path::new(&cgroup_parent(&self.root()))) {
+            let _ = fs::remove_dir(dir);
         }
     }
 }
@@ -173,7 +194,7 @@ fn run_prints_output_and_returns_exit_code() {
     assert!(text(&out).contains("hello from busybox"));
     let id = env.ids[0].clone();
     assert!(!env.root().join(&id).exists(), "state dir left behind");
-    assert!(cgroup_dirs(&id).is_empty(), "cgroup left behind");
+    assert!(env.container_cgroups(&id).is_empty(), "cgroup left behind");
 }
 
 #[test]
@@ -224,7 +245,7 @@ fn create_start_state_delete() {
     assert!(text(&out).contains("not stopped"), "{}", text(&out));
     assert!(env.rt(&["delete", "--force", &id]).status.success());
     assert!(!env.root().join(&id).exists());
-    assert!(cgroup_dirs(&id).is_empty());
+    assert!(env.container_cgroups(&id).is_empty());
     assert_eq!(env.rt(&["state", &id]).status.code(), Some(1));
 }
 
@@ -343,8 +364,9 @@ fn events_stats_prints_one_sample() {
     // update changes the pids limit of the running container.
     let out = env.rt(&["update", "--pids-limit", "42", &id]);
     assert!(out.status.success(), "{}", text(&out));
-    let limit = fs::read_to_string(format!("/sys/fs/cgroup/pids/skiff-runtime/{id}/pids.max"))
-        .or_else(|_| fs::read_to_string(format!("/sys/fs/cgroup/skiff-runtime/{id}/pids.max")))
+    let parent = cgroup_parent(&env.root());
+    let limit = fs::read_to_string(format!("/sys/fs/cgroup/pids/{parent}/{id}/pids.max"))
+        .or_else(|_| fs::read_to_string(format!("/sys/fs/cgroup/{parent}/{id}/pids.max")))
         .unwrap();
     assert_eq!(limit.trim(), "42");
 }
@@ -426,7 +448,7 @@ fn bad_input_fails_cleanly() {
         assert!(out.contains(expect), "expected {expect:?} in {out}");
         assert!(!env.root().join(id).exists(), "state dir left for {id}");
         assert!(!env.root().join(format!("bundle@{id}")).exists());
-        assert!(cgroup_dirs(id).is_empty(), "cgroup left for {id}");
+        assert!(env.container_cgroups(id).is_empty(), "cgroup left for {id}");
     };
 
     let id = env.id("badjson");
