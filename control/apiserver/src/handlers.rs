@@ -1006,24 +1006,20 @@ impl ApiServer {
                     .as_array()
                     .is_some_and(|a| !a.is_empty());
                 if !spec_finalizers && finalizers(&next).is_empty() {
-                    return self
+                    match self
                         .delete_now(target, current.mod_revision, next, dry_run)
-                        .await
-                        .map(|r| r.unwrap_or((200, object.clone())));
-                }
-                if dry_run {
-                    return Ok((200, next));
+                        .await?
+                    {
+                        Some(done) => return Ok(done),
+                        None => continue, // changed meanwhile: read again
+                    }
                 }
                 match self
-                    .storage
-                    .update(&key, &next, current.mod_revision, &Extra::default())
+                    .write_marked(&key, next, current.mod_revision, dry_run)
                     .await?
                 {
-                    Write::Done(rev) => {
-                        crate::storage::set_resource_version(&mut next, rev);
-                        return Ok((200, next));
-                    }
-                    Write::Conflict => continue,
+                    Some(done) => return Ok(done),
+                    None => continue,
                 }
             }
 
@@ -1092,19 +1088,12 @@ impl ApiServer {
                 if next == object {
                     return Ok((200, object));
                 }
-                if dry_run {
-                    return Ok((200, next));
-                }
                 match self
-                    .storage
-                    .update(&key, &next, current.mod_revision, &Extra::default())
+                    .write_marked(&key, next, current.mod_revision, dry_run)
                     .await?
                 {
-                    Write::Done(rev) => {
-                        crate::storage::set_resource_version(&mut next, rev);
-                        return Ok((200, next));
-                    }
-                    Write::Conflict => continue,
+                    Some(done) => return Ok(done),
+                    None => continue,
                 }
             }
             match self
@@ -1116,6 +1105,31 @@ impl ApiServer {
             }
         }
         Err(ApiError::modified(info, target.name()))
+    }
+
+    /// Stores an object marked for deletion (deletionTimestamp, finalizers); `None` when it
+    /// changed meanwhile (the caller retries).
+    async fn write_marked(
+        &self,
+        key: &str,
+        mut next: Value,
+        expected: i64,
+        dry_run: bool,
+    ) -> ApiResult<Option<(u16, Value)>> {
+        if dry_run {
+            return Ok(Some((200, next)));
+        }
+        match self
+            .storage
+            .update(key, &next, expected, &Extra::default())
+            .await?
+        {
+            Write::Done(rev) => {
+                crate::storage::set_resource_version(&mut next, rev);
+                Ok(Some((200, next)))
+            }
+            Write::Conflict => Ok(None),
+        }
     }
 
     /// Removes the object; `None` when it changed meanwhile (the caller retries).
