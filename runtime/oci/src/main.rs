@@ -3,9 +3,11 @@
 //! hold locks when build() runs (no tokio here).
 
 mod bench;
+mod cgroup_warmup;
 mod cli;
 mod commands;
 mod containers;
+mod seal;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -14,17 +16,22 @@ use std::io::Write;
 fn main() {
     let cli = Cli::parse();
     // CVE-2019-5736: only the commands that put our process into a container's namespaces
-    // re-exec from a sealed memfd; copying the binary costs milliseconds, so state/kill/
-    // delete/start skip it. There is deliberately no switch to turn this off.
+    // re-exec from a write-protected binary (seal.rs); state/kill/delete/start never enter
+    // a container and skip it. There is deliberately no switch to turn this off.
     let enters_container = matches!(
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
     );
     if enters_container {
-        if let Err(err) = pentacle::ensure_sealed() {
+        // First, so the grace period also runs while we re-exec (the helper outlives exec);
+        // once, not again in the re-executed process.
+        if !seal::running_sealed() {
+            cgroup_warmup::start_migration_grace_period();
+        }
+        if let Err(err) = seal::ensure_sealed(&cli.root) {
             report_error(
                 &cli,
-                &anyhow::anyhow!("failed to re-exec from sealed memfd: {err}"),
+                &err.context("failed to re-exec from a protected binary"),
             );
             std::process::exit(1);
         }

@@ -524,3 +524,41 @@ fn pid_reuse_is_not_mistaken_for_running() {
     assert_eq!(seen, "stopped");
     assert_eq!(env.status(&id), "created");
 }
+
+/// CVE-2019-5736: a process that gets hold of the runtime's `/proc/<pid>/exe` (here: the
+/// created container's init, which still runs the runtime's code) must not be able to open
+/// the runtime binary for writing, also after the runtime has exited.
+#[test]
+fn runtime_binary_cannot_be_rewritten_through_proc_exe() {
+    if skip() {
+        return;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("exe");
+    env.create(&id);
+    let state: Value = serde_json::from_slice(&env.rt(&["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let handle = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .unwrap();
+    assert!(env.rt(&["delete", "--force", &id]).status.success());
+    use std::os::fd::AsRawFd;
+    let reopened = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    let err = reopened.expect_err("the runtime binary was writable through /proc/<pid>/exe");
+    // EROFS from the read-only overlay, EPERM from a sealed memfd (the fallback).
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::EPERM)),
+        "unexpected error {err}"
+    );
+    // And the binary itself is intact and still runs.
+    assert!(Command::new(BIN)
+        .arg("--version")
+        .status()
+        .unwrap()
+        .success());
+}

@@ -1,0 +1,136 @@
+//! CVE-2019-5736 protection: the commands that put our process into a container's namespaces
+//! must not run from a file a container process could open for writing through
+//! `/proc/<pid>/exe`.
+//!
+//! The cheap way (no copy): re-exec the binary through a private, detached, read-only
+//! overlayfs mount whose top lower layer is the binary's own directory. `/proc/<pid>/exe` then
+//! names a file on a read-only superblock that has no writable layer, so opening it for
+//! writing fails with EROFS — also after we exit, when `ETXTBSY` no longer protects the file.
+//! The mount is never attached to any mount namespace; it lives as long as our process runs
+//! from it. This costs a few syscalls instead of copying the 8 MB binary into a sealed memfd
+//! (11–13 ms per call measured here). Where overlayfs or the new mount API is unavailable we
+//! fall back to the memfd copy (pentacle).
+
+use anyhow::{Context, Result};
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+const OVERLAYFS_SUPER_MAGIC: rustix::fs::FsWord = 0x794c_7630;
+
+/// Re-execs the current process from a protected copy of its binary unless it already runs
+/// from one. Returns only when already protected (or on error).
+pub fn ensure_sealed(scratch: &Path) -> Result<()> {
+    if running_sealed() {
+        return Ok(());
+    }
+    match overlay_exe(scratch) {
+        Ok(exe) => {
+            let err = exec_fd(&exe);
+            // execveat failed: the overlay was created but cannot be executed from
+            // (e.g. a noexec policy); the memfd copy still works.
+            tracing_fallback(&err);
+        }
+        Err(err) => tracing_fallback(&err),
+    }
+    pentacle::ensure_sealed().context("re-exec from a sealed memfd")
+}
+
+fn tracing_fallback(err: &anyhow::Error) {
+    if std::env::var_os("SKIFF_RUNTIME_DEBUG_SEAL").is_some() {
+        eprintln!("skiff-runtime: overlayfs exe protection unavailable ({err:#}); copying into a sealed memfd");
+    }
+}
+
+/// True when our executable cannot be written through `/proc/self/exe`: it lives on a
+/// read-only overlayfs mount, or it is pentacle's sealed memfd.
+pub fn running_sealed() -> bool {
+    let exe = Path::new("/proc/self/exe");
+    let on_ro_overlay = matches!(
+        (rustix::fs::statfs(exe), rustix::fs::statvfs(exe)),
+        (Ok(fs), Ok(vfs))
+            if fs.f_type == OVERLAYFS_SUPER_MAGIC
+                && vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
+    );
+    on_ro_overlay || pentacle::is_sealed()
+}
+
+/// Opens our binary through a fresh read-only overlayfs (binary directory over an empty
+/// directory: overlayfs needs two lower layers to run without an upper one).
+fn overlay_exe(scratch: &Path) -> Result<OwnedFd> {
+    let binary = std::fs::read_link("/proc/self/exe").context("readlink /proc/self/exe")?;
+    let dir = binary.parent().context("binary has no directory")?;
+    let name = binary.file_name().context("binary has no file name")?;
+    let empty = scratch.join("seal@empty");
+    std::fs::create_dir_all(&empty).with_context(|| format!("create {}", empty.display()))?;
+    let ctx =
+        rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
+    let lowerdir = format!("{}:{}", escape_lowerdir(dir), escape_lowerdir(&empty));
+    rustix::mount::fsconfig_set_string(&ctx, "lowerdir", lowerdir.as_str())
+        .with_context(|| format!("overlay lowerdir={lowerdir}"))?;
+    // xino is irrelevant here and would only log noise when the layers are on different
+    // filesystems.
+    let _ = rustix::mount::fsconfig_set_string(&ctx, "xino", "off");
+    rustix::mount::fsconfig_create(&ctx).context("create overlay superblock")?;
+    let mount = rustix::mount::fsmount(
+        &ctx,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )
+    .context("fsmount overlay")?;
+    let exe = rustix::fs::openat(
+        &mount,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open {} on the overlay", name.to_string_lossy()))?;
+    Ok(exe)
+}
+
+/// overlayfs splits `lowerdir` on ':' and treats '\' as an escape.
+fn escape_lowerdir(path: &Path) -> String {
+    String::from_utf8_lossy(path.as_os_str().as_bytes())
+        .replace('\\', "\\\\")
+        .replace(':', "\\:")
+}
+
+/// execveat(fd, "", argv, environ, AT_EMPTY_PATH); returns only on failure.
+fn exec_fd(exe: &OwnedFd) -> anyhow::Error {
+    let args: Vec<CString> = std::env::args_os()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let err = nix::unistd::execveat(
+        Some(exe.as_raw_fd()),
+        c"",
+        &args,
+        &env,
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    )
+    .unwrap_err();
+    anyhow::anyhow!("execveat from the overlay: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_lowerdir;
+    use std::path::Path;
+
+    #[test]
+    fn lowerdir_separators_are_escaped() {
+        assert_eq!(escape_lowerdir(Path::new("/a:b\\c")), "/a\\:b\\\\c");
+    }
+}
