@@ -3,6 +3,7 @@
 //! with runc, archive round trips, rm + gc, and a tampered blob. Needs root and the packages
 //! docker-registry, skopeo, runc, busybox-static; prints a skip line otherwise.
 
+use base64::Engine;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use skiff_image::{archive, bundle, overlay, registry, Store};
@@ -10,6 +11,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 fn sha(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -48,7 +51,8 @@ impl Drop for Registry {
     }
 }
 
-fn start_registry(dir: &Path) -> Registry {
+/// Starts docker-registry; `extra` is appended to its YAML config (e.g. an `auth:` section).
+fn start_registry(dir: &Path, extra: &str) -> Registry {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -60,7 +64,7 @@ fn start_registry(dir: &Path) -> Registry {
     fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             storage.display()
         ),
     )
@@ -86,15 +90,37 @@ fn start_registry(dir: &Path) -> Registry {
     panic!("registry did not start on port {port}");
 }
 
-fn tar_gz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> (Vec<u8>, String) {
+#[derive(Clone, Copy)]
+enum Layers {
+    Gzip,
+    Zstd,
+}
+
+impl Layers {
+    fn media_type(self) -> &'static str {
+        match self {
+            Layers::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Layers::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+/// A compressed layer and its diff id (digest of the uncompressed tar).
+fn layer(compression: Layers, build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> (Vec<u8>, String) {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
     build(&mut builder);
     let raw = builder.into_inner().unwrap();
     let diff_id = sha(&raw);
-    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&raw).unwrap();
-    (gz.finish().unwrap(), diff_id)
+    let compressed = match compression {
+        Layers::Gzip => {
+            let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&raw).unwrap();
+            gz.finish().unwrap()
+        }
+        Layers::Zstd => zstd::encode_all(&raw[..], 3).unwrap(),
+    };
+    (compressed, diff_id)
 }
 
 fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) {
@@ -122,9 +148,9 @@ fn add_symlink(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
 }
 
 /// Two layers: busybox + files, then a layer deleting /etc/gone and making /data opaque.
-fn write_layout(dir: &Path) {
+fn write_layout(dir: &Path, compression: Layers) {
     let busybox = fs::read("/bin/busybox").unwrap();
-    let (l1, d1) = tar_gz(|b| {
+    let (l1, d1) = layer(compression, |b| {
         add_dir(b, "bin");
         add_file(b, "bin/busybox", &busybox, 0o755);
         add_symlink(b, "bin/sh", "busybox");
@@ -141,7 +167,7 @@ fn write_layout(dir: &Path) {
         b.append_link(&mut h, "etc/passwd-link", "etc/passwd")
             .unwrap();
     });
-    let (l2, d2) = tar_gz(|b| {
+    let (l2, d2) = layer(compression, |b| {
         add_file(b, "etc/.wh.gone", b"", 0o644);
         add_dir(b, "data");
         add_file(b, "data/.wh..wh..opq", b"", 0o644);
@@ -167,8 +193,8 @@ fn write_layout(dir: &Path) {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
         "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld1, "size": ls1},
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld2, "size": ls2}
+            {"mediaType": compression.media_type(), "digest": ld1, "size": ls1},
+            {"mediaType": compression.media_type(), "digest": ld2, "size": ls2}
         ]
     });
     let manifest = serde_json::to_vec(&manifest).unwrap();
@@ -245,9 +271,9 @@ async fn registry_end_to_end() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let registry = start_registry(tmp.path());
+    let registry = start_registry(tmp.path(), "");
     let layout = tmp.path().join("layout");
-    write_layout(&layout);
+    write_layout(&layout, Layers::Gzip);
     let image = format!("127.0.0.1:{}/skiff/busybox:1", registry.port);
     run(Command::new("skopeo")
         .args(["copy", "--quiet", "--dest-tls-verify=false"])
@@ -400,4 +426,224 @@ async fn registry_end_to_end() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("registry error"), "{err}");
+}
+
+/// A bearer-token server in the shape docker-registry's `auth: token` expects: it checks basic
+/// credentials and answers with an ES256 JWT granting the requested scopes, signed by a key
+/// whose certificate is the registry's `rootcertbundle` (sent in the JWT's `x5c` header).
+struct TokenServer {
+    port: u16,
+    cert_pem: String,
+    /// Tokens issued (requests with the right credentials).
+    issued: Arc<AtomicUsize>,
+    /// Requests refused for missing or wrong credentials.
+    refused: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const TOKEN_USER: &str = "skiff";
+const TOKEN_PASSWORD: &str = "s3cret";
+const TOKEN_SERVICE: &str = "skiff-test-registry";
+const TOKEN_ISSUER: &str = "skiff-test-issuer";
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn start_token_server() -> TokenServer {
+    let key = rcgen::KeyPair::generate().unwrap(); // ECDSA P-256
+    let params = rcgen::CertificateParams::new(vec!["skiff-test-issuer".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let signer = Arc::new(
+        ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &rng,
+        )
+        .unwrap(),
+    );
+    let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
+    let issued = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_USER}:{TOKEN_PASSWORD}"))
+    );
+    let handler = {
+        let (issued, refused) = (issued.clone(), refused.clone());
+        move |headers: axum::http::HeaderMap,
+              axum::extract::RawQuery(query): axum::extract::RawQuery| {
+            let (issued, refused, signer, x5c, expected) = (
+                issued.clone(),
+                refused.clone(),
+                signer.clone(),
+                x5c.clone(),
+                expected.clone(),
+            );
+            async move {
+                use axum::response::IntoResponse;
+                let authorized = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v == expected);
+                if !authorized {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    return (axum::http::StatusCode::UNAUTHORIZED, "bad credentials")
+                        .into_response();
+                }
+                // scope=repository:<name>:<actions>, possibly several times.
+                let access: Vec<serde_json::Value> = query
+                    .unwrap_or_default()
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("scope="))
+                    .map(|scope| {
+                        scope
+                            .replace("%3A", ":")
+                            .replace("%2F", "/")
+                            .replace("%2C", ",")
+                    })
+                    .filter_map(|scope| {
+                        let mut parts = scope.splitn(3, ':');
+                        let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                        Some(serde_json::json!({"type": kind, "name": name,
+                            "actions": actions.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": TOKEN_ISSUER, "sub": TOKEN_USER, "aud": TOKEN_SERVICE,
+                    "exp": now + 300, "nbf": now - 10, "iat": now,
+                    "jti": format!("{now}-{}", issued.load(Ordering::SeqCst)),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let signature = signer
+                    .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+                    .unwrap();
+                let token = format!("{signing_input}.{}", b64url(signature.as_ref()));
+                issued.fetch_add(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({
+                    "token": token, "access_token": token, "expires_in": 300
+                }))
+                .into_response()
+            }
+        }
+    };
+    let app = axum::Router::new().route("/token", axum::routing::get(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TokenServer {
+        port,
+        cert_pem: cert.pem(),
+        issued,
+        refused,
+        task,
+    }
+}
+
+/// A registry behind bearer-token auth, an image with zstd layers: anonymous pulls are refused
+/// with a clear error and leave nothing behind; credentials from a docker config.json get a
+/// token and the pull works, zstd layers unpacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_auth_and_zstd_layers() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIP token_auth_and_zstd_layers: {reason}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens = start_token_server().await;
+    let bundle_pem = tmp.path().join("issuer.pem");
+    fs::write(&bundle_pem, &tokens.cert_pem).unwrap();
+    let registry = start_registry(
+        tmp.path(),
+        &format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            tokens.port,
+            bundle_pem.display()
+        ),
+    );
+    let layout = tmp.path().join("layout");
+    write_layout(&layout, Layers::Zstd);
+    let image = format!("127.0.0.1:{}/skiff/busybox:zstd", registry.port);
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("--dest-creds={TOKEN_USER}:{TOKEN_PASSWORD}"))
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{image}")));
+    let pushed = tokens.issued.load(Ordering::SeqCst);
+    assert!(pushed > 0, "skopeo pushed without a token");
+
+    let root = tmp.path().join("store");
+    let store = Store::open(&root).unwrap();
+    // Anonymous: no credentials in the (missing) docker config.
+    let anonymous = registry::PullOptions {
+        docker_config: Some(tmp.path().join("no-such-config.json")),
+        ..Default::default()
+    };
+    let err = registry::pull(&store, &image, &anonymous)
+        .await
+        .unwrap_err();
+    let message = err.to_string().to_lowercase();
+    assert!(
+        message.contains("401") || message.contains("unauthorized") || message.contains("auth"),
+        "{err}"
+    );
+    assert!(tokens.refused.load(Ordering::SeqCst) > 0);
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(count(&root.join("blobs/sha256")), 0);
+
+    // Credentials from a docker config.json (inline base64 `auth`, as `docker login` writes).
+    let config = tmp.path().join("docker-config.json");
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_USER}:{TOKEN_PASSWORD}"));
+    fs::write(
+        &config,
+        serde_json::json!({"auths": {format!("127.0.0.1:{}", registry.port): {"auth": auth}}})
+            .to_string(),
+    )
+    .unwrap();
+    let with_credentials = registry::PullOptions {
+        docker_config: Some(config),
+        ..Default::default()
+    };
+    let info = registry::pull(&store, &image, &with_credentials)
+        .await
+        .unwrap();
+    assert!(
+        tokens.issued.load(Ordering::SeqCst) > pushed,
+        "pulled without a token"
+    );
+    assert!(info
+        .manifest
+        .layers
+        .iter()
+        .all(|l| l.media_type.to_string().ends_with("tar+zstd")));
+    let bundle_dir = tmp.path().join("bundle");
+    bundle::create_bundle(&store, &image, &bundle_dir).unwrap();
+    let rootfs = bundle_dir.join("rootfs");
+    assert_eq!(
+        fs::read(rootfs.join("bin/busybox")).unwrap(),
+        fs::read("/bin/busybox").unwrap()
+    );
+    assert!(!rootfs.join("etc/gone").exists());
+    assert!(!rootfs.join("data/old").exists());
+    assert_eq!(fs::read(rootfs.join("data/new")).unwrap(), b"new\n");
 }
