@@ -347,6 +347,16 @@ fn bad_input_is_rejected_cleanly() {
             "BadRequest",
         ),
         (
+            // A uid in the patched object is a precondition (guards against re-created objects).
+            "PATCH",
+            "/api/v1/namespaces/default",
+            "application/merge-patch+json",
+            br#"{"metadata":{"uid":"00000000-0000-0000-0000-000000000000","labels":{"x":"y"}}}"#
+                .to_vec(),
+            409,
+            "Conflict",
+        ),
+        (
             "PATCH",
             "/api/v1/namespaces/default",
             "application/xml",

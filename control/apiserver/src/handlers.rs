@@ -643,6 +643,20 @@ impl ApiServer {
                 }
             }
             let proposed = modify(&current.object)?;
+            // A uid in the new object is a precondition (upstream's store: "Precondition
+            // failed: UID in precondition ..."); it guards writers against a re-created object.
+            if let Some(uid) = proposed.pointer("/metadata/uid").and_then(Value::as_str) {
+                let existing = meta(&current.object)["uid"].as_str().unwrap_or_default();
+                if !uid.is_empty() && uid != existing {
+                    return Err(ApiError::conflict(
+                        info,
+                        target.name(),
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {existing}"
+                        ),
+                    ));
+                }
+            }
             let mut next = match target.sub {
                 Some(Sub::Status) => with_status_from(&current.object, &proposed),
                 Some(Sub::Finalize) => {

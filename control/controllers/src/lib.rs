@@ -2,8 +2,11 @@
 //! reconcile) talking to the API server like any other client.
 //!
 //! Today: the namespace controller (ships with the API server so `kubectl delete namespace`
-//! completes). The workload controllers arrive with their issue.
+//! completes) and the garbage collector (ownerReferences; foreground and orphan deletion, so
+//! every `propagationPolicy` the API server accepts completes). The workload controllers
+//! arrive with their issue.
 
+pub mod garbage_collector;
 pub mod namespace;
 
 use std::path::Path;
@@ -26,7 +29,9 @@ pub async fn start(
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let client = client_from_kubeconfig(kubeconfig).await?;
     Ok(tokio::spawn(async move {
-        namespace::run(client).await;
-        anyhow::bail!("the namespace controller stopped")
+        tokio::select! {
+            _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
+            _ = garbage_collector::run(client) => anyhow::bail!("the garbage collector stopped"),
+        }
     }))
 }

@@ -1,0 +1,525 @@
+//! The garbage collector (upstream pkg/controller/garbagecollector): deletes objects whose
+//! owners are gone and carries out the two deletion modes the API server only marks.
+//!
+//! - **Background** (the default): an owner is deleted at once; every object listing it in
+//!   `ownerReferences` whose owners are then all absent is deleted by this controller.
+//! - **Foreground**: the API server marks the owner with the `foregroundDeletion` finalizer;
+//!   we delete its dependents (in foreground themselves when they block owner deletion) and
+//!   remove the finalizer once no dependent with `blockOwnerDeletion: true` is left, which
+//!   lets the API server delete the owner.
+//! - **Orphan**: the owner carries the `orphan` finalizer; we remove the owner's entry from
+//!   every dependent's `ownerReferences`, then the finalizer.
+//!
+//! How: one metadata-only watcher per resource that supports list, watch and delete (from
+//! discovery, re-run every minute so new resources are covered) feeds a graph of
+//! uid → (owners, dependents). Graph changes queue the objects they affect; a single worker
+//! processes the queue. An owner missing from the graph is confirmed absent with a live GET
+//! before anything is deleted, because the watchers start independently and a dependent can be
+//! seen before its owner.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy,
+};
+use kube::core::PartialObjectMeta;
+use kube::discovery::{verbs, ApiResource, Discovery, Scope};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use tokio::sync::mpsc;
+
+const FOREGROUND: &str = "foregroundDeletion";
+const ORPHAN: &str = "orphan";
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+const DISCOVERY_EVERY: Duration = Duration::from_secs(60);
+
+/// A resource the collector watches.
+#[derive(Clone)]
+struct Resource {
+    api: ApiResource,
+    namespaced: bool,
+}
+
+/// What the collector knows of one object.
+#[derive(Clone, Debug)]
+struct Node {
+    resource: usize,
+    namespace: Option<String>,
+    name: String,
+    owners: Vec<OwnerReference>,
+    deleting: bool,
+    finalizers: Vec<String>,
+}
+
+#[derive(Default)]
+struct Graph {
+    nodes: HashMap<String, Node>,
+    /// owner uid → uids of objects listing it in ownerReferences.
+    dependents: HashMap<String, HashSet<String>>,
+}
+
+impl Graph {
+    /// Inserts or replaces a node; returns the uids whose decisions may have changed.
+    fn upsert(&mut self, uid: String, node: Node) -> Vec<String> {
+        let mut affected = vec![uid.clone()];
+        if let Some(old) = self.nodes.remove(&uid) {
+            self.unlink(&uid, &old);
+            affected.extend(old.owners.into_iter().map(|o| o.uid));
+        }
+        for owner in &node.owners {
+            self.dependents
+                .entry(owner.uid.clone())
+                .or_default()
+                .insert(uid.clone());
+            affected.push(owner.uid.clone());
+        }
+        if node.deleting {
+            affected.extend(self.dependents_of(&uid));
+        }
+        self.nodes.insert(uid, node);
+        affected
+    }
+
+    /// Removes a node; returns its dependents (their owner is gone) and owners (a foreground
+    /// owner may be waiting for it).
+    fn remove(&mut self, uid: &str) -> Vec<String> {
+        let Some(old) = self.nodes.remove(uid) else {
+            return Vec::new();
+        };
+        self.unlink(uid, &old);
+        let mut affected = self.dependents_of(uid);
+        affected.extend(old.owners.into_iter().map(|o| o.uid));
+        affected
+    }
+
+    fn unlink(&mut self, uid: &str, node: &Node) {
+        for owner in &node.owners {
+            if let Some(set) = self.dependents.get_mut(&owner.uid) {
+                set.remove(uid);
+                if set.is_empty() {
+                    self.dependents.remove(&owner.uid);
+                }
+            }
+        }
+    }
+
+    fn dependents_of(&self, uid: &str) -> Vec<String> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A watcher event for resource `resource`.
+struct Update {
+    resource: usize,
+    event: Event<PartialObjectMeta<DynamicObject>>,
+}
+
+struct Collector {
+    client: Client,
+    resources: Vec<Resource>,
+    graph: Graph,
+    /// uids seen during a watcher's (re)list, per resource; stale nodes go at InitDone.
+    relisting: HashMap<usize, HashSet<String>>,
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+/// Runs the collector until the API server connection is lost for good.
+pub async fn run(client: Client) {
+    let (updates_tx, mut updates) = mpsc::channel::<Update>(1024);
+    let (retry_tx, mut retries) = mpsc::unbounded_channel::<String>();
+    let mut collector = Collector {
+        client: client.clone(),
+        resources: Vec::new(),
+        graph: Graph::default(),
+        relisting: HashMap::new(),
+        queue: VecDeque::new(),
+        queued: HashSet::new(),
+    };
+    let mut discovery_tick = tokio::time::interval(DISCOVERY_EVERY);
+    loop {
+        tokio::select! {
+            biased;
+            Some(update) = updates.recv() => collector.apply(update),
+            Some(uid) = retries.recv() => collector.enqueue(uid),
+            _ = discovery_tick.tick() => {
+                if let Err(e) = collector.watch_new_resources(&updates_tx).await {
+                    tracing::warn!("garbage collector discovery: {e}");
+                }
+            }
+            _ = std::future::ready(()), if !collector.queue.is_empty() => {
+                let uid = collector.queue.pop_front().expect("queue is not empty");
+                collector.queued.remove(&uid);
+                if let Err(e) = collector.process(&uid).await {
+                    tracing::debug!(%uid, "garbage collector: {e}; retrying");
+                    let retry_tx = retry_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RETRY_AFTER).await;
+                        let _ = retry_tx.send(uid);
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn has(list: &[String], item: &str) -> bool {
+    list.iter().any(|f| f == item)
+}
+
+impl Collector {
+    /// Starts a metadata watcher for every deletable, watchable resource not yet watched.
+    async fn watch_new_resources(&mut self, updates: &mpsc::Sender<Update>) -> kube::Result<()> {
+        let discovery = Discovery::new(self.client.clone()).run().await?;
+        for group in discovery.groups() {
+            for (ar, caps) in group.recommended_resources() {
+                let wanted = [verbs::LIST, verbs::WATCH, verbs::DELETE]
+                    .iter()
+                    .all(|v| caps.supports_operation(v));
+                let known = self
+                    .resources
+                    .iter()
+                    .any(|r| r.api.group == ar.group && r.api.plural == ar.plural);
+                if !wanted || known {
+                    continue;
+                }
+                let resource = self.resources.len();
+                self.resources.push(Resource {
+                    api: ar.clone(),
+                    namespaced: caps.scope == Scope::Namespaced,
+                });
+                // Metadata-only list and watch (PartialObjectMetadata).
+                let api: Api<PartialObjectMeta<DynamicObject>> =
+                    Api::all_with(self.client.clone(), &ar);
+                let updates = updates.clone();
+                tokio::spawn(async move {
+                    let mut events = Box::pin(
+                        watcher::watcher(api, watcher::Config::default()).default_backoff(),
+                    );
+                    while let Some(event) = events.next().await {
+                        match event {
+                            Ok(event) => {
+                                if updates.send(Update { resource, event }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::debug!(resource = %ar.plural, "watch: {e}"),
+                        }
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, uid: String) {
+        if self.queued.insert(uid.clone()) {
+            self.queue.push_back(uid);
+        }
+    }
+
+    fn enqueue_all(&mut self, uids: Vec<String>) {
+        for uid in uids {
+            self.enqueue(uid);
+        }
+    }
+
+    fn apply(&mut self, update: Update) {
+        let resource = update.resource;
+        match update.event {
+            Event::Apply(object) => {
+                if let Some((uid, node)) = node_of(resource, object) {
+                    let affected = self.graph.upsert(uid, node);
+                    self.enqueue_all(affected);
+                }
+            }
+            Event::Delete(object) => {
+                if let Some(uid) = object.metadata.uid {
+                    let affected = self.graph.remove(&uid);
+                    self.enqueue_all(affected);
+                }
+            }
+            Event::Init => {
+                self.relisting.insert(resource, HashSet::new());
+            }
+            Event::InitApply(object) => {
+                if let Some((uid, node)) = node_of(resource, object) {
+                    self.relisting
+                        .entry(resource)
+                        .or_default()
+                        .insert(uid.clone());
+                    let affected = self.graph.upsert(uid, node);
+                    self.enqueue_all(affected);
+                }
+            }
+            Event::InitDone => {
+                let seen = self.relisting.remove(&resource).unwrap_or_default();
+                let stale: Vec<String> = self
+                    .graph
+                    .nodes
+                    .iter()
+                    .filter(|(uid, n)| n.resource == resource && !seen.contains(*uid))
+                    .map(|(uid, _)| uid.clone())
+                    .collect();
+                for uid in stale {
+                    let affected = self.graph.remove(&uid);
+                    self.enqueue_all(affected);
+                }
+            }
+        }
+    }
+
+    fn api(&self, node: &Node) -> Api<DynamicObject> {
+        let resource = &self.resources[node.resource];
+        match &node.namespace {
+            Some(ns) if resource.namespaced => {
+                Api::namespaced_with(self.client.clone(), ns, &resource.api)
+            }
+            _ => Api::all_with(self.client.clone(), &resource.api),
+        }
+    }
+
+    async fn process(&mut self, uid: &str) -> kube::Result<()> {
+        let Some(node) = self.graph.nodes.get(uid).cloned() else {
+            return Ok(());
+        };
+        if node.deleting && has(&node.finalizers, ORPHAN) {
+            return self.orphan_dependents(uid, &node).await;
+        }
+        if node.deleting && has(&node.finalizers, FOREGROUND) {
+            return self.delete_dependents(uid, &node).await;
+        }
+        if node.owners.is_empty() || node.deleting {
+            return Ok(());
+        }
+        let mut solid = false;
+        let mut waiting_for_dependents = false;
+        let mut dangling = Vec::new();
+        for owner in &node.owners {
+            match self.graph.nodes.get(&owner.uid) {
+                Some(o) if o.deleting && has(&o.finalizers, FOREGROUND) => {
+                    waiting_for_dependents = true
+                }
+                Some(_) => solid = true,
+                None => {
+                    if self.owner_absent(&node, owner).await? {
+                        dangling.push(owner.uid.clone());
+                    } else {
+                        solid = true;
+                    }
+                }
+            }
+        }
+        if !solid {
+            // Foreground when an owner waits for us, so our own dependents go first too.
+            let policy = if waiting_for_dependents {
+                PropagationPolicy::Foreground
+            } else {
+                PropagationPolicy::Background
+            };
+            tracing::info!(object = %node.name, %uid, "deleting: its owners are gone");
+            return self.delete(&node, uid, policy).await;
+        }
+        if !dangling.is_empty() {
+            // Some owners live on: only the references to the gone ones are dropped.
+            let patch = remove_owner_refs_patch(uid, &dangling);
+            return ignore_not_found(
+                self.api(&node)
+                    .patch(
+                        &node.name,
+                        &PatchParams::default(),
+                        &Patch::Strategic(patch),
+                    )
+                    .await,
+            );
+        }
+        Ok(())
+    }
+
+    /// True when the owner does not exist (or exists under another uid), checked live.
+    async fn owner_absent(&self, dependent: &Node, owner: &OwnerReference) -> kube::Result<bool> {
+        let (group, version) = match owner.api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", owner.api_version.as_str()),
+        };
+        let Some(resource) = self
+            .resources
+            .iter()
+            .find(|r| r.api.group == group && r.api.version == version && r.api.kind == owner.kind)
+        else {
+            // A kind we cannot look up: never delete on a guess.
+            return Ok(false);
+        };
+        let api: Api<DynamicObject> = match &dependent.namespace {
+            Some(ns) if resource.namespaced => {
+                Api::namespaced_with(self.client.clone(), ns, &resource.api)
+            }
+            _ if resource.namespaced => return Ok(true), // a cluster object cannot have a namespaced owner
+            _ => Api::all_with(self.client.clone(), &resource.api),
+        };
+        match api.get_metadata_opt(&owner.name).await? {
+            Some(found) => Ok(found.metadata.uid.as_deref() != Some(owner.uid.as_str())),
+            None => Ok(true),
+        }
+    }
+
+    async fn delete(&self, node: &Node, uid: &str, policy: PropagationPolicy) -> kube::Result<()> {
+        let params = DeleteParams {
+            propagation_policy: Some(policy),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        ignore_not_found(self.api(node).delete(&node.name, &params).await.map(|_| ()))
+    }
+
+    async fn orphan_dependents(&self, uid: &str, owner: &Node) -> kube::Result<()> {
+        for dependent_uid in self.graph.dependents_of(uid) {
+            let Some(dependent) = self.graph.nodes.get(&dependent_uid) else {
+                continue;
+            };
+            let patch = remove_owner_refs_patch(&dependent_uid, &[uid.to_string()]);
+            ignore_not_found(
+                self.api(dependent)
+                    .patch(
+                        &dependent.name,
+                        &PatchParams::default(),
+                        &Patch::Strategic(patch),
+                    )
+                    .await,
+            )?;
+        }
+        tracing::info!(object = %owner.name, %uid, "dependents orphaned");
+        self.remove_finalizer(owner, ORPHAN).await
+    }
+
+    async fn delete_dependents(&self, uid: &str, owner: &Node) -> kube::Result<()> {
+        let mut blocking = 0;
+        for dependent_uid in self.graph.dependents_of(uid) {
+            let Some(dependent) = self.graph.nodes.get(&dependent_uid) else {
+                continue;
+            };
+            let blocks = dependent
+                .owners
+                .iter()
+                .any(|o| o.uid == uid && o.block_owner_deletion == Some(true));
+            if !dependent.deleting {
+                let policy = if blocks {
+                    PropagationPolicy::Foreground
+                } else {
+                    PropagationPolicy::Background
+                };
+                self.delete(dependent, &dependent_uid, policy).await?;
+            }
+            if blocks {
+                blocking += 1;
+            }
+        }
+        if blocking > 0 {
+            // Their DELETED events bring this owner back into the queue.
+            return Ok(());
+        }
+        tracing::info!(object = %owner.name, %uid, "dependents deleted; finishing foreground deletion");
+        self.remove_finalizer(owner, FOREGROUND).await
+    }
+
+    /// Removes one finalizer with a read-modify-write (a conflict is retried by the caller).
+    async fn remove_finalizer(&self, node: &Node, finalizer: &str) -> kube::Result<()> {
+        let api = self.api(node);
+        let Some(mut object) = api.get_opt(&node.name).await? else {
+            return Ok(());
+        };
+        let finalizers = object.metadata.finalizers.get_or_insert_with(Vec::new);
+        if !has(finalizers, finalizer) {
+            return Ok(());
+        }
+        finalizers.retain(|f| f != finalizer);
+        ignore_not_found(
+            api.replace(&node.name, &PostParams::default(), &object)
+                .await
+                .map(|_| ()),
+        )
+    }
+}
+
+/// A strategic merge patch dropping the owner references with these uids (ownerReferences
+/// merge on uid), guarded by the dependent's own uid.
+fn remove_owner_refs_patch(dependent_uid: &str, owners: &[String]) -> serde_json::Value {
+    let refs: Vec<serde_json::Value> = owners
+        .iter()
+        .map(|uid| serde_json::json!({"$patch": "delete", "uid": uid}))
+        .collect();
+    serde_json::json!({"metadata": {"uid": dependent_uid, "ownerReferences": refs}})
+}
+
+fn ignore_not_found<T>(result: kube::Result<T>) -> kube::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn node_of(resource: usize, object: PartialObjectMeta<DynamicObject>) -> Option<(String, Node)> {
+    let meta = object.metadata;
+    let uid = meta.uid?;
+    Some((
+        uid,
+        Node {
+            resource,
+            namespace: meta.namespace,
+            name: meta.name?,
+            owners: meta.owner_references.unwrap_or_default(),
+            deleting: meta.deletion_timestamp.is_some(),
+            finalizers: meta.finalizers.unwrap_or_default(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(owners: &[&str]) -> Node {
+        Node {
+            resource: 0,
+            namespace: Some("default".into()),
+            name: "x".into(),
+            owners: owners
+                .iter()
+                .map(|uid| OwnerReference {
+                    uid: uid.to_string(),
+                    ..OwnerReference::default()
+                })
+                .collect(),
+            deleting: false,
+            finalizers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn graph_tracks_dependents_through_updates_and_removal() {
+        let mut g = Graph::default();
+        g.upsert("owner".into(), node(&[]));
+        let affected = g.upsert("dep".into(), node(&["owner"]));
+        assert!(affected.contains(&"owner".to_string()));
+        assert_eq!(g.dependents_of("owner"), vec!["dep".to_string()]);
+        // The dependent drops its owner reference.
+        g.upsert("dep".into(), node(&[]));
+        assert!(g.dependents_of("owner").is_empty());
+        g.upsert("dep".into(), node(&["owner"]));
+        // Removing the owner names its dependents.
+        assert_eq!(g.remove("owner"), vec!["dep".to_string()]);
+        assert!(g.remove("nothing").is_empty());
+    }
+}

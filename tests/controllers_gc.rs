@@ -1,0 +1,176 @@
+//! The garbage collector inside `skiff server`, driven by the real kubectl 1.32: the three
+//! `--cascade` modes on objects linked by ownerReferences, and dependents of a cluster-scoped
+//! owner.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ServerProcess;
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn uid(s: &ServerProcess, args: &[&str]) -> String {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "jsonpath={.metadata.uid}"]);
+    s.kubectl_ok(&all)
+}
+
+fn exists(s: &ServerProcess, args: &[&str]) -> bool {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--ignore-not-found", "-o", "name"]);
+    !s.kubectl_ok(&all).trim().is_empty()
+}
+
+/// A ConfigMap owned by `owners` ((apiVersion, kind, name, uid, blockOwnerDeletion)).
+fn create_dependent(s: &ServerProcess, name: &str, owners: &[(&str, &str, &str, &str, bool)]) {
+    let refs: Vec<serde_json::Value> = owners
+        .iter()
+        .map(|(api_version, kind, owner, uid, block)| {
+            serde_json::json!({"apiVersion": api_version, "kind": kind, "name": owner,
+                "uid": uid, "blockOwnerDeletion": block})
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default", "ownerReferences": refs},
+        "data": {"k": "v"}
+    });
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &manifest.to_string());
+    assert!(
+        out.status.success(),
+        "create {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn garbage_collection_with_kubectl() {
+    let s = ServerProcess::start();
+
+    // Background (kubectl's default): the owner goes at once, then its dependent.
+    s.kubectl_ok(&["create", "configmap", "bg-owner", "--from-literal=a=1"]);
+    let owner = uid(&s, &["configmap", "bg-owner"]);
+    create_dependent(
+        &s,
+        "bg-dep",
+        &[("v1", "ConfigMap", "bg-owner", &owner, false)],
+    );
+    s.kubectl_ok(&["delete", "configmap", "bg-owner"]);
+    wait_until("bg-dep to be collected", || {
+        !exists(&s, &["configmap", "bg-dep"])
+    });
+
+    // A dependent with two owners survives while one of them lives; the reference to the
+    // gone owner is dropped.
+    s.kubectl_ok(&["create", "configmap", "two-a", "--from-literal=a=1"]);
+    s.kubectl_ok(&["create", "configmap", "two-b", "--from-literal=a=1"]);
+    let (a, b) = (
+        uid(&s, &["configmap", "two-a"]),
+        uid(&s, &["configmap", "two-b"]),
+    );
+    create_dependent(
+        &s,
+        "two-dep",
+        &[
+            ("v1", "ConfigMap", "two-a", &a, false),
+            ("v1", "ConfigMap", "two-b", &b, false),
+        ],
+    );
+    s.kubectl_ok(&["delete", "configmap", "two-a"]);
+    wait_until("the dangling reference to be dropped", || {
+        s.kubectl_ok(&[
+            "get",
+            "configmap",
+            "two-dep",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[*].name}",
+        ])
+        .trim()
+            == "two-b"
+    });
+
+    // Foreground: kubectl waits until the owner is gone, which happens only after its
+    // blocking dependent was deleted.
+    s.kubectl_ok(&["create", "configmap", "fg-owner", "--from-literal=a=1"]);
+    let owner = uid(&s, &["configmap", "fg-owner"]);
+    create_dependent(
+        &s,
+        "fg-dep",
+        &[("v1", "ConfigMap", "fg-owner", &owner, true)],
+    );
+    s.kubectl_ok(&[
+        "delete",
+        "configmap",
+        "fg-owner",
+        "--cascade=foreground",
+        "--timeout=30s",
+    ]);
+    assert!(!exists(&s, &["configmap", "fg-owner"]));
+    assert!(!exists(&s, &["configmap", "fg-dep"]));
+
+    // Orphan: the owner goes, the dependent stays without the reference.
+    s.kubectl_ok(&["create", "configmap", "or-owner", "--from-literal=a=1"]);
+    let owner = uid(&s, &["configmap", "or-owner"]);
+    create_dependent(
+        &s,
+        "or-dep",
+        &[("v1", "ConfigMap", "or-owner", &owner, true)],
+    );
+    s.kubectl_ok(&[
+        "delete",
+        "configmap",
+        "or-owner",
+        "--cascade=orphan",
+        "--timeout=30s",
+    ]);
+    assert!(!exists(&s, &["configmap", "or-owner"]));
+    let refs = s.kubectl_ok(&[
+        "get",
+        "configmap",
+        "or-dep",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
+    assert!(refs.trim().is_empty() || refs.trim() == "[]", "{refs}");
+
+    // A namespaced dependent of a cluster-scoped owner (a Namespace here).
+    s.kubectl_ok(&["create", "namespace", "owner-ns"]);
+    let owner = uid(&s, &["namespace", "owner-ns"]);
+    create_dependent(
+        &s,
+        "ns-dep",
+        &[("v1", "Namespace", "owner-ns", &owner, false)],
+    );
+    s.kubectl_ok(&["delete", "namespace", "owner-ns", "--timeout=60s"]);
+    wait_until("ns-dep to be collected", || {
+        !exists(&s, &["configmap", "ns-dep"])
+    });
+
+    // A reference to an owner that never existed (wrong uid for an existing name) is dangling
+    // from the start.
+    s.kubectl_ok(&["create", "configmap", "real-owner", "--from-literal=a=1"]);
+    create_dependent(
+        &s,
+        "wrong-uid-dep",
+        &[(
+            "v1",
+            "ConfigMap",
+            "real-owner",
+            "00000000-0000-0000-0000-000000000000",
+            false,
+        )],
+    );
+    wait_until("wrong-uid-dep to be collected", || {
+        !exists(&s, &["configmap", "wrong-uid-dep"])
+    });
+    assert!(exists(&s, &["configmap", "real-owner"]));
+}
