@@ -562,3 +562,165 @@ fn runtime_binary_cannot_be_rewritten_through_proc_exe() {
         .unwrap()
         .success());
 }
+
+/// Receives the pty master a runtime sends to a `--console-socket` (runc's protocol: one
+/// message, the fd in SCM_RIGHTS).
+fn receive_pty_master(listener: &std::os::unix::net::UnixListener) -> std::fs::File {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    for cmsg in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the fd was just received and is owned by nobody else.
+            return unsafe { std::fs::File::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received on the console socket");
+}
+
+/// Reads from a pty master until `want` shows up (or 20 s pass).
+fn read_until(master: &mut std::fs::File, want: &str) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    while !seen.contains(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {want:?}; got {seen:?}"
+        );
+        match master.read(&mut buf) {
+            Ok(0) => panic!("pty closed before {want:?}; got {seen:?}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                panic!("pty hung up before {want:?}; got {seen:?}")
+            }
+            Err(e) => panic!("read pty: {e}"),
+        }
+    }
+    seen
+}
+
+/// `terminal: true` with `--console-socket` (create) and `exec --tty -d --console-socket`:
+/// the process runs on a pty whose master arrives on the socket; input and output flow
+/// through it.
+#[test]
+fn terminal_through_console_socket() {
+    if skip() {
+        return;
+    }
+    use std::io::Write;
+    let mut env = Env::new(&["sh", "-c", "tty; read line; echo got:$line; sleep 30"]);
+    env.edit_config(|c| c["process"]["terminal"] = json!(true));
+    let id = env.id("tty");
+    let socket = env.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let bundle = env.bundle();
+    let receiver = std::thread::spawn(move || receive_pty_master(&listener));
+    let (code, out) = env.rt_detached(&[
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--console-socket",
+        socket.to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(code, 0, "create failed: {out}");
+    let mut master = receiver.join().unwrap();
+    assert!(env.rt(&["start", &id]).status.success());
+    read_until(&mut master, "/dev/pts/");
+    master.write_all(b"hello-tty\n").unwrap();
+    read_until(&mut master, "got:hello-tty");
+
+    // exec with its own pty.
+    fs::remove_file(&socket).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || receive_pty_master(&listener));
+    let (code, out) = env.rt_detached(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "[ -t 0 ] && [ -t 1 ] && echo exec-on-a-tty; sleep 1",
+    ]);
+    assert_eq!(code, 0, "exec failed: {out}");
+    let mut master = receiver.join().unwrap();
+    read_until(&mut master, "exec-on-a-tty");
+}
+
+/// Without `--console-socket`, a foreground `run` of a `terminal: true` container and a
+/// foreground `exec --tty` get a pty attached to the runtime's own stdio (runc's behaviour).
+#[test]
+fn foreground_terminal_is_attached_to_stdio() {
+    if skip() {
+        return;
+    }
+    use std::io::Write;
+    let run_with_input = |env: &Env, args: &[&str], input: &str| -> Output {
+        let mut child = Command::new(BIN)
+            .arg("--root")
+            .arg(env.root())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let mut env = Env::new(&["sh"]);
+    env.edit_config(|c| c["process"]["terminal"] = json!(true));
+    let id = env.id("fg-tty");
+    let bundle = env.bundle();
+    let out = run_with_input(
+        &env,
+        &["run", "--bundle", bundle.to_str().unwrap(), &id],
+        "echo on-$(tty)\nexit 5\n",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("on-/dev/pts/"), "{}", text(&out));
+    assert!(!env.root().join(&id).exists(), "state dir left behind");
+    let leftovers: Vec<_> = fs::read_dir(env.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("console@"))
+        .collect();
+    assert!(leftovers.is_empty(), "console sockets left: {leftovers:?}");
+
+    // exec --tty into a running (non-terminal) container.
+    env.edit_config(|c| {
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["sleep", "30"]);
+    });
+    let id = env.id("fg-exec");
+    env.create(&id);
+    assert!(env.rt(&["start", &id]).status.success());
+    let out = run_with_input(
+        &env,
+        &["exec", "--tty", &id, "sh"],
+        "echo exec-on-$(tty)\nexit 6\n",
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(text(&out).contains("exec-on-/dev/pts/"), "{}", text(&out));
+}

@@ -1,6 +1,7 @@
 //! `create` and `run`.
 
 use crate::cli::CreateArgs;
+use crate::commands::console::{self, ConsoleSocket};
 use crate::commands::wait;
 use crate::containers;
 use anyhow::{bail, Context, Result};
@@ -17,6 +18,7 @@ pub fn create_container(
     args: &CreateArgs,
     systemd: bool,
     detach: bool,
+    console_socket: Option<&Path>,
 ) -> Result<Container> {
     containers::check_id(&args.container_id)?;
     let id = args.container_id.as_str();
@@ -32,6 +34,7 @@ pub fn create_container(
         args,
         systemd,
         detach,
+        console_socket,
         patched.as_deref().unwrap_or(&bundle),
     );
     containers::remove_patched_bundle(root, id);
@@ -61,12 +64,13 @@ fn build(
     args: &CreateArgs,
     systemd: bool,
     detach: bool,
+    console_socket: Option<&Path>,
     bundle: &Path,
 ) -> Result<Container> {
     let mut builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
         .with_root_path(root)?
         .with_pid_file(args.pid_file.as_ref())?
-        .with_console_socket(args.console_socket.as_ref())
+        .with_console_socket(console_socket)
         .with_preserved_fds(args.preserve_fds)
         .validate_id()?;
     let (stdout, stderr) = containers::stdio_replacements()?;
@@ -99,13 +103,45 @@ fn cleanup_failed(root: &Path, id: &str) {
 }
 
 pub fn create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
-    create_container(root, args, systemd, true)?;
+    create_container(root, args, systemd, true, args.console_socket.as_deref())?;
     Ok(0)
 }
 
+/// `process.terminal` of the bundle's config.json.
+fn wants_terminal(bundle: &Path) -> Result<bool> {
+    let path = bundle.join("config.json");
+    let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(config["process"]["terminal"].as_bool().unwrap_or(false))
+}
+
 /// `run` = create + start, then (unless -d) wait for init, forwarding signals, and delete.
+/// A foreground container with `terminal: true` and no `--console-socket` gets a pty that we
+/// attach to our stdio (console.rs), as runc does.
 pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
-    let mut container = create_container(root, args, systemd, args.detach)?;
+    let console = if !args.detach && args.console_socket.is_none() && wants_terminal(&args.bundle)?
+    {
+        Some(ConsoleSocket::listen(root, &args.container_id)?)
+    } else {
+        None
+    };
+    let socket = console
+        .as_ref()
+        .map(|c| c.path())
+        .or(args.console_socket.as_deref());
+    // libcontainer takes a console socket only from a "detached" caller; the flag means
+    // nothing else to it, and we still wait below.
+    let detach = args.detach || console.is_some();
+    let mut container = create_container(root, args, systemd, detach, socket)?;
+    let attached = match console.map(|c| c.receive().and_then(console::attach)) {
+        Some(Ok(attached)) => Some(attached),
+        Some(Err(err)) => {
+            let _ = container.delete(true);
+            return Err(err);
+        }
+        None => None,
+    };
     if let Err(err) = container.start() {
         let _ = container.delete(true);
         return Err(err).context("failed to start container");
@@ -114,7 +150,10 @@ pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
         return Ok(0);
     }
     let pid = container.pid().context("container has no pid")?;
-    let code = wait::wait_forwarding_signals(pid);
+    let code = wait::wait_forwarding_signals(pid, attached.as_ref());
+    if let Some(attached) = attached {
+        attached.finish();
+    }
     container
         .delete(true)
         .context("failed to delete container")?;

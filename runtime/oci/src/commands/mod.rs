@@ -1,4 +1,5 @@
 //! One module per group of runc subcommands. Every function returns the process exit code.
+pub mod console;
 pub mod create;
 pub mod exec;
 pub mod info;

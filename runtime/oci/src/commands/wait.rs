@@ -1,5 +1,6 @@
 //! Waiting for a child (container init or exec'd process) while forwarding signals to it.
 
+use crate::commands::console::Attached;
 use anyhow::Result;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -15,8 +16,9 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
-/// Returns the exit code as runc reports it: the exit status, or 128 + signal number.
-pub fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
+/// Returns the exit code as runc reports it: the exit status, or 128 + signal number. With a
+/// console of ours attached, SIGWINCH resizes its pty instead of being forwarded.
+pub fn wait_forwarding_signals(pid: Pid, console: Option<&Attached>) -> Result<i32> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     for sig in FORWARDED {
@@ -51,8 +53,12 @@ pub fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
             continue;
         }
         let sig = set.wait()?;
-        if sig != Signal::SIGCHLD {
-            let _ = kill(pid, sig);
+        match (sig, console) {
+            (Signal::SIGCHLD, _) => {}
+            (Signal::SIGWINCH, Some(console)) => console.resize(),
+            _ => {
+                let _ = kill(pid, sig);
+            }
         }
     }
 }
