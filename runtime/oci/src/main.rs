@@ -61,7 +61,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Ps(args) => commands::info::ps(root, args),
         Command::Pause(args) => commands::lifecycle::pause(root, &args.container_id),
         Command::Resume(args) => commands::lifecycle::resume(root, &args.container_id),
-        Command::Events(args) => commands::info::events(root, args),
+        Command::Events(args) => commands::events::events(root, args),
         Command::Update(args) => commands::update::update(root, args),
         Command::Spec(args) => commands::spec::spec(args),
         Command::Bench(args) => bench::bench(args),

@@ -360,7 +360,21 @@ fn events_stats_prints_one_sample() {
     let event: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(event["type"], "stats");
     assert_eq!(event["id"], id.as_str());
-    assert!(event["data"]["memory"].is_object(), "{event}");
+    // runc's field names (types.Stats), not libcgroups' own.
+    assert!(
+        event["data"]["memory"]["usage"]["limit"].is_u64(),
+        "{event}"
+    );
+    assert!(
+        event["data"]["memory"]["usage"]["usage"].as_u64() > Some(0),
+        "{event}"
+    );
+    assert_eq!(event["data"]["pids"]["current"], 1, "{event}");
+    assert!(
+        event["data"]["cpu"]["usage"]["total"].as_u64() > Some(0),
+        "{event}"
+    );
+    assert!(event["data"]["cpuset"]["cpus"].is_array(), "{event}");
     // update changes the pids limit of the running container.
     let out = env.rt(&["update", "--pids-limit", "42", &id]);
     assert!(out.status.success(), "{}", text(&out));
@@ -558,8 +572,9 @@ fn runtime_binary_cannot_be_rewritten_through_proc_exe() {
     // And the binary itself is intact and still runs.
     assert!(Command::new(BIN)
         .arg("--version")
-        .status()
+        .output()
         .unwrap()
+        .status
         .success());
 }
 
@@ -723,4 +738,70 @@ fn foreground_terminal_is_attached_to_stdio() {
     );
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     assert!(text(&out).contains("exec-on-/dev/pts/"), "{}", text(&out));
+}
+
+/// Streaming `events` reports an OOM kill as runc does: `{"type":"oom","id":…}`.
+#[test]
+fn events_stream_reports_oom_kills() {
+    if skip() {
+        return;
+    }
+    use std::io::BufRead;
+    let mut env = Env::new(&[
+        "sh",
+        "-c",
+        "sleep 1; dd if=/dev/zero of=/tmp/fill bs=1M count=64; sleep 30",
+    ]);
+    env.edit_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=128m"]}));
+        c["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    });
+    let id = env.id("oom-events");
+    env.create(&id);
+    /// Kills the streaming `events` process by pid when the test ends.
+    struct Events(std::process::Child);
+    impl Drop for Events {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut events = Events(
+        Command::new(BIN)
+            .arg("--root")
+            .arg(env.root())
+            .args(["events", "--interval", "1", &id])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = std::io::BufReader::new(events.0.stdout.take().unwrap()).lines();
+    assert!(env.rt(&["start", &id]).status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            panic!("no oom event within 30 s; saw types {seen:?}");
+        };
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["id"], id.as_str());
+        seen.push(event["type"].as_str().unwrap_or_default().to_string());
+        if event["type"] == "oom" {
+            assert!(event.get("data").is_none(), "{event}");
+            break;
+        }
+    }
+    assert!(seen.contains(&"stats".to_string()), "{seen:?}");
+    drop(events);
 }

@@ -1,8 +1,8 @@
-//! `state`, `list`, `ps`, `events`.
+//! `state`, `list`, `ps`.
 
-use crate::cli::{EventsArgs, ListArgs, PsArgs};
+use crate::cli::{ListArgs, PsArgs};
 use crate::containers;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use libcgroups::common::CgroupManager;
 use libcontainer::container::{Container, ContainerStatus};
 use serde_json::json;
@@ -109,28 +109,4 @@ pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// runc's event envelope: {"type":"stats","id":...,"data":{...}}.
-pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
-    let container = containers::load(root, &args.container_id)?;
-    if !matches!(
-        container.status(),
-        ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Created
-    ) {
-        bail!("container {} is not running", args.container_id);
-    }
-    let manager = containers::cgroup_manager(&container)?;
-    loop {
-        let stats = manager.stats()?;
-        let event = json!({"type": "stats", "id": args.container_id, "data": stats});
-        println!("{}", serde_json::to_string(&event)?);
-        if args.stats {
-            return Ok(0);
-        }
-        std::thread::sleep(std::time::Duration::from_secs(args.interval.max(1)));
-        if !containers::exists(root, &args.container_id) {
-            return Ok(0);
-        }
-    }
 }
