@@ -14,6 +14,7 @@ packages=(
   busybox-static      # the content of the test images
   runc                # the anchor OCI runtime: runs bundles in tests and benchmarks
   libseccomp-dev      # skiff-runtime (libcontainer) links libseccomp
+  procps              # ps(1): skiff-runtime ps prints its table, as runc does
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -389,6 +389,29 @@ fn bad_input_is_rejected_cleanly() {
         assert_eq!(status["kind"], "Status", "{text}");
         assert_eq!(status["reason"], reason, "{method} {path}: {text}");
     }
+    // Duplicate fields: an error under fieldValidation=Strict, accepted (the last value wins,
+    // with a warning) under the default Warn.
+    let duplicated = br#"{"metadata":{"name":"dup"},"data":{"a":"1","a":"2"}}"#;
+    let (code, text) = s.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "application/json",
+        duplicated,
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains(r#"strict decoding error: duplicate field \"data.a\""#),
+        "{text}"
+    );
+    let (code, text) = s.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        duplicated,
+    );
+    assert_eq!(code, 201, "{text}");
+    let created: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(created["data"]["a"], "2");
     // Oversized body: 413, and nothing was created.
     let big = format!(
         r#"{{"metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#,

@@ -70,6 +70,9 @@ pub struct Ctx {
     pub query: Vec<(String, String)>,
     pub output: Output,
     pub warnings: parking_lot::Mutex<Vec<String>>,
+    /// Duplicate fields found while parsing the request body (json.rs), reported by
+    /// `decode_object` under the request's fieldValidation.
+    pub duplicate_fields: parking_lot::Mutex<Vec<String>>,
 }
 
 impl Ctx {
@@ -231,10 +234,12 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
     })?;
     let mut unknown = Vec::new();
     unknown_fields(&body, &decoded, "", &mut unknown);
-    if !unknown.is_empty() {
-        let list: Vec<String> = unknown
+    let duplicates = std::mem::take(&mut *ctx.duplicate_fields.lock());
+    if !unknown.is_empty() || !duplicates.is_empty() {
+        let list: Vec<String> = duplicates
             .iter()
-            .map(|f| format!("unknown field \"{f}\""))
+            .map(|f| format!("duplicate field \"{f}\""))
+            .chain(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
             .collect();
         match ctx.field_validation()? {
             FieldValidation::Strict => {

@@ -110,6 +110,20 @@ fn output_for(accept: &str, query: &[(String, String)]) -> ApiResult<Output> {
 
 /// Decodes a request body by its Content-Type. An empty Content-Type is JSON (the Python client
 /// sends none).
+/// An object body for create or update: JSON duplicates are noted in `ctx` for
+/// fieldValidation (YAML duplicates are already a parse error).
+fn decode_request(ctx: &Ctx, content_type: &str, body: &[u8]) -> ApiResult<Value> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if matches!(media, "" | "application/json") {
+        let (value, duplicates) = crate::json::parse_with_duplicates(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?;
+        *ctx.duplicate_fields.lock() = duplicates;
+        return Ok(value);
+    }
+    decode_body(content_type, body)
+}
+
 fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     let media = content_type.split(';').next().unwrap_or_default().trim();
     match media {
@@ -349,6 +363,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         query,
         output,
         warnings: parking_lot::Mutex::new(Vec::new()),
+        duplicate_fields: Default::default(),
     };
     let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = verb_name(&parts.method, &target, is_watch);
@@ -498,6 +513,7 @@ async fn dispatch(
                 query,
                 output: ctx.output,
                 warnings: parking_lot::Mutex::new(Vec::new()),
+                duplicate_fields: Default::default(),
             };
             let collection = Target {
                 name: None,
@@ -529,7 +545,7 @@ async fn dispatch(
                 return Err(ApiError::method_not_allowed());
             }
             let bytes = read_body(body).await?;
-            let object = decode_body(content_type, &bytes)?;
+            let object = decode_request(ctx, content_type, &bytes)?;
             value(server.create(target, ctx, object).await)
         }
         (Method::POST, true, Some(Sub::Binding)) => {
@@ -549,7 +565,7 @@ async fn dispatch(
                 return Err(ApiError::method_not_allowed());
             }
             let bytes = read_body(body).await?;
-            let object = decode_body(content_type, &bytes)?;
+            let object = decode_request(ctx, content_type, &bytes)?;
             value(server.update(target, ctx, object).await)
         }
         (Method::PUT, true, Some(Sub::Scale)) => {
@@ -910,6 +926,7 @@ mod tests {
             query: vec![("fieldValidation".into(), validation.into())],
             output: Output::Json,
             warnings: parking_lot::Mutex::new(Vec::new()),
+            duplicate_fields: Default::default(),
         }
     }
 
@@ -956,6 +973,31 @@ mod tests {
         let decoded = crate::handlers::decode_object(info, &c, body).unwrap();
         assert!(decoded["spec"].get("foo").is_none());
         assert_eq!(c.warnings.lock().len(), 2);
+    }
+
+    #[test]
+    fn duplicate_fields_follow_field_validation() {
+        let info = resources::pods();
+        let body = br#"{"metadata":{"name":"p","name":"q"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+        let c = ctx("Warn");
+        let value = decode_request(&c, "application/json", body).unwrap();
+        let decoded = crate::handlers::decode_object(info, &c, value).unwrap();
+        assert_eq!(decoded["metadata"]["name"], "q");
+        assert_eq!(
+            *c.warnings.lock(),
+            vec!["duplicate field \"metadata.name\"".to_string()]
+        );
+        let c = ctx("Strict");
+        let value = decode_request(&c, "application/json", body).unwrap();
+        let err = crate::handlers::decode_object(info, &c, value).unwrap_err();
+        assert_eq!(
+            err.message,
+            "strict decoding error: duplicate field \"metadata.name\""
+        );
+        let c = ctx("Ignore");
+        let value = decode_request(&c, "application/json", body).unwrap();
+        crate::handlers::decode_object(info, &c, value).unwrap();
+        assert!(c.warnings.lock().is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;

@@ -69,6 +69,7 @@ fn system_ctx() -> Ctx {
         query: vec![("fieldValidation".into(), "Strict".into())],
         output: Output::Json,
         warnings: parking_lot::Mutex::new(Vec::new()),
+        duplicate_fields: Default::default(),
     }
 }
 

@@ -131,6 +131,9 @@ pub struct PsArgs {
     #[arg(short, long, default_value = "table")]
     pub format: String,
     pub container_id: String,
+    /// Options for ps(1) in table format (default `-ef`), as runc passes them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
 }
 
 #[derive(Args, Debug)]

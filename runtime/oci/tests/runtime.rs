@@ -324,6 +324,19 @@ fn exec_into_running_container() {
     let out = env.rt(&["exec", "--process", process.to_str().unwrap(), &id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("from-process-json"));
+    // runc's table: ps -ef (or the given ps options) filtered to the container's processes.
+    let table = text(&env.rt(&["ps", &id]));
+    assert!(
+        table.lines().next().unwrap_or_default().contains("PID"),
+        "{table}"
+    );
+    assert!(table.contains("sleep 30"), "{table}");
+    assert_eq!(table.lines().count(), 2, "{table}");
+    let custom = text(&env.rt(&["ps", &id, "-o", "pid,comm"]));
+    assert!(
+        custom.lines().any(|l| l.trim().ends_with("sleep")),
+        "{custom}"
+    );
     let ps = env.rt(&["ps", "--format", "json", &id]);
     let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
     assert_eq!(pids.len(), 1, "exec'd processes should be gone: {pids:?}");

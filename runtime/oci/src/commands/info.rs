@@ -2,7 +2,7 @@
 
 use crate::cli::{ListArgs, PsArgs};
 use crate::containers;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use libcgroups::common::CgroupManager;
 use libcontainer::container::{Container, ContainerStatus};
 use serde_json::json;
@@ -94,19 +94,49 @@ pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
     let manager = containers::cgroup_manager(&container)?;
     let mut pids: Vec<i32> = manager.get_all_pids()?.iter().map(|p| p.as_raw()).collect();
     pids.sort_unstable();
-    if args.format == "json" {
-        println!("{}", serde_json::to_string(&pids)?);
-    } else {
-        println!("{:<8} CMD", "PID");
-        for pid in pids {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .filter(|part| !part.is_empty())
-                .map(|part| String::from_utf8_lossy(part).into_owned())
-                .collect();
-            println!("{:<8} {}", pid, cmd.join(" "));
-        }
+    match args.format.as_str() {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => print_ps_table(&pids, &args.ps_args)?,
+        other => bail!("invalid format {other:?}: table or json"),
     }
     Ok(0)
+}
+
+/// runc's table: ps(1) run with the given options (default `-ef`), showing its header and the
+/// lines whose PID column is one of the container's processes.
+fn print_ps_table(pids: &[i32], ps_args: &[String]) -> Result<()> {
+    let default = ["-ef".to_string()];
+    let options = if ps_args.is_empty() {
+        &default[..]
+    } else {
+        ps_args
+    };
+    let out = std::process::Command::new("ps")
+        .args(options)
+        .output()
+        .context("cannot run ps (apt-get install procps)")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            options.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(column) = header.split_whitespace().position(|h| h == "PID") else {
+        bail!("ps output has no PID column: {header}");
+    };
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
