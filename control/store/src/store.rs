@@ -10,7 +10,7 @@
 //! deliver events only up to it. So no client can observe a write that a crash could still
 //! take back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use etcd_client::proto::{
     PbRangeResponse, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::datadir::{DataDirError, Disk, Identity};
 use crate::error::{Result, StoreError};
@@ -71,6 +71,9 @@ pub struct Store {
     pending_cv: Condvar,
     disk: Mutex<Disk>,
     durable: watch::Sender<Durable>,
+    /// Writers waiting for their record to be durable, by log position. A flush wakes only
+    /// the writers it made durable (a watch channel would wake all of them on every flush).
+    waiters: Mutex<BTreeMap<u64, Vec<oneshot::Sender<bool>>>>,
     visible_revision: AtomicI64,
     failed: AtomicBool,
     lease_deadlines: Mutex<HashMap<i64, Instant>>,
@@ -107,6 +110,7 @@ impl Store {
             pending_cv: Condvar::new(),
             disk: Mutex::new(recovered.disk),
             durable: watch::channel(durable).0,
+            waiters: Mutex::new(BTreeMap::new()),
             visible_revision: AtomicI64::new(revision),
             failed: AtomicBool::new(false),
             lease_deadlines: Mutex::new(deadlines),
@@ -189,6 +193,11 @@ impl Store {
         tracing::error!(error = %e, "WAL write failed; the store stops accepting writes");
         self.failed.store(true, Ordering::Release);
         self.durable.send_modify(|d| d.failed = true);
+        for (_, waiters) in std::mem::take(&mut *self.waiters.lock()) {
+            for waiter in waiters {
+                let _ = waiter.send(false);
+            }
+        }
     }
 
     fn publish(&self, lsn: u64, revision: i64) {
@@ -197,6 +206,15 @@ impl Store {
             d.lsn = d.lsn.max(lsn);
             d.revision = d.revision.max(revision);
         });
+        // After the durable position moved (see wait_durable for why the order matters).
+        let woken = {
+            let mut waiters = self.waiters.lock();
+            let later = waiters.split_off(&(lsn + 1));
+            std::mem::replace(&mut *waiters, later)
+        };
+        for waiter in woken.into_values().flatten() {
+            let _ = waiter.send(true);
+        }
     }
 
     /// Writes out whatever is buffered (caller holds the pending lock and the disk lock).
@@ -267,15 +285,26 @@ impl Store {
 
     /// Waits until the log is durable through `lsn`.
     pub async fn wait_durable(&self, lsn: u64) -> Result<()> {
-        let mut rx = self.durable.subscribe();
-        let d = rx
-            .wait_for(|d| d.lsn >= lsn || d.failed)
-            .await
-            .map_err(|_| StoreError::Storage("store stopped".into()))?;
-        if d.lsn >= lsn {
-            Ok(())
-        } else {
-            Err(StoreError::Storage("the WAL cannot be written".into()))
+        let failed = || StoreError::Storage("the WAL cannot be written".into());
+        let waiter = {
+            let mut waiters = self.waiters.lock();
+            // Checked under the waiters lock: `publish` moves the durable position before it
+            // takes this lock, so either we see the new position here or it sees our entry.
+            let d = self.durable();
+            if d.lsn >= lsn {
+                return Ok(());
+            }
+            if d.failed {
+                return Err(failed());
+            }
+            let (tx, rx) = oneshot::channel();
+            waiters.entry(lsn).or_default().push(tx);
+            rx
+        };
+        match waiter.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(failed()),
+            Err(_) => Err(StoreError::Storage("store stopped".into())),
         }
     }
 
