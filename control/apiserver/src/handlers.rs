@@ -14,7 +14,7 @@ use crate::error::{success_status, ApiError, ApiResult, FieldError};
 use crate::patch::{self, PatchType};
 use crate::resources::{self, ResourceInfo, Sub};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::storage::{Extra, Storage, Write};
+use crate::storage::{Extra, Storage, Stored, Write};
 use crate::table::{self, IncludeObject};
 use crate::tls::{Tokens, UserInfo};
 use crate::{defaults, services, validation};
@@ -626,6 +626,12 @@ impl ApiServer {
     }
 
     /// Read, modify, compare-and-swap, retried on races (upstream's GuaranteedUpdate).
+    ///
+    /// The first attempt starts from the watch cache's copy, as upstream's does: when it is
+    /// current, the update costs one store round trip instead of two. A cached copy can be
+    /// stale, so anything it leads to short of a successful write — a failed compare, a
+    /// precondition or validation error, "nothing changed" — is retried from the store before
+    /// it is answered.
     async fn guaranteed_update<F>(
         &self,
         target: &Target,
@@ -638,28 +644,52 @@ impl ApiServer {
     {
         let info = target.info;
         let key = target.key();
+        let mut try_cache = !ctx.dry_run();
         for _ in 0..MAX_RETRIES {
-            let Some(current) = self.storage.get(&key).await? else {
-                return Err(ApiError::not_found(info, target.name()));
+            let cached = if std::mem::take(&mut try_cache) {
+                self.cached(info, &key).await
+            } else {
+                None
             };
+            let from_cache = cached.is_some();
+            let current = match cached {
+                Some(current) => current,
+                None => match self.storage.get(&key).await? {
+                    Some(current) => current,
+                    None => return Err(ApiError::not_found(info, target.name())),
+                },
+            };
+            // An answer that a stale cached copy may have caused: retry from the store.
+            macro_rules! answer {
+                ($result:expr) => {
+                    if from_cache {
+                        continue;
+                    } else {
+                        return $result;
+                    }
+                };
+            }
             if let Some(rv) = &precondition {
                 if *rv != current.mod_revision.to_string() {
-                    return Err(ApiError::modified(info, target.name()));
+                    answer!(Err(ApiError::modified(info, target.name())));
                 }
             }
-            let proposed = modify(&current.object)?;
+            let proposed = match modify(&current.object) {
+                Ok(proposed) => proposed,
+                Err(e) => answer!(Err(e)),
+            };
             // A uid in the new object is a precondition (upstream's store: "Precondition
             // failed: UID in precondition ..."); it guards writers against a re-created object.
             if let Some(uid) = proposed.pointer("/metadata/uid").and_then(Value::as_str) {
                 let existing = meta(&current.object)["uid"].as_str().unwrap_or_default();
                 if !uid.is_empty() && uid != existing {
-                    return Err(ApiError::conflict(
+                    answer!(Err(ApiError::conflict(
                         info,
                         target.name(),
                         &format!(
                             "Precondition failed: UID in precondition: {uid}, UID in object meta: {existing}"
                         ),
-                    ));
+                    )));
                 }
             }
             let mut next = match target.sub {
@@ -675,12 +705,17 @@ impl ApiServer {
             let mut errors = validation::validate(info, &next);
             errors.extend(validation::validate_update(info, &current.object, &next));
             if !errors.is_empty() {
-                return Err(ApiError::invalid(info, target.name(), errors));
+                answer!(Err(ApiError::invalid(info, target.name(), errors)));
             }
             let mut extra = Extra::default();
             if info.resource == "services" && info.group.is_empty() && target.sub.is_none() {
-                extra = services::allocate(&self.storage, Some(&current.object), &mut next, &key)
-                    .await?;
+                extra =
+                    match services::allocate(&self.storage, Some(&current.object), &mut next, &key)
+                        .await
+                    {
+                        Ok(extra) => extra,
+                        Err(e) => answer!(Err(e)),
+                    };
             }
             if ctx.dry_run() {
                 return Ok((200, next));
@@ -700,7 +735,7 @@ impl ApiServer {
             }
             if next == current.object {
                 // Nothing changed: no write, the same resourceVersion (as upstream).
-                return Ok((200, next));
+                answer!(Ok((200, next)));
             }
             match self
                 .storage
@@ -712,12 +747,23 @@ impl ApiServer {
                     return Ok((200, next));
                 }
                 Write::Conflict if precondition.is_some() => {
-                    return Err(ApiError::modified(info, target.name()))
+                    answer!(Err(ApiError::modified(info, target.name())))
                 }
                 Write::Conflict => continue,
             }
         }
         Err(ApiError::modified(info, target.name()))
+    }
+
+    /// The watch cache's copy of `key`, if the cache holds it.
+    async fn cached(&self, info: &'static ResourceInfo, key: &str) -> Option<Stored> {
+        let object = self.caches.get(info).await.ok()?.lookup(key)?;
+        let mod_revision = meta(&object)["resourceVersion"].as_str()?.parse().ok()?;
+        Some(Stored {
+            key: key.to_string(),
+            object: (*object).clone(),
+            mod_revision,
+        })
     }
 
     /// Keeps what a main-resource update may not change: identity, timestamps, deletion state
