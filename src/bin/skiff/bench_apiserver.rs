@@ -63,6 +63,21 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -135,6 +150,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
         .await?;
     let rss_idle = memory_kib(pid, "VmRSS:");
+    let (server_cpu_start, client_cpu_start) = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let start_rv = pods
         .list(&ListParams::default())
@@ -289,6 +305,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         watch_lat.extend(lat);
     }
     let rss_peak = memory_kib(pid, "VmHWM:");
+    let server_cpu = cpu_seconds(&pid.to_string()) - server_cpu_start;
+    let client_cpu = cpu_seconds("self") - client_cpu_start;
 
     let (c50, c99, cmax) = summary(create_lat);
     let (u50, u99, umax) = summary(update_lat);
@@ -327,6 +345,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rss_idle / 1024,
         rss_after_create / 1024,
         rss_peak / 1024
+    );
+    println!(
+        "| CPU seconds during the run: server / benchmark clients and watchers | {server_cpu:.1} / {client_cpu:.1} | |"
     );
     drop(server);
     Ok(())
