@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{EtcdProcess, ServerProcess};
+use common::{wait_until, EtcdProcess, ServerProcess};
 
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -27,14 +27,6 @@ spec:
         ports: [{containerPort: 80}]
         env: [{name: A, value: "1"}, {name: B, value: "2"}]
 "#;
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Namespaces: bootstrap, create (protobuf body), client dry-run YAML then create -f, delete
 /// (waits for the namespace controller), terminating namespaces refuse new content.

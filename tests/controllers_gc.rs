@@ -4,17 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::ServerProcess;
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::{wait_until, ServerProcess};
 
 fn uid(s: &ServerProcess, args: &[&str]) -> String {
     let mut all = vec!["get"];

@@ -104,8 +104,12 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
 }
 
 /// Returns the bundle to hand to libcontainer. When config.json lacks `linux.cgroupsPath`
-/// we write a patched copy (absolute rootfs, cgroupsPath = <cgroup_parent(root)>/<id>) to a
-/// temporary directory, because libcontainer only reads `<bundle>/config.json`.
+/// we write a patched copy (absolute rootfs, cgroupsPath = <cgroup_parent(root)>/<id>) to
+/// `<root>/bundle@<id>`, because libcontainer only reads `<bundle>/config.json`. The copy
+/// lives as long as the container: libcontainer's `exec` reads the config again from the
+/// bundle recorded in state.json to find the container's cgroup (with the caller's config it
+/// would put the exec'd process into a new `:youki:<id>` cgroup, outside the container's
+/// limits). `state` and `list` show the caller's bundle, kept in `skiff-bundle`.
 /// Also validates the JSON early so bad input fails before anything is created.
 pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>> {
     let config_path = bundle.join("config.json");
@@ -151,6 +155,25 @@ pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<Pat
 
 pub fn remove_patched_bundle(root: &Path, id: &str) {
     let _ = fs::remove_dir_all(patched_bundle_dir(root, id));
+}
+
+const ORIGINAL_BUNDLE_FILE: &str = "skiff-bundle";
+
+/// Remembers the caller's bundle when libcontainer was given a patched copy.
+pub fn record_original_bundle(container: &Container, bundle: &Path) -> Result<()> {
+    fs::write(
+        container.root.join(ORIGINAL_BUNDLE_FILE),
+        bundle.as_os_str().as_encoded_bytes(),
+    )?;
+    Ok(())
+}
+
+/// The bundle the caller gave `create` (runc's `state` shows that one).
+pub fn original_bundle(container: &Container) -> PathBuf {
+    match fs::read(container.root.join(ORIGINAL_BUNDLE_FILE)) {
+        Ok(bytes) => PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(_) => container.bundle().to_path_buf(),
+    }
 }
 
 /// libcontainer replaces stdio that is the host /dev/null with a read-only /dev/null inside

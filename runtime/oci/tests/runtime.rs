@@ -324,6 +324,35 @@ fn exec_into_running_container() {
     let out = env.rt(&["exec", "--process", process.to_str().unwrap(), &id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("from-process-json"));
+    // An exec'd process joins the container's cgroups (not a new `:youki:<id>` one).
+    let pid_file = env.dir.path().join("exec.pid");
+    let (code, out) = env.rt_detached(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let pid = fs::read_to_string(&pid_file).unwrap();
+    let membership = fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    let expected = format!("{}/{id}", cgroup_parent(&env.root()));
+    assert!(
+        membership
+            .lines()
+            .any(|l| l.contains(":memory:") && l.ends_with(&expected)),
+        "exec'd process is not in {expected}: {membership}"
+    );
+    assert!(!Path::new(&format!("/sys/fs/cgroup/memory/:youki:{id}")).exists());
+    let pid: i32 = pid.trim().parse().unwrap();
+    // SAFETY: kill(2) on the pid this test's exec just started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while membership_of(pid).is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // runc's table: ps -ef (or the given ps options) filtered to the container's processes.
     let table = text(&env.rt(&["ps", &id]));
     assert!(
@@ -340,6 +369,17 @@ fn exec_into_running_container() {
     let ps = env.rt(&["ps", "--format", "json", &id]);
     let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
     assert_eq!(pids.len(), 1, "exec'd processes should be gone: {pids:?}");
+}
+
+/// A live process's /proc/<pid>/cgroup (None once it has exited).
+fn membership_of(pid: i32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // A zombie has left its cgroups.
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    if state == "Z" {
+        return None;
+    }
+    fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
 }
 
 #[test]

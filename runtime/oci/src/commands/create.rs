@@ -37,15 +37,12 @@ pub fn create_container(
         console_socket,
         patched.as_deref().unwrap_or(&bundle),
     );
-    containers::remove_patched_bundle(root, id);
     match result {
-        Ok(mut container) => {
-            // State must name the caller's bundle, not our patched copy.
-            container.state.bundle = bundle;
-            let saved = container
-                .save()
-                .context("failed to save state")
-                .and_then(|_| containers::record_start_time(&container));
+        Ok(container) => {
+            let saved = containers::record_start_time(&container).and_then(|_| match patched {
+                Some(_) => containers::record_original_bundle(&container, &bundle),
+                None => Ok(()),
+            });
             if let Err(err) = saved {
                 cleanup_failed(root, id);
                 return Err(err);
@@ -92,6 +89,7 @@ fn build(
 
 /// Best-effort removal after a failed create: kill init, remove cgroup and state dir.
 fn cleanup_failed(root: &Path, id: &str) {
+    containers::remove_patched_bundle(root, id);
     let dir = containers::container_dir(root, id);
     if !dir.exists() {
         return;
@@ -157,5 +155,6 @@ pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
     container
         .delete(true)
         .context("failed to delete container")?;
+    containers::remove_patched_bundle(root, &args.container_id);
     code
 }

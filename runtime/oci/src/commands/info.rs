@@ -25,7 +25,7 @@ fn state_json(container: &Container) -> serde_json::Value {
         "id": container.id(),
         "pid": pid,
         "status": containers::status_name(status),
-        "bundle": container.bundle(),
+        "bundle": containers::original_bundle(container),
         "rootfs": rootfs,
         "created": container.created().map(|c| c.to_rfc3339()),
         "owner": owner,

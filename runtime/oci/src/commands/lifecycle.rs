@@ -46,6 +46,7 @@ pub fn delete(root: &Path, args: &DeleteArgs) -> Result<i32> {
             // runc: `delete --force` of a missing container succeeds; also clear a
             // half-written state dir left by a crash.
             let _ = std::fs::remove_dir_all(containers::container_dir(root, &args.container_id));
+            containers::remove_patched_bundle(root, &args.container_id);
             return Ok(0);
         }
         bail!("container {} does not exist", args.container_id);
@@ -61,6 +62,7 @@ pub fn delete(root: &Path, args: &DeleteArgs) -> Result<i32> {
     container
         .delete(args.force)
         .context("failed to delete container")?;
+    containers::remove_patched_bundle(root, &args.container_id);
     Ok(0)
 }
 
