@@ -9,6 +9,7 @@ use base64::Engine;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
+use crate::apply;
 use crate::cache::Caches;
 use crate::error::{success_status, ApiError, ApiResult, FieldError};
 use crate::patch::{self, PatchType};
@@ -500,7 +501,6 @@ impl ApiServer {
                     "deletionTimestamp",
                     "deletionGracePeriodSeconds",
                     "selfLink",
-                    "managedFields",
                 ] {
                     m.remove(k);
                 }
@@ -607,21 +607,59 @@ impl ApiServer {
                 .map(str::to_string)
         });
         ctx.field_validation()?;
+        // Server-side apply: who applies (upstream requires it), and what they apply.
+        let applier = if patch_type == PatchType::Apply {
+            let manager = ctx.param("fieldManager").unwrap_or_default().to_string();
+            if manager.is_empty() {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            let config = Value::Object(patch::parse_apply_config(&body).map_err(patch_error)?);
+            let fields = apply::field_set(&definition, &config);
+            Some((manager, config, fields))
+        } else {
+            None
+        };
         let result = self
             .guaranteed_update(target, ctx, precondition, |current| {
-                let patched = patch::apply_patch(&definition, current, patch_type, &body)
+                let mut patched = patch::apply_patch(&definition, current, patch_type, &body)
                     .map_err(patch_error)?;
+                if let Some((manager, _, fields)) = &applier {
+                    let previous = apply::previous(current, manager);
+                    let others = apply::others(current, manager);
+                    apply::remove_dropped(&mut patched, &previous, fields, &others);
+                    apply::record(
+                        &mut patched,
+                        manager,
+                        &info.api_version(),
+                        fields.clone(),
+                        &rfc3339_in(0),
+                    );
+                }
                 decode_object(info, ctx, patched)
             })
             .await;
-        match result {
+        match (result, applier) {
             // Server-side apply creates the object when it does not exist.
-            Err(e) if e.code == 404 && patch_type == PatchType::Apply && target.sub.is_none() => {
-                let object: Value = serde_yaml::from_slice(&body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            (Err(e), Some((manager, mut object, fields)))
+                if e.code == 404 && target.sub.is_none() =>
+            {
+                if !object["metadata"].is_object() {
+                    object["metadata"] = json!({});
+                }
+                apply::record(
+                    &mut object,
+                    &manager,
+                    &info.api_version(),
+                    fields,
+                    &rfc3339_in(0),
+                );
                 self.create(target, ctx, object).await
             }
-            other => other,
+            (other, _) => other,
         }
     }
 

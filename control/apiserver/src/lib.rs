@@ -5,6 +5,7 @@
 //! strategies), `services` (ClusterIP/NodePort allocation), `patch`, `protobuf`, `table`,
 //! `discovery`, `openapi`, `tls` (PKI, tokens, kubeconfig), `server` (flags and startup).
 
+pub mod apply;
 pub mod cache;
 pub mod defaults;
 pub mod discovery;

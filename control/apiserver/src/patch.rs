@@ -14,11 +14,11 @@
 //!   k8s-openapi. Upstream serves strategic merge patch only for built-in
 //!   types (custom resources get 415); this module does not enforce that:
 //!   for a type it does not know, maps are merged and lists replaced.
-//! * `application/apply-patch+yaml` (server-side apply): APPROXIMATED. Field
-//!   ownership (managedFields, conflicts, removal of fields a manager stopped
-//!   applying) is out of scope; the YAML/JSON body is strategic-merged onto
-//!   the original, so applied fields are set and lists merge by their patch
-//!   merge key, but nothing the configuration omits is ever removed.
+//! * `application/apply-patch+yaml` (server-side apply): the YAML/JSON body is
+//!   strategic-merged onto the original, so applied fields are set and lists
+//!   merge by their patch merge key; `apply.rs` then removes what the manager
+//!   stopped applying and records its managedFields. Conflicts with fields
+//!   set by ordinary updates are not detected (see apply.rs).
 //!
 //! Patch bodies are untrusted: every malformed input is a [`PatchError`],
 //! never a panic, and results nested deeper than [`MAX_DEPTH`] are refused
@@ -455,7 +455,8 @@ fn apply_merge_patch(original: &Value, body: &[u8]) -> Result<Value, PatchError>
 // Server-side apply (approximated)
 // ---------------------------------------------------------------------------
 
-fn apply_apply_patch(type_name: &str, original: &Value, body: &[u8]) -> Result<Value, PatchError> {
+/// The configuration in an apply patch body (YAML or JSON), as a map.
+pub(crate) fn parse_apply_config(body: &[u8]) -> Result<Map<String, Value>, PatchError> {
     // JSON is YAML, but parsing JSON as JSON keeps its exact number forms
     // and is not tripped by YAML's indentation rules (tabs).
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
@@ -467,17 +468,19 @@ fn apply_apply_patch(type_name: &str, original: &Value, body: &[u8]) -> Result<V
         serde_yaml::from_slice(body)
             .map_err(|e| PatchError::BadRequest(format!("error decoding YAML: {e}")))?
     };
-    let config = match parsed {
-        Value::Object(config) => config,
+    match parsed {
+        Value::Object(config) => Ok(config),
         // An empty document decodes to an empty map upstream.
-        Value::Null => Map::new(),
-        other => {
-            return Err(PatchError::BadRequest(format!(
-                "error decoding YAML: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                go_json_kind(&other)
-            )))
-        }
-    };
+        Value::Null => Ok(Map::new()),
+        other => Err(PatchError::BadRequest(format!(
+            "error decoding YAML: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+            go_json_kind(&other)
+        ))),
+    }
+}
+
+fn apply_apply_patch(type_name: &str, original: &Value, body: &[u8]) -> Result<Value, PatchError> {
+    let config = parse_apply_config(body)?;
 
     // The checks upstream's field manager makes before merging.
     if let Some(Value::String(expected)) = original.get("apiVersion") {
@@ -551,7 +554,7 @@ fn strategic_merge(
 
 /// How a list field is patched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     /// Replaced by the patch's list (no patchStrategy in Go).
     Atomic,
     /// `patchStrategy:"merge"` on a list of primitives: set union.
@@ -583,6 +586,15 @@ struct StrategyTable {
 
 static STRATEGIES: LazyLock<StrategyTable> =
     LazyLock::new(|| parse_strategy_table(include_str!("patch_strategies.txt")));
+
+/// The schema of a top-level object of `type_name` (Unknown for types the table lacks).
+pub(crate) fn schema_for(type_name: &str) -> Schema {
+    if STRATEGIES.types.contains_key(type_name) {
+        Schema::Type(type_name.to_string())
+    } else {
+        Schema::Unknown
+    }
+}
 
 /// Parses `patch_strategies.txt` (format described in gen/patch_table.py).
 /// The file is generated and compiled in, so a malformed line is a build
@@ -635,7 +647,7 @@ fn parse_strategy_table(text: &str) -> StrategyTable {
 
 /// What is known about the value being merged.
 #[derive(Debug, Clone)]
-enum Schema {
+pub(crate) enum Schema {
     /// An object of this (known) type.
     Type(String),
     /// A map whose values are all of this type (or unknown).
@@ -645,13 +657,13 @@ enum Schema {
 }
 
 /// Patch metadata of one field: upstream's LookupPatchMetadataFor{Struct,Slice}.
-struct FieldMeta {
-    list: ListStrategy,
+pub(crate) struct FieldMeta {
+    pub(crate) list: ListStrategy,
     /// Schema of the field's object, of its list elements or of its map values.
-    child: Schema,
+    pub(crate) child: Schema,
 }
 
-fn lookup_field(schema: &Schema, key: &str) -> FieldMeta {
+pub(crate) fn lookup_field(schema: &Schema, key: &str) -> FieldMeta {
     let unknown = FieldMeta {
         list: ListStrategy::Atomic,
         child: Schema::Unknown,
