@@ -179,6 +179,20 @@ pub fn original_bundle(container: &Container) -> PathBuf {
 /// libcontainer replaces stdio that is the host /dev/null with a read-only /dev/null inside
 /// the container, so writes fail with EBADF. /dev/zero also discards writes and is not
 /// matched by that check, so we hand it over for stdout/stderr in that case.
+/// The builder with `stdio_replacements` applied.
+pub fn with_stdio(
+    mut builder: libcontainer::container::builder::ContainerBuilder,
+) -> Result<libcontainer::container::builder::ContainerBuilder> {
+    let (stdout, stderr) = stdio_replacements()?;
+    if let Some(fd) = stdout {
+        builder = builder.with_stdout(fd);
+    }
+    if let Some(fd) = stderr {
+        builder = builder.with_stderr(fd);
+    }
+    Ok(builder)
+}
+
 pub fn stdio_replacements() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     let out = if is_dev_null(1) {
         Some(open_dev_zero()?)

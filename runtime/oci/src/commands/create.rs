@@ -64,19 +64,13 @@ fn build(
     console_socket: Option<&Path>,
     bundle: &Path,
 ) -> Result<Container> {
-    let mut builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
+    let builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
         .with_root_path(root)?
         .with_pid_file(args.pid_file.as_ref())?
         .with_console_socket(console_socket)
         .with_preserved_fds(args.preserve_fds)
         .validate_id()?;
-    let (stdout, stderr) = containers::stdio_replacements()?;
-    if let Some(fd) = stdout {
-        builder = builder.with_stdout(fd);
-    }
-    if let Some(fd) = stderr {
-        builder = builder.with_stderr(fd);
-    }
+    let builder = containers::with_stdio(builder)?;
     let container = builder
         .as_init(bundle)
         // libcontainer defaults to systemd = true; this host has no systemd.

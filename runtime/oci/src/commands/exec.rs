@@ -56,19 +56,13 @@ fn build_and_wait(root: &Path, args: &ExecArgs, process: Option<PathBuf>) -> Res
         .as_ref()
         .map(|c| c.path().to_path_buf())
         .or(args.console_socket.clone());
-    let mut builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
+    let builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
         .with_root_path(root)?
         .with_console_socket(socket.as_ref())
         .with_pid_file(args.pid_file.as_ref())?
         .with_preserved_fds(args.preserve_fds)
         .validate_id()?;
-    let (stdout, stderr) = containers::stdio_replacements()?;
-    if let Some(fd) = stdout {
-        builder = builder.with_stdout(fd);
-    }
-    if let Some(fd) = stderr {
-        builder = builder.with_stderr(fd);
-    }
+    let builder = containers::with_stdio(builder)?;
     let mut tenant = builder
         .as_tenant()
         // libcontainer takes a console socket only from a "detached" caller; we still wait.
