@@ -193,7 +193,7 @@ pub fn with_stdio(
     Ok(builder)
 }
 
-pub fn stdio_replacements() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+fn stdio_replacements() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     let out = if is_dev_null(1) {
         Some(open_dev_zero()?)
     } else {
