@@ -22,19 +22,16 @@ fn main() {
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
     );
-    if enters_container {
-        // First, so the grace period also runs while we re-exec (the helper outlives exec);
-        // once, not again in the re-executed process.
-        if !seal::running_sealed() {
-            cgroup_warmup::start_migration_grace_period();
-        }
-        if let Err(err) = seal::ensure_sealed(&cli.root) {
-            report_error(
-                &cli,
-                &err.context("failed to re-exec from a protected binary"),
-            );
-            std::process::exit(1);
-        }
+    if enters_container && !seal::running_sealed() {
+        // Warm-up first, so the grace period also runs while we re-exec (the helper outlives
+        // exec); the re-executed process is sealed and skips both.
+        cgroup_warmup::start_migration_grace_period();
+        let err = seal::reexec_sealed(&cli.root);
+        report_error(
+            &cli,
+            &err.context("failed to re-exec from a protected binary"),
+        );
+        std::process::exit(1);
     }
     let code = match dispatch(&cli) {
         Ok(code) => code,

@@ -21,25 +21,26 @@ use std::path::Path;
 
 const OVERLAYFS_SUPER_MAGIC: rustix::fs::FsWord = 0x794c_7630;
 
-/// Re-execs the current process from a protected copy of its binary unless it already runs
-/// from one. Returns only when already protected (or on error).
-pub fn ensure_sealed(scratch: &Path) -> Result<()> {
-    if running_sealed() {
-        return Ok(());
-    }
+/// Re-execs the current process from a protected copy of its binary; call only when
+/// `running_sealed()` is false. Returns only on failure, with the reason.
+pub fn reexec_sealed(scratch: &Path) -> anyhow::Error {
     match overlay_exe(scratch) {
         Ok(exe) => {
             let err = exec_fd(&exe);
             // execveat failed: the overlay was created but cannot be executed from
             // (e.g. a noexec policy); the memfd copy still works.
-            tracing_fallback(&err);
+            report_fallback(&err);
         }
-        Err(err) => tracing_fallback(&err),
+        Err(err) => report_fallback(&err),
     }
-    pentacle::ensure_sealed().context("re-exec from a sealed memfd")
+    match pentacle::ensure_sealed() {
+        Err(err) => anyhow::Error::new(err).context("re-exec from a sealed memfd"),
+        Ok(()) => anyhow::anyhow!("pentacle did not re-exec although the binary is not sealed"),
+    }
 }
 
-fn tracing_fallback(err: &anyhow::Error) {
+/// Why the cheap protection was not used, when SKIFF_RUNTIME_DEBUG_SEAL is set.
+fn report_fallback(err: &anyhow::Error) {
     if std::env::var_os("SKIFF_RUNTIME_DEBUG_SEAL").is_some() {
         eprintln!("skiff-runtime: overlayfs exe protection unavailable ({err:#}); copying into a sealed memfd");
     }
