@@ -826,7 +826,7 @@ fn events_stream_reports_oom_kills() {
             .arg(env.root())
             .args(["events", "--interval", "1", &id])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
@@ -844,8 +844,18 @@ fn events_stream_reports_oom_kills() {
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            panic!("no oom event within 30 s; saw types {seen:?}");
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no oom event within 30 s; saw types {seen:?}")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = events.0.wait();
+                let mut stderr = String::new();
+                use std::io::Read;
+                let _ = events.0.stderr.take().unwrap().read_to_string(&mut stderr);
+                panic!("events exited after types {seen:?}: {stderr}")
+            }
         };
         let event: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(event["id"], id.as_str());

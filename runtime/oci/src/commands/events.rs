@@ -43,7 +43,11 @@ pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
     let mut next_stats = Instant::now();
     loop {
         if Instant::now() >= next_stats {
-            emit("stats", Some(sample()?));
+            // As runc: a sample that cannot be read is reported and the stream goes on.
+            match sample() {
+                Ok(data) => emit("stats", Some(data)),
+                Err(err) => eprintln!("skiff-runtime events: {err:#}"),
+            }
             next_stats += interval;
         }
         let now = oom_kills(&cgroup_path);
