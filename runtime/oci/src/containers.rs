@@ -67,7 +67,7 @@ pub fn load(root: &Path, id: &str) -> Result<Container> {
     }
     let dir = container_dir(root, id);
     let mut container =
-        Container::load(dir.clone()).with_context(|| format!("failed to load container {id}"))?;
+        load_state(&dir).with_context(|| format!("failed to load container {id}"))?;
     let alive = matches!(
         container.status(),
         ContainerStatus::Created | ContainerStatus::Running | ContainerStatus::Paused
@@ -84,6 +84,24 @@ pub fn load(root: &Path, id: &str) -> Result<Container> {
         }
     }
     Ok(container)
+}
+
+/// libcontainer rewrites state.json in place (truncate, then write), so a reader racing a
+/// `start` or `pause` in another process can find it empty or cut short. A failed parse is
+/// retried for a moment before it counts.
+fn load_state(dir: &Path) -> Result<Container> {
+    const ATTEMPTS: u32 = 50;
+    let mut attempt = 1;
+    loop {
+        match Container::load(dir.to_path_buf()) {
+            Ok(container) => return Ok(container),
+            Err(_) if attempt < ATTEMPTS && dir.join("state.json").exists() => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                attempt += 1;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 /// Records the init start time right after create, for the pid-reuse check in `load`.

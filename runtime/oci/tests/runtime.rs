@@ -868,3 +868,29 @@ fn events_stream_reports_oom_kills() {
     assert!(seen.contains(&"stats".to_string()), "{seen:?}");
     drop(events);
 }
+
+/// libcontainer rewrites state.json in place; a reader that meets it half-written (another
+/// process's `start` at that moment) waits for the writer instead of failing.
+#[test]
+fn state_read_during_a_rewrite_waits_for_the_writer() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("rewrite");
+    env.create(&id);
+    let file = env.root().join(&id).join("state.json");
+    let content = fs::read(&file).unwrap();
+    fs::write(&file, b"").unwrap();
+    let writer = {
+        let file = file.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            fs::write(&file, content).unwrap();
+        })
+    };
+    let out = env.rt(&["state", &id]);
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.status(&id), "created");
+}
