@@ -1,11 +1,11 @@
 //! OCI runtime bundles: `DIR/rootfs` as a flattened copy of the image layers (runnable by runc
 //! without any mount) and `DIR/config.json` built from the image config on top of the same
-//! defaults `runc spec` uses (oci-spec's `Spec::default`).
+//! defaults `runc spec` uses (oci-spec's `Spec::default` plus runc's deny-all device rule).
 
 use crate::error::{ImageError, IoContext, Result};
 use crate::store::{ImageInfo, Store};
 use crate::unpack::{self, Mode};
-use oci_spec::runtime::{Spec, User};
+use oci_spec::runtime::{LinuxDeviceCgroupBuilder, Spec, User};
 use std::fs;
 use std::path::Path;
 
@@ -84,6 +84,18 @@ pub fn runtime_spec(info: &ImageInfo, rootfs: &Path) -> Result<Spec> {
     process.set_cwd(cwd.into());
     process.set_user(user);
     spec.set_process(Some(process));
+    // runc's default: deny every device; the runtime allows the standard ones on top.
+    // (oci-spec's default leaves the list empty, so the host's devices stay usable.)
+    let deny_all = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .expect("static device rule");
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_devices(Some(vec![deny_all]));
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
     Ok(spec)
 }
 

@@ -211,7 +211,7 @@ pub fn with_stdio(
     Ok(builder)
 }
 
-fn stdio_replacements() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+pub fn stdio_replacements() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     let out = if is_dev_null(1) {
         Some(open_dev_zero()?)
     } else {
@@ -239,6 +239,15 @@ fn is_dev_null(fd: i32) -> bool {
     };
     use std::os::unix::fs::MetadataExt;
     meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
+}
+
+/// Deletes a container: without libcgroups when skiff's launcher created it (launch.rs),
+/// through libcontainer otherwise.
+pub fn delete(container: &mut Container, force: bool) -> Result<()> {
+    match crate::launch::delete_fast(container, force) {
+        Some(result) => result,
+        None => Ok(container.delete(force)?),
+    }
 }
 
 /// Lower-case status names as used by runc's `state` and `list`.

@@ -3,10 +3,12 @@
 //! hold locks when build() runs (no tokio here).
 
 mod bench;
+mod cgroup_v1;
 mod cgroup_warmup;
 mod cli;
 mod commands;
 mod containers;
+mod launch;
 mod seal;
 
 use clap::Parser;
@@ -24,8 +26,14 @@ fn main() {
     );
     if enters_container && !seal::running_sealed() {
         // Warm-up first, so the grace period also runs while we re-exec (the helper outlives
-        // exec); the re-executed process is sealed and skips both.
-        cgroup_warmup::start_migration_grace_period();
+        // exec); the re-executed process is sealed and skips both. Not for create/run on a
+        // cgroup v1 host: skiff's launcher never takes the migration lock there, and the
+        // helper would hold cgroup_mutex through its grace period, stalling our own mkdirs.
+        let uses_migration_lock =
+            matches!(cli.command, Command::Exec(_)) || !cgroup_v1::host_has_v1_hierarchies();
+        if uses_migration_lock {
+            cgroup_warmup::start_migration_grace_period();
+        }
         let err = seal::reexec_sealed(&cli.root);
         report_error(
             &cli,

@@ -894,3 +894,98 @@ fn state_read_during_a_rewrite_waits_for_the_writer() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(env.status(&id), "created");
 }
+
+/// skiff's launcher writes the devices cgroup itself when a spec limits nothing else: the
+/// spec's deny-all and the default allow-list must be in force while the container runs.
+#[test]
+fn device_cgroup_allows_only_the_default_devices() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let id = env.id("devices");
+    env.create(&id);
+    let dir = Path::new("/sys/fs/cgroup/devices")
+        .join(cgroup_parent(&env.root()))
+        .join(&id);
+    let list = fs::read_to_string(dir.join("devices.list")).unwrap();
+    let rules: Vec<&str> = list.lines().collect();
+    assert!(!rules.contains(&"a *:* rwm"), "everything allowed: {list}");
+    for want in [
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 136:* rwm",
+        "c 5:2 rwm",
+        "b *:* m",
+    ] {
+        assert!(rules.contains(&want), "{want} missing from {list}");
+    }
+    assert!(!rules.iter().any(|r| r.starts_with("b 8:")), "{list}");
+    assert!(env.rt(&["delete", "--force", &id]).status.success());
+    assert!(!dir.exists(), "devices cgroup left behind");
+}
+
+/// The hooks that run in the runtime's namespaces (prestart, createRuntime, poststop) and the
+/// rlimits that the launcher's intermediate process sets.
+#[test]
+fn hooks_and_rlimits() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sh", "-c", "ulimit -n"]);
+    let marks = env.dir.path().join("marks");
+    fs::create_dir_all(&marks).unwrap();
+    let hook = |name: &str| {
+        // The hook gets the container state on stdin; keep it to check the pid.
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}", marks.display())]})
+    };
+    env.edit_config(|c| {
+        c["hooks"] = json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststop": [hook("poststop")],
+        });
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 321, "soft": 123}]);
+    });
+    let out = env.run("hooks");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "123");
+    for name in ["prestart", "createRuntime", "poststop"] {
+        let state: Value = serde_json::from_slice(&fs::read(marks.join(name)).unwrap())
+            .unwrap_or_else(|e| panic!("{name} hook did not get the state: {e}"));
+        assert_eq!(state["id"].as_str(), Some(env.ids[0].as_str()), "{name}");
+    }
+    let created: Value =
+        serde_json::from_slice(&fs::read(marks.join("createRuntime")).unwrap()).unwrap();
+    assert!(created["pid"].as_i64().unwrap_or(0) > 0, "{created}");
+}
+
+/// `delete` without --force removes a container that was created but never started (runc
+/// does), killing its waiting init.
+#[test]
+fn delete_of_a_created_container_kills_its_init() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["true"]);
+    let id = env.id("created");
+    env.create(&id);
+    let state: Value = serde_json::from_slice(&env.rt(&["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let out = env.rt(&["delete", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!env.root().join(&id).exists());
+    assert!(env.container_cgroups(&id).is_empty());
+    // The init was our child's, reparented to init(1) or a subreaper; it must be gone.
+    for _ in 0..100 {
+        let gone = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true);
+        if gone {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("init {pid} still alive after delete");
+}

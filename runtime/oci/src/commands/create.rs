@@ -4,6 +4,7 @@ use crate::cli::CreateArgs;
 use crate::commands::console::{self, ConsoleSocket};
 use crate::commands::wait;
 use crate::containers;
+use crate::launch;
 use anyhow::{bail, Context, Result};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -64,6 +65,24 @@ fn build(
     console_socket: Option<&Path>,
     bundle: &Path,
 ) -> Result<Container> {
+    if let Some(plan) = launch::plan(bundle, &args.container_id, systemd)? {
+        let (stdout, stderr) = containers::stdio_replacements()?;
+        return launch::create(
+            plan,
+            bundle,
+            launch::Options {
+                id: &args.container_id,
+                root,
+                pid_file: args.pid_file.as_deref(),
+                console_socket,
+                preserve_fds: args.preserve_fds,
+                detach,
+                no_pivot: args.no_pivot,
+                stdout,
+                stderr,
+            },
+        );
+    }
     let builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
         .with_root_path(root)?
         .with_pid_file(args.pid_file.as_ref())?
@@ -89,7 +108,7 @@ fn cleanup_failed(root: &Path, id: &str) {
         return;
     }
     if let Ok(mut container) = Container::load(dir.clone()) {
-        let _ = container.delete(true);
+        let _ = containers::delete(&mut container, true);
     }
     let _ = fs::remove_dir_all(&dir);
 }
@@ -129,13 +148,13 @@ pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
     let attached = match console.map(|c| c.receive().and_then(console::attach)) {
         Some(Ok(attached)) => Some(attached),
         Some(Err(err)) => {
-            let _ = container.delete(true);
+            let _ = containers::delete(&mut container, true);
             return Err(err);
         }
         None => None,
     };
     if let Err(err) = container.start() {
-        let _ = container.delete(true);
+        let _ = containers::delete(&mut container, true);
         return Err(err).context("failed to start container");
     }
     if args.detach {
@@ -146,9 +165,7 @@ pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
     if let Some(attached) = attached {
         attached.finish();
     }
-    container
-        .delete(true)
-        .context("failed to delete container")?;
+    containers::delete(&mut container, true).context("failed to delete container")?;
     containers::remove_patched_bundle(root, &args.container_id);
     code
 }

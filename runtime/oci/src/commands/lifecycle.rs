@@ -52,16 +52,17 @@ pub fn delete(root: &Path, args: &DeleteArgs) -> Result<i32> {
         bail!("container {} does not exist", args.container_id);
     }
     let mut container = containers::load(root, &args.container_id)?;
-    if !args.force && !container.can_delete() {
+    // Like runc, a created (never started) container is deleted without --force: its init
+    // only waits for `start` and is killed.
+    let created = container.status() == libcontainer::container::ContainerStatus::Created;
+    if !args.force && !created && !container.can_delete() {
         bail!(
             "cannot delete container {} that is not stopped: {}",
             args.container_id,
             containers::status_name(container.status())
         );
     }
-    container
-        .delete(args.force)
-        .context("failed to delete container")?;
+    containers::delete(&mut container, args.force).context("failed to delete container")?;
     containers::remove_patched_bundle(root, &args.container_id);
     Ok(0)
 }

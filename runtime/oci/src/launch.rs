@@ -1,0 +1,578 @@
+//! skiff's own process orchestration for `create` on cgroup v1/hybrid hosts: the main and
+//! intermediate processes, around libcontainer's container init process.
+//!
+//! libcontainer's builder runs main → intermediate → init. Its intermediate joins the cgroup
+//! through libcgroups' manager, which writes `cgroup.procs` (the kernel's global migration lock
+//! and, after a quiet period, an RCU grace period of 11–15 ms) and builds per-controller state
+//! from mountinfo (~3 ms). Everything else a container needs — namespaces, rootfs, mounts,
+//! devices, capabilities, seccomp, hooks inside the container, the wait for `start` — happens
+//! in the init process, and that we leave entirely to libcontainer
+//! (`container_init_process`). Our intermediate joins the cgroups by writing `0` to each
+//! hierarchy's `tasks` file (cgroup_v1.rs), applies the resources, sets rlimits, enters the
+//! pid namespace and clones the init; our main process answers the init's requests (prestart
+//! and createRuntime hooks) exactly as libcontainer's does and saves the same state files, so
+//! every later command (start, state, kill, exec, events, …) works on the result unchanged.
+//!
+//! Specs that need what only libcontainer's main process does — a new user namespace (id
+//! mappings), time namespace offsets, network devices, a seccomp notify listener, Intel RDT,
+//! idmapped mounts — and hosts without cgroup v1 go through libcontainer's builder instead
+//! (`unsupported` says why).
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{bail, Context, Result};
+use libcgroups::common::{CgroupManager, ControllerOpt};
+use libcontainer::config::YoukiConfig;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::namespaces::Namespaces;
+use libcontainer::notify_socket::{NotifyListener, NOTIFY_FILE};
+use libcontainer::oci_spec::runtime::{
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceType,
+    LinuxResources, Spec,
+};
+use libcontainer::process::args::{ContainerArgs, ContainerType};
+use libcontainer::process::channel;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use crate::cgroup_v1::Cgroups;
+
+/// File in the state dir listing the container's cgroup directories (one per line); its
+/// presence means the container was created here and `delete` may remove it without
+/// libcgroups (`delete_fast`).
+pub const CGROUPS_FILE: &str = "skiff-cgroups";
+
+/// What `create` was asked for, beyond the bundle.
+pub struct Options<'a> {
+    pub id: &'a str,
+    pub root: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub preserve_fds: i32,
+    pub detach: bool,
+    pub no_pivot: bool,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// The loaded, validated spec and the host's cgroups for it, when this launcher can create
+/// the container; `Ok(None)` when libcontainer's builder must (the reason is logged).
+pub struct Plan {
+    spec: Spec,
+    cgroup_path: PathBuf,
+    cgroups: Cgroups,
+}
+
+pub fn plan(bundle: &Path, id: &str, systemd: bool) -> Result<Option<Plan>> {
+    let mut spec = Spec::load(bundle.join("config.json"))
+        .with_context(|| format!("cannot load {}/config.json", bundle.display()))?;
+    if unsupported(&spec, systemd).is_some() {
+        return Ok(None);
+    }
+    if !spec.version().starts_with("1.") {
+        bail!(
+            "runtime spec has incompatible version '{}'. Only 1.X.Y is supported",
+            spec.version()
+        );
+    }
+    libcontainer::validator::Validator::validate_spec(&spec).context("invalid spec")?;
+    if let Some(mounts) = spec.mounts() {
+        libcontainer::utils::validate_mount_options(mounts).context("invalid mount options")?;
+    }
+    spec.canonicalize_rootfs(bundle)
+        .with_context(|| format!("rootfs of {} does not exist", bundle.display()))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .context("config.json has no linux section")?;
+    let cgroup_path = libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id);
+    let Some(cgroups) = Cgroups::for_path(&cgroup_path).context("cannot read mountinfo")? else {
+        return Ok(None); // pure cgroup v2
+    };
+    Ok(Some(Plan {
+        spec,
+        cgroup_path,
+        cgroups,
+    }))
+}
+
+fn unsupported(spec: &Spec, systemd: bool) -> Option<&'static str> {
+    if systemd {
+        return Some("systemd cgroup driver");
+    }
+    let linux = spec.linux().as_ref()?;
+    let has_ns = |t| {
+        linux
+            .namespaces()
+            .as_ref()
+            .is_some_and(|nss| nss.iter().any(|ns| ns.typ() == t))
+    };
+    if has_ns(LinuxNamespaceType::User) {
+        return Some("user namespace (id mappings are written by libcontainer's main process)");
+    }
+    if has_ns(LinuxNamespaceType::Time) {
+        return Some("time namespace");
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Some("network devices");
+    }
+    if linux.intel_rdt().is_some() {
+        return Some("Intel RDT");
+    }
+    if linux
+        .seccomp()
+        .as_ref()
+        .is_some_and(|s| s.listener_path().is_some())
+    {
+        return Some("seccomp notify listener");
+    }
+    let idmapped = spec.mounts().as_ref().is_some_and(|mounts| {
+        mounts
+            .iter()
+            .any(|m| m.uid_mappings().is_some() || m.gid_mappings().is_some())
+    });
+    if idmapped {
+        return Some("idmapped mounts");
+    }
+    if spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().as_ref())
+        .is_some()
+    {
+        return Some("AppArmor profile");
+    }
+    None
+}
+
+/// Creates the container (state `created`, init waiting for `start`), as libcontainer's
+/// `InitContainerBuilder::build` would. On error the caller removes what was created.
+pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
+    let Plan {
+        spec,
+        cgroup_path,
+        cgroups,
+    } = plan;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if opts.detach && terminal && opts.console_socket.is_none() {
+        bail!("cannot allocate tty if runc will detach without setting console socket");
+    }
+    if !(opts.detach && terminal) && opts.console_socket.is_some() {
+        bail!("cannot use console socket if runc will not detach or allocate tty");
+    }
+
+    let dir = opts.root.join(opts.id);
+    if dir.exists() {
+        bail!("container with id {} already exists", opts.id);
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut container = Container::new(opts.id, ContainerStatus::Creating, None, bundle, &dir)?;
+    container
+        .set_systemd(false)
+        .set_annotations(spec.annotations().clone());
+    container.save()?;
+    fs::write(dir.join(CGROUPS_FILE), cgroups.to_text())?;
+
+    let rootfs = fs::canonicalize(
+        spec.root()
+            .as_ref()
+            .context("config.json has no root")?
+            .path(),
+    )
+    .context("rootfs does not exist")?;
+    let console_socket = match opts.console_socket {
+        Some(path) => Some(libcontainer::tty::setup_console_socket(
+            &dir,
+            path,
+            "console-socket",
+        )?),
+        None => None,
+    };
+    YoukiConfig::from_spec(&spec, opts.id)?.save(&dir)?;
+    let notify_listener = NotifyListener::new(&dir.join(NOTIFY_FILE))?;
+
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json has no process")?;
+    if let Some(adj) = process.oom_score_adj() {
+        // Before turning non-dumpable (which makes oom_score_adj unwritable); inherited.
+        fs::File::create("/proc/self/oom_score_adj")
+            .and_then(|mut f| f.write_all(adj.to_string().as_bytes()))
+            .context("cannot set oom_score_adj")?;
+    }
+    if spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.namespaces().is_some())
+    {
+        // Like runc: nothing joining our namespaces may ptrace or read us.
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot clear dumpable");
+        }
+    }
+
+    let args = ContainerArgs {
+        container_type: ContainerType::InitContainer,
+        syscall: SyscallType::default(),
+        spec: Rc::new(spec),
+        rootfs,
+        console_socket: console_socket.as_ref().map(|c| c.as_raw_fd()),
+        notify_listener,
+        preserve_fds: opts.preserve_fds,
+        container: Some(container.clone()),
+        user_ns_config: None,
+        cgroup_config: libcgroups::common::CgroupConfig {
+            cgroup_path: cgroup_path.clone(),
+            systemd_cgroup: false,
+            container_name: opts.id.to_string(),
+        },
+        detached: opts.detach,
+        executor: libcontainer::workload::default::get_executor(),
+        no_pivot: opts.no_pivot,
+        stdin: None,
+        stdout: opts.stdout.as_ref().map(|f| f.as_raw_fd()),
+        stderr: opts.stderr.as_ref().map(|f| f.as_raw_fd()),
+        as_sibling: false,
+        pid_file: opts.pid_file.map(Path::to_path_buf),
+    };
+    let init_pid = main_process(&args, &cgroups, &cgroup_path)?;
+    container
+        .set_status(ContainerStatus::Created)
+        .set_creator(nix::unistd::geteuid().as_raw())
+        .set_pid(init_pid.as_raw())
+        .save()?;
+    container.refresh_state()?;
+    Ok(container)
+}
+
+/// libcontainer's `container_main_process` minus what `unsupported` excludes: forks our
+/// intermediate, writes the pid file, runs prestart/createRuntime hooks when the init asks,
+/// and returns the init's pid once it is ready (waiting for `start`).
+fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> Result<Pid> {
+    // Each channel is one-way; every process closes the senders it does not use, so a
+    // receiver sees EOF (not a hang) when the other side dies.
+    let (mut inter_main_tx, mut inter_main_rx) = channel::main_channel()?;
+    let (mut init_main_tx, mut init_main_rx) = channel::main_channel()?;
+    let (mut init_tx, mut init_rx) = channel::init_channel()?;
+
+    let intermediate = fork(0, libc::SIGCHLD as u64, || {
+        set_name(c"skiff:[1:INTER]");
+        match intermediate_process(
+            args,
+            cgroups,
+            cgroup_path,
+            &mut init_tx,
+            &mut init_rx,
+            &mut inter_main_tx,
+            &mut init_main_tx,
+        ) {
+            Ok(()) => 0,
+            Err(err) => {
+                let _ = inter_main_tx.send_error(format!("{err:#}"));
+                1
+            }
+        }
+    })
+    .context("cannot fork the intermediate process")?;
+    inter_main_tx.close()?;
+    init_main_tx.close()?;
+
+    let result = (|| -> Result<Pid> {
+        let init_pid = inter_main_rx
+            .wait_for_intermediate_ready()
+            .context("intermediate process failed")?;
+        if let Some(pid_file) = &args.pid_file {
+            fs::write(pid_file, init_pid.to_string())
+                .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
+        }
+        if let Some(hooks) = args.spec.hooks() {
+            init_main_rx.wait_for_hook_request()?;
+            let state = args.container.as_ref().map(|c| &c.state);
+            libcontainer::hooks::run_hooks(
+                hooks.prestart().as_ref(),
+                state,
+                None,
+                Some(init_pid),
+                None,
+            )
+            .context("prestart hook failed")?;
+            libcontainer::hooks::run_hooks(
+                hooks.create_runtime().as_ref(),
+                state,
+                None,
+                Some(init_pid),
+                None,
+            )
+            .context("createRuntime hook failed")?;
+            init_tx.hook_done()?;
+        }
+        init_tx.close()?;
+        init_main_rx
+            .wait_for_init_ready()
+            .context("container init failed")?;
+        Ok(init_pid)
+    })();
+    let _ = inter_main_rx.close();
+    let _ = init_main_rx.close();
+    let _ = init_rx.close();
+    let _ = waitpid(intermediate, None);
+    result
+}
+
+/// Joins the cgroups, applies resources and rlimits, enters the pid namespace and clones the
+/// init process as our parent's child (so the main process owns it).
+fn intermediate_process(
+    args: &ContainerArgs,
+    cgroups: &Cgroups,
+    cgroup_path: &Path,
+    init_tx: &mut channel::InitSender,
+    init_rx: &mut channel::InitReceiver,
+    inter_main_tx: &mut channel::MainSender,
+    init_main_tx: &mut channel::MainSender,
+) -> Result<()> {
+    let spec = &args.spec;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .context("config.json has no linux section")?;
+    // Before the init exists, so it is born inside; before the cgroup namespace, whose root
+    // is the cgroup we are in when it is created.
+    cgroups
+        .enter_self()
+        .context("cannot join the container's cgroups")?;
+    if let Some(resources) = linux.resources() {
+        apply_resources(resources, cgroups, cgroup_path)?;
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json has no process")?;
+    let syscall = args.syscall.create_syscall();
+    for rlimit in process.rlimits().iter().flatten() {
+        syscall
+            .set_rlimit(rlimit)
+            .with_context(|| format!("cannot set rlimit {:?}", rlimit.typ()))?;
+    }
+    let namespaces = Namespaces::try_from(linux.namespaces().as_ref())?;
+    if let Some(pid_ns) = namespaces.get(LinuxNamespaceType::Pid)? {
+        // A new pid namespace applies to children only: the init is the first.
+        namespaces.unshare_or_setns(pid_ns)?;
+    }
+    let init_pid = fork(libc::CLONE_PARENT as u64, 0, || {
+        set_name(c"skiff:[2:INIT]");
+        let _ = init_tx.close();
+        let _ = inter_main_tx.close();
+        match libcontainer::process::init::container_init_process(args, init_main_tx, init_rx) {
+            Ok(()) => 0,
+            Err(err) => {
+                let _ = init_main_tx.exec_failed(err.to_string());
+                1
+            }
+        }
+    })
+    .context("cannot clone the container's init process")?;
+    inter_main_tx.intermediate_ready(init_pid)?;
+    let _ = inter_main_tx.close();
+    let _ = init_main_tx.close();
+    let _ = init_tx.close();
+    Ok(())
+}
+
+/// Devices alone (the common case, and runc's default spec) are written directly; any other
+/// limit goes through libcgroups' manager, which knows every controller's files.
+fn apply_resources(
+    resources: &LinuxResources,
+    cgroups: &Cgroups,
+    cgroup_path: &Path,
+) -> Result<()> {
+    let only_devices = resources.memory().is_none()
+        && resources.cpu().is_none()
+        && resources.pids().is_none()
+        && resources.block_io().is_none()
+        && resources
+            .hugepage_limits()
+            .as_ref()
+            .is_none_or(|h| h.is_empty())
+        && resources.network().is_none()
+        && resources.rdma().as_ref().is_none_or(|r| r.is_empty())
+        && resources.unified().as_ref().is_none_or(|u| u.is_empty());
+    if only_devices {
+        if let Some(dir) = cgroups.devices_dir() {
+            let rules = resources.devices().iter().flatten().cloned();
+            for rule in rules.chain(default_device_rules()) {
+                let file = dir.join(if rule.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                });
+                fs::write(&file, rule.to_string())
+                    .with_context(|| format!("cannot write {rule} to {}", file.display()))?;
+            }
+        }
+        return Ok(());
+    }
+    let manager = libcgroups::v1::Manager::new(cgroup_path)?;
+    manager.apply(&ControllerOpt {
+        resources,
+        freezer_state: None,
+        oom_score_adj: None,
+        disable_oom_killer: false,
+    })?;
+    Ok(())
+}
+
+/// The devices every container may use whatever its spec says, after the spec's own rules:
+/// the same list libcgroups applies (runc's: the standard character devices, mknod of any
+/// device, the console, ptys, tun).
+fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .access(access);
+        if let Some(major) = major {
+            b = b.major(major);
+        }
+        if let Some(minor) = minor {
+            b = b.minor(minor);
+        }
+        b.build().expect("static device rule")
+    };
+    use LinuxDeviceType::{B, C};
+    vec![
+        rule(C, Some(1), Some(3), "rwm"),    // /dev/null
+        rule(C, Some(1), Some(5), "rwm"),    // /dev/zero
+        rule(C, Some(1), Some(7), "rwm"),    // /dev/full
+        rule(C, Some(5), Some(0), "rwm"),    // /dev/tty
+        rule(C, Some(1), Some(9), "rwm"),    // /dev/urandom
+        rule(C, Some(1), Some(8), "rwm"),    // /dev/random
+        rule(C, None, None, "m"),            // mknod of any character device
+        rule(B, None, None, "m"),            // … and block device
+        rule(C, Some(5), Some(1), "rwm"),    // /dev/console
+        rule(C, Some(136), None, "rwm"),     // /dev/pts/*
+        rule(C, Some(5), Some(2), "rwm"),    // /dev/ptmx
+        rule(C, Some(10), Some(200), "rwm"), // /dev/net/tun
+    ]
+}
+
+/// Names the process (ps, /proc/<pid>/comm) for what it is while it is ours.
+fn set_name(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string we own.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+}
+
+/// Forks with clone3 (no new stack: fork semantics) and runs `child` in the new process,
+/// which exits with its return value. `CLONE_PARENT` makes the child our parent's child.
+/// The caller must be single-threaded.
+fn fork(flags: u64, exit_signal: u64, child: impl FnOnce() -> i32) -> std::io::Result<Pid> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let mut clone_args = CloneArgs {
+        flags,
+        exit_signal,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without a stack duplicates the calling (single) thread like fork; the
+    // child only runs `child` and then _exit, never returning into the caller's frames.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut clone_args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match pid {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            let code = child();
+            // SAFETY: ends the child without running the parent's exit handlers twice.
+            unsafe { libc::_exit(code) }
+        }
+        pid => Ok(Pid::from_raw(pid as i32)),
+    }
+}
+
+/// `delete` of a container this launcher created: libcontainer's `Container::delete` minus
+/// building a cgroup manager. `None` when the container was created by libcontainer's builder.
+pub fn delete_fast(container: &mut Container, force: bool) -> Option<Result<()>> {
+    let text = fs::read_to_string(container.root.join(CGROUPS_FILE)).ok()?;
+    let cgroups = Cgroups::from_text(&text)?;
+    Some(delete_with(container, &cgroups, force))
+}
+
+fn delete_with(container: &mut Container, cgroups: &Cgroups, force: bool) -> Result<()> {
+    container.refresh_status()?;
+    match container.status() {
+        ContainerStatus::Stopped => {}
+        // Like runc and libcontainer: a created container is deleted without --force.
+        ContainerStatus::Created => {}
+        status if force => {
+            let _ = status;
+        }
+        status => bail!(
+            "cannot delete container {} that is not stopped: {}",
+            container.id(),
+            crate::containers::status_name(status)
+        ),
+    }
+    if container.status() == ContainerStatus::Paused {
+        // Frozen processes cannot die; thaw first.
+        if let Some(freezer) = cgroups
+            .dirs()
+            .iter()
+            .find(|d| d.components().any(|c| c.as_os_str() == "freezer"))
+        {
+            let _ = fs::write(freezer.join("freezer.state"), "THAWED");
+        }
+    }
+    // Kills every process left in the cgroup (the init first, so a pid namespace collapses).
+    if let Some(pid) = container.pid() {
+        if container.status() != ContainerStatus::Stopped {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    cgroups
+        .remove()
+        .context("cannot remove the container's cgroups")?;
+    if container.root.exists() {
+        if let Ok(config) = YoukiConfig::load(&container.root) {
+            if let Some(hooks) = config.hooks.as_ref() {
+                libcontainer::hooks::run_hooks(
+                    hooks.poststop().as_ref(),
+                    Some(&container.state),
+                    None,
+                    None,
+                    None,
+                )
+                .context("poststop hook failed")?;
+            }
+        }
+        fs::remove_dir_all(&container.root)
+            .with_context(|| format!("cannot remove {}", container.root.display()))?;
+    }
+    Ok(())
+}
