@@ -8,15 +8,16 @@
 //! devices, capabilities, seccomp, hooks inside the container, the wait for `start` — happens
 //! in the init process, and that we leave entirely to libcontainer
 //! (`container_init_process`). Our intermediate joins the cgroups by writing `0` to each
-//! hierarchy's `tasks` file (cgroup_v1.rs), applies the resources, sets rlimits, enters the
-//! pid namespace and clones the init; our main process answers the init's requests (prestart
-//! and createRuntime hooks) exactly as libcontainer's does and saves the same state files, so
-//! every later command (start, state, kill, exec, events, …) works on the result unchanged.
+//! hierarchy's `tasks` file (cgroup_v1.rs), sets rlimits, enters the pid namespace and clones
+//! the init; our main process sets the cgroup limits meanwhile, answers the init's requests
+//! (prestart and createRuntime hooks) exactly as libcontainer's does and saves the same state
+//! files, so every later command (start, state, kill, exec, events, …) works on the result
+//! unchanged.
 //!
 //! Specs that need what only libcontainer's main process does — a new user namespace (id
 //! mappings), time namespace offsets, network devices, a seccomp notify listener, Intel RDT,
 //! idmapped mounts — and hosts without cgroup v1 go through libcontainer's builder instead
-//! (`unsupported` says why).
+//! (`unsupported` lists them).
 
 use std::fs;
 use std::io::Write;
@@ -257,7 +258,8 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
 }
 
 /// libcontainer's `container_main_process` minus what `unsupported` excludes: forks our
-/// intermediate, writes the pid file, runs prestart/createRuntime hooks when the init asks,
+/// intermediate, sets the cgroup limits, writes the pid file, runs prestart/createRuntime
+/// hooks when the init asks,
 /// and returns the init's pid once it is ready (waiting for `start`).
 fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> Result<Pid> {
     // Each channel is one-way; every process closes the senders it does not use, so a
@@ -271,7 +273,6 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
         match intermediate_process(
             args,
             cgroups,
-            cgroup_path,
             &mut init_tx,
             &mut init_rx,
             &mut inter_main_tx,
@@ -292,6 +293,18 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
         let init_pid = inter_main_rx
             .wait_for_intermediate_ready()
             .context("intermediate process failed")?;
+        // The cgroups exist now. Setting the limits here, on our CPU, overlaps with the init
+        // preparing the rootfs on the other (building libcgroups' manager alone takes ~3 ms);
+        // it is done before the init may run createContainer hooks (it waits for hook_done)
+        // and before `create` returns, so no container process runs without them.
+        let resources = args
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref());
+        if let Some(resources) = resources {
+            apply_resources(resources, cgroups, cgroup_path)?;
+        }
         if let Some(pid_file) = &args.pid_file {
             fs::write(pid_file, init_pid.to_string())
                 .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
@@ -330,12 +343,11 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
     result
 }
 
-/// Joins the cgroups, applies resources and rlimits, enters the pid namespace and clones the
+/// Joins the cgroups, sets rlimits, enters the pid namespace and clones the
 /// init process as our parent's child (so the main process owns it).
 fn intermediate_process(
     args: &ContainerArgs,
     cgroups: &Cgroups,
-    cgroup_path: &Path,
     init_tx: &mut channel::InitSender,
     init_rx: &mut channel::InitReceiver,
     inter_main_tx: &mut channel::MainSender,
@@ -347,13 +359,11 @@ fn intermediate_process(
         .as_ref()
         .context("config.json has no linux section")?;
     // Before the init exists, so it is born inside; before the cgroup namespace, whose root
-    // is the cgroup we are in when it is created.
+    // is the cgroup we are in when it is created. The limits are set by the main process
+    // meanwhile (`main_process`).
     cgroups
         .enter_self()
         .context("cannot join the container's cgroups")?;
-    if let Some(resources) = linux.resources() {
-        apply_resources(resources, cgroups, cgroup_path)?;
-    }
     let process = spec
         .process()
         .as_ref()
