@@ -253,6 +253,56 @@ async fn watch_delivery(
     })
 }
 
+/// Sequential puts: one client, one request in flight, alternating between the two stores in
+/// `ROUNDS` rounds so that drift on this shared machine (page cache, disk, the other
+/// process's background work) falls on both alike. The client runs alone on a single-threaded
+/// runtime with one KV client: a lone sequential client needs no worker pool, and the
+/// cross-thread wake-ups of one (or a `Client` clone per request) would add the same fixed
+/// time to every put of both stores and hide the difference between them.
+async fn sequential_puts(
+    endpoints: [&str; 2],
+    total: usize,
+    value_size: usize,
+) -> anyhow::Result<[Figures; 2]> {
+    const ROUNDS: usize = 5;
+    let endpoints = endpoints.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let mut kvs = Vec::new();
+            for endpoint in &endpoints {
+                kvs.push(
+                    Client::connect([endpoint.as_str()], None)
+                        .await?
+                        .kv_client(),
+                );
+            }
+            let value = vec![b'x'; value_size];
+            let mut latencies = [Vec::new(), Vec::new()];
+            let mut elapsed = [Duration::ZERO; 2];
+            let per_round = total.div_ceil(ROUNDS);
+            for round in 0..ROUNDS {
+                let keys = round * per_round..((round + 1) * per_round).min(total);
+                for (store, kv) in kvs.iter_mut().enumerate() {
+                    let start = Instant::now();
+                    for i in keys.clone() {
+                        let t = Instant::now();
+                        kv.put(format!("/bench/seq/{i:08}"), value.as_slice(), None)
+                            .await?;
+                        latencies[store].push(t.elapsed());
+                    }
+                    elapsed[store] += start.elapsed();
+                }
+            }
+            let [etcd, skiff] = latencies;
+            anyhow::Ok([figures(etcd, elapsed[0]), figures(skiff, elapsed[1])])
+        })
+    })
+    .await?
+}
+
 struct Row {
     name: String,
     etcd: f64,
@@ -277,24 +327,6 @@ async fn run_suite(
 ) -> anyhow::Result<Vec<(String, f64, &'static str, bool)>> {
     let value = Arc::new(vec![b'x'; args.value_size]);
     let mut out = Vec::new();
-
-    let v = value.clone();
-    let seq = spread(endpoint, 1, args.sequential_puts, move |mut c, i| {
-        let v = v.clone();
-        async move {
-            c.put(format!("/bench/seq/{i:08}"), v.as_slice(), None)
-                .await?;
-            Ok(())
-        }
-    })
-    .await?;
-    out.push((
-        "sequential put, 1 client".into(),
-        seq.ops_per_sec,
-        "ops/s",
-        true,
-    ));
-    out.push(("sequential put p99".into(), seq.p99_ms, "ms", false));
 
     let v = value.clone();
     let conc = spread(
@@ -397,8 +429,43 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("etcd {etcd_version} at {etcd_url} vs skiff store at {skiff_url}");
     println!("workload: {} sequential puts, {} puts over {} clients, {} reads, {} watchers x {} events, {}-byte values\n",
         args.sequential_puts, args.concurrent_puts, args.clients, args.reads, args.watchers, args.watch_events, args.value_size);
-    let etcd_rows = run_suite(&etcd_url, &args).await.context("etcd run")?;
-    let skiff_rows = run_suite(&skiff_url, &args).await.context("skiff run")?;
+    let [etcd_seq, skiff_seq] = sequential_puts(
+        [&etcd_url, &skiff_url],
+        args.sequential_puts,
+        args.value_size,
+    )
+    .await
+    .context("sequential puts")?;
+    let mut etcd_rows = vec![
+        (
+            "sequential put, 1 client".to_string(),
+            etcd_seq.ops_per_sec,
+            "ops/s",
+            true,
+        ),
+        (
+            "sequential put p99".to_string(),
+            etcd_seq.p99_ms,
+            "ms",
+            false,
+        ),
+    ];
+    let mut skiff_rows = vec![
+        (
+            "sequential put, 1 client".to_string(),
+            skiff_seq.ops_per_sec,
+            "ops/s",
+            true,
+        ),
+        (
+            "sequential put p99".to_string(),
+            skiff_seq.p99_ms,
+            "ms",
+            false,
+        ),
+    ];
+    etcd_rows.extend(run_suite(&etcd_url, &args).await.context("etcd run")?);
+    skiff_rows.extend(run_suite(&skiff_url, &args).await.context("skiff run")?);
     let rows: Vec<Row> = etcd_rows
         .into_iter()
         .zip(skiff_rows)
