@@ -989,3 +989,54 @@ fn delete_of_a_created_container_kills_its_init() {
     }
     panic!("init {pid} still alive after delete");
 }
+
+/// A user namespace goes through libcontainer's own builder (its main process writes the id
+/// mappings); the result must behave like any other container and leave nothing behind.
+#[test]
+fn user_namespace_container() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&[
+        "sh",
+        "-c",
+        "echo uid=$(id -u); cat /proc/self/uid_map; cat /proc/self/gid_map",
+    ]);
+    // The rootfs must be reachable by the mapped root (host uid 100000 here).
+    env.edit_config(|c| {
+        let namespaces = c["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        // Mounts a user namespace cannot make (runc's rootless spec drops them the same way).
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| {
+            !matches!(
+                m["destination"].as_str(),
+                Some("/sys/fs/cgroup" | "/dev/mqueue")
+            )
+        });
+        for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+        }
+    });
+    let out = env.run("userns");
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert!(output.contains("uid=0"), "{output}");
+    let maps: Vec<Vec<&str>> = output
+        .lines()
+        .filter(|l| l.trim_start().starts_with('0'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(maps.len(), 2, "{output}");
+    for map in maps {
+        assert_eq!(map, ["0", "100000", "65536"], "{output}");
+    }
+    let id = env.ids[0].clone();
+    assert!(!env.root().join(&id).exists(), "state dir left behind");
+    assert!(env.container_cgroups(&id).is_empty(), "cgroup left behind");
+}
