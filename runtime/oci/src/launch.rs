@@ -586,3 +586,49 @@ fn delete_with(container: &mut Container, cgroups: &Cgroups, force: bool) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libcontainer::oci_spec::runtime::{LinuxNamespaceBuilder, Spec};
+
+    fn spec_with_namespace(typ: LinuxNamespaceType) -> Spec {
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build().unwrap());
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+        spec
+    }
+
+    #[test]
+    fn default_spec_is_launched_here() {
+        assert_eq!(unsupported(&Spec::default(), false), None);
+    }
+
+    #[test]
+    fn what_needs_libcontainers_main_process_is_left_to_it() {
+        assert!(unsupported(&Spec::default(), true).is_some(), "systemd");
+        assert!(unsupported(&spec_with_namespace(LinuxNamespaceType::User), false).is_some());
+        assert!(unsupported(&spec_with_namespace(LinuxNamespaceType::Time), false).is_some());
+    }
+
+    #[test]
+    fn default_devices_match_runc() {
+        let rules: Vec<String> = default_device_rules()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        for want in [
+            "c 1:3 rwm",
+            "c *:* m",
+            "b *:* m",
+            "c 136:* rwm",
+            "c 10:200 rwm",
+        ] {
+            assert!(rules.iter().any(|r| r == want), "{want} not in {rules:?}");
+        }
+        assert!(default_device_rules().iter().all(|r| r.allow()));
+    }
+}
