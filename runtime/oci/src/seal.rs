@@ -9,7 +9,9 @@
 //! The mount is never attached to any mount namespace; it lives as long as our process runs
 //! from it. This costs a few syscalls instead of copying the 8 MB binary into a sealed memfd
 //! (11–13 ms per call measured here). Where overlayfs or the new mount API is unavailable we
-//! fall back to the memfd copy (pentacle).
+//! fall back to the memfd copy (pentacle). A binary that is already on a read-only mount (an
+//! installation can bind-mount its directory read-only) is protected as it is and is not
+//! re-executed at all.
 
 use anyhow::{Context, Result};
 use rustix::fs::{Mode, OFlags};
@@ -18,8 +20,6 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-
-const OVERLAYFS_SUPER_MAGIC: rustix::fs::FsWord = 0x794c_7630;
 
 /// Re-execs the current process from a protected copy of its binary; call only when
 /// `running_sealed()` is false. Returns only on failure, with the reason.
@@ -47,16 +47,15 @@ fn report_fallback(err: &anyhow::Error) {
 }
 
 /// True when our executable cannot be written through `/proc/self/exe`: it lives on a
-/// read-only overlayfs mount, or it is pentacle's sealed memfd.
+/// read-only mount (our own detached overlay after the re-exec, or an installation that keeps
+/// the binary on a read-only bind mount, where no re-exec is needed at all), or it is
+/// pentacle's sealed memfd. The read-only flag is the mount's: a container cannot remount a
+/// mount of the host's namespace, and `/proc/<pid>/exe` leads only through this one.
 pub fn running_sealed() -> bool {
     let exe = Path::new("/proc/self/exe");
-    let on_ro_overlay = matches!(
-        (rustix::fs::statfs(exe), rustix::fs::statvfs(exe)),
-        (Ok(fs), Ok(vfs))
-            if fs.f_type == OVERLAYFS_SUPER_MAGIC
-                && vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
-    );
-    on_ro_overlay || pentacle::is_sealed()
+    let on_ro_mount = rustix::fs::statvfs(exe)
+        .is_ok_and(|vfs| vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+    on_ro_mount || pentacle::is_sealed()
 }
 
 /// Opens our binary through a fresh read-only overlayfs (binary directory over an empty

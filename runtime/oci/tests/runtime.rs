@@ -1040,3 +1040,70 @@ fn user_namespace_container() {
     assert!(!env.root().join(&id).exists(), "state dir left behind");
     assert!(env.container_cgroups(&id).is_empty(), "cgroup left behind");
 }
+
+/// Unmounts (by its exact path) a read-only bind mount the test made, also on failure.
+struct BindMount(PathBuf);
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        // Lazy: a container still running from it (after a failed assertion) keeps it busy
+        // until the environment's own cleanup kills that container.
+        let _ = Command::new("umount").arg("--lazy").arg(&self.0).status();
+    }
+}
+
+/// A runtime binary on a read-only bind mount is protected without re-executing: the
+/// container's init runs it from that mount, and it cannot be opened for writing.
+#[test]
+fn binary_on_a_read_only_mount_runs_without_reexec() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let bin_dir = env.dir.path().join("bin");
+    fs::create_dir_all(&bin_dir).unwrap();
+    fs::copy(BIN, bin_dir.join("skiff-runtime")).unwrap();
+    let mounted = env.dir.path().join("ro-bin");
+    fs::create_dir_all(&mounted).unwrap();
+    let ok = |args: &[&str]| Command::new("mount").args(args).status().unwrap().success();
+    assert!(ok(&[
+        "--bind",
+        bin_dir.to_str().unwrap(),
+        mounted.to_str().unwrap()
+    ]));
+    let _mount = BindMount(mounted.clone());
+    assert!(ok(&["-o", "remount,bind,ro", mounted.to_str().unwrap()]));
+    let ro_bin = mounted.join("skiff-runtime");
+
+    let id = env.id("robin");
+    let bundle = env.bundle();
+    let status = Command::new(&ro_bin)
+        .arg("--root")
+        .arg(env.root())
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let state: Value = serde_json::from_slice(&env.rt(&["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    // Not re-executed through a detached overlay: the init's binary is the mounted one.
+    assert_eq!(fs::read_link(format!("/proc/{pid}/exe")).unwrap(), ro_bin);
+    // The attack of CVE-2019-5736: keep a handle on the init's exe, reopen it for writing
+    // once the runtime no longer runs it (ETXTBSY would hide the answer before).
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let handle = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .unwrap();
+    assert!(env.rt(&["delete", "--force", &id]).status.success());
+    let err = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+        .expect_err("the runtime binary was writable through /proc/<pid>/exe");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+}
