@@ -1107,3 +1107,51 @@ fn binary_on_a_read_only_mount_runs_without_reexec() {
         .expect_err("the runtime binary was writable through /proc/<pid>/exe");
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
 }
+
+/// A pod's containers join the namespaces of its first one by path (what a kubelet does with
+/// the sandbox): the second container sees the first one's network and processes.
+#[test]
+fn joining_another_containers_namespaces_by_path() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["sleep", "30"]);
+    let sandbox = env.id("sandbox");
+    env.create(&sandbox);
+    assert!(env.rt(&["start", &sandbox]).status.success());
+    let state: Value = serde_json::from_slice(&env.rt(&["state", &sandbox]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let net_ns = fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+
+    env.edit_config(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; echo self=$$; ps -o comm | grep -c sleep"
+        ]);
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            let typ = ns["type"].as_str().unwrap().to_string();
+            if matches!(typ.as_str(), "network" | "pid" | "ipc") {
+                let name = if typ == "network" {
+                    "net".to_string()
+                } else {
+                    typ
+                };
+                ns["path"] = json!(format!("/proc/{pid}/ns/{name}"));
+            }
+        }
+    });
+    let out = env.run("member");
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.first().copied(), net_ns.to_str(), "{output}");
+    // In the sandbox's pid namespace the sandbox's init is pid 1, so we are not.
+    assert!(!output.contains("self=1\n"), "{output}");
+    assert_eq!(
+        lines.last().map(|l| l.trim()),
+        Some("1"),
+        "sandbox's sleep not visible: {output}"
+    );
+    assert!(env.rt(&["delete", "--force", &sandbox]).status.success());
+}
