@@ -92,6 +92,10 @@ pub fn plan(bundle: &Path, id: &str, systemd: bool) -> Result<Option<Plan>> {
         .as_ref()
         .context("config.json has no linux section")?;
     let cgroup_path = libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id);
+    // Decided as libcgroups decides (what /sys/fs/cgroup is), so both agree on the layout.
+    if !crate::cgroup_v1::host_has_v1_hierarchies() {
+        return Ok(None);
+    }
     let Some(cgroups) = Cgroups::for_path(&cgroup_path).context("cannot read mountinfo")? else {
         return Ok(None); // pure cgroup v2
     };

@@ -22,6 +22,8 @@ fn skip() -> bool {
 struct Env {
     dir: tempfile::TempDir,
     ids: Vec<String>,
+    /// Runtime commands run inside this view of the host as a pure cgroup v2 machine.
+    v2: Option<CgroupV2View>,
 }
 
 impl Env {
@@ -41,6 +43,7 @@ impl Env {
         let env = Env {
             dir,
             ids: Vec::new(),
+            v2: None,
         };
         let out = Command::new(BIN)
             .args(["spec", "--bundle"])
@@ -55,6 +58,14 @@ impl Env {
             c["root"]["readonly"] = json!(false);
         });
         env
+    }
+
+    /// The runtime binary, run inside the cgroup v2 view when there is one.
+    fn cmd(&self) -> Command {
+        match &self.v2 {
+            Some(view) => view.command(),
+            None => Command::new(BIN),
+        }
     }
 
     fn bundle(&self) -> PathBuf {
@@ -86,7 +97,7 @@ impl Env {
 
     /// Runs a command with captured output; not for create/run -d (init would hold the pipe).
     fn rt(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        self.cmd()
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -101,7 +112,8 @@ impl Env {
             .path()
             .join(format!("out-{}", args.join("-").replace('/', "_")));
         let file = fs::File::create(&log).unwrap();
-        let status = Command::new(BIN)
+        let status = self
+            .cmd()
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -157,6 +169,51 @@ fn cgroup_dirs(name: &Path) -> Vec<PathBuf> {
         }
     }
     dirs
+}
+
+/// This host seen as a pure cgroup v2 machine (what the Vagrant VMs run): a process holding a
+/// mount namespace with the cgroup2 hierarchy mounted over /sys/fs/cgroup, where libcgroups
+/// and skiff-runtime detect a unified layout. Runtime commands enter it with nsenter. On this
+/// hybrid host the controllers are bound to v1, so v2 limits cannot be checked here; placement,
+/// exec, the eBPF device filter and cleanup can. The cgroups it creates are the host's
+/// /sys/fs/cgroup/unified ones, which `cgroup_dirs` finds and `Env`'s drop removes.
+struct CgroupV2View {
+    holder: std::process::Child,
+}
+
+impl CgroupV2View {
+    /// `None` unless this host is hybrid (a cgroup2 hierarchy at /sys/fs/cgroup/unified).
+    fn new() -> Option<CgroupV2View> {
+        if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            return None;
+        }
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t cgroup2 none /sys/fs/cgroup && echo ready && exec sleep 600")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready", "cgroup2 view failed to start");
+        Some(CgroupV2View { holder })
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.holder.id().to_string(), "-m", "--", BIN]);
+        cmd
+    }
+}
+
+impl Drop for CgroupV2View {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
 }
 
 impl Drop for Env {
@@ -1154,4 +1211,143 @@ fn joining_another_containers_namespaces_by_path() {
         "sandbox's sleep not visible: {output}"
     );
     assert!(env.rt(&["delete", "--force", &sandbox]).status.success());
+}
+
+/// A device node the spec does not allow cannot be opened, though the node exists in the
+/// container: a character device 1:11 (kmsg, which root could otherwise write without any
+/// capability) made in the rootfs. The standard devices still work.
+fn unlisted_device_is_denied(env: &mut Env) {
+    let node = env.bundle().join("rootfs/unlisted-device");
+    let made = Command::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "11"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    env.edit_config(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "head -c 3 /dev/zero | wc -c; echo skiff-test 2>/tmp/err > /unlisted-device && echo opened; cat /tmp/err"
+        ]);
+    });
+    let out = env.run("devices");
+    let output = text(&out);
+    assert!(
+        output.trim_start().starts_with('3'),
+        "/dev/zero unusable: {output}"
+    );
+    assert!(
+        !output.contains("opened"),
+        "unlisted device opened: {output}"
+    );
+    assert!(output.contains("Operation not permitted"), "{output}");
+}
+
+#[test]
+fn unlisted_device_is_denied_cgroup_v1() {
+    if skip() || !Path::new("/sys/fs/cgroup/devices").exists() {
+        return;
+    }
+    unlisted_device_is_denied(&mut Env::new(&["true"]));
+}
+
+/// On cgroup v2 the device rules are an eBPF program attached to the container's cgroup.
+#[test]
+fn unlisted_device_is_denied_cgroup_v2() {
+    if skip() {
+        return;
+    }
+    let Some(view) = CgroupV2View::new() else {
+        println!("SKIP: no cgroup2 hierarchy at /sys/fs/cgroup/unified");
+        return;
+    };
+    // libcgroups sets RLIMIT_MEMLOCK to 128 MiB before loading the program (kernels before 5.11
+    // charged BPF memory to it), which needs CAP_SYS_RESOURCE to raise the hard limit.
+    if !has_capability(24) {
+        println!("SKIP: no CAP_SYS_RESOURCE here, so libcgroups cannot load the v2 device filter");
+        return;
+    }
+    let mut env = Env::new(&["true"]);
+    env.v2 = Some(view);
+    unlisted_device_is_denied(&mut env);
+}
+
+/// Whether this process has capability `bit` in its effective set.
+fn has_capability(bit: u32) -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+        .unwrap_or("0");
+    u64::from_str_radix(hex, 16).unwrap_or(0) & (1 << bit) != 0
+}
+
+/// The lifecycle on a pure cgroup v2 layout: the container's processes (init and exec'd) are
+/// in its own v2 cgroup, which delete removes.
+#[test]
+fn cgroup_v2_lifecycle() {
+    if skip() {
+        return;
+    }
+    let Some(view) = CgroupV2View::new() else {
+        println!("SKIP: no cgroup2 hierarchy at /sys/fs/cgroup/unified");
+        return;
+    };
+    let mut env = Env::new(&["sleep", "30"]);
+    env.v2 = Some(view);
+    if !has_capability(24) {
+        // No device filter can be loaded here (see unlisted_device_is_denied_cgroup_v2);
+        // without resources none is asked for.
+        env.edit_config(|c| {
+            c["linux"]
+                .as_object_mut()
+                .unwrap()
+                .remove("resources")
+                .map(drop)
+                .unwrap_or(())
+        });
+    }
+    let id = env.id("v2");
+    env.create(&id);
+    assert!(env.rt(&["start", &id]).status.success());
+    let want = format!("0::/{}/{id}", cgroup_parent(&env.root()));
+    let state: Value = serde_json::from_slice(&env.rt(&["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        membership.lines().any(|l| l == want),
+        "init in {membership}"
+    );
+    // Seen from the host (inside, the cgroup namespace shows "/").
+    let pid_file = env.dir.path().join("exec.pid");
+    let (code, out) = env.rt_detached(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let exec_pid = fs::read_to_string(&pid_file).unwrap();
+    let membership = fs::read_to_string(format!("/proc/{}/cgroup", exec_pid.trim())).unwrap();
+    assert!(
+        membership.lines().any(|l| l == want),
+        "exec'd process in {membership}"
+    );
+    let dir = Path::new("/sys/fs/cgroup/unified")
+        .join(cgroup_parent(&env.root()))
+        .join(&id);
+    assert!(dir.exists());
+    assert!(env.rt(&["delete", "--force", &id]).status.success());
+    assert!(!dir.exists(), "v2 cgroup left behind");
+    assert!(!env.root().join(&id).exists());
+
+    env.edit_config(|c| c["process"]["args"] = json!(["sh", "-c", "echo v2; exit 3"]));
+    let out = env.run("v2run");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("v2"));
 }
