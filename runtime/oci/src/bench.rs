@@ -46,12 +46,15 @@ pub fn bench(args: &BenchArgs) -> Result<i32> {
     }
     // skiff-runtime's per-root cgroup parent is the bench's own (containers were deleted).
     let parent = crate::containers::cgroup_parent(&runtimes[1].root);
+    let parent = parent.trim_start_matches('/');
+    // v2: /sys/fs/cgroup/<parent>; v1: one per controller hierarchy.
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(parent));
     for controller in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()
         .flatten()
     {
-        let _ = std::fs::remove_dir(controller.path().join(parent.trim_start_matches('/')));
+        let _ = std::fs::remove_dir(controller.path().join(parent));
     }
     let _ = std::fs::remove_dir_all(&work);
     println!("{} iterations, interleaved; milliseconds", args.iterations);

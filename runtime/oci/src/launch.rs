@@ -1,4 +1,4 @@
-//! skiff's own process orchestration for `create` on cgroup v1/hybrid hosts: the main and
+//! skiff's own process orchestration for `create` (cgroupfs driver, v1 and v2): the main and
 //! intermediate processes, around libcontainer's container init process.
 //!
 //! libcontainer's builder runs main → intermediate → init. Its intermediate joins the cgroup
@@ -8,7 +8,8 @@
 //! devices, capabilities, seccomp, hooks inside the container, the wait for `start` — happens
 //! in the init process, and that we leave entirely to libcontainer
 //! (`container_init_process`). Our intermediate joins the cgroups by writing `0` to each
-//! hierarchy's `tasks` file (cgroup_v1.rs), sets rlimits, enters the pid namespace and clones
+//! hierarchy's `tasks` file on v1 — on v2 it is created inside the cgroup with
+//! `clone3(CLONE_INTO_CGROUP)` (cgroups.rs) —, sets rlimits, enters the pid namespace and clones
 //! the init; our main process sets the cgroup limits meanwhile, answers the init's requests
 //! (prestart and createRuntime hooks) exactly as libcontainer's does and saves the same state
 //! files, so every later command (start, state, kill, exec, events, …) works on the result
@@ -16,7 +17,7 @@
 //!
 //! Specs that need what only libcontainer's main process does — a new user namespace (id
 //! mappings), time namespace offsets, network devices, a seccomp notify listener, Intel RDT,
-//! idmapped mounts — and hosts without cgroup v1 go through libcontainer's builder instead
+//! idmapped mounts — and the systemd cgroup driver go through libcontainer's builder instead
 //! (`unsupported` lists them).
 
 use std::fs;
@@ -41,7 +42,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use crate::cgroup_v1::Cgroups;
+use crate::cgroups::{Cgroups, Layout};
 
 /// File in the state dir listing the container's cgroup directories (one per line); its
 /// presence means the container was created here and `delete` may remove it without
@@ -92,12 +93,8 @@ pub fn plan(bundle: &Path, id: &str, systemd: bool) -> Result<Option<Plan>> {
         .as_ref()
         .context("config.json has no linux section")?;
     let cgroup_path = libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id);
-    // Decided as libcgroups decides (what /sys/fs/cgroup is), so both agree on the layout.
-    if !crate::cgroup_v1::host_has_v1_hierarchies() {
-        return Ok(None);
-    }
     let Some(cgroups) = Cgroups::for_path(&cgroup_path).context("cannot read mountinfo")? else {
-        return Ok(None); // pure cgroup v2
+        return Ok(None); // a v1 host without any controller mounted
     };
     Ok(Some(Plan {
         spec,
@@ -272,7 +269,16 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
     let (mut init_main_tx, mut init_main_rx) = channel::main_channel()?;
     let (mut init_tx, mut init_rx) = channel::init_channel()?;
 
-    let intermediate = fork(0, libc::SIGCHLD as u64, || {
+    // v2: the intermediate (and so the init) is born in the container's cgroup.
+    let cgroup_fd = match cgroups.layout() {
+        Layout::V2 => Some(
+            cgroups
+                .create_v2()
+                .context("cannot create the container's cgroup")?,
+        ),
+        Layout::V1 => None,
+    };
+    let intermediate = fork(0, libc::SIGCHLD as u64, cgroup_fd.as_ref(), || {
         set_name(c"skiff:[1:INTER]");
         match intermediate_process(
             args,
@@ -290,6 +296,12 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
         }
     })
     .context("cannot fork the intermediate process")?;
+    if cgroups.layout() == Layout::V2 && mounts_cgroup2_in_host_namespace(&args.spec) {
+        // That mount takes the kernel's cgroup rwsem for writing: an RCU grace period after
+        // a quiet spell (~20 ms here), paid in the init's critical path. Starting one now,
+        // after our own cgroup work, lets it run while the init sets up the rest.
+        crate::cgroup_warmup::start_migration_grace_period();
+    }
     inter_main_tx.close()?;
     init_main_tx.close()?;
 
@@ -347,6 +359,22 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
     result
 }
 
+/// Whether the container mounts a `cgroup` filesystem without a cgroup namespace of its own,
+/// i.e. mounts cgroup2 in the host's cgroup namespace (runc's default spec does).
+fn mounts_cgroup2_in_host_namespace(spec: &Spec) -> bool {
+    let mounts_cgroup = spec.mounts().as_ref().is_some_and(|mounts| {
+        mounts
+            .iter()
+            .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")))
+    });
+    let own_namespace = spec.linux().as_ref().is_some_and(|l| {
+        l.namespaces()
+            .as_ref()
+            .is_some_and(|nss| nss.iter().any(|ns| ns.typ() == LinuxNamespaceType::Cgroup))
+    });
+    mounts_cgroup && !own_namespace
+}
+
 /// Joins the cgroups, sets rlimits, enters the pid namespace and clones the
 /// init process as our parent's child (so the main process owns it).
 fn intermediate_process(
@@ -363,11 +391,13 @@ fn intermediate_process(
         .as_ref()
         .context("config.json has no linux section")?;
     // Before the init exists, so it is born inside; before the cgroup namespace, whose root
-    // is the cgroup we are in when it is created. The limits are set by the main process
-    // meanwhile (`main_process`).
-    cgroups
-        .enter_self()
-        .context("cannot join the container's cgroups")?;
+    // is the cgroup we are in when it is created. (On v2 we were born inside.) The limits are
+    // set by the main process meanwhile (`main_process`).
+    if cgroups.layout() == Layout::V1 {
+        cgroups
+            .enter_self()
+            .context("cannot join the container's cgroups")?;
+    }
     let process = spec
         .process()
         .as_ref()
@@ -383,7 +413,7 @@ fn intermediate_process(
         // A new pid namespace applies to children only: the init is the first.
         namespaces.unshare_or_setns(pid_ns)?;
     }
-    let init_pid = fork(libc::CLONE_PARENT as u64, 0, || {
+    let init_pid = fork(libc::CLONE_PARENT as u64, 0, None, || {
         set_name(c"skiff:[2:INIT]");
         let _ = init_tx.close();
         let _ = inter_main_tx.close();
@@ -403,8 +433,9 @@ fn intermediate_process(
     Ok(())
 }
 
-/// Devices alone (the common case, and runc's default spec) are written directly; any other
-/// limit goes through libcgroups' manager, which knows every controller's files.
+/// v1: devices alone (the common case, and runc's default spec) are written directly; any
+/// other limit goes through libcgroups' manager, which knows every controller's files. v2:
+/// always the manager (its device rules are an eBPF program).
 fn apply_resources(
     resources: &LinuxResources,
     cgroups: &Cgroups,
@@ -421,6 +452,17 @@ fn apply_resources(
         && resources.network().is_none()
         && resources.rdma().as_ref().is_none_or(|r| r.is_empty())
         && resources.unified().as_ref().is_none_or(|u| u.is_empty());
+    let opt = ControllerOpt {
+        resources,
+        freezer_state: None,
+        oom_score_adj: None,
+        disable_oom_killer: false,
+    };
+    if cgroups.layout() == Layout::V2 {
+        let root = PathBuf::from("/sys/fs/cgroup");
+        libcgroups::v2::manager::Manager::new(root, cgroup_path.to_path_buf())?.apply(&opt)?;
+        return Ok(());
+    }
     if only_devices {
         if let Some(dir) = cgroups.devices_dir() {
             let rules = resources.devices().iter().flatten().cloned();
@@ -436,13 +478,7 @@ fn apply_resources(
         }
         return Ok(());
     }
-    let manager = libcgroups::v1::Manager::new(cgroup_path)?;
-    manager.apply(&ControllerOpt {
-        resources,
-        freezer_state: None,
-        oom_score_adj: None,
-        disable_oom_killer: false,
-    })?;
+    libcgroups::v1::Manager::new(cgroup_path)?.apply(&opt)?;
     Ok(())
 }
 
@@ -489,7 +525,12 @@ fn set_name(name: &std::ffi::CStr) {
 /// Forks with clone3 (no new stack: fork semantics) and runs `child` in the new process,
 /// which exits with its return value. `CLONE_PARENT` makes the child our parent's child.
 /// The caller must be single-threaded.
-fn fork(flags: u64, exit_signal: u64, child: impl FnOnce() -> i32) -> std::io::Result<Pid> {
+fn fork(
+    flags: u64,
+    exit_signal: u64,
+    into_cgroup: Option<&OwnedFd>,
+    child: impl FnOnce() -> i32,
+) -> std::io::Result<Pid> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -505,11 +546,17 @@ fn fork(flags: u64, exit_signal: u64, child: impl FnOnce() -> i32) -> std::io::R
         set_tid_size: u64,
         cgroup: u64,
     }
+    // CLONE_INTO_CGROUP (Linux 5.7), not in the libc crate's constants.
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let mut clone_args = CloneArgs {
         flags,
         exit_signal,
         ..Default::default()
     };
+    if let Some(fd) = into_cgroup {
+        clone_args.flags |= CLONE_INTO_CGROUP;
+        clone_args.cgroup = fd.as_raw_fd() as u64;
+    }
     // SAFETY: clone3 without a stack duplicates the calling (single) thread like fork; the
     // child only runs `child` and then _exit, never returning into the caller's frames.
     let pid = unsafe {
@@ -553,17 +600,8 @@ fn delete_with(container: &mut Container, cgroups: &Cgroups, force: bool) -> Res
             crate::containers::status_name(status)
         ),
     }
-    if container.status() == ContainerStatus::Paused {
-        // Frozen processes cannot die; thaw first.
-        if let Some(freezer) = cgroups
-            .dirs()
-            .iter()
-            .find(|d| d.components().any(|c| c.as_os_str() == "freezer"))
-        {
-            let _ = fs::write(freezer.join("freezer.state"), "THAWED");
-        }
-    }
-    // Kills every process left in the cgroup (the init first, so a pid namespace collapses).
+    // Kills every process left in the cgroup (the init first, so a pid namespace collapses);
+    // `remove` thaws a paused container first.
     if let Some(pid) = container.pid() {
         if container.status() != ContainerStatus::Stopped {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

@@ -3,8 +3,8 @@
 //! hold locks when build() runs (no tokio here).
 
 mod bench;
-mod cgroup_v1;
 mod cgroup_warmup;
+mod cgroups;
 mod cli;
 mod commands;
 mod containers;
@@ -26,12 +26,10 @@ fn main() {
     );
     if enters_container && !seal::running_sealed() {
         // Warm-up first, so the grace period also runs while we re-exec (the helper outlives
-        // exec); the re-executed process is sealed and skips both. Not for create/run on a
-        // cgroup v1 host: skiff's launcher never takes the migration lock there, and the
-        // helper would hold cgroup_mutex through its grace period, stalling our own mkdirs.
-        let uses_migration_lock =
-            matches!(cli.command, Command::Exec(_)) || !cgroup_v1::host_has_v1_hierarchies();
-        if uses_migration_lock {
+        // exec); the re-executed process is sealed and skips both. Only for exec: create/run
+        // go through skiff's launcher, which never takes the migration lock, and the helper
+        // would hold cgroup_mutex through its grace period, stalling the launcher's mkdirs.
+        if matches!(cli.command, Command::Exec(_)) {
             cgroup_warmup::start_migration_grace_period();
         }
         let err = seal::reexec_sealed(&cli.root);

@@ -1,20 +1,25 @@
-//! A container's cgroup v1 directories (hosts in legacy or hybrid mode), handled without
-//! building libcgroups' manager.
+//! A container's cgroup directories — one per v1 controller hierarchy (legacy or hybrid hosts)
+//! or the one cgroup2 directory (pure v2 hosts) — created, joined and removed without building
+//! libcgroups' manager.
 //!
-//! Why not libcgroups here: its v1 manager re-reads `/proc/self/mountinfo` and
+//! Why not libcgroups here: it joins a cgroup by writing the pid to `cgroup.procs`, which takes
+//! the kernel's global `cgroup_threadgroup_rwsem` and, after a quiet period, waits for an RCU
+//! grace period (11–15 ms here); and its v1 manager re-reads `/proc/self/mountinfo` and
 //! `/proc/self/cgroup` through a freshly mounted procfs handle once per controller (~3 ms per
-//! manager on this machine), and it joins a cgroup by writing the pid to `cgroup.procs`, which
-//! takes the kernel's global `cgroup_threadgroup_rwsem` and, after a quiet period, waits for an
-//! RCU grace period (11–15 ms here). A single-threaded process that writes `0` (itself) to a
-//! v1 `tasks` file moves only its own thread and skips that lock (see the kernel's
-//! `cgroup_procs_write_start`), which takes ~0.1 ms.
+//! manager on this machine). Instead:
+//! - v1: a single-threaded process that writes `0` (itself) to a `tasks` file moves only its
+//!   own thread and skips that lock (see the kernel's `cgroup_procs_write_start`): ~0.1 ms.
+//! - v2: the process is created inside the cgroup (`clone3` with `CLONE_INTO_CGROUP`), which
+//!   takes only `cgroup_mutex`; there is no migration at all.
 //!
-//! The directories are the ones libcgroups' v1 manager uses for the same cgroups path (the
-//! mount point of each controller's hierarchy joined with the path), so `events`, `update`,
-//! `pause` and the other commands that still go through libcgroups find the same cgroups.
+//! The directories are the ones libcgroups uses for the same cgroups path (v1: each
+//! controller's mount point joined with the path; v2: /sys/fs/cgroup joined with it, with the
+//! available controllers enabled on the way down), so `events`, `update`, `pause` and the other
+//! commands that still go through libcgroups find the same cgroups.
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,9 +49,19 @@ pub fn host_has_v1_hierarchies() -> bool {
     !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// The container's directory in every mounted v1 controller hierarchy.
+/// The root of the cgroup2 hierarchy on a pure v2 host.
+const V2_ROOT: &str = "/sys/fs/cgroup";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    V1,
+    V2,
+}
+
+/// The container's directory in every mounted v1 controller hierarchy, or in the v2 one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroups {
+    layout: Layout,
     dirs: Vec<PathBuf>,
     devices: Option<PathBuf>,
     /// The cpuset hierarchy's mount point and the container's directory in it.
@@ -54,10 +69,62 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// `None` when the host has no cgroup v1 controllers mounted (pure cgroup v2).
+    /// The directories for `cgroup_path` on this host, laid out as libcgroups detects it
+    /// (what /sys/fs/cgroup is). `None` when a v1 host has no controller mounted.
     pub fn for_path(cgroup_path: &Path) -> io::Result<Option<Cgroups>> {
+        if !host_has_v1_hierarchies() {
+            let relative = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+            return Ok(Some(Cgroups {
+                layout: Layout::V2,
+                dirs: vec![Path::new(V2_ROOT).join(relative)],
+                devices: None,
+                cpuset: None,
+            }));
+        }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
         Ok(Self::from_mountinfo(&mountinfo, cgroup_path))
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// v2: creates the container's cgroup — enabling every controller the root offers in each
+    /// ancestor's `cgroup.subtree_control`, best effort, as libcgroups does — and opens it for
+    /// `clone3(CLONE_INTO_CGROUP)`.
+    pub fn create_v2(&self) -> io::Result<OwnedFd> {
+        let root = Path::new(V2_ROOT);
+        let dir = &self.dirs[0];
+        let available = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let enable = |parent: &Path| {
+            for controller in available.split_whitespace() {
+                // Fails for controllers a parent cannot delegate; limits needing them then fail
+                // when applied, with the reason.
+                let _ = fs::write(
+                    parent.join("cgroup.subtree_control"),
+                    format!("+{controller}"),
+                );
+            }
+        };
+        let relative = dir.strip_prefix(root).unwrap_or(dir);
+        let mut current = root.to_path_buf();
+        for component in relative.components() {
+            // Not in the leaf: a cgroup with processes cannot delegate controllers.
+            enable(&current);
+            current.push(component);
+            match fs::create_dir(&current) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(annotate(e, &current)),
+            }
+        }
+        let fd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| annotate(e.into(), dir))?;
+        Ok(fd)
     }
 
     fn from_mountinfo(mountinfo: &str, cgroup_path: &Path) -> Option<Cgroups> {
@@ -101,6 +168,7 @@ impl Cgroups {
             return None;
         }
         Some(Cgroups {
+            layout: Layout::V1,
             dirs,
             devices,
             cpuset,
@@ -148,6 +216,7 @@ impl Cgroups {
     /// SIGKILLs whatever is left in the cgroup and removes every directory, waiting (up to
     /// ~1 s) for killed processes to leave.
     pub fn remove(&self) -> io::Result<()> {
+        self.thaw();
         for pid in self.pids()? {
             let _ = kill(pid, Signal::SIGKILL);
         }
@@ -170,13 +239,34 @@ impl Cgroups {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
     }
 
-    /// Saved form: one directory per line.
+    /// Frozen (paused) processes cannot act on SIGKILL until thawed. Best effort.
+    pub fn thaw(&self) {
+        match self.layout {
+            Layout::V2 => {
+                let _ = fs::write(self.dirs[0].join("cgroup.freeze"), "0");
+            }
+            Layout::V1 => {
+                for dir in &self.dirs {
+                    let state = dir.join("freezer.state");
+                    if state.exists() {
+                        let _ = fs::write(state, "THAWED");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Saved form: the layout (`v1`/`v2`), then one directory per line.
     pub fn to_text(&self) -> String {
-        let mut text = String::new();
+        let mut text = match self.layout {
+            Layout::V1 => "v1\n".to_string(),
+            Layout::V2 => "v2\n".to_string(),
+        };
         for dir in &self.dirs {
             text.push_str(&dir.to_string_lossy());
             text.push('\n');
@@ -185,11 +275,15 @@ impl Cgroups {
     }
 
     pub fn from_text(text: &str) -> Option<Cgroups> {
-        let dirs: Vec<PathBuf> = text
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(PathBuf::from)
-            .collect();
+        let mut lines = text.lines().filter(|l| !l.is_empty()).peekable();
+        let layout = match lines.peek() {
+            Some(&"v2") => Layout::V2,
+            _ => Layout::V1,
+        };
+        if matches!(lines.peek(), Some(&"v1" | &"v2")) {
+            lines.next();
+        }
+        let dirs: Vec<PathBuf> = lines.map(PathBuf::from).collect();
         if dirs.is_empty() {
             return None;
         }
@@ -199,6 +293,7 @@ impl Cgroups {
             .cloned();
         // Only `enter_self` needs the cpuset mount point, and it never runs on a reloaded set.
         Some(Cgroups {
+            layout,
             dirs,
             devices,
             cpuset: None,
@@ -295,6 +390,23 @@ mod tests {
         let reloaded = Cgroups::from_text(&c.to_text()).unwrap();
         assert_eq!(reloaded.dirs(), c.dirs());
         assert_eq!(reloaded.devices_dir(), c.devices_dir());
+    }
+
+    #[test]
+    fn saved_form_keeps_the_layout() {
+        let v2 = Cgroups {
+            layout: Layout::V2,
+            dirs: vec![PathBuf::from("/sys/fs/cgroup/skiff/c1")],
+            devices: None,
+            cpuset: None,
+        };
+        let reloaded = Cgroups::from_text(&v2.to_text()).unwrap();
+        assert_eq!(reloaded.layout(), Layout::V2);
+        assert_eq!(reloaded.dirs(), v2.dirs());
+        // Written before the layout line existed: v1.
+        let old = Cgroups::from_text("/sys/fs/cgroup/pids/a\n").unwrap();
+        assert_eq!(old.layout(), Layout::V1);
+        assert_eq!(old.dirs(), [PathBuf::from("/sys/fs/cgroup/pids/a")]);
     }
 
     #[test]
