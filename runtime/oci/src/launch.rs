@@ -318,8 +318,21 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
             .linux()
             .as_ref()
             .and_then(|l| l.resources().as_ref());
-        if let Some(resources) = resources {
-            apply_resources(resources, cgroups, cgroup_path)?;
+        match resources {
+            Some(resources) => apply_resources(resources, cgroups, cgroup_path)?,
+            // Like runc, a spec without resources still gets the device allow-list (deny
+            // everything else). On v1 that is a few writes; on v2 it would be an eBPF program
+            // that libcgroups only loads for specs with resources (as libcontainer does).
+            None if cgroups.layout() == Layout::V1 => {
+                let deny_all = LinuxDeviceCgroupBuilder::default()
+                    .allow(false)
+                    .access("rwm")
+                    .build()?;
+                let mut resources = LinuxResources::default();
+                resources.set_devices(Some(vec![deny_all]));
+                apply_resources(&resources, cgroups, cgroup_path)?;
+            }
+            None => {}
         }
         if let Some(pid_file) = &args.pid_file {
             fs::write(pid_file, init_pid.to_string())

@@ -1252,6 +1252,19 @@ fn unlisted_device_is_denied_cgroup_v1() {
     unlisted_device_is_denied(&mut Env::new(&["true"]));
 }
 
+/// Like runc, a spec without `linux.resources` still gets the device allow-list.
+#[test]
+fn unlisted_device_is_denied_without_resources_cgroup_v1() {
+    if skip() || !Path::new("/sys/fs/cgroup/devices").exists() {
+        return;
+    }
+    let mut env = Env::new(&["true"]);
+    env.edit_config(|c| {
+        c["linux"].as_object_mut().unwrap().remove("resources");
+    });
+    unlisted_device_is_denied(&mut env);
+}
+
 /// On cgroup v2 the device rules are an eBPF program attached to the container's cgroup.
 #[test]
 fn unlisted_device_is_denied_cgroup_v2() {
