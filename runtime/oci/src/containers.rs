@@ -107,8 +107,13 @@ fn load_state(dir: &Path) -> Result<Container> {
 /// Records the init start time right after create, for the pid-reuse check in `load`.
 pub fn record_start_time(container: &Container) -> Result<()> {
     let pid = container.pid().context("created container has no pid")?;
-    let start = proc_start_time(pid.as_raw()).context("container init exited during create")?;
-    fs::write(container.root.join(START_TIME_FILE), start.to_string())?;
+    record_start_time_of(&container.root, pid.as_raw())
+}
+
+/// `record_start_time` for the init `pid` of the container whose state dir is `dir`.
+pub fn record_start_time_of(dir: &Path, pid: i32) -> Result<()> {
+    let start = proc_start_time(pid).context("container init exited during create")?;
+    fs::write(dir.join(START_TIME_FILE), start.to_string())?;
     Ok(())
 }
 
@@ -179,8 +184,13 @@ const ORIGINAL_BUNDLE_FILE: &str = "skiff-bundle";
 
 /// Remembers the caller's bundle when libcontainer was given a patched copy.
 pub fn record_original_bundle(container: &Container, bundle: &Path) -> Result<()> {
+    record_original_bundle_in(&container.root, bundle)
+}
+
+/// `record_original_bundle` for the container whose state dir is `dir`.
+pub fn record_original_bundle_in(dir: &Path, bundle: &Path) -> Result<()> {
     fs::write(
-        container.root.join(ORIGINAL_BUNDLE_FILE),
+        dir.join(ORIGINAL_BUNDLE_FILE),
         bundle.as_os_str().as_encoded_bytes(),
     )?;
     Ok(())

@@ -60,6 +60,8 @@ pub struct Options<'a> {
     pub no_pivot: bool,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// The caller's bundle when `create` was given a patched copy (`containers::prepare_bundle`).
+    pub original_bundle: Option<&'a Path>,
 }
 
 /// The loaded, validated spec and the host's cgroups for it, when this launcher can create
@@ -248,13 +250,20 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
         as_sibling: false,
         pid_file: opts.pid_file.map(Path::to_path_buf),
     };
-    let init_pid = main_process(&args, &cgroups, &cgroup_path)?;
+    // skiff's own records, written while the init prepares the rootfs (off its critical path).
+    let record = |init_pid: Pid| -> Result<()> {
+        crate::containers::record_start_time_of(&dir, init_pid.as_raw())?;
+        if let Some(original) = opts.original_bundle {
+            crate::containers::record_original_bundle_in(&dir, original)?;
+        }
+        Ok(())
+    };
+    let init_pid = main_process(&args, &cgroups, &cgroup_path, record)?;
     container
         .set_status(ContainerStatus::Created)
         .set_creator(nix::unistd::geteuid().as_raw())
         .set_pid(init_pid.as_raw())
         .save()?;
-    container.refresh_state()?;
     Ok(container)
 }
 
@@ -262,7 +271,12 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
 /// intermediate, sets the cgroup limits, writes the pid file, runs prestart/createRuntime
 /// hooks when the init asks,
 /// and returns the init's pid once it is ready (waiting for `start`).
-fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> Result<Pid> {
+fn main_process(
+    args: &ContainerArgs,
+    cgroups: &Cgroups,
+    cgroup_path: &Path,
+    on_init_pid: impl FnOnce(Pid) -> Result<()>,
+) -> Result<Pid> {
     // Each channel is one-way; every process closes the senders it does not use, so a
     // receiver sees EOF (not a hang) when the other side dies.
     let (mut inter_main_tx, mut inter_main_rx) = channel::main_channel()?;
@@ -334,6 +348,7 @@ fn main_process(args: &ContainerArgs, cgroups: &Cgroups, cgroup_path: &Path) -> 
             }
             None => {}
         }
+        on_init_pid(init_pid)?;
         if let Some(pid_file) = &args.pid_file {
             fs::write(pid_file, init_pid.to_string())
                 .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;

@@ -30,6 +30,7 @@ pub fn create_container(
     let bundle = fs::canonicalize(&args.bundle)
         .with_context(|| format!("bundle {} does not exist", args.bundle.display()))?;
     let patched = containers::prepare_bundle(root, id, &bundle)?;
+    let original = patched.as_ref().map(|_| bundle.as_path());
     let result = build(
         root,
         args,
@@ -37,13 +38,18 @@ pub fn create_container(
         detach,
         console_socket,
         patched.as_deref().unwrap_or(&bundle),
+        original,
     );
     match result {
-        Ok(container) => {
-            let saved = containers::record_start_time(&container).and_then(|_| match patched {
-                Some(_) => containers::record_original_bundle(&container, &bundle),
-                None => Ok(()),
-            });
+        Ok((container, recorded)) => {
+            let saved = if recorded {
+                Ok(())
+            } else {
+                containers::record_start_time(&container).and_then(|_| match original {
+                    Some(original) => containers::record_original_bundle(&container, original),
+                    None => Ok(()),
+                })
+            };
             if let Err(err) = saved {
                 cleanup_failed(root, id);
                 return Err(err);
@@ -64,9 +70,11 @@ fn build(
     detach: bool,
     console_socket: Option<&Path>,
     bundle: &Path,
-) -> Result<Container> {
+    original_bundle: Option<&Path>,
+) -> Result<(Container, bool)> {
     if let Some(plan) = launch::plan(bundle, &args.container_id, systemd)? {
         let (stdout, stderr) = containers::stdio_replacements()?;
+        // The launcher records the start time and the caller's bundle itself.
         return launch::create(
             plan,
             bundle,
@@ -80,8 +88,10 @@ fn build(
                 no_pivot: args.no_pivot,
                 stdout,
                 stderr,
+                original_bundle,
             },
-        );
+        )
+        .map(|container| (container, true));
     }
     let builder = ContainerBuilder::new(args.container_id.clone(), SyscallType::default())
         .with_root_path(root)?
@@ -97,7 +107,7 @@ fn build(
         .with_detach(detach)
         .with_no_pivot(args.no_pivot)
         .build()?;
-    Ok(container)
+    Ok((container, false))
 }
 
 /// Best-effort removal after a failed create: kill init, remove cgroup and state dir.
