@@ -126,15 +126,57 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Returns the bundle to hand to libcontainer. When config.json lacks `linux.cgroupsPath`
-/// we write a patched copy (absolute rootfs, cgroupsPath = <cgroup_parent(root)>/<id>) to
+/// The bundle a container is created from. When config.json lacks `linux.cgroupsPath` we use a
+/// patched copy (absolute rootfs, cgroupsPath = <cgroup_parent(root)>/<id>) at
 /// `<root>/bundle@<id>`, because libcontainer only reads `<bundle>/config.json`. The copy
 /// lives as long as the container: libcontainer's `exec` reads the config again from the
 /// bundle recorded in state.json to find the container's cgroup (with the caller's config it
 /// would put the exec'd process into a new `:youki:<id>` cgroup, outside the container's
 /// limits). `state` and `list` show the caller's bundle, kept in `skiff-bundle`.
-/// Also validates the JSON early so bad input fails before anything is created.
-pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>> {
+pub struct PreparedBundle {
+    /// The caller's bundle.
+    pub original: PathBuf,
+    /// The spec the container is created from (patched when a copy is used).
+    pub spec: libcontainer::oci_spec::runtime::Spec,
+    /// Where the patched copy goes, and its config.json.
+    patched: Option<(PathBuf, Vec<u8>)>,
+}
+
+impl PreparedBundle {
+    /// The bundle directory libcontainer and state.json see.
+    pub fn dir(&self) -> &Path {
+        self.patched
+            .as_ref()
+            .map_or(self.original.as_path(), |(dir, _)| dir.as_path())
+    }
+
+    /// Whether a patched copy is used (and the caller's bundle must be recorded).
+    pub fn is_patched(&self) -> bool {
+        self.patched.is_some()
+    }
+
+    /// Creates the patched copy's directory, if one is used (state.json names it, and
+    /// libcontainer resolves it when recording the state).
+    pub fn create_dir(&self) -> Result<()> {
+        if let Some((dir, _)) = &self.patched {
+            fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the patched copy, if one is used.
+    pub fn write_patched(&self) -> Result<()> {
+        if let Some((dir, config)) = &self.patched {
+            fs::create_dir_all(dir)?;
+            fs::write(dir.join("config.json"), config)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the caller's config.json (bad input fails before anything is created)
+/// and prepares the patched copy in memory; nothing is written yet.
+pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<PreparedBundle> {
     let config_path = bundle.join("config.json");
     let text = fs::read_to_string(&config_path)
         .with_context(|| format!("cannot read {}", config_path.display()))?;
@@ -162,7 +204,11 @@ pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<Pat
         .map(|l| l.cgroups_path().is_some())
         .unwrap_or(false);
     if has_cgroups_path {
-        return Ok(None);
+        return Ok(PreparedBundle {
+            original: bundle.to_path_buf(),
+            spec,
+            patched: None,
+        });
     }
     config["root"]["path"] = serde_json::Value::String(rootfs.to_string_lossy().into_owned());
     if !config["linux"].is_object() {
@@ -170,10 +216,12 @@ pub fn prepare_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<Pat
     }
     config["linux"]["cgroupsPath"] =
         serde_json::Value::String(format!("{}/{id}", cgroup_parent(root)));
-    let dir = patched_bundle_dir(root, id);
-    fs::create_dir_all(&dir)?;
-    fs::write(dir.join("config.json"), serde_json::to_vec(&config)?)?;
-    Ok(Some(dir))
+    let spec = serde_json::from_value(config.clone())?;
+    Ok(PreparedBundle {
+        original: bundle.to_path_buf(),
+        spec,
+        patched: Some((patched_bundle_dir(root, id), serde_json::to_vec(&config)?)),
+    })
 }
 
 pub fn remove_patched_bundle(root: &Path, id: &str) {

@@ -60,8 +60,9 @@ pub struct Options<'a> {
     pub no_pivot: bool,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-    /// The caller's bundle when `create` was given a patched copy (`containers::prepare_bundle`).
-    pub original_bundle: Option<&'a Path>,
+    /// The caller's own records (patched bundle copy, …), written while the init prepares the
+    /// rootfs; gets the state dir.
+    pub side_work: &'a dyn Fn(&Path) -> Result<()>,
 }
 
 /// The loaded, validated spec and the host's cgroups for it, when this launcher can create
@@ -72,9 +73,7 @@ pub struct Plan {
     cgroups: Cgroups,
 }
 
-pub fn plan(bundle: &Path, id: &str, systemd: bool) -> Result<Option<Plan>> {
-    let mut spec = Spec::load(bundle.join("config.json"))
-        .with_context(|| format!("cannot load {}/config.json", bundle.display()))?;
+pub fn plan(mut spec: Spec, bundle: &Path, id: &str, systemd: bool) -> Result<Option<Plan>> {
     if unsupported(&spec, systemd).is_some() {
         return Ok(None);
     }
@@ -179,7 +178,14 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
         bail!("container with id {} already exists", opts.id);
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut container = Container::new(opts.id, ContainerStatus::Creating, None, bundle, &dir)?;
+    let mut container = Container::new(opts.id, ContainerStatus::Creating, None, bundle, &dir)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot resolve bundle {} or state dir {}: {e:?}",
+                bundle.display(),
+                dir.display()
+            )
+        })?;
     container
         .set_systemd(false)
         .set_annotations(spec.annotations().clone());
@@ -201,7 +207,8 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
         )?),
         None => None,
     };
-    YoukiConfig::from_spec(&spec, opts.id)?.save(&dir)?;
+    // Read by later commands (start, delete), not by the init: saved off its critical path.
+    let youki_config = YoukiConfig::from_spec(&spec, opts.id)?;
     let notify_listener = NotifyListener::new(&dir.join(NOTIFY_FILE))?;
 
     let process = spec
@@ -252,11 +259,9 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
     };
     // skiff's own records, written while the init prepares the rootfs (off its critical path).
     let record = |init_pid: Pid| -> Result<()> {
+        youki_config.save(&dir)?;
         crate::containers::record_start_time_of(&dir, init_pid.as_raw())?;
-        if let Some(original) = opts.original_bundle {
-            crate::containers::record_original_bundle_in(&dir, original)?;
-        }
-        Ok(())
+        (opts.side_work)(&dir)
     };
     let init_pid = main_process(&args, &cgroups, &cgroup_path, record)?;
     container

@@ -29,25 +29,19 @@ pub fn create_container(
     fs::create_dir_all(root).with_context(|| format!("cannot create root {}", root.display()))?;
     let bundle = fs::canonicalize(&args.bundle)
         .with_context(|| format!("bundle {} does not exist", args.bundle.display()))?;
-    let patched = containers::prepare_bundle(root, id, &bundle)?;
-    let original = patched.as_ref().map(|_| bundle.as_path());
-    let result = build(
-        root,
-        args,
-        systemd,
-        detach,
-        console_socket,
-        patched.as_deref().unwrap_or(&bundle),
-        original,
-    );
+    let prepared = containers::prepare_bundle(root, id, &bundle)?;
+    let result = build(root, args, systemd, detach, console_socket, &prepared);
     match result {
         Ok((container, recorded)) => {
             let saved = if recorded {
                 Ok(())
             } else {
-                containers::record_start_time(&container).and_then(|_| match original {
-                    Some(original) => containers::record_original_bundle(&container, original),
-                    None => Ok(()),
+                containers::record_start_time(&container).and_then(|_| {
+                    if prepared.is_patched() {
+                        containers::record_original_bundle(&container, &prepared.original)
+                    } else {
+                        Ok(())
+                    }
                 })
             };
             if let Err(err) = saved {
@@ -69,10 +63,27 @@ fn build(
     systemd: bool,
     detach: bool,
     console_socket: Option<&Path>,
-    bundle: &Path,
-    original_bundle: Option<&Path>,
+    prepared: &containers::PreparedBundle,
 ) -> Result<(Container, bool)> {
-    if let Some(plan) = launch::plan(bundle, &args.container_id, systemd)? {
+    let bundle = prepared.dir();
+    // A patched spec names its rootfs by absolute path, so the caller's bundle resolves both.
+    let plan = launch::plan(
+        prepared.spec.clone(),
+        &prepared.original,
+        &args.container_id,
+        systemd,
+    )?;
+    if let Some(plan) = plan {
+        prepared.create_dir()?;
+        // Done while the init prepares the rootfs: the patched copy is read only by later
+        // commands (exec), never by this create.
+        let side_work = |state_dir: &Path| -> Result<()> {
+            prepared.write_patched()?;
+            if prepared.is_patched() {
+                containers::record_original_bundle_in(state_dir, &prepared.original)?;
+            }
+            Ok(())
+        };
         let (stdout, stderr) = containers::stdio_replacements()?;
         // The launcher records the start time and the caller's bundle itself.
         return launch::create(
@@ -88,7 +99,7 @@ fn build(
                 no_pivot: args.no_pivot,
                 stdout,
                 stderr,
-                original_bundle,
+                side_work: &side_work,
             },
         )
         .map(|container| (container, true));
@@ -100,6 +111,7 @@ fn build(
         .with_preserved_fds(args.preserve_fds)
         .validate_id()?;
     let builder = containers::with_stdio(builder)?;
+    prepared.write_patched()?;
     let container = builder
         .as_init(bundle)
         // libcontainer defaults to systemd = true; this host has no systemd.
