@@ -128,6 +128,26 @@ impl Env {
         )
     }
 
+    /// `exec --detach` of `args` in container `id`; returns the exec'd process's pid.
+    fn exec_detached(&self, id: &str, args: &[&str]) -> i32 {
+        let pid_file = self.dir.path().join(format!("exec-{id}.pid"));
+        let mut cmd = vec![
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ];
+        cmd.extend_from_slice(args);
+        let (code, out) = self.rt_detached(&cmd);
+        assert_eq!(code, 0, "{out}");
+        fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     fn create(&self, id: &str) {
         let bundle = self.bundle();
         let (code, out) = self.rt_detached(&["create", "--bundle", bundle.to_str().unwrap(), id]);
@@ -382,19 +402,8 @@ fn exec_into_running_container() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("from-process-json"));
     // An exec'd process joins the container's cgroups (not a new `:youki:<id>` one).
-    let pid_file = env.dir.path().join("exec.pid");
-    let (code, out) = env.rt_detached(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-        "sleep",
-        "2",
-    ]);
-    assert_eq!(code, 0, "{out}");
-    let pid = fs::read_to_string(&pid_file).unwrap();
-    let membership = fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    let pid = env.exec_detached(&id, &["sleep", "2"]);
+    let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let expected = format!("{}/{id}", cgroup_parent(&env.root()));
     assert!(
         membership
@@ -403,7 +412,6 @@ fn exec_into_running_container() {
         "exec'd process is not in {expected}: {membership}"
     );
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/:youki:{id}")).exists());
-    let pid: i32 = pid.trim().parse().unwrap();
     // SAFETY: kill(2) on the pid this test's exec just started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -1334,19 +1342,8 @@ fn cgroup_v2_lifecycle() {
         "init in {membership}"
     );
     // Seen from the host (inside, the cgroup namespace shows "/").
-    let pid_file = env.dir.path().join("exec.pid");
-    let (code, out) = env.rt_detached(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-        "sleep",
-        "30",
-    ]);
-    assert_eq!(code, 0, "{out}");
-    let exec_pid = fs::read_to_string(&pid_file).unwrap();
-    let membership = fs::read_to_string(format!("/proc/{}/cgroup", exec_pid.trim())).unwrap();
+    let exec_pid = env.exec_detached(&id, &["sleep", "30"]);
+    let membership = fs::read_to_string(format!("/proc/{exec_pid}/cgroup")).unwrap();
     assert!(
         membership.lines().any(|l| l == want),
         "exec'd process in {membership}"
