@@ -43,6 +43,17 @@ const CONTROLLERS: [&str; 12] = [
     "freezer",
 ];
 
+/// cgroup v1 mount options that are not subsystems.
+const NOT_SUBSYSTEMS: [&str; 7] = [
+    "rw",
+    "ro",
+    "xattr",
+    "noprefix",
+    "clone_children",
+    "cpuset_v2_mode",
+    "favordynmods",
+];
+
 /// Whether cgroup v1 controller hierarchies can be mounted here: /sys/fs/cgroup is a tmpfs
 /// of hierarchies (legacy or hybrid), not the cgroup2 root (which has cgroup.controllers).
 pub fn host_has_v1_hierarchies() -> bool {
@@ -66,6 +77,18 @@ pub struct Cgroups {
     devices: Option<PathBuf>,
     /// The cpuset hierarchy's mount point and the container's directory in it.
     cpuset: Option<(PathBuf, PathBuf)>,
+    /// Every v1 hierarchy mounted under /sys/fs/cgroup (controllers and named ones), for the
+    /// container's own cgroup filesystem (rootfs.rs).
+    hierarchies: Vec<Hierarchy>,
+}
+
+/// A v1 cgroup hierarchy on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount_point: PathBuf,
+    /// Its controllers as `/proc/self/cgroup` names the hierarchy and `mount -t cgroup -o`
+    /// takes them: `cpu,cpuacct`, `name=systemd`.
+    pub options: String,
 }
 
 impl Cgroups {
@@ -79,6 +102,7 @@ impl Cgroups {
                 dirs: vec![Path::new(V2_ROOT).join(relative)],
                 devices: None,
                 cpuset: None,
+                hierarchies: Vec::new(),
             }));
         }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
@@ -87,6 +111,11 @@ impl Cgroups {
 
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// The host's v1 hierarchies (empty on v2 and for a set reloaded from the state dir).
+    pub fn v1_hierarchies(&self) -> &[Hierarchy] {
+        &self.hierarchies
     }
 
     /// v2: creates the container's cgroup — enabling every controller the root offers in each
@@ -132,6 +161,7 @@ impl Cgroups {
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut devices = None;
         let mut cpuset = None;
+        let mut hierarchies = Vec::new();
         for line in mountinfo.lines() {
             // "<id> <parent> <dev> <root> <mount point> <opts> [optional...] - <fs> <src> <super opts>"
             let Some((left, right)) = line.split_once(" - ") else {
@@ -142,6 +172,20 @@ impl Cgroups {
                 continue;
             }
             let super_opts = fields.nth(1).unwrap_or("");
+            let Some(mount_point) = left.split(' ').nth(4) else {
+                continue;
+            };
+            let mount_point = PathBuf::from(unescape(mount_point));
+            let hierarchy_options: Vec<&str> = super_opts
+                .split(',')
+                .filter(|o| !NOT_SUBSYSTEMS.contains(o) && !o.starts_with("release_agent="))
+                .collect();
+            if mount_point.starts_with("/sys/fs/cgroup") && !hierarchy_options.is_empty() {
+                hierarchies.push(Hierarchy {
+                    mount_point: mount_point.clone(),
+                    options: hierarchy_options.join(","),
+                });
+            }
             let controllers: Vec<&str> = super_opts
                 .split(',')
                 .filter(|o| CONTROLLERS.contains(o))
@@ -149,10 +193,6 @@ impl Cgroups {
             if controllers.is_empty() {
                 continue;
             }
-            let Some(mount_point) = left.split(' ').nth(4) else {
-                continue;
-            };
-            let mount_point = PathBuf::from(unescape(mount_point));
             let dir = mount_point.join(relative);
             if controllers.contains(&"devices") {
                 devices = Some(dir.clone());
@@ -172,6 +212,7 @@ impl Cgroups {
             dirs,
             devices,
             cpuset,
+            hierarchies,
         })
     }
 
@@ -297,6 +338,7 @@ impl Cgroups {
             dirs,
             devices,
             cpuset: None,
+            hierarchies: Vec::new(),
         })
     }
 }
@@ -387,6 +429,12 @@ mod tests {
             c.devices_dir(),
             Some(Path::new("/sys/fs/cgroup/devices/skiff/c1"))
         );
+        let names: Vec<&str> = c
+            .v1_hierarchies()
+            .iter()
+            .map(|h| h.options.as_str())
+            .collect();
+        assert_eq!(names, ["cpu,cpuacct", "cpuset", "devices", "name=systemd"]);
         let reloaded = Cgroups::from_text(&c.to_text()).unwrap();
         assert_eq!(reloaded.dirs(), c.dirs());
         assert_eq!(reloaded.devices_dir(), c.devices_dir());
@@ -399,6 +447,7 @@ mod tests {
             dirs: vec![PathBuf::from("/sys/fs/cgroup/skiff/c1")],
             devices: None,
             cpuset: None,
+            hierarchies: Vec::new(),
         };
         let reloaded = Cgroups::from_text(&v2.to_text()).unwrap();
         assert_eq!(reloaded.layout(), Layout::V2);

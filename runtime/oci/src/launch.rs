@@ -57,7 +57,6 @@ pub struct Options<'a> {
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: i32,
     pub detach: bool,
-    pub no_pivot: bool,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     /// The caller's own records (patched bundle copy, …), written while the init prepares the
@@ -142,13 +141,34 @@ fn unsupported(spec: &Spec, systemd: bool) -> Option<&'static str> {
     if idmapped {
         return Some("idmapped mounts");
     }
-    if spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.apparmor_profile().as_ref())
-        .is_some()
-    {
-        return Some("AppArmor profile");
+    if let Some(process) = spec.process().as_ref() {
+        if process.apparmor_profile().is_some() {
+            return Some("AppArmor profile");
+        }
+        if process.selinux_label().is_some() {
+            return Some("SELinux process label");
+        }
+        if process.scheduler().is_some() {
+            return Some("process scheduler");
+        }
+        if process.io_priority().is_some() {
+            return Some("I/O priority");
+        }
+        if process.exec_cpu_affinity().is_some() {
+            return Some("exec CPU affinity");
+        }
+    }
+    if linux.mount_label().is_some() {
+        return Some("SELinux mount label");
+    }
+    if linux.memory_policy().is_some() {
+        return Some("memory policy");
+    }
+    if linux.personality().is_some() {
+        return Some("personality");
+    }
+    if !has_ns(LinuxNamespaceType::Mount) {
+        return Some("no mount namespace (chroot)");
     }
     None
 }
@@ -250,7 +270,7 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
         },
         detached: opts.detach,
         executor: libcontainer::workload::default::get_executor(),
-        no_pivot: opts.no_pivot,
+        no_pivot: false,
         stdin: None,
         stdout: opts.stdout.as_ref().map(|f| f.as_raw_fd()),
         stderr: opts.stderr.as_ref().map(|f| f.as_raw_fd()),
@@ -450,10 +470,10 @@ fn intermediate_process(
         set_name(c"skiff:[2:INIT]");
         let _ = init_tx.close();
         let _ = inter_main_tx.close();
-        match libcontainer::process::init::container_init_process(args, init_main_tx, init_rx) {
+        match crate::init::container_init(args, cgroups, init_main_tx, init_rx) {
             Ok(()) => 0,
             Err(err) => {
-                let _ = init_main_tx.exec_failed(err.to_string());
+                let _ = init_main_tx.exec_failed(format!("{err:#}"));
                 1
             }
         }

@@ -8,7 +8,9 @@ mod cgroups;
 mod cli;
 mod commands;
 mod containers;
+mod init;
 mod launch;
+mod rootfs;
 mod seal;
 
 use clap::Parser;

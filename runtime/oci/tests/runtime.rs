@@ -1361,3 +1361,98 @@ fn cgroup_v2_lifecycle() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("v2"));
 }
+
+/// Mount destinations are resolved inside the rootfs even through symlinks that point out of
+/// it; a file bind mount honours `ro`; propagation options apply; the cgroup v1 filesystem
+/// shows the container's own cgroups, read-only as the spec's mount asks.
+#[test]
+fn mounts_stay_inside_the_rootfs_and_keep_their_options() {
+    if skip() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("data.txt"), "from-the-host\n").unwrap();
+    let script = "cat /etc/data.txt; \
+                  if echo x > /etc/data.txt 2>/dev/null; then echo write=ok; else echo write=denied; fi; \
+                  grep ' /shared ' /proc/self/mountinfo; \
+                  echo procs=$(cat /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null | head -n 1); \
+                  if mkdir /sys/fs/cgroup/pids/sub 2>/dev/null; then echo cgroup=rw; else echo cgroup=ro; fi";
+    let mut env = Env::new(&["sh", "-c", script]);
+    let rootfs = env.bundle().join("rootfs");
+    // An absolute symlink to the host directory and a relative one climbing past the root.
+    std::os::unix::fs::symlink(outside.path(), rootfs.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../..", rootfs.join("up")).unwrap();
+    let outside_rel = outside
+        .path()
+        .strip_prefix("/")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    env.edit_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/abs/inner", "type": "tmpfs", "source": "tmpfs"}));
+        mounts.push(json!({"destination": format!("/up/{outside_rel}/climbed"),
+                           "type": "tmpfs", "source": "tmpfs"}));
+        mounts.push(json!({"destination": "/etc/data.txt", "type": "bind",
+                           "source": outside.path().join("data.txt"), "options": ["rbind", "ro"]}));
+        mounts.push(json!({"destination": "/shared", "type": "bind",
+                           "source": outside.path(), "options": ["rbind", "rshared"]}));
+    });
+    let out = env.run("mounts");
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert!(output.contains("from-the-host"), "{output}");
+    assert!(output.contains("write=denied"), "{output}");
+    let shared_line = output
+        .lines()
+        .find(|l| l.contains(" /shared "))
+        .unwrap_or("");
+    assert!(shared_line.contains("shared:"), "not shared: {output}");
+    if Path::new("/sys/fs/cgroup/pids/tasks").exists() {
+        assert!(
+            output.contains("procs=1\n"),
+            "own cgroup not shown: {output}"
+        );
+        assert!(output.contains("cgroup=ro"), "{output}");
+    }
+    // Both destinations were created inside the rootfs, nothing outside it.
+    assert!(!outside.path().join("inner").exists());
+    assert!(!outside.path().join("climbed").exists());
+    assert!(rootfs.join(&outside_rel).join("inner").is_dir());
+    assert!(rootfs.join(&outside_rel).join("climbed").is_dir());
+    assert_eq!(
+        fs::read_to_string(outside.path().join("data.txt")).unwrap(),
+        "from-the-host\n"
+    );
+}
+
+/// proc must be mounted on a real directory: a symlink there is refused, and the failed
+/// create leaves no container, state or cgroup behind.
+#[test]
+fn proc_on_a_symlink_is_refused() {
+    if skip() {
+        return;
+    }
+    let mut env = Env::new(&["true"]);
+    let rootfs = env.bundle().join("rootfs");
+    fs::create_dir_all(rootfs.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink("/elsewhere", rootfs.join("plink")).unwrap();
+    env.edit_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/plink", "type": "proc", "source": "proc"}));
+    });
+    let id = env.id("plink");
+    let out = env.rt(&["run", "--bundle", env.bundle().to_str().unwrap(), &id]);
+    let output = text(&out);
+    assert!(!out.status.success(), "{output}");
+    assert!(output.contains("ordinary directory"), "{output}");
+    assert!(!env.root().join(&id).exists(), "state dir left behind");
+    for dir in env.container_cgroups(&id) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    assert!(fs::read_dir(rootfs.join("elsewhere"))
+        .unwrap()
+        .next()
+        .is_none());
+}

@@ -67,12 +67,16 @@ fn build(
 ) -> Result<(Container, bool)> {
     let bundle = prepared.dir();
     // A patched spec names its rootfs by absolute path, so the caller's bundle resolves both.
-    let plan = launch::plan(
-        prepared.spec.clone(),
-        &prepared.original,
-        &args.container_id,
-        systemd,
-    )?;
+    // --no-pivot (chroot-like root change) is left to libcontainer's builder.
+    let plan = match args.no_pivot {
+        true => None,
+        false => launch::plan(
+            prepared.spec.clone(),
+            &prepared.original,
+            &args.container_id,
+            systemd,
+        )?,
+    };
     if let Some(plan) = plan {
         prepared.create_dir()?;
         // Done while the init prepares the rootfs: the patched copy is read only by later
@@ -96,7 +100,6 @@ fn build(
                 console_socket,
                 preserve_fds: args.preserve_fds,
                 detach,
-                no_pivot: args.no_pivot,
                 stdout,
                 stderr,
                 side_work: &side_work,
