@@ -308,6 +308,14 @@ fn main_process(
     let (mut init_main_tx, mut init_main_rx) = channel::main_channel()?;
     let (mut init_tx, mut init_rx) = channel::init_channel()?;
 
+    let resources = args
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    if cgroups.layout() == Layout::V1 {
+        write_v1_device_rules(resources, cgroups)?;
+    }
     // v2: the intermediate (and so the init) is born in the container's cgroup.
     let cgroup_fd = match cgroups.layout() {
         Layout::V2 => Some(
@@ -352,26 +360,8 @@ fn main_process(
         // preparing the rootfs on the other (building libcgroups' manager alone takes ~3 ms);
         // it is done before the init may run createContainer hooks (it waits for hook_done)
         // and before `create` returns, so no container process runs without them.
-        let resources = args
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref());
-        match resources {
-            Some(resources) => apply_resources(resources, cgroups, cgroup_path)?,
-            // Like runc, a spec without resources still gets the device allow-list (deny
-            // everything else). On v1 that is a few writes; on v2 it would be an eBPF program
-            // that libcgroups only loads for specs with resources (as libcontainer does).
-            None if cgroups.layout() == Layout::V1 => {
-                let deny_all = LinuxDeviceCgroupBuilder::default()
-                    .allow(false)
-                    .access("rwm")
-                    .build()?;
-                let mut resources = LinuxResources::default();
-                resources.set_devices(Some(vec![deny_all]));
-                apply_resources(&resources, cgroups, cgroup_path)?;
-            }
-            None => {}
+        if let Some(resources) = resources {
+            apply_resources(resources, cgroups, cgroup_path)?;
         }
         on_init_pid(init_pid)?;
         if let Some(pid_file) = &args.pid_file {
@@ -486,14 +476,53 @@ fn intermediate_process(
     Ok(())
 }
 
-/// v1: devices alone (the common case, and runc's default spec) are written directly; any
-/// other limit goes through libcgroups' manager, which knows every controller's files. v2:
-/// always the manager (its device rules are an eBPF program).
+/// v1's device allow-list, written before any process of the container is in the cgroup:
+/// the list is rewritten as deny-all followed by the allowed devices, and a process inside in
+/// between (the init creating or opening /dev/null) would be refused. Like runc, a spec
+/// without resources still gets the allow-list (deny everything else).
+fn write_v1_device_rules(resources: Option<&LinuxResources>, cgroups: &Cgroups) -> Result<()> {
+    let Some(dir) = cgroups.devices_dir() else {
+        return Ok(());
+    };
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let rules = match resources {
+        Some(resources) => resources.devices().clone().unwrap_or_default(),
+        None => vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()?],
+    };
+    for rule in rules.into_iter().chain(default_device_rules()) {
+        let file = dir.join(if rule.allow() {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        });
+        fs::write(&file, rule.to_string())
+            .with_context(|| format!("cannot write {rule} to {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// The limits besides v1's devices (`write_v1_device_rules`), through libcgroups' manager,
+/// which knows every controller's files; on v2 all of them (its device rules are an eBPF
+/// program, attached at once).
 fn apply_resources(
     resources: &LinuxResources,
     cgroups: &Cgroups,
     cgroup_path: &Path,
 ) -> Result<()> {
+    if cgroups.layout() == Layout::V2 {
+        let opt = ControllerOpt {
+            resources,
+            freezer_state: None,
+            oom_score_adj: None,
+            disable_oom_killer: false,
+        };
+        let root = PathBuf::from("/sys/fs/cgroup");
+        libcgroups::v2::manager::Manager::new(root, cgroup_path.to_path_buf())?.apply(&opt)?;
+        return Ok(());
+    }
     let only_devices = resources.memory().is_none()
         && resources.cpu().is_none()
         && resources.pids().is_none()
@@ -505,32 +534,19 @@ fn apply_resources(
         && resources.network().is_none()
         && resources.rdma().as_ref().is_none_or(|r| r.is_empty())
         && resources.unified().as_ref().is_none_or(|u| u.is_empty());
+    if only_devices {
+        return Ok(());
+    }
+    // Without devices, libcgroups' devices controller only adds the default allow rules
+    // (already there): no deny-all rewrite while the init runs.
+    let mut without_devices = resources.clone();
+    without_devices.set_devices(None);
     let opt = ControllerOpt {
-        resources,
+        resources: &without_devices,
         freezer_state: None,
         oom_score_adj: None,
         disable_oom_killer: false,
     };
-    if cgroups.layout() == Layout::V2 {
-        let root = PathBuf::from("/sys/fs/cgroup");
-        libcgroups::v2::manager::Manager::new(root, cgroup_path.to_path_buf())?.apply(&opt)?;
-        return Ok(());
-    }
-    if only_devices {
-        if let Some(dir) = cgroups.devices_dir() {
-            let rules = resources.devices().iter().flatten().cloned();
-            for rule in rules.chain(default_device_rules()) {
-                let file = dir.join(if rule.allow() {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                });
-                fs::write(&file, rule.to_string())
-                    .with_context(|| format!("cannot write {rule} to {}", file.display()))?;
-            }
-        }
-        return Ok(());
-    }
     libcgroups::v1::Manager::new(cgroup_path)?.apply(&opt)?;
     Ok(())
 }
