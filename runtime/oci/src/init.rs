@@ -222,11 +222,10 @@ pub fn container_init(
     }
 
     if envs.get("HOME").is_none_or(|h| h.is_empty()) {
-        if let Some(home) = libcontainer::utils::get_user_home(user.uid()) {
-            if let Some(home) = home.to_str() {
-                envs.insert("HOME".into(), home.into());
-            }
-        }
+        // Like runc: the user's home from the container's /etc/passwd, `/` without one.
+        let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let home = home_of(&passwd, user.uid()).unwrap_or("/");
+        envs.insert("HOME".into(), home.into());
     }
     let start_container_env = envs.clone();
     args.executor.validate(spec)?;
@@ -253,6 +252,16 @@ pub fn container_init(
     }
     args.executor.exec(spec)?;
     unreachable!("the executor returns only on failure");
+}
+
+/// The home directory of `uid` in passwd(5) text. Parsed here rather than through libc's
+/// getpwuid: after pivot_root that would follow the container's /etc/nsswitch.conf and could
+/// load a shared library from the container's image into this still-privileged process.
+fn home_of(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[2].parse() == Ok(uid)).then(|| fields[5])
+    })
 }
 
 fn load_seccomp(seccomp: &libcontainer::oci_spec::runtime::LinuxSeccomp) -> Result<()> {
@@ -340,4 +349,20 @@ fn masked_paths(paths: &[String]) -> Result<()> {
         result.with_context(|| format!("cannot mask {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::home_of;
+
+    #[test]
+    fn home_comes_from_the_matching_passwd_line() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n\
+                      # comment\n\
+                      broken:line\n\
+                      app:x:1000:1000:App,,,:/home/app:/bin/false\n";
+        assert_eq!(home_of(passwd, 0), Some("/root"));
+        assert_eq!(home_of(passwd, 1000), Some("/home/app"));
+        assert_eq!(home_of(passwd, 7), None);
+    }
 }

@@ -292,10 +292,15 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
     Ok(container)
 }
 
-/// libcontainer's `container_main_process` minus what `unsupported` excludes: forks our
-/// intermediate, sets the cgroup limits, writes the pid file, runs prestart/createRuntime
-/// hooks when the init asks,
-/// and returns the init's pid once it is ready (waiting for `start`).
+/// libcontainer's `container_main_process` without its intermediate process: clones the
+/// init straight into the container's pid namespace (and, on v2, its cgroup), sets the cgroup
+/// limits, writes the pid file, runs prestart/createRuntime hooks when the init asks, and
+/// returns the init's pid once it is ready (waiting for `start`).
+///
+/// libcontainer needs an intermediate process for user namespaces (the parent writes the id
+/// mappings) and to join cgroups before the init exists; without a user namespace a
+/// `clone3(CLONE_NEWPID)` makes the init pid 1 at once, and the init joins its v1 cgroups
+/// itself (`init_process`), so one fork and one exit fewer per container.
 fn main_process(
     args: &ContainerArgs,
     cgroups: &Cgroups,
@@ -304,7 +309,6 @@ fn main_process(
 ) -> Result<Pid> {
     // Each channel is one-way; every process closes the senders it does not use, so a
     // receiver sees EOF (not a hang) when the other side dies.
-    let (mut inter_main_tx, mut inter_main_rx) = channel::main_channel()?;
     let (mut init_main_tx, mut init_main_rx) = channel::main_channel()?;
     let (mut init_tx, mut init_rx) = channel::init_channel()?;
 
@@ -316,7 +320,7 @@ fn main_process(
     if cgroups.layout() == Layout::V1 {
         write_v1_device_rules(resources, cgroups)?;
     }
-    // v2: the intermediate (and so the init) is born in the container's cgroup.
+    // v2: the init is born in the container's cgroup.
     let cgroup_fd = match cgroups.layout() {
         Layout::V2 => Some(
             cgroups
@@ -325,41 +329,57 @@ fn main_process(
         ),
         Layout::V1 => None,
     };
-    let intermediate = fork(0, libc::SIGCHLD as u64, cgroup_fd.as_ref(), || {
-        set_name(c"skiff:[1:INTER]");
-        match intermediate_process(
-            args,
-            cgroups,
-            &mut init_tx,
-            &mut init_rx,
-            &mut inter_main_tx,
-            &mut init_main_tx,
-        ) {
+    let linux = args
+        .spec
+        .linux()
+        .as_ref()
+        .context("config.json has no linux section")?;
+    let namespaces = Namespaces::try_from(linux.namespaces().as_ref())?;
+    let pid_ns = namespaces.get(LinuxNamespaceType::Pid)?;
+    let new_pid_ns = pid_ns.is_some_and(|ns| ns.path().is_none());
+    // Joining an existing pid namespace applies to our children only: entered for the clone
+    // and left right after (hooks we run later must not start inside it).
+    let own_pid_ns = match pid_ns.and_then(|ns| ns.path().as_ref()) {
+        Some(path) => Some(enter_pid_namespace(path)?),
+        None => None,
+    };
+    let flags = if new_pid_ns {
+        libc::CLONE_NEWPID as u64
+    } else {
+        0
+    };
+    let forked = fork(flags, libc::SIGCHLD as u64, cgroup_fd.as_ref(), || {
+        set_name(c"skiff:[INIT]");
+        let _ = init_tx.close();
+        let _ = init_main_rx.close();
+        match init_process(args, cgroups, &mut init_main_tx, &mut init_rx) {
             Ok(()) => 0,
             Err(err) => {
-                let _ = inter_main_tx.send_error(format!("{err:#}"));
+                let _ = init_main_tx.exec_failed(format!("{err:#}"));
                 1
             }
         }
-    })
-    .context("cannot fork the intermediate process")?;
+    });
+    if let Some(own) = own_pid_ns {
+        nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID)
+            .context("cannot return to our own pid namespace")?;
+    }
+    let init_pid = forked.context("cannot clone the container's init process")?;
     if cgroups.layout() == Layout::V2 && mounts_cgroup2_in_host_namespace(&args.spec) {
         // That mount takes the kernel's cgroup rwsem for writing: an RCU grace period after
         // a quiet spell (~20 ms here), paid in the init's critical path. Starting one now,
         // after our own cgroup work, lets it run while the init sets up the rest.
         crate::cgroup_warmup::start_migration_grace_period();
     }
-    inter_main_tx.close()?;
     init_main_tx.close()?;
+    let _ = init_rx.close();
 
     let result = (|| -> Result<Pid> {
-        let init_pid = inter_main_rx
-            .wait_for_intermediate_ready()
-            .context("intermediate process failed")?;
-        // The cgroups exist now. Setting the limits here, on our CPU, overlaps with the init
-        // preparing the rootfs on the other (building libcgroups' manager alone takes ~3 ms);
-        // it is done before the init may run createContainer hooks (it waits for hook_done)
-        // and before `create` returns, so no container process runs without them.
+        // Setting the limits here, on our CPU, overlaps with the init preparing the rootfs on
+        // the other (building libcgroups' manager alone takes ~3 ms); it is done before the
+        // init may run createContainer hooks (it waits for hook_done) and before `create`
+        // returns, so no container process runs without them. (On v1 the init may not have
+        // joined yet: the limits apply to the directories, whoever joins.)
         if let Some(resources) = resources {
             apply_resources(resources, cgroups, cgroup_path)?;
         }
@@ -395,11 +415,52 @@ fn main_process(
             .context("container init failed")?;
         Ok(init_pid)
     })();
-    let _ = inter_main_rx.close();
     let _ = init_main_rx.close();
-    let _ = init_rx.close();
-    let _ = waitpid(intermediate, None);
+    if result.is_err() {
+        // Not left waiting for a `start` that never comes; the caller removes the rest.
+        let _ = nix::sys::signal::kill(init_pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(init_pid, None);
+    }
     result
+}
+
+/// Enters the pid namespace at `path` for our future children; returns our own to go back to.
+fn enter_pid_namespace(path: &Path) -> Result<OwnedFd> {
+    let own = fs::File::open("/proc/self/ns/pid").context("cannot open our pid namespace")?;
+    let target = fs::File::open(path)
+        .with_context(|| format!("cannot open pid namespace {}", path.display()))?;
+    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWPID)
+        .with_context(|| format!("cannot join pid namespace {}", path.display()))?;
+    Ok(OwnedFd::from(own))
+}
+
+/// The init's own preparation before the container's: it joins its v1 cgroups (writing `0`
+/// to each `tasks` file moves only this single-threaded process and skips the kernel's global
+/// migration lock) before it creates a cgroup namespace, whose root is the cgroup it is in,
+/// and sets the rlimits, which it passes on to the container's process.
+fn init_process(
+    args: &ContainerArgs,
+    cgroups: &Cgroups,
+    main_tx: &mut channel::MainSender,
+    init_rx: &mut channel::InitReceiver,
+) -> Result<()> {
+    if cgroups.layout() == Layout::V1 {
+        cgroups
+            .enter_self()
+            .context("cannot join the container's cgroups")?;
+    }
+    let process = args
+        .spec
+        .process()
+        .as_ref()
+        .context("config.json has no process")?;
+    let syscall = args.syscall.create_syscall();
+    for rlimit in process.rlimits().iter().flatten() {
+        syscall
+            .set_rlimit(rlimit)
+            .with_context(|| format!("cannot set rlimit {:?}", rlimit.typ()))?;
+    }
+    crate::init::container_init(args, cgroups, main_tx, init_rx)
 }
 
 /// Whether the container mounts a `cgroup` filesystem without a cgroup namespace of its own,
@@ -416,64 +477,6 @@ fn mounts_cgroup2_in_host_namespace(spec: &Spec) -> bool {
             .is_some_and(|nss| nss.iter().any(|ns| ns.typ() == LinuxNamespaceType::Cgroup))
     });
     mounts_cgroup && !own_namespace
-}
-
-/// Joins the cgroups, sets rlimits, enters the pid namespace and clones the
-/// init process as our parent's child (so the main process owns it).
-fn intermediate_process(
-    args: &ContainerArgs,
-    cgroups: &Cgroups,
-    init_tx: &mut channel::InitSender,
-    init_rx: &mut channel::InitReceiver,
-    inter_main_tx: &mut channel::MainSender,
-    init_main_tx: &mut channel::MainSender,
-) -> Result<()> {
-    let spec = &args.spec;
-    let linux = spec
-        .linux()
-        .as_ref()
-        .context("config.json has no linux section")?;
-    // Before the init exists, so it is born inside; before the cgroup namespace, whose root
-    // is the cgroup we are in when it is created. (On v2 we were born inside.) The limits are
-    // set by the main process meanwhile (`main_process`).
-    if cgroups.layout() == Layout::V1 {
-        cgroups
-            .enter_self()
-            .context("cannot join the container's cgroups")?;
-    }
-    let process = spec
-        .process()
-        .as_ref()
-        .context("config.json has no process")?;
-    let syscall = args.syscall.create_syscall();
-    for rlimit in process.rlimits().iter().flatten() {
-        syscall
-            .set_rlimit(rlimit)
-            .with_context(|| format!("cannot set rlimit {:?}", rlimit.typ()))?;
-    }
-    let namespaces = Namespaces::try_from(linux.namespaces().as_ref())?;
-    if let Some(pid_ns) = namespaces.get(LinuxNamespaceType::Pid)? {
-        // A new pid namespace applies to children only: the init is the first.
-        namespaces.unshare_or_setns(pid_ns)?;
-    }
-    let init_pid = fork(libc::CLONE_PARENT as u64, 0, None, || {
-        set_name(c"skiff:[2:INIT]");
-        let _ = init_tx.close();
-        let _ = inter_main_tx.close();
-        match crate::init::container_init(args, cgroups, init_main_tx, init_rx) {
-            Ok(()) => 0,
-            Err(err) => {
-                let _ = init_main_tx.exec_failed(format!("{err:#}"));
-                1
-            }
-        }
-    })
-    .context("cannot clone the container's init process")?;
-    inter_main_tx.intermediate_ready(init_pid)?;
-    let _ = inter_main_tx.close();
-    let _ = init_main_tx.close();
-    let _ = init_tx.close();
-    Ok(())
 }
 
 /// v1's device allow-list, written before any process of the container is in the cgroup:

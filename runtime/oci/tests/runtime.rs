@@ -509,6 +509,7 @@ fn isolation() {
         return;
     }
     let script = "echo pid=$$; echo host=$(hostname); echo ifaces=$(tail -n +3 /proc/net/dev | wc -l); \
+                  echo home=$HOME; \
                   echo kcore=$(head -c 16 /proc/kcore | wc -c); \
                   if hostname other 2>/dev/null; then echo sethost=ok; else echo sethost=denied; fi; \
                   if mkdir /tmp/newdir 2>/dev/null; then echo mkdir=ok; else echo mkdir=denied; fi";
@@ -526,6 +527,8 @@ fn isolation() {
     for expected in [
         "pid=1",
         "host=skiff-test",
+        // No /etc/passwd in the image: runc's default.
+        "home=/\n",
         "ifaces=1",
         "kcore=0",
         "sethost=denied",
