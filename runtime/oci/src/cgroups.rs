@@ -216,14 +216,21 @@ impl Cgroups {
         })
     }
 
-    /// Creates the directories and moves the calling thread into them. The caller must be
-    /// single-threaded (a freshly forked process), or only the calling thread moves.
-    pub fn enter_self(&self) -> io::Result<()> {
+    /// v1: creates the directories (a new cpuset gets its parent's CPUs and memory nodes).
+    pub fn create_v1(&self) -> io::Result<()> {
         if let Some((mount_point, dir)) = &self.cpuset {
             create_cpuset_dirs(mount_point, dir)?;
         }
         for dir in &self.dirs {
             fs::create_dir_all(dir).map_err(|e| annotate(e, dir))?;
+        }
+        Ok(())
+    }
+
+    /// v1: moves the calling thread into the directories `create_v1` made. The caller must be
+    /// single-threaded (a freshly forked process), or only the calling thread moves.
+    pub fn enter_self(&self) -> io::Result<()> {
+        for dir in &self.dirs {
             let tasks = dir.join("tasks");
             fs::OpenOptions::new()
                 .write(true)

@@ -318,6 +318,10 @@ fn main_process(
         .as_ref()
         .and_then(|l| l.resources().as_ref());
     if cgroups.layout() == Layout::V1 {
+        // Before the init exists: the limits are set while it runs, into these directories.
+        cgroups
+            .create_v1()
+            .context("cannot create the container's cgroups")?;
         write_v1_device_rules(resources, cgroups)?;
     }
     // v2: the init is born in the container's cgroup.
@@ -487,7 +491,6 @@ fn write_v1_device_rules(resources: Option<&LinuxResources>, cgroups: &Cgroups) 
     let Some(dir) = cgroups.devices_dir() else {
         return Ok(());
     };
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let rules = match resources {
         Some(resources) => resources.devices().clone().unwrap_or_default(),
         None => vec![LinuxDeviceCgroupBuilder::default()
