@@ -80,6 +80,8 @@ pub struct Cgroups {
     /// Every v1 hierarchy mounted under /sys/fs/cgroup (controllers and named ones), for the
     /// container's own cgroup filesystem (rootfs.rs).
     hierarchies: Vec<Hierarchy>,
+    /// v1: each controller and the container's directory in its hierarchy.
+    controllers: Vec<(String, PathBuf)>,
 }
 
 /// A v1 cgroup hierarchy on the host.
@@ -103,6 +105,7 @@ impl Cgroups {
                 devices: None,
                 cpuset: None,
                 hierarchies: Vec::new(),
+                controllers: Vec::new(),
             }));
         }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
@@ -116,6 +119,15 @@ impl Cgroups {
     /// The host's v1 hierarchies (empty on v2 and for a set reloaded from the state dir).
     pub fn v1_hierarchies(&self) -> &[Hierarchy] {
         &self.hierarchies
+    }
+
+    /// v1: the container's directory for `controller` (`memory`, `cpu`, …), when that
+    /// controller is mounted (not known for a set reloaded from the state dir).
+    pub fn dir_of(&self, controller: &str) -> Option<&Path> {
+        self.controllers
+            .iter()
+            .find(|(c, _)| c == controller)
+            .map(|(_, dir)| dir.as_path())
     }
 
     /// v2: creates the container's cgroup — enabling every controller the root offers in each
@@ -156,12 +168,13 @@ impl Cgroups {
         Ok(fd)
     }
 
-    fn from_mountinfo(mountinfo: &str, cgroup_path: &Path) -> Option<Cgroups> {
+    pub(crate) fn from_mountinfo(mountinfo: &str, cgroup_path: &Path) -> Option<Cgroups> {
         let relative = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut devices = None;
         let mut cpuset = None;
         let mut hierarchies = Vec::new();
+        let mut by_controller = Vec::new();
         for line in mountinfo.lines() {
             // "<id> <parent> <dev> <root> <mount point> <opts> [optional...] - <fs> <src> <super opts>"
             let Some((left, right)) = line.split_once(" - ") else {
@@ -194,6 +207,9 @@ impl Cgroups {
                 continue;
             }
             let dir = mount_point.join(relative);
+            for controller in &controllers {
+                by_controller.push((controller.to_string(), dir.clone()));
+            }
             if controllers.contains(&"devices") {
                 devices = Some(dir.clone());
             }
@@ -213,6 +229,7 @@ impl Cgroups {
             devices,
             cpuset,
             hierarchies,
+            controllers: by_controller,
         })
     }
 
@@ -346,6 +363,7 @@ impl Cgroups {
             devices,
             cpuset: None,
             hierarchies: Vec::new(),
+            controllers: Vec::new(),
         })
     }
 }
@@ -442,6 +460,11 @@ mod tests {
             .map(|h| h.options.as_str())
             .collect();
         assert_eq!(names, ["cpu,cpuacct", "cpuset", "devices", "name=systemd"]);
+        assert_eq!(
+            c.dir_of("cpuacct"),
+            Some(Path::new("/sys/fs/cgroup/cpu,cpuacct/skiff/c1"))
+        );
+        assert_eq!(c.dir_of("memory"), None);
         let reloaded = Cgroups::from_text(&c.to_text()).unwrap();
         assert_eq!(reloaded.dirs(), c.dirs());
         assert_eq!(reloaded.devices_dir(), c.devices_dir());
@@ -455,6 +478,7 @@ mod tests {
             devices: None,
             cpuset: None,
             hierarchies: Vec::new(),
+            controllers: Vec::new(),
         };
         let reloaded = Cgroups::from_text(&v2.to_text()).unwrap();
         assert_eq!(reloaded.layout(), Layout::V2);
