@@ -1,24 +1,24 @@
-//! skiff's own process orchestration for `create` (cgroupfs driver, v1 and v2): the main and
-//! intermediate processes, around libcontainer's container init process.
+//! skiff's own `create` (cgroupfs driver, v1 and v2): the main process and the container's
+//! init, in place of libcontainer's builder.
 //!
 //! libcontainer's builder runs main → intermediate → init. Its intermediate joins the cgroup
 //! through libcgroups' manager, which writes `cgroup.procs` (the kernel's global migration lock
 //! and, after a quiet period, an RCU grace period of 11–15 ms) and builds per-controller state
-//! from mountinfo (~3 ms). Everything else a container needs — namespaces, rootfs, mounts,
-//! devices, capabilities, seccomp, hooks inside the container, the wait for `start` — happens
-//! in the init process, and that we leave entirely to libcontainer
-//! (`container_init_process`). Our intermediate joins the cgroups by writing `0` to each
-//! hierarchy's `tasks` file on v1 — on v2 it is created inside the cgroup with
-//! `clone3(CLONE_INTO_CGROUP)` (cgroups.rs) —, sets rlimits, enters the pid namespace and clones
-//! the init; our main process sets the cgroup limits meanwhile, answers the init's requests
-//! (prestart and createRuntime hooks) exactly as libcontainer's does and saves the same state
-//! files, so every later command (start, state, kill, exec, events, …) works on the result
-//! unchanged.
+//! from mountinfo (~3 ms); its init resolves every mount through libpathrs (~0.25 ms a mount).
+//! Here the main process creates the cgroup directories (v1: with the device allow-list
+//! already in place) and clones the init straight into its new pid namespace — on v2 into its
+//! cgroup too (`clone3(CLONE_INTO_CGROUP)`, cgroups.rs); on v1 the single-threaded init joins
+//! by writing `0` to each hierarchy's `tasks` file. While the init prepares the container
+//! (init.rs, rootfs.rs) the main process sets the limits, answers its requests (prestart and
+//! createRuntime hooks) over libcontainer's channels and saves the same state files
+//! libcontainer does, so every later command (start, state, kill, exec, events, …) works on
+//! the result unchanged.
 //!
-//! Specs that need what only libcontainer's main process does — a new user namespace (id
-//! mappings), time namespace offsets, network devices, a seccomp notify listener, Intel RDT,
-//! idmapped mounts — and the systemd cgroup driver go through libcontainer's builder instead
-//! (`unsupported` lists them).
+//! Specs that need what only libcontainer does — a new user namespace (id mappings), time
+//! namespace offsets, network devices, a seccomp notify listener, Intel RDT, idmapped mounts,
+//! AppArmor, SELinux labels, personality, scheduler, I/O priority, memory policy, CPU
+//! affinity, no mount namespace or `--no-pivot` — and the systemd cgroup driver go through
+//! libcontainer's builder instead (`unsupported` lists them).
 
 use std::fs;
 use std::io::Write;
@@ -209,7 +209,8 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
     container
         .set_systemd(false)
         .set_annotations(spec.annotations().clone());
-    container.save()?;
+    // Before any cgroup exists, so a failed create can always find and remove them; the
+    // state itself is saved while the init prepares the container (`record`).
     fs::write(dir.join(CGROUPS_FILE), cgroups.to_text())?;
 
     let rootfs = fs::canonicalize(
@@ -278,7 +279,9 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
         pid_file: opts.pid_file.map(Path::to_path_buf),
     };
     // skiff's own records, written while the init prepares the rootfs (off its critical path).
+    let creating = container.clone();
     let record = |init_pid: Pid| -> Result<()> {
+        creating.save()?;
         youki_config.save(&dir)?;
         crate::containers::record_start_time_of(&dir, init_pid.as_raw())?;
         (opts.side_work)(&dir)
@@ -317,13 +320,10 @@ fn main_process(
         .linux()
         .as_ref()
         .and_then(|l| l.resources().as_ref());
-    if cgroups.layout() == Layout::V1 {
-        // Before the init exists: the limits are set while it runs, into these directories.
-        cgroups
-            .create_v1()
-            .context("cannot create the container's cgroups")?;
-        write_v1_device_rules(resources, cgroups)?;
-    }
+    // v1: the init creates and joins its cgroups (`init_process`) while we go on, and says
+    // so through this pipe before we set limits in them.
+    let (cgroups_ready_rx, cgroups_ready_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
     // v2: the init is born in the container's cgroup.
     let cgroup_fd = match cgroups.layout() {
         Layout::V2 => Some(
@@ -356,7 +356,14 @@ fn main_process(
         set_name(c"skiff:[INIT]");
         let _ = init_tx.close();
         let _ = init_main_rx.close();
-        match init_process(args, cgroups, &mut init_main_tx, &mut init_rx) {
+        match init_process(
+            args,
+            cgroups,
+            resources,
+            cgroups_ready_tx,
+            &mut init_main_tx,
+            &mut init_rx,
+        ) {
             Ok(()) => 0,
             Err(err) => {
                 let _ = init_main_tx.exec_failed(format!("{err:#}"));
@@ -377,6 +384,7 @@ fn main_process(
     }
     init_main_tx.close()?;
     let _ = init_rx.close();
+    let mut cgroups_ready = fs::File::from(cgroups_ready_rx);
 
     let result = (|| -> Result<Pid> {
         // Setting the limits here, on our CPU, overlaps with the init preparing the rootfs on
@@ -384,10 +392,15 @@ fn main_process(
         // init may run createContainer hooks (it waits for hook_done) and before `create`
         // returns, so no container process runs without them. (On v1 the init may not have
         // joined yet: the limits apply to the directories, whoever joins.)
-        if let Some(resources) = resources {
+        on_init_pid(init_pid)?;
+        // v1: once the init has made its cgroups (end of file instead: it failed, and says
+        // why below).
+        let mut byte = [0u8; 1];
+        let ready = cgroups.layout() == Layout::V2
+            || std::io::Read::read(&mut cgroups_ready, &mut byte).is_ok_and(|n| n == 1);
+        if let Some(resources) = resources.filter(|_| ready) {
             apply_resources(resources, cgroups, cgroup_path)?;
         }
-        on_init_pid(init_pid)?;
         if let Some(pid_file) = &args.pid_file {
             fs::write(pid_file, init_pid.to_string())
                 .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
@@ -438,21 +451,34 @@ fn enter_pid_namespace(path: &Path) -> Result<OwnedFd> {
     Ok(OwnedFd::from(own))
 }
 
-/// The init's own preparation before the container's: it joins its v1 cgroups (writing `0`
-/// to each `tasks` file moves only this single-threaded process and skips the kernel's global
-/// migration lock) before it creates a cgroup namespace, whose root is the cgroup it is in,
-/// and sets the rlimits, which it passes on to the container's process.
+/// The init's own preparation before the container's. v1: it creates its cgroups, writes the
+/// device allow-list before anything is inside, and joins them (writing `0` to each `tasks`
+/// file moves only this single-threaded process and skips the kernel's global migration
+/// lock) — before it creates a cgroup namespace, whose root is the cgroup it is in — then
+/// tells the main process, which sets the other limits. It also sets the rlimits, which it
+/// passes on to the container's process.
 fn init_process(
     args: &ContainerArgs,
     cgroups: &Cgroups,
+    resources: Option<&LinuxResources>,
+    cgroups_ready: OwnedFd,
     main_tx: &mut channel::MainSender,
     init_rx: &mut channel::InitReceiver,
 ) -> Result<()> {
     if cgroups.layout() == Layout::V1 {
         cgroups
+            .create_v1()
+            .context("cannot create the container's cgroups")?;
+        write_v1_device_rules(resources, cgroups)?;
+        cgroups
             .enter_self()
             .context("cannot join the container's cgroups")?;
     }
+    let mut ready = fs::File::from(cgroups_ready);
+    ready
+        .write_all(&[1])
+        .context("cannot tell the main process the cgroups are ready")?;
+    drop(ready);
     let process = args
         .spec
         .process()
@@ -727,6 +753,17 @@ fn fork(
             unsafe { libc::_exit(code) }
         }
         pid => Ok(Pid::from_raw(pid as i32)),
+    }
+}
+
+/// After a failed create that left no state behind: kills whatever is in the cgroups recorded
+/// in the state dir `dir` and removes them.
+pub fn remove_recorded_cgroups(dir: &Path) {
+    let Ok(text) = fs::read_to_string(dir.join(CGROUPS_FILE)) else {
+        return;
+    };
+    if let Some(cgroups) = Cgroups::from_text(&text) {
+        let _ = cgroups.remove();
     }
 }
 

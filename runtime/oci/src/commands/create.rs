@@ -132,8 +132,12 @@ fn cleanup_failed(root: &Path, id: &str) {
     if !dir.exists() {
         return;
     }
-    if let Ok(mut container) = Container::load(dir.clone()) {
-        let _ = containers::delete(&mut container, true);
+    match Container::load(dir.clone()) {
+        Ok(mut container) => {
+            let _ = containers::delete(&mut container, true);
+        }
+        // Failed before the state was saved: the cgroups are recorded all the same.
+        Err(_) => launch::remove_recorded_cgroups(&dir),
     }
     let _ = fs::remove_dir_all(&dir);
 }
