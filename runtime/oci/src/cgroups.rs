@@ -278,11 +278,14 @@ impl Cgroups {
             .collect())
     }
 
-    /// SIGKILLs whatever is left in the cgroup and removes every directory, waiting (up to
-    /// ~1 s) for killed processes to leave.
+    /// SIGKILLs whatever is left in the cgroup (thawed first: frozen processes cannot act on
+    /// it) and removes every directory, waiting (up to ~1 s) for killed processes to leave.
     pub fn remove(&self) -> io::Result<()> {
-        self.thaw();
-        for pid in self.pids()? {
+        let left = self.pids()?;
+        if !left.is_empty() {
+            self.thaw();
+        }
+        for pid in left {
             let _ = kill(pid, Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(1);

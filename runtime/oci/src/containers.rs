@@ -128,7 +128,7 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
 
 /// The bundle a container is created from. When config.json lacks `linux.cgroupsPath` we use a
 /// patched copy (absolute rootfs, cgroupsPath = <cgroup_parent(root)>/<id>) at
-/// `<root>/bundle@<id>`, because libcontainer only reads `<bundle>/config.json`. The copy
+/// `<root>/bundle@<id>` (skiff's launcher: in the state dir `<root>/<id>`), because libcontainer only reads `<bundle>/config.json`. The copy
 /// lives as long as the container: libcontainer's `exec` reads the config again from the
 /// bundle recorded in state.json to find the container's cgroup (with the caller's config it
 /// would put the exec'd process into a new `:youki:<id>` cgroup, outside the container's
@@ -155,13 +155,13 @@ impl PreparedBundle {
         self.patched.is_some()
     }
 
-    /// Creates the patched copy's directory, if one is used (state.json names it, and
-    /// libcontainer resolves it when recording the state).
-    pub fn create_dir(&self) -> Result<()> {
-        if let Some((dir, _)) = &self.patched {
-            fs::create_dir_all(dir)?;
+    /// Puts the patched copy (if one is used) into `dir` instead: skiff's launcher keeps it in
+    /// the container's state dir, which it creates itself, sparing a directory of its own
+    /// (on a disk-backed /run, creating and removing one costs ~0.3 ms per container).
+    pub fn place_copy_in(&mut self, dir: PathBuf) {
+        if let Some((copy_dir, _)) = &mut self.patched {
+            *copy_dir = dir;
         }
-        Ok(())
     }
 
     /// Writes the patched copy, if one is used.

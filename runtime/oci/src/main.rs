@@ -8,6 +8,7 @@ mod cgroups;
 mod cli;
 mod commands;
 mod containers;
+mod early;
 mod init;
 mod launch;
 mod rootfs;
@@ -18,6 +19,18 @@ use cli::{Cli, Command};
 use std::io::Write;
 
 fn main() {
+    // The sealed re-exec decided before clap: parsing runc's whole command line costs a
+    // noticeable part of a start, and the re-executed process parses it again anyway.
+    if let Some(root) = early::reexec_target() {
+        if !seal::running_sealed() {
+            if early::is_exec() {
+                cgroup_warmup::start_migration_grace_period();
+            }
+            // Returns only on failure; the check after parsing tries again and reports it
+            // (to --log too).
+            let _ = seal::reexec_sealed(&root);
+        }
+    }
     let cli = Cli::parse();
     // CVE-2019-5736: only the commands that put our process into a container's namespaces
     // re-exec from a write-protected binary (seal.rs); state/kill/delete/start never enter

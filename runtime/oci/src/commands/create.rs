@@ -29,8 +29,8 @@ pub fn create_container(
     fs::create_dir_all(root).with_context(|| format!("cannot create root {}", root.display()))?;
     let bundle = fs::canonicalize(&args.bundle)
         .with_context(|| format!("bundle {} does not exist", args.bundle.display()))?;
-    let prepared = containers::prepare_bundle(root, id, &bundle)?;
-    let result = build(root, args, systemd, detach, console_socket, &prepared);
+    let mut prepared = containers::prepare_bundle(root, id, &bundle)?;
+    let result = build(root, args, systemd, detach, console_socket, &mut prepared);
     match result {
         Ok((container, recorded)) => {
             let saved = if recorded {
@@ -63,9 +63,8 @@ fn build(
     systemd: bool,
     detach: bool,
     console_socket: Option<&Path>,
-    prepared: &containers::PreparedBundle,
+    prepared: &mut containers::PreparedBundle,
 ) -> Result<(Container, bool)> {
-    let bundle = prepared.dir();
     // A patched spec names its rootfs by absolute path, so the caller's bundle resolves both.
     // --no-pivot (chroot-like root change) is left to libcontainer's builder.
     let plan = match args.no_pivot {
@@ -78,7 +77,8 @@ fn build(
         )?,
     };
     if let Some(plan) = plan {
-        prepared.create_dir()?;
+        prepared.place_copy_in(containers::container_dir(root, &args.container_id));
+        let prepared = &*prepared;
         // Done while the init prepares the rootfs: the patched copy is read only by later
         // commands (exec), never by this create.
         let side_work = |state_dir: &Path| -> Result<()> {
@@ -92,7 +92,7 @@ fn build(
         // The launcher records the start time and the caller's bundle itself.
         return launch::create(
             plan,
-            bundle,
+            prepared.dir(),
             launch::Options {
                 id: &args.container_id,
                 root,
@@ -116,7 +116,7 @@ fn build(
     let builder = containers::with_stdio(builder)?;
     prepared.write_patched()?;
     let container = builder
-        .as_init(bundle)
+        .as_init(prepared.dir())
         // libcontainer defaults to systemd = true; this host has no systemd.
         .with_systemd(systemd)
         .with_detach(detach)
