@@ -6,15 +6,14 @@
 //! machine, measured with a bare `echo $pid > cgroup.procs`, while every further migration
 //! within the next grace period costs ~0.07 ms. runc pays it once per container, and so does
 //! libcontainer's intermediate process (still used for `exec`); mounting cgroup2 in the host's
-//! cgroup namespace takes the same lock.
+//! cgroup namespace takes the same lock (skiff's own `create` never does either: launch.rs,
+//! rootfs.rs).
 //!
 //! The wait is idle time, not work, so where we cannot avoid it we start it early: a forked
 //! helper migrates itself into the cgroup it is already in (a no-op for the cgroup tree) and
 //! exits. Used at the top of `exec` (libcontainer's migration a few milliseconds later finds
-//! the grace period (nearly) done) and by the launcher after its own cgroup work for v2
-//! containers that mount cgroup2 without a cgroup namespace (launch.rs). Not before the
-//! launcher's cgroup work: the helper holds `cgroup_mutex` while it waits. Nothing here is
-//! needed for correctness: if it cannot be done it is skipped.
+//! the grace period (nearly) done). Nothing here is needed for correctness: if it cannot be
+//! done it is skipped.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};

@@ -121,6 +121,14 @@ impl Cgroups {
         &self.hierarchies
     }
 
+    /// v2: the container's cgroup directory.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        match self.layout {
+            Layout::V2 => self.dirs.first().map(PathBuf::as_path),
+            Layout::V1 => None,
+        }
+    }
+
     /// v1: the container's directory for `controller` (`memory`, `cpu`, …), when that
     /// controller is mounted (not known for a set reloaded from the state dir).
     pub fn dir_of(&self, controller: &str) -> Option<&Path> {

@@ -376,12 +376,6 @@ fn main_process(
             .context("cannot return to our own pid namespace")?;
     }
     let init_pid = forked.context("cannot clone the container's init process")?;
-    if cgroups.layout() == Layout::V2 && mounts_cgroup2_in_host_namespace(&args.spec) {
-        // That mount takes the kernel's cgroup rwsem for writing: an RCU grace period after
-        // a quiet spell (~20 ms here), paid in the init's critical path. Starting one now,
-        // after our own cgroup work, lets it run while the init sets up the rest.
-        crate::cgroup_warmup::start_migration_grace_period();
-    }
     init_main_tx.close()?;
     let _ = init_rx.close();
     let mut cgroups_ready = fs::File::from(cgroups_ready_rx);
@@ -491,22 +485,6 @@ fn init_process(
             .with_context(|| format!("cannot set rlimit {:?}", rlimit.typ()))?;
     }
     crate::init::container_init(args, cgroups, main_tx, init_rx)
-}
-
-/// Whether the container mounts a `cgroup` filesystem without a cgroup namespace of its own,
-/// i.e. mounts cgroup2 in the host's cgroup namespace (runc's default spec does).
-fn mounts_cgroup2_in_host_namespace(spec: &Spec) -> bool {
-    let mounts_cgroup = spec.mounts().as_ref().is_some_and(|mounts| {
-        mounts
-            .iter()
-            .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")))
-    });
-    let own_namespace = spec.linux().as_ref().is_some_and(|l| {
-        l.namespaces()
-            .as_ref()
-            .is_some_and(|nss| nss.iter().any(|ns| ns.typ() == LinuxNamespaceType::Cgroup))
-    });
-    mounts_cgroup && !own_namespace
 }
 
 /// v1's device allow-list, written before any process of the container is in the cgroup:

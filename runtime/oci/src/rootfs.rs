@@ -141,7 +141,7 @@ fn mount_one(
                 Layout::V1 => {
                     mount_cgroup_v1(root, mount, cgroups, options.flags, cgroup_ns, host_cgroups)
                 }
-                Layout::V2 => mount_cgroup_v2(root, mount, options.flags, host_cgroups),
+                Layout::V2 => mount_cgroup_v2(root, mount, cgroups, options.flags, cgroup_ns),
             };
         }
         Some("proc" | "sysfs") => {
@@ -370,39 +370,38 @@ fn symlink_in(dir: &OwnedFd, target: &str, name: &str) -> Result<()> {
     }
 }
 
-/// cgroup v2: a fresh cgroup2 mount (in a cgroup namespace it shows the namespace's root);
-/// where the kernel refuses that (no cgroup namespace in a nested setup), the container's
-/// own cgroup bound from the host.
+/// cgroup v2. In a cgroup namespace: a fresh cgroup2 mount, which shows the namespace's root
+/// (the container's cgroup). Without one: the container's own cgroup bound from the host, as
+/// on v1 — runc mounts cgroup2 afresh there too, which shows the host's whole hierarchy and,
+/// in the host's cgroup namespace, takes the kernel's global cgroup rwsem (an RCU grace
+/// period after a quiet spell, ~20 ms here) for every container.
 fn mount_cgroup_v2(
     root: &Root,
     mount: &SpecMount,
+    cgroups: &Cgroups,
     flags: MsFlags,
-    host_cgroups: &mut Option<HashMap<String, String>>,
+    cgroup_ns: bool,
 ) -> Result<()> {
     let target = root.mkdir_all(mount.destination())?;
     let mount_flags = flags - PROPAGATION - MsFlags::MS_REC - MsFlags::MS_BIND;
-    if nix::mount::mount(
-        Some("cgroup"),
-        fd_path(&target).as_str(),
-        Some("cgroup2"),
-        mount_flags,
-        None::<&str>,
-    )
-    .is_ok()
+    if cgroup_ns
+        && nix::mount::mount(
+            Some("cgroup"),
+            fd_path(&target).as_str(),
+            Some("cgroup2"),
+            mount_flags,
+            None::<&str>,
+        )
+        .is_ok()
     {
         return Ok(());
     }
-    let own = match host_cgroups {
-        Some(own) => own,
-        None => host_cgroups.insert(own_cgroups()?),
-    };
-    let path = own
-        .get("")
-        .context("no cgroup2 entry in /proc/self/cgroup")?;
-    let source = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let own = cgroups
+        .v2_dir()
+        .context("the container has no cgroup2 directory")?;
     bind(
         root,
-        &source,
+        own,
         mount.destination(),
         &target,
         mount_flags | MsFlags::MS_REC,

@@ -1459,3 +1459,44 @@ fn proc_on_a_symlink_is_refused() {
         .next()
         .is_none());
 }
+
+/// On cgroup v2 the container's /sys/fs/cgroup shows its own cgroup as the root — through a
+/// cgroup namespace, and without one through a bind of its own directory — never the host's
+/// whole hierarchy.
+#[test]
+fn cgroup_v2_filesystem_shows_only_the_containers_cgroup() {
+    if skip() {
+        return;
+    }
+    let script = "echo procs=$(cat /sys/fs/cgroup/cgroup.procs | head -n 1); \
+                  echo subdirs=$(find /sys/fs/cgroup -mindepth 1 -type d | wc -l)";
+    for with_namespace in [true, false] {
+        let Some(view) = CgroupV2View::new() else {
+            println!("SKIP: no cgroup2 hierarchy at /sys/fs/cgroup/unified");
+            return;
+        };
+        let mut env = Env::new(&["sh", "-c", script]);
+        env.v2 = Some(view);
+        env.edit_config(|c| {
+            let linux = c["linux"].as_object_mut().unwrap();
+            linux.remove("resources");
+            let namespaces = linux["namespaces"].as_array_mut().unwrap();
+            namespaces.retain(|ns| ns["type"] != "cgroup");
+            if with_namespace {
+                namespaces.push(json!({"type": "cgroup"}));
+            }
+        });
+        let out = env.run(if with_namespace { "v2ns" } else { "v2bind" });
+        let output = text(&out);
+        assert!(out.status.success(), "{output}");
+        // Its own processes only: the shell is pid 1 in its pid namespace.
+        assert!(
+            output.contains("procs=1\n"),
+            "cgroupns={with_namespace}: {output}"
+        );
+        assert!(
+            output.contains("subdirs=0"),
+            "cgroupns={with_namespace}: {output}"
+        );
+    }
+}
