@@ -13,8 +13,8 @@ packages=(
   skopeo              # pushes test images into it
   busybox-static      # the content of the test images
   runc                # the anchor OCI runtime: runs bundles in tests and benchmarks
-  libseccomp-dev      # skiff-runtime (libcontainer) links libseccomp
-  libelf-dev zlib1g-dev # libbpf (vendored by libbpf-sys): the cgroup v2 device filter is an eBPF program
+  libseccomp-dev      # skiff-runtime (libcontainer) links libseccomp (its static archive: the binary is static)
+  libelf-dev zlib1g-dev # libbpf (vendored by libbpf-sys): the cgroup v2 device filter is an eBPF program; static archives too
   procps              # ps(1): skiff-runtime ps prints its table, as runc does
 )
 missing=()
