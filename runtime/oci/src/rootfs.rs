@@ -1,5 +1,5 @@
-//! The container's root filesystem as skiff's own init (init.rs) prepares it: the spec's
-//! mounts, the cgroup filesystem, the device nodes and /dev links, then `pivot_root`.
+//! The container's root filesystem as skiff's own init (init.rs) prepares it before
+//! `pivot_root`: the spec's mounts, the cgroup filesystem, the device nodes and /dev links.
 //!
 //! Why not libcontainer's `RootFS::prepare_rootfs`: it resolves every mount destination
 //! through libpathrs, which for each path opens the root afresh, reopens and verifies
@@ -31,7 +31,8 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::cgroups::{Cgroups, Layout};
 
-/// Propagation flags, applied with a separate `mount(2)` after the mount itself.
+/// Propagation flags: never part of a mount call itself (`propagation_of` applies the spec's
+/// afterwards, each with its own call, as the kernel requires).
 const PROPAGATION: MsFlags = MsFlags::MS_SHARED
     .union(MsFlags::MS_SLAVE)
     .union(MsFlags::MS_PRIVATE)
@@ -115,10 +116,13 @@ pub fn prepare(spec: &Spec, rootfs: &Path, cgroups: &Cgroups, cgroup_ns: bool) -
     Ok(())
 }
 
+/// A symlink `name` → `target` in `dir`; one already there is kept.
 fn symlink_at(target: &str, dir: &OwnedFd, name: &str) -> Result<()> {
     match rustix::fs::symlinkat(target, dir, name) {
         Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-        Err(e) => Err(io::Error::from(e)).with_context(|| format!("cannot link /dev/{name}")),
+        Err(e) => {
+            Err(io::Error::from(e)).with_context(|| format!("cannot link {name} to {target}"))
+        }
     }
 }
 
@@ -185,9 +189,13 @@ fn mount_one(
         )
         .with_context(|| format!("mount -t {} {}", typ.unwrap_or(""), source.display()))?;
     }
+    let propagations = propagation_of(mount);
+    if propagations.is_empty() && options.rec_attr.is_none() {
+        return Ok(());
+    }
     // Reopened: the fd still names the directory under the new mount, not its root.
     let mounted = root.open(destination)?;
-    for propagation in propagation_of(mount) {
+    for propagation in propagations {
         nix::mount::mount(
             None::<&str>,
             fd_path(&mounted).as_str(),
@@ -346,7 +354,7 @@ fn mount_cgroup_v1(
         // cpu,cpuacct mounted together: `cpu` and `cpuacct` lead to it, as on the host.
         if name.contains(',') {
             for single in name.split(',') {
-                symlink_in(&dir, &name, single)?;
+                symlink_at(&name, &dir, single)?;
             }
         }
     }
@@ -361,13 +369,6 @@ fn mount_cgroup_v1(
         .context("cannot remount the cgroup tmpfs read-only")?;
     }
     Ok(())
-}
-
-fn symlink_in(dir: &OwnedFd, target: &str, name: &str) -> Result<()> {
-    match rustix::fs::symlinkat(target, dir, name) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-        Err(e) => Err(io::Error::from(e)).with_context(|| format!("cannot link {name}")),
-    }
 }
 
 /// cgroup v2. In a cgroup namespace: a fresh cgroup2 mount, which shows the namespace's root
