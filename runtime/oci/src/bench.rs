@@ -28,20 +28,14 @@ pub fn bench(args: &BenchArgs) -> Result<i32> {
             root: work.join("skiff-root"),
         },
     ];
-    let mut run_times = vec![Vec::new(); runtimes.len()];
-    let mut cycle_times = vec![Vec::new(); runtimes.len()];
-    for i in 0..args.iterations {
-        for (r, runtime) in runtimes.iter().enumerate() {
-            let id = format!("bench-{}-{i}", r);
-            let start = Instant::now();
-            invoke(runtime, &["run", "--bundle", path_str(&bundle), &id])?;
-            run_times[r].push(start.elapsed());
-            let id = format!("bench-c-{}-{i}", r);
-            let start = Instant::now();
-            invoke(runtime, &["create", "--bundle", path_str(&bundle), &id])?;
-            invoke(runtime, &["start", &id])?;
-            invoke(runtime, &["delete", "--force", &id])?;
-            cycle_times[r].push(start.elapsed());
+    let measured = measure(&runtimes, &bundle, args.iterations);
+    // Also after a failed step: containers the loop left are removed by their exact ids.
+    for runtime in &runtimes {
+        for entry in std::fs::read_dir(&runtime.root).into_iter().flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with("bench-") {
+                let _ = invoke(runtime, &["delete", "--force", &id]);
+            }
         }
     }
     // skiff-runtime's per-root cgroup parent is the bench's own (containers were deleted).
@@ -57,6 +51,7 @@ pub fn bench(args: &BenchArgs) -> Result<i32> {
         let _ = std::fs::remove_dir(controller.path().join(parent));
     }
     let _ = std::fs::remove_dir_all(&work);
+    let (mut run_times, mut cycle_times) = measured?;
     println!("{} iterations, interleaved; milliseconds", args.iterations);
     for (label, times) in [
         ("run /bin/true", &mut run_times),
@@ -75,6 +70,32 @@ pub fn bench(args: &BenchArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Runs each sequence `iterations` times per runtime, interleaved; returns per-runtime
+/// durations of `run` and of `create && start && delete --force`.
+fn measure(
+    runtimes: &[Runtime],
+    bundle: &Path,
+    iterations: usize,
+) -> Result<(Vec<Vec<Duration>>, Vec<Vec<Duration>>)> {
+    let mut run_times = vec![Vec::new(); runtimes.len()];
+    let mut cycle_times = vec![Vec::new(); runtimes.len()];
+    for i in 0..iterations {
+        for (r, runtime) in runtimes.iter().enumerate() {
+            let id = format!("bench-{}-{i}", r);
+            let start = Instant::now();
+            invoke(runtime, &["run", "--bundle", path_str(bundle), &id])?;
+            run_times[r].push(start.elapsed());
+            let id = format!("bench-c-{}-{i}", r);
+            let start = Instant::now();
+            invoke(runtime, &["create", "--bundle", path_str(bundle), &id])?;
+            invoke(runtime, &["start", &id])?;
+            invoke(runtime, &["delete", "--force", &id])?;
+            cycle_times[r].push(start.elapsed());
+        }
+    }
+    Ok((run_times, cycle_times))
 }
 
 fn invoke(runtime: &Runtime, args: &[&str]) -> Result<()> {
