@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Per runtime, the duration of each iteration.
+type Timings = Vec<Vec<Duration>>;
+
 struct Runtime {
     name: &'static str,
     program: PathBuf,
@@ -78,7 +81,7 @@ fn measure(
     runtimes: &[Runtime],
     bundle: &Path,
     iterations: usize,
-) -> Result<(Vec<Vec<Duration>>, Vec<Vec<Duration>>)> {
+) -> Result<(Timings, Timings)> {
     let mut run_times = vec![Vec::new(); runtimes.len()];
     let mut cycle_times = vec![Vec::new(); runtimes.len()];
     for i in 0..iterations {
