@@ -34,7 +34,11 @@ pub fn bench(args: &BenchArgs) -> Result<i32> {
     let measured = measure(&runtimes, &bundle, args.iterations);
     // Also after a failed step: containers the loop left are removed by their exact ids.
     for runtime in &runtimes {
-        for entry in std::fs::read_dir(&runtime.root).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&runtime.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let id = entry.file_name().to_string_lossy().into_owned();
             if id.starts_with("bench-") {
                 let _ = invoke(runtime, &["delete", "--force", &id]);
@@ -77,11 +81,7 @@ pub fn bench(args: &BenchArgs) -> Result<i32> {
 
 /// Runs each sequence `iterations` times per runtime, interleaved; returns per-runtime
 /// durations of `run` and of `create && start && delete --force`.
-fn measure(
-    runtimes: &[Runtime],
-    bundle: &Path,
-    iterations: usize,
-) -> Result<(Timings, Timings)> {
+fn measure(runtimes: &[Runtime], bundle: &Path, iterations: usize) -> Result<(Timings, Timings)> {
     let mut run_times = vec![Vec::new(); runtimes.len()];
     let mut cycle_times = vec![Vec::new(); runtimes.len()];
     for i in 0..iterations {
