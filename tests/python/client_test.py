@@ -5,6 +5,7 @@ the first failed check.
 """
 import os
 import sys
+import tempfile
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
@@ -92,10 +93,12 @@ try:
 except ApiException as e:
     check(e.status == 404, "404 after delete")
 
-# The dynamic client walks legacy discovery.
-dyn = DynamicClient(client.ApiClient())
-cms = dyn.resources.get(api_version="v1", kind="ConfigMap").get(namespace=NS)
-check(len(cms.items) == 6, f"dynamic list: {len(cms.items)}")
-deploys = dyn.resources.get(api_version="apps/v1", kind="Deployment").get(namespace=NS)
-check(deploys.items[0].metadata.name == "web", "dynamic deployments")
+# The dynamic client walks legacy discovery. Its discovery cache goes to a directory of this
+# run's own (by default it writes /tmp/osrcp-<hash>.json and never removes it).
+with tempfile.TemporaryDirectory() as cache_dir:
+    dyn = DynamicClient(client.ApiClient(), cache_file=os.path.join(cache_dir, "discovery.json"))
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap").get(namespace=NS)
+    check(len(cms.items) == 6, f"dynamic list: {len(cms.items)}")
+    deploys = dyn.resources.get(api_version="apps/v1", kind="Deployment").get(namespace=NS)
+    check(deploys.items[0].metadata.name == "web", "dynamic deployments")
 print("python kubernetes client: OK")
