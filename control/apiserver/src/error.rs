@@ -4,8 +4,6 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::ResourceInfo;
-
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: u16,
@@ -15,6 +13,27 @@ pub struct ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The resource an error is about, as upstream's errors name it: group, plural and kind. Every
+/// served resource converts into one (`resources::ResourceInfo`), so this module needs no
+/// resource table.
+#[derive(Clone, Copy, Debug)]
+pub struct Kind<'a> {
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub kind: &'a str,
+}
+
+impl Kind<'_> {
+    /// `pods`, `deployments.apps`.
+    fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+}
 
 /// One field-level validation failure (`details.causes[]` of a 422 Invalid).
 #[derive(Debug, Clone)]
@@ -91,7 +110,8 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message)
     }
-    pub fn not_found(info: &ResourceInfo, name: &str) -> ApiError {
+    pub fn not_found<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
+        let info = info.into();
         ApiError {
             details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
             ..ApiError::new(
@@ -108,7 +128,8 @@ impl ApiError {
             "the server could not find the requested resource",
         )
     }
-    pub fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
+    pub fn already_exists<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
+        let info = info.into();
         ApiError {
             details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
             ..ApiError::new(
@@ -118,7 +139,8 @@ impl ApiError {
             )
         }
     }
-    pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> ApiError {
+    pub fn conflict<'a>(info: impl Into<Kind<'a>>, name: &str, why: &str) -> ApiError {
+        let info = info.into();
         ApiError {
             details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
             ..ApiError::new(
@@ -131,14 +153,16 @@ impl ApiError {
             )
         }
     }
-    pub fn modified(info: &ResourceInfo, name: &str) -> ApiError {
+    pub fn modified<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
+        let info = info.into();
         ApiError::conflict(
             info,
             name,
             "the object has been modified; please apply your changes to the latest version and try again",
         )
     }
-    pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<FieldError>) -> ApiError {
+    pub fn invalid<'a>(info: impl Into<Kind<'a>>, name: &str, causes: Vec<FieldError>) -> ApiError {
+        let info = info.into();
         let summary: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))

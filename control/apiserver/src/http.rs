@@ -16,13 +16,11 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::cache::{encode_line, EventType, WatchEvent};
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{
-    parse_rv, partial_metadata, Ctx, IncludeObjectMode, Output, ScaleChange, Shared, Target,
-};
+use crate::handlers::{parse_rv, Ctx, ScaleChange, Shared, Target};
 use crate::patch::PatchType;
 use crate::resources::{self, Sub};
+use crate::response::{self, IncludeObject, Output, WatchShaper};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::table;
 use crate::tls::UserInfo;
 
 /// Upstream's limit on request bodies (3 MiB).
@@ -80,15 +78,12 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
 
 fn output_for(accept: &str, query: &[(String, String)]) -> ApiResult<Output> {
     if accept.contains("as=Table") {
-        let include = match query
-            .iter()
-            .find(|(k, _)| k == "includeObject")
-            .map(|(_, v)| v.as_str())
-        {
-            Some("None") => IncludeObjectMode::None,
-            Some("Object") => IncludeObjectMode::Object,
-            _ => IncludeObjectMode::Metadata,
-        };
+        let include = IncludeObject::from_query(
+            query
+                .iter()
+                .find(|(k, _)| k == "includeObject")
+                .map(|(_, v)| v.as_str()),
+        );
         return Ok(Output::Table(include));
     }
     if accept.contains("as=PartialObjectMetadata") {
@@ -498,7 +493,8 @@ async fn dispatch(
             if !verb_allowed("list") {
                 return Err(ApiError::method_not_allowed());
             }
-            Ok(Reply::Value(200, server.list(target, ctx).await?))
+            let list = server.list(target, ctx).await?;
+            Ok(Reply::Value(200, response::list(info, ctx.output, list)))
         }
         (Method::GET, true, None) if is_watch => {
             // Upstream allows watching one object by name: a field selector on metadata.name.
@@ -526,7 +522,10 @@ async fn dispatch(
                 return Err(ApiError::method_not_allowed());
             }
             let object = server.get(target, ctx).await?;
-            Ok(Reply::Value(200, server.render(info, ctx, object)))
+            Ok(Reply::Value(
+                200,
+                response::object(info, ctx.output, object),
+            ))
         }
         (Method::GET, true, Some(Sub::Scale)) => {
             let object = server
@@ -610,7 +609,7 @@ async fn dispatch(
             value(server.delete_collection(target, ctx, &options).await)
         }
         (_, true, Some(Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward)) => {
-            node_agent_proxy(server, target, ctx).await
+            value(server.node_agent_proxy(target, ctx).await.map(|v| (200, v)))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -626,34 +625,6 @@ async fn delete_options(content_type: &str, body: Body) -> ApiResult<Value> {
         return Err(ApiError::bad_request("DeleteOptions must be a JSON object"));
     }
     Ok(v)
-}
-
-/// pods/log, exec, attach and portforward are served by the node agent (the kubelet issue);
-/// until a node runs one, the answer says exactly that.
-async fn node_agent_proxy(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Reply> {
-    let pod = server
-        .get(
-            &Target {
-                sub: None,
-                ..target.clone()
-            },
-            ctx,
-        )
-        .await?;
-    let node = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if node.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {} does not have a host assigned",
-            target.name.clone().unwrap_or_default()
-        )));
-    }
-    Err(ApiError::unavailable(format!(
-        "no node agent API is reachable for node {node:?}: pods/{} needs a kubelet on that node",
-        target.sub.map(Sub::name).unwrap_or_default()
-    )))
 }
 
 pub fn version() -> Value {
@@ -707,46 +678,18 @@ impl WatchFilter {
     }
 }
 
+/// Encodes one watch event for a watcher: JSON events reuse the event's shared encoded line,
+/// other outputs are shaped by `response`.
 struct Encoder {
-    output: Output,
-    group: &'static str,
-    resource: &'static str,
-    sent_columns: bool,
+    shaper: WatchShaper,
 }
 
 impl Encoder {
     fn line(&mut self, ev: &WatchEvent, kind: EventType, object: &Value) -> Bytes {
-        match self.output {
-            Output::Json if kind == ev.kind => ev.json_line(),
-            Output::Json => encode_line(kind.as_str(), object),
-            Output::PartialMetadata => encode_line(kind.as_str(), &partial_metadata(object)),
-            Output::Table(include) => {
-                let rv = object["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let include = match include {
-                    IncludeObjectMode::None => table::IncludeObject::None,
-                    IncludeObjectMode::Metadata => table::IncludeObject::Metadata,
-                    IncludeObjectMode::Object => table::IncludeObject::Object,
-                };
-                let mut t = table::table(
-                    self.group,
-                    self.resource,
-                    std::slice::from_ref(object),
-                    &rv,
-                    None,
-                    include,
-                    jiff::Timestamp::now(),
-                );
-                if self.sent_columns {
-                    if let Some(o) = t.as_object_mut() {
-                        o.remove("columnDefinitions");
-                    }
-                }
-                self.sent_columns = true;
-                encode_line(kind.as_str(), &t)
-            }
+        match self.shaper.shape(object) {
+            None if kind == ev.kind => ev.json_line(),
+            None => encode_line(kind.as_str(), object),
+            Some(shaped) => encode_line(kind.as_str(), &shaped),
         }
     }
 }
@@ -755,7 +698,10 @@ async fn watch(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Respons
     let info = target.info;
     let filter = WatchFilter {
         labels: LabelSelector::parse(ctx.param("labelSelector").unwrap_or_default())?,
-        fields: FieldSelector::parse(ctx.param("fieldSelector").unwrap_or_default(), info)?,
+        fields: FieldSelector::parse(
+            ctx.param("fieldSelector").unwrap_or_default(),
+            info.strategy.selectable_fields(),
+        )?,
     };
     let timeout = match ctx.param("timeoutSeconds") {
         Some(t) => Duration::from_secs(
@@ -781,10 +727,7 @@ async fn watch(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Respons
     let prefix = info.namespace_prefix(target.namespace.as_deref());
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let mut encoder = Encoder {
-        output: ctx.output,
-        group: info.group,
-        resource: info.resource,
-        sent_columns: false,
+        shaper: WatchShaper::new(info, ctx.output),
     };
     match cacher.start_watch(from, &prefix) {
         Err(e) => {

@@ -1,29 +1,34 @@
 //! skiff's kube-apiserver: the Kubernetes REST API over an etcd v3 client.
 //!
-//! Layout: `resources` (what is served), `http` (routing, bodies, watch streams), `handlers` (the
-//! verbs), `storage` (etcd access), `cache` (the watch cache), `defaults` + `validation` (the
-//! strategies), `services` (ClusterIP/NodePort allocation), `patch`, `protobuf`, `table`,
-//! `discovery`, `openapi`, `tls` (PKI, tokens, kubeconfig), `server` (flags and startup).
+//! A request's path: `http` (routing, authentication, body decoding, watch streams) → `handlers`
+//! (the generic verbs) → the resource's strategy in `registry` (defaults, validation, hooks,
+//! printer), found through the one table in `resources` → `storage` (etcd access) and `cache`
+//! (the watch cache) → `response` (JSON, Table or PartialObjectMetadata) → `http`.
+//!
+//! Beside them: `patch` and `apply` (patch types, server-side apply), `protobuf` and `json` (body
+//! formats), `selectors`, `names` (name predicates), `table` (printer machinery), `discovery`,
+//! `openapi`, `tls` (PKI, tokens, kubeconfig), `metrics`, `server` (flags and startup).
 
 pub mod apply;
 pub mod cache;
-pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod names;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod registry;
 pub mod resources;
+pub mod response;
 pub mod selectors;
 pub mod server;
-pub mod services;
 pub mod storage;
 pub mod table;
+pub mod timestamps;
 pub mod tls;
-pub mod validation;
 
 pub use server::{run, start, ApiServerArgs};

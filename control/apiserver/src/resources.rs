@@ -1,5 +1,7 @@
-//! The registry of served resources: one entry per REST resource with everything discovery,
-//! storage, the OpenAPI documents and typed decoding need. Adding a resource is adding a line here.
+//! The table of served resources: one line per REST resource with everything discovery,
+//! storage, the OpenAPI documents and typed decoding need, and the strategy that holds the
+//! resource's behaviour (`registry/`). Adding a resource is adding its registry file and its line
+//! here.
 
 use k8s_openapi::api::{
     apps::v1 as apps, authorization::v1 as authz, batch::v1 as batch,
@@ -8,6 +10,9 @@ use k8s_openapi::api::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
+
+use crate::error::Kind;
+use crate::registry::{self, Strategy};
 
 /// Typed operations for a kind, monomorphised once per k8s-openapi type.
 #[derive(Clone, Copy)]
@@ -138,6 +143,18 @@ pub struct ResourceInfo {
     pub subresources: &'static [Sub],
     pub verbs: &'static [&'static str],
     pub typed: TypedOps,
+    /// The resource's behaviour: defaults, validation, printer, hooks.
+    pub strategy: &'static dyn Strategy,
+}
+
+impl<'a> From<&'a ResourceInfo> for Kind<'a> {
+    fn from(info: &'a ResourceInfo) -> Kind<'a> {
+        Kind {
+            group: info.group,
+            resource: info.resource,
+            kind: info.kind,
+        }
+    }
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -197,7 +214,8 @@ impl ResourceInfo {
 
 macro_rules! resource {
     ($group:expr, $version:expr, $resource:expr, $kind:expr, $singular:expr, $namespaced:expr, $ty:ty,
-     short: [$($short:expr),*], cat: [$($cat:expr),*], sub: [$($sub:expr),*], verbs: $verbs:expr) => {
+     short: [$($short:expr),*], cat: [$($cat:expr),*], sub: [$($sub:expr),*], verbs: $verbs:expr,
+     strategy: $strategy:expr) => {
         ResourceInfo {
             group: $group,
             version: $version,
@@ -210,6 +228,7 @@ macro_rules! resource {
             subresources: &[$($sub),*],
             verbs: $verbs,
             typed: typed!($ty),
+            strategy: $strategy,
         }
     };
 }
@@ -218,73 +237,107 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
     use Sub::*;
     vec![
         resource!("", "v1", "namespaces", "Namespace", "namespace", false, core::Namespace,
-            short: ["ns"], cat: [], sub: [Status, Finalize], verbs: NAMESPACE_VERBS),
+            short: ["ns"], cat: [], sub: [Status, Finalize], verbs: NAMESPACE_VERBS,
+            strategy: &registry::core::namespaces::STRATEGY),
         resource!("", "v1", "pods", "Pod", "pod", true, core::Pod,
-            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward], verbs: ALL_VERBS),
+            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward], verbs: ALL_VERBS,
+            strategy: &registry::core::pods::STRATEGY),
         resource!("", "v1", "nodes", "Node", "node", false, core::Node,
-            short: ["no"], cat: [], sub: [Status], verbs: ALL_VERBS),
+            short: ["no"], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::core::nodes::STRATEGY),
         resource!("", "v1", "services", "Service", "service", true, core::Service,
-            short: ["svc"], cat: ["all"], sub: [Status], verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),
+            short: ["svc"], cat: ["all"], sub: [Status], verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            strategy: &registry::core::services::STRATEGY),
         resource!("", "v1", "endpoints", "Endpoints", "endpoints", true, core::Endpoints,
-            short: ["ep"], cat: [], sub: [], verbs: ALL_VERBS),
+            short: ["ep"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::core::endpoints::STRATEGY),
         resource!("", "v1", "configmaps", "ConfigMap", "configmap", true, core::ConfigMap,
-            short: ["cm"], cat: [], sub: [], verbs: ALL_VERBS),
+            short: ["cm"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::core::configmaps::STRATEGY),
         resource!("", "v1", "secrets", "Secret", "secret", true, core::Secret,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::core::secrets::STRATEGY),
         resource!("", "v1", "serviceaccounts", "ServiceAccount", "serviceaccount", true, core::ServiceAccount,
-            short: ["sa"], cat: [], sub: [], verbs: ALL_VERBS),
+            short: ["sa"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::core::serviceaccounts::STRATEGY),
         resource!("", "v1", "events", "Event", "event", true, core::Event,
-            short: ["ev"], cat: [], sub: [], verbs: ALL_VERBS),
+            short: ["ev"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::core::events::STRATEGY),
         resource!("", "v1", "limitranges", "LimitRange", "limitrange", true, core::LimitRange,
-            short: ["limits"], cat: [], sub: [], verbs: ALL_VERBS),
+            short: ["limits"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::PLAIN),
         resource!("", "v1", "resourcequotas", "ResourceQuota", "resourcequota", true, core::ResourceQuota,
-            short: ["quota"], cat: [], sub: [Status], verbs: ALL_VERBS),
+            short: ["quota"], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::core::resourcequotas::STRATEGY),
         resource!("", "v1", "podtemplates", "PodTemplate", "podtemplate", true, core::PodTemplate,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::core::podtemplates::STRATEGY),
         resource!("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", "persistentvolumeclaim", true, core::PersistentVolumeClaim,
-            short: ["pvc"], cat: [], sub: [Status], verbs: ALL_VERBS),
+            short: ["pvc"], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::core::persistentvolumes::CLAIMS_STRATEGY),
         resource!("", "v1", "persistentvolumes", "PersistentVolume", "persistentvolume", false, core::PersistentVolume,
-            short: ["pv"], cat: [], sub: [Status], verbs: ALL_VERBS),
+            short: ["pv"], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::core::persistentvolumes::STRATEGY),
         resource!("apps", "v1", "deployments", "Deployment", "deployment", true, apps::Deployment,
-            short: ["deploy"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS),
+            short: ["deploy"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS,
+            strategy: &registry::apps::deployments::STRATEGY),
         resource!("apps", "v1", "replicasets", "ReplicaSet", "replicaset", true, apps::ReplicaSet,
-            short: ["rs"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS),
+            short: ["rs"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS,
+            strategy: &registry::apps::replicasets::STRATEGY),
         resource!("apps", "v1", "daemonsets", "DaemonSet", "daemonset", true, apps::DaemonSet,
-            short: ["ds"], cat: ["all"], sub: [Status], verbs: ALL_VERBS),
+            short: ["ds"], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::apps::daemonsets::STRATEGY),
         resource!("apps", "v1", "statefulsets", "StatefulSet", "statefulset", true, apps::StatefulSet,
-            short: ["sts"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS),
+            short: ["sts"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS,
+            strategy: &registry::apps::statefulsets::STRATEGY),
         resource!("apps", "v1", "controllerrevisions", "ControllerRevision", "controllerrevision", true, apps::ControllerRevision,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::apps::controllerrevisions::STRATEGY),
         resource!("batch", "v1", "jobs", "Job", "job", true, batch::Job,
-            short: [], cat: ["all"], sub: [Status], verbs: ALL_VERBS),
+            short: [], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::batch::jobs::STRATEGY),
         resource!("batch", "v1", "cronjobs", "CronJob", "cronjob", true, batch::CronJob,
-            short: ["cj"], cat: ["all"], sub: [Status], verbs: ALL_VERBS),
+            short: ["cj"], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::batch::cronjobs::STRATEGY),
         resource!("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", "endpointslice", true, discovery::EndpointSlice,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::discovery::ENDPOINT_SLICES),
         resource!("coordination.k8s.io", "v1", "leases", "Lease", "lease", true, coordination::Lease,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::coordination::LEASES),
         resource!("networking.k8s.io", "v1", "ingresses", "Ingress", "ingress", true, networking::Ingress,
-            short: ["ing"], cat: [], sub: [Status], verbs: ALL_VERBS),
+            short: ["ing"], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::networking::INGRESSES),
         resource!("networking.k8s.io", "v1", "ingressclasses", "IngressClass", "ingressclass", false, networking::IngressClass,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::networking::INGRESS_CLASSES),
         resource!("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", "networkpolicy", true, networking::NetworkPolicy,
-            short: ["netpol"], cat: [], sub: [], verbs: ALL_VERBS),
+            short: ["netpol"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::networking::NETWORK_POLICIES),
         resource!("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", "poddisruptionbudget", true, policy::PodDisruptionBudget,
-            short: ["pdb"], cat: [], sub: [Status], verbs: ALL_VERBS),
+            short: ["pdb"], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::policy::POD_DISRUPTION_BUDGETS),
         resource!("rbac.authorization.k8s.io", "v1", "roles", "Role", "role", true, rbac::Role,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::rbac::ROLES),
         resource!("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", "rolebinding", true, rbac::RoleBinding,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::rbac::ROLE_BINDINGS),
         resource!("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", "clusterrole", false, rbac::ClusterRole,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::rbac::CLUSTER_ROLES),
         resource!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", "clusterrolebinding", false, rbac::ClusterRoleBinding,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS),
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::rbac::CLUSTER_ROLE_BINDINGS),
         resource!("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview", false, authz::SelfSubjectAccessReview,
-            short: [], cat: [], sub: [], verbs: CREATE_ONLY),
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY,
+            strategy: &registry::authorization::ACCESS_REVIEWS),
         resource!("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", "selfsubjectrulesreview", false, authz::SelfSubjectRulesReview,
-            short: [], cat: [], sub: [], verbs: CREATE_ONLY),
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY,
+            strategy: &registry::authorization::RULES_REVIEWS),
         resource!("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", "subjectaccessreview", false, authz::SubjectAccessReview,
-            short: [], cat: [], sub: [], verbs: CREATE_ONLY),
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY,
+            strategy: &registry::authorization::ACCESS_REVIEWS),
     ]
 });
 

@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::resources::ResourceInfo;
 
 #[derive(Debug, Clone, PartialEq)]
 enum LabelReq {
@@ -29,15 +28,15 @@ fn valid_label_key(key: &str) -> bool {
         None => (None, key),
     };
     if let Some(p) = prefix {
-        if p.is_empty() || p.len() > 253 || !crate::validation::is_dns1123_subdomain(p) {
+        if p.is_empty() || p.len() > 253 || !crate::names::is_dns1123_subdomain(p) {
             return false;
         }
     }
-    crate::validation::is_qualified_name_part(name)
+    crate::names::is_qualified_name_part(name)
 }
 
 fn valid_label_value(v: &str) -> bool {
-    v.is_empty() || crate::validation::is_qualified_name_part(v)
+    v.is_empty() || crate::names::is_qualified_name_part(v)
 }
 
 impl LabelSelector {
@@ -264,44 +263,6 @@ pub struct FieldSelector {
     reqs: Vec<(String, String, bool)>,
 }
 
-/// Field paths each resource supports beyond metadata.name / metadata.namespace
-/// (upstream's per-resource `GetAttrs`/field label conversion funcs).
-fn supported_fields(info: &ResourceInfo) -> &'static [&'static str] {
-    match (info.group, info.resource) {
-        ("", "pods") => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        ("", "events") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        ("", "secrets") => &["type"],
-        ("", "nodes") => &["spec.unschedulable"],
-        ("", "namespaces") => &["status.phase"],
-        ("", "replicationcontrollers") => &["status.replicas"],
-        ("apps", "replicasets") => &["status.replicas"],
-        ("batch", "jobs") => &["status.successful"],
-        ("certificates.k8s.io", "certificatesigningrequests") => &["spec.signerName"],
-        _ => &[],
-    }
-}
-
 /// The string value upstream compares for a field path.
 fn field_value(object: &Value, path: &str) -> String {
     if path == "source" {
@@ -320,7 +281,9 @@ fn field_value(object: &Value, path: &str) -> String {
 }
 
 impl FieldSelector {
-    pub fn parse(input: &str, info: &ResourceInfo) -> ApiResult<FieldSelector> {
+    /// `selectable`: the field paths the resource supports beyond metadata.name and
+    /// metadata.namespace (its strategy's `selectable_fields`).
+    pub fn parse(input: &str, selectable: &[&str]) -> ApiResult<FieldSelector> {
         let mut reqs = Vec::new();
         for part in split_unescaped(input, ',') {
             let part = part.trim();
@@ -341,7 +304,7 @@ impl FieldSelector {
             let field = field.trim();
             if field != "metadata.name"
                 && field != "metadata.namespace"
-                && !supported_fields(info).contains(&field)
+                && !selectable.contains(&field)
             {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
@@ -458,7 +421,7 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let pods = crate::resources::pods();
+        let pods = crate::resources::pods().strategy.selectable_fields();
         let pod = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         assert!(FieldSelector::parse("spec.nodeName=n1", pods)
             .unwrap()

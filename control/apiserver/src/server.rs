@@ -12,8 +12,9 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 
 use crate::cache::Caches;
-use crate::handlers::{ApiServer, Ctx, Output, Target};
+use crate::handlers::{ApiServer, Ctx, Target};
 use crate::resources;
+use crate::response::Output;
 use crate::storage::Storage;
 use crate::tls::{self, Tokens, UserInfo};
 
@@ -142,7 +143,7 @@ pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow
         "",
         Some("default"),
         json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
-               "spec": {"type": "ClusterIP", "clusterIP": crate::services::KUBERNETES_SERVICE_IP,
+               "spec": {"type": "ClusterIP", "clusterIP": crate::registry::core::services::allocator::KUBERNETES_SERVICE_IP,
                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
     )
     .await?;

@@ -8,8 +8,7 @@ use std::net::Ipv4Addr;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::resources::services;
+use crate::error::{ApiError, ApiResult, FieldError, Kind};
 use crate::storage::{Extra, Storage};
 
 pub const SERVICE_CIDR_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
@@ -17,6 +16,13 @@ pub const SERVICE_CIDR_SIZE: u32 = 1 << 20; // /12
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 pub const NODE_PORT_MIN: i64 = 30000;
 pub const NODE_PORT_MAX: i64 = 32767;
+
+/// What allocation errors name.
+const SERVICES: Kind<'static> = Kind {
+    group: "",
+    resource: "services",
+    kind: "Service",
+};
 
 fn ip_key(ip: &str) -> String {
     format!("/registry/ranges/serviceips/{ip}")
@@ -68,7 +74,7 @@ pub async fn allocate(
     new: &mut Value,
     owner: &str,
 ) -> ApiResult<Extra> {
-    let info = services();
+    let info = SERVICES;
     let name = new["metadata"]["name"]
         .as_str()
         .unwrap_or_default()

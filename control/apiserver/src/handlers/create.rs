@@ -1,0 +1,122 @@
+//! create: decode and check the object, name it (generateName), give it identity, then the
+//! strategy's defaults, create-time defaults, validation and allocations, and one
+//! create-if-absent in the store.
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::{decode_object, meta, meta_mut, ApiServer, Ctx, Target};
+use crate::error::{ApiError, ApiResult};
+use crate::resources::Sub;
+use crate::storage::{Extra, Write};
+use crate::{registry, timestamps};
+
+impl ApiServer {
+    pub async fn create(&self, target: &Target, ctx: &Ctx, body: Value) -> ApiResult<(u16, Value)> {
+        let info = target.info;
+        let mut object = decode_object(info, ctx, body)?;
+        if info.is_virtual() {
+            return Ok((201, info.strategy.review(&ctx.user, object)));
+        }
+        // The namespace comes from the URL; a different one in the body is an error.
+        if info.namespaced {
+            let url_ns = target.namespace.clone().unwrap_or_default();
+            match meta(&object)["namespace"].as_str() {
+                Some(ns) if !ns.is_empty() && ns != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {
+                    meta_mut(&mut object).insert("namespace".into(), json!(url_ns));
+                }
+            }
+        } else {
+            meta_mut(&mut object).remove("namespace");
+        }
+        let generate_name = meta(&object)["generateName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let explicit_name = meta(&object)["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for attempt in 0..8 {
+            let mut candidate = object.clone();
+            let name = if explicit_name.is_empty() && !generate_name.is_empty() {
+                const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+                let suffix: String = (0..5)
+                    .map(|_| ALPHABET[rand::rng().random_range(0..ALPHABET.len())] as char)
+                    .collect();
+                format!("{generate_name}{suffix}")
+            } else {
+                explicit_name.clone()
+            };
+            let t = Target {
+                name: Some(name.clone()),
+                ..target.clone()
+            };
+            self.check_namespace(&t, true).await?;
+            let uid = uuid::Uuid::new_v4().to_string();
+            {
+                let m = meta_mut(&mut candidate);
+                m.insert("name".into(), json!(name));
+                m.insert("uid".into(), json!(uid));
+                m.insert("creationTimestamp".into(), json!(timestamps::now_rfc3339()));
+                for k in [
+                    "resourceVersion",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "selfLink",
+                ] {
+                    m.remove(k);
+                }
+                if info.strategy.tracks_generation() {
+                    m.insert("generation".into(), json!(1));
+                } else {
+                    m.remove("generation");
+                }
+            }
+            if info.has(Sub::Status) && !info.strategy.keeps_status_on_create() {
+                if let Some(o) = candidate.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+            info.strategy.default(&mut candidate);
+            info.strategy.prepare_for_create(&mut candidate, &uid);
+            let errors = registry::validate(info.strategy, &candidate);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(info, &name, errors));
+            }
+            let key = t.key();
+            let extra = match info
+                .strategy
+                .allocate(&self.storage, None, &mut candidate, &key)
+            {
+                Some(allocation) => allocation.await?,
+                None => Extra::default(),
+            };
+            if ctx.dry_run() {
+                return Ok((201, candidate));
+            }
+            match self.storage.create(&key, &candidate, &extra).await? {
+                Write::Done(rev) => {
+                    crate::storage::set_resource_version(&mut candidate, rev);
+                    return Ok((201, candidate));
+                }
+                Write::Conflict => {
+                    let exists = self.storage.get(&key).await?.is_some();
+                    if exists && (explicit_name.is_empty() && attempt < 7) {
+                        continue; // generateName collision: try another suffix
+                    }
+                    if exists {
+                        return Err(ApiError::already_exists(info, &name));
+                    }
+                    // An allocation raced with another writer: allocate again.
+                }
+            }
+        }
+        Err(ApiError::already_exists(info, &explicit_name))
+    }
+}

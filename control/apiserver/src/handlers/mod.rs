@@ -1,0 +1,278 @@
+//! The REST verbs on stored objects, as upstream's generic registry store
+//! (`apiserver/pkg/registry/generic/registry/store.go`) runs them: `read.rs` (get, list),
+//! `create.rs`, `update.rs` (update, patch, server-side apply, the guaranteed update loop),
+//! `delete.rs` (delete, deletecollection) and `subresources.rs` (scale, and the pod
+//! subresources binding, eviction and the node-agent proxies). The verbs know no resource by
+//! name: everything resource-specific comes from the resource's strategy (`registry/`). They
+//! return objects; `response.rs` shapes them for the client, `http.rs` routes to them.
+
+mod create;
+mod delete;
+mod read;
+mod subresources;
+mod update;
+
+pub use subresources::ScaleChange;
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::cache::Caches;
+use crate::error::{ApiError, ApiResult};
+use crate::resources::{self, ResourceInfo, Sub};
+use crate::response::Output;
+use crate::storage::{Storage, Stored};
+use crate::tls::{Tokens, UserInfo};
+
+/// How many times an unconditional update retries after losing a compare-and-swap race.
+const MAX_RETRIES: usize = 16;
+
+pub struct ApiServer {
+    pub storage: Storage,
+    pub caches: Caches,
+    pub tokens: Option<Tokens>,
+    pub metrics: crate::metrics::Metrics,
+    /// host:port clients reach this server at (discovery's serverAddressByClientCIDRs).
+    pub server_address: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+/// One request's parameters.
+pub struct Ctx {
+    pub user: UserInfo,
+    pub query: Vec<(String, String)>,
+    pub output: Output,
+    pub warnings: parking_lot::Mutex<Vec<String>>,
+    /// Duplicate fields found while parsing the request body (json.rs), reported by
+    /// `decode_object` under the request's fieldValidation.
+    pub duplicate_fields: parking_lot::Mutex<Vec<String>>,
+}
+
+impl Ctx {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn params(&self, name: &str) -> Vec<String> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    pub fn dry_run(&self) -> bool {
+        self.param("dryRun").is_some_and(|v| v == "All")
+    }
+    pub fn field_validation(&self) -> ApiResult<FieldValidation> {
+        match self.param("fieldValidation") {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other}. Supported values are: Ignore, Warn, Strict"
+            ))),
+        }
+    }
+}
+
+/// A resource addressed by a request URL.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<Sub>,
+}
+
+impl Target {
+    pub fn key(&self) -> String {
+        self.info.key(
+            self.namespace.as_deref(),
+            self.name.as_deref().unwrap_or_default(),
+        )
+    }
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+}
+
+pub(crate) fn meta(v: &Value) -> &Value {
+    &v["metadata"]
+}
+
+pub(crate) fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
+    if !v["metadata"].is_object() {
+        v["metadata"] = json!({});
+    }
+    v["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+pub(crate) fn finalizers(v: &Value) -> Vec<String> {
+    meta(v)["finalizers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Unknown fields: keys present (non-null) in what the client sent but gone after decoding into
+/// the k8s-openapi type, reported with upstream's paths (`spec.foo`, `spec.containers[0].bar`).
+pub fn unknown_fields(sent: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+    match (sent, decoded) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    None if !v.is_null() => out.push(here),
+                    Some(d) => unknown_fields(v, d, &here, out),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                unknown_fields(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks kind/apiVersion against the URL, decodes into the typed object and applies
+/// fieldValidation. Returns the normalised JSON.
+pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResult<Value> {
+    let Some(obj) = body.as_object_mut() else {
+        return Err(ApiError::bad_request(format!(
+            "the body of the request must be a JSON object describing a {}",
+            info.kind
+        )));
+    };
+    let api_version = info.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() && v != api_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )))
+        }
+        _ => {
+            obj.insert("apiVersion".into(), json!(api_version));
+        }
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if !k.is_empty() && k != info.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({}) for this URL",
+                info.kind
+            )))
+        }
+        _ => {
+            obj.insert("kind".into(), json!(info.kind));
+        }
+    }
+    let decoded = (info.typed.normalize)(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            info.kind, info.version, info.kind
+        ))
+    })?;
+    let mut unknown = Vec::new();
+    unknown_fields(&body, &decoded, "", &mut unknown);
+    let duplicates = std::mem::take(&mut *ctx.duplicate_fields.lock());
+    if !unknown.is_empty() || !duplicates.is_empty() {
+        let list: Vec<String> = duplicates
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .chain(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
+            .collect();
+        match ctx.field_validation()? {
+            FieldValidation::Strict => {
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )))
+            }
+            FieldValidation::Warn => ctx.warnings.lock().extend(list),
+            FieldValidation::Ignore => {}
+        }
+    } else {
+        ctx.field_validation()?;
+    }
+    Ok(decoded)
+}
+
+impl ApiServer {
+    /// Namespace lifecycle (upstream's NamespaceLifecycle admission): a namespaced object
+    /// needs its namespace to exist, and a new one may not enter a terminating namespace.
+    async fn check_namespace(&self, target: &Target, creating: bool) -> ApiResult<()> {
+        if !target.info.namespaced {
+            return Ok(());
+        }
+        let Some(ns) = target.namespace.as_deref() else {
+            return Err(ApiError::bad_request(
+                "a namespace is required for this resource",
+            ));
+        };
+        let nsinfo = resources::namespaces();
+        let key = nsinfo.key(None, ns);
+        // The namespace watch cache answers almost every time (upstream's lifecycle admission
+        // uses an informer too); a miss — e.g. a namespace created a moment ago — reads etcd.
+        let cached = match self.caches.get(nsinfo).await {
+            Ok(cacher) => cacher.lookup(&key),
+            Err(_) => None,
+        };
+        let namespace = match cached {
+            Some(object) => Some((*object).clone()),
+            None => self.storage.get(&key).await?.map(|s| s.object),
+        };
+        match namespace {
+            None => Err(ApiError::not_found(nsinfo, ns)),
+            Some(o) if creating && !meta(&o)["deletionTimestamp"].is_null() => Err(ApiError {
+                details: Some(json!({"name": target.name(), "group": target.info.group, "kind": target.info.resource, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]})),
+                ..ApiError::forbidden(format!(
+                    "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    target.info.qualified(),
+                    target.name()
+                ))
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The watch cache's copy of `key`, if the cache holds it.
+    async fn cached(&self, info: &'static ResourceInfo, key: &str) -> Option<Stored> {
+        let object = self.caches.get(info).await.ok()?.lookup(key)?;
+        let mod_revision = meta(&object)["resourceVersion"].as_str()?.parse().ok()?;
+        Some(Stored {
+            key: key.to_string(),
+            object: (*object).clone(),
+            mod_revision,
+        })
+    }
+}
+
+pub fn parse_rv(rv: &str) -> ApiResult<i64> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+pub type Shared = Arc<ApiServer>;

@@ -1,0 +1,345 @@
+//! update, patch and server-side apply: read, modify, compare-and-swap, retried on races
+//! (upstream's GuaranteedUpdate), with the generic update rules (identity, status, generation)
+//! and the strategy's defaults, update rules, validation and allocations.
+
+use serde_json::{json, Value};
+
+use super::{decode_object, finalizers, meta, meta_mut, ApiServer, Ctx, Target, MAX_RETRIES};
+use crate::apply;
+use crate::error::{ApiError, ApiResult};
+use crate::patch::{self, PatchType};
+use crate::resources::{ResourceInfo, Sub};
+use crate::storage::{Extra, Write};
+use crate::{registry, timestamps};
+
+impl ApiServer {
+    /// Replaces an object (PUT). `sub` = Some(Status|Finalize) updates only that part.
+    pub async fn update(&self, target: &Target, ctx: &Ctx, body: Value) -> ApiResult<(u16, Value)> {
+        let info = target.info;
+        let new = decode_object(info, ctx, body)?;
+        let body_name = meta(&new)["name"].as_str().unwrap_or_default();
+        if body_name != target.name() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({})",
+                target.name()
+            )));
+        }
+        let precondition = meta(&new)["resourceVersion"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        self.guaranteed_update(target, ctx, precondition, move |_current| Ok(new.clone()))
+            .await
+    }
+
+    pub async fn patch(
+        &self,
+        target: &Target,
+        ctx: &Ctx,
+        patch_type: PatchType,
+        body: &[u8],
+    ) -> ApiResult<(u16, Value)> {
+        let info = target.info;
+        let definition = (info.typed.definition)().to_string();
+        let body = body.to_vec();
+        // A patch is conditional only if it sets metadata.resourceVersion itself.
+        let precondition = serde_json::from_slice::<Value>(&body).ok().and_then(|p| {
+            p.pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        ctx.field_validation()?;
+        // Server-side apply: who applies (upstream requires it), and what they apply.
+        let applier = if patch_type == PatchType::Apply {
+            let manager = ctx.param("fieldManager").unwrap_or_default().to_string();
+            if manager.is_empty() {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            let config = Value::Object(patch::parse_apply_config(&body).map_err(patch_error)?);
+            let fields = apply::field_set(&definition, &config);
+            Some((manager, config, fields))
+        } else {
+            None
+        };
+        let result = self
+            .guaranteed_update(target, ctx, precondition, |current| {
+                let mut patched = patch::apply_patch(&definition, current, patch_type, &body)
+                    .map_err(patch_error)?;
+                if let Some((manager, _, fields)) = &applier {
+                    let previous = apply::previous(current, manager);
+                    let others = apply::others(current, manager);
+                    apply::remove_dropped(&mut patched, &previous, fields, &others);
+                    apply::record(
+                        &mut patched,
+                        manager,
+                        &info.api_version(),
+                        fields.clone(),
+                        &timestamps::now_rfc3339(),
+                    );
+                }
+                decode_object(info, ctx, patched)
+            })
+            .await;
+        match (result, applier) {
+            // Server-side apply creates the object when it does not exist.
+            (Err(e), Some((manager, mut object, fields)))
+                if e.code == 404 && target.sub.is_none() =>
+            {
+                if !object["metadata"].is_object() {
+                    object["metadata"] = json!({});
+                }
+                apply::record(
+                    &mut object,
+                    &manager,
+                    &info.api_version(),
+                    fields,
+                    &timestamps::now_rfc3339(),
+                );
+                self.create(target, ctx, object).await
+            }
+            (other, _) => other,
+        }
+    }
+
+    /// Read, modify, compare-and-swap, retried on races (upstream's GuaranteedUpdate).
+    ///
+    /// The first attempt starts from the watch cache's copy, as upstream's does: when it is
+    /// current, the update costs one store round trip instead of two. A cached copy can be
+    /// stale, so anything it leads to short of a successful write — a failed compare, a
+    /// precondition or validation error, "nothing changed" — is retried from the store before
+    /// it is answered.
+    pub(super) async fn guaranteed_update<F>(
+        &self,
+        target: &Target,
+        ctx: &Ctx,
+        precondition: Option<String>,
+        modify: F,
+    ) -> ApiResult<(u16, Value)>
+    where
+        F: Fn(&Value) -> ApiResult<Value>,
+    {
+        let info = target.info;
+        let key = target.key();
+        let mut try_cache = !ctx.dry_run();
+        for _ in 0..MAX_RETRIES {
+            let cached = if std::mem::take(&mut try_cache) {
+                self.cached(info, &key).await
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            let current = match cached {
+                Some(current) => current,
+                None => match self.storage.get(&key).await? {
+                    Some(current) => current,
+                    None => return Err(ApiError::not_found(info, target.name())),
+                },
+            };
+            // An answer that a stale cached copy may have caused: retry from the store.
+            macro_rules! answer {
+                ($result:expr) => {
+                    if from_cache {
+                        continue;
+                    } else {
+                        return $result;
+                    }
+                };
+            }
+            if let Some(rv) = &precondition {
+                if *rv != current.mod_revision.to_string() {
+                    answer!(Err(ApiError::modified(info, target.name())));
+                }
+            }
+            let proposed = match modify(&current.object) {
+                Ok(proposed) => proposed,
+                Err(e) => answer!(Err(e)),
+            };
+            // A uid in the new object is a precondition (upstream's store: "Precondition
+            // failed: UID in precondition ..."); it guards writers against a re-created object.
+            if let Some(uid) = proposed.pointer("/metadata/uid").and_then(Value::as_str) {
+                let existing = meta(&current.object)["uid"].as_str().unwrap_or_default();
+                if !uid.is_empty() && uid != existing {
+                    answer!(Err(ApiError::conflict(
+                        info,
+                        target.name(),
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {existing}"
+                        ),
+                    )));
+                }
+            }
+            let mut next = match target.sub {
+                Some(Sub::Status) => with_status_from(&current.object, &proposed),
+                Some(Sub::Finalize) => {
+                    let mut n = current.object.clone();
+                    n["spec"]["finalizers"] = proposed["spec"]["finalizers"].clone();
+                    n
+                }
+                _ => self.prepare_update(info, &current.object, proposed),
+            };
+            info.strategy.default(&mut next);
+            let mut errors = registry::validate(info.strategy, &next);
+            info.strategy
+                .validate_update(&current.object, &next, &mut errors);
+            if !errors.is_empty() {
+                answer!(Err(ApiError::invalid(info, target.name(), errors)));
+            }
+            let mut extra = Extra::default();
+            if target.sub.is_none() {
+                let allocation =
+                    info.strategy
+                        .allocate(&self.storage, Some(&current.object), &mut next, &key);
+                if let Some(allocation) = allocation {
+                    extra = match allocation.await {
+                        Ok(extra) => extra,
+                        Err(e) => answer!(Err(e)),
+                    };
+                }
+            }
+            if ctx.dry_run() {
+                return Ok((200, next));
+            }
+            if should_delete_after_update(info, &next) {
+                let release = Extra {
+                    creates: vec![],
+                    deletes: info.strategy.held_keys(&next),
+                };
+                match self
+                    .storage
+                    .delete(&key, current.mod_revision, &release)
+                    .await?
+                {
+                    Write::Done(rev) => {
+                        crate::storage::set_resource_version(&mut next, rev);
+                        return Ok((200, next));
+                    }
+                    Write::Conflict => continue,
+                }
+            }
+            if next == current.object {
+                // Nothing changed: no write, the same resourceVersion (as upstream).
+                answer!(Ok((200, next)));
+            }
+            match self
+                .storage
+                .update(&key, &next, current.mod_revision, &extra)
+                .await?
+            {
+                Write::Done(rev) => {
+                    crate::storage::set_resource_version(&mut next, rev);
+                    return Ok((200, next));
+                }
+                Write::Conflict if precondition.is_some() => {
+                    answer!(Err(ApiError::modified(info, target.name())))
+                }
+                Write::Conflict => continue,
+            }
+        }
+        Err(ApiError::modified(info, target.name()))
+    }
+
+    /// Keeps what a main-resource update may not change: identity, timestamps, deletion state
+    /// and (for resources with a status subresource) status; bumps generation on spec changes.
+    fn prepare_update(&self, info: &ResourceInfo, old: &Value, mut new: Value) -> Value {
+        let old_meta = meta(old).clone();
+        {
+            let m = meta_mut(&mut new);
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match old_meta.get(k) {
+                    Some(v) => {
+                        m.insert(k.into(), v.clone());
+                    }
+                    None => {
+                        m.remove(k);
+                    }
+                }
+            }
+            m.remove("resourceVersion");
+        }
+        if info.has(Sub::Status) {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
+        info.strategy.prepare_for_update(&mut new, old);
+        if info.strategy.tracks_generation() {
+            let generation = old_meta["generation"].as_i64().unwrap_or(1);
+            let changed = old.get("spec") != new.get("spec");
+            meta_mut(&mut new).insert(
+                "generation".into(),
+                json!(if changed { generation + 1 } else { generation }),
+            );
+        }
+        new
+    }
+}
+
+/// A status update: the stored object with only `status` (and metadata labels/annotations)
+/// taken from the request, as upstream's status strategies do.
+fn with_status_from(current: &Value, proposed: &Value) -> Value {
+    let mut next = current.clone();
+    match proposed.get("status") {
+        Some(s) => next["status"] = s.clone(),
+        None => {
+            if let Some(o) = next.as_object_mut() {
+                o.remove("status");
+            }
+        }
+    }
+    for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        match meta(proposed).get(k) {
+            Some(v) => {
+                meta_mut(&mut next).insert(k.into(), v.clone());
+            }
+            None => {
+                meta_mut(&mut next).remove(k);
+            }
+        }
+    }
+    meta_mut(&mut next).remove("resourceVersion");
+    next
+}
+
+/// Upstream deletes an object during an update that leaves it marked for deletion with no
+/// finalizers and no grace period left, and nothing else holding it (the strategy's say).
+fn should_delete_after_update(info: &ResourceInfo, object: &Value) -> bool {
+    let m = meta(object);
+    if m["deletionTimestamp"].is_null() || !finalizers(object).is_empty() {
+        return false;
+    }
+    if info.strategy.blocks_deletion(object) {
+        return false;
+    }
+    m["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
+}
+
+/// A patch that cannot be applied. Upstream answers some merge failures with a bare 500; a patch
+/// that does not fit the object is the client's error, so skiff answers 400 there.
+pub(super) fn patch_error(e: patch::PatchError) -> ApiError {
+    let code = e.http_code();
+    if code >= 500 {
+        return ApiError::bad_request(e.to_string());
+    }
+    let mut err = ApiError::new(code, e.reason(), e.status_message());
+    if code == 422 {
+        err.details =
+            Some(json!({"causes": [{"reason": "FieldValueInvalid", "message": e.to_string()}]}));
+    }
+    err
+}

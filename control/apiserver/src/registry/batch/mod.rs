@@ -1,0 +1,4 @@
+//! The batch group: a file per resource.
+
+pub mod cronjobs;
+pub mod jobs;

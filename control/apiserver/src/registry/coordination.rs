@@ -1,0 +1,36 @@
+//! coordination.k8s.io: Leases (`pkg/registry/coordination/lease`) — the printer.
+
+use crate::registry::Strategy;
+use crate::table::prelude::*;
+
+pub struct Leases;
+
+pub static LEASES: Leases = Leases;
+
+impl Strategy for Leases {
+    fn printer(&self) -> &'static Printer {
+        &LEASE_PRINTER
+    }
+}
+
+// ---------------------------------------------------------------- table
+
+pub const LEASE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Holder",
+        "string",
+        "holderIdentity contains the identity of the holder of a current lease.",
+    ),
+    AGE,
+];
+
+pub static LEASE_PRINTER: Printer = Printer::new(LEASE_COLUMNS, lease_cells);
+
+fn lease_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    vec![
+        name(obj),
+        text(obj, &["spec", "holderIdentity"]).into(),
+        age(obj, now).into(),
+    ]
+}
