@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate src/patch_strategies.txt, the strategic-merge-patch table used by src/patch.rs.
+"""Generate src/patch_strategies.txt, the strategic-merge-patch table used by src/patch/.
 
 For every Kubernetes type it lists the JSON fields that hold an object, a list
 or a map, with the type nested in them and, for lists, the strategic merge
@@ -93,7 +93,8 @@ OVERRIDES = {
 
 
 def find_crate(name, version):
-    home = os.path.expanduser("~/.cargo/registry/src")
+    cargo_home = os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo")
+    home = os.path.join(cargo_home, "registry", "src")
     hits = sorted(glob.glob(os.path.join(home, "*", "%s-%s" % (name, version))))
     if not hits:
         sys.exit("%s %s not found under %s: run `cargo fetch` in a crate that "

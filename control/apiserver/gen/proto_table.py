@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate src/protobuf_messages.txt, the message table used by src/protobuf.rs.
+"""Generate src/protobuf_messages.txt, the message table used by src/protobuf/.
 
 The table describes every Kubernetes protobuf message: for each field its tag,
 its JSON name, its wire kind and whether it is repeated or required.
@@ -53,7 +53,8 @@ SKIPPED_PACKAGES = ("apimachinery.pkg.apis.testapigroup",)
 
 
 def find_crate(name, version):
-    home = os.path.expanduser("~/.cargo/registry/src")
+    cargo_home = os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo")
+    home = os.path.join(cargo_home, "registry", "src")
     hits = sorted(glob.glob(os.path.join(home, "*", "%s-%s" % (name, version))))
     if not hits:
         sys.exit("%s %s not found under %s: run `cargo fetch` in a crate that "

@@ -13,13 +13,16 @@
 //! How: one metadata-only watcher per resource that supports list, watch and delete (from
 //! discovery, re-run every minute so new resources are covered) feeds a graph of
 //! uid → (owners, dependents). Graph changes queue the objects they affect; a single worker
-//! processes the queue. An owner missing from the graph is confirmed absent with a live GET
+//! processes the queue. The queue is kube-runtime's `scheduler`, which holds each uid once however
+//! often it is queued; an object whose processing fails is queued again after a per-object
+//! exponential backoff (kube-runtime's `DefaultBackoff`, reset when it succeeds). An owner missing from the graph is confirmed absent with a live GET
 //! before anything is deleted, because the watchers start independently and a dependent can be
 //! seen before its owner.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
@@ -28,15 +31,18 @@ use kube::api::{
 };
 use kube::core::PartialObjectMeta;
 use kube::discovery::{verbs, ApiResource, Discovery, Scope};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::scheduler::{scheduler, ScheduleRequest};
+use kube::runtime::watcher::{self, DefaultBackoff, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 const DISCOVERY_EVERY: Duration = Duration::from_secs(60);
+/// Retry delay should the backoff run out (`DefaultBackoff` never does: it stays at 30 s).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// A resource the collector watches.
 #[derive(Clone)]
@@ -128,45 +134,51 @@ struct Collector {
     graph: Graph,
     /// uids seen during a watcher's (re)list, per resource; stale nodes go at InitDone.
     relisting: HashMap<usize, HashSet<String>>,
-    queue: VecDeque<String>,
-    queued: HashSet<String>,
+    /// Requests to the work queue (the scheduler in `run`).
+    queue: UnboundedSender<ScheduleRequest<String>>,
+    /// Retry delays of the uids whose last processing failed.
+    backoffs: HashMap<String, DefaultBackoff>,
 }
 
 /// Runs the collector until the API server connection is lost for good.
 pub async fn run(client: Client) {
     let (updates_tx, mut updates) = mpsc::channel::<Update>(1024);
-    let (retry_tx, mut retries) = mpsc::unbounded_channel::<String>();
+    let (queue_tx, queue_rx) = unbounded();
+    // Emits each uid when its time comes, once however often it was requested before that.
+    let mut queue = std::pin::pin!(scheduler(queue_rx));
     let mut collector = Collector {
         client: client.clone(),
         resources: Vec::new(),
         graph: Graph::default(),
         relisting: HashMap::new(),
-        queue: VecDeque::new(),
-        queued: HashSet::new(),
+        queue: queue_tx,
+        backoffs: HashMap::new(),
     };
     let mut discovery_tick = tokio::time::interval(DISCOVERY_EVERY);
     loop {
         tokio::select! {
             biased;
             Some(update) = updates.recv() => collector.apply(update),
-            Some(uid) = retries.recv() => collector.enqueue(uid),
             _ = discovery_tick.tick() => {
                 if let Err(e) = collector.watch_new_resources(&updates_tx).await {
                     tracing::warn!("garbage collector discovery: {e}");
                 }
             }
-            _ = std::future::ready(()), if !collector.queue.is_empty() => {
-                let uid = collector.queue.pop_front().expect("queue is not empty");
-                collector.queued.remove(&uid);
-                if let Err(e) = collector.process(&uid).await {
-                    tracing::debug!(%uid, "garbage collector: {e}; retrying");
-                    let retry_tx = retry_tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(RETRY_AFTER).await;
-                        let _ = retry_tx.send(uid);
-                    });
+            Some(uid) = queue.next() => match collector.process(&uid).await {
+                Ok(()) => {
+                    collector.backoffs.remove(&uid);
                 }
-            }
+                Err(e) => {
+                    let delay = collector
+                        .backoffs
+                        .entry(uid.clone())
+                        .or_default()
+                        .next()
+                        .unwrap_or(MAX_RETRY_AFTER);
+                    tracing::debug!(%uid, "garbage collector: {e}; retrying in {delay:?}");
+                    collector.schedule(uid, Instant::now() + delay);
+                }
+            },
         }
     }
 }
@@ -220,10 +232,17 @@ impl Collector {
         Ok(())
     }
 
+    /// Queues `uid` to be processed at `run_at`, or earlier if it is already queued for then.
+    fn schedule(&self, uid: String, run_at: Instant) {
+        // The receiver lives as long as `run`, which owns the collector.
+        let _ = self.queue.unbounded_send(ScheduleRequest {
+            message: uid,
+            run_at,
+        });
+    }
+
     fn enqueue(&mut self, uid: String) {
-        if self.queued.insert(uid.clone()) {
-            self.queue.push_back(uid);
-        }
+        self.schedule(uid, Instant::now());
     }
 
     fn enqueue_all(&mut self, uids: Vec<String>) {
