@@ -278,4 +278,172 @@ mod tests {
         }
         assert!(default_device_rules().iter().all(|r| r.allow()));
     }
+
+    /// Removes the test's cgroups (children before the parent) however the test ends.
+    struct RemoveOnDrop(Vec<Cgroups>);
+
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            for cgroups in self.0.iter().rev() {
+                if let Err(err) = cgroups.remove() {
+                    eprintln!("cannot remove test cgroups {:?}: {err}", cgroups.dirs());
+                }
+            }
+        }
+    }
+
+    /// The reason for keeping `write_common_v1_limits` is speed only: the same resources
+    /// through it and through libcgroups' v1 manager (as `apply_resources` calls it) must leave
+    /// two fresh cgroups with the same files.
+    #[test]
+    fn fast_path_writes_what_libcgroups_writes() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP fast_path_writes_what_libcgroups_writes: not root");
+            return;
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let parent = PathBuf::from(format!(
+            "/skiff-limits-fast-path-test-{}-{stamp}",
+            std::process::id()
+        ));
+        let parent_cgroups = match Cgroups::for_path(&parent).unwrap() {
+            Some(c)
+                if c.layout() == Layout::V1
+                    && ["memory", "cpu", "pids"]
+                        .iter()
+                        .all(|controller| c.dir_of(controller).is_some()) =>
+            {
+                c
+            }
+            _ => {
+                eprintln!(
+                    "SKIP fast_path_writes_what_libcgroups_writes: no cgroup v1 memory, cpu and \
+                     pids controllers on this host"
+                );
+                return;
+            }
+        };
+        let mut cleanup = RemoveOnDrop(vec![parent_cgroups]);
+
+        let cases = [
+            serde_json::json!({
+                "memory": {"limit": 268435456, "reservation": 134217728},
+                "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+                "pids": {"limit": 100}
+            }),
+            serde_json::json!({
+                "memory": {"limit": 67108864},
+                "cpu": {"shares": 2, "quota": -1, "period": 250000},
+                "pids": {"limit": 0}
+            }),
+            serde_json::json!({"memory": {"reservation": 33554432}, "pids": {"limit": -1}}),
+        ];
+        for (i, case) in cases.into_iter().enumerate() {
+            let resources: LinuxResources = serde_json::from_value(case.clone()).unwrap();
+            let fast_path = parent.join(format!("fast-{i}"));
+            let library_path = parent.join(format!("library-{i}"));
+            let fast = Cgroups::for_path(&fast_path).unwrap().unwrap();
+            let library = Cgroups::for_path(&library_path).unwrap().unwrap();
+            cleanup.0.push(fast.clone());
+            cleanup.0.push(library.clone());
+            // Both made as the launcher's init makes them (cpuset inherited, …).
+            fast.create_v1().unwrap();
+            library.create_v1().unwrap();
+
+            assert!(
+                write_common_v1_limits(&resources, &fast).unwrap(),
+                "case {i} is not one the fast path takes: {case}"
+            );
+            let mut without_devices = resources.clone();
+            without_devices.set_devices(None);
+            let opt = ControllerOpt {
+                resources: &without_devices,
+                freezer_state: None,
+                oom_score_adj: None,
+                disable_oom_killer: false,
+            };
+            libcgroups::v1::Manager::new(&library_path)
+                .unwrap()
+                .apply(&opt)
+                .unwrap();
+
+            let mut compared = Vec::new();
+            let mut differences = Vec::new();
+            for controller in ["memory", "cpu", "pids"] {
+                let fast_dir = fast.dir_of(controller).unwrap();
+                let library_dir = library.dir_of(controller).unwrap();
+                for entry in fs::read_dir(fast_dir).unwrap() {
+                    let name = entry.unwrap().file_name();
+                    // Write-only and unreadable files (memory.force_empty, …) say nothing.
+                    let (Ok(fast_value), Ok(library_value)) = (
+                        fs::read_to_string(fast_dir.join(&name)),
+                        fs::read_to_string(library_dir.join(&name)),
+                    ) else {
+                        continue;
+                    };
+                    let name = name.to_string_lossy().into_owned();
+                    // Counters the kernel keeps by itself (cpu.stat's nr_periods ticks once a
+                    // quota is set), not values either path wrote.
+                    let counter = name.ends_with("stat")
+                        || ["usage", "failcnt", "current", "events"]
+                            .iter()
+                            .any(|word| name.contains(word));
+                    if counter {
+                        continue;
+                    }
+                    if fast_value != library_value {
+                        differences.push(format!(
+                            "{name}: fast path {fast_value:?}, libcgroups {library_value:?}"
+                        ));
+                    }
+                    compared.push(name);
+                }
+            }
+            // Every file the fast path writes was compared (none unreadable or missing).
+            for file in [
+                "memory.limit_in_bytes",
+                "memory.soft_limit_in_bytes",
+                "memory.oom_control",
+                "cpu.shares",
+                "cpu.cfs_period_us",
+                "cpu.cfs_quota_us",
+                "pids.max",
+            ] {
+                assert!(compared.iter().any(|c| c == file), "{file} not compared");
+            }
+            assert!(
+                differences.is_empty(),
+                "case {i} ({case}): the fast path and libcgroups left different files:\n{}",
+                differences.join("\n")
+            );
+            // And both wrote what was asked (not two untouched cgroups alike).
+            let read = |controller: &str, file: &str| {
+                fs::read_to_string(library.dir_of(controller).unwrap().join(file))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            };
+            if let Some(limit) = resources.memory().as_ref().and_then(|m| m.limit()) {
+                assert_eq!(read("memory", "memory.limit_in_bytes"), limit.to_string());
+            }
+            if let Some(shares) = resources.cpu().as_ref().and_then(|c| c.shares()) {
+                assert_eq!(read("cpu", "cpu.shares"), shares.to_string());
+            }
+            if let Some(pids) = resources.pids() {
+                let want = match pids.limit() {
+                    limit if limit > 0 => limit.to_string(),
+                    _ => "max".to_string(),
+                };
+                assert_eq!(read("pids", "pids.max"), want);
+            }
+            eprintln!(
+                "case {i}: {} files alike in memory, cpu and pids",
+                compared.len()
+            );
+        }
+    }
 }
