@@ -17,6 +17,7 @@
 //! available controllers enabled on the way down), so `events`, `update`, `pause` and the other
 //! commands that still go through libcgroups find the same cgroups.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use procfs::process::MountInfo;
 
 /// Controllers libcgroups' v1 manager handles (its `CONTROLLERS`); the `name=systemd`
 /// hierarchy is not one of them.
@@ -88,8 +90,8 @@ pub struct Cgroups {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {
     pub mount_point: PathBuf,
-    /// Its controllers as `/proc/self/cgroup` names the hierarchy and `mount -t cgroup -o`
-    /// takes them: `cpu,cpuacct`, `name=systemd`.
+    /// Its controllers (and `name=`) as `mount -t cgroup -o` takes them, in `hierarchy_key`'s
+    /// order: `cpu,cpuacct`, `name=systemd`.
     pub options: String,
 }
 
@@ -176,40 +178,40 @@ impl Cgroups {
         Ok(fd)
     }
 
+    /// The directories for `cgroup_path` from the text of /proc/self/mountinfo, each cgroup
+    /// mount's line parsed by procfs (as libcgroups does). `None` when no v1 controller is
+    /// mounted.
     pub(crate) fn from_mountinfo(mountinfo: &str, cgroup_path: &Path) -> Option<Cgroups> {
+        // Only lines that can be cgroup v1 mounts (`… - cgroup <source> <super options>`; a
+        // space inside a field is escaped) go to procfs, which builds maps of each line's
+        // options. This runs on every `create`: with 500 container mounts added to this host's
+        // 20, procfs parsing every line took 2.4 ms, with this filter 0.07 ms (the former hand
+        // parser: 0.11 ms); for this host's own mountinfo 0.035 ms (hand parser: 0.02–0.03).
+        let mounts = mountinfo
+            .lines()
+            .filter(|line| line.contains(" - cgroup "))
+            .filter_map(|line| MountInfo::from_line(line).ok());
         let relative = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut devices = None;
         let mut cpuset = None;
         let mut hierarchies = Vec::new();
         let mut by_controller = Vec::new();
-        for line in mountinfo.lines() {
-            // "<id> <parent> <dev> <root> <mount point> <opts> [optional...] - <fs> <src> <super opts>"
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mut fields = right.split(' ');
-            if fields.next() != Some("cgroup") {
+        for mount in mounts {
+            if mount.fs_type != "cgroup" {
                 continue;
             }
-            let super_opts = fields.nth(1).unwrap_or("");
-            let Some(mount_point) = left.split(' ').nth(4) else {
-                continue;
-            };
-            let mount_point = PathBuf::from(unescape(mount_point));
-            let hierarchy_options: Vec<&str> = super_opts
-                .split(',')
-                .filter(|o| !NOT_SUBSYSTEMS.contains(o) && !o.starts_with("release_agent="))
-                .collect();
-            if mount_point.starts_with("/sys/fs/cgroup") && !hierarchy_options.is_empty() {
+            let mount_point = PathBuf::from(unescape(&mount.mount_point.to_string_lossy()));
+            let options = hierarchy_options(&mount.super_options);
+            if mount_point.starts_with("/sys/fs/cgroup") && !options.is_empty() {
                 hierarchies.push(Hierarchy {
                     mount_point: mount_point.clone(),
-                    options: hierarchy_options.join(","),
+                    options,
                 });
             }
-            let controllers: Vec<&str> = super_opts
-                .split(',')
-                .filter(|o| CONTROLLERS.contains(o))
+            let controllers: Vec<&str> = CONTROLLERS
+                .into_iter()
+                .filter(|c| mount.super_options.contains_key(*c))
                 .collect();
             if controllers.is_empty() {
                 continue;
@@ -414,7 +416,30 @@ fn annotate(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+/// A v1 hierarchy's controllers and `name=` option, comma-separated, in one canonical (sorted)
+/// order, so that the set from mountinfo's super options (a map in procfs, without the
+/// kernel's order) and the name `/proc/self/cgroup` prints (kernel order) compare equal.
+pub fn hierarchy_key(names: &str) -> String {
+    let mut names: Vec<&str> = names.split(',').collect();
+    names.sort_unstable();
+    names.join(",")
+}
+
+/// The super options of a v1 cgroup mount that name its hierarchy (`hierarchy_key` order).
+fn hierarchy_options(super_options: &HashMap<String, Option<String>>) -> String {
+    let names: Vec<String> = super_options
+        .iter()
+        .filter(|(o, _)| !NOT_SUBSYSTEMS.contains(&o.as_str()) && o.as_str() != "release_agent")
+        .map(|(o, value)| match value {
+            Some(value) => format!("{o}={value}"),
+            None => o.clone(),
+        })
+        .collect();
+    hierarchy_key(&names.join(","))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`; procfs's `MountInfo` keeps
+/// the escapes in `mount_point` (its unescaping is only for /proc/mounts' `MountEntry`).
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -510,5 +535,34 @@ mod tests {
     fn escaped_mount_points() {
         assert_eq!(unescape(r"/a\040b"), "/a b");
         assert_eq!(unescape(r"/plain"), "/plain");
+        let spaced = "50 31 0:40 / /sys/fs/cgroup/my\\040pids rw - cgroup cgroup rw,pids\n";
+        let c = Cgroups::from_mountinfo(spaced, Path::new("/a")).unwrap();
+        assert_eq!(c.dirs(), [PathBuf::from("/sys/fs/cgroup/my pids/a")]);
+    }
+
+    #[test]
+    fn hierarchy_names_match_proc_self_cgroup_whatever_the_order() {
+        // procfs keeps super options in a map: the name is rebuilt in `hierarchy_key` order,
+        // which /proc/self/cgroup's names are looked up in too (rootfs.rs).
+        let mountinfo = "\
+32 31 0:29 / /sys/fs/cgroup/cpuset,cpu rw - cgroup cgroup rw,cpuset,cpu,clone_children
+33 31 0:30 / /sys/fs/cgroup/x rw - cgroup cgroup rw,release_agent=/bin/x,name=x,pids
+";
+        let c = Cgroups::from_mountinfo(mountinfo, Path::new("/a")).unwrap();
+        let names: Vec<&str> = c
+            .v1_hierarchies()
+            .iter()
+            .map(|h| h.options.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [hierarchy_key("cpuset,cpu"), hierarchy_key("pids,name=x")]
+        );
+        assert_eq!(hierarchy_key("cpuset,cpu"), hierarchy_key("cpu,cpuset"));
+        assert_eq!(
+            c.dir_of("cpu"),
+            Some(Path::new("/sys/fs/cgroup/cpuset,cpu/a"))
+        );
+        assert_eq!(c.dir_of("pids"), Some(Path::new("/sys/fs/cgroup/x/a")));
     }
 }

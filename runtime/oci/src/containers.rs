@@ -8,8 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-/// File in the state dir where we record the init process start time (pid-reuse check).
-const START_TIME_FILE: &str = "skiff-starttime";
+use crate::records;
 
 /// Cgroup parent used when config.json has no `linux.cgroupsPath`. libcontainer would use
 /// the literal directory `:youki:<id>`; an absolute path keeps v1 and v2 layouts predictable.
@@ -73,12 +72,8 @@ pub fn load(root: &Path, id: &str) -> Result<Container> {
         ContainerStatus::Created | ContainerStatus::Running | ContainerStatus::Paused
     );
     if alive {
-        if let (Some(pid), Ok(recorded)) = (
-            container.pid(),
-            fs::read_to_string(dir.join(START_TIME_FILE)),
-        ) {
-            let current = proc_start_time(pid.as_raw());
-            if current.map(|t| t.to_string()) != Some(recorded.trim().to_string()) {
+        if let Some(pid) = container.pid() {
+            if records::is_recorded_init(&dir, pid.as_raw()) == Some(false) {
                 container.set_status(ContainerStatus::Stopped);
             }
         }
@@ -102,28 +97,6 @@ fn load_state(dir: &Path) -> Result<Container> {
             Err(err) => return Err(err.into()),
         }
     }
-}
-
-/// Records the init start time right after create, for the pid-reuse check in `load`.
-pub fn record_start_time(container: &Container) -> Result<()> {
-    let pid = container.pid().context("created container has no pid")?;
-    record_start_time_of(&container.root, pid.as_raw())
-}
-
-/// `record_start_time` for the init `pid` of the container whose state dir is `dir`.
-pub fn record_start_time_of(dir: &Path, pid: i32) -> Result<()> {
-    let start = proc_start_time(pid).context("container init exited during create")?;
-    fs::write(dir.join(START_TIME_FILE), start.to_string())?;
-    Ok(())
-}
-
-/// Field 22 of /proc/<pid>/stat (clock ticks since boot), parsed after the last ')' because
-/// the comm field may contain spaces or parentheses.
-pub fn proc_start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    // after_comm starts with " <state> <ppid> ..."; state is field 3, starttime field 22.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The bundle a container is created from. When config.json lacks `linux.cgroupsPath` we use a
@@ -228,30 +201,6 @@ pub fn remove_patched_bundle(root: &Path, id: &str) {
     let _ = fs::remove_dir_all(patched_bundle_dir(root, id));
 }
 
-const ORIGINAL_BUNDLE_FILE: &str = "skiff-bundle";
-
-/// Remembers the caller's bundle when libcontainer was given a patched copy.
-pub fn record_original_bundle(container: &Container, bundle: &Path) -> Result<()> {
-    record_original_bundle_in(&container.root, bundle)
-}
-
-/// `record_original_bundle` for the container whose state dir is `dir`.
-pub fn record_original_bundle_in(dir: &Path, bundle: &Path) -> Result<()> {
-    fs::write(
-        dir.join(ORIGINAL_BUNDLE_FILE),
-        bundle.as_os_str().as_encoded_bytes(),
-    )?;
-    Ok(())
-}
-
-/// The bundle the caller gave `create` (runc's `state` shows that one).
-pub fn original_bundle(container: &Container) -> PathBuf {
-    match fs::read(container.root.join(ORIGINAL_BUNDLE_FILE)) {
-        Ok(bytes) => PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(_) => container.bundle().to_path_buf(),
-    }
-}
-
 /// libcontainer replaces stdio that is the host /dev/null with a read-only /dev/null inside
 /// the container, so writes fail with EBADF. /dev/zero also discards writes and is not
 /// matched by that check, so we hand it over for stdout/stderr in that case.
@@ -297,15 +246,6 @@ fn is_dev_null(fd: i32) -> bool {
     };
     use std::os::unix::fs::MetadataExt;
     meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
-}
-
-/// Deletes a container: without libcgroups when skiff's launcher created it (launch.rs),
-/// through libcontainer otherwise.
-pub fn delete(container: &mut Container, force: bool) -> Result<()> {
-    match crate::launch::delete_fast(container, force) {
-        Some(result) => result,
-        None => Ok(container.delete(force)?),
-    }
 }
 
 /// Lower-case status names as used by runc's `state` and `list`.

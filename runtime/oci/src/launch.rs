@@ -9,10 +9,11 @@
 //! already in place) and clones the init straight into its new pid namespace — on v2 into its
 //! cgroup too (`clone3(CLONE_INTO_CGROUP)`, cgroups.rs); on v1 the single-threaded init joins
 //! by writing `0` to each hierarchy's `tasks` file. While the init prepares the container
-//! (init.rs, rootfs.rs) the main process sets the limits, answers its requests (prestart and
-//! createRuntime hooks) over libcontainer's channels and saves the same state files
-//! libcontainer does, so every later command (start, state, kill, exec, events, …) works on
-//! the result unchanged.
+//! (init.rs, rootfs.rs) the main process sets the limits (limits.rs), answers its requests
+//! (prestart and createRuntime hooks) over libcontainer's channels and saves the same state
+//! files libcontainer does (and skiff's own, records.rs), so every later command (start,
+//! state, kill, exec, events, …) works on the result unchanged; `delete` removes the recorded
+//! cgroups without libcgroups (delete.rs).
 //!
 //! Specs that need what only libcontainer does — a new user namespace (id mappings), time
 //! namespace offsets, network devices, a seccomp notify listener, Intel RDT, idmapped mounts,
@@ -27,15 +28,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
-use libcgroups::common::{CgroupManager, ControllerOpt};
 use libcontainer::config::YoukiConfig;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::namespaces::Namespaces;
 use libcontainer::notify_socket::{NotifyListener, NOTIFY_FILE};
-use libcontainer::oci_spec::runtime::{
-    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceType,
-    LinuxResources, Spec,
-};
+use libcontainer::oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 use libcontainer::process::args::{ContainerArgs, ContainerType};
 use libcontainer::process::channel;
 use libcontainer::syscall::syscall::SyscallType;
@@ -43,11 +40,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use crate::cgroups::{Cgroups, Layout};
-
-/// File in the state dir listing the container's cgroup directories (one per line); its
-/// presence means the container was created here and `delete` may remove it without
-/// libcgroups (`delete_fast`).
-pub const CGROUPS_FILE: &str = "skiff-cgroups";
+use crate::{limits, records};
 
 /// What `create` was asked for, beyond the bundle.
 pub struct Options<'a> {
@@ -211,7 +204,7 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
         .set_annotations(spec.annotations().clone());
     // Before any cgroup exists, so a failed create can always find and remove them; the
     // state itself is saved while the init prepares the container (`record`).
-    fs::write(dir.join(CGROUPS_FILE), cgroups.to_text())?;
+    records::record_cgroups(&dir, &cgroups)?;
 
     let rootfs = fs::canonicalize(
         spec.root()
@@ -283,7 +276,7 @@ pub fn create(plan: Plan, bundle: &Path, opts: Options) -> Result<Container> {
     let record = |init_pid: Pid| -> Result<()> {
         creating.save()?;
         youki_config.save(&dir)?;
-        crate::containers::record_start_time_of(&dir, init_pid.as_raw())?;
+        records::record_start_time_of(&dir, init_pid.as_raw())?;
         (opts.side_work)(&dir)
     };
     let init_pid = main_process(&args, &cgroups, &cgroup_path, record)?;
@@ -393,7 +386,7 @@ fn main_process(
         let ready = cgroups.layout() == Layout::V2
             || std::io::Read::read(&mut cgroups_ready, &mut byte).is_ok_and(|n| n == 1);
         if let Some(resources) = resources.filter(|_| ready) {
-            apply_resources(resources, cgroups, cgroup_path)?;
+            limits::apply_resources(resources, cgroups, cgroup_path)?;
         }
         if let Some(pid_file) = &args.pid_file {
             fs::write(pid_file, init_pid.to_string())
@@ -463,7 +456,7 @@ fn init_process(
         cgroups
             .create_v1()
             .context("cannot create the container's cgroups")?;
-        write_v1_device_rules(resources, cgroups)?;
+        limits::write_v1_device_rules(resources, cgroups)?;
         cgroups
             .enter_self()
             .context("cannot join the container's cgroups")?;
@@ -485,192 +478,6 @@ fn init_process(
             .with_context(|| format!("cannot set rlimit {:?}", rlimit.typ()))?;
     }
     crate::init::container_init(args, cgroups, main_tx, init_rx)
-}
-
-/// v1's device allow-list, written before any process of the container is in the cgroup:
-/// the list is rewritten as deny-all followed by the allowed devices, and a process inside in
-/// between (the init creating or opening /dev/null) would be refused. Like runc, a spec
-/// without resources still gets the allow-list (deny everything else).
-fn write_v1_device_rules(resources: Option<&LinuxResources>, cgroups: &Cgroups) -> Result<()> {
-    let Some(dir) = cgroups.devices_dir() else {
-        return Ok(());
-    };
-    let rules = match resources {
-        Some(resources) => resources.devices().clone().unwrap_or_default(),
-        None => vec![LinuxDeviceCgroupBuilder::default()
-            .allow(false)
-            .access("rwm")
-            .build()?],
-    };
-    for rule in rules.into_iter().chain(default_device_rules()) {
-        let file = dir.join(if rule.allow() {
-            "devices.allow"
-        } else {
-            "devices.deny"
-        });
-        fs::write(&file, rule.to_string())
-            .with_context(|| format!("cannot write {rule} to {}", file.display()))?;
-    }
-    Ok(())
-}
-
-/// The limits besides v1's devices (`write_v1_device_rules`), through libcgroups' manager,
-/// which knows every controller's files; on v2 all of them (its device rules are an eBPF
-/// program, attached at once).
-fn apply_resources(
-    resources: &LinuxResources,
-    cgroups: &Cgroups,
-    cgroup_path: &Path,
-) -> Result<()> {
-    if cgroups.layout() == Layout::V2 {
-        let opt = ControllerOpt {
-            resources,
-            freezer_state: None,
-            oom_score_adj: None,
-            disable_oom_killer: false,
-        };
-        let root = PathBuf::from("/sys/fs/cgroup");
-        libcgroups::v2::manager::Manager::new(root, cgroup_path.to_path_buf())?.apply(&opt)?;
-        return Ok(());
-    }
-    let only_devices = resources.memory().is_none()
-        && resources.cpu().is_none()
-        && resources.pids().is_none()
-        && resources.block_io().is_none()
-        && resources
-            .hugepage_limits()
-            .as_ref()
-            .is_none_or(|h| h.is_empty())
-        && resources.network().is_none()
-        && resources.rdma().as_ref().is_none_or(|r| r.is_empty())
-        && resources.unified().as_ref().is_none_or(|u| u.is_empty());
-    if only_devices || write_common_v1_limits(resources, cgroups)? {
-        return Ok(());
-    }
-    // Without devices, libcgroups' devices controller only adds the default allow rules
-    // (already there): no deny-all rewrite while the init runs.
-    let mut without_devices = resources.clone();
-    without_devices.set_devices(None);
-    let opt = ControllerOpt {
-        resources: &without_devices,
-        freezer_state: None,
-        oom_score_adj: None,
-        disable_oom_killer: false,
-    };
-    libcgroups::v1::Manager::new(cgroup_path)?.apply(&opt)?;
-    Ok(())
-}
-
-/// The limits a pod's container usually has — memory limit and reservation, CPU shares,
-/// period and quota, a pids limit — written straight into the container's directories: the
-/// same files and values libcgroups' v1 controllers write for them, without its manager,
-/// which re-reads mountinfo and /proc/self/cgroup for each of twelve controllers (~3 ms, the
-/// longest step of a `create` with limits). `false`, with nothing written, when the resources
-/// ask for anything else; libcgroups' manager then applies them all.
-fn write_common_v1_limits(resources: &LinuxResources, cgroups: &Cgroups) -> Result<bool> {
-    let memory_is_common = resources.memory().as_ref().is_none_or(|m| {
-        m.swap().is_none()
-            && m.kernel().is_none()
-            && m.kernel_tcp().is_none()
-            && m.swappiness().is_none()
-            && m.disable_oom_killer().is_none()
-            && m.use_hierarchy().is_none()
-            && m.check_before_update().is_none()
-            && m.limit().is_none_or(|limit| limit > 0)
-    });
-    let cpu_is_common = resources.cpu().as_ref().is_none_or(|c| {
-        c.cpus().is_none()
-            && c.mems().is_none()
-            && c.realtime_period().is_none()
-            && c.realtime_runtime().is_none()
-            && c.idle().is_none()
-            && c.burst().is_none()
-    });
-    let nothing_else = resources.block_io().is_none()
-        && resources
-            .hugepage_limits()
-            .as_ref()
-            .is_none_or(|h| h.is_empty())
-        && resources.network().is_none()
-        && resources.rdma().as_ref().is_none_or(|r| r.is_empty())
-        && resources.unified().as_ref().is_none_or(|u| u.is_empty());
-    if !(memory_is_common && cpu_is_common && nothing_else) {
-        return Ok(false);
-    }
-    let write = |controller: &str, file: &str, value: String| -> Result<()> {
-        let dir = cgroups
-            .dir_of(controller)
-            .with_context(|| format!("the {controller} cgroup controller is not mounted"))?;
-        let path = dir.join(file);
-        fs::write(&path, &value)
-            .with_context(|| format!("cannot write {value} to {}", path.display()))
-    };
-    if let Some(memory) = resources.memory() {
-        if let Some(limit) = memory.limit() {
-            write("memory", "memory.limit_in_bytes", limit.to_string())?;
-        }
-        if let Some(reservation) = memory.reservation().filter(|r| *r != 0) {
-            write(
-                "memory",
-                "memory.soft_limit_in_bytes",
-                reservation.to_string(),
-            )?;
-        }
-        write("memory", "memory.oom_control", "0".into())?;
-    }
-    if let Some(cpu) = resources.cpu() {
-        if let Some(shares) = cpu.shares().filter(|s| *s != 0) {
-            write("cpu", "cpu.shares", shares.to_string())?;
-        }
-        if let Some(period) = cpu.period().filter(|p| *p != 0) {
-            write("cpu", "cpu.cfs_period_us", period.to_string())?;
-        }
-        if let Some(quota) = cpu.quota().filter(|q| *q != 0) {
-            write("cpu", "cpu.cfs_quota_us", quota.to_string())?;
-        }
-    }
-    if let Some(pids) = resources.pids() {
-        let limit = match pids.limit() {
-            limit if limit > 0 => limit.to_string(),
-            _ => "max".to_string(),
-        };
-        write("pids", "pids.max", limit)?;
-    }
-    Ok(true)
-}
-
-/// The devices every container may use whatever its spec says, after the spec's own rules:
-/// the same list libcgroups applies (runc's: the standard character devices, mknod of any
-/// device, the console, ptys, tun).
-fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
-    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut b = LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(typ)
-            .access(access);
-        if let Some(major) = major {
-            b = b.major(major);
-        }
-        if let Some(minor) = minor {
-            b = b.minor(minor);
-        }
-        b.build().expect("static device rule")
-    };
-    use LinuxDeviceType::{B, C};
-    vec![
-        rule(C, Some(1), Some(3), "rwm"),    // /dev/null
-        rule(C, Some(1), Some(5), "rwm"),    // /dev/zero
-        rule(C, Some(1), Some(7), "rwm"),    // /dev/full
-        rule(C, Some(5), Some(0), "rwm"),    // /dev/tty
-        rule(C, Some(1), Some(9), "rwm"),    // /dev/urandom
-        rule(C, Some(1), Some(8), "rwm"),    // /dev/random
-        rule(C, None, None, "m"),            // mknod of any character device
-        rule(B, None, None, "m"),            // … and block device
-        rule(C, Some(5), Some(1), "rwm"),    // /dev/console
-        rule(C, Some(136), None, "rwm"),     // /dev/pts/*
-        rule(C, Some(5), Some(2), "rwm"),    // /dev/ptmx
-        rule(C, Some(10), Some(200), "rwm"), // /dev/net/tun
-    ]
 }
 
 /// Names the process (ps, /proc/<pid>/comm) for what it is while it is ours.
@@ -734,69 +541,6 @@ fn fork(
     }
 }
 
-/// After a failed create that left no state behind: kills whatever is in the cgroups recorded
-/// in the state dir `dir` and removes them.
-pub fn remove_recorded_cgroups(dir: &Path) {
-    let Ok(text) = fs::read_to_string(dir.join(CGROUPS_FILE)) else {
-        return;
-    };
-    if let Some(cgroups) = Cgroups::from_text(&text) {
-        let _ = cgroups.remove();
-    }
-}
-
-/// `delete` of a container this launcher created: libcontainer's `Container::delete` minus
-/// building a cgroup manager. `None` when the container was created by libcontainer's builder.
-pub fn delete_fast(container: &mut Container, force: bool) -> Option<Result<()>> {
-    let text = fs::read_to_string(container.root.join(CGROUPS_FILE)).ok()?;
-    let cgroups = Cgroups::from_text(&text)?;
-    Some(delete_with(container, &cgroups, force))
-}
-
-fn delete_with(container: &mut Container, cgroups: &Cgroups, force: bool) -> Result<()> {
-    container.refresh_status()?;
-    match container.status() {
-        ContainerStatus::Stopped => {}
-        // Like runc and libcontainer: a created container is deleted without --force.
-        ContainerStatus::Created => {}
-        status if force => {
-            let _ = status;
-        }
-        status => bail!(
-            "cannot delete container {} that is not stopped: {}",
-            container.id(),
-            crate::containers::status_name(status)
-        ),
-    }
-    // Kills every process left in the cgroup (the init first, so a pid namespace collapses);
-    // `remove` thaws a paused container first.
-    if let Some(pid) = container.pid() {
-        if container.status() != ContainerStatus::Stopped {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-    cgroups
-        .remove()
-        .context("cannot remove the container's cgroups")?;
-    if container.root.exists() {
-        if let Ok(config) = YoukiConfig::load(&container.root) {
-            if let Some(hooks) = config.hooks.as_ref() {
-                libcontainer::hooks::run_hooks(
-                    hooks.poststop().as_ref(),
-                    Some(&container.state),
-                    None,
-                    None,
-                    None,
-                )
-                .context("poststop hook failed")?;
-            }
-        }
-        fs::remove_dir_all(&container.root)
-            .with_context(|| format!("cannot remove {}", container.root.display()))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,71 +566,5 @@ mod tests {
         assert!(unsupported(&Spec::default(), true).is_some(), "systemd");
         assert!(unsupported(&spec_with_namespace(LinuxNamespaceType::User), false).is_some());
         assert!(unsupported(&spec_with_namespace(LinuxNamespaceType::Time), false).is_some());
-    }
-
-    #[test]
-    fn common_v1_limits_are_written_to_each_controllers_directory() {
-        let hierarchies = tempfile::tempdir().unwrap();
-        let base = hierarchies.path().display();
-        let mountinfo = format!(
-            "1 0 0:1 / {base}/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-             2 0 0:2 / {base}/memory rw - cgroup cgroup rw,memory\n\
-             3 0 0:3 / {base}/pids rw - cgroup cgroup rw,pids\n"
-        );
-        let cgroups = Cgroups::from_mountinfo(&mountinfo, Path::new("/pod/c1")).unwrap();
-        cgroups.create_v1().unwrap();
-        let resources: LinuxResources = serde_json::from_value(serde_json::json!({
-            "memory": {"limit": 268435456, "reservation": 134217728},
-            "cpu": {"shares": 512, "quota": 50000, "period": 100000},
-            "pids": {"limit": 100}
-        }))
-        .unwrap();
-        assert!(write_common_v1_limits(&resources, &cgroups).unwrap());
-        let read = |file: &str| fs::read_to_string(hierarchies.path().join(file)).unwrap();
-        assert_eq!(read("memory/pod/c1/memory.limit_in_bytes"), "268435456");
-        assert_eq!(
-            read("memory/pod/c1/memory.soft_limit_in_bytes"),
-            "134217728"
-        );
-        assert_eq!(read("memory/pod/c1/memory.oom_control"), "0");
-        assert_eq!(read("cpu,cpuacct/pod/c1/cpu.shares"), "512");
-        assert_eq!(read("cpu,cpuacct/pod/c1/cpu.cfs_quota_us"), "50000");
-        assert_eq!(read("cpu,cpuacct/pod/c1/cpu.cfs_period_us"), "100000");
-        assert_eq!(read("pids/pod/c1/pids.max"), "100");
-
-        // Anything beyond those goes to libcgroups' manager: nothing written here.
-        let with_swap: LinuxResources = serde_json::from_value(serde_json::json!({
-            "memory": {"limit": 1048576, "swap": 2097152}
-        }))
-        .unwrap();
-        fs::remove_file(
-            hierarchies
-                .path()
-                .join("memory/pod/c1/memory.limit_in_bytes"),
-        )
-        .unwrap();
-        assert!(!write_common_v1_limits(&with_swap, &cgroups).unwrap());
-        assert!(!hierarchies
-            .path()
-            .join("memory/pod/c1/memory.limit_in_bytes")
-            .exists());
-    }
-
-    #[test]
-    fn default_devices_match_runc() {
-        let rules: Vec<String> = default_device_rules()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-        for want in [
-            "c 1:3 rwm",
-            "c *:* m",
-            "b *:* m",
-            "c 136:* rwm",
-            "c 10:200 rwm",
-        ] {
-            assert!(rules.iter().any(|r| r == want), "{want} not in {rules:?}");
-        }
-        assert!(default_device_rules().iter().all(|r| r.allow()));
     }
 }

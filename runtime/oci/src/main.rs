@@ -8,9 +8,12 @@ mod cgroups;
 mod cli;
 mod commands;
 mod containers;
+mod delete;
 mod early;
 mod init;
 mod launch;
+mod limits;
+mod records;
 mod rootfs;
 mod seal;
 

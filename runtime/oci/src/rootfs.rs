@@ -29,7 +29,7 @@ use libcontainer::rootfs::utils::{default_devices, parse_mount, to_sflag};
 use nix::mount::MsFlags;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use crate::cgroups::{Cgroups, Layout};
+use crate::cgroups::{hierarchy_key, Cgroups, Layout};
 
 /// Propagation flags: never part of a mount call itself (`propagation_of` applies the spec's
 /// afterwards, each with its own call, as the kernel requires).
@@ -409,8 +409,9 @@ fn mount_cgroup_v2(
     )
 }
 
-/// This process's cgroup per hierarchy, keyed like `/proc/self/cgroup` names them
-/// (`cpu,cpuacct`, `name=systemd`, `` for cgroup2).
+/// This process's cgroup per hierarchy, keyed by the name `/proc/self/cgroup` gives it in
+/// `hierarchy_key`'s order, as `Hierarchy::options` is (`cpu,cpuacct`, `name=systemd`, `` for
+/// cgroup2).
 fn own_cgroups() -> Result<HashMap<String, String>> {
     let text = fs::read_to_string("/proc/self/cgroup").context("cannot read /proc/self/cgroup")?;
     Ok(text
@@ -418,7 +419,7 @@ fn own_cgroups() -> Result<HashMap<String, String>> {
         .filter_map(|line| {
             let mut fields = line.splitn(3, ':');
             let _id = fields.next()?;
-            Some((fields.next()?.to_string(), fields.next()?.to_string()))
+            Some((hierarchy_key(fields.next()?), fields.next()?.to_string()))
         })
         .collect())
 }

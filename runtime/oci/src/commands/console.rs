@@ -129,6 +129,7 @@ pub fn attach(master: OwnedFd) -> Result<Attached> {
 impl Attached {
     /// Gives the pty our terminal's size (on start and on SIGWINCH).
     pub fn resize(&self) {
+        // SAFETY: winsize is plain integers, for which all-zero bytes are a valid value.
         let mut size: libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: TIOCGWINSZ/TIOCSWINSZ read or write one winsize through a valid pointer.
         unsafe {

@@ -4,7 +4,9 @@ use crate::cli::CreateArgs;
 use crate::commands::console::{self, ConsoleSocket};
 use crate::commands::wait;
 use crate::containers;
+use crate::delete;
 use crate::launch;
+use crate::records;
 use anyhow::{bail, Context, Result};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -36,9 +38,9 @@ pub fn create_container(
             let saved = if recorded {
                 Ok(())
             } else {
-                containers::record_start_time(&container).and_then(|_| {
+                records::record_start_time(&container).and_then(|_| {
                     if prepared.is_patched() {
-                        containers::record_original_bundle(&container, &prepared.original)
+                        records::record_original_bundle(&container, &prepared.original)
                     } else {
                         Ok(())
                     }
@@ -84,7 +86,7 @@ fn build(
         let side_work = |state_dir: &Path| -> Result<()> {
             prepared.write_patched()?;
             if prepared.is_patched() {
-                containers::record_original_bundle_in(state_dir, &prepared.original)?;
+                records::record_original_bundle_in(state_dir, &prepared.original)?;
             }
             Ok(())
         };
@@ -134,10 +136,10 @@ fn cleanup_failed(root: &Path, id: &str) {
     }
     match Container::load(dir.clone()) {
         Ok(mut container) => {
-            let _ = containers::delete(&mut container, true);
+            let _ = delete::delete(&mut container, true);
         }
         // Failed before the state was saved: the cgroups are recorded all the same.
-        Err(_) => launch::remove_recorded_cgroups(&dir),
+        Err(_) => delete::remove_recorded_cgroups(&dir),
     }
     let _ = fs::remove_dir_all(&dir);
 }
@@ -177,13 +179,13 @@ pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
     let attached = match console.map(|c| c.receive().and_then(console::attach)) {
         Some(Ok(attached)) => Some(attached),
         Some(Err(err)) => {
-            let _ = containers::delete(&mut container, true);
+            let _ = delete::delete(&mut container, true);
             return Err(err);
         }
         None => None,
     };
     if let Err(err) = container.start() {
-        let _ = containers::delete(&mut container, true);
+        let _ = delete::delete(&mut container, true);
         return Err(err).context("failed to start container");
     }
     if args.detach {
@@ -194,7 +196,7 @@ pub fn run(root: &Path, args: &CreateArgs, systemd: bool) -> Result<i32> {
     if let Some(attached) = attached {
         attached.finish();
     }
-    containers::delete(&mut container, true).context("failed to delete container")?;
+    delete::delete(&mut container, true).context("failed to delete container")?;
     containers::remove_patched_bundle(root, &args.container_id);
     code
 }

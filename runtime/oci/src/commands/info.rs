@@ -2,6 +2,7 @@
 
 use crate::cli::{ListArgs, PsArgs};
 use crate::containers;
+use crate::records;
 use anyhow::{bail, Context, Result};
 use libcgroups::common::CgroupManager;
 use libcontainer::container::{Container, ContainerStatus};
@@ -25,7 +26,7 @@ fn state_json(container: &Container) -> serde_json::Value {
         "id": container.id(),
         "pid": pid,
         "status": containers::status_name(status),
-        "bundle": containers::original_bundle(container),
+        "bundle": records::original_bundle(container),
         "rootfs": rootfs,
         "created": container.created().map(|c| c.to_rfc3339()),
         "owner": owner,

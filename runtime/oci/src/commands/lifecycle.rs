@@ -62,7 +62,7 @@ pub fn delete(root: &Path, args: &DeleteArgs) -> Result<i32> {
             containers::status_name(container.status())
         );
     }
-    containers::delete(&mut container, args.force).context("failed to delete container")?;
+    crate::delete::delete(&mut container, args.force).context("failed to delete container")?;
     containers::remove_patched_bundle(root, &args.container_id);
     Ok(0)
 }
