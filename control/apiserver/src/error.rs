@@ -2,14 +2,15 @@
 //! sees has the code, reason and message upstream would give, so kubectl prints
 //! `Error from server (<Reason>): <message>`.
 
-use serde_json::{json, Value};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status, StatusCause, StatusDetails};
+use serde_json::Value;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<StatusDetails>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -25,6 +26,17 @@ pub struct Kind<'a> {
 }
 
 impl Kind<'_> {
+    /// `details` naming an object of this kind (upstream puts the plural in `kind` for most
+    /// errors and the kind for Invalid).
+    fn details(&self, name: &str, kind: &str) -> StatusDetails {
+        StatusDetails {
+            name: Some(name.to_string()),
+            group: Some(self.group.to_string()),
+            kind: Some(kind.to_string()),
+            ..StatusDetails::default()
+        }
+    }
+
     /// `pods`, `deployments.apps`.
     fn qualified(&self) -> String {
         if self.group.is_empty() {
@@ -44,6 +56,15 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// The `details.causes[]` entry.
+    pub fn to_cause(&self) -> StatusCause {
+        StatusCause {
+            field: Some(self.field.clone()),
+            message: Some(self.message.clone()),
+            reason: Some(self.reason.into()),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> FieldError {
         let shown = match value {
             Value::String(s) => format!("{s:?}"),
@@ -113,7 +134,7 @@ impl ApiError {
     pub fn not_found<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
         let info = info.into();
         ApiError {
-            details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
+            details: Some(info.details(name, info.resource)),
             ..ApiError::new(
                 404,
                 "NotFound",
@@ -131,7 +152,7 @@ impl ApiError {
     pub fn already_exists<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
         let info = info.into();
         ApiError {
-            details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
+            details: Some(info.details(name, info.resource)),
             ..ApiError::new(
                 409,
                 "AlreadyExists",
@@ -142,7 +163,7 @@ impl ApiError {
     pub fn conflict<'a>(info: impl Into<Kind<'a>>, name: &str, why: &str) -> ApiError {
         let info = info.into();
         ApiError {
-            details: Some(json!({"name": name, "group": info.group, "kind": info.resource})),
+            details: Some(info.details(name, info.resource)),
             ..ApiError::new(
                 409,
                 "Conflict",
@@ -177,14 +198,12 @@ impl ApiError {
         } else {
             format!("{}.{}", info.kind, info.group)
         };
-        let causes: Vec<Value> = causes
-            .iter()
-            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-            .collect();
+        let causes: Vec<StatusCause> = causes.iter().map(FieldError::to_cause).collect();
         ApiError {
-            details: Some(
-                json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}),
-            ),
+            details: Some(StatusDetails {
+                causes: Some(causes),
+                ..info.details(name, info.kind)
+            }),
             ..ApiError::new(
                 422,
                 "Invalid",
@@ -236,19 +255,15 @@ impl ApiError {
     }
 
     pub fn to_status(&self) -> Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(details) = &self.details {
-            status["details"] = details.clone();
-        }
-        status
+        let status = Status {
+            metadata: ListMeta::default(),
+            status: Some("Failure".into()),
+            message: Some(self.message.clone()),
+            reason: Some(self.reason.into()),
+            code: Some(self.code.into()),
+            details: self.details.clone(),
+        };
+        serde_json::to_value(status).expect("a Status serializes")
     }
 }
 
@@ -260,10 +275,12 @@ impl From<etcd_client::Error> for ApiError {
 }
 
 /// A `Status` of success (deletecollection, eviction, deletes that complete immediately).
-pub fn success_status(details: Option<Value>) -> Value {
-    let mut s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
-    if let Some(d) = details {
-        s["details"] = d;
-    }
-    s
+pub fn success_status(details: Option<StatusDetails>) -> Value {
+    let status = Status {
+        metadata: ListMeta::default(),
+        status: Some("Success".into()),
+        details,
+        ..Status::default()
+    };
+    serde_json::to_value(status).expect("a Status serializes")
 }

@@ -1,6 +1,6 @@
 //! skiff's kube-apiserver: the Kubernetes REST API over an etcd v3 client.
 //!
-//! A request's path: `http` (routing, authentication, body decoding, watch streams) → `handlers`
+//! A request's path: `http` (routing, authentication, body decoding; `watch` for watch streams) → `handlers`
 //! (the generic verbs) → the resource's strategy in `registry` (defaults, validation, hooks,
 //! printer), found through the one table in `resources` → `storage` (etcd access) and `cache`
 //! (the watch cache) → `response` (JSON, Table or PartialObjectMetadata) → `http`.
@@ -30,5 +30,6 @@ pub mod storage;
 pub mod table;
 pub mod timestamps;
 pub mod tls;
+pub mod watch;
 
 pub use server::{run, start, ApiServerArgs};

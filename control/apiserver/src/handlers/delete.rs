@@ -2,7 +2,7 @@
 //! type so a mistyped field is a 400): preconditions, the strategy's deletion plan (pod graceful
 //! deletion, namespace finalization), finalizers and propagation policy.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, StatusDetails};
 use serde_json::{json, Value};
 
 use super::{finalizers, meta, meta_mut, ApiServer, Ctx, Target, MAX_RETRIES};
@@ -204,9 +204,13 @@ impl ApiServer {
         let info = target.info;
         let returns_object = info.strategy.delete_returns_object();
         let status = || {
-            success_status(Some(
-                json!({"name": target.name(), "group": info.group, "kind": info.resource, "uid": meta(&object)["uid"]}),
-            ))
+            success_status(Some(StatusDetails {
+                name: Some(target.name().to_string()),
+                group: Some(info.group.to_string()),
+                kind: Some(info.resource.to_string()),
+                uid: meta(&object)["uid"].as_str().map(str::to_string),
+                ..StatusDetails::default()
+            }))
         };
         if dry_run {
             return Ok(Some((
@@ -288,5 +292,60 @@ impl ApiServer {
             200,
             json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted}),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::Output;
+    use crate::tls::UserInfo;
+
+    fn ctx(query: &[(&str, &str)]) -> Ctx {
+        Ctx {
+            user: UserInfo {
+                name: "admin".into(),
+                uid: "admin".into(),
+                groups: vec![],
+            },
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            output: Output::Json,
+            warnings: Default::default(),
+            duplicate_fields: Default::default(),
+        }
+    }
+
+    #[test]
+    fn options_from_body_and_query() {
+        let o = delete_options(
+            &ctx(&[("gracePeriodSeconds", "5"), ("dryRun", "All")]),
+            &json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground", "preconditions": {"uid": "u1"}}),
+        )
+        .unwrap();
+        assert_eq!(o.grace_period_seconds, Some(5));
+        assert_eq!(o.propagation_policy.as_deref(), Some("Foreground"));
+        assert_eq!(o.preconditions.unwrap().uid.as_deref(), Some("u1"));
+        assert_eq!(o.dry_run, Some(vec!["All".to_string()]));
+        // The body wins over the query.
+        let o = delete_options(&ctx(&[("gracePeriodSeconds", "5")]), &json!({"gracePeriodSeconds": 0})).unwrap();
+        assert_eq!(o.grace_period_seconds, Some(0));
+    }
+
+    #[test]
+    fn mistyped_options_are_400() {
+        for body in [
+            json!({"gracePeriodSeconds": "soon"}),
+            json!({"preconditions": {"uid": 7}}),
+            json!({"orphanDependents": "yes"}),
+            json!({"dryRun": "All"}),
+        ] {
+            let err = delete_options(&ctx(&[]), &body).unwrap_err();
+            assert_eq!(err.code, 400, "{body}");
+        }
+        let err = delete_options(&ctx(&[("gracePeriodSeconds", "soon")]), &json!({})).unwrap_err();
+        assert_eq!(err.code, 400);
     }
 }

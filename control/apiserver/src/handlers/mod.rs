@@ -16,6 +16,7 @@ pub use subresources::ScaleChange;
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusCause, StatusDetails};
 use serde_json::{json, Map, Value};
 
 use crate::cache::Caches;
@@ -245,7 +246,17 @@ impl ApiServer {
         match namespace {
             None => Err(ApiError::not_found(nsinfo, ns)),
             Some(o) if creating && !meta(&o)["deletionTimestamp"].is_null() => Err(ApiError {
-                details: Some(json!({"name": target.name(), "group": target.info.group, "kind": target.info.resource, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]})),
+                details: Some(StatusDetails {
+                    name: Some(target.name().to_string()),
+                    group: Some(target.info.group.to_string()),
+                    kind: Some(target.info.resource.to_string()),
+                    causes: Some(vec![StatusCause {
+                        reason: Some("NamespaceTerminating".into()),
+                        message: Some(format!("namespace {ns} is being terminated")),
+                        field: Some("metadata.namespace".into()),
+                    }]),
+                    ..StatusDetails::default()
+                }),
                 ..ApiError::forbidden(format!(
                     "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                     target.info.qualified(),

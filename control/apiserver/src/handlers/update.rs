@@ -2,6 +2,7 @@
 //! (upstream's GuaranteedUpdate), with the generic update rules (identity, status, generation)
 //! and the strategy's defaults, update rules, validation and allocations.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusCause, StatusDetails};
 use serde_json::{json, Value};
 
 use super::{decode_object, finalizers, meta, meta_mut, ApiServer, Ctx, Target, MAX_RETRIES};
@@ -338,8 +339,14 @@ pub(super) fn patch_error(e: patch::PatchError) -> ApiError {
     }
     let mut err = ApiError::new(code, e.reason(), e.status_message());
     if code == 422 {
-        err.details =
-            Some(json!({"causes": [{"reason": "FieldValueInvalid", "message": e.to_string()}]}));
+        err.details = Some(StatusDetails {
+            causes: Some(vec![StatusCause {
+                reason: Some("FieldValueInvalid".into()),
+                message: Some(e.to_string()),
+                field: None,
+            }]),
+            ..StatusDetails::default()
+        });
     }
     err
 }
