@@ -2,7 +2,9 @@
 //! sees has the code, reason and message upstream would give, so kubectl prints
 //! `Error from server (<Reason>): <message>`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status, StatusCause, StatusDetails};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ListMeta, Status, StatusCause, StatusDetails,
+};
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -10,7 +12,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<StatusDetails>,
+    /// Boxed: errors travel through every `Result` of a request, and most carry none.
+    pub details: Option<Box<StatusDetails>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -134,7 +137,7 @@ impl ApiError {
     pub fn not_found<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
         let info = info.into();
         ApiError {
-            details: Some(info.details(name, info.resource)),
+            details: Some(Box::new(info.details(name, info.resource))),
             ..ApiError::new(
                 404,
                 "NotFound",
@@ -152,7 +155,7 @@ impl ApiError {
     pub fn already_exists<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
         let info = info.into();
         ApiError {
-            details: Some(info.details(name, info.resource)),
+            details: Some(Box::new(info.details(name, info.resource))),
             ..ApiError::new(
                 409,
                 "AlreadyExists",
@@ -163,7 +166,7 @@ impl ApiError {
     pub fn conflict<'a>(info: impl Into<Kind<'a>>, name: &str, why: &str) -> ApiError {
         let info = info.into();
         ApiError {
-            details: Some(info.details(name, info.resource)),
+            details: Some(Box::new(info.details(name, info.resource))),
             ..ApiError::new(
                 409,
                 "Conflict",
@@ -200,10 +203,10 @@ impl ApiError {
         };
         let causes: Vec<StatusCause> = causes.iter().map(FieldError::to_cause).collect();
         ApiError {
-            details: Some(StatusDetails {
+            details: Some(Box::new(StatusDetails {
                 causes: Some(causes),
                 ..info.details(name, info.kind)
-            }),
+            })),
             ..ApiError::new(
                 422,
                 "Invalid",
@@ -261,7 +264,7 @@ impl ApiError {
             message: Some(self.message.clone()),
             reason: Some(self.reason.into()),
             code: Some(self.code.into()),
-            details: self.details.clone(),
+            details: self.details.as_deref().cloned(),
         };
         serde_json::to_value(status).expect("a Status serializes")
     }

@@ -1,6 +1,7 @@
 //! OpenAPI v3 documents generated from the k8s-openapi types (schemars), one per group version,
 //! with the extensions kubectl reads: `x-kubernetes-group-version-kind` on kinds and operations,
-//! and the `fieldValidation` parameter on patch so kubectl validates server-side (reference §5).
+//! and the `fieldValidation` parameter on patch so kubectl validates server-side (kubectl
+//! detects server-side field validation from that parameter).
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -70,7 +71,8 @@ fn operation(
     });
     if with_body {
         // Strategic merge patch is left out on purpose: kubectl then computes it from its
-        // compiled-in types, which carry the merge keys (reference §5).
+        // compiled-in types, which carry the merge keys (the documents here carry no
+        // `x-kubernetes-patch-merge-key`/`strategy`).
         let content: Vec<&str> = if patch {
             vec![
                 "application/json-patch+json",

@@ -1,5 +1,7 @@
 //! Helpers shared by the commands: loading containers safely, preparing bundles and stdio.
-//! Each works around a libcontainer 0.7 pitfall (see docs in shared/reference/oci-runtime.md §9).
+//! Each works around a libcontainer 0.7 pitfall, described where it is handled: a reused pid
+//! taken for a live container, state.json read mid-rewrite, the `:youki:<id>` cgroup of a
+//! spec without `linux.cgroupsPath`.
 
 use anyhow::{bail, Context, Result};
 use libcontainer::container::{Container, ContainerStatus};

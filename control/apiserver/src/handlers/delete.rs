@@ -330,7 +330,11 @@ mod tests {
         assert_eq!(o.preconditions.unwrap().uid.as_deref(), Some("u1"));
         assert_eq!(o.dry_run, Some(vec!["All".to_string()]));
         // The body wins over the query.
-        let o = delete_options(&ctx(&[("gracePeriodSeconds", "5")]), &json!({"gracePeriodSeconds": 0})).unwrap();
+        let o = delete_options(
+            &ctx(&[("gracePeriodSeconds", "5")]),
+            &json!({"gracePeriodSeconds": 0}),
+        )
+        .unwrap();
         assert_eq!(o.grace_period_seconds, Some(0));
     }
 

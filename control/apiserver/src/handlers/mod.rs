@@ -246,7 +246,7 @@ impl ApiServer {
         match namespace {
             None => Err(ApiError::not_found(nsinfo, ns)),
             Some(o) if creating && !meta(&o)["deletionTimestamp"].is_null() => Err(ApiError {
-                details: Some(StatusDetails {
+                details: Some(Box::new(StatusDetails {
                     name: Some(target.name().to_string()),
                     group: Some(target.info.group.to_string()),
                     kind: Some(target.info.resource.to_string()),
@@ -256,7 +256,7 @@ impl ApiServer {
                         field: Some("metadata.namespace".into()),
                     }]),
                     ..StatusDetails::default()
-                }),
+                })),
                 ..ApiError::forbidden(format!(
                     "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                     target.info.qualified(),

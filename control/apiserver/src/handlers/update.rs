@@ -339,14 +339,14 @@ pub(super) fn patch_error(e: patch::PatchError) -> ApiError {
     }
     let mut err = ApiError::new(code, e.reason(), e.status_message());
     if code == 422 {
-        err.details = Some(StatusDetails {
+        err.details = Some(Box::new(StatusDetails {
             causes: Some(vec![StatusCause {
                 reason: Some("FieldValueInvalid".into()),
                 message: Some(e.to_string()),
                 field: None,
             }]),
             ..StatusDetails::default()
-        });
+        }));
     }
     err
 }

@@ -86,17 +86,17 @@ pub fn format_labels(labels: Option<&Value>) -> String {
 /// "<error>" when invalid.
 pub fn format_label_selector(selector: Option<&Value>) -> String {
     match label_selector_string(selector) {
-        Ok(s) if s.is_empty() => "<none>".to_string(),
-        Ok(s) => s,
-        Err(()) => "<error>".to_string(),
+        Some(s) if s.is_empty() => "<none>".to_string(),
+        Some(s) => s,
+        None => "<error>".to_string(),
     }
 }
 
-/// The selector's canonical text: requirements sorted by key, values sorted. Unset and empty
-/// selectors both give "".
-pub fn label_selector_string(selector: Option<&Value>) -> Result<String, ()> {
+/// The selector's canonical text, None when it is invalid: requirements sorted by key, values
+/// sorted. Unset and empty selectors both give "".
+pub fn label_selector_string(selector: Option<&Value>) -> Option<String> {
     let Some(selector) = selector.filter(|s| !s.is_null()) else {
-        return Ok(String::new());
+        return Some(String::new());
     };
     let mut requirements: Vec<(String, String)> = Vec::new();
     if let Some(match_labels) = field(selector, &["matchLabels"]).and_then(Value::as_object) {
@@ -115,20 +115,20 @@ pub fn label_selector_string(selector: Option<&Value>) -> Result<String, ()> {
             .collect();
         values.sort();
         let requirement = match text(expression, &["operator"]) {
-            "In" | "NotIn" if values.is_empty() => return Err(()),
+            "In" | "NotIn" if values.is_empty() => return None,
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" | "DoesNotExist" if !values.is_empty() => return Err(()),
+            "Exists" | "DoesNotExist" if !values.is_empty() => return None,
             "Exists" => key.to_string(),
             "DoesNotExist" => format!("!{key}"),
-            _ => return Err(()),
+            _ => return None,
         };
         requirements.push((key.to_string(), requirement));
     }
     // Stable, so requirements on the same key keep their order.
     requirements.sort_by(|a, b| a.0.cmp(&b.0));
     let texts: Vec<String> = requirements.into_iter().map(|(_, r)| r).collect();
-    Ok(texts.join(","))
+    Some(texts.join(","))
 }
 
 pub fn field<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {

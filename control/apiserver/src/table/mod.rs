@@ -121,13 +121,6 @@ fn no_conditions(_: &Value) -> Option<Value> {
 }
 
 impl Printer {
-    /// A printer without row conditions, for `..Printer::DEFAULT` in statics.
-    pub const DEFAULT: Printer = Printer {
-        columns: BUILTIN_DEFAULT_COLUMNS,
-        cells: builtin_default_cells,
-        conditions: no_conditions,
-    };
-
     pub const fn new(
         columns: &'static [Column],
         cells: fn(&Value, Timestamp) -> Vec<Value>,
@@ -149,7 +142,7 @@ const BUILTIN_DEFAULT_COLUMNS: &[Column] = &[NAME, col("Created At", "date", CRE
 
 /// A built-in resource without a printer (roles, clusterroles, limitranges, …): upstream's
 /// generic convertor, Name and Created At.
-pub static BUILTIN_DEFAULT: Printer = Printer::DEFAULT;
+pub static BUILTIN_DEFAULT: Printer = Printer::new(BUILTIN_DEFAULT_COLUMNS, builtin_default_cells);
 
 /// A custom resource: the CRD convertor's default columns, Name and Age.
 pub static CUSTOM_RESOURCE: Printer = Printer::new(

@@ -75,10 +75,8 @@ fn deployment_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let (names, images) = container_cells(list(obj, &["spec", "template", "spec", "containers"]));
     // Unlike the other workloads, an empty selector prints as "" here, and an invalid one as
     // "<invalid>".
-    let selector = match label_selector_string(field(obj, &["spec", "selector"])) {
-        Ok(s) => s,
-        Err(()) => "<invalid>".to_string(),
-    };
+    let selector = label_selector_string(field(obj, &["spec", "selector"]))
+        .unwrap_or_else(|| "<invalid>".to_string());
     vec![
         name(obj),
         format!(

@@ -201,7 +201,6 @@ pub static POD_PRINTER: Printer = Printer {
     columns: POD_COLUMNS,
     cells: pod_cells,
     conditions: pod_row_conditions,
-    ..Printer::DEFAULT
 };
 
 fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
