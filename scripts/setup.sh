@@ -47,6 +47,15 @@ if ! command -v cargo >/dev/null; then
   . "$HOME/.cargo/env"
 fi
 
+# The test command checks formatting and lints: rustfmt and clippy (a minimal rustup profile
+# has neither).
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
+    echo "setup: adding the $component component"
+    rustup component add "$component" >/dev/null
+  fi
+done
+
 # The Python `kubernetes` client, from PyPI, in a venv of its own (Debian's pip refuses system
 # installs). Tests find it at $SKIFF_PYTHON.
 SKIFF_VENV=${SKIFF_VENV:-/opt/skiff/venv}

@@ -527,7 +527,7 @@ fn fork(
         libc::syscall(
             libc::SYS_clone3,
             &mut clone_args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
+            size_of::<CloneArgs>(),
         )
     };
     match pid {

@@ -282,7 +282,7 @@ fn mount_setattr_recursive(
             c"".as_ptr(),
             libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
             attr as *const _,
-            std::mem::size_of::<libcontainer::syscall::linux::MountAttr>(),
+            size_of::<libcontainer::syscall::linux::MountAttr>(),
         )
     };
     if rc != 0 {

@@ -10,7 +10,9 @@ use std::process::{Command, Output, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_skiff-runtime");
 
 fn skip() -> bool {
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/bin/busybox").exists() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 || !Path::new("/bin/busybox").exists() {
         println!("SKIP: needs root and /bin/busybox (apt-get install busybox-static)");
         return true;
     }
@@ -701,7 +703,7 @@ fn runtime_binary_cannot_be_rewritten_through_proc_exe() {
 
 /// Receives the pty master a runtime sends to a `--console-socket` (runc's protocol: one
 /// message, the fd in SCM_RIGHTS).
-fn receive_pty_master(listener: &std::os::unix::net::UnixListener) -> std::fs::File {
+fn receive_pty_master(listener: &std::os::unix::net::UnixListener) -> fs::File {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::{AsRawFd, FromRawFd};
     let (conn, _) = listener.accept().unwrap();
@@ -718,14 +720,14 @@ fn receive_pty_master(listener: &std::os::unix::net::UnixListener) -> std::fs::F
     for cmsg in msg.cmsgs().unwrap() {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the fd was just received and is owned by nobody else.
-            return unsafe { std::fs::File::from_raw_fd(fds[0]) };
+            return unsafe { fs::File::from_raw_fd(fds[0]) };
         }
     }
     panic!("no fd received on the console socket");
 }
 
 /// Reads from a pty master until `want` shows up (or 20 s pass).
-fn read_until(master: &mut std::fs::File, want: &str) -> String {
+fn read_until(master: &mut fs::File, want: &str) -> String {
     use std::io::Read;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut seen = String::new();
