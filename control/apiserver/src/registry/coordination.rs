@@ -1,17 +1,9 @@
 //! coordination.k8s.io: Leases (`pkg/registry/coordination/lease`) — the printer.
 
-use crate::registry::Strategy;
+use crate::registry::Printed;
 use crate::table::prelude::*;
 
-pub struct Leases;
-
-pub static LEASES: Leases = Leases;
-
-impl Strategy for Leases {
-    fn printer(&self) -> &'static Printer {
-        &LEASE_PRINTER
-    }
-}
+pub static LEASES: Printed = Printed(&LEASE_PRINTER);
 
 // ---------------------------------------------------------------- table
 

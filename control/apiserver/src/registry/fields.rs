@@ -23,6 +23,11 @@ pub fn child<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Stri
         .expect("just inserted an object")
 }
 
+/// The object's `spec`, created empty when missing; None when the object is not a JSON object.
+pub fn spec_of(object: &mut Value) -> Option<&mut Map<String, Value>> {
+    object.as_object_mut().map(|root| child(root, "spec"))
+}
+
 /// The objects in the array at `key`.
 pub fn each<'a>(
     map: &'a mut Map<String, Value>,

@@ -153,6 +153,15 @@ pub fn validate(strategy: &dyn Strategy, object: &Value) -> Vec<FieldError> {
     errors
 }
 
+/// A resource whose only behaviour of its own is its printer.
+pub struct Printed(pub &'static Printer);
+
+impl Strategy for Printed {
+    fn printer(&self) -> &'static Printer {
+        self.0
+    }
+}
+
 /// A resource with no behaviour of its own.
 pub struct Plain;
 

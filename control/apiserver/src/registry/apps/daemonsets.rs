@@ -1,48 +1,25 @@
 //! DaemonSets (`pkg/registry/apps/daemonset`): RollingUpdate (maxUnavailable 1) by default,
 //! workload validation, an immutable selector; the printer.
 
-use crate::error::FieldError;
-use crate::registry::apps::{validate_selector_update, validate_workload};
-use crate::registry::core::podspec::default_template;
+use crate::registry::apps::{no_rules, Workload};
 use crate::registry::fields::{child, default};
-use crate::registry::Strategy;
 use crate::table::prelude::*;
 
-pub struct DaemonSets;
+pub static STRATEGY: Workload = Workload {
+    spec_defaults,
+    validate_spec: no_rules,
+    selectable: &[],
+    printer: &DAEMON_SET_PRINTER,
+};
 
-pub static STRATEGY: DaemonSets = DaemonSets;
-
-impl Strategy for DaemonSets {
-    fn tracks_generation(&self) -> bool {
-        true
-    }
-
-    fn default(&self, object: &mut Value) {
-        let Some(root) = object.as_object_mut() else {
-            return;
-        };
-        let spec = child(root, "spec");
-        default(spec, "revisionHistoryLimit", json!(10));
-        let strategy = child(spec, "updateStrategy");
-        default(strategy, "type", json!("RollingUpdate"));
-        if strategy["type"] == "RollingUpdate" {
-            let ru = child(strategy, "rollingUpdate");
-            default(ru, "maxUnavailable", json!(1));
-            default(ru, "maxSurge", json!(0));
-        }
-        default_template(spec);
-    }
-
-    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
-        validate_workload(&object["spec"], errors);
-    }
-
-    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
-        validate_selector_update(old, new, errors);
-    }
-
-    fn printer(&self) -> &'static Printer {
-        &DAEMON_SET_PRINTER
+fn spec_defaults(spec: &mut Map<String, Value>) {
+    default(spec, "revisionHistoryLimit", json!(10));
+    let strategy = child(spec, "updateStrategy");
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy["type"] == "RollingUpdate" {
+        let ru = child(strategy, "rollingUpdate");
+        default(ru, "maxUnavailable", json!(1));
+        default(ru, "maxSurge", json!(0));
     }
 }
 

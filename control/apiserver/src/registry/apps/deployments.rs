@@ -3,57 +3,38 @@
 //! selector; the printer.
 
 use crate::error::FieldError;
-use crate::registry::apps::{validate_selector_update, validate_workload};
-use crate::registry::core::podspec::default_template;
+use crate::registry::apps::Workload;
 use crate::registry::fields::{check_enum, child, default};
-use crate::registry::Strategy;
 use crate::table::prelude::*;
 
-pub struct Deployments;
+pub static STRATEGY: Workload = Workload {
+    spec_defaults,
+    validate_spec,
+    selectable: &[],
+    printer: &DEPLOYMENT_PRINTER,
+};
 
-pub static STRATEGY: Deployments = Deployments;
-
-impl Strategy for Deployments {
-    fn tracks_generation(&self) -> bool {
-        true
+/// One replica, RollingUpdate 25%/25%, history and progress deadline.
+fn spec_defaults(spec: &mut Map<String, Value>) {
+    default(spec, "replicas", json!(1));
+    default(spec, "revisionHistoryLimit", json!(10));
+    default(spec, "progressDeadlineSeconds", json!(600));
+    let strategy = child(spec, "strategy");
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy["type"] == "RollingUpdate" {
+        let ru = child(strategy, "rollingUpdate");
+        default(ru, "maxUnavailable", json!("25%"));
+        default(ru, "maxSurge", json!("25%"));
     }
+}
 
-    fn default(&self, object: &mut Value) {
-        let Some(root) = object.as_object_mut() else {
-            return;
-        };
-        let spec = child(root, "spec");
-        default(spec, "replicas", json!(1));
-        default(spec, "revisionHistoryLimit", json!(10));
-        default(spec, "progressDeadlineSeconds", json!(600));
-        let strategy = child(spec, "strategy");
-        default(strategy, "type", json!("RollingUpdate"));
-        if strategy["type"] == "RollingUpdate" {
-            let ru = child(strategy, "rollingUpdate");
-            default(ru, "maxUnavailable", json!("25%"));
-            default(ru, "maxSurge", json!("25%"));
-        }
-        default_template(spec);
-    }
-
-    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
-        let spec = &object["spec"];
-        validate_workload(spec, errors);
-        check_enum(
-            "spec.strategy.type",
-            spec.pointer("/strategy/type"),
-            &["Recreate", "RollingUpdate"],
-            errors,
-        );
-    }
-
-    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
-        validate_selector_update(old, new, errors);
-    }
-
-    fn printer(&self) -> &'static Printer {
-        &DEPLOYMENT_PRINTER
-    }
+fn validate_spec(spec: &Value, errors: &mut Vec<FieldError>) {
+    check_enum(
+        "spec.strategy.type",
+        spec.pointer("/strategy/type"),
+        &["Recreate", "RollingUpdate"],
+        errors,
+    );
 }
 
 // ---------------------------------------------------------------- table
@@ -97,6 +78,7 @@ fn deployment_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Strategy;
 
     #[test]
     fn deployment_defaults() {

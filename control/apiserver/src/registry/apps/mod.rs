@@ -8,28 +8,67 @@ pub mod deployments;
 pub mod replicasets;
 pub mod statefulsets;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::FieldError;
-use crate::registry::core::podspec::validate_pod_spec;
-use crate::registry::fields::immutable;
+use crate::registry::core::podspec::{default_template, validate_pod_spec};
+use crate::registry::fields::{immutable, spec_of};
+use crate::registry::Strategy;
 use crate::selectors::LabelSelector;
+use crate::table::Printer;
 
-/// Replicas, selector against template labels, and the template's pod spec of a workload.
-pub fn validate_workload(spec: &Value, errors: &mut Vec<FieldError>) {
-    validate_replicas("spec", spec, errors);
-    validate_selector_template("spec", spec, true, errors);
-    validate_pod_spec("spec.template.spec", &spec["template"]["spec"], errors);
+/// A workload (Deployment, ReplicaSet, DaemonSet, StatefulSet): what differs between them — the
+/// spec's defaults, extra validation, selectable fields, the printer — around the rules they
+/// share: generation tracking, the pod template's defaults, replicas, a selector that matches
+/// the template's labels and never changes, the template's pod spec.
+pub struct Workload {
+    /// Defaults of the spec's own fields (the template's come after).
+    pub spec_defaults: fn(&mut Map<String, Value>),
+    /// Rules beyond the shared ones, on the spec.
+    pub validate_spec: fn(&Value, &mut Vec<FieldError>),
+    pub selectable: &'static [&'static str],
+    pub printer: &'static Printer,
 }
 
-/// A workload's selector cannot change.
-pub fn validate_selector_update(old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
-    immutable(
-        "spec.selector",
-        old.pointer("/spec/selector"),
-        new.pointer("/spec/selector"),
-        errors,
-    );
+/// For workloads with no rules of their own.
+pub fn no_rules(_spec: &Value, _errors: &mut Vec<FieldError>) {}
+
+impl Strategy for Workload {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn default(&self, object: &mut Value) {
+        if let Some(spec) = spec_of(object) {
+            (self.spec_defaults)(spec);
+            default_template(spec);
+        }
+    }
+
+    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        let spec = &object["spec"];
+        validate_replicas("spec", spec, errors);
+        validate_selector_template("spec", spec, true, errors);
+        validate_pod_spec("spec.template.spec", &spec["template"]["spec"], errors);
+        (self.validate_spec)(spec, errors);
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        immutable(
+            "spec.selector",
+            old.pointer("/spec/selector"),
+            new.pointer("/spec/selector"),
+            errors,
+        );
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        self.selectable
+    }
+
+    fn printer(&self) -> &'static Printer {
+        self.printer
+    }
 }
 
 fn validate_selector_template(

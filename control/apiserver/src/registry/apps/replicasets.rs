@@ -2,46 +2,19 @@
 //! immutable selector, field selectors on status.replicas; the printer (whose columns
 //! ReplicationControllers share).
 
-use crate::error::FieldError;
-use crate::registry::apps::{validate_selector_update, validate_workload};
-use crate::registry::core::podspec::default_template;
-use crate::registry::fields::{child, default};
-use crate::registry::Strategy;
+use crate::registry::apps::{no_rules, Workload};
+use crate::registry::fields::default;
 use crate::table::prelude::*;
 
-pub struct ReplicaSets;
+pub static STRATEGY: Workload = Workload {
+    spec_defaults,
+    validate_spec: no_rules,
+    selectable: &["status.replicas"],
+    printer: &REPLICA_SET_PRINTER,
+};
 
-pub static STRATEGY: ReplicaSets = ReplicaSets;
-
-impl Strategy for ReplicaSets {
-    fn tracks_generation(&self) -> bool {
-        true
-    }
-
-    fn default(&self, object: &mut Value) {
-        let Some(root) = object.as_object_mut() else {
-            return;
-        };
-        let spec = child(root, "spec");
-        default(spec, "replicas", json!(1));
-        default_template(spec);
-    }
-
-    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
-        validate_workload(&object["spec"], errors);
-    }
-
-    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
-        validate_selector_update(old, new, errors);
-    }
-
-    fn selectable_fields(&self) -> &'static [&'static str] {
-        &["status.replicas"]
-    }
-
-    fn printer(&self) -> &'static Printer {
-        &REPLICA_SET_PRINTER
-    }
+fn spec_defaults(spec: &mut Map<String, Value>) {
+    default(spec, "replicas", json!(1));
 }
 
 // ---------------------------------------------------------------- table

@@ -3,7 +3,7 @@
 
 use crate::error::FieldError;
 use crate::registry::core::podspec::{default_template, validate_pod_spec};
-use crate::registry::fields::{child, default, str_at};
+use crate::registry::fields::{child, default, spec_of, str_at};
 use crate::registry::Strategy;
 use crate::table::prelude::*;
 
@@ -17,10 +17,9 @@ impl Strategy for CronJobs {
     }
 
     fn default(&self, object: &mut Value) {
-        let Some(root) = object.as_object_mut() else {
+        let Some(spec) = spec_of(object) else {
             return;
         };
-        let spec = child(root, "spec");
         default(spec, "concurrencyPolicy", json!("Allow"));
         default(spec, "suspend", json!(false));
         default(spec, "successfulJobsHistoryLimit", json!(3));

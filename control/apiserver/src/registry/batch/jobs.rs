@@ -4,7 +4,7 @@
 
 use crate::error::FieldError;
 use crate::registry::core::podspec::{default_template, validate_pod_spec};
-use crate::registry::fields::{check_enum, child, default, immutable};
+use crate::registry::fields::{check_enum, child, default, immutable, spec_of};
 use crate::registry::Strategy;
 use crate::table::prelude::*;
 
@@ -18,10 +18,9 @@ impl Strategy for Jobs {
     }
 
     fn default(&self, object: &mut Value) {
-        let Some(root) = object.as_object_mut() else {
+        let Some(spec) = spec_of(object) else {
             return;
         };
-        let spec = child(root, "spec");
         if spec.get("completions").is_none_or(Value::is_null)
             && spec.get("parallelism").is_none_or(Value::is_null)
         {

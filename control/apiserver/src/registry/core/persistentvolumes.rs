@@ -1,28 +1,12 @@
 //! PersistentVolumes and PersistentVolumeClaims (`pkg/registry/core/persistentvolume`,
 //! `persistentvolumeclaim`): their printers, which share the access-mode formatting.
 
-use crate::registry::Strategy;
+use crate::registry::Printed;
 use crate::table::prelude::*;
 
-pub struct PersistentVolumes;
+pub static STRATEGY: Printed = Printed(&PERSISTENT_VOLUME_PRINTER);
 
-pub static STRATEGY: PersistentVolumes = PersistentVolumes;
-
-impl Strategy for PersistentVolumes {
-    fn printer(&self) -> &'static Printer {
-        &PERSISTENT_VOLUME_PRINTER
-    }
-}
-
-pub struct PersistentVolumeClaims;
-
-pub static CLAIMS_STRATEGY: PersistentVolumeClaims = PersistentVolumeClaims;
-
-impl Strategy for PersistentVolumeClaims {
-    fn printer(&self) -> &'static Printer {
-        &PERSISTENT_VOLUME_CLAIM_PRINTER
-    }
-}
+pub static CLAIMS_STRATEGY: Printed = Printed(&PERSISTENT_VOLUME_CLAIM_PRINTER);
 
 // ---------------------------------------------------------------- table
 

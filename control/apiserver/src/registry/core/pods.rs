@@ -6,7 +6,7 @@
 
 use crate::error::FieldError;
 use crate::registry::core::podspec::{default_pod_spec, validate_pod_spec};
-use crate::registry::fields::{child, default};
+use crate::registry::fields::{child, default, spec_of};
 use crate::registry::{DeletePlan, Strategy};
 use crate::table::prelude::*;
 
@@ -16,10 +16,9 @@ pub static STRATEGY: Pods = Pods;
 
 impl Strategy for Pods {
     fn default(&self, object: &mut Value) {
-        let Some(root) = object.as_object_mut() else {
+        let Some(spec) = spec_of(object) else {
             return;
         };
-        let spec = child(root, "spec");
         default_pod_spec(spec);
         default(spec, "enableServiceLinks", json!(true));
     }

@@ -1,17 +1,9 @@
 //! ResourceQuotas (`pkg/registry/core/resourcequota`): the printer.
 
-use crate::registry::Strategy;
+use crate::registry::Printed;
 use crate::table::prelude::*;
 
-pub struct ResourceQuotas;
-
-pub static STRATEGY: ResourceQuotas = ResourceQuotas;
-
-impl Strategy for ResourceQuotas {
-    fn printer(&self) -> &'static Printer {
-        &RESOURCE_QUOTA_PRINTER
-    }
-}
+pub static STRATEGY: Printed = Printed(&RESOURCE_QUOTA_PRINTER);
 
 // ---------------------------------------------------------------- table
 

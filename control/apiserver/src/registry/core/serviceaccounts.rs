@@ -1,17 +1,9 @@
 //! ServiceAccounts (`pkg/registry/core/serviceaccount`): the printer.
 
-use crate::registry::Strategy;
+use crate::registry::Printed;
 use crate::table::prelude::*;
 
-pub struct ServiceAccounts;
-
-pub static STRATEGY: ServiceAccounts = ServiceAccounts;
-
-impl Strategy for ServiceAccounts {
-    fn printer(&self) -> &'static Printer {
-        &SERVICE_ACCOUNT_PRINTER
-    }
-}
+pub static STRATEGY: Printed = Printed(&SERVICE_ACCOUNT_PRINTER);
 
 // ---------------------------------------------------------------- table
 
