@@ -21,14 +21,17 @@ enum Command {
     Apiserver(ApiserverCommand),
     /// The image service: pull, list, inspect, rm, gc, import, export, bundle.
     Image(skiff_image::cli::ImageCommand),
-    /// The control plane in one process: store + API server + controllers.
+    /// The control plane in one process: store + API server + scheduler + controllers.
     Server(server::ServerArgs),
+    /// The scheduler alone: binds pending pods to nodes.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench_apiserver;
+mod scheduler;
 mod server;
 
 #[derive(clap::Args)]
@@ -66,5 +69,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Image(cmd) => skiff_image::cli::main(cmd),
         Command::Server(args) => tokio::runtime::Runtime::new()?.block_on(server::run(args)),
+        Command::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
     }
 }

@@ -1,5 +1,6 @@
 //! `skiff server`: the control plane in one process (k3s-style) — the store, the API server on
-//! top of it (through the etcd v3 API on loopback, as with a separate etcd), and the controllers.
+//! top of it (through the etcd v3 API on loopback, as with a separate etcd), the scheduler and
+//! the controllers.
 
 use std::path::PathBuf;
 
@@ -24,6 +25,9 @@ pub struct ServerArgs {
     pub etcd_servers: Option<String>,
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    /// Run no scheduler (another one, e.g. upstream's kube-scheduler, binds the pods).
+    #[arg(long)]
+    pub disable_scheduler: bool,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -55,14 +59,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     })
     .await?;
     let controllers = skiff_controllers::start(&started.kubeconfig).await?;
+    let scheduler = if args.disable_scheduler {
+        None
+    } else {
+        let client = skiff_controllers::client_from_kubeconfig(&started.kubeconfig).await?;
+        Some(tokio::spawn(skiff_scheduler::run(client)))
+    };
     println!(
         "skiff server ready: https://{} kubeconfig={}",
         started.addr,
         started.kubeconfig.display()
     );
+    let scheduler = async {
+        match scheduler {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = skiff_apiserver::server::wait_for_signal() => {}
         r = controllers => r.context("controllers")??,
+        r = scheduler => r.context("scheduler")??,
     }
     Ok(())
 }

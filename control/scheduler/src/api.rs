@@ -1,0 +1,168 @@
+//! What the scheduler writes through the API server: bindings, the PodScheduled condition and
+//! nominatedNodeName on `pods/status`, evictions of preemption victims, and core/v1 Events with
+//! upstream's reasons (`Scheduled`, `FailedScheduling`, `Preempted`) so `kubectl describe pod`
+//! reads as upstream.
+
+use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+
+fn pods(client: &Client, pod: &Pod) -> Api<Pod> {
+    Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    )
+}
+
+fn name(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}
+
+/// `POST pods/<name>/binding`, guarded by the pod's uid.
+pub async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: pod.metadata.name.clone(),
+            namespace: pod.metadata.namespace.clone(),
+            uid: pod.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..ObjectReference::default()
+        },
+    };
+    let api = pods(client, pod);
+    let body = serde_json::to_vec(&binding).expect("a Binding serializes");
+    let request = http::Request::post(format!("{}/{}/binding", api.resource_url(), name(pod)))
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("a valid request");
+    client
+        .request::<serde_json::Value>(request)
+        .await
+        .map(|_| ())
+}
+
+/// PodScheduled=False, reason Unschedulable, with the FailedScheduling message.
+pub async fn mark_unschedulable(
+    client: &Client,
+    pod: &Pod,
+    message: &str,
+) -> Result<(), kube::Error> {
+    let now = Time(jiff::Timestamp::now());
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null, "lastTransitionTime": now,
+    }]}});
+    pods(client, pod)
+        .patch_status(
+            &name(pod),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The node the pod will go to once its preemption victims are gone.
+pub async fn nominate(client: &Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+    let patch = json!({"status": {"nominatedNodeName": node}});
+    pods(client, pod)
+        .patch_status(
+            &name(pod),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Deletes a preemption victim gracefully (its own grace period), guarded by its uid.
+pub async fn evict_victim(client: &Client, victim: &Pod) -> Result<(), kube::Error> {
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: victim.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match pods(client, victim).delete(&name(victim), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A core/v1 Event about `pod` from the default scheduler.
+pub async fn event(
+    client: &Client,
+    pod: &Pod,
+    type_: &str,
+    reason: &str,
+    action: &str,
+    message: &str,
+) -> Result<(), kube::Error> {
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let now = jiff::Timestamp::now();
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{}.{:x}",
+                name(pod),
+                now.as_nanosecond() as u64 ^ rand::random::<u64>()
+            )),
+            namespace: Some(namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: pod.metadata.name.clone(),
+            namespace: Some(namespace.clone()),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.into()),
+        // Upstream caps an event's note at 1024 bytes.
+        message: Some(truncate(message, 1024)),
+        type_: Some(type_.into()),
+        action: Some(action.into()),
+        count: Some(1),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        event_time: Some(MicroTime(now)),
+        reporting_component: Some(SCHEDULER_NAME.into()),
+        reporting_instance: Some(SCHEDULER_NAME.into()),
+        source: Some(EventSource {
+            component: Some(SCHEDULER_NAME.into()),
+            host: None,
+        }),
+        ..Event::default()
+    };
+    Api::<Event>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &event)
+        .await
+        .map(|_| ())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

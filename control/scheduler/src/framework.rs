@@ -1,0 +1,281 @@
+//! What every plugin sees: a node with the pods bound (or assumed) to it and what they request
+//! (upstream's `framework.NodeInfo`), a pod's requests as upstream computes them
+//! (`resource.PodRequests`), and the outcome of a filter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::quantity::{milli_value, value};
+
+/// cpu (millicores), memory and ephemeral storage (bytes), and extended resources (units).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resources {
+    pub milli_cpu: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+    pub scalar: BTreeMap<String, i64>,
+}
+
+impl Resources {
+    pub fn from_list(list: Option<&BTreeMap<String, Quantity>>) -> Resources {
+        let mut r = Resources::default();
+        for (name, q) in list.into_iter().flatten() {
+            match name.as_str() {
+                "cpu" => r.milli_cpu = milli_value(&q.0).unwrap_or(0),
+                "memory" => r.memory = value(&q.0).unwrap_or(0),
+                "ephemeral-storage" => r.ephemeral_storage = value(&q.0).unwrap_or(0),
+                "pods" => {}
+                other if is_extended(other) => {
+                    r.scalar.insert(other.to_string(), value(&q.0).unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    pub fn add(&mut self, other: &Resources) {
+        self.milli_cpu += other.milli_cpu;
+        self.memory += other.memory;
+        self.ephemeral_storage += other.ephemeral_storage;
+        for (k, v) in &other.scalar {
+            *self.scalar.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    pub fn sub(&mut self, other: &Resources) {
+        self.milli_cpu -= other.milli_cpu;
+        self.memory -= other.memory;
+        self.ephemeral_storage -= other.ephemeral_storage;
+        for (k, v) in &other.scalar {
+            *self.scalar.entry(k.clone()).or_default() -= v;
+        }
+    }
+
+    /// Each field the larger of the two.
+    pub fn max(&mut self, other: &Resources) {
+        self.milli_cpu = self.milli_cpu.max(other.milli_cpu);
+        self.memory = self.memory.max(other.memory);
+        self.ephemeral_storage = self.ephemeral_storage.max(other.ephemeral_storage);
+        for (k, v) in &other.scalar {
+            let e = self.scalar.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+}
+
+/// Extended resources (`example.com/gpu`) and hugepages: everything namespaced by a domain.
+fn is_extended(name: &str) -> bool {
+    name.contains('/') || name.starts_with("hugepages-")
+}
+
+fn container_requests(c: &Container) -> Resources {
+    let resources = c.resources.as_ref();
+    // A limit without a request means the request equals the limit (API defaulting).
+    let mut r = Resources::from_list(resources.and_then(|r| r.limits.as_ref()));
+    let requests = Resources::from_list(resources.and_then(|r| r.requests.as_ref()));
+    let requested = resources.and_then(|r| r.requests.as_ref());
+    let has = |name: &str| requested.is_some_and(|m| m.contains_key(name));
+    if has("cpu") {
+        r.milli_cpu = requests.milli_cpu;
+    }
+    if has("memory") {
+        r.memory = requests.memory;
+    }
+    if has("ephemeral-storage") {
+        r.ephemeral_storage = requests.ephemeral_storage;
+    }
+    for (k, v) in requests.scalar {
+        r.scalar.insert(k, v);
+    }
+    r
+}
+
+fn is_restartable(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// What a pod requests of a node (upstream's `PodRequests`): the larger of its containers' sum
+/// and each init container's need — sidecars (restartable init containers) run beside the
+/// later init containers and the app containers — plus the pod overhead.
+pub fn pod_requests(pod: &Pod) -> Resources {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Resources::default();
+    };
+    let mut reqs = Resources::default();
+    for c in &spec.containers {
+        reqs.add(&container_requests(c));
+    }
+    let mut sidecars = Resources::default();
+    let mut init_max = Resources::default();
+    for c in spec.init_containers.iter().flatten() {
+        let r = container_requests(c);
+        let need = if is_restartable(c) {
+            reqs.add(&r);
+            sidecars.add(&r);
+            sidecars.clone()
+        } else {
+            let mut need = r;
+            need.add(&sidecars);
+            need
+        };
+        init_max.max(&need);
+    }
+    reqs.max(&init_max);
+    reqs.add(&Resources::from_list(spec.overhead.as_ref()));
+    reqs
+}
+
+/// Requests as scoring counts them: a container without a cpu or memory request counts 100m
+/// and 200 MiB (upstream's `schedutil.GetNonzeroRequests`), so best-effort pods still spread.
+pub fn nonzero_requests(pod: &Pod) -> (i64, i64) {
+    const DEFAULT_MILLI_CPU: i64 = 100;
+    const DEFAULT_MEMORY: i64 = 200 << 20;
+    let Some(spec) = pod.spec.as_ref() else {
+        return (0, 0);
+    };
+    let mut cpu = 0;
+    let mut memory = 0;
+    for c in &spec.containers {
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        let r = container_requests(c);
+        let set = |name: &str| requests.is_some_and(|m| m.contains_key(name));
+        cpu += if set("cpu") || r.milli_cpu != 0 {
+            r.milli_cpu
+        } else {
+            DEFAULT_MILLI_CPU
+        };
+        memory += if set("memory") || r.memory != 0 {
+            r.memory
+        } else {
+            DEFAULT_MEMORY
+        };
+    }
+    (cpu, memory)
+}
+
+/// A host port a pod uses: (protocol, host IP, port).
+pub type HostPort = (String, String, i32);
+
+pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = p.host_port.filter(|p| *p > 0)?;
+            let ip = p
+                .host_ip
+                .clone()
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or_else(|| "0.0.0.0".to_string());
+            Some((p.protocol.clone().unwrap_or_else(|| "TCP".into()), ip, port))
+        })
+        .collect()
+}
+
+/// A node and what is placed on it.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub node: Arc<Node>,
+    pub pods: Vec<Arc<Pod>>,
+    /// Sum of the pods' requests.
+    pub requested: Resources,
+    /// Sum of the pods' requests as scoring counts them (cpu, memory).
+    pub nonzero_requested: (i64, i64),
+    pub allocatable: Resources,
+    pub allowed_pods: i64,
+    pub used_ports: Vec<HostPort>,
+}
+
+impl NodeInfo {
+    pub fn new(node: Arc<Node>) -> NodeInfo {
+        let status_allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let allowed_pods = status_allocatable
+            .and_then(|a| a.get("pods"))
+            .and_then(|q| value(&q.0))
+            .unwrap_or(0);
+        NodeInfo {
+            allocatable: Resources::from_list(status_allocatable),
+            allowed_pods,
+            node,
+            pods: Vec::new(),
+            requested: Resources::default(),
+            nonzero_requested: (0, 0),
+            used_ports: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.node.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn add_pod(&mut self, pod: Arc<Pod>) {
+        self.requested.add(&pod_requests(&pod));
+        let (cpu, memory) = nonzero_requests(&pod);
+        self.nonzero_requested.0 += cpu;
+        self.nonzero_requested.1 += memory;
+        self.used_ports.extend(host_ports(&pod));
+        self.pods.push(pod);
+    }
+
+    /// Removes the pod with this uid; false when it was not here.
+    pub fn remove_pod(&mut self, uid: &str) -> bool {
+        let Some(i) = self
+            .pods
+            .iter()
+            .position(|p| p.metadata.uid.as_deref() == Some(uid))
+        else {
+            return false;
+        };
+        let pod = self.pods.remove(i);
+        self.requested.sub(&pod_requests(&pod));
+        let (cpu, memory) = nonzero_requests(&pod);
+        self.nonzero_requested.0 -= cpu;
+        self.nonzero_requested.1 -= memory;
+        for port in host_ports(&pod) {
+            if let Some(j) = self.used_ports.iter().position(|p| *p == port) {
+                self.used_ports.remove(j);
+            }
+        }
+        true
+    }
+}
+
+/// Why a node does not fit, as the FailedScheduling message counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unfit {
+    pub reasons: Vec<String>,
+    /// Removing pods from the node would not help (taints, affinity, node name, …): upstream's
+    /// `UnschedulableAndUnresolvable`, which preemption skips.
+    pub unresolvable: bool,
+}
+
+impl Unfit {
+    pub fn resolvable(reason: impl Into<String>) -> Unfit {
+        Unfit {
+            reasons: vec![reason.into()],
+            unresolvable: false,
+        }
+    }
+
+    pub fn unresolvable(reason: impl Into<String>) -> Unfit {
+        Unfit {
+            reasons: vec![reason.into()],
+            unresolvable: true,
+        }
+    }
+}
+
+pub type FilterResult = Result<(), Unfit>;
+
+/// The pod's priority (set from its PriorityClass at admission; 0 when unset).
+pub fn priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}

@@ -1,0 +1,280 @@
+//! skiff's kube-scheduler: watches pods that have no node and the nodes, picks the best node for
+//! each pod and binds it (upstream's `pkg/scheduler`).
+//!
+//! Layout: `framework.rs` (a node with its pods, a pod's requests), `plugins/` (the default
+//! filters and scores, a module each), `algorithm.rs` (one decision: filter, score, pick;
+//! upstream's failure message; preemption), `queue.rs` (active/backoff/unschedulable),
+//! `cache.rs` (nodes and the pods on them, with pods assumed before their binding lands),
+//! `api.rs` (bindings, conditions, events), and this file: the loop that joins them.
+//!
+//! One task owns the queue and the cache and makes the decisions, so nothing is shared under a
+//! lock; bindings run as tasks of their own and report back, as upstream binds asynchronously
+//! after assuming the pod in its cache. A binding that fails is forgotten from the cache and the
+//! pod retried after its backoff, so the cache never counts a node's resources twice.
+
+pub mod algorithm;
+pub mod api;
+pub mod cache;
+pub mod framework;
+pub mod plugins;
+pub mod quantity;
+pub mod queue;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::algorithm::{FitError, Preemption};
+use crate::cache::Cache;
+use crate::queue::Queue;
+
+/// A pod this scheduler is responsible for: no node yet, ours by name, not finished or deleting.
+pub fn is_pending_for_us(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let ours = spec
+        .scheduler_name
+        .as_deref()
+        .is_none_or(|n| n.is_empty() || n == api::SCHEDULER_NAME);
+    let unbound = spec.node_name.as_deref().is_none_or(str::is_empty);
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    ours && unbound
+        && pod.metadata.deletion_timestamp.is_none()
+        && !matches!(phase, Some("Succeeded") | Some("Failed"))
+}
+
+/// What a binding task reports.
+struct BindResult {
+    pod: Arc<Pod>,
+    node: String,
+    result: Result<(), kube::Error>,
+}
+
+/// Runs the scheduler until the watches end (they retry with backoff, so: until the process
+/// stops).
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .boxed()
+        .fuse();
+    let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .boxed()
+        .fuse();
+    let (bound_tx, mut bound_rx) = mpsc::unbounded_channel::<BindResult>();
+    let mut state = State::default();
+    tracing::info!("scheduler: started");
+    loop {
+        // Everything already delivered goes in before the next decision.
+        while let Some(Some(ev)) = nodes.next().now_or_never() {
+            state.node_event(ev);
+        }
+        while let Some(Some(ev)) = pods.next().now_or_never() {
+            state.pod_event(ev);
+        }
+        while let Ok(done) = bound_rx.try_recv() {
+            state.bound(&client, done);
+        }
+        if state.synced() && state.schedule_next(&client, &bound_tx) {
+            continue;
+        }
+        // Nothing ready: wait for a change or the next backoff to end.
+        let wakeup = state
+            .queue
+            .next_wakeup()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+        tokio::select! {
+            Some(ev) = nodes.next() => state.node_event(ev),
+            Some(ev) = pods.next() => state.pod_event(ev),
+            Some(done) = bound_rx.recv() => state.bound(&client, done),
+            _ = tokio::time::sleep_until(wakeup) => {}
+        }
+    }
+}
+
+/// The queue and the cache, owned by the scheduling loop.
+#[derive(Default)]
+struct State {
+    cache: Cache,
+    queue: Queue,
+    nodes_synced: bool,
+    pods_synced: bool,
+}
+
+impl State {
+    /// Decisions wait for the first full list of nodes and pods, or a node's pods could be
+    /// missed and its resources double-booked.
+    fn synced(&self) -> bool {
+        self.nodes_synced && self.pods_synced
+    }
+
+    fn node_event(&mut self, ev: Result<Event<Node>, watcher::Error>) {
+        match ev {
+            Ok(ev) => {
+                if matches!(ev, Event::InitDone) {
+                    self.nodes_synced = true;
+                }
+                if self.cache.node_event(ev) {
+                    self.queue.move_all_unschedulable();
+                }
+            }
+            Err(e) => tracing::warn!("scheduler: node watch: {e}"),
+        }
+    }
+
+    fn pod_event(&mut self, ev: Result<Event<Pod>, watcher::Error>) {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!("scheduler: pod watch: {e}");
+                return;
+            }
+        };
+        match ev {
+            Event::Apply(pod) | Event::InitApply(pod) => {
+                let pod = Arc::new(pod);
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if is_pending_for_us(&pod) {
+                    if !self.cache.is_assumed(&uid) {
+                        self.queue.add_or_update(pod, Instant::now());
+                    }
+                } else {
+                    self.queue.remove(&uid);
+                    if self.cache.pod_updated(pod) {
+                        self.queue.move_all_unschedulable();
+                    }
+                }
+            }
+            Event::Delete(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                self.queue.remove(&uid);
+                if self.cache.pod_deleted(&uid) {
+                    self.queue.move_all_unschedulable();
+                }
+            }
+            Event::Init => self.cache.pods_relisting(),
+            Event::InitDone => {
+                self.pods_synced = true;
+                if self.cache.pods_relisted() {
+                    self.queue.move_all_unschedulable();
+                }
+            }
+        }
+    }
+
+    /// Takes the next ready pod from the queue and decides for it; false when none is ready.
+    fn schedule_next(
+        &mut self,
+        client: &Client,
+        bound_tx: &mpsc::UnboundedSender<BindResult>,
+    ) -> bool {
+        let Some(popped) = self.queue.pop(Instant::now()) else {
+            return false;
+        };
+        let pod = popped.pod;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let nodes = self.cache.nodes();
+        match algorithm::schedule(&pod, &nodes) {
+            Ok(node) => {
+                self.cache.assume(pod.clone(), &node);
+                let client = client.clone();
+                let tx = bound_tx.clone();
+                tokio::spawn(async move {
+                    let result = api::bind(&client, &pod, &node).await;
+                    let _ = tx.send(BindResult { pod, node, result });
+                });
+            }
+            Err(fit) => {
+                self.queue.unschedulable(&uid, Instant::now());
+                unschedulable(client, &pod, fit);
+            }
+        }
+        true
+    }
+
+    /// A binding finished: confirm or forget the assumed pod.
+    fn bound(&mut self, client: &Client, done: BindResult) {
+        let (cache, queue) = (&mut self.cache, &mut self.queue);
+        let uid = done.pod.metadata.uid.clone().unwrap_or_default();
+        match done.result {
+            Ok(()) => {
+                queue.done(&uid);
+                cache.binding_done(&uid);
+                let message = format!(
+                    "Successfully assigned {}/{} to {}",
+                    done.pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    done.pod.metadata.name.as_deref().unwrap_or_default(),
+                    done.node
+                );
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let _ = api::event(
+                        &client,
+                        &done.pod,
+                        "Normal",
+                        "Scheduled",
+                        "Binding",
+                        &message,
+                    )
+                    .await;
+                });
+            }
+            Err(e) => {
+                tracing::info!(pod = ?done.pod.metadata.name, node = %done.node, "binding failed: {e}");
+                cache.forget(&uid);
+                match e {
+                    // Gone or already bound by someone else: the watch tells the rest.
+                    kube::Error::Api(ref s) if s.code == 404 => queue.remove(&uid),
+                    _ => queue.backoff(&uid, Instant::now()),
+                }
+            }
+        }
+    }
+}
+
+/// Reports a pod that fits nowhere (event, condition) and starts its preemption, if any.
+fn unschedulable(client: &Client, pod: &Arc<Pod>, fit: FitError) {
+    let message = fit.message();
+    tracing::debug!(pod = ?pod.metadata.name, %message, "unschedulable");
+    let client = client.clone();
+    let pod = pod.clone();
+    tokio::spawn(async move {
+        if let Preemption::Victims { node, victims } = &fit.preemption {
+            for victim in victims {
+                let note = format!(
+                    "Preempted by pod {} on node {node}",
+                    pod.metadata.uid.as_deref().unwrap_or_default()
+                );
+                if let Err(e) = api::evict_victim(&client, victim).await {
+                    tracing::warn!("scheduler: evicting a preemption victim: {e}");
+                    continue;
+                }
+                let _ =
+                    api::event(&client, victim, "Normal", "Preempted", "Preempting", &note).await;
+            }
+            if let Err(e) = api::nominate(&client, &pod, node).await {
+                tracing::warn!("scheduler: nominating {node}: {e}");
+            }
+        }
+        if let Err(e) = api::mark_unschedulable(&client, &pod, &message).await {
+            tracing::debug!("scheduler: PodScheduled condition: {e}");
+        }
+        let _ = api::event(
+            &client,
+            &pod,
+            "Warning",
+            "FailedScheduling",
+            "Scheduling",
+            &message,
+        )
+        .await;
+    });
+}

@@ -1,0 +1,14 @@
+//! NodeName: a pod that names a node fits only there.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::framework::{FilterResult, NodeInfo, Unfit};
+
+pub fn filter(pod: &Pod, node: &NodeInfo) -> FilterResult {
+    match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+        Some(wanted) if !wanted.is_empty() && wanted != node.name() => Err(Unfit::unresolvable(
+            "node(s) didn't match the requested node name",
+        )),
+        _ => Ok(()),
+    }
+}

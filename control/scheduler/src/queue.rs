@@ -1,0 +1,277 @@
+//! The scheduling queue (upstream's `PriorityQueue`): pods waiting to be scheduled, in three
+//! places — active (highest priority first, then oldest), backing off after a failed attempt
+//! (1 s doubling to 10 s), and unschedulable (waiting for a cluster change that could make them
+//! fit: a node added or changed, a pod deleted; flushed after 5 minutes regardless).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::time::Instant;
+
+use crate::framework::priority;
+
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a pod stays unschedulable without a cluster event before it is tried again.
+pub const UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ActiveKey {
+    priority: i32,
+    /// When the pod entered the queue (kept across attempts, as upstream's Timestamp).
+    since: Instant,
+    uid: String,
+}
+
+impl Ord for ActiveKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(self.since.cmp(&other.since))
+            .then(self.uid.cmp(&other.uid))
+    }
+}
+
+impl PartialOrd for ActiveKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Debug)]
+enum Place {
+    Active(ActiveKey),
+    Backoff(Instant),
+    Unschedulable(Instant),
+    /// Popped and being scheduled or bound.
+    InFlight,
+}
+
+#[derive(Debug)]
+struct Entry {
+    pod: Arc<Pod>,
+    attempts: u32,
+    since: Instant,
+    place: Place,
+}
+
+/// A pod handed out for scheduling.
+pub struct Popped {
+    pub pod: Arc<Pod>,
+    pub attempts: u32,
+}
+
+#[derive(Default)]
+pub struct Queue {
+    entries: HashMap<String, Entry>,
+    active: BTreeSet<ActiveKey>,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+impl Queue {
+    /// A new or changed pending pod. A pod already queued keeps its place, with the newer object.
+    pub fn add_or_update(&mut self, pod: Arc<Pod>, now: Instant) {
+        let uid = uid(&pod);
+        if let Some(e) = self.entries.get_mut(&uid) {
+            e.pod = pod;
+            // A changed unschedulable pod may fit now: try it again after its backoff.
+            if let Place::Unschedulable(attempted) = e.place {
+                e.place = Place::Backoff(attempted + backoff(e.attempts));
+            }
+            return;
+        }
+        let key = ActiveKey {
+            priority: priority(&pod),
+            since: now,
+            uid: uid.clone(),
+        };
+        self.active.insert(key.clone());
+        self.entries.insert(
+            uid,
+            Entry {
+                pod,
+                attempts: 0,
+                since: now,
+                place: Place::Active(key),
+            },
+        );
+    }
+
+    /// The pod is gone, bound by someone else, or no longer ours.
+    pub fn remove(&mut self, uid: &str) {
+        if let Some(Entry {
+            place: Place::Active(key),
+            ..
+        }) = self.entries.remove(uid)
+        {
+            self.active.remove(&key);
+        }
+    }
+
+    pub fn contains(&self, uid: &str) -> bool {
+        self.entries.contains_key(uid)
+    }
+
+    /// The next pod to schedule, moving pods whose backoff has ended into the active queue first.
+    pub fn pop(&mut self, now: Instant) -> Option<Popped> {
+        self.flush(now);
+        let key = self.active.pop_first()?;
+        let e = self.entries.get_mut(&key.uid)?;
+        e.place = Place::InFlight;
+        e.attempts += 1;
+        Some(Popped {
+            pod: e.pod.clone(),
+            attempts: e.attempts,
+        })
+    }
+
+    /// The attempt failed for a reason a cluster change may fix.
+    pub fn unschedulable(&mut self, uid: &str, now: Instant) {
+        if let Some(e) = self.entries.get_mut(uid) {
+            e.place = Place::Unschedulable(now);
+        }
+    }
+
+    /// The attempt failed for another reason (an API error): try again after the backoff.
+    pub fn backoff(&mut self, uid: &str, now: Instant) {
+        if let Some(e) = self.entries.get_mut(uid) {
+            e.place = Place::Backoff(now + backoff(e.attempts));
+        }
+    }
+
+    /// The pod was bound: it leaves the queue.
+    pub fn done(&mut self, uid: &str) {
+        self.entries.remove(uid);
+    }
+
+    /// A cluster event that may make unschedulable pods fit: they go back, once the backoff
+    /// from their last attempt has passed.
+    pub fn move_all_unschedulable(&mut self) {
+        for e in self.entries.values_mut() {
+            if let Place::Unschedulable(attempted) = e.place {
+                e.place = Place::Backoff(attempted + backoff(e.attempts));
+            }
+        }
+    }
+
+    /// Backoffs that ended go to the active queue; pods unschedulable for too long too.
+    fn flush(&mut self, now: Instant) {
+        for (uid, e) in self.entries.iter_mut() {
+            let ready = match e.place {
+                Place::Backoff(at) => at <= now,
+                Place::Unschedulable(at) => at + UNSCHEDULABLE_TIMEOUT <= now,
+                _ => false,
+            };
+            if ready {
+                let key = ActiveKey {
+                    priority: priority(&e.pod),
+                    since: e.since,
+                    uid: uid.clone(),
+                };
+                self.active.insert(key.clone());
+                e.place = Place::Active(key);
+            }
+        }
+    }
+
+    /// When the next backing-off or timed-out pod becomes ready, if any.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.entries
+            .values()
+            .filter_map(|e| match e.place {
+                Place::Backoff(at) => Some(at),
+                Place::Unschedulable(at) => Some(at + UNSCHEDULABLE_TIMEOUT),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// (active, backoff, unschedulable) sizes, for metrics.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let mut sizes = (self.active.len(), 0, 0);
+        for e in self.entries.values() {
+            match e.place {
+                Place::Backoff(_) => sizes.1 += 1,
+                Place::Unschedulable(_) => sizes.2 += 1,
+                _ => {}
+            }
+        }
+        sizes
+    }
+}
+
+/// 1 s doubling per attempt, at most 10 s.
+pub fn backoff(attempts: u32) -> Duration {
+    let shift = attempts.saturating_sub(1).min(4);
+    (INITIAL_BACKOFF * (1 << shift)).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, priority: i32) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "uid": name}, "spec": {"containers": [], "priority": priority}}))
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn priority_then_age() {
+        let mut q = Queue::default();
+        let t = Instant::now();
+        q.add_or_update(pod("old-low", 0), t);
+        q.add_or_update(pod("new-high", 100), t + Duration::from_millis(1));
+        q.add_or_update(pod("new-low", 0), t + Duration::from_millis(2));
+        let order: Vec<String> = std::iter::from_fn(|| q.pop(t + Duration::from_millis(3)))
+            .map(|p| p.pod.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(order, ["new-high", "old-low", "new-low"]);
+    }
+
+    #[test]
+    fn backoff_doubles_to_ten_seconds() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(9), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unschedulable_pods_wait_for_an_event() {
+        let mut q = Queue::default();
+        let t = Instant::now();
+        q.add_or_update(pod("p", 0), t);
+        let popped = q.pop(t).unwrap();
+        assert_eq!(popped.attempts, 1);
+        q.unschedulable("p", t);
+        assert!(q.pop(t + Duration::from_secs(60)).is_none());
+        q.move_all_unschedulable();
+        assert!(
+            q.pop(t + Duration::from_secs(60)).is_some(),
+            "first backoff is 1 s, already over"
+        );
+        q.unschedulable("p", t);
+        assert!(
+            q.pop(t + UNSCHEDULABLE_TIMEOUT).is_some(),
+            "flushed after the timeout"
+        );
+        q.backoff("p", t);
+        assert!(
+            q.pop(t + Duration::from_secs(1)).is_none(),
+            "third attempt backs off 4 s"
+        );
+        assert!(q.pop(t + Duration::from_secs(4)).is_some());
+        q.done("p");
+        assert!(!q.contains("p"));
+    }
+}

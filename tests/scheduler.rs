@@ -1,0 +1,233 @@
+//! The scheduler inside `skiff server`, driven with the real kubectl against hollow nodes: Node
+//! objects created through the API with their status (allocatable, Ready), as kubemark does.
+//! One server for every check.
+
+mod common;
+
+use common::{wait_until, ServerProcess};
+
+fn node_yaml(name: &str, cpu: &str, extra_spec: &str, labels: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  labels: {{kubernetes.io/hostname: {name}{labels}}}
+spec: {{{extra_spec}}}
+status:
+  capacity: {{cpu: "{cpu}", memory: 8Gi, pods: "110"}}
+  allocatable: {{cpu: "{cpu}", memory: 8Gi, pods: "110"}}
+  conditions:
+  - {{type: Ready, status: "True", reason: KubeletReady, message: hollow node}}
+"#
+    )
+}
+
+fn pod_yaml(name: &str, cpu: &str, extra_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: {name}}}
+spec:
+  {extra_spec}
+  containers:
+  - name: c
+    image: busybox
+    resources: {{requests: {{cpu: "{cpu}", memory: 64Mi}}}}
+"#
+    )
+}
+
+fn apply(s: &ServerProcess, yaml: &str) {
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn node_of(s: &ServerProcess, pod: &str) -> String {
+    s.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"])
+}
+
+fn wait_bound(s: &ServerProcess, pod: &str) -> String {
+    wait_until(&format!("pod {pod} bound"), || !node_of(s, pod).is_empty());
+    node_of(s, pod)
+}
+
+/// Replicas of one owner land on different nodes; nodeSelector and a required node affinity
+/// pick the matching node; a tainted node takes only tolerating pods.
+fn placement(s: &ServerProcess) {
+    for (i, name) in ["n1", "n2", "n3"].iter().enumerate() {
+        apply(s, &node_yaml(name, "4", "", &format!(", zone: z{i}")));
+    }
+    // The replicas' owner exists (the garbage collector would remove pods of a missing one); no
+    // ReplicaSet controller runs yet, so it creates nothing itself.
+    apply(
+        s,
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
+    );
+    let uid = s.kubectl_ok(&["get", "rs", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let owner = format!(
+        "\n  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web, uid: {uid}, controller: true}}]"
+    );
+    for i in 0..3 {
+        let yaml = pod_yaml(&format!("web-{i}"), "100m", "").replace(
+            &format!("  labels: {{app: web-{i}}}"),
+            &format!("  labels: {{app: web}}{owner}"),
+        );
+        apply(s, &yaml);
+    }
+    let mut nodes: Vec<String> = (0..3).map(|i| wait_bound(s, &format!("web-{i}"))).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["n1", "n2", "n3"], "replicas spread over the nodes");
+
+    apply(s, &pod_yaml("picky", "100m", "nodeSelector: {zone: z1}"));
+    assert_eq!(wait_bound(s, "picky"), "n2");
+    apply(
+        s,
+        &pod_yaml(
+            "affine",
+            "100m",
+            "affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [z2]}]}]}}}",
+        ),
+    );
+    assert_eq!(wait_bound(s, "affine"), "n3");
+
+    // Cordon two nodes; an untolerating pod goes to the third, a tolerating one may use a
+    // tainted node.
+    s.kubectl_ok(&["taint", "node", "n1", "dedicated=db:NoSchedule"]);
+    s.kubectl_ok(&["cordon", "n2"]);
+    apply(s, &pod_yaml("plain", "100m", ""));
+    assert_eq!(wait_bound(s, "plain"), "n3");
+    apply(
+        s,
+        &pod_yaml(
+            "db",
+            "100m",
+            "nodeSelector: {zone: z0}\n  tolerations: [{key: dedicated, operator: Equal, value: db, effect: NoSchedule}]",
+        ),
+    );
+    assert_eq!(wait_bound(s, "db"), "n1");
+    s.kubectl_ok(&["uncordon", "n2"]);
+    s.kubectl_ok(&["taint", "node", "n1", "dedicated-"]);
+}
+
+/// A pod too big for every node stays Pending with upstream's reason and message, then
+/// schedules once a node that fits is added.
+fn unschedulable_until_a_node_fits(s: &ServerProcess) {
+    apply(s, &pod_yaml("huge", "16", ""));
+    let want = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
+    wait_until("FailedScheduling for huge", || {
+        let describe = s.kubectl_ok(&["describe", "pod", "huge"]);
+        describe.contains("FailedScheduling") && describe.contains(want)
+    });
+    let condition = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "huge",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="PodScheduled")].reason}"#,
+    ]);
+    assert_eq!(condition, "Unschedulable");
+    assert_eq!(node_of(s, "huge"), "");
+    apply(s, &node_yaml("big", "32", "", ", zone: z9"));
+    assert_eq!(wait_bound(s, "huge"), "big");
+    let describe = s.kubectl_ok(&["describe", "pod", "huge"]);
+    assert!(
+        describe.contains("Successfully assigned default/huge to big"),
+        "{describe}"
+    );
+}
+
+/// Two pods asking for one host port never share a node.
+fn host_ports(s: &ServerProcess) {
+    let with_port = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeSelector: {{zone: z9}}
+  containers:
+  - name: c
+    image: busybox
+    ports: [{{containerPort: 80, hostPort: 8080}}]
+"#
+        )
+    };
+    apply(s, &with_port("port-a"));
+    assert_eq!(wait_bound(s, "port-a"), "big");
+    apply(s, &with_port("port-b"));
+    wait_until("FailedScheduling for port-b", || {
+        s.kubectl_ok(&["describe", "pod", "port-b"])
+            .contains("1 node(s) didn't have free ports for the requested pod ports")
+    });
+    // No kubelet finishes a graceful deletion here: delete at once.
+    s.kubectl_ok(&["delete", "pod", "port-a", "--grace-period=0", "--force"]);
+    assert_eq!(wait_bound(s, "port-b"), "big");
+}
+
+/// A high-priority pod that fits nowhere evicts a lower-priority one and takes its place.
+fn preemption(s: &ServerProcess) {
+    apply(s, &node_yaml("small", "1", "", ", zone: z7"));
+    apply(
+        s,
+        &pod_yaml("low", "800m", "nodeSelector: {zone: z7}\n  priority: 10"),
+    );
+    assert_eq!(wait_bound(s, "low"), "small");
+    apply(
+        s,
+        &pod_yaml("high", "800m", "nodeSelector: {zone: z7}\n  priority: 1000"),
+    );
+    // The victim has no kubelet to finish its graceful deletion: once it is marked, finish it.
+    wait_until("the low-priority pod is evicted", || {
+        let out = s.kubectl(&[
+            "get",
+            "pod",
+            "low",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ]);
+        !out.status.success() || !out.stdout.is_empty()
+    });
+    let _ = s.kubectl(&["delete", "pod", "low", "--grace-period=0", "--force"]);
+    assert_eq!(wait_bound(s, "high"), "small");
+    let nominated = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "high",
+        "-o",
+        "jsonpath={.status.nominatedNodeName}",
+    ]);
+    assert_eq!(nominated, "small");
+}
+
+/// Pods for another scheduler are left alone.
+fn other_schedulers(s: &ServerProcess) {
+    apply(
+        s,
+        &pod_yaml("elsewhere", "100m", "schedulerName: my-scheduler"),
+    );
+    // Give the scheduler a pod of its own after it, so its silence about the first is observed.
+    apply(s, &pod_yaml("after", "100m", ""));
+    wait_bound(s, "after");
+    assert_eq!(node_of(s, "elsewhere"), "");
+}
+
+#[test]
+fn scheduler_with_hollow_nodes() {
+    let s = ServerProcess::start();
+    placement(&s);
+    unschedulable_until_a_node_fits(&s);
+    host_ports(&s);
+    preemption(&s);
+    other_schedulers(&s);
+}
