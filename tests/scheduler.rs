@@ -222,12 +222,63 @@ fn other_schedulers(s: &ServerProcess) {
     assert_eq!(node_of(s, "elsewhere"), "");
 }
 
+/// The scheduler acts as system:kube-scheduler, and its metrics count what it did.
+fn identity_and_metrics(s: &ServerProcess, metrics: &str) {
+    let kubeconfig = s.dir.path().join("scheduler.kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(text.contains("user: system:kube-scheduler"), "{text}");
+    let out = s
+        .kubectl_cmd(&["get", "nodes", "-o", "name"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = http_get(metrics, "/metrics");
+    let scheduled = body
+        .lines()
+        .find(|l| l.starts_with(r#"scheduler_schedule_attempts_total{result="scheduled""#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no scheduled attempts in {body}"));
+    assert!(scheduled >= 10, "{body}");
+    assert!(
+        body.contains(r#"scheduler_schedule_attempts_total{result="unschedulable""#),
+        "{body}"
+    );
+    assert!(
+        body.contains("scheduler_pod_scheduling_sli_duration_seconds_bucket"),
+        "{body}"
+    );
+    assert_eq!(http_get(metrics, "/healthz"), "ok");
+}
+
+/// A plain HTTP GET on loopback; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
 #[test]
 fn scheduler_with_hollow_nodes() {
-    let s = ServerProcess::start();
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let s = ServerProcess::start_with(&["--scheduler-metrics-address", &metrics]);
     placement(&s);
     unschedulable_until_a_node_fits(&s);
     host_ports(&s);
     preemption(&s);
     other_schedulers(&s);
+    identity_and_metrics(&s, &metrics);
 }

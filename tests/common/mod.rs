@@ -181,6 +181,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// `skiff server` with its embedded store.
     pub fn start() -> ServerProcess {
+        ServerProcess::start_with(&[])
+    }
+
+    /// `skiff server` with its embedded store and extra flags.
+    pub fn start_with(extra: &[&str]) -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(skiff_bin());
@@ -197,6 +202,7 @@ impl ServerProcess {
                 "--store-listen-url",
                 &format!("http://127.0.0.1:{}", free_port()),
             ])
+            .args(extra)
             .env("RUST_LOG", "warn");
         let child = spawn_until_ready(cmd, "skiff server ready", "skiff server");
         let kubeconfig = dir.path().join("admin.kubeconfig");

@@ -177,6 +177,14 @@ pub struct Started {
     pub server: Arc<ApiServer>,
 }
 
+impl Started {
+    /// The kubeconfig of a control-plane component (`tls::COMPONENTS`: "scheduler",
+    /// "controller-manager"), which authenticates as that component.
+    pub fn component_kubeconfig(&self, stem: &str) -> PathBuf {
+        self.kubeconfig.with_file_name(format!("{stem}.kubeconfig"))
+    }
+}
+
 /// Sets everything up and starts serving; returns once the listener accepts connections.
 pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&args.data_dir)
@@ -188,6 +196,13 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     }
     let pki = tls::ensure_pki(&args.data_dir, &sans)?;
     let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;
+    let mut component_tokens = Vec::new();
+    for (stem, user) in tls::COMPONENTS {
+        let token = tokens
+            .token_of(user)
+            .with_context(|| format!("tokens.csv has no token for {user}"))?;
+        component_tokens.push((stem, user, token));
+    }
     let endpoints: Vec<String> = args
         .etcd_servers
         .split(',')
@@ -216,13 +231,19 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     } else {
         args.bind_address.clone()
     };
+    let url = format!("https://{host}:{}", addr.port());
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
-    tls::write_kubeconfig(
-        &kubeconfig,
-        &format!("https://{host}:{}", addr.port()),
-        &pki.ca_pem,
-        &admin_token,
-    )?;
+    tls::write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, "admin", &admin_token)?;
+    // Each control-plane component gets a kubeconfig with its own identity.
+    for (stem, user, token) in component_tokens {
+        tls::write_kubeconfig(
+            &args.data_dir.join(format!("{stem}.kubeconfig")),
+            &url,
+            &pki.ca_pem,
+            user,
+            &token,
+        )?;
+    }
 
     let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki)?);
     let app = crate::http::router(server.clone());

@@ -177,7 +177,8 @@ impl Tokens {
         Ok(Tokens { by_token })
     }
 
-    /// Loads `dir/tokens.csv`, creating it with an admin token (group system:masters) if missing.
+    /// Loads `dir/tokens.csv`, creating it with an admin token (group system:masters) if
+    /// missing, and adding a token for each control-plane component (`COMPONENTS`) it lacks.
     pub fn ensure(dir: &Path) -> anyhow::Result<(Tokens, String)> {
         let path = dir.join("tokens.csv");
         if !path.exists() {
@@ -186,14 +187,35 @@ impl Tokens {
                 &format!("{},admin,admin,\"system:masters\"\n", random_token()),
             )?;
         }
-        let tokens = Tokens::load(&path)?;
-        let admin = tokens
-            .by_token
+        let mut tokens = Tokens::load(&path)?;
+        let missing: Vec<&str> = COMPONENTS
             .iter()
-            .find(|(_, u)| u.name == "admin")
-            .map(|(t, _)| t.clone())
+            .map(|(_, user)| *user)
+            .filter(|user| tokens.token_of(user).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let mut text = std::fs::read_to_string(&path)?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            for user in missing {
+                text.push_str(&format!("{},{user},{user}\n", random_token()));
+            }
+            write_private(&path, &text)?;
+            tokens = Tokens::load(&path)?;
+        }
+        let admin = tokens
+            .token_of("admin")
             .context("tokens.csv has no admin user")?;
         Ok((tokens, admin))
+    }
+
+    /// The token of `user`, if the file has one.
+    pub fn token_of(&self, user: &str) -> Option<String> {
+        self.by_token
+            .iter()
+            .find(|(_, u)| u.name == user)
+            .map(|(t, _)| t.clone())
     }
 
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
@@ -204,17 +226,26 @@ impl Tokens {
     }
 }
 
-/// Writes a kubeconfig for `server` that trusts the cluster CA and authenticates with `token`.
+/// The control-plane components with identities of their own, as upstream names them:
+/// (kubeconfig file stem, user).
+pub const COMPONENTS: &[(&str, &str)] = &[
+    ("scheduler", "system:kube-scheduler"),
+    ("controller-manager", "system:kube-controller-manager"),
+];
+
+/// Writes a kubeconfig for `server` that trusts the cluster CA and authenticates as `user`
+/// with `token`.
 pub fn write_kubeconfig(
     path: &Path,
     server: &str,
     ca_pem: &str,
+    user: &str,
     token: &str,
 ) -> anyhow::Result<()> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let config = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
-         users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: admin\n\
+         users:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\n\
          current-context: skiff\n"
     );
     write_private(path, &config)

@@ -16,6 +16,7 @@ pub mod algorithm;
 pub mod api;
 pub mod cache;
 pub mod framework;
+pub mod metrics;
 pub mod plugins;
 pub mod quantity;
 pub mod queue;
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::algorithm::{FitError, Preemption};
 use crate::cache::Cache;
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 
 /// A pod this scheduler is responsible for: no node yet, ours by name, not finished or deleting.
@@ -56,11 +58,14 @@ struct BindResult {
     pod: Arc<Pod>,
     node: String,
     result: Result<(), kube::Error>,
+    /// When the pod entered the queue, and when this attempt started.
+    since: Instant,
+    attempt_started: Instant,
 }
 
 /// Runs the scheduler until the watches end (they retry with backoff, so: until the process
 /// stops).
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed()
@@ -70,7 +75,11 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         .boxed()
         .fuse();
     let (bound_tx, mut bound_rx) = mpsc::unbounded_channel::<BindResult>();
-    let mut state = State::default();
+    let mut state = State {
+        metrics,
+        ..State::default()
+    };
+    let mut gauges_at = Instant::now();
     tracing::info!("scheduler: started");
     loop {
         // Everything already delivered goes in before the next decision.
@@ -82,6 +91,11 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         }
         while let Ok(done) = bound_rx.try_recv() {
             state.bound(&client, done);
+        }
+        if gauges_at.elapsed() >= Duration::from_secs(1) {
+            gauges_at = Instant::now();
+            let (active, backoff, unschedulable) = state.queue.sizes();
+            state.metrics.queue_sizes(active, backoff, unschedulable);
         }
         if state.synced() && state.schedule_next(&client, &bound_tx) {
             continue;
@@ -105,6 +119,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 struct State {
     cache: Cache,
     queue: Queue,
+    metrics: Arc<Metrics>,
     nodes_synced: bool,
     pods_synced: bool,
 }
@@ -179,7 +194,8 @@ impl State {
         let Some(popped) = self.queue.pop(Instant::now()) else {
             return false;
         };
-        let pod = popped.pod;
+        let attempt_started = Instant::now();
+        let (pod, since) = (popped.pod, popped.since);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let nodes = self.cache.nodes();
         match algorithm::schedule(&pod, &nodes) {
@@ -189,10 +205,18 @@ impl State {
                 let tx = bound_tx.clone();
                 tokio::spawn(async move {
                     let result = api::bind(&client, &pod, &node).await;
-                    let _ = tx.send(BindResult { pod, node, result });
+                    let _ = tx.send(BindResult {
+                        pod,
+                        node,
+                        result,
+                        since,
+                        attempt_started,
+                    });
                 });
             }
             Err(fit) => {
+                self.metrics
+                    .attempt("unschedulable", attempt_started.elapsed().as_secs_f64());
                 self.queue.unschedulable(&uid, Instant::now());
                 unschedulable(client, &pod, fit);
             }
@@ -206,6 +230,9 @@ impl State {
         let uid = done.pod.metadata.uid.clone().unwrap_or_default();
         match done.result {
             Ok(()) => {
+                self.metrics
+                    .attempt("scheduled", done.attempt_started.elapsed().as_secs_f64());
+                self.metrics.scheduled(done.since.elapsed().as_secs_f64());
                 queue.done(&uid);
                 cache.binding_done(&uid);
                 let message = format!(
@@ -228,6 +255,8 @@ impl State {
                 });
             }
             Err(e) => {
+                self.metrics
+                    .attempt("error", done.attempt_started.elapsed().as_secs_f64());
                 tracing::info!(pod = ?done.pod.metadata.name, node = %done.node, "binding failed: {e}");
                 cache.forget(&uid);
                 match e {

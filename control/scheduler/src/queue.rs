@@ -63,6 +63,8 @@ struct Entry {
 pub struct Popped {
     pub pod: Arc<Pod>,
     pub attempts: u32,
+    /// When the pod entered the queue.
+    pub since: Instant,
 }
 
 #[derive(Default)]
@@ -129,6 +131,7 @@ impl Queue {
         Some(Popped {
             pod: e.pod.clone(),
             attempts: e.attempts,
+            since: e.since,
         })
     }
 

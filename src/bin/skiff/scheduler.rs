@@ -1,15 +1,55 @@
-//! `skiff scheduler`: the scheduler alone, against any API server.
+//! `skiff scheduler`: the scheduler alone, against any API server, with its metrics and health
+//! endpoints (upstream's kube-scheduler serves them on port 10259).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use skiff_scheduler::metrics::Metrics;
 
 #[derive(Debug, clap::Args)]
 pub struct SchedulerArgs {
     /// The API server to schedule for, and the credentials to use.
     #[arg(long)]
     pub kubeconfig: PathBuf,
+    /// Where `/metrics` and `/healthz` are served (plain HTTP); empty: nowhere.
+    #[arg(long, default_value = "127.0.0.1:10259")]
+    pub metrics_address: String,
 }
 
 pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let client = skiff_controllers::client_from_kubeconfig(&args.kubeconfig).await?;
-    skiff_scheduler::run(client).await
+    let metrics = Arc::new(Metrics::default());
+    if !args.metrics_address.is_empty() {
+        let addr: SocketAddr = args
+            .metrics_address
+            .parse()
+            .with_context(|| format!("--metrics-address {}", args.metrics_address))?;
+        serve_metrics(addr, metrics.clone()).await?;
+    }
+    skiff_scheduler::run(client, metrics).await
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` in the background.
+pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr} for metrics"))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!("scheduler metrics: {e}");
+        }
+    });
+    Ok(())
 }

@@ -28,6 +28,9 @@ pub struct ServerArgs {
     /// Run no scheduler (another one, e.g. upstream's kube-scheduler, binds the pods).
     #[arg(long)]
     pub disable_scheduler: bool,
+    /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
+    #[arg(long, default_value = "")]
+    pub scheduler_metrics_address: String,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -62,8 +65,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let scheduler = if args.disable_scheduler {
         None
     } else {
-        let client = skiff_controllers::client_from_kubeconfig(&started.kubeconfig).await?;
-        Some(tokio::spawn(skiff_scheduler::run(client)))
+        // The scheduler acts as system:kube-scheduler, not as the admin.
+        let kubeconfig = started.component_kubeconfig("scheduler");
+        let client = skiff_controllers::client_from_kubeconfig(&kubeconfig).await?;
+        let metrics = std::sync::Arc::new(skiff_scheduler::metrics::Metrics::default());
+        if !args.scheduler_metrics_address.is_empty() {
+            let addr = args
+                .scheduler_metrics_address
+                .parse()
+                .context("--scheduler-metrics-address")?;
+            crate::scheduler::serve_metrics(addr, metrics.clone()).await?;
+        }
+        Some(tokio::spawn(skiff_scheduler::run(client, metrics)))
     };
     println!(
         "skiff server ready: https://{} kubeconfig={}",
