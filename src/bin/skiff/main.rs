@@ -23,14 +23,16 @@ enum Command {
     Image(skiff_image::cli::ImageCommand),
     /// The control plane in one process: store + API server + scheduler + controllers.
     Server(server::ServerArgs),
-    /// The scheduler alone: binds pending pods to nodes.
-    Scheduler(scheduler::SchedulerArgs),
+    /// The scheduler alone: binds pending pods to nodes; `bench` measures it.
+    Scheduler(scheduler::SchedulerCommand),
 }
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bench;
 mod bench_apiserver;
+mod bench_scheduler;
 mod scheduler;
 mod server;
 

@@ -9,17 +9,37 @@ use anyhow::Context;
 use skiff_scheduler::metrics::Metrics;
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SchedulerCommand {
+    #[command(subcommand)]
+    pub action: Option<SchedulerAction>,
+    #[command(flatten)]
+    pub serve: SchedulerArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SchedulerAction {
+    /// Hollow nodes and pending pods through a real API server: pods/s, latency, CPU, memory.
+    Bench(crate::bench_scheduler::BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SchedulerArgs {
     /// The API server to schedule for, and the credentials to use.
-    #[arg(long)]
-    pub kubeconfig: PathBuf,
+    #[arg(long, required = true)]
+    pub kubeconfig: Option<PathBuf>,
     /// Where `/metrics` and `/healthz` are served (plain HTTP); empty: nowhere.
     #[arg(long, default_value = "127.0.0.1:10259")]
     pub metrics_address: String,
 }
 
-pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
-    let client = skiff_controllers::client_from_kubeconfig(&args.kubeconfig).await?;
+pub async fn run(command: SchedulerCommand) -> anyhow::Result<()> {
+    let args = match command.action {
+        Some(SchedulerAction::Bench(bench)) => return crate::bench_scheduler::run(bench).await,
+        None => command.serve,
+    };
+    let kubeconfig = args.kubeconfig.context("--kubeconfig is required")?;
+    let client = skiff_controllers::client_from_kubeconfig(&kubeconfig).await?;
     let metrics = Arc::new(Metrics::default());
     if !args.metrics_address.is_empty() {
         let addr: SocketAddr = args
