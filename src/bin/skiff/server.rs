@@ -54,15 +54,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_sans: args.tls_sans.clone(),
     })
     .await?;
-    let controllers = skiff_controllers::start(&started.kubeconfig).await?;
+    // On SIGTERM/ctrl-c the controllers stop and release their Lease before the process ends.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut controllers = skiff_controllers::start(&started.kubeconfig, async move {
+        let _ = stopped.await;
+    })
+    .await?;
     println!(
         "skiff server ready: https://{} kubeconfig={}",
         started.addr,
         started.kubeconfig.display()
     );
     tokio::select! {
-        _ = skiff_apiserver::server::wait_for_signal() => {}
-        r = controllers => r.context("controllers")??,
+        _ = skiff_apiserver::server::wait_for_signal() => {
+            let _ = stop.send(());
+            let stopping = tokio::time::timeout(std::time::Duration::from_secs(5), controllers);
+            if let Ok(Ok(Err(e))) = stopping.await {
+                tracing::warn!("controllers: {e:#}");
+            }
+        }
+        r = &mut controllers => r.context("controllers")??,
     }
     Ok(())
 }
