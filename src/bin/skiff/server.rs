@@ -2,8 +2,10 @@
 //! top of it (through the etcd v3 API on loopback, as with a separate etcd), and the controllers.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::oneshot;
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
@@ -29,6 +31,9 @@ pub struct ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // The embedded store stops last, on our word: the controllers still write (their Lease
+    // release) after the signal.
+    let mut store = None;
     let etcd_servers = match &args.etcd_servers {
         Some(servers) => servers.clone(),
         None => {
@@ -36,12 +41,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 args.data_dir.join("store"),
                 &args.store_listen_url,
             );
-            tokio::spawn(async move {
-                if let Err(e) = skiff_store::server::run(store_args).await {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = skiff_store::server::run_until(store_args, until).await {
                     eprintln!("skiff server: the store stopped: {e:#}");
                     std::process::exit(1);
                 }
             });
+            store = Some((stop, task));
             args.store_listen_url.clone()
         }
     };
@@ -54,8 +64,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_sans: args.tls_sans.clone(),
     })
     .await?;
-    // On SIGTERM/ctrl-c the controllers stop and release their Lease before the process ends.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // On SIGTERM/ctrl-c the controllers stop and release their Lease (so a standby takes over
+    // at once), then the store stops.
+    let (stop, stopped) = oneshot::channel::<()>();
     let mut controllers = skiff_controllers::start(&started.kubeconfig, async move {
         let _ = stopped.await;
     })
@@ -66,14 +77,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         started.kubeconfig.display()
     );
     tokio::select! {
-        _ = skiff_apiserver::server::wait_for_signal() => {
-            let _ = stop.send(());
-            let stopping = tokio::time::timeout(std::time::Duration::from_secs(5), controllers);
-            if let Ok(Ok(Err(e))) = stopping.await {
-                tracing::warn!("controllers: {e:#}");
-            }
-        }
-        r = &mut controllers => r.context("controllers")??,
+        _ = skiff_apiserver::server::wait_for_signal() => {}
+        r = &mut controllers => return r.context("controllers")?,
+    }
+    let _ = stop.send(());
+    match tokio::time::timeout(STOP_TIMEOUT, controllers).await {
+        Ok(Ok(Err(e))) => tracing::warn!("controllers: {e:#}"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("the controllers did not stop in time"),
+    }
+    if let Some((stop, task)) = store {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
     }
     Ok(())
 }
+
+/// How long each component gets to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
