@@ -5,14 +5,19 @@
 //! completes) and the garbage collector (ownerReferences; foreground and orphan deletion, so
 //! every `propagationPolicy` the API server accepts completes). The workload controllers
 //! arrive with their issue.
+//!
+//! Like upstream's kube-controller-manager, the controllers run only on the instance holding
+//! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
 
 pub mod garbage_collector;
 pub mod namespace;
 
+use std::future::Future;
 use std::path::Path;
 
 use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use skiff_leaderelection::{default_identity, LeaderElector, LeaseConfig};
 
 /// A client for the API server from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
@@ -23,15 +28,32 @@ pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client>
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Starts every controller; the handle ends only if one of them fails.
+/// The Lease kube-controller-manager's instances elect their leader on, as upstream.
+pub const LEASE_NAMESPACE: &str = "kube-system";
+pub const LEASE_NAME: &str = "kube-controller-manager";
+
+/// Starts the controller manager: the controllers run only while this instance holds the Lease
+/// `kube-system/kube-controller-manager` (identity `<hostname>_<uuid>`). A single server takes
+/// it at once when the Lease is new or was released by a clean shutdown; after a crash its
+/// restart waits until the old identity's lease has expired (15 s), as upstream's does. The handle ends if a controller fails, or with
+/// [`skiff_leaderelection::LeaderElectionError::LeaseLost`] when a renewal misses its deadline
+/// (the controllers have stopped; upstream's controller manager exits then, and so does
+/// `skiff server`). When `shutdown` completes, the controllers stop, the Lease is released (so
+/// a standby takes over at once) and the handle ends with `Ok`.
 pub async fn start(
     kubeconfig: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let client = client_from_kubeconfig(kubeconfig).await?;
-    Ok(tokio::spawn(async move {
-        tokio::select! {
-            _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
-            _ = garbage_collector::run(client) => anyhow::bail!("the garbage collector stopped"),
-        }
-    }))
+    let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
+    let elector = LeaderElector::new(client.clone(), config);
+    Ok(tokio::spawn(elector.run_until(
+        move || async move {
+            tokio::select! {
+                _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
+                _ = garbage_collector::run(client) => anyhow::bail!("the garbage collector stopped"),
+            }
+        },
+        shutdown,
+    )))
 }

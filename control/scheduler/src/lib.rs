@@ -53,6 +53,26 @@ pub fn is_pending_for_us(pod: &Pod) -> bool {
         && !matches!(phase, Some("Succeeded") | Some("Failed"))
 }
 
+/// Where the scheduler's Lease lives, as upstream's.
+pub const LEASE_NAMESPACE: &str = "kube-system";
+pub const LEASE_NAME: &str = "kube-scheduler";
+
+/// Runs the scheduler while this instance holds the Lease `kube-system/kube-scheduler`
+/// (upstream's timings: 15 s lease, 10 s renew deadline, 2 s retry), so several can run and one
+/// schedules; when `shutdown` completes it stops and releases the Lease for a standby at once.
+/// Losing the Lease is an error: the caller exits, as upstream's scheduler does.
+pub async fn run_leader_elected(
+    client: Client,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use skiff_leaderelection::{default_identity, LeaderElector, LeaseConfig};
+    let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
+    LeaderElector::new(client.clone(), config)
+        .run_until(move || run(client, metrics), shutdown)
+        .await
+}
+
 /// What a binding task reports.
 struct BindResult {
     pod: Arc<Pod>,

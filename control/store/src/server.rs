@@ -119,6 +119,23 @@ fn split_urls(s: &str) -> Vec<String> {
 
 /// Runs the store until SIGINT/SIGTERM.
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
+    run_until(args, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+    .await
+}
+
+/// Runs the store until `shutdown` completes (`skiff server` embeds it so and stops it last,
+/// after the components that still write through it on their way out).
+pub async fn run_until(
+    args: StoreArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listen = split_urls(&args.listen_client_urls);
     let addrs: Vec<SocketAddr> = listen
         .iter()
@@ -170,14 +187,6 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         tokio::spawn(auto_compact(store.clone(), args.auto_compaction_retention));
     }
 
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners {

@@ -1,5 +1,6 @@
-//! `skiff scheduler`: the scheduler alone, against any API server, with its metrics and health
-//! endpoints (upstream's kube-scheduler serves them on port 10259).
+//! `skiff scheduler`: the scheduler alone, against any API server, leader-elected (several may
+//! run, one schedules), with its metrics and health endpoints (upstream's kube-scheduler serves
+//! them on port 10259).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,7 +49,8 @@ pub async fn run(command: SchedulerCommand) -> anyhow::Result<()> {
             .with_context(|| format!("--metrics-address {}", args.metrics_address))?;
         serve_metrics(addr, metrics.clone()).await?;
     }
-    skiff_scheduler::run(client, metrics).await
+    skiff_scheduler::run_leader_elected(client, metrics, skiff_apiserver::server::wait_for_signal())
+        .await
 }
 
 /// Serves `/metrics` and `/healthz` on `addr` in the background.

@@ -3,8 +3,10 @@
 //! the controllers.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::oneshot;
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
@@ -36,6 +38,9 @@ pub struct ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // The embedded store stops last, on our word: the controllers still write (their Lease
+    // release) after the signal.
+    let mut store = None;
     let etcd_servers = match &args.etcd_servers {
         Some(servers) => servers.clone(),
         None => {
@@ -43,12 +48,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 args.data_dir.join("store"),
                 &args.store_listen_url,
             );
-            tokio::spawn(async move {
-                if let Err(e) = skiff_store::server::run(store_args).await {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = skiff_store::server::run_until(store_args, until).await {
                     eprintln!("skiff server: the store stopped: {e:#}");
                     std::process::exit(1);
                 }
             });
+            store = Some((stop, task));
             args.store_listen_url.clone()
         }
     };
@@ -61,11 +71,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_sans: args.tls_sans.clone(),
     })
     .await?;
-    let controllers = skiff_controllers::start(&started.kubeconfig).await?;
-    let scheduler = if args.disable_scheduler {
+    // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a
+    // standby takes over at once), then the store stops. Each acts with its own identity.
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut controllers = skiff_controllers::start(
+        &started.component_kubeconfig("controller-manager"),
+        async move {
+            let _ = stopped.await;
+        },
+    )
+    .await?;
+    let (stop_scheduler, scheduler_stopped) = oneshot::channel::<()>();
+    let mut scheduler = if args.disable_scheduler {
         None
     } else {
-        // The scheduler acts as system:kube-scheduler, not as the admin.
         let kubeconfig = started.component_kubeconfig("scheduler");
         let client = skiff_controllers::client_from_kubeconfig(&kubeconfig).await?;
         let metrics = std::sync::Arc::new(skiff_scheduler::metrics::Metrics::default());
@@ -76,23 +95,54 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .context("--scheduler-metrics-address")?;
             crate::scheduler::serve_metrics(addr, metrics.clone()).await?;
         }
-        Some(tokio::spawn(skiff_scheduler::run(client, metrics)))
+        Some(tokio::spawn(skiff_scheduler::run_leader_elected(
+            client,
+            metrics,
+            async move {
+                let _ = scheduler_stopped.await;
+            },
+        )))
     };
     println!(
         "skiff server ready: https://{} kubeconfig={}",
         started.addr,
         started.kubeconfig.display()
     );
-    let scheduler = async {
-        match scheduler {
-            Some(task) => task.await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         _ = skiff_apiserver::server::wait_for_signal() => {}
-        r = controllers => r.context("controllers")??,
-        r = scheduler => r.context("scheduler")??,
+        r = &mut controllers => return r.context("controllers")?,
+        r = join_optional(&mut scheduler) => return r.context("scheduler")?,
+    }
+    let _ = stop.send(());
+    let _ = stop_scheduler.send(());
+    match tokio::time::timeout(STOP_TIMEOUT, controllers).await {
+        Ok(Ok(Err(e))) => tracing::warn!("controllers: {e:#}"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("the controllers did not stop in time"),
+    }
+    if let Some(task) = scheduler {
+        match tokio::time::timeout(STOP_TIMEOUT, task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("scheduler: {e:#}"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("the scheduler did not stop in time"),
+        }
+    }
+    if let Some((stop, task)) = store {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
     }
     Ok(())
+}
+
+/// How long each component gets to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits for a task that may not exist (then forever).
+async fn join_optional(
+    task: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
 }
