@@ -263,4 +263,38 @@ mod tests {
             Preemption::Disabled
         );
     }
+
+    #[test]
+    fn pod_affinity_decides_and_preemption_sees_other_pods_leave() {
+        let web = |name: &str, prio: i32| {
+            let mut p = pod(name, json!({"metadata": {"labels": {"app": "web"}}}));
+            p.spec.as_mut().unwrap().priority = Some(prio);
+            Arc::new(p)
+        };
+        let mut a = node("a", "4", "8Gi", json!({}));
+        a.add_pod(web("web-1", 0));
+        let b = node("b", "4", "8Gi", json!({}));
+        let mut p = pod(
+            "web-2",
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}}
+            ]}}}}),
+        );
+        p.spec.as_mut().unwrap().priority = Some(100);
+        assert_eq!(schedule(&p, &[&a, &b]).unwrap(), "b");
+        let err = schedule(&p, &[&a]).unwrap_err();
+        assert_eq!(
+            err.reasons,
+            BTreeMap::from([(
+                "node(s) didn't match pod anti-affinity rules".to_string(),
+                1
+            )])
+        );
+        let Preemption::Victims { node, victims } = err.preemption else {
+            panic!("expected victims, got {:?}", err.preemption);
+        };
+        assert_eq!(node, "a");
+        assert_eq!(victims.len(), 1);
+        assert_eq!(victims[0].metadata.name.as_deref(), Some("web-1"));
+    }
 }

@@ -193,6 +193,10 @@ pub struct NodeInfo {
     pub allocatable: Resources,
     pub allowed_pods: i64,
     pub used_ports: Vec<HostPort>,
+    /// The pods with any pod affinity or anti-affinity (upstream's `PodsWithAffinity`).
+    pub pods_with_affinity: Vec<Arc<Pod>>,
+    /// The pods with required pod anti-affinity (`PodsWithRequiredAntiAffinity`).
+    pub pods_with_required_anti_affinity: Vec<Arc<Pod>>,
 }
 
 impl NodeInfo {
@@ -210,6 +214,8 @@ impl NodeInfo {
             requested: Resources::default(),
             nonzero_requested: (0, 0),
             used_ports: Vec::new(),
+            pods_with_affinity: Vec::new(),
+            pods_with_required_anti_affinity: Vec::new(),
         }
     }
 
@@ -228,6 +234,13 @@ impl NodeInfo {
         self.nonzero_requested.0 += cpu;
         self.nonzero_requested.1 += memory;
         self.used_ports.extend(host_ports(&pod));
+        let (any, required_anti) = has_pod_affinity(&pod);
+        if any {
+            self.pods_with_affinity.push(pod.clone());
+        }
+        if required_anti {
+            self.pods_with_required_anti_affinity.push(pod.clone());
+        }
         self.pods.push(pod);
     }
 
@@ -250,6 +263,9 @@ impl NodeInfo {
                 self.used_ports.remove(j);
             }
         }
+        let other = |p: &Arc<Pod>| p.metadata.uid.as_deref() != Some(uid);
+        self.pods_with_affinity.retain(other);
+        self.pods_with_required_anti_affinity.retain(other);
         true
     }
 }
@@ -259,6 +275,25 @@ static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 /// The pod's labels (empty when it has none).
 pub fn pod_labels(pod: &Pod) -> &BTreeMap<String, String> {
     pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
+}
+
+/// Whether the pod has any pod (anti-)affinity, and whether it has required anti-affinity.
+fn has_pod_affinity(pod: &Pod) -> (bool, bool) {
+    let Some(a) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
+        return (false, false);
+    };
+    let required_anti = a
+        .pod_anti_affinity
+        .as_ref()
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|t| !t.is_empty());
+    (
+        a.pod_affinity.is_some() || a.pod_anti_affinity.is_some(),
+        required_anti,
+    )
 }
 
 /// A label selector as upstream evaluates it (`labels.Selector`): every requirement must hold.

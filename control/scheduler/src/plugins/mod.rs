@@ -1,14 +1,17 @@
 //! The default plugins, one module each (upstream's `pkg/scheduler/framework/plugins`): filters
 //! say whether a node can take the pod and why not; scores rank the nodes that can, 0–100 each
 //! after normalisation, weighted as upstream's defaults (TaintToleration 3, NodeAffinity 2,
-//! PodTopologySpread 2, NodeResourcesFit 1, BalancedAllocation 1, ImageLocality 1).
+//! PodTopologySpread 2, InterPodAffinity 2, NodeResourcesFit 1, BalancedAllocation 1,
+//! ImageLocality 1).
 //!
 //! Plugins are pure functions of the pod and one node (its pods included). What a plugin needs
-//! of the other nodes — PodTopologySpread's counts per topology domain — it computes once per decision from every node into its part of
+//! of the other nodes — PodTopologySpread's counts per topology domain, InterPodAffinity's
+//! matching pods per domain — it computes once per decision from every node into its part of
 //! [`FilterContext`] (upstream's PreFilter) and [`ScoreContext`] (PreScore); the per-node
 //! functions only read it.
 
 pub mod image_locality;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
@@ -33,6 +36,7 @@ pub const FILTERS: &[(&str, Filter)] = &[
     ("NodePorts", node_ports::filter),
     ("NodeResourcesFit", node_resources::filter),
     ("PodTopologySpread", pod_topology_spread::filter),
+    ("InterPodAffinity", inter_pod_affinity::filter),
 ];
 
 /// What filters may look at beyond one node: the state each plugin derives once per pod from
@@ -44,6 +48,7 @@ pub const FILTERS: &[(&str, Filter)] = &[
 #[derive(Clone, Debug, Default)]
 pub struct FilterContext {
     pub spread: pod_topology_spread::FilterState,
+    pub affinity: inter_pod_affinity::FilterState,
 }
 
 impl FilterContext {
@@ -51,17 +56,20 @@ impl FilterContext {
     pub fn new(pod: &Pod, all_nodes: &[&NodeInfo]) -> FilterContext {
         FilterContext {
             spread: pod_topology_spread::FilterState::new(pod, all_nodes),
+            affinity: inter_pod_affinity::FilterState::new(pod, all_nodes),
         }
     }
 
     /// `placed` was added to `node` (which now holds it).
     pub fn add_pod(&mut self, pod: &Pod, placed: &Pod, node: &NodeInfo) {
         self.spread.update(pod, placed, node, 1);
+        self.affinity.update(pod, placed, node, 1);
     }
 
     /// `placed` was taken off `node`.
     pub fn remove_pod(&mut self, pod: &Pod, placed: &Pod, node: &NodeInfo) {
         self.spread.update(pod, placed, node, -1);
+        self.affinity.update(pod, placed, node, -1);
     }
 }
 
@@ -87,6 +95,7 @@ pub struct ScoreContext<'a> {
     /// Every node the scheduler knows (not only the feasible ones).
     pub all_nodes: &'a [&'a NodeInfo],
     pub spread: pod_topology_spread::ScoreState,
+    pub affinity: inter_pod_affinity::ScoreState,
 }
 
 impl<'a> ScoreContext<'a> {
@@ -95,6 +104,7 @@ impl<'a> ScoreContext<'a> {
         ScoreContext {
             all_nodes,
             spread: pod_topology_spread::ScoreState::new(pod, all_nodes, feasible),
+            affinity: inter_pod_affinity::ScoreState::new(pod, all_nodes),
         }
     }
 }
@@ -108,6 +118,9 @@ pub enum Normalize {
     Max,
     /// Scaled so the node with the most gets 0 (fewer is better).
     MaxReversed,
+    /// Scaled so the lowest gets 0 and the highest 100 (upstream's InterPodAffinity); all 0
+    /// when they are equal. Raw scores may be negative.
+    MinMax,
     /// Upstream's PodTopologySpread: `100 · (max + min − s) / max` over the non-negative raw
     /// scores (fewer is better, the lowest gets 100); a negative raw score marks a node the
     /// plugin ignores (see [`pod_topology_spread::IGNORED`]), which gets 0.
@@ -132,6 +145,12 @@ pub const SCORERS: &[Scorer] = &[
         weight: 2,
         score: pod_topology_spread::score,
         normalize: Normalize::TopologySpread,
+    },
+    Scorer {
+        name: "InterPodAffinity",
+        weight: 2,
+        score: inter_pod_affinity::score,
+        normalize: Normalize::MinMax,
     },
     Scorer {
         name: "NodeResourcesFit",
@@ -181,6 +200,16 @@ pub fn normalize(scores: &mut [i64], how: Normalize) {
         Normalize::MaxReversed => {
             for s in scores.iter_mut() {
                 *s = if max == 0 { 100 } else { 100 - *s * 100 / max };
+            }
+        }
+        Normalize::MinMax => {
+            let min = scores.iter().copied().min().unwrap_or(0);
+            for s in scores.iter_mut() {
+                *s = if max > min {
+                    (100 * (*s - min) as i128 / (max - min) as i128) as i64
+                } else {
+                    0
+                };
             }
         }
         Normalize::TopologySpread => {
