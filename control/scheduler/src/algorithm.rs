@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use rand::Rng;
 
 use crate::framework::{priority, NodeInfo, Unfit};
-use crate::plugins::{run_filters, score_nodes, ScoreContext};
+use crate::plugins::{run_filters, score_nodes, FilterContext, ScoreContext};
 
 /// Why a pod fits nowhere, and what preemption can do about it.
 #[derive(Debug, PartialEq)]
@@ -76,8 +76,9 @@ pub fn schedule(pod: &Pod, nodes: &[&NodeInfo]) -> Result<String, FitError> {
     let mut feasible = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut unfit: Vec<(&NodeInfo, Unfit)> = Vec::new();
+    let ctx = FilterContext::new(pod, nodes);
     for node in nodes {
-        match run_filters(pod, node) {
+        match run_filters(pod, node, &ctx) {
             Ok(()) => feasible.push(*node),
             Err(u) => {
                 for r in &u.reasons {
@@ -91,13 +92,13 @@ pub fn schedule(pod: &Pod, nodes: &[&NodeInfo]) -> Result<String, FitError> {
         return Err(FitError {
             nodes: nodes.len(),
             reasons,
-            preemption: preempt(pod, &unfit),
+            preemption: preempt(pod, &unfit, &ctx),
         });
     }
     if feasible.len() == 1 {
         return Ok(feasible[0].name().to_string());
     }
-    let ctx = ScoreContext { all_nodes: nodes };
+    let ctx = ScoreContext::new(pod, nodes, &feasible);
     let scores = score_nodes(pod, &feasible, &ctx);
     let best = scores.iter().copied().max().unwrap_or(0);
     let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
@@ -109,7 +110,7 @@ pub fn schedule(pod: &Pod, nodes: &[&NodeInfo]) -> Result<String, FitError> {
 /// fix, evict lower-priority pods (all of them, then give back the highest-priority ones that
 /// can stay); choose the node whose victims have the lowest highest priority, then the lowest
 /// priority sum, then the fewest.
-fn preempt(pod: &Pod, unfit: &[(&NodeInfo, Unfit)]) -> Preemption {
+fn preempt(pod: &Pod, unfit: &[(&NodeInfo, Unfit)], ctx: &FilterContext) -> Preemption {
     let policy = pod
         .spec
         .as_ref()
@@ -126,7 +127,7 @@ fn preempt(pod: &Pod, unfit: &[(&NodeInfo, Unfit)]) -> Preemption {
             *why.entry(NOT_HELPFUL.into()).or_default() += 1;
             continue;
         }
-        match victims_on(pod, mine, node) {
+        match victims_on(pod, mine, node, ctx) {
             None => *why.entry(NO_VICTIMS.into()).or_default() += 1,
             Some(victims) => {
                 let rank = (
@@ -151,9 +152,10 @@ fn preempt(pod: &Pod, unfit: &[(&NodeInfo, Unfit)]) -> Preemption {
 }
 
 /// The fewest lower-priority pods whose eviction makes `pod` fit on `node`; None when even
-/// evicting all of them would not.
-fn victims_on(pod: &Pod, mine: i32, node: &NodeInfo) -> Option<Vec<Arc<Pod>>> {
+/// evicting all of them would not. The filter context follows every pod taken off or put back.
+fn victims_on(pod: &Pod, mine: i32, node: &NodeInfo, ctx: &FilterContext) -> Option<Vec<Arc<Pod>>> {
     let mut trial = node.clone();
+    let mut ctx = ctx.clone();
     let mut candidates: Vec<Arc<Pod>> = node
         .pods
         .iter()
@@ -165,15 +167,18 @@ fn victims_on(pod: &Pod, mine: i32, node: &NodeInfo) -> Option<Vec<Arc<Pod>>> {
     }
     for c in &candidates {
         trial.remove_pod(c.metadata.uid.as_deref().unwrap_or_default());
+        ctx.remove_pod(pod, c, &trial);
     }
-    run_filters(pod, &trial).ok()?;
+    run_filters(pod, &trial, &ctx).ok()?;
     // Give back the most important ones first while the pod still fits.
     candidates.sort_by_key(|p| std::cmp::Reverse(priority(p)));
     let mut victims = Vec::new();
     for c in candidates {
         trial.add_pod(c.clone());
-        if run_filters(pod, &trial).is_err() {
+        ctx.add_pod(pod, &c, &trial);
+        if run_filters(pod, &trial, &ctx).is_err() {
             trial.remove_pod(c.metadata.uid.as_deref().unwrap_or_default());
+            ctx.remove_pod(pod, &c, &trial);
             victims.push(c);
         }
     }
@@ -257,5 +262,39 @@ mod tests {
             schedule(&p, &[&n]).unwrap_err().preemption,
             Preemption::Disabled
         );
+    }
+
+    #[test]
+    fn pod_affinity_decides_and_preemption_sees_other_pods_leave() {
+        let web = |name: &str, prio: i32| {
+            let mut p = pod(name, json!({"metadata": {"labels": {"app": "web"}}}));
+            p.spec.as_mut().unwrap().priority = Some(prio);
+            Arc::new(p)
+        };
+        let mut a = node("a", "4", "8Gi", json!({}));
+        a.add_pod(web("web-1", 0));
+        let b = node("b", "4", "8Gi", json!({}));
+        let mut p = pod(
+            "web-2",
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}}
+            ]}}}}),
+        );
+        p.spec.as_mut().unwrap().priority = Some(100);
+        assert_eq!(schedule(&p, &[&a, &b]).unwrap(), "b");
+        let err = schedule(&p, &[&a]).unwrap_err();
+        assert_eq!(
+            err.reasons,
+            BTreeMap::from([(
+                "node(s) didn't match pod anti-affinity rules".to_string(),
+                1
+            )])
+        );
+        let Preemption::Victims { node, victims } = err.preemption else {
+            panic!("expected victims, got {:?}", err.preemption);
+        };
+        assert_eq!(node, "a");
+        assert_eq!(victims.len(), 1);
+        assert_eq!(victims[0].metadata.name.as_deref(), Some("web-1"));
     }
 }

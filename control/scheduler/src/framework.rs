@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::quantity::{milli_value, value};
 
@@ -192,6 +193,10 @@ pub struct NodeInfo {
     pub allocatable: Resources,
     pub allowed_pods: i64,
     pub used_ports: Vec<HostPort>,
+    /// The pods with any pod affinity or anti-affinity (upstream's `PodsWithAffinity`).
+    pub pods_with_affinity: Vec<Arc<Pod>>,
+    /// The pods with required pod anti-affinity (`PodsWithRequiredAntiAffinity`).
+    pub pods_with_required_anti_affinity: Vec<Arc<Pod>>,
 }
 
 impl NodeInfo {
@@ -209,11 +214,18 @@ impl NodeInfo {
             requested: Resources::default(),
             nonzero_requested: (0, 0),
             used_ports: Vec::new(),
+            pods_with_affinity: Vec::new(),
+            pods_with_required_anti_affinity: Vec::new(),
         }
     }
 
     pub fn name(&self) -> &str {
         self.node.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The node's labels (empty when it has none).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.node.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
     }
 
     pub fn add_pod(&mut self, pod: Arc<Pod>) {
@@ -222,6 +234,13 @@ impl NodeInfo {
         self.nonzero_requested.0 += cpu;
         self.nonzero_requested.1 += memory;
         self.used_ports.extend(host_ports(&pod));
+        let (any, required_anti) = has_pod_affinity(&pod);
+        if any {
+            self.pods_with_affinity.push(pod.clone());
+        }
+        if required_anti {
+            self.pods_with_required_anti_affinity.push(pod.clone());
+        }
         self.pods.push(pod);
     }
 
@@ -244,7 +263,124 @@ impl NodeInfo {
                 self.used_ports.remove(j);
             }
         }
+        let other = |p: &Arc<Pod>| p.metadata.uid.as_deref() != Some(uid);
+        self.pods_with_affinity.retain(other);
+        self.pods_with_required_anti_affinity.retain(other);
         true
+    }
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+/// The pod's labels (empty when it has none).
+pub fn pod_labels(pod: &Pod) -> &BTreeMap<String, String> {
+    pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
+}
+
+/// Whether the pod has any pod (anti-)affinity, and whether it has required anti-affinity.
+fn has_pod_affinity(pod: &Pod) -> (bool, bool) {
+    let Some(a) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
+        return (false, false);
+    };
+    let required_anti = a
+        .pod_anti_affinity
+        .as_ref()
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|t| !t.is_empty());
+    (
+        a.pod_affinity.is_some() || a.pod_anti_affinity.is_some(),
+        required_anti,
+    )
+}
+
+/// A label selector as upstream evaluates it (`labels.Selector`): every requirement must hold.
+/// A missing selector (`nil`) matches nothing, an empty one (`{}`) everything; one with an
+/// unknown operator matches nothing, as upstream's conversion fails for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selector {
+    nothing: bool,
+    requirements: Vec<Requirement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Requirement {
+    key: String,
+    operator: Operator,
+    values: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl Selector {
+    pub fn new(selector: Option<&LabelSelector>) -> Selector {
+        let Some(s) = selector else {
+            return Selector {
+                nothing: true,
+                requirements: Vec::new(),
+            };
+        };
+        let mut out = Selector {
+            nothing: false,
+            requirements: Vec::new(),
+        };
+        for (k, v) in s.match_labels.iter().flatten() {
+            out.require(k, Operator::In, std::slice::from_ref(v));
+        }
+        for e in s.match_expressions.iter().flatten() {
+            let operator = match e.operator.as_str() {
+                "In" => Operator::In,
+                "NotIn" => Operator::NotIn,
+                "Exists" => Operator::Exists,
+                "DoesNotExist" => Operator::DoesNotExist,
+                _ => {
+                    out.nothing = true;
+                    continue;
+                }
+            };
+            out.require(&e.key, operator, e.values.as_deref().unwrap_or_default());
+        }
+        out
+    }
+
+    /// Adds a requirement (as upstream's `Selector.Add`).
+    pub fn require(&mut self, key: &str, operator: Operator, values: &[String]) {
+        self.requirements.push(Requirement {
+            key: key.to_string(),
+            operator,
+            values: values.to_vec(),
+        });
+    }
+
+    /// Matches nothing (a missing selector).
+    pub fn is_nothing(&self) -> bool {
+        self.nothing
+    }
+
+    /// Matches everything (`{}`): upstream's `Selector.Empty`.
+    pub fn is_everything(&self) -> bool {
+        !self.nothing && self.requirements.is_empty()
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.nothing
+            && self.requirements.iter().all(|r| {
+                let value = labels.get(&r.key);
+                match r.operator {
+                    Operator::In => value.is_some_and(|v| r.values.contains(v)),
+                    Operator::NotIn => !value.is_some_and(|v| r.values.contains(v)),
+                    Operator::Exists => value.is_some(),
+                    Operator::DoesNotExist => value.is_none(),
+                }
+            })
     }
 }
 

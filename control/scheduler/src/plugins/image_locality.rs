@@ -95,7 +95,7 @@ mod tests {
         );
         let without = node("b", "1", "1Gi", json!({}));
         let all = [&with, &without];
-        let ctx = ScoreContext { all_nodes: &all };
+        let ctx = ScoreContext::new(&pod("p", json!({})), &all, &all);
         let p = pod(
             "p",
             json!({"spec": {"containers": [{"name": "c", "image": "redis:7"}]}}),

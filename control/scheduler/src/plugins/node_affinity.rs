@@ -1,11 +1,9 @@
 //! NodeAffinity: `spec.nodeSelector` and required node affinity must match the node; preferred
 //! terms add their weights to its score.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod};
 
-use super::ScoreContext;
+use super::{FilterContext, ScoreContext};
 use crate::framework::{FilterResult, NodeInfo, Unfit};
 
 fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
@@ -35,10 +33,7 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
 /// A term matches when all its expressions (on labels) and fields (metadata.name) match; an
 /// empty term matches nothing, as upstream.
 pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let labels: &BTreeMap<String, String> = match node.node.metadata.labels.as_ref() {
-        Some(l) => l,
-        None => &EMPTY,
-    };
+    let labels = node.labels();
     let expressions = term.match_expressions.as_deref().unwrap_or_default();
     let fields = term.match_fields.as_deref().unwrap_or_default();
     if expressions.is_empty() && fields.is_empty() {
@@ -52,18 +47,18 @@ pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
             .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(node.name())))
 }
 
-static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-
-pub fn filter(pod: &Pod, node: &NodeInfo) -> FilterResult {
+/// Whether the node matches the pod's `nodeSelector` and required node affinity (upstream's
+/// `RequiredNodeAffinity.Match`).
+pub fn matches_required(pod: &Pod, node: &NodeInfo) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
-        return Ok(());
+        return true;
     };
-    let labels = node.node.metadata.labels.as_ref();
+    let labels = node.labels();
     let selector_ok = spec
         .node_selector
         .iter()
         .flatten()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+        .all(|(k, v)| labels.get(k) == Some(v));
     let required = spec
         .affinity
         .as_ref()
@@ -74,7 +69,11 @@ pub fn filter(pod: &Pod, node: &NodeInfo) -> FilterResult {
         });
     let affinity_ok =
         required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)));
-    if selector_ok && affinity_ok {
+    selector_ok && affinity_ok
+}
+
+pub fn filter(pod: &Pod, node: &NodeInfo, _ctx: &FilterContext) -> FilterResult {
+    if matches_required(pod, node) {
         Ok(())
     } else {
         Err(Unfit::unresolvable(
@@ -121,8 +120,8 @@ mod tests {
             json!({"metadata": {"labels": {"disk": "hdd"}}}),
         );
         let p = pod("p", json!({"spec": {"nodeSelector": {"disk": "ssd"}}}));
-        assert!(filter(&p, &ssd).is_ok());
-        let err = filter(&p, &hdd).unwrap_err();
+        assert!(filter(&p, &ssd, &FilterContext::default()).is_ok());
+        let err = filter(&p, &hdd, &FilterContext::default()).unwrap_err();
         assert_eq!(
             err.reasons,
             ["node(s) didn't match Pod's node affinity/selector"]
@@ -133,23 +132,53 @@ mod tests {
                 json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "gen", "operator": op, "values": values}]}]}}}}}),
             )
         };
-        assert!(filter(&required("Gt", json!(["4"])), &ssd).is_ok());
-        assert!(filter(&required("Lt", json!(["4"])), &ssd).is_err());
-        assert!(filter(&required("Exists", json!(null)), &hdd).is_err());
-        assert!(filter(&required("DoesNotExist", json!(null)), &hdd).is_ok());
-        assert!(filter(&required("In", json!(["5", "6"])), &ssd).is_ok());
-        assert!(filter(&required("NotIn", json!(["5"])), &ssd).is_err());
+        assert!(filter(
+            &required("Gt", json!(["4"])),
+            &ssd,
+            &FilterContext::default()
+        )
+        .is_ok());
+        assert!(filter(
+            &required("Lt", json!(["4"])),
+            &ssd,
+            &FilterContext::default()
+        )
+        .is_err());
+        assert!(filter(
+            &required("Exists", json!(null)),
+            &hdd,
+            &FilterContext::default()
+        )
+        .is_err());
+        assert!(filter(
+            &required("DoesNotExist", json!(null)),
+            &hdd,
+            &FilterContext::default()
+        )
+        .is_ok());
+        assert!(filter(
+            &required("In", json!(["5", "6"])),
+            &ssd,
+            &FilterContext::default()
+        )
+        .is_ok());
+        assert!(filter(
+            &required("NotIn", json!(["5"])),
+            &ssd,
+            &FilterContext::default()
+        )
+        .is_err());
         let by_name = pod(
             "p",
             json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}}),
         );
-        assert!(filter(&by_name, &hdd).is_ok());
-        assert!(filter(&by_name, &ssd).is_err());
+        assert!(filter(&by_name, &hdd, &FilterContext::default()).is_ok());
+        assert!(filter(&by_name, &ssd, &FilterContext::default()).is_err());
     }
 
     #[test]
     fn preferred_terms_score_their_weight() {
-        let ctx = ScoreContext { all_nodes: &[] };
+        let ctx = ScoreContext::new(&pod("p", json!({})), &[], &[]);
         let ssd = node(
             "a",
             "1",

@@ -6,10 +6,10 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::ScoreContext;
+use super::{FilterContext, ScoreContext};
 use crate::framework::{nonzero_requests, pod_requests, FilterResult, NodeInfo, Unfit};
 
-pub fn filter(pod: &Pod, node: &NodeInfo) -> FilterResult {
+pub fn filter(pod: &Pod, node: &NodeInfo, _ctx: &FilterContext) -> FilterResult {
     let mut reasons = Vec::new();
     if node.pods.len() as i64 + 1 > node.allowed_pods {
         reasons.push("Too many pods".to_string());
@@ -104,8 +104,18 @@ mod tests {
     fn requests_must_fit_what_is_left() {
         let mut n = node("a", "2", "4Gi", json!({}));
         n.add_pod(Arc::new(pod("big", requests("1500m", "1Gi"))));
-        assert!(filter(&pod("p", requests("500m", "1Gi")), &n).is_ok());
-        let err = filter(&pod("p", requests("600m", "4Gi")), &n).unwrap_err();
+        assert!(filter(
+            &pod("p", requests("500m", "1Gi")),
+            &n,
+            &FilterContext::default()
+        )
+        .is_ok());
+        let err = filter(
+            &pod("p", requests("600m", "4Gi")),
+            &n,
+            &FilterContext::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.reasons, ["Insufficient cpu", "Insufficient memory"]);
         assert!(!err.unresolvable);
     }
@@ -140,19 +150,23 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"example.com/gpu": "2"}}}]}}),
         );
         assert_eq!(
-            filter(&gpu, &n).unwrap_err().reasons,
+            filter(&gpu, &n, &FilterContext::default())
+                .unwrap_err()
+                .reasons,
             ["Insufficient example.com/gpu"]
         );
         n.add_pod(Arc::new(pod("q", json!({}))));
         assert_eq!(
-            filter(&pod("p", json!({})), &n).unwrap_err().reasons,
+            filter(&pod("p", json!({})), &n, &FilterContext::default())
+                .unwrap_err()
+                .reasons,
             ["Too many pods"]
         );
     }
 
     #[test]
     fn emptier_nodes_score_higher() {
-        let ctx = ScoreContext { all_nodes: &[] };
+        let ctx = ScoreContext::new(&pod("p", json!({})), &[], &[]);
         let empty = node("a", "4", "8Gi", json!({}));
         let mut busy = node("b", "4", "8Gi", json!({}));
         busy.add_pod(Arc::new(pod("x", requests("3", "6Gi"))));

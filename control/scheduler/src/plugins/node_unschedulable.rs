@@ -4,9 +4,10 @@
 use k8s_openapi::api::core::v1::{Pod, Taint};
 
 use super::taint_toleration::tolerated;
+use super::FilterContext;
 use crate::framework::{FilterResult, NodeInfo, Unfit};
 
-pub fn filter(pod: &Pod, node: &NodeInfo) -> FilterResult {
+pub fn filter(pod: &Pod, node: &NodeInfo, _ctx: &FilterContext) -> FilterResult {
     let cordoned = node
         .node
         .spec
@@ -37,12 +38,17 @@ mod tests {
     #[test]
     fn cordoned_nodes_take_only_tolerating_pods() {
         let n = node("a", "1", "1Gi", json!({"spec": {"unschedulable": true}}));
-        assert!(filter(&pod("p", json!({})), &n).is_err());
+        assert!(filter(&pod("p", json!({})), &n, &FilterContext::default()).is_err());
         let tolerating = pod(
             "p",
             json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}}),
         );
-        assert!(filter(&tolerating, &n).is_ok());
-        assert!(filter(&pod("p", json!({})), &node("b", "1", "1Gi", json!({}))).is_ok());
+        assert!(filter(&tolerating, &n, &FilterContext::default()).is_ok());
+        assert!(filter(
+            &pod("p", json!({})),
+            &node("b", "1", "1Gi", json!({})),
+            &FilterContext::default()
+        )
+        .is_ok());
     }
 }

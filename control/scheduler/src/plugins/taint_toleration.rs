@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
-use super::ScoreContext;
+use super::{FilterContext, ScoreContext};
 use crate::framework::{FilterResult, NodeInfo, Unfit};
 
 /// Upstream's `Toleration.ToleratesTaint`.
@@ -73,7 +73,7 @@ fn tolerations(pod: &Pod) -> &[Toleration] {
         .unwrap_or_default()
 }
 
-pub fn filter(pod: &Pod, node: &NodeInfo) -> FilterResult {
+pub fn filter(pod: &Pod, node: &NodeInfo, _ctx: &FilterContext) -> FilterResult {
     let tolerations = tolerations(pod);
     for taint in effective_taints(node) {
         if (taint.effect == "NoSchedule" || taint.effect == "NoExecute")
@@ -121,7 +121,7 @@ mod tests {
             "1Gi",
             json!({"spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}}),
         );
-        let err = filter(&pod("p", json!({})), &n).unwrap_err();
+        let err = filter(&pod("p", json!({})), &n, &FilterContext::default()).unwrap_err();
         assert_eq!(
             err.reasons,
             ["node(s) had untolerated taint {dedicated: db}"]
@@ -133,14 +133,20 @@ mod tests {
             json!({"operator": "Exists"}),
         ] {
             assert!(
-                filter(&pod("p", json!({"spec": {"tolerations": [t.clone()]}})), &n).is_ok(),
+                filter(
+                    &pod("p", json!({"spec": {"tolerations": [t.clone()]}})),
+                    &n,
+                    &FilterContext::default()
+                )
+                .is_ok(),
                 "{t}"
             );
         }
         let wrong_value = json!({"key": "dedicated", "value": "web", "effect": "NoSchedule"});
         assert!(filter(
             &pod("p", json!({"spec": {"tolerations": [wrong_value]}})),
-            &n
+            &n,
+            &FilterContext::default()
         )
         .is_err());
     }
@@ -153,7 +159,7 @@ mod tests {
             "1Gi",
             json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
         );
-        let err = filter(&pod("p", json!({})), &n).unwrap_err();
+        let err = filter(&pod("p", json!({})), &n, &FilterContext::default()).unwrap_err();
         assert_eq!(
             err.reasons,
             ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
@@ -164,7 +170,7 @@ mod tests {
             "1Gi",
             json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
         );
-        let err = filter(&pod("p", json!({})), &unknown).unwrap_err();
+        let err = filter(&pod("p", json!({})), &unknown, &FilterContext::default()).unwrap_err();
         assert_eq!(
             err.reasons,
             ["node(s) had untolerated taint {node.kubernetes.io/unreachable: }"]
@@ -173,14 +179,14 @@ mod tests {
 
     #[test]
     fn prefer_no_schedule_counts_against_the_node() {
-        let ctx = ScoreContext { all_nodes: &[] };
+        let ctx = ScoreContext::new(&pod("p", json!({})), &[], &[]);
         let n = node(
             "a",
             "1",
             "1Gi",
             json!({"spec": {"taints": [{"key": "spot", "effect": "PreferNoSchedule"}]}}),
         );
-        assert!(filter(&pod("p", json!({})), &n).is_ok());
+        assert!(filter(&pod("p", json!({})), &n, &FilterContext::default()).is_ok());
         assert_eq!(score(&pod("p", json!({})), &n, &ctx), 1);
         let tolerating = pod(
             "p",
