@@ -210,6 +210,80 @@ fn preemption(s: &ServerProcess) {
     assert_eq!(nominated, "small");
 }
 
+/// A DoNotSchedule topology spread constraint over zones, and required pod anti-affinity.
+fn spread_and_anti_affinity(s: &ServerProcess) {
+    // Zones z0..z2 hold n1..n3; each pod may make its zone at most one ahead of the others.
+    let constrained = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: spread}}}}
+spec:
+  nodeSelector: {{zone-group: abc}}
+  topologySpreadConstraints:
+  - {{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: spread}}}}}}
+  containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: 10m}}}}}}]
+"#
+        )
+    };
+    for n in ["n1", "n2", "n3"] {
+        s.kubectl_ok(&["label", "node", n, "zone-group=abc"]);
+    }
+    let mut zones: Vec<String> = (0..6)
+        .map(|i| {
+            let name = format!("spread-{i}");
+            apply(s, &constrained(&name));
+            let node = wait_bound(s, &name);
+            s.kubectl_ok(&[
+                "get",
+                "node",
+                &node,
+                "-o",
+                "jsonpath={.metadata.labels.zone}",
+            ])
+        })
+        .collect();
+    zones.sort();
+    assert_eq!(
+        zones,
+        ["z0", "z0", "z1", "z1", "z2", "z2"],
+        "two pods per zone"
+    );
+
+    // Anti-affinity on the hostname: at most one `solo` pod per node of the group.
+    let solo = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: solo}}}}
+spec:
+  nodeSelector: {{zone-group: abc}}
+  affinity:
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+      - {{labelSelector: {{matchLabels: {{app: solo}}}}, topologyKey: kubernetes.io/hostname}}
+  containers: [{{name: c, image: busybox}}]
+"#
+        )
+    };
+    let mut nodes: Vec<String> = (0..3)
+        .map(|i| {
+            let name = format!("solo-{i}");
+            apply(s, &solo(&name));
+            wait_bound(s, &name)
+        })
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["n1", "n2", "n3"]);
+    apply(s, &solo("solo-3"));
+    wait_until("FailedScheduling for solo-3", || {
+        s.kubectl_ok(&["describe", "pod", "solo-3"])
+            .contains("3 node(s) didn't match pod anti-affinity rules")
+    });
+}
+
 /// Pods for another scheduler are left alone.
 fn other_schedulers(s: &ServerProcess) {
     apply(
@@ -276,9 +350,84 @@ fn scheduler_with_hollow_nodes() {
     let metrics = format!("127.0.0.1:{}", common::free_port());
     let s = ServerProcess::start_with(&["--scheduler-metrics-address", &metrics]);
     placement(&s);
+    spread_and_anti_affinity(&s);
     unschedulable_until_a_node_fits(&s);
     host_ports(&s);
     preemption(&s);
     other_schedulers(&s);
     identity_and_metrics(&s, &metrics);
+}
+
+/// A scheduler process that is killed with SIGKILL when dropped.
+struct Scheduler(std::process::Child);
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_scheduler(s: &ServerProcess) -> Scheduler {
+    let child = std::process::Command::new(common::skiff_bin())
+        .arg("scheduler")
+        .arg("--kubeconfig")
+        .arg(s.dir.path().join("scheduler.kubeconfig"))
+        .args(["--metrics-address", ""])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    Scheduler(child)
+}
+
+fn lease_holder(s: &ServerProcess) -> String {
+    let out = s.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-scheduler",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Two `skiff scheduler` processes: one holds kube-system/kube-scheduler and schedules; when it
+/// is killed (no release), the other takes the Lease once it expires and schedules.
+#[test]
+fn two_schedulers_one_leader() {
+    let s = ServerProcess::start_with(&["--disable-scheduler"]);
+    apply(&s, &node_yaml("n1", "4", "", ""));
+    let first = start_scheduler(&s);
+    wait_until("the first scheduler holds the lease", || {
+        !lease_holder(&s).is_empty()
+    });
+    let leader = lease_holder(&s);
+    let _second = start_scheduler(&s);
+    apply(&s, &pod_yaml("before", "100m", ""));
+    assert_eq!(wait_bound(&s, "before"), "n1");
+    assert_eq!(
+        lease_holder(&s),
+        leader,
+        "the standby did not take over a live lease"
+    );
+    drop(first);
+    apply(&s, &pod_yaml("after", "100m", ""));
+    // The standby waits out the 15 s lease, then schedules.
+    wait_until("the standby holds the lease", || {
+        let holder = lease_holder(&s);
+        !holder.is_empty() && holder != leader
+    });
+    assert_eq!(wait_bound(&s, "after"), "n1");
+    let transitions = s.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-scheduler",
+        "-o",
+        "jsonpath={.spec.leaseTransitions}",
+    ]);
+    assert_eq!(transitions, "1");
 }
