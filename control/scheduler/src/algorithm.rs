@@ -71,15 +71,42 @@ impl FitError {
     }
 }
 
-/// Picks a node for `pod`, or says why none fits.
-pub fn schedule(pod: &Pod, nodes: &[&NodeInfo]) -> Result<String, FitError> {
+/// How many feasible nodes are enough to choose from (upstream's `numFeasibleNodesToFind`
+/// with the adaptive `percentageOfNodesToScore`): every node below 100; above, 50 % less 1 % per
+/// 125 nodes (at least 5 %), and never fewer than 100. At 5,000 nodes: 500.
+pub fn feasible_nodes_to_find(nodes: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if nodes < MIN_FEASIBLE {
+        return nodes;
+    }
+    let percentage = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percentage / 100).max(MIN_FEASIBLE)
+}
+
+/// Picks a node for `pod`, or says why none fits. Filters run from `*next_start` round the node
+/// list and stop once enough feasible nodes are found (`feasible_nodes_to_find`); the next
+/// decision starts where this one stopped, so every node gets its turn, as upstream.
+pub fn schedule(
+    pod: &Pod,
+    nodes: &[&NodeInfo],
+    next_start: &mut usize,
+) -> Result<String, FitError> {
     let mut feasible = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut unfit: Vec<(&NodeInfo, Unfit)> = Vec::new();
     let ctx = FilterContext::new(pod, nodes);
-    for node in nodes {
+    let enough = feasible_nodes_to_find(nodes.len());
+    let mut processed = 0;
+    for k in 0..nodes.len() {
+        let node = nodes[(*next_start + k) % nodes.len()];
+        processed += 1;
         match run_filters(pod, node, &ctx) {
-            Ok(()) => feasible.push(*node),
+            Ok(()) => {
+                feasible.push(node);
+                if feasible.len() >= enough {
+                    break;
+                }
+            }
             Err(u) => {
                 for r in &u.reasons {
                     *reasons.entry(r.clone()).or_default() += 1;
@@ -87,6 +114,9 @@ pub fn schedule(pod: &Pod, nodes: &[&NodeInfo]) -> Result<String, FitError> {
                 unfit.push((node, u));
             }
         }
+    }
+    if !nodes.is_empty() {
+        *next_start = (*next_start + processed) % nodes.len();
     }
     if feasible.is_empty() {
         return Err(FitError {
@@ -200,10 +230,29 @@ mod tests {
         b.add_pod(Arc::new(pod("x", requests("1500m", "1Gi"))));
         let p = pod("p", requests("200m", "128Mi"));
         assert_eq!(
-            schedule(&p, &[&a, &b]).unwrap(),
+            schedule(&p, &[&a, &b], &mut 0).unwrap(),
             "a",
             "the emptier node wins"
         );
+    }
+
+    #[test]
+    fn samples_large_clusters_and_rotates() {
+        assert_eq!(feasible_nodes_to_find(50), 50);
+        assert_eq!(feasible_nodes_to_find(150), 100);
+        assert_eq!(feasible_nodes_to_find(1000), 420);
+        assert_eq!(feasible_nodes_to_find(5000), 500);
+        assert_eq!(feasible_nodes_to_find(100_000), 5000);
+        let nodes: Vec<NodeInfo> = (0..200)
+            .map(|i| node(&format!("n{i}"), "2", "4Gi", json!({})))
+            .collect();
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        let mut start = 0;
+        let p = pod("p", requests("100m", "64Mi"));
+        schedule(&p, &refs, &mut start).unwrap();
+        assert_eq!(start, 100, "stopped after 100 feasible nodes");
+        schedule(&p, &refs, &mut start).unwrap();
+        assert_eq!(start, 0, "and went on from there");
     }
 
     #[test]
@@ -217,7 +266,7 @@ mod tests {
         let small1 = node("w1", "1", "8Gi", json!({}));
         let small2 = node("w2", "1", "8Gi", json!({}));
         let p = pod("p", requests("2", "1Gi"));
-        let err = schedule(&p, &[&tainted, &small1, &small2]).unwrap_err();
+        let err = schedule(&p, &[&tainted, &small1, &small2], &mut 0).unwrap_err();
         assert_eq!(
             err.message(),
             "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
@@ -243,7 +292,7 @@ mod tests {
         n.add_pod(low("high", "500m", 1000));
         let mut p = pod("important", requests("1", "128Mi"));
         p.spec.as_mut().unwrap().priority = Some(100);
-        let err = schedule(&p, &[&n]).unwrap_err();
+        let err = schedule(&p, &[&n], &mut 0).unwrap_err();
         let Preemption::Victims { node, victims } = err.preemption else {
             panic!("expected victims, got {:?}", err.preemption);
         };
@@ -259,7 +308,7 @@ mod tests {
         );
         p.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
         assert_eq!(
-            schedule(&p, &[&n]).unwrap_err().preemption,
+            schedule(&p, &[&n], &mut 0).unwrap_err().preemption,
             Preemption::Disabled
         );
     }
@@ -281,8 +330,8 @@ mod tests {
             ]}}}}),
         );
         p.spec.as_mut().unwrap().priority = Some(100);
-        assert_eq!(schedule(&p, &[&a, &b]).unwrap(), "b");
-        let err = schedule(&p, &[&a]).unwrap_err();
+        assert_eq!(schedule(&p, &[&a, &b], &mut 0).unwrap(), "b");
+        let err = schedule(&p, &[&a], &mut 0).unwrap_err();
         assert_eq!(
             err.reasons,
             BTreeMap::from([(

@@ -73,6 +73,10 @@ pub async fn run_leader_elected(
         .await
 }
 
+/// Bindings (and their events) in flight at once: enough to keep the API server busy, few
+/// enough that a burst of decisions cannot open thousands of requests.
+const BINDINGS_IN_FLIGHT: usize = 64;
+
 /// What a binding task reports.
 struct BindResult {
     pod: Arc<Pod>,
@@ -99,6 +103,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) -> anyhow::Result<()> {
         metrics,
         ..State::default()
     };
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(BINDINGS_IN_FLIGHT));
     let mut gauges_at = Instant::now();
     tracing::info!("scheduler: started");
     loop {
@@ -117,7 +122,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) -> anyhow::Result<()> {
             let (active, backoff, unschedulable) = state.queue.sizes();
             state.metrics.queue_sizes(active, backoff, unschedulable);
         }
-        if state.synced() && state.schedule_next(&client, &bound_tx) {
+        if state.synced() && state.schedule_next(&client, &bound_tx, &in_flight) {
             continue;
         }
         // Nothing ready: wait for a change or the next backoff to end.
@@ -140,6 +145,8 @@ struct State {
     cache: Cache,
     queue: Queue,
     metrics: Arc<Metrics>,
+    /// Where the next decision starts filtering (see `algorithm::schedule`).
+    next_start: usize,
     nodes_synced: bool,
     pods_synced: bool,
 }
@@ -210,6 +217,7 @@ impl State {
         &mut self,
         client: &Client,
         bound_tx: &mpsc::UnboundedSender<BindResult>,
+        in_flight: &Arc<tokio::sync::Semaphore>,
     ) -> bool {
         let Some(popped) = self.queue.pop(Instant::now()) else {
             return false;
@@ -218,12 +226,14 @@ impl State {
         let (pod, since) = (popped.pod, popped.since);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let nodes = self.cache.nodes();
-        match algorithm::schedule(&pod, &nodes) {
+        match algorithm::schedule(&pod, &nodes, &mut self.next_start) {
             Ok(node) => {
                 self.cache.assume(pod.clone(), &node);
                 let client = client.clone();
                 let tx = bound_tx.clone();
+                let in_flight = in_flight.clone();
                 tokio::spawn(async move {
+                    let _permit = in_flight.acquire_owned().await;
                     let result = api::bind(&client, &pod, &node).await;
                     let _ = tx.send(BindResult {
                         pod,
