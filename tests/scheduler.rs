@@ -288,12 +288,30 @@ spec:
 fn other_schedulers(s: &ServerProcess) {
     apply(
         s,
+        &pod_yaml(
+            "gated",
+            "100m",
+            "schedulingGates: [{name: example.com/quota}]",
+        ),
+    );
+    apply(
+        s,
         &pod_yaml("elsewhere", "100m", "schedulerName: my-scheduler"),
     );
     // Give the scheduler a pod of its own after it, so its silence about the first is observed.
     apply(s, &pod_yaml("after", "100m", ""));
     wait_bound(s, "after");
     assert_eq!(node_of(s, "elsewhere"), "");
+    assert_eq!(node_of(s, "gated"), "");
+    s.kubectl_ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/schedulingGates"}]"#,
+    ]);
+    wait_bound(s, "gated");
 }
 
 /// The scheduler acts as system:kube-scheduler, and its metrics count what it did.

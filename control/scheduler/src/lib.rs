@@ -37,7 +37,9 @@ use crate::cache::Cache;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 
-/// A pod this scheduler is responsible for: no node yet, ours by name, not finished or deleting.
+/// A pod this scheduler is responsible for: no node yet, ours by name, not finished or deleting,
+/// and no scheduling gates left (upstream's SchedulingGates plugin keeps gated pods out of the
+/// active queue until their gates are removed).
 pub fn is_pending_for_us(pod: &Pod) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return false;
@@ -47,8 +49,13 @@ pub fn is_pending_for_us(pod: &Pod) -> bool {
         .as_deref()
         .is_none_or(|n| n.is_empty() || n == api::SCHEDULER_NAME);
     let unbound = spec.node_name.as_deref().is_none_or(str::is_empty);
+    let gated = spec
+        .scheduling_gates
+        .as_ref()
+        .is_some_and(|g| !g.is_empty());
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     ours && unbound
+        && !gated
         && pod.metadata.deletion_timestamp.is_none()
         && !matches!(phase, Some("Succeeded") | Some("Failed"))
 }
