@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings up skiff's control plane and drives it with the real kubectl: builds skiff, starts
-# `skiff server` (store + API server + controllers, state in /var/lib/skiff/server, HTTPS on
+# `skiff server` (store + API server + scheduler + controllers, state in /var/lib/skiff/server, HTTPS on
 # 127.0.0.1:6443, store on 127.0.0.1:2379) and runs kubectl and etcdctl against it.
 # The server keeps running afterwards; stop it with: kill "$(cat /run/skiff/server.pid)"
 set -euo pipefail
@@ -62,11 +62,36 @@ k scale deployment web -n demo --replicas=3
 k patch deployment web -n demo -p '{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}'
 k get all -n demo -o wide
 k describe service web -n demo
+# The scheduler: no kubelet runs yet, so a "hollow" node registered through the API stands in
+# for one (as kubemark does); a pod too big for it stays Pending with upstream's reason, one that
+# fits is bound to it.
+cat > /tmp/skiff-demo-node.yaml <<'YAML'
+apiVersion: v1
+kind: Node
+metadata:
+  name: demo-hollow-node
+  labels: {kubernetes.io/hostname: demo-hollow-node}
+status:
+  capacity: {cpu: "2", memory: 4Gi, pods: "110"}
+  allocatable: {cpu: "2", memory: 4Gi, pods: "110"}
+  conditions: [{type: Ready, status: "True", reason: KubeletReady, message: hollow node}]
+YAML
+k apply -f /tmp/skiff-demo-node.yaml
+k run small -n demo --image=busybox --overrides='{"spec":{"containers":[{"name":"small","image":"busybox","resources":{"requests":{"cpu":"500m"}}}]}}'
+k run huge -n demo --image=busybox --overrides='{"spec":{"containers":[{"name":"huge","image":"busybox","resources":{"requests":{"cpu":"8"}}}]}}'
+for _ in $(seq 1 50); do [ -n "$(kubectl get pod small -n demo -o jsonpath='{.spec.nodeName}')" ] && break; sleep 0.1; done
+sleep 1
+k get pods -n demo -o wide
+k describe pod huge -n demo | sed -n '/^Events:/,$p'
+k get lease -n kube-system
 k explain deployment.spec.strategy
 k auth can-i create pods
 echo "+ etcdctl get --prefix /registry/apps/deployments/demo/ --keys-only   (the API server's storage)"
 ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 get --prefix /registry/apps/deployments/demo/ --keys-only
+# No kubelet finishes a bound pod's graceful deletion yet: delete the demo pods at once.
+k delete pod small huge -n demo --force --grace-period=0
 k delete namespace demo
+k delete node demo-hollow-node
 k get namespaces
 echo
 echo "skiff server is running (pid $(cat "$pidfile")): export KUBECONFIG=$KUBECONFIG"

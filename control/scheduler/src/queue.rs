@@ -82,10 +82,15 @@ impl Queue {
     pub fn add_or_update(&mut self, pod: Arc<Pod>, now: Instant) {
         let uid = uid(&pod);
         if let Some(e) = self.entries.get_mut(&uid) {
+            // A change to what scheduling looks at may let an unschedulable pod fit: try it again
+            // after its backoff. Status updates (our own PodScheduled condition among them) do
+            // not count, as upstream's `isPodUpdated` ignores them.
+            let relevant = e.pod.spec != pod.spec
+                || e.pod.metadata.labels != pod.metadata.labels
+                || e.pod.metadata.annotations != pod.metadata.annotations;
             e.pod = pod;
-            // A changed unschedulable pod may fit now: try it again after its backoff.
-            if let Place::Unschedulable(attempted) = e.place {
-                e.place = Place::Backoff(attempted + backoff(e.attempts));
+            if let (true, Place::Unschedulable(attempted)) = (relevant, &e.place) {
+                e.place = Place::Backoff(*attempted + backoff(e.attempts));
             }
             return;
         }
@@ -247,6 +252,25 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(2));
         assert_eq!(backoff(4), Duration::from_secs(8));
         assert_eq!(backoff(9), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn status_updates_do_not_wake_unschedulable_pods() {
+        let mut q = Queue::default();
+        let t = Instant::now();
+        q.add_or_update(pod("p", 0), t);
+        q.pop(t).unwrap();
+        q.unschedulable("p", t);
+        // Our own PodScheduled condition comes back as an update: the pod keeps waiting.
+        let mut with_status = (*pod("p", 0)).clone();
+        with_status.status = Some(Default::default());
+        q.add_or_update(Arc::new(with_status), t);
+        assert!(q.pop(t + Duration::from_secs(60)).is_none());
+        // A label change may make it fit (affinity, spreading): it is tried again.
+        let mut relabeled = (*pod("p", 0)).clone();
+        relabeled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        q.add_or_update(Arc::new(relabeled), t);
+        assert!(q.pop(t + Duration::from_secs(60)).is_some());
     }
 
     #[test]
