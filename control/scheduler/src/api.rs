@@ -60,19 +60,20 @@ pub async fn mark_unschedulable(
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": message, "lastProbeTime": null, "lastTransitionTime": now,
     }]}});
-    pods(client, pod)
-        .patch_status(
-            &name(pod),
-            &PatchParams::default(),
-            &Patch::Strategic(patch),
-        )
-        .await
-        .map(|_| ())
+    patch_status(client, pod, patch).await
 }
 
 /// The node the pod will go to once its preemption victims are gone.
 pub async fn nominate(client: &Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
-    let patch = json!({"status": {"nominatedNodeName": node}});
+    patch_status(client, pod, json!({"status": {"nominatedNodeName": node}})).await
+}
+
+/// A strategic merge patch on `pods/status` (conditions merge by type).
+async fn patch_status(
+    client: &Client,
+    pod: &Pod,
+    patch: serde_json::Value,
+) -> Result<(), kube::Error> {
     pods(client, pod)
         .patch_status(
             &name(pod),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -197,6 +197,8 @@ pub struct NodeInfo {
     pub pods_with_affinity: Vec<Arc<Pod>>,
     /// The pods with required pod anti-affinity (`PodsWithRequiredAntiAffinity`).
     pub pods_with_required_anti_affinity: Vec<Arc<Pod>>,
+    /// The node's taints and the one its Ready condition implies (`effective_taints`).
+    pub taints: Vec<Taint>,
 }
 
 impl NodeInfo {
@@ -209,6 +211,7 @@ impl NodeInfo {
         NodeInfo {
             allocatable: Resources::from_list(status_allocatable),
             allowed_pods,
+            taints: effective_taints(&node),
             node,
             pods: Vec::new(),
             requested: Resources::default(),
@@ -414,4 +417,36 @@ pub type FilterResult = Result<(), Unfit>;
 /// The pod's priority (set from its PriorityClass at admission; 0 when unset).
 pub fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}
+
+/// The node's taints, with the not-ready/unreachable one its Ready condition implies: a node
+/// whose Ready condition is not True counts as tainted `node.kubernetes.io/not-ready:NoSchedule`
+/// (`unreachable` when Unknown) even before a node lifecycle controller writes that taint.
+fn effective_taints(node: &Node) -> Vec<Taint> {
+    let mut taints: Vec<Taint> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.as_str());
+    let implied = match ready {
+        Some("True") => None,
+        Some("Unknown") => Some("node.kubernetes.io/unreachable"),
+        _ => Some("node.kubernetes.io/not-ready"),
+    };
+    if let Some(key) = implied {
+        if !taints.iter().any(|t| t.key == key) {
+            taints.push(Taint {
+                key: key.into(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            });
+        }
+    }
+    taints
 }

@@ -71,6 +71,10 @@ pub struct Popped {
 pub struct Queue {
     entries: HashMap<String, Entry>,
     active: BTreeSet<ActiveKey>,
+    /// (ready at, uid): pods backing off, soonest first.
+    backing_off: BTreeSet<(Instant, String)>,
+    /// (attempted at, uid): unschedulable pods, oldest first.
+    unschedulable: BTreeSet<(Instant, String)>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -78,6 +82,51 @@ fn uid(pod: &Pod) -> String {
 }
 
 impl Queue {
+    /// Moves the entry of `uid` to `place`, keeping the ordered sets in step, so that taking the
+    /// next pod never scans the whole queue.
+    fn set_place(&mut self, uid: &str, place: Place) {
+        let Some(e) = self.entries.get_mut(uid) else {
+            return;
+        };
+        match std::mem::replace(&mut e.place, Place::InFlight) {
+            Place::Active(key) => {
+                self.active.remove(&key);
+            }
+            Place::Backoff(at) => {
+                self.backing_off.remove(&(at, uid.to_string()));
+            }
+            Place::Unschedulable(at) => {
+                self.unschedulable.remove(&(at, uid.to_string()));
+            }
+            Place::InFlight => {}
+        }
+        match &place {
+            Place::Active(key) => {
+                self.active.insert(key.clone());
+            }
+            Place::Backoff(at) => {
+                self.backing_off.insert((*at, uid.to_string()));
+            }
+            Place::Unschedulable(at) => {
+                self.unschedulable.insert((*at, uid.to_string()));
+            }
+            Place::InFlight => {}
+        }
+        e.place = place;
+    }
+
+    fn activate(&mut self, uid: &str) {
+        let Some(e) = self.entries.get(uid) else {
+            return;
+        };
+        let key = ActiveKey {
+            priority: priority(&e.pod),
+            since: e.since,
+            uid: uid.to_string(),
+        };
+        self.set_place(uid, Place::Active(key));
+    }
+
     /// A new or changed pending pod. A pod already queued keeps its place, with the newer object.
     pub fn add_or_update(&mut self, pod: Arc<Pod>, now: Instant) {
         let uid = uid(&pod);
@@ -90,36 +139,27 @@ impl Queue {
                 || e.pod.metadata.annotations != pod.metadata.annotations;
             e.pod = pod;
             if let (true, Place::Unschedulable(attempted)) = (relevant, &e.place) {
-                e.place = Place::Backoff(*attempted + backoff(e.attempts));
+                let ready = *attempted + backoff(e.attempts);
+                self.set_place(&uid, Place::Backoff(ready));
             }
             return;
         }
-        let key = ActiveKey {
-            priority: priority(&pod),
-            since: now,
-            uid: uid.clone(),
-        };
-        self.active.insert(key.clone());
         self.entries.insert(
-            uid,
+            uid.clone(),
             Entry {
                 pod,
                 attempts: 0,
                 since: now,
-                place: Place::Active(key),
+                place: Place::InFlight,
             },
         );
+        self.activate(&uid);
     }
 
     /// The pod is gone, bound by someone else, or no longer ours.
     pub fn remove(&mut self, uid: &str) {
-        if let Some(Entry {
-            place: Place::Active(key),
-            ..
-        }) = self.entries.remove(uid)
-        {
-            self.active.remove(&key);
-        }
+        self.set_place(uid, Place::InFlight);
+        self.entries.remove(uid);
     }
 
     pub fn contains(&self, uid: &str) -> bool {
@@ -129,9 +169,9 @@ impl Queue {
     /// The next pod to schedule, moving pods whose backoff has ended into the active queue first.
     pub fn pop(&mut self, now: Instant) -> Option<Popped> {
         self.flush(now);
-        let key = self.active.pop_first()?;
+        let key = self.active.first()?.clone();
+        self.set_place(&key.uid, Place::InFlight);
         let e = self.entries.get_mut(&key.uid)?;
-        e.place = Place::InFlight;
         e.attempts += 1;
         Some(Popped {
             pod: e.pod.clone(),
@@ -142,76 +182,71 @@ impl Queue {
 
     /// The attempt failed for a reason a cluster change may fix.
     pub fn unschedulable(&mut self, uid: &str, now: Instant) {
-        if let Some(e) = self.entries.get_mut(uid) {
-            e.place = Place::Unschedulable(now);
-        }
+        self.set_place(uid, Place::Unschedulable(now));
     }
 
     /// The attempt failed for another reason (an API error): try again after the backoff.
     pub fn backoff(&mut self, uid: &str, now: Instant) {
-        if let Some(e) = self.entries.get_mut(uid) {
-            e.place = Place::Backoff(now + backoff(e.attempts));
+        if let Some(e) = self.entries.get(uid) {
+            let ready = now + backoff(e.attempts);
+            self.set_place(uid, Place::Backoff(ready));
         }
     }
 
     /// The pod was bound: it leaves the queue.
     pub fn done(&mut self, uid: &str) {
-        self.entries.remove(uid);
+        self.remove(uid);
     }
 
     /// A cluster event that may make unschedulable pods fit: they go back, once the backoff
     /// from their last attempt has passed.
     pub fn move_all_unschedulable(&mut self) {
-        for e in self.entries.values_mut() {
-            if let Place::Unschedulable(attempted) = e.place {
-                e.place = Place::Backoff(attempted + backoff(e.attempts));
+        let waiting: Vec<(Instant, String)> = std::mem::take(&mut self.unschedulable)
+            .into_iter()
+            .collect();
+        for (attempted, uid) in waiting {
+            if let Some(e) = self.entries.get_mut(&uid) {
+                // Already out of the ordered set; only the entry's place changes here.
+                let ready = attempted + backoff(e.attempts);
+                e.place = Place::Backoff(ready);
+                self.backing_off.insert((ready, uid));
             }
         }
     }
 
     /// Backoffs that ended go to the active queue; pods unschedulable for too long too.
     fn flush(&mut self, now: Instant) {
-        for (uid, e) in self.entries.iter_mut() {
-            let ready = match e.place {
-                Place::Backoff(at) => at <= now,
-                Place::Unschedulable(at) => at + UNSCHEDULABLE_TIMEOUT <= now,
-                _ => false,
-            };
-            if ready {
-                let key = ActiveKey {
-                    priority: priority(&e.pod),
-                    since: e.since,
-                    uid: uid.clone(),
-                };
-                self.active.insert(key.clone());
-                e.place = Place::Active(key);
+        while let Some((at, uid)) = self.backing_off.first().cloned() {
+            if at > now {
+                break;
             }
+            self.activate(&uid);
+        }
+        while let Some((at, uid)) = self.unschedulable.first().cloned() {
+            if at + UNSCHEDULABLE_TIMEOUT > now {
+                break;
+            }
+            self.activate(&uid);
         }
     }
 
     /// When the next backing-off or timed-out pod becomes ready, if any.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.entries
-            .values()
-            .filter_map(|e| match e.place {
-                Place::Backoff(at) => Some(at),
-                Place::Unschedulable(at) => Some(at + UNSCHEDULABLE_TIMEOUT),
-                _ => None,
-            })
-            .min()
+        let backoff = self.backing_off.first().map(|(at, _)| *at);
+        let timeout = self
+            .unschedulable
+            .first()
+            .map(|(at, _)| *at + UNSCHEDULABLE_TIMEOUT);
+        backoff.into_iter().chain(timeout).min()
     }
 
     /// (active, backoff, unschedulable) sizes, for metrics.
     pub fn sizes(&self) -> (usize, usize, usize) {
-        let mut sizes = (self.active.len(), 0, 0);
-        for e in self.entries.values() {
-            match e.place {
-                Place::Backoff(_) => sizes.1 += 1,
-                Place::Unschedulable(_) => sizes.2 += 1,
-                _ => {}
-            }
-        }
-        sizes
+        (
+            self.active.len(),
+            self.backing_off.len(),
+            self.unschedulable.len(),
+        )
     }
 }
 
@@ -244,6 +279,38 @@ mod tests {
             .map(|p| p.pod.metadata.name.clone().unwrap())
             .collect();
         assert_eq!(order, ["new-high", "old-low", "new-low"]);
+    }
+
+    #[test]
+    fn sizes_follow_the_pods() {
+        let mut q = Queue::default();
+        let t = Instant::now();
+        for name in ["a", "b", "c"] {
+            q.add_or_update(pod(name, 0), t);
+        }
+        assert_eq!(q.sizes(), (3, 0, 0));
+        let a = q.pop(t).unwrap();
+        q.unschedulable(&a.pod.metadata.uid.clone().unwrap(), t);
+        let b = q.pop(t).unwrap();
+        q.backoff(&b.pod.metadata.uid.clone().unwrap(), t);
+        assert_eq!(q.sizes(), (1, 1, 1));
+        assert_eq!(q.next_wakeup(), Some(t + INITIAL_BACKOFF));
+        q.move_all_unschedulable();
+        assert_eq!(q.sizes(), (1, 2, 0));
+        q.remove("c");
+        q.remove("a");
+        assert_eq!(q.sizes(), (0, 1, 0));
+        assert_eq!(
+            q.pop(t + INITIAL_BACKOFF)
+                .unwrap()
+                .pod
+                .metadata
+                .name
+                .as_deref(),
+            Some("b")
+        );
+        assert_eq!(q.sizes(), (0, 0, 0));
+        assert_eq!(q.next_wakeup(), None);
     }
 
     #[test]

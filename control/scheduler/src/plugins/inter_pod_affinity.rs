@@ -291,16 +291,19 @@ impl ScoreState {
             !own.preferred_affinity.is_empty() || !own.preferred_anti_affinity.is_empty();
         let mut scores = TopologyCounts::default();
         for node in all_nodes {
-            let labels = node.labels();
-            if labels.is_empty() {
-                continue;
-            }
             // Without preferred terms of its own only pods with affinity can matter.
             let pods = if has_preferred {
                 &node.pods
             } else {
                 &node.pods_with_affinity
             };
+            if pods.is_empty() {
+                continue;
+            }
+            let labels = node.labels();
+            if labels.is_empty() {
+                continue;
+            }
             for existing in pods {
                 let mut add = |terms: &[Term], target: &Pod, sign: i64| {
                     for t in terms {

@@ -49,6 +49,8 @@ pub const FILTERS: &[(&str, Filter)] = &[
 pub struct FilterContext {
     pub spread: pod_topology_spread::FilterState,
     pub affinity: inter_pod_affinity::FilterState,
+    /// The pod's requests, computed once per decision (None: each filter computes them).
+    pub requests: Option<crate::framework::Resources>,
 }
 
 impl FilterContext {
@@ -57,6 +59,7 @@ impl FilterContext {
         FilterContext {
             spread: pod_topology_spread::FilterState::new(pod, all_nodes),
             affinity: inter_pod_affinity::FilterState::new(pod, all_nodes),
+            requests: Some(crate::framework::pod_requests(pod)),
         }
     }
 
@@ -96,6 +99,8 @@ pub struct ScoreContext<'a> {
     pub all_nodes: &'a [&'a NodeInfo],
     pub spread: pod_topology_spread::ScoreState,
     pub affinity: inter_pod_affinity::ScoreState,
+    /// The pod's cpu and memory requests as scoring counts them (`nonzero_requests`).
+    pub nonzero_requests: (i64, i64),
 }
 
 impl<'a> ScoreContext<'a> {
@@ -105,6 +110,7 @@ impl<'a> ScoreContext<'a> {
             all_nodes,
             spread: pod_topology_spread::ScoreState::new(pod, all_nodes, feasible),
             affinity: inter_pod_affinity::ScoreState::new(pod, all_nodes),
+            nonzero_requests: crate::framework::nonzero_requests(pod),
         }
     }
 }

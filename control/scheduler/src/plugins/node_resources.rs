@@ -7,14 +7,23 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{FilterContext, ScoreContext};
-use crate::framework::{nonzero_requests, pod_requests, FilterResult, NodeInfo, Unfit};
+use crate::framework::{pod_requests, FilterResult, NodeInfo, Unfit};
 
-pub fn filter(pod: &Pod, node: &NodeInfo, _ctx: &FilterContext) -> FilterResult {
+pub fn filter(pod: &Pod, node: &NodeInfo, ctx: &FilterContext) -> FilterResult {
     let mut reasons = Vec::new();
     if node.pods.len() as i64 + 1 > node.allowed_pods {
         reasons.push("Too many pods".to_string());
     }
-    let want = pod_requests(pod);
+    // The decision computes the pod's requests once (`FilterContext::new`); a bare context
+    // (tests, single checks) computes them here.
+    let computed;
+    let want = match &ctx.requests {
+        Some(r) => r,
+        None => {
+            computed = pod_requests(pod);
+            &computed
+        }
+    };
     let free = |alloc: i64, used: i64| alloc - used;
     if want.milli_cpu > 0
         && want.milli_cpu > free(node.allocatable.milli_cpu, node.requested.milli_cpu)
@@ -51,8 +60,8 @@ pub fn filter(pod: &Pod, node: &NodeInfo, _ctx: &FilterContext) -> FilterResult 
 }
 
 /// (requested after placing the pod, allocatable) for cpu and memory, as scoring counts them.
-fn usage(pod: &Pod, node: &NodeInfo) -> [(i64, i64); 2] {
-    let (cpu, memory) = nonzero_requests(pod);
+fn usage(node: &NodeInfo, ctx: &ScoreContext) -> [(i64, i64); 2] {
+    let (cpu, memory) = ctx.nonzero_requests;
     [
         (node.nonzero_requested.0 + cpu, node.allocatable.milli_cpu),
         (node.nonzero_requested.1 + memory, node.allocatable.memory),
@@ -60,8 +69,8 @@ fn usage(pod: &Pod, node: &NodeInfo) -> [(i64, i64); 2] {
 }
 
 /// LeastAllocated: the average share left free, 0–100.
-pub fn least_allocated(pod: &Pod, node: &NodeInfo, _ctx: &ScoreContext) -> i64 {
-    let parts = usage(pod, node);
+pub fn least_allocated(_pod: &Pod, node: &NodeInfo, ctx: &ScoreContext) -> i64 {
+    let parts = usage(node, ctx);
     let score: i64 = parts
         .iter()
         .map(|(requested, capacity)| {
@@ -76,8 +85,8 @@ pub fn least_allocated(pod: &Pod, node: &NodeInfo, _ctx: &ScoreContext) -> i64 {
 }
 
 /// BalancedAllocation: 100 × (1 − the standard deviation of the cpu and memory shares).
-pub fn balanced_allocation(pod: &Pod, node: &NodeInfo, _ctx: &ScoreContext) -> i64 {
-    let shares: Vec<f64> = usage(pod, node)
+pub fn balanced_allocation(_pod: &Pod, node: &NodeInfo, ctx: &ScoreContext) -> i64 {
+    let shares: Vec<f64> = usage(node, ctx)
         .iter()
         .map(|(requested, capacity)| {
             if *capacity == 0 {
@@ -166,11 +175,11 @@ mod tests {
 
     #[test]
     fn emptier_nodes_score_higher() {
-        let ctx = ScoreContext::new(&pod("p", json!({})), &[], &[]);
         let empty = node("a", "4", "8Gi", json!({}));
         let mut busy = node("b", "4", "8Gi", json!({}));
         busy.add_pod(Arc::new(pod("x", requests("3", "6Gi"))));
         let p = pod("p", requests("500m", "1Gi"));
+        let ctx = ScoreContext::new(&p, &[], &[]);
         assert!(least_allocated(&p, &empty, &ctx) > least_allocated(&p, &busy, &ctx));
         assert!(balanced_allocation(&p, &empty, &ctx) <= 100);
     }

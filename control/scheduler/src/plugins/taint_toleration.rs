@@ -34,36 +34,10 @@ pub fn tolerated(taint: &Taint, tolerations: &[Toleration]) -> bool {
     tolerations.iter().any(|t| tolerates(t, taint))
 }
 
-/// The node's taints, with the not-ready/unreachable one its Ready condition implies.
-pub fn effective_taints(node: &NodeInfo) -> Vec<Taint> {
-    let mut taints: Vec<Taint> = node
-        .node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.clone())
-        .unwrap_or_default();
-    let ready = node
-        .node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.status.as_str());
-    let implied = match ready {
-        Some("True") => None,
-        Some("Unknown") => Some("node.kubernetes.io/unreachable"),
-        _ => Some("node.kubernetes.io/not-ready"),
-    };
-    if let Some(key) = implied {
-        if !taints.iter().any(|t| t.key == key) {
-            taints.push(Taint {
-                key: key.into(),
-                effect: "NoSchedule".into(),
-                ..Taint::default()
-            });
-        }
-    }
-    taints
+/// The node's taints, with the not-ready/unreachable one its Ready condition implies (worked out
+/// once per node update, `NodeInfo::new`).
+pub fn effective_taints(node: &NodeInfo) -> &[Taint] {
+    &node.taints
 }
 
 fn tolerations(pod: &Pod) -> &[Toleration] {
@@ -77,7 +51,7 @@ pub fn filter(pod: &Pod, node: &NodeInfo, _ctx: &FilterContext) -> FilterResult 
     let tolerations = tolerations(pod);
     for taint in effective_taints(node) {
         if (taint.effect == "NoSchedule" || taint.effect == "NoExecute")
-            && !tolerated(&taint, tolerations)
+            && !tolerated(taint, tolerations)
         {
             return Err(Unfit::unresolvable(format!(
                 "node(s) had untolerated taint {{{}: {}}}",
