@@ -137,6 +137,22 @@ fn unschedulable_until_a_node_fits(s: &ServerProcess) {
     ]);
     assert_eq!(condition, "Unschedulable");
     assert_eq!(node_of(s, "huge"), "");
+    // A node change sends the pod round again; the same failure is one event counted twice,
+    // as upstream's event aggregation shows it (`x2`), not a second event.
+    s.kubectl_ok(&["label", "node", "n1", "touched=yes"]);
+    let counts = || {
+        s.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=huge,reason=FailedScheduling",
+            "-o",
+            "jsonpath={.items[*].count}",
+        ])
+    };
+    wait_until("the FailedScheduling event counted twice", || {
+        counts() == "2"
+    });
     apply(s, &node_yaml("big", "32", "", ", zone: z9"));
     assert_eq!(wait_bound(s, "huge"), "big");
     let describe = s.kubectl_ok(&["describe", "pod", "huge"]);

@@ -49,6 +49,20 @@ pub async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<(), kube::Er
         .map(|_| ())
 }
 
+/// Whether the pod already says PodScheduled=False/Unschedulable with this message (upstream
+/// writes the condition only when it changes).
+pub fn already_unschedulable(pod: &Pod, message: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message)
+        })
+}
+
 /// PodScheduled=False, reason Unschedulable, with the FailedScheduling message.
 pub async fn mark_unschedulable(
     client: &Client,
@@ -100,7 +114,96 @@ pub async fn evict_victim(client: &Client, victim: &Pod) -> Result<(), kube::Err
     }
 }
 
-/// A core/v1 Event about `pod` from the default scheduler.
+/// Records events with upstream's aggregation (client-go's EventCorrelator): the same event —
+/// same pod, type, reason and message — within 10 minutes bumps the count and lastTimestamp of
+/// the one already written, so `kubectl describe` shows `(x5 over 2m)` instead of five rows and
+/// a pod retried often does not flood the store.
+#[derive(Default)]
+pub struct Recorder {
+    seen: std::sync::Mutex<std::collections::HashMap<EventKey, Recorded>>,
+}
+
+type EventKey = (String, String, String, String);
+
+struct Recorded {
+    name: String,
+    count: i32,
+    first: jiff::Timestamp,
+}
+
+const AGGREGATION_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
+/// Aggregation state kept at most; older entries are dropped first.
+const MAX_REMEMBERED: usize = 10_000;
+
+impl Recorder {
+    pub async fn record(
+        &self,
+        client: &Client,
+        pod: &Pod,
+        type_: &str,
+        reason: &str,
+        action: &str,
+        message: &str,
+    ) -> Result<(), kube::Error> {
+        let key: EventKey = (
+            pod.metadata.uid.clone().unwrap_or_default(),
+            type_.to_string(),
+            reason.to_string(),
+            message.to_string(),
+        );
+        let now = jiff::Timestamp::now();
+        let repeat = {
+            let mut seen = self.seen.lock().expect("not poisoned");
+            match seen.get_mut(&key) {
+                Some(r) if now.duration_since(r.first) < AGGREGATION_WINDOW => {
+                    r.count += 1;
+                    Some((r.name.clone(), r.count))
+                }
+                _ => None,
+            }
+        };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        if let Some((name, count)) = repeat {
+            let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
+            let patched = Api::<Event>::namespaced(client.clone(), namespace)
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await;
+            match patched {
+                Ok(_) => return Ok(()),
+                // Gone (expired or deleted): write a new one.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let name = event(client, pod, type_, reason, action, message).await?;
+        let mut seen = self.seen.lock().expect("not poisoned");
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, r| now.duration_since(r.first) < AGGREGATION_WINDOW);
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+        }
+        seen.insert(
+            key,
+            Recorded {
+                name,
+                count: 1,
+                first: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets the events of a pod that is gone or bound.
+    pub fn forget(&self, uid: &str) {
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .retain(|(u, ..), _| u != uid);
+    }
+}
+
+/// A core/v1 Event about `pod` from the default scheduler; returns its name.
 pub async fn event(
     client: &Client,
     pod: &Pod,
@@ -108,7 +211,7 @@ pub async fn event(
     reason: &str,
     action: &str,
     message: &str,
-) -> Result<(), kube::Error> {
+) -> Result<String, kube::Error> {
     let namespace = pod
         .metadata
         .namespace
@@ -151,10 +254,11 @@ pub async fn event(
         }),
         ..Event::default()
     };
+    let name = event.metadata.name.clone().unwrap_or_default();
     Api::<Event>::namespaced(client.clone(), &namespace)
         .create(&PostParams::default(), &event)
         .await
-        .map(|_| ())
+        .map(|_| name)
 }
 
 fn truncate(s: &str, max: usize) -> String {

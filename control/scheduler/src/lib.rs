@@ -154,6 +154,7 @@ struct State {
     metrics: Arc<Metrics>,
     /// Where the next decision starts filtering (see `algorithm::schedule`).
     next_start: usize,
+    recorder: Arc<api::Recorder>,
     nodes_synced: bool,
     pods_synced: bool,
 }
@@ -205,6 +206,7 @@ impl State {
             Event::Delete(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 self.queue.remove(&uid);
+                self.recorder.forget(&uid);
                 if self.cache.pod_deleted(&uid) {
                     self.queue.move_all_unschedulable();
                 }
@@ -255,7 +257,7 @@ impl State {
                 self.metrics
                     .attempt("unschedulable", attempt_started.elapsed().as_secs_f64());
                 self.queue.unschedulable(&uid, Instant::now());
-                unschedulable(client, &pod, fit);
+                unschedulable(client, &self.recorder, &pod, fit);
             }
         }
         true
@@ -272,6 +274,7 @@ impl State {
                 self.metrics.scheduled(done.since.elapsed().as_secs_f64());
                 queue.done(&uid);
                 cache.binding_done(&uid);
+                self.recorder.forget(&uid);
                 let message = format!(
                     "Successfully assigned {}/{} to {}",
                     done.pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -307,10 +310,11 @@ impl State {
 }
 
 /// Reports a pod that fits nowhere (event, condition) and starts its preemption, if any.
-fn unschedulable(client: &Client, pod: &Arc<Pod>, fit: FitError) {
+fn unschedulable(client: &Client, recorder: &Arc<api::Recorder>, pod: &Arc<Pod>, fit: FitError) {
     let message = fit.message();
     tracing::debug!(pod = ?pod.metadata.name, %message, "unschedulable");
     let client = client.clone();
+    let recorder = recorder.clone();
     let pod = pod.clone();
     tokio::spawn(async move {
         if let Preemption::Victims { node, victims } = &fit.preemption {
@@ -323,24 +327,28 @@ fn unschedulable(client: &Client, pod: &Arc<Pod>, fit: FitError) {
                     tracing::warn!("scheduler: evicting a preemption victim: {e}");
                     continue;
                 }
-                let _ =
-                    api::event(&client, victim, "Normal", "Preempted", "Preempting", &note).await;
+                let _ = recorder
+                    .record(&client, victim, "Normal", "Preempted", "Preempting", &note)
+                    .await;
             }
             if let Err(e) = api::nominate(&client, &pod, node).await {
                 tracing::warn!("scheduler: nominating {node}: {e}");
             }
         }
-        if let Err(e) = api::mark_unschedulable(&client, &pod, &message).await {
-            tracing::debug!("scheduler: PodScheduled condition: {e}");
+        if !api::already_unschedulable(&pod, &message) {
+            if let Err(e) = api::mark_unschedulable(&client, &pod, &message).await {
+                tracing::debug!("scheduler: PodScheduled condition: {e}");
+            }
         }
-        let _ = api::event(
-            &client,
-            &pod,
-            "Warning",
-            "FailedScheduling",
-            "Scheduling",
-            &message,
-        )
-        .await;
+        let _ = recorder
+            .record(
+                &client,
+                &pod,
+                "Warning",
+                "FailedScheduling",
+                "Scheduling",
+                &message,
+            )
+            .await;
     });
 }
