@@ -194,14 +194,31 @@ spec:
 /// A high-priority pod that fits nowhere evicts a lower-priority one and takes its place.
 fn preemption(s: &ServerProcess) {
     apply(s, &node_yaml("small", "1", "", ", zone: z7"));
+    // Priorities come from PriorityClasses (Priority admission fills in spec.priority).
+    s.kubectl_ok(&["create", "priorityclass", "low-priority", "--value=10"]);
+    s.kubectl_ok(&[
+        "create",
+        "priorityclass",
+        "high-priority",
+        "--value=1000",
+        "--description=preempts",
+    ]);
     apply(
         s,
-        &pod_yaml("low", "800m", "nodeSelector: {zone: z7}\n  priority: 10"),
+        &pod_yaml(
+            "low",
+            "800m",
+            "nodeSelector: {zone: z7}\n  priorityClassName: low-priority",
+        ),
     );
     assert_eq!(wait_bound(s, "low"), "small");
     apply(
         s,
-        &pod_yaml("high", "800m", "nodeSelector: {zone: z7}\n  priority: 1000"),
+        &pod_yaml(
+            "high",
+            "800m",
+            "nodeSelector: {zone: z7}\n  priorityClassName: high-priority",
+        ),
     );
     // The victim has no kubelet to finish its graceful deletion: once it is marked, finish it.
     wait_until("the low-priority pod is evicted", || {
@@ -224,6 +241,83 @@ fn preemption(s: &ServerProcess) {
         "jsonpath={.status.nominatedNodeName}",
     ]);
     assert_eq!(nominated, "small");
+}
+
+/// PriorityClasses and Priority admission, as upstream: the built-in classes, a class's value in
+/// spec.priority, unknown classes and hand-set priorities refused, the global default.
+fn priority_classes(s: &ServerProcess) {
+    let table = s.kubectl_ok(&["get", "priorityclasses"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    for want in [
+        "VALUE",
+        "GLOBAL-DEFAULT",
+        "PREEMPTIONPOLICY",
+        "system-cluster-critical",
+        "2000000000",
+        "system-node-critical",
+        "2000001000",
+    ] {
+        assert!(table.contains(want), "{want} in {table}");
+    }
+    let err = s.kubectl_err(&["create", "priorityclass", "system-mine", "--value=5"]);
+    assert!(
+        err.contains("priority class names with 'system-' prefix are reserved"),
+        "{err}"
+    );
+    let err = s.kubectl_err(&["create", "priorityclass", "too-high", "--value=2000000000"]);
+    assert!(
+        err.contains("maximum allowed value of a user defined priority is 1000000000"),
+        "{err}"
+    );
+
+    apply(
+        s,
+        &pod_yaml(
+            "classy",
+            "10m",
+            "nodeSelector: {zone: z9}\n  priorityClassName: high-priority",
+        ),
+    );
+    let priority = s.kubectl_ok(&["get", "pod", "classy", "-o", "jsonpath={.spec.priority}"]);
+    assert_eq!(priority, "1000");
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("unknown-class", "10m", "priorityClassName: nope"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            r#"pods "unknown-class" is forbidden: no PriorityClass with name nope was found"#
+        ),
+        "{err}"
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("hand-set", "10m", "priority: 7"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the integer value of priority (7) must not be provided in pod spec"),
+        "{err}"
+    );
+
+    s.kubectl_ok(&[
+        "create",
+        "priorityclass",
+        "everyday",
+        "--value=5",
+        "--global-default",
+    ]);
+    apply(s, &pod_yaml("defaulted", "10m", "nodeSelector: {zone: z9}"));
+    let got = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "defaulted",
+        "-o",
+        "jsonpath={.spec.priorityClassName}/{.spec.priority}",
+    ]);
+    assert_eq!(got, "everyday/5");
+    s.kubectl_ok(&["delete", "priorityclass", "everyday"]);
 }
 
 /// A DoNotSchedule topology spread constraint over zones, and required pod anti-affinity.
@@ -388,6 +482,7 @@ fn scheduler_with_hollow_nodes() {
     unschedulable_until_a_node_fits(&s);
     host_ports(&s);
     preemption(&s);
+    priority_classes(&s);
     other_schedulers(&s);
     identity_and_metrics(&s, &metrics);
 }

@@ -7,6 +7,7 @@ use k8s_openapi::api::{
     apps::v1 as apps, authorization::v1 as authz, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -317,6 +318,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", "poddisruptionbudget", true, policy::PodDisruptionBudget,
             short: ["pdb"], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::policy::POD_DISRUPTION_BUDGETS),
+        resource!("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", "priorityclass", false, scheduling::PriorityClass,
+            short: ["pc"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::scheduling::PRIORITY_CLASSES),
         resource!("rbac.authorization.k8s.io", "v1", "roles", "Role", "role", true, rbac::Role,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::rbac::ROLES),

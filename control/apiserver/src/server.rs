@@ -136,6 +136,16 @@ pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow
         )
         .await?;
     }
+    for (name, value, description) in crate::registry::scheduling::SYSTEM_CLASSES {
+        ensure(
+            server,
+            "priorityclasses",
+            "scheduling.k8s.io",
+            None,
+            json!({"metadata": {"name": name}, "value": value, "description": description}),
+        )
+        .await?;
+    }
     let labels = json!({"component": "apiserver", "provider": "kubernetes"});
     ensure(
         server,

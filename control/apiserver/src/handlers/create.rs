@@ -84,6 +84,9 @@ impl ApiServer {
                 }
             }
             info.strategy.default(&mut candidate);
+            if let Some(admission) = info.strategy.admit(self, &mut candidate) {
+                admission.await?;
+            }
             info.strategy.prepare_for_create(&mut candidate, &uid);
             let errors = registry::validate(info.strategy, &candidate);
             if !errors.is_empty() {

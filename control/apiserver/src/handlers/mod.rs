@@ -19,8 +19,11 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusCause, StatusDetails};
 use serde_json::{json, Map, Value};
 
+use futures::future::BoxFuture;
+
 use crate::cache::Caches;
 use crate::error::{ApiError, ApiResult};
+use crate::registry::Lookup;
 use crate::resources::{self, ResourceInfo, Sub};
 use crate::response::Output;
 use crate::storage::{Storage, Stored};
@@ -275,6 +278,24 @@ impl ApiServer {
             key: key.to_string(),
             object: (*object).clone(),
             mod_revision,
+        })
+    }
+}
+
+/// Admission reads other resources from the watch cache, as upstream's plugins read informers.
+impl Lookup for ApiServer {
+    fn list<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<Arc<Value>>>> {
+        Box::pin(async move {
+            let info = resources::RESOURCES
+                .iter()
+                .find(|r| r.group == group && r.resource == resource)
+                .ok_or_else(|| ApiError::internal(format!("{resource}.{group} is not served")))?;
+            let cacher = self.caches.get(info).await?;
+            Ok(cacher.snapshot(&info.key_prefix()).0)
         })
     }
 }

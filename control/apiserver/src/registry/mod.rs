@@ -46,6 +46,17 @@ use crate::storage::{Extra, Storage};
 use crate::table::{self, Printer};
 use crate::tls::UserInfo;
 
+/// What admission may read: the current objects of another resource, from the watch cache (the
+/// handlers implement it; upstream's admission plugins read through informers the same way).
+pub trait Lookup: Sync {
+    /// Every object of the resource `group`/`resource` (all namespaces).
+    fn list<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<std::sync::Arc<Value>>>>;
+}
+
 /// How a DELETE proceeds, as the strategy decides it.
 #[derive(Debug, PartialEq)]
 pub enum DeletePlan {
@@ -85,6 +96,17 @@ pub trait Strategy: Sync {
     /// Create-time defaults: `PrepareForCreate` and the admission plugins every cluster runs.
     /// `uid` is the new object's.
     fn prepare_for_create(&self, _object: &mut Value, _uid: &str) {}
+
+    /// Admission on create that needs other objects (upstream's mutating and validating
+    /// admission plugins, e.g. Priority): may change the object or refuse it. `None` when the
+    /// resource has none.
+    fn admit<'a>(
+        &'a self,
+        _lookup: &'a dyn Lookup,
+        _object: &'a mut Value,
+    ) -> Option<BoxFuture<'a, ApiResult<()>>> {
+        None
+    }
 
     /// What a main-resource update may not change beyond the generic rules (identity, status).
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}

@@ -4,10 +4,12 @@
 //! The pod subresources (binding, eviction, log/exec/attach/portforward) are served by
 //! `handlers/subresources.rs`.
 
-use crate::error::FieldError;
+use futures::future::BoxFuture;
+
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::registry::core::podspec::{default_pod_spec, validate_pod_spec};
 use crate::registry::fields::{child, default, spec_of};
-use crate::registry::{DeletePlan, Strategy};
+use crate::registry::{DeletePlan, Lookup, Strategy};
 use crate::table::prelude::*;
 
 pub struct Pods;
@@ -32,9 +34,6 @@ impl Strategy for Pods {
         default(spec, "serviceAccountName", json!("default"));
         let sa = spec["serviceAccountName"].clone();
         default(spec, "serviceAccount", sa);
-        // Priority admission.
-        default(spec, "priority", json!(0));
-        default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
         // DefaultTolerationSeconds admission: 300 s for not-ready and unreachable.
         let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
         if let Some(list) = tolerations.as_array_mut() {
@@ -56,6 +55,14 @@ impl Strategy for Pods {
             "status".into(),
             json!({"phase": "Pending", "qosClass": qos}),
         );
+    }
+
+    fn admit<'a>(
+        &'a self,
+        lookup: &'a dyn Lookup,
+        object: &'a mut Value,
+    ) -> Option<BoxFuture<'a, ApiResult<()>>> {
+        Some(Box::pin(priority_admission(lookup, object)))
     }
 
     fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
@@ -144,6 +151,72 @@ impl Strategy for Pods {
     fn delete_returns_object(&self) -> bool {
         true
     }
+}
+
+/// Priority admission (`plugin/pkg/admission/priority`): `priorityClassName` — or the global
+/// default class when it is empty — gives `spec.priority` and `spec.preemptionPolicy`; an unknown
+/// class, or a priority or policy in the pod that differs from its class's, is refused.
+async fn priority_admission(lookup: &dyn Lookup, pod: &mut Value) -> ApiResult<()> {
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let forbidden =
+        |why: String| ApiError::forbidden(format!("pods \"{name}\" is forbidden: {why}"));
+    let wanted = pod
+        .pointer("/spec/priorityClassName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let classes = lookup.list("scheduling.k8s.io", "priorityclasses").await?;
+    let class = if wanted.is_empty() {
+        // The global default with the lowest value, as upstream picks it.
+        classes
+            .iter()
+            .filter(|c| c["globalDefault"] == true)
+            .min_by_key(|c| c["value"].as_i64().unwrap_or(0))
+    } else {
+        let found = classes
+            .iter()
+            .find(|c| c["metadata"]["name"] == wanted.as_str());
+        if found.is_none() {
+            return Err(forbidden(format!(
+                "no PriorityClass with name {wanted} was found"
+            )));
+        }
+        found
+    };
+    let (class_name, value, policy) = match class {
+        Some(c) => (
+            c["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            c["value"].as_i64().unwrap_or(0),
+            c["preemptionPolicy"]
+                .as_str()
+                .unwrap_or("PreemptLowerPriority")
+                .to_string(),
+        ),
+        None => (String::new(), 0, "PreemptLowerPriority".to_string()),
+    };
+    let spec = &mut pod["spec"];
+    if let Some(given) = spec.get("priority").and_then(Value::as_i64) {
+        if given != value {
+            return Err(forbidden(format!("the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name")));
+        }
+    }
+    if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str) {
+        if given != policy {
+            return Err(forbidden(format!("the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name")));
+        }
+    }
+    if !class_name.is_empty() {
+        spec["priorityClassName"] = json!(class_name);
+    }
+    spec["priority"] = json!(value);
+    spec["preemptionPolicy"] = json!(policy);
+    Ok(())
 }
 
 /// QoS class from requests/limits (upstream `GetPodQOS`, simplified to cpu and memory).
