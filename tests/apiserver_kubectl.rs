@@ -509,6 +509,114 @@ fn server_side_apply(s: &ServerProcess) {
     assert!(text.contains("fieldManager: Required value"), "{text}");
 }
 
+/// storage.k8s.io and node.k8s.io through kubectl: StorageClasses with upstream's columns and
+/// immutable provisioning fields, DefaultStorageClass admission for claims, CSIDriver defaults,
+/// RuntimeClasses with a validated handler, all in `kubectl api-resources`.
+fn storage_and_runtime_classes(s: &ServerProcess) {
+    let apply = |yaml: &str| s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    let out = apply(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\n  annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}\nprovisioner: example.com/fast\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.kubectl_ok(&["get", "sc"]);
+    for want in [
+        "PROVISIONER",
+        "RECLAIMPOLICY",
+        "VOLUMEBINDINGMODE",
+        "fast (default)",
+        "example.com/fast",
+        "Delete",
+        "Immediate",
+    ] {
+        assert!(table.contains(want), "{want} in {table}");
+    }
+    let err = s.kubectl_err(&[
+        "patch",
+        "sc",
+        "fast",
+        "-p",
+        r#"{"provisioner":"example.com/other"}"#,
+    ]);
+    assert!(
+        err.contains("updates to provisioner are forbidden"),
+        "{err}"
+    );
+
+    let claim = |name: &str, class: &str| {
+        format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  {class}accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: 1Gi}}}}\n")
+    };
+    assert!(apply(&claim("data", "")).status.success());
+    let class = s.kubectl_ok(&[
+        "get",
+        "pvc",
+        "data",
+        "-o",
+        "jsonpath={.spec.storageClassName}",
+    ]);
+    assert_eq!(
+        class, "fast",
+        "the default class fills in a claim without one"
+    );
+    assert!(apply(&claim("static", "storageClassName: \"\"\n  "))
+        .status
+        .success());
+    let class = s.kubectl_ok(&[
+        "get",
+        "pvc",
+        "static",
+        "-o",
+        "jsonpath={.spec.storageClassName}",
+    ]);
+    assert_eq!(class, "", "an explicit empty class asks for none");
+
+    assert!(apply("apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: csi.example.com}\nspec: {}\n").status.success());
+    let attach = s.kubectl_ok(&[
+        "get",
+        "csidriver",
+        "csi.example.com",
+        "-o",
+        "jsonpath={.spec.attachRequired}/{.spec.fsGroupPolicy}",
+    ]);
+    assert_eq!(attach, "true/ReadWriteOnceWithFSType");
+
+    assert!(apply(
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: skiff}\nhandler: skiff\n"
+    )
+    .status
+    .success());
+    let table = s.kubectl_ok(&["get", "runtimeclass"]);
+    assert!(
+        table.contains("HANDLER") && table.contains("skiff"),
+        "{table}"
+    );
+    let out = apply("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: bad}\nhandler: Not_A_Label\n");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("handler: Invalid value"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let resources = s.kubectl_ok(&["api-resources", "--api-group=storage.k8s.io"]);
+    for want in [
+        "storageclasses",
+        "sc",
+        "csidrivers",
+        "csinodes",
+        "volumeattachments",
+    ] {
+        assert!(resources.contains(want), "{want} in {resources}");
+    }
+    s.kubectl_ok(&["delete", "pvc", "data", "static"]);
+    s.kubectl_ok(&["delete", "sc", "fast"]);
+    s.kubectl_ok(&["delete", "csidriver", "csi.example.com"]);
+    s.kubectl_ok(&["delete", "runtimeclass", "skiff"]);
+}
+
 #[test]
 fn kubectl_against_skiff_server() {
     let s = ServerProcess::start();
@@ -517,6 +625,7 @@ fn kubectl_against_skiff_server() {
     tooling(&s);
     watch(&s);
     server_side_apply(&s);
+    storage_and_runtime_classes(&s);
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use k8s_openapi::api::{
     apps::v1 as apps, authorization::v1 as authz, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling,
+    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -321,6 +321,21 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", "priorityclass", false, scheduling::PriorityClass,
             short: ["pc"], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::scheduling::PRIORITY_CLASSES),
+        resource!("storage.k8s.io", "v1", "storageclasses", "StorageClass", "storageclass", false, storage::StorageClass,
+            short: ["sc"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::storage::STORAGE_CLASSES),
+        resource!("storage.k8s.io", "v1", "csidrivers", "CSIDriver", "csidriver", false, storage::CSIDriver,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::storage::CSI_DRIVERS),
+        resource!("storage.k8s.io", "v1", "csinodes", "CSINode", "csinode", false, storage::CSINode,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::storage::CSI_NODES),
+        resource!("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", "volumeattachment", false, storage::VolumeAttachment,
+            short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::storage::VOLUME_ATTACHMENTS),
+        resource!("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", "runtimeclass", false, node::RuntimeClass,
+            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::node::RUNTIME_CLASSES),
         resource!("rbac.authorization.k8s.io", "v1", "roles", "Role", "role", true, rbac::Role,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::rbac::ROLES),

@@ -1,7 +1,123 @@
-//! storage.k8s.io: StorageClasses, CSIDrivers, CSINodes and VolumeAttachments — their table printers. Not served yet: the whole-API work adds
-//! strategies here and lines in `resources.rs`.
+//! storage.k8s.io (`pkg/registry/storage`): StorageClasses (defaults, validation, immutable
+//! provisioning fields; the default class fills in claims without one — DefaultStorageClass
+//! admission, `registry/core/persistentvolumes.rs`), CSIDrivers (upstream's defaults), CSINodes
+//! and VolumeAttachments (with status); their printers.
 
+use crate::error::FieldError;
+use crate::registry::fields::{check_enum, default, str_at};
+use crate::registry::{Printed, Strategy};
 use crate::table::prelude::*;
+
+/// The annotation that marks the default StorageClass.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+
+pub struct StorageClasses;
+
+pub static STORAGE_CLASSES: StorageClasses = StorageClasses;
+
+impl Strategy for StorageClasses {
+    fn default(&self, object: &mut Value) {
+        if let Some(root) = object.as_object_mut() {
+            default(root, "reclaimPolicy", json!("Delete"));
+            default(root, "volumeBindingMode", json!("Immediate"));
+        }
+    }
+
+    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        if str_at(object, "/provisioner").is_empty() {
+            errors.push(FieldError::required("provisioner", ""));
+        }
+        check_enum(
+            "reclaimPolicy",
+            object.get("reclaimPolicy"),
+            &["Delete", "Retain"],
+            errors,
+        );
+        check_enum(
+            "volumeBindingMode",
+            object.get("volumeBindingMode"),
+            &["Immediate", "WaitForFirstConsumer"],
+            errors,
+        );
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        for field in [
+            "provisioner",
+            "parameters",
+            "reclaimPolicy",
+            "volumeBindingMode",
+        ] {
+            if old.get(field) != new.get(field) {
+                errors.push(FieldError::forbidden(
+                    field,
+                    format!("updates to {field} are forbidden."),
+                ));
+            }
+        }
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &STORAGE_CLASS_PRINTER
+    }
+}
+
+pub struct CsiDrivers;
+
+pub static CSI_DRIVERS: CsiDrivers = CsiDrivers;
+
+impl Strategy for CsiDrivers {
+    fn default(&self, object: &mut Value) {
+        let Some(root) = object.as_object_mut() else {
+            return;
+        };
+        let spec = crate::registry::fields::child(root, "spec");
+        default(spec, "attachRequired", json!(true));
+        default(spec, "podInfoOnMount", json!(false));
+        default(spec, "storageCapacity", json!(false));
+        default(spec, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
+        default(spec, "requiresRepublish", json!(false));
+        default(spec, "seLinuxMount", json!(false));
+        default(spec, "volumeLifecycleModes", json!(["Persistent"]));
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &CSI_DRIVER_PRINTER
+    }
+}
+
+pub static CSI_NODES: Printed = Printed(&CSI_NODE_PRINTER);
+
+pub struct VolumeAttachments;
+
+pub static VOLUME_ATTACHMENTS: VolumeAttachments = VolumeAttachments;
+
+impl Strategy for VolumeAttachments {
+    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        for (path, pointer) in [
+            ("spec.attacher", "/spec/attacher"),
+            ("spec.nodeName", "/spec/nodeName"),
+        ] {
+            if str_at(object, pointer).is_empty() {
+                errors.push(FieldError::required(path, ""));
+            }
+        }
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        if old.get("spec") != new.get("spec") {
+            errors.push(FieldError::invalid(
+                "spec",
+                new.get("spec").unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
+        }
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &VOLUME_ATTACHMENT_PRINTER
+    }
+}
 
 // ---------------------------------------------------------------- table
 

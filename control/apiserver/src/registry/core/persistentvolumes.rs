@@ -1,12 +1,66 @@
 //! PersistentVolumes and PersistentVolumeClaims (`pkg/registry/core/persistentvolume`,
-//! `persistentvolumeclaim`): their printers, which share the access-mode formatting.
+//! `persistentvolumeclaim`): DefaultStorageClass admission for claims, and their printers, which
+//! share the access-mode formatting.
 
-use crate::registry::Printed;
+use futures::future::BoxFuture;
+
+use crate::error::ApiResult;
+use crate::registry::storage::DEFAULT_CLASS_ANNOTATION;
+use crate::registry::{Lookup, Printed, Strategy};
 use crate::table::prelude::*;
 
 pub static STRATEGY: Printed = Printed(&PERSISTENT_VOLUME_PRINTER);
 
-pub static CLAIMS_STRATEGY: Printed = Printed(&PERSISTENT_VOLUME_CLAIM_PRINTER);
+pub struct PersistentVolumeClaims;
+
+pub static CLAIMS_STRATEGY: PersistentVolumeClaims = PersistentVolumeClaims;
+
+impl Strategy for PersistentVolumeClaims {
+    fn admit<'a>(
+        &'a self,
+        lookup: &'a dyn Lookup,
+        object: &'a mut Value,
+    ) -> Option<BoxFuture<'a, ApiResult<()>>> {
+        Some(Box::pin(default_storage_class(lookup, object)))
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &PERSISTENT_VOLUME_CLAIM_PRINTER
+    }
+}
+
+/// DefaultStorageClass admission: a claim that names no class (the field absent — an explicit
+/// `""` asks for none) gets the default StorageClass, the newest when several are marked.
+async fn default_storage_class(lookup: &dyn Lookup, claim: &mut Value) -> ApiResult<()> {
+    if claim
+        .pointer("/spec/storageClassName")
+        .is_some_and(|c| !c.is_null())
+    {
+        return Ok(());
+    }
+    let classes = lookup.list("storage.k8s.io", "storageclasses").await?;
+    let default = classes
+        .iter()
+        .filter(|c| {
+            c.pointer("/metadata/annotations")
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+        .max_by(|a, b| {
+            let created = |c: &Value| {
+                c.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            created(a).cmp(&created(b))
+        });
+    if let Some(class) = default {
+        claim["spec"]["storageClassName"] = class["metadata"]["name"].clone();
+    }
+    Ok(())
+}
 
 // ---------------------------------------------------------------- table
 
