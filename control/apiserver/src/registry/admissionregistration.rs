@@ -1,5 +1,6 @@
-//! admissionregistration.k8s.io: mutating and validating webhook configurations — their table printers. Not served yet: the whole-API work adds
-//! strategies here and lines in `resources.rs`.
+//! admissionregistration.k8s.io: mutating and validating webhook configurations — their table
+//! printers.
+//! Not served yet: the whole-API work adds strategies here and lines in `resources.rs`.
 
 use crate::table::prelude::*;
 

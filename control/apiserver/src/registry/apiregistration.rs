@@ -1,5 +1,5 @@
-//! apiregistration.k8s.io: APIServices — their table printers. Not served yet: the whole-API work adds
-//! strategies here and lines in `resources.rs`.
+//! apiregistration.k8s.io: APIServices — their table printers.
+//! Not served yet: the whole-API work adds strategies here and lines in `resources.rs`.
 
 use crate::table::prelude::*;
 

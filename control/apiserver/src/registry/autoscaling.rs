@@ -1,5 +1,5 @@
-//! autoscaling: HorizontalPodAutoscalers — their table printers. Not served yet: the whole-API work adds
-//! strategies here and lines in `resources.rs`.
+//! autoscaling: HorizontalPodAutoscalers — their table printers.
+//! Not served yet: the whole-API work adds strategies here and lines in `resources.rs`.
 
 use crate::table::prelude::*;
 
