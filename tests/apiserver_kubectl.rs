@@ -611,6 +611,30 @@ fn storage_and_runtime_classes(s: &ServerProcess) {
     ] {
         assert!(resources.contains(want), "{want} in {resources}");
     }
+    // ReplicationControllers: the selector comes from the template, scale works through /scale.
+    assert!(apply("apiVersion: v1\nkind: ReplicationController\nmetadata: {name: legacy}\nspec:\n  replicas: 2\n  template:\n    metadata: {labels: {app: legacy}}\n    spec: {containers: [{name: c, image: busybox}]}\n").status.success());
+    let selector = s.kubectl_ok(&[
+        "get",
+        "rc",
+        "legacy",
+        "-o",
+        "jsonpath={.spec.selector.app}/{.metadata.labels.app}",
+    ]);
+    assert_eq!(selector, "legacy/legacy");
+    s.kubectl_ok(&["scale", "rc", "legacy", "--replicas=4"]);
+    let table = s.kubectl_ok(&["get", "rc", "legacy"]);
+    assert!(
+        table.contains("DESIRED") && table.contains("legacy   4"),
+        "{table}"
+    );
+    let out = apply("apiVersion: v1\nkind: ReplicationController\nmetadata: {name: mismatched}\nspec:\n  selector: {app: a}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: busybox}]}\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`selector` does not match template `labels`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.kubectl_ok(&["delete", "rc", "legacy"]);
     s.kubectl_ok(&["delete", "pvc", "data", "static"]);
     s.kubectl_ok(&["delete", "sc", "fast"]);
     s.kubectl_ok(&["delete", "csidriver", "csi.example.com"]);

@@ -16,9 +16,14 @@ use crate::timestamps;
 impl ApiServer {
     pub fn scale_of(&self, info: &ResourceInfo, object: &Value) -> Value {
         let m = meta(object);
+        // A LabelSelector's matchLabels, or a ReplicationController's plain label map.
         let selector = object
             .pointer("/spec/selector")
-            .and_then(|s| s.get("matchLabels"))
+            .and_then(|s| match s.get("matchLabels") {
+                Some(labels) => Some(labels),
+                None if s.get("matchExpressions").is_none() => Some(s),
+                None => None,
+            })
             .and_then(Value::as_object)
             .map(|l| {
                 l.iter()
