@@ -37,14 +37,13 @@ pub async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<(), kube::Er
             ..ObjectReference::default()
         },
     };
-    let api = pods(client, pod);
-    let body = serde_json::to_vec(&binding).expect("a Binding serializes");
-    let request = http::Request::post(format!("{}/{}/binding", api.resource_url(), name(pod)))
-        .header("content-type", "application/json")
-        .body(body)
-        .expect("a valid request");
-    client
-        .request::<serde_json::Value>(request)
+    pods(client, pod)
+        .create_subresource::<Binding, serde_json::Value>(
+            "binding",
+            &name(pod),
+            &PostParams::default(),
+            &binding,
+        )
         .await
         .map(|_| ())
 }

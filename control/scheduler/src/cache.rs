@@ -173,9 +173,6 @@ impl Cache {
         self.place(pod, node);
     }
 
-    /// The binding succeeded; the pod stays assumed until the watch shows it bound.
-    pub fn binding_done(&mut self, _uid: &str) {}
-
     /// The binding failed: the assumed pod no longer counts.
     pub fn forget(&mut self, uid: &str) {
         if self.assumed.remove(uid) {

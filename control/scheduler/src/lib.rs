@@ -271,15 +271,14 @@ impl State {
 
     /// A binding finished: confirm or forget the assumed pod.
     fn bound(&mut self, client: &Client, done: BindResult) {
-        let (cache, queue) = (&mut self.cache, &mut self.queue);
         let uid = done.pod.metadata.uid.clone().unwrap_or_default();
         match done.result {
             Ok(()) => {
                 self.metrics
                     .attempt("scheduled", done.attempt_started.elapsed().as_secs_f64());
                 self.metrics.scheduled(done.since.elapsed().as_secs_f64());
-                queue.done(&uid);
-                cache.binding_done(&uid);
+                // The pod stays assumed in the cache until the watch shows it bound.
+                self.queue.done(&uid);
                 self.recorder.forget(&uid);
                 let message = format!(
                     "Successfully assigned {}/{} to {}",
@@ -304,11 +303,11 @@ impl State {
                 self.metrics
                     .attempt("error", done.attempt_started.elapsed().as_secs_f64());
                 tracing::info!(pod = ?done.pod.metadata.name, node = %done.node, "binding failed: {e}");
-                cache.forget(&uid);
+                self.cache.forget(&uid);
                 match e {
                     // Gone or already bound by someone else: the watch tells the rest.
-                    kube::Error::Api(ref s) if s.code == 404 => queue.remove(&uid),
-                    _ => queue.backoff(&uid, Instant::now()),
+                    kube::Error::Api(ref s) if s.code == 404 => self.queue.remove(&uid),
+                    _ => self.queue.backoff(&uid, Instant::now()),
                 }
             }
         }

@@ -108,17 +108,18 @@ async fn binding_ceiling(
     let started = Instant::now();
     futures::stream::iter(0..count)
         .map(|i| {
-            let client = client.clone();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
             async move {
                 let body = json!({"apiVersion": "v1", "kind": "Binding",
                     "metadata": {"name": format!("ceiling-{i}")},
                     "target": {"kind": "Node", "name": format!("hollow-{}", i % nodes)}});
-                let req = http::Request::post(format!(
-                    "/api/v1/namespaces/{ns}/pods/ceiling-{i}/binding"
-                ))
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&body)?)?;
-                client.request::<serde_json::Value>(req).await?;
+                pods.create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &format!("ceiling-{i}"),
+                    &PostParams::default(),
+                    &body,
+                )
+                .await?;
                 anyhow::Ok(())
             }
         })

@@ -77,11 +77,3 @@ pub fn immutable(
         ));
     }
 }
-
-/// The metadata name, "" when missing.
-pub fn name_of(object: &Value) -> &str {
-    object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}

@@ -238,7 +238,6 @@ pub fn normalize(scores: &mut [i64], how: Normalize) {
 #[cfg(test)]
 pub mod testing {
     //! Builders for plugin tests.
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use k8s_openapi::api::core::v1::{Node, Pod};
@@ -282,13 +281,5 @@ pub mod testing {
             }
             (a, b) => *a = b,
         }
-    }
-
-    #[allow(dead_code)]
-    pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 }
