@@ -3,8 +3,8 @@
 //! upstream's reasons (`Scheduled`, `FailedScheduling`, `Preempted`) so `kubectl describe pod`
 //! reads as upstream.
 
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -113,26 +113,15 @@ pub async fn evict_victim(client: &Client, victim: &Pod) -> Result<(), kube::Err
     }
 }
 
-/// Records events with upstream's aggregation (client-go's EventCorrelator): the same event —
-/// same pod, type, reason and message — within 10 minutes bumps the count and lastTimestamp of
-/// the one already written, so `kubectl describe` shows `(x5 over 2m)` instead of five rows and
-/// a pod retried often does not flood the store.
-#[derive(Default)]
-pub struct Recorder {
-    seen: std::sync::Mutex<std::collections::HashMap<EventKey, Recorded>>,
+/// The scheduler's events (`source.component` default-scheduler) through skiff-events, with
+/// upstream's aggregation.
+pub struct Recorder(skiff_events::Recorder);
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder(skiff_events::Recorder::new(SCHEDULER_NAME, None))
+    }
 }
-
-type EventKey = (String, String, String, String);
-
-struct Recorded {
-    name: String,
-    count: i32,
-    first: jiff::Timestamp,
-}
-
-const AGGREGATION_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
-/// Aggregation state kept at most; older entries are dropped first.
-const MAX_REMEMBERED: usize = 10_000;
 
 impl Recorder {
     pub async fn record(
@@ -144,129 +133,30 @@ impl Recorder {
         action: &str,
         message: &str,
     ) -> Result<(), kube::Error> {
-        let key: EventKey = (
-            pod.metadata.uid.clone().unwrap_or_default(),
-            type_.to_string(),
-            reason.to_string(),
-            message.to_string(),
-        );
-        let now = jiff::Timestamp::now();
-        let repeat = {
-            let mut seen = self.seen.lock().expect("not poisoned");
-            match seen.get_mut(&key) {
-                Some(r) if now.duration_since(r.first) < AGGREGATION_WINDOW => {
-                    r.count += 1;
-                    Some((r.name.clone(), r.count))
-                }
-                _ => None,
-            }
-        };
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        if let Some((name, count)) = repeat {
-            let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
-            let patched = Api::<Event>::namespaced(client.clone(), namespace)
-                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                .await;
-            match patched {
-                Ok(_) => return Ok(()),
-                // Gone (expired or deleted): write a new one.
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let name = event(client, pod, type_, reason, action, message).await?;
-        let mut seen = self.seen.lock().expect("not poisoned");
-        if seen.len() >= MAX_REMEMBERED {
-            seen.retain(|_, r| now.duration_since(r.first) < AGGREGATION_WINDOW);
-            if seen.len() >= MAX_REMEMBERED {
-                seen.clear();
-            }
-        }
-        seen.insert(
-            key,
-            Recorded {
-                name,
-                count: 1,
-                first: now,
-            },
-        );
-        Ok(())
+        let object = skiff_events::reference(pod);
+        self.0
+            .record(client, &object, type_, reason, action, message)
+            .await
     }
 
     /// Forgets the events of a pod that is gone or bound.
     pub fn forget(&self, uid: &str) {
-        self.seen
-            .lock()
-            .expect("not poisoned")
-            .retain(|(u, ..), _| u != uid);
+        self.0.forget(uid)
     }
-}
 
-/// A core/v1 Event about `pod` from the default scheduler; returns its name.
-pub async fn event(
-    client: &Client,
-    pod: &Pod,
-    type_: &str,
-    reason: &str,
-    action: &str,
-    message: &str,
-) -> Result<String, kube::Error> {
-    let namespace = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let now = jiff::Timestamp::now();
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!(
-                "{}.{:x}",
-                name(pod),
-                now.as_nanosecond() as u64 ^ rand::random::<u64>()
-            )),
-            namespace: Some(namespace.clone()),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: pod.metadata.name.clone(),
-            namespace: Some(namespace.clone()),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            ..ObjectReference::default()
-        },
-        reason: Some(reason.into()),
-        // Upstream caps an event's note at 1024 bytes.
-        message: Some(truncate(message, 1024)),
-        type_: Some(type_.into()),
-        action: Some(action.into()),
-        count: Some(1),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        event_time: Some(MicroTime(now)),
-        reporting_component: Some(SCHEDULER_NAME.into()),
-        reporting_instance: Some(SCHEDULER_NAME.into()),
-        source: Some(EventSource {
-            component: Some(SCHEDULER_NAME.into()),
-            host: None,
-        }),
-        ..Event::default()
-    };
-    let name = event.metadata.name.clone().unwrap_or_default();
-    Api::<Event>::namespaced(client.clone(), &namespace)
-        .create(&PostParams::default(), &event)
-        .await
-        .map(|_| name)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    /// One event, not aggregated (a pod is bound once).
+    pub async fn event(
+        &self,
+        client: &Client,
+        pod: &Pod,
+        type_: &str,
+        reason: &str,
+        action: &str,
+        message: &str,
+    ) -> Result<String, kube::Error> {
+        let object = skiff_events::reference(pod);
+        self.0
+            .write(client, &object, type_, reason, action, message)
+            .await
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }

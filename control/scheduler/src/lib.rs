@@ -287,8 +287,9 @@ impl State {
                     done.node
                 );
                 let client = client.clone();
+                let recorder = self.recorder.clone();
                 tokio::spawn(async move {
-                    let _ = api::event(
+                    let _ = recorder.event(
                         &client,
                         &done.pod,
                         "Normal",

@@ -52,6 +52,27 @@ pub enum ImageAction {
         format: String,
         images: Vec<String>,
     },
+    /// Build a one-layer image from a directory (offline images for tests and the demo).
+    Build {
+        /// Name to store it under, e.g. `skiff.local/web:1`.
+        name: String,
+        /// Directory whose contents become the image's filesystem.
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// The image's Entrypoint (repeat for each word).
+        #[arg(long)]
+        entrypoint: Vec<String>,
+        /// The image's Cmd (repeat for each word).
+        #[arg(long)]
+        cmd: Vec<String>,
+        /// An environment variable `K=V`; repeatable.
+        #[arg(long)]
+        env: Vec<String>,
+        #[arg(long)]
+        workdir: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Write an OCI runtime bundle (rootfs + config.json) runnable by runc.
     Bundle { image: String, dir: PathBuf },
 }
@@ -120,6 +141,25 @@ pub fn main(cmd: ImageCommand) -> anyhow::Result<()> {
                 "docker" => crate::archive::export_docker(&store, &refs, &output)?,
                 other => anyhow::bail!("unknown export format {other:?}; use oci or docker"),
             }
+        }
+        ImageAction::Build {
+            name,
+            from,
+            entrypoint,
+            cmd,
+            env,
+            workdir,
+            user,
+        } => {
+            let config = crate::build::BuildConfig {
+                entrypoint,
+                cmd,
+                env,
+                working_dir: workdir,
+                user,
+            };
+            let info = crate::build::build(&store, &name, &from, &config)?;
+            println!("{} {}", info.name, info.manifest_digest);
         }
         ImageAction::Bundle { image, dir } => {
             crate::bundle::create_bundle(&store, &image, &dir)?;

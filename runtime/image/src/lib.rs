@@ -2,6 +2,7 @@
 //! overlayfs rootfs, offline archives and runtime bundles.
 
 pub mod archive;
+pub mod build;
 pub mod bundle;
 pub mod cli;
 pub mod error;
