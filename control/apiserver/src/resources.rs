@@ -4,7 +4,7 @@
 //! here.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authorization::v1 as authz, batch::v1 as batch,
+    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
     scheduling::v1 as scheduling, storage::v1 as storage,
@@ -351,6 +351,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", "clusterrolebinding", false, rbac::ClusterRoleBinding,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::rbac::CLUSTER_ROLE_BINDINGS),
+        resource!("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", "tokenreview", false, authn::TokenReview,
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY,
+            strategy: &registry::authentication::TOKEN_REVIEWS),
         resource!("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview", false, authz::SelfSubjectAccessReview,
             short: [], cat: [], sub: [], verbs: CREATE_ONLY,
             strategy: &registry::authorization::ACCESS_REVIEWS),

@@ -25,6 +25,11 @@ enum Command {
     Server(server::ServerArgs),
     /// The scheduler alone: binds pending pods to nodes; `bench` measures it.
     Scheduler(scheduler::SchedulerCommand),
+    /// The node agent: registers the Node and runs the pods bound to it.
+    Kubelet(skiff_kubelet::KubeletArgs),
+    /// A container's monitor, started by the kubelet (not for people).
+    #[command(hide = true)]
+    Shim(skiff_kubelet::shim::ShimArgs),
 }
 
 #[global_allocator]
@@ -51,6 +56,18 @@ enum ApiserverAction {
     Bench(bench_apiserver::BenchArgs),
 }
 
+/// SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -72,5 +89,8 @@ fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => skiff_image::cli::main(cmd),
         Command::Server(args) => tokio::runtime::Runtime::new()?.block_on(server::run(args)),
         Command::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
+        // Single-threaded and before any runtime: the shim forks.
+        Command::Shim(args) => skiff_kubelet::shim::main(args),
+        Command::Kubelet(args) => tokio::runtime::Runtime::new()?.block_on(skiff_kubelet::run(args, shutdown_signal())),
     }
 }

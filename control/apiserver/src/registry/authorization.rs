@@ -4,8 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::registry::Strategy;
-use crate::tls::UserInfo;
+use crate::registry::{Review, Strategy};
 
 /// SelfSubjectAccessReview and SubjectAccessReview: allowed.
 pub struct AccessReviews;
@@ -13,7 +12,8 @@ pub struct AccessReviews;
 pub static ACCESS_REVIEWS: AccessReviews = AccessReviews;
 
 impl Strategy for AccessReviews {
-    fn review(&self, user: &UserInfo, mut object: Value) -> Value {
+    fn review(&self, review: &Review, mut object: Value) -> Value {
+        let user = review.user;
         object["status"] = json!({"allowed": true, "reason": format!("user {:?} is allowed: authorization is not enforced yet", user.name)});
         object["metadata"]["creationTimestamp"] = Value::Null;
         object
@@ -26,7 +26,7 @@ pub struct RulesReviews;
 pub static RULES_REVIEWS: RulesReviews = RulesReviews;
 
 impl Strategy for RulesReviews {
-    fn review(&self, _user: &UserInfo, mut object: Value) -> Value {
+    fn review(&self, _review: &Review, mut object: Value) -> Value {
         object["status"] = json!({
             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],

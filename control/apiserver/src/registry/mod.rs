@@ -21,6 +21,7 @@
 pub mod admissionregistration;
 pub mod apiregistration;
 pub mod apps;
+pub mod authentication;
 pub mod authorization;
 pub mod autoscaling;
 pub mod batch;
@@ -161,10 +162,18 @@ pub trait Strategy: Sync {
         false
     }
 
-    /// Create-only resources that store nothing (access reviews) answer a create with this.
-    fn review(&self, _user: &UserInfo, object: Value) -> Value {
+    /// Create-only resources that store nothing (access and token reviews) answer a create
+    /// with this.
+    fn review(&self, _review: &Review, object: Value) -> Value {
         object
     }
+}
+
+/// What a review (a create-only resource) may consult: who asks, and the API server's
+/// authenticator for TokenReview.
+pub struct Review<'a> {
+    pub user: &'a UserInfo,
+    pub authenticate: &'a (dyn Fn(&str) -> Option<UserInfo> + Sync),
 }
 
 /// Everything a new or updated object must satisfy: its metadata, then the strategy's rules.

@@ -1,0 +1,207 @@
+//! The kubelet's flags, named as upstream's kubelet names them where one exists.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeletArgs {
+    /// Credentials of this node (user `system:node:<name>`).
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// The Node's name (upstream: --hostname-override).
+    #[arg(long = "node-name", alias = "hostname-override")]
+    pub node_name: String,
+    /// The node's InternalIP: where the API server reaches this kubelet (:10250).
+    #[arg(long = "node-ip")]
+    pub node_ip: IpAddr,
+    /// The kubelet's state: pods, containers, volumes, the runtime's state.
+    #[arg(long = "root-dir", default_value = "/var/lib/skiff/kubelet")]
+    pub root_dir: PathBuf,
+    /// Container logs (`<ns>_<pod>_<uid>/<container>/<restart>.log`).
+    #[arg(long = "pod-logs-dir", default_value = "/var/log/pods")]
+    pub pod_logs_dir: PathBuf,
+    /// The image store of this node.
+    #[arg(long = "image-root", default_value = "/var/lib/skiff/images")]
+    pub image_root: PathBuf,
+    /// The cgroup under which `kubepods` is made (several nodes on one host use one each).
+    #[arg(long = "cgroup-root", default_value = "/")]
+    pub cgroup_root: String,
+    /// This node's pod range, used when the Node has no spec.podCIDR yet.
+    #[arg(long = "pod-cidr")]
+    pub pod_cidr: Option<String>,
+    /// CNI network configurations (the first .conflist/.conf in name order is used).
+    #[arg(long = "cni-conf-dir", default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// CNI plugin binaries; a colon-separated search path.
+    #[arg(long = "cni-bin-dir", default_value = "/opt/cni/bin:/usr/lib/cni")]
+    pub cni_bin_dir: String,
+    /// Resource capacity overrides, e.g. `cpu=4,memory=8Gi,pods=110`.
+    #[arg(long, value_parser = parse_map)]
+    pub capacity: Option<BTreeMap<String, String>>,
+    /// Taints to register the Node with, `key=value:Effect` (comma-separated).
+    #[arg(long = "register-with-taints", value_delimiter = ',')]
+    pub register_with_taints: Vec<String>,
+    /// Labels to register the Node with, `key=value` (comma-separated).
+    #[arg(long = "node-labels", value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+    /// The cluster DNS server written into pods' resolv.conf.
+    #[arg(long = "cluster-dns", default_value = "10.96.0.10")]
+    pub cluster_dns: Vec<IpAddr>,
+    #[arg(long = "cluster-domain", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The resolv.conf pods with dnsPolicy Default get (and whose search list ClusterFirst
+    /// extends).
+    #[arg(long = "resolv-conf", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// The HTTPS port of the kubelet API (logs, exec, port-forward, stats).
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+    /// The plain-HTTP health port on 127.0.0.1 (0 = off).
+    #[arg(long = "healthz-port", default_value_t = 10248)]
+    pub healthz_port: u16,
+    /// The OCI runtime (default: skiff-runtime beside this binary, else on PATH).
+    #[arg(long = "runtime-path")]
+    pub runtime_path: Option<PathBuf>,
+    /// Static pod manifests (`*.yaml`, `*.json`) run by this kubelet and mirrored to the API.
+    #[arg(long = "pod-manifest-path")]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// How often the Node's status is posted (seconds; upstream's nodeStatusUpdateFrequency).
+    #[arg(long = "node-status-update-frequency", default_value_t = 10)]
+    pub node_status_update_frequency: u64,
+    /// The node Lease's duration (seconds); it is renewed every quarter of it.
+    #[arg(long = "node-lease-duration-seconds", default_value_t = 40)]
+    pub node_lease_duration_seconds: i32,
+    /// Registry mirrors and credentials in k3s's registries.yaml format.
+    #[arg(long = "registry-config")]
+    pub registry_config: Option<PathBuf>,
+}
+
+impl KubeletArgs {
+    /// The OCI runtime binary to run containers with.
+    pub fn runtime(&self) -> PathBuf {
+        if let Some(path) = &self.runtime_path {
+            return path.clone();
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            let beside = exe.with_file_name("skiff-runtime");
+            if beside.exists() {
+                return beside;
+            }
+        }
+        PathBuf::from("skiff-runtime")
+    }
+
+    /// `key=value` labels from --node-labels.
+    pub fn labels(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        self.node_labels
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                Ok((k.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// Taints from --register-with-taints (`key[=value]:Effect`).
+    pub fn taints(&self) -> anyhow::Result<Vec<k8s_openapi::api::core::v1::Taint>> {
+        self.register_with_taints
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let (kv, effect) = t
+                    .rsplit_once(':')
+                    .with_context(|| format!("taint {t:?}: expected key[=value]:Effect"))?;
+                if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+                    anyhow::bail!(
+                        "taint {t:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+                    );
+                }
+                let (key, value) = match kv.split_once('=') {
+                    Some((k, v)) => (k, Some(v.to_string())),
+                    None => (kv, None),
+                };
+                Ok(k8s_openapi::api::core::v1::Taint {
+                    key: key.to_string(),
+                    value,
+                    effect: effect.to_string(),
+                    time_added: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Directories of the CNI plugin search path.
+    pub fn cni_bin_dirs(&self) -> Vec<PathBuf> {
+        self.cni_bin_dir
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    /// The runtime's state root (skiff-runtime `--root`) of this node.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.root_dir.join("runtime")
+    }
+}
+
+fn parse_map(s: &str) -> Result<BTreeMap<String, String>, String> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("{p:?}: expected name=quantity"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: KubeletArgs,
+    }
+
+    #[test]
+    fn taints_labels_and_capacity() {
+        let cli = Cli::parse_from([
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=192.168.56.11",
+            "--register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule,a=b:NoExecute",
+            "--node-labels=node-role.kubernetes.io/worker=,zone=a",
+            "--capacity=cpu=4,memory=8Gi",
+        ]);
+        let taints = cli.args.taints().unwrap();
+        assert_eq!(taints[0].key, "node-role.kubernetes.io/control-plane");
+        assert_eq!(taints[0].value, None);
+        assert_eq!(taints[1].value.as_deref(), Some("b"));
+        assert_eq!(taints[1].effect, "NoExecute");
+        let labels = cli.args.labels().unwrap();
+        assert_eq!(labels["node-role.kubernetes.io/worker"], "");
+        assert_eq!(labels["zone"], "a");
+        assert_eq!(cli.args.capacity.unwrap()["memory"], "8Gi");
+    }
+
+    #[test]
+    fn bad_taint_effect_is_refused() {
+        let cli = Cli::parse_from([
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=10.0.0.1",
+            "--register-with-taints=a:Sometimes",
+        ]);
+        assert!(cli.args.taints().unwrap_err().to_string().contains("effect"));
+    }
+}

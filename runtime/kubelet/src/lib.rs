@@ -1,0 +1,157 @@
+//! skiff's kubelet: the node agent. It registers the Node, keeps its Lease and status, runs
+//! the pods bound to it with skiff-runtime and the image service, and serves the kubelet API
+//! (logs, exec, health) on :10250.
+//!
+//! ```text
+//! kube-runtime watcher (pods on this node) ──> pods/mod.rs: a worker per pod
+//!    pods/worker.rs   sandbox → volumes → images → init containers → containers → probes → status
+//!    pods/sandbox.rs  pinned net/ipc/uts namespaces, /etc/hosts, resolv.conf   cni.rs  CNI plugins
+//!    pods/spec.rs     the OCI config.json                                      cgroups.rs  QoS tree
+//!    runtime.rs       skiff-runtime + shim.rs (`skiff shim`: stdio → CRI log, exit code)
+//! node/               registration, status, Lease heartbeat
+//! server/             the kubelet API (HTTPS :10250), /healthz on 127.0.0.1:10248
+//! ```
+//!
+//! A library with a thin command (`skiff kubelet`), so `skiff agent` can run it beside the
+//! node's network and proxy in one process.
+
+pub mod cgroups;
+pub mod cni;
+pub mod config;
+pub mod node;
+pub mod pods;
+pub mod runtime;
+pub mod server;
+pub mod shim;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub use config::KubeletArgs;
+
+/// What every part of the kubelet shares.
+pub struct Kubelet {
+    pub client: kube::Client,
+    pub args: Arc<KubeletArgs>,
+    pub runtime: runtime::Runtime,
+    pub images: Arc<skiff_image::Store>,
+    pub layout: cgroups::Layout,
+    pub recorder: Arc<skiff_events::Recorder>,
+    pub node_memory_bytes: u64,
+    pub node_millicpu: u64,
+    /// The node's own resolv.conf (for dnsPolicy Default and the search list).
+    pub node_resolv: String,
+    /// The pods this kubelet runs, by uid, as the kubelet API sees them.
+    pub views: Mutex<HashMap<String, PodView>>,
+}
+
+/// A pod as the kubelet API needs it.
+#[derive(Debug, Clone)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub pod_ip: Option<String>,
+    /// The pod's network namespace (None with hostNetwork).
+    pub netns: Option<PathBuf>,
+    pub containers: Vec<ContainerView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    pub name: String,
+    pub id: Option<String>,
+    pub running: bool,
+    pub restart_count: i32,
+    pub log_path: Option<PathBuf>,
+    pub waiting: Option<String>,
+}
+
+impl Kubelet {
+    /// The view of pod `namespace/name`, if this kubelet runs it.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<PodView> {
+        self.views
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .find(|v| v.namespace == namespace && v.name == name)
+            .cloned()
+    }
+}
+
+/// A client for the API server from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Runs the kubelet until `shutdown` completes or a part fails. Containers keep running
+/// when it stops: their shims hold them, and the next start finds them again.
+pub async fn run(args: KubeletArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let args = Arc::new(args);
+    for dir in [&args.root_dir, &args.pod_logs_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let images = skiff_image::Store::open(&args.image_root)
+        .with_context(|| format!("opening the image store {}", args.image_root.display()))?;
+    let shim = std::env::current_exe().context("finding the skiff binary for the shim")?;
+    let runtime = runtime::Runtime {
+        binary: args.runtime(),
+        root: args.runtime_root(),
+        shim,
+    };
+    std::fs::create_dir_all(&runtime.root).with_context(|| format!("creating {}", runtime.root.display()))?;
+    let recorder = Arc::new(skiff_events::Recorder::new("kubelet", Some(&args.node_name)));
+    let machine = node::machine::Machine::read(&args.root_dir);
+    let capacity = machine.capacity(args.capacity.as_ref());
+    let node_memory_bytes = capacity
+        .get("memory")
+        .and_then(|q| node::machine::quantity_bytes(&q.0))
+        .unwrap_or(machine.memory_kib * 1024);
+    let node_millicpu = capacity
+        .get("cpu")
+        .and_then(|q| node::machine::quantity_millicpu(&q.0))
+        .unwrap_or(machine.cpus * 1000);
+    let kubelet = Arc::new(Kubelet {
+        client: client.clone(),
+        args: args.clone(),
+        runtime,
+        images,
+        layout: cgroups::Layout::detect(),
+        recorder: recorder.clone(),
+        node_memory_bytes,
+        node_millicpu,
+        node_resolv: std::fs::read_to_string(&args.resolv_conf).unwrap_or_default(),
+        views: Mutex::new(HashMap::new()),
+    });
+
+    let agent = Arc::new(node::NodeAgent::new(client.clone(), args.clone(), recorder));
+    agent.register().await?;
+    let cni_dir = args.cni_conf_dir.clone();
+    let health = node::NodeHealth {
+        network_not_ready: Box::new(move || match cni::load(&cni_dir) {
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: {e}"
+            )),
+        }),
+    };
+    let server = server::serve(kubelet.clone()).await?;
+    tracing::info!(node = %args.node_name, port = args.port, "kubelet started");
+    tokio::select! {
+        _ = agent.clone().keep_status(health) => anyhow::bail!("the node status loop stopped"),
+        _ = agent.keep_lease() => anyhow::bail!("the node lease loop stopped"),
+        r = pods::run(kubelet.clone()) => r,
+        r = server => r.context("the kubelet API server"),
+        _ = shutdown => {
+            tracing::info!("kubelet stopping; containers keep running");
+            Ok(())
+        }
+    }
+}

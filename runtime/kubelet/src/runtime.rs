@@ -1,0 +1,162 @@
+//! The container runtime as the kubelet uses it: `skiff-runtime` commands (as containerd
+//! runs runc) and the per-container shim (`skiff shim`, see `shim.rs`).
+//!
+//! Why a separate binary and not a library call: libcontainer forks with raw `clone3` and
+//! must run single-threaded; the kubelet is a multi-threaded tokio program (DESIGN.md, choice
+//! 4). Every call here is a short-lived process.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::shim::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("running {0}: {1}")]
+    Spawn(String, std::io::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// skiff-runtime with this node's state root, and the shim command that wraps it.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    /// The `skiff` binary (for `skiff shim`).
+    pub shim: PathBuf,
+}
+
+/// What an exec in a container produced.
+#[derive(Debug)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub output: Vec<u8>,
+}
+
+impl Runtime {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root);
+        cmd.stdin(Stdio::null());
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<String, RuntimeError> {
+        let output = self
+            .command()
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| RuntimeError::Spawn(self.binary.display().to_string(), e))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(RuntimeError::Failed(
+                stderr
+                    .trim()
+                    .trim_start_matches("skiff-runtime: ")
+                    .to_string(),
+            ))
+        }
+    }
+
+    /// Creates and starts the container through a new shim; returns the init's pid once it
+    /// runs. `dir` is the container's directory (exit.json etc.), `log` its CRI log file.
+    pub async fn start(&self, id: &str, bundle: &Path, dir: &Path, log: &Path) -> Result<i32, RuntimeError> {
+        let mut cmd = Command::new(&self.shim);
+        cmd.arg("shim")
+            .arg("--runtime")
+            .arg(&self.binary)
+            .arg("--runtime-root")
+            .arg(&self.root)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--dir")
+            .arg(dir)
+            .arg("--log")
+            .arg(log)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // The shim outlives us; it must not die with the kubelet's process group.
+            .process_group(0);
+        let output = cmd
+            .output()
+            .await
+            .map_err(|e| RuntimeError::Spawn(self.shim.display().to_string(), e))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let report: Report = serde_json::from_str(text.trim()).map_err(|_| {
+            RuntimeError::Failed(format!(
+                "the shim answered {:?} ({})",
+                text.trim(),
+                output.status
+            ))
+        })?;
+        match (report.pid, report.error) {
+            (Some(pid), _) => Ok(pid),
+            (None, Some(error)) => Err(RuntimeError::Failed(error)),
+            (None, None) => Err(RuntimeError::Failed("the shim reported nothing".into())),
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the container's init.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        match self.run(&["kill", id, signal]).await {
+            Ok(_) => Ok(()),
+            // Already stopped: nothing to signal.
+            Err(RuntimeError::Failed(m)) if m.contains("not running") || m.contains("stopped") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the container (killing it first if it still runs); absent is fine.
+    pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.run(&["delete", "--force", id]).await {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Failed(m)) if m.contains("does not exist") || m.contains("not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `command` in the container and collects stdout and stderr together (probes and
+    /// lifecycle hooks), killed after `timeout`.
+    pub async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+        let mut cmd = self.command();
+        cmd.arg("exec").arg(id).args(command);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::Spawn(self.binary.display().to_string(), e))?;
+        let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(result) => result.map_err(|e| RuntimeError::Spawn(self.binary.display().to_string(), e))?,
+            Err(_) => return Err(RuntimeError::Timeout(timeout)),
+        };
+        let mut out = output.stdout;
+        out.extend_from_slice(&output.stderr);
+        Ok(ExecOutput {
+            exit_code: output.status.code().unwrap_or(255),
+            output: out,
+        })
+    }
+
+    /// A command to run an interactive exec session in the container (`kubectl exec`): the
+    /// caller wires its stdio.
+    pub fn exec_command(&self, id: &str, command: &[String], tty: bool) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("exec");
+        if tty {
+            cmd.arg("--tty");
+        }
+        cmd.arg(id).args(command);
+        cmd
+    }
+}

@@ -1,0 +1,450 @@
+//! The per-container monitor (`skiff shim`): the role of containerd-shim and conmon.
+//!
+//! Why a process per container: the kubelet is a tokio program that restarts (upgrades,
+//! crashes, kill -9), while a container must keep running, keep its stdout/stderr drained into
+//! its log file and have its exit code collected by *someone*. The shim is that someone:
+//!
+//! 1. The kubelet starts `skiff shim …` and reads one JSON line from its stdout:
+//!    `{"pid":N}` once the container runs, or `{"error":"…"}` if it could not start.
+//! 2. The shim forks; the child calls `setsid` (no signal from the kubelet's process group
+//!    reaches it) and becomes a child subreaper, so the container's init — whose parent,
+//!    `skiff-runtime create`, exits — is re-parented to it and it can `waitpid` for it.
+//! 3. `skiff-runtime create` gets pipes as stdout and stderr (the container inherits them, as
+//!    with runc's pass-through stdio); the shim writes every line to the container's log file
+//!    in the CRI format (`<RFC3339Nano> <stream> <P|F> <text>`) that `kubectl logs` reads
+//!    back through the kubelet.
+//! 4. When the init exits, the shim drains the pipes and writes `exit.json` (exit code,
+//!    signal, finish time) atomically into the container's directory, then exits. The kubelet
+//!    reads that file whenever it looks — before or after its own restart.
+//!
+//! It is synchronous and single-threaded (started before any tokio runtime), so fork is safe
+//! and its footprint is a few hundred KiB of private memory per container.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, setsid, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+/// `skiff shim` arguments (set by the kubelet, not meant for people).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShimArgs {
+    /// The OCI runtime binary (skiff-runtime).
+    #[arg(long)]
+    pub runtime: PathBuf,
+    /// The runtime's state root (`--root`).
+    #[arg(long)]
+    pub runtime_root: PathBuf,
+    /// The OCI bundle.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The container's directory: `exit.json`, `shim.pid` and `runtime.log` go there.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The CRI-format log file to write.
+    #[arg(long)]
+    pub log: PathBuf,
+    /// The container id.
+    pub id: String,
+}
+
+/// What the shim tells the kubelet on its stdout, once.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How the container ended (`exit.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Exit {
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub finished_at: String,
+}
+
+pub const EXIT_FILE: &str = "exit.json";
+pub const PID_FILE: &str = "shim.pid";
+pub const RUNTIME_LOG: &str = "runtime.log";
+
+/// Runs the shim; returns only in the process the kubelet started (after the report).
+pub fn main(args: ShimArgs) -> anyhow::Result<()> {
+    let (report_r, report_w) = pipe()?;
+    // SAFETY: `skiff shim` runs before any thread is started (no tokio runtime, no helper
+    // threads), so the child may do anything after fork.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => {
+            drop(report_w);
+            let mut line = String::new();
+            File::from(report_r).read_to_string(&mut line)?;
+            if line.trim().is_empty() {
+                let report = Report {
+                    pid: None,
+                    error: Some(format!("the shim ({child}) ended without a report")),
+                };
+                line = serde_json::to_string(&report)?;
+            }
+            println!("{}", line.trim());
+            Ok(())
+        }
+        ForkResult::Child => {
+            drop(report_r);
+            let code = match monitor(&args, report_w) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = fs::write(args.dir.join("shim.error"), format!("{e:#}\n"));
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+fn monitor(args: &ShimArgs, report: OwnedFd) -> anyhow::Result<()> {
+    setsid()?;
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc != 0 {
+        anyhow::bail!("PR_SET_CHILD_SUBREAPER: {}", io::Error::last_os_error());
+    }
+    // Our stdio was the kubelet's pipe and its stderr: nothing of ours goes there any more.
+    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto 0, 1 and 2 replaces our own stdio; no Rust object owns those.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+    }
+    fs::write(args.dir.join(PID_FILE), std::process::id().to_string())?;
+    let mut report = File::from(report);
+
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let pid_file = args.dir.join("container.pid");
+    let created = runtime(args)
+        .arg("create")
+        .arg("--bundle")
+        .arg(&args.bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .status();
+    let failure = match created {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("create: {}", runtime_error(args, s))),
+        Err(e) => Some(format!("running {}: {e}", args.runtime.display())),
+    };
+    if let Some(error) = failure {
+        // The create failed before the container ran; whatever it printed is in the pipes.
+        drop(out_r);
+        drop(err_r);
+        let line = serde_json::to_string(&Report {
+            pid: None,
+            error: Some(error),
+        })?;
+        writeln!(report, "{line}")?;
+        return Ok(());
+    }
+    let pid: i32 = fs::read_to_string(&pid_file)?.trim().parse()?;
+    let mut log = LogWriter::open(&args.log)?;
+    let started = runtime(args)
+        .arg("start")
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let failure = match started {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("start: {}", runtime_error(args, s))),
+        Err(e) => Some(format!("running {}: {e}", args.runtime.display())),
+    };
+    let line = match &failure {
+        None => serde_json::to_string(&Report {
+            pid: Some(pid),
+            error: None,
+        })?,
+        Some(error) => serde_json::to_string(&Report {
+            pid: None,
+            error: Some(error.clone()),
+        })?,
+    };
+    writeln!(report, "{line}")?;
+    drop(report);
+
+    let status = pump_until_exit(Pid::from_raw(pid), out_r, err_r, &mut log)?;
+    let (exit_code, signal) = match status {
+        WaitStatus::Exited(_, code) => (code, None),
+        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
+        _ => (255, None),
+    };
+    let exit = Exit {
+        exit_code,
+        signal,
+        finished_at: jiff::Timestamp::now().to_string(),
+    };
+    write_atomic(&args.dir.join(EXIT_FILE), &serde_json::to_vec(&exit)?)?;
+    Ok(())
+}
+
+/// A close-on-exec pipe: neither the runtime nor the container may inherit an end it was
+/// not given as stdio (a stray copy of the report pipe would keep the kubelet waiting).
+fn pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+}
+
+fn runtime(args: &ShimArgs) -> Command {
+    let mut cmd = Command::new(&args.runtime);
+    cmd.arg("--root")
+        .arg(&args.runtime_root)
+        .arg("--log")
+        .arg(args.dir.join(RUNTIME_LOG))
+        .arg("--log-format")
+        .arg("json");
+    cmd
+}
+
+/// The last message the runtime logged (its `--log` file in JSON lines), or its exit status.
+fn runtime_error(args: &ShimArgs, status: std::process::ExitStatus) -> String {
+    let text = fs::read_to_string(args.dir.join(RUNTIME_LOG)).unwrap_or_default();
+    let last = text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_string));
+    last.unwrap_or_else(|| format!("skiff-runtime exited with {status}"))
+}
+
+/// Copies both pipes into the log until the container's init has exited and the pipes are
+/// drained; returns the init's wait status. Other children re-parented to us (the container's
+/// orphans after its init died) are reaped on the way.
+fn pump_until_exit(
+    init: Pid,
+    out: OwnedFd,
+    err: OwnedFd,
+    log: &mut LogWriter,
+) -> anyhow::Result<WaitStatus> {
+    let mut streams = [
+        Some(Stream::new(out, "stdout")),
+        Some(Stream::new(err, "stderr")),
+    ];
+    let mut exited: Option<WaitStatus> = None;
+    loop {
+        // Reap everything that has exited.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                Ok(status) => {
+                    if status.pid() == Some(init) {
+                        exited = Some(status);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if streams.iter().all(Option::is_none) {
+            if let Some(status) = exited {
+                return Ok(status);
+            }
+        }
+        // Once the init is gone, its stdio closes as soon as the last process holding it does;
+        // the pid namespace's other processes are killed with it, so that is quick. Poll with
+        // a short timeout to notice the exit when nobody writes.
+        let timeout = PollTimeout::from(if exited.is_some() { 100u16 } else { 1000u16 });
+        let mut fds: Vec<PollFd> = streams
+            .iter()
+            .flatten()
+            .map(|s| PollFd::new(s.fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let ready = if fds.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            0
+        } else {
+            match poll(&mut fds, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let readable: Vec<bool> = fds
+            .iter()
+            .map(|f| {
+                f.revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+            })
+            .collect();
+        drop(fds);
+        if ready == 0 && exited.is_some() {
+            // Quiet after the exit: whatever still holds the pipes is not the container.
+            for s in streams.iter_mut().flatten() {
+                s.flush_partial(log)?;
+            }
+            streams = [None, None];
+            continue;
+        }
+        let mut index = 0;
+        for slot in streams.iter_mut() {
+            let Some(stream) = slot else { continue };
+            let is_ready = readable.get(index).copied().unwrap_or(false);
+            index += 1;
+            if is_ready && !stream.read_into(log)? {
+                stream.flush_partial(log)?;
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// One of the container's output pipes, with the unfinished line read so far.
+struct Stream {
+    fd: OwnedFd,
+    name: &'static str,
+    pending: Vec<u8>,
+}
+
+/// Lines longer than this are written as partial (`P`) entries, as containerd does.
+const MAX_LINE: usize = 16 * 1024;
+
+impl Stream {
+    fn new(fd: OwnedFd, name: &'static str) -> Stream {
+        Stream {
+            fd,
+            name,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Reads what is there; false at end of file.
+    fn read_into(&mut self, log: &mut LogWriter) -> io::Result<bool> {
+        let mut buf = [0u8; 32 * 1024];
+        let n = match nix::unistd::read(&self.fd, &mut buf) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        self.pending.extend_from_slice(&buf[..n]);
+        loop {
+            let window = self.pending.len().min(MAX_LINE + 1);
+            if let Some(end) = self.pending[..window].iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                log.write(self.name, false, &line[..line.len() - 1])?;
+            } else if self.pending.len() >= MAX_LINE {
+                let part: Vec<u8> = self.pending.drain(..MAX_LINE).collect();
+                log.write(self.name, true, &part)?;
+            } else {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    fn flush_partial(&mut self, log: &mut LogWriter) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            log.write(self.name, false, &rest)?;
+        }
+        Ok(())
+    }
+}
+
+/// The container's log file in the CRI format.
+pub struct LogWriter {
+    file: File,
+}
+
+impl LogWriter {
+    pub fn open(path: &Path) -> io::Result<LogWriter> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(LogWriter { file })
+    }
+
+    /// One entry: `<RFC3339Nano> <stream> <P|F> <text>\n`.
+    pub fn write(&mut self, stream: &str, partial: bool, text: &[u8]) -> io::Result<()> {
+        let mut entry = format_entry_prefix(jiff::Timestamp::now(), stream, partial).into_bytes();
+        entry.extend_from_slice(text);
+        entry.push(b'\n');
+        self.file.write_all(&entry)
+    }
+}
+
+/// The timestamp, stream and tag of a CRI log entry, with its trailing space. Timestamps have
+/// nine fractional digits as containerd writes them, so lines sort as text.
+pub fn format_entry_prefix(at: jiff::Timestamp, stream: &str, partial: bool) -> String {
+    let tag = if partial { "P" } else { "F" };
+    format!("{} {stream} {tag} ", at.strftime("%Y-%m-%dT%H:%M:%S.%9fZ"))
+}
+
+/// Writes `path` through a temporary file and a rename, so a reader sees all or nothing.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_prefix_is_cri_format() {
+        let at: jiff::Timestamp = "2025-01-02T03:04:05.123456789Z".parse().unwrap();
+        assert_eq!(
+            format_entry_prefix(at, "stdout", false),
+            "2025-01-02T03:04:05.123456789Z stdout F "
+        );
+        let whole: jiff::Timestamp = "2025-01-02T03:04:05Z".parse().unwrap();
+        assert_eq!(
+            format_entry_prefix(whole, "stderr", true),
+            "2025-01-02T03:04:05.000000000Z stderr P "
+        );
+    }
+
+    #[test]
+    fn long_lines_become_partial_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut log = LogWriter::open(&path).unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut stream = Stream::new(r, "stdout");
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nshort\nrest");
+        let mut w = File::from(w);
+        w.write_all(&input).unwrap();
+        drop(w);
+        while stream.read_into(&mut log).unwrap() {}
+        stream.flush_partial(&mut log).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let tags: Vec<&str> = text
+            .lines()
+            .map(|l| l.split(' ').nth(2).unwrap())
+            .collect();
+        assert_eq!(tags, ["P", "F", "F", "F"]);
+        assert!(text.lines().nth(2).unwrap().ends_with(" short"));
+        assert!(text.lines().nth(3).unwrap().ends_with(" rest"));
+    }
+}
