@@ -357,6 +357,14 @@ async fn route(server: &Shared, req: Request) -> Routed {
     };
     let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = verb_name(&parts.method, &target, is_watch);
+    if target.name.is_some() && matches!(target.sub, Some(Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward)) {
+        // Served by the pod's kubelet, upgrades included: the whole request goes there.
+        let request = Request::from_parts(parts, body);
+        return match crate::kubelet_proxy::proxy(server, &target, &ctx, request).await {
+            Ok(response) => Ok((verb, resource_label, response)),
+            Err(e) => Err((verb, resource_label, e)),
+        };
+    }
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_string();
     let result = dispatch(
         server,
@@ -606,9 +614,6 @@ async fn dispatch(
             }
             let options = delete_options(content_type, body).await?;
             value(server.delete_collection(target, ctx, &options).await)
-        }
-        (_, true, Some(Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward)) => {
-            value(server.node_agent_proxy(target, ctx).await.map(|v| (200, v)))
         }
         _ => Err(ApiError::method_not_allowed()),
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod json;
+pub mod kubelet_proxy;
 pub mod metrics;
 pub mod names;
 pub mod openapi;

@@ -231,6 +231,9 @@ impl Tokens {
 pub const COMPONENTS: &[(&str, &str)] = &[
     ("scheduler", "system:kube-scheduler"),
     ("controller-manager", "system:kube-controller-manager"),
+    // The API server toward kubelets (logs, exec, port-forward); no kubeconfig is needed,
+    // but the token is kept with the others.
+    ("apiserver-kubelet-client", "kube-apiserver-kubelet-client"),
 ];
 
 /// Writes a kubeconfig for `server` that trusts the cluster CA and authenticates as `user`

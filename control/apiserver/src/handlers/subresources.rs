@@ -1,7 +1,7 @@
 //! Subresources with verbs of their own: `/scale` (read and written as an autoscaling/v1 Scale
 //! carried to spec.replicas) and the pod subresources — `binding` (the scheduler's assignment),
-//! `eviction` (a delete; PodDisruptionBudgets are not checked yet) and log/exec/attach/
-//! portforward, served by the node's kubelet.
+//! `eviction` (a delete; PodDisruptionBudgets are not checked yet). log/exec/attach/
+//! portforward go to the pod's kubelet (`kubelet_proxy.rs`).
 
 use serde_json::{json, Value};
 
@@ -9,7 +9,7 @@ use super::update::patch_error;
 use super::{meta, ApiServer, Ctx, Target, MAX_RETRIES};
 use crate::error::{success_status, ApiError, ApiResult, FieldError};
 use crate::patch::{self, PatchType};
-use crate::resources::{ResourceInfo, Sub};
+use crate::resources::ResourceInfo;
 use crate::storage::{Extra, Write};
 use crate::timestamps;
 
@@ -191,34 +191,6 @@ impl ApiServer {
         let options = body.get("deleteOptions").cloned().unwrap_or(json!({}));
         self.delete(&main, ctx, &options).await?;
         Ok((201, success_status(None)))
-    }
-
-    /// pods/log, exec, attach and portforward are served by the node agent (the kubelet issue);
-    /// until a node runs one, the answer says exactly that.
-    pub async fn node_agent_proxy(&self, target: &Target, ctx: &Ctx) -> ApiResult<Value> {
-        let pod = self
-            .get(
-                &Target {
-                    sub: None,
-                    ..target.clone()
-                },
-                ctx,
-            )
-            .await?;
-        let node = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if node.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "pod {} does not have a host assigned",
-                target.name.clone().unwrap_or_default()
-            )));
-        }
-        Err(ApiError::unavailable(format!(
-            "no node agent API is reachable for node {node:?}: pods/{} needs a kubelet on that node",
-            target.sub.map(Sub::name).unwrap_or_default()
-        )))
     }
 }
 

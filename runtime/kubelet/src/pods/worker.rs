@@ -147,6 +147,7 @@ impl Worker {
             self.start_time = Some(Time(jiff::Timestamp::now()));
         }
         self.refresh_exits();
+        self.adopt_readiness(pod);
         let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
         if phase == "Succeeded" || phase == "Failed" {
             // Finished: nothing runs again; the network goes back, the records stay for
@@ -191,6 +192,41 @@ impl Worker {
         self.post_status(pod).await;
         self.publish(pod);
         false
+    }
+
+    /// Readiness of running instances the probes have not judged yet: without probes a
+    /// started container is ready; one found running after a kubelet restart keeps what the
+    /// API last said of it (same container id), so a restart does not flap the pod to
+    /// not-ready while the probes catch up.
+    fn adopt_readiness(&mut self, pod: &Pod) {
+        let statuses = pod.status.as_ref().map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        for c in all_containers(pod) {
+            let Some(slot) = self.slots.get_mut(&c.name) else { continue };
+            let Some(instance) = slot.current.as_mut().filter(|i| i.running()) else { continue };
+            if slot.probes.iter().any(|(ok, failed)| ok + failed > 0) {
+                continue;
+            }
+            let reported = statuses.iter().flatten().find(|s| {
+                s.name == c.name && s.container_id.as_deref() == Some(&format!("skiff://{}", instance.record.id))
+            });
+            if c.startup_probe.is_none() {
+                instance.started = true;
+            } else if let Some(r) = reported {
+                instance.started = instance.started || r.started.unwrap_or(false);
+            }
+            if c.readiness_probe.is_none() {
+                instance.ready = instance.started;
+            } else if let Some(r) = reported {
+                instance.ready = instance.ready || r.ready;
+            }
+        }
     }
 
     /// Reads exit.json of every running instance.
