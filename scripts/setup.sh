@@ -16,6 +16,10 @@ packages=(
   libseccomp-dev      # skiff-runtime (libcontainer) links libseccomp (its static archive: the binary is static)
   libelf-dev zlib1g-dev # libbpf (vendored by libbpf-sys): the cgroup v2 device filter is an eBPF program; static archives too
   procps              # ps(1): skiff-runtime ps prints its table, as runc does
+  containernetworking-plugins # the reference CNI plugins (bridge, host-local, portmap) the kubelet runs pods with
+  iptables            # the bridge and portmap plugins program NAT rules (inside node namespaces only)
+  iproute2            # ip netns: the node namespaces of tests and `skiff up`
+  util-linux          # nsenter: runs a node's processes in its network namespace
 )
 missing=()
 for p in "${packages[@]}"; do

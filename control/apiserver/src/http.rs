@@ -357,7 +357,12 @@ async fn route(server: &Shared, req: Request) -> Routed {
     };
     let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = verb_name(&parts.method, &target, is_watch);
-    if target.name.is_some() && matches!(target.sub, Some(Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward)) {
+    if target.name.is_some()
+        && matches!(
+            target.sub,
+            Some(Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward)
+        )
+    {
         // Served by the pod's kubelet, upgrades included: the whole request goes there.
         let request = Request::from_parts(parts, body);
         return match crate::kubelet_proxy::proxy(server, &target, &ctx, request).await {

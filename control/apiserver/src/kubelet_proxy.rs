@@ -26,7 +26,12 @@ use crate::resources::{self, Sub};
 pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// Serves one of the proxied subresources.
-pub async fn proxy(server: &Arc<ApiServer>, target: &Target, ctx: &Ctx, request: Request<Body>) -> ApiResult<Response<Body>> {
+pub async fn proxy(
+    server: &Arc<ApiServer>,
+    target: &Target,
+    ctx: &Ctx,
+    request: Request<Body>,
+) -> ApiResult<Response<Body>> {
     let pod_target = Target {
         sub: None,
         ..target.clone()
@@ -34,11 +39,17 @@ pub async fn proxy(server: &Arc<ApiServer>, target: &Target, ctx: &Ctx, request:
     let pod = server.get(&pod_target, ctx).await?;
     let pod_name = target.name.clone().unwrap_or_default();
     let namespace = target.namespace.clone().unwrap_or_else(|| "default".into());
-    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!("pod {pod_name} does not have a host assigned")));
+        return Err(ApiError::bad_request(format!(
+            "pod {pod_name} does not have a host assigned"
+        )));
     }
-    let nodes = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not served"))?;
+    let nodes = resources::find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let node = server
         .get(
             &Target {
@@ -50,15 +61,22 @@ pub async fn proxy(server: &Arc<ApiServer>, target: &Target, ctx: &Ctx, request:
             ctx,
         )
         .await?;
-    let address = node_address(&node).ok_or_else(|| ApiError::bad_request(format!("node {node_name:?} has no InternalIP address")))?;
+    let address = node_address(&node).ok_or_else(|| {
+        ApiError::bad_request(format!("node {node_name:?} has no InternalIP address"))
+    })?;
     let port = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
         .and_then(Value::as_u64)
         .filter(|p| *p > 0)
         .unwrap_or(10250);
-    let sub = target.sub.ok_or_else(|| ApiError::internal("no subresource"))?;
+    let sub = target
+        .sub
+        .ok_or_else(|| ApiError::internal("no subresource"))?;
     let path = kubelet_path(sub, &namespace, &pod_name, &pod, &ctx.query)?;
-    let token = server.tokens.as_ref().and_then(|t| t.token_of(KUBELET_CLIENT_USER));
+    let token = server
+        .tokens
+        .as_ref()
+        .and_then(|t| t.token_of(KUBELET_CLIENT_USER));
     forward(request, &address, port as u16, &path, token.as_deref()).await
 }
 
@@ -75,21 +93,35 @@ fn node_address(node: &Value) -> Option<String> {
 
 /// The container a request is for: the `container` parameter, or the pod's only container.
 fn container_of(pod: &Value, query: &[(String, String)], pod_name: &str) -> ApiResult<String> {
-    if let Some((_, c)) = query.iter().find(|(k, _)| k == "container").filter(|(_, v)| !v.is_empty()) {
-        let known = ["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]
-            .iter()
-            .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
-            .flatten()
-            .any(|x| x["name"] == c.as_str());
+    if let Some((_, c)) = query
+        .iter()
+        .find(|(k, _)| k == "container")
+        .filter(|(_, v)| !v.is_empty())
+    {
+        let known = [
+            "/spec/containers",
+            "/spec/initContainers",
+            "/spec/ephemeralContainers",
+        ]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .any(|x| x["name"] == c.as_str());
         if !known {
-            return Err(ApiError::bad_request(format!("container {c} is not valid for pod {pod_name}")));
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {pod_name}"
+            )));
         }
         return Ok(c.clone());
     }
     let names = |p: &str| -> Vec<String> {
         pod.pointer(p)
             .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let containers = names("/spec/containers");
@@ -102,12 +134,21 @@ fn container_of(pod: &Value, query: &[(String, String)], pod_name: &str) -> ApiR
         containers.join(" ")
     );
     if !inits.is_empty() {
-        message.push_str(&format!(" or one of the init containers: [{}]", inits.join(" ")));
+        message.push_str(&format!(
+            " or one of the init containers: [{}]",
+            inits.join(" ")
+        ));
     }
     Err(ApiError::bad_request(message))
 }
 
-fn kubelet_path(sub: Sub, namespace: &str, pod_name: &str, pod: &Value, query: &[(String, String)]) -> ApiResult<String> {
+fn kubelet_path(
+    sub: Sub,
+    namespace: &str,
+    pod_name: &str,
+    pod: &Value,
+    query: &[(String, String)],
+) -> ApiResult<String> {
     let mut out = form_urlencoded::Serializer::new(String::new());
     let pass = |out: &mut form_urlencoded::Serializer<String>, keys: &[(&str, &str)]| {
         for (k, v) in query {
@@ -138,7 +179,13 @@ fn kubelet_path(sub: Sub, namespace: &str, pod_name: &str, pod: &Value, query: &
             // kubectl's names → the kubelet's (upstream renames stdin → input and so on).
             pass(
                 &mut out,
-                &[("command", "command"), ("stdin", "input"), ("stdout", "output"), ("stderr", "error"), ("tty", "tty")],
+                &[
+                    ("command", "command"),
+                    ("stdin", "input"),
+                    ("stdout", "output"),
+                    ("stderr", "error"),
+                    ("tty", "tty"),
+                ],
             );
             let verb = if sub == Sub::Exec { "exec" } else { "attach" };
             format!("/{verb}/{namespace}/{pod_name}/{c}")
@@ -150,7 +197,11 @@ fn kubelet_path(sub: Sub, namespace: &str, pod_name: &str, pod: &Value, query: &
         _ => return Err(ApiError::internal("not a kubelet subresource")),
     };
     let query = out.finish();
-    Ok(if query.is_empty() { base } else { format!("{base}?{query}") })
+    Ok(if query.is_empty() {
+        base
+    } else {
+        format!("{base}?{query}")
+    })
 }
 
 /// Headers that make an upgrade, passed to the kubelet as they came.
@@ -164,14 +215,29 @@ const UPGRADE_HEADERS: [&str; 7] = [
     "x-stream-protocol-version",
 ];
 
-async fn forward(mut request: Request<Body>, address: &str, port: u16, path: &str, token: Option<&str>) -> ApiResult<Response<Body>> {
-    let unreachable = |e: &dyn std::fmt::Display| ApiError::internal(format!("error dialing backend: dial tcp {address}:{port}: {e}"));
-    let tcp = tokio::net::TcpStream::connect((address, port)).await.map_err(|e| unreachable(&e))?;
+async fn forward(
+    mut request: Request<Body>,
+    address: &str,
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+) -> ApiResult<Response<Body>> {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        ApiError::internal(format!(
+            "error dialing backend: dial tcp {address}:{port}: {e}"
+        ))
+    };
+    let tcp = tokio::net::TcpStream::connect((address, port))
+        .await
+        .map_err(|e| unreachable(&e))?;
     let _ = tcp.set_nodelay(true);
     let connector = tokio_rustls::TlsConnector::from(insecure_client_config());
     let server_name = rustls::pki_types::ServerName::try_from(address.to_string())
         .map_err(|e| ApiError::internal(format!("kubelet address {address:?}: {e}")))?;
-    let tls = connector.connect(server_name, tcp).await.map_err(|e| unreachable(&e))?;
+    let tls = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(&e))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| unreachable(&e))?;
@@ -194,7 +260,11 @@ async fn forward(mut request: Request<Body>, address: &str, port: u16, path: &st
     let upstream = upstream
         .body(Body::empty())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let client_upgrade = if is_upgrade { Some(hyper::upgrade::on(&mut request)) } else { None };
+    let client_upgrade = if is_upgrade {
+        Some(hyper::upgrade::on(&mut request))
+    } else {
+        None
+    };
     let mut response = sender
         .send_request(upstream)
         .await
@@ -208,7 +278,9 @@ async fn forward(mut request: Request<Body>, address: &str, port: u16, path: &st
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return Err(ApiError::internal("the kubelet switched protocols on a plain request"));
+            return Err(ApiError::internal(
+                "the kubelet switched protocols on a plain request",
+            ));
         };
         let kubelet_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
@@ -223,7 +295,9 @@ async fn forward(mut request: Request<Body>, address: &str, port: u16, path: &st
             let mut kubelet = TokioIo::new(kubelet);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await;
         });
-        return reply.body(Body::empty()).map_err(|e| ApiError::internal(e.to_string()));
+        return reply
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal(e.to_string()));
     }
     if !status.is_success() {
         // The kubelet's plain-text reason becomes a Status, as upstream's proxy reports it.
@@ -235,12 +309,16 @@ async fn forward(mut request: Request<Body>, address: &str, port: u16, path: &st
         return Err(match status.as_u16() {
             400 => ApiError::bad_request(message),
             404 => ApiError::bad_request(message),
-            401 | 403 => ApiError::internal(format!("the kubelet refused the API server: {message}")),
+            401 | 403 => {
+                ApiError::internal(format!("the kubelet refused the API server: {message}"))
+            }
             _ => ApiError::internal(message),
         });
     }
     let body = Body::new(response.into_body());
-    let mut built = reply.body(body).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut built = reply
+        .body(body)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     if !built.headers().contains_key(header::CONTENT_TYPE) {
         built
             .headers_mut()
@@ -288,7 +366,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -297,7 +380,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -311,21 +399,46 @@ mod tests {
     use serde_json::json;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn paths_as_upstream_maps_them() {
         let pod = json!({"spec": {"containers": [{"name": "web"}]}});
         assert_eq!(
-            kubelet_path(Sub::Log, "ns", "p", &pod, &q(&[("follow", "true"), ("tailLines", "10")])).unwrap(),
+            kubelet_path(
+                Sub::Log,
+                "ns",
+                "p",
+                &pod,
+                &q(&[("follow", "true"), ("tailLines", "10")])
+            )
+            .unwrap(),
             "/containerLogs/ns/p/web?follow=true&tailLines=10"
         );
         assert_eq!(
-            kubelet_path(Sub::Exec, "ns", "p", &pod, &q(&[("command", "sh"), ("command", "-c"), ("stdin", "true"), ("stdout", "true")])).unwrap(),
+            kubelet_path(
+                Sub::Exec,
+                "ns",
+                "p",
+                &pod,
+                &q(&[
+                    ("command", "sh"),
+                    ("command", "-c"),
+                    ("stdin", "true"),
+                    ("stdout", "true")
+                ])
+            )
+            .unwrap(),
             "/exec/ns/p/web?command=sh&command=-c&input=true&output=true"
         );
-        assert_eq!(kubelet_path(Sub::PortForward, "ns", "p", &pod, &q(&[("ports", "8080")])).unwrap(), "/portForward/ns/p?port=8080");
+        assert_eq!(
+            kubelet_path(Sub::PortForward, "ns", "p", &pod, &q(&[("ports", "8080")])).unwrap(),
+            "/portForward/ns/p?port=8080"
+        );
     }
 
     #[test]
@@ -333,7 +446,10 @@ mod tests {
         let pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
         let e = container_of(&pod, &[], "p").unwrap_err();
         assert!(e.to_string().contains("a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"), "{e}");
-        assert_eq!(container_of(&pod, &q(&[("container", "i")]), "p").unwrap(), "i");
+        assert_eq!(
+            container_of(&pod, &q(&[("container", "i")]), "p").unwrap(),
+            "i"
+        );
         assert!(container_of(&pod, &q(&[("container", "zz")]), "p").is_err());
     }
 }

@@ -124,9 +124,15 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
-/// Static bearer tokens in upstream's `--token-auth-file` CSV format: `token,user,uid,"g1,g2"`.
+/// Bearer tokens in upstream's `--token-auth-file` CSV format: `token,user,uid,"g1,g2"`.
+///
+/// Unlike upstream's static file, an unknown token makes the server look at the file again
+/// (at most once a second, only when it changed), so node credentials issued with
+/// `skiff token node` work without a restart.
 pub struct Tokens {
-    by_token: HashMap<String, UserInfo>,
+    by_token: parking_lot::RwLock<HashMap<String, UserInfo>>,
+    path: Option<std::path::PathBuf>,
+    checked: parking_lot::Mutex<(std::time::Instant, Option<std::time::SystemTime>)>,
 }
 
 fn random_token() -> String {
@@ -174,7 +180,33 @@ impl Tokens {
                 },
             );
         }
-        Ok(Tokens { by_token })
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        Ok(Tokens {
+            by_token: parking_lot::RwLock::new(by_token),
+            path: Some(path.to_path_buf()),
+            checked: parking_lot::Mutex::new((std::time::Instant::now(), modified)),
+        })
+    }
+
+    /// Reads the file again if it changed since the last look (at most once a second).
+    fn reload_if_changed(&self) {
+        let Some(path) = &self.path else { return };
+        {
+            let mut checked = self.checked.lock();
+            if checked.0.elapsed() < std::time::Duration::from_secs(1) {
+                return;
+            }
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            checked.0 = std::time::Instant::now();
+            if modified == checked.1 {
+                return;
+            }
+            checked.1 = modified;
+        }
+        match Tokens::load(path) {
+            Ok(fresh) => *self.by_token.write() = fresh.by_token.into_inner(),
+            Err(e) => tracing::warn!("reloading {}: {e:#}", path.display()),
+        }
     }
 
     /// Loads `dir/tokens.csv`, creating it with an admin token (group system:masters) if
@@ -213,6 +245,7 @@ impl Tokens {
     /// The token of `user`, if the file has one.
     pub fn token_of(&self, user: &str) -> Option<String> {
         self.by_token
+            .read()
             .iter()
             .find(|(_, u)| u.name == user)
             .map(|(t, _)| t.clone())
@@ -220,7 +253,14 @@ impl Tokens {
 
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        let mut user = self.by_token.get(token)?.clone();
+        let known = self.by_token.read().get(token).cloned();
+        let mut user = match known {
+            Some(user) => user,
+            None => {
+                self.reload_if_changed();
+                self.by_token.read().get(token)?.clone()
+            }
+        };
         user.groups.push("system:authenticated".into());
         Some(user)
     }
@@ -235,6 +275,25 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     // but the token is kept with the others.
     ("apiserver-kubelet-client", "kube-apiserver-kubelet-client"),
 ];
+
+/// Adds a credential for node `name` (user `system:node:<name>`, group `system:nodes`, as
+/// upstream's Node authorizer expects) to `dir/tokens.csv`, or returns the one it has.
+pub fn ensure_node_token(dir: &Path, name: &str) -> anyhow::Result<String> {
+    let path = dir.join("tokens.csv");
+    let user = format!("system:node:{name}");
+    let tokens = Tokens::load(&path)?;
+    if let Some(token) = tokens.token_of(&user) {
+        return Ok(token);
+    }
+    let token = random_token();
+    let mut text = std::fs::read_to_string(&path)?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("{token},{user},{user},\"system:nodes\"\n"));
+    write_private(&path, &text)?;
+    Ok(token)
+}
 
 /// Writes a kubeconfig for `server` that trusts the cluster CA and authenticates as `user`
 /// with `token`.

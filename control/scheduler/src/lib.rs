@@ -289,15 +289,16 @@ impl State {
                 let client = client.clone();
                 let recorder = self.recorder.clone();
                 tokio::spawn(async move {
-                    let _ = recorder.event(
-                        &client,
-                        &done.pod,
-                        "Normal",
-                        "Scheduled",
-                        "Binding",
-                        &message,
-                    )
-                    .await;
+                    let _ = recorder
+                        .event(
+                            &client,
+                            &done.pod,
+                            "Normal",
+                            "Scheduled",
+                            "Binding",
+                            &message,
+                        )
+                        .await;
                 });
             }
             Err(e) => {

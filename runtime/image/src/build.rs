@@ -30,7 +30,12 @@ pub struct BuildConfig {
 
 /// Builds `name` from the contents of `dir` (owners and modes as on disk, symlinks kept).
 /// Blocking; call from spawn_blocking in async code.
-pub fn build(store: &Arc<Store>, name: &str, dir: &Path, config: &BuildConfig) -> Result<ImageInfo> {
+pub fn build(
+    store: &Arc<Store>,
+    name: &str,
+    dir: &Path,
+    config: &BuildConfig,
+) -> Result<ImageInfo> {
     let name = Reference::parse(name)?.to_string();
     if !dir.is_dir() {
         return Err(ImageError::BadContent {
@@ -110,7 +115,9 @@ fn append_sorted(builder: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -
         let kind = entry.file_type().ctx("stat", &path)?;
         // Deterministic mode keeps the mode bits but not the owner; a layer made by root from
         // root's files is root-owned either way.
-        builder.append_path_with_name(&path, &rel_path).ctx("tar", &path)?;
+        builder
+            .append_path_with_name(&path, &rel_path)
+            .ctx("tar", &path)?;
         if kind.is_dir() {
             append_sorted(builder, root, &rel_path)?;
         }
@@ -141,13 +148,14 @@ mod tests {
             first.config.config.as_ref().unwrap().cmd,
             Some(vec!["/bin/hello".to_string()])
         );
-        let layer = store
-            .layer_path(&first.config.rootfs.diff_ids[0])
-            .unwrap();
+        let layer = store.layer_path(&first.config.rootfs.diff_ids[0]).unwrap();
         assert_eq!(
             std::fs::read_link(layer.join("bin/hi")).unwrap(),
             Path::new("hello")
         );
-        assert_eq!(store.image("local/hello:2").unwrap().name, "docker.io/local/hello:2");
+        assert_eq!(
+            store.image("local/hello:2").unwrap().name,
+            "docker.io/local/hello:2"
+        );
     }
 }

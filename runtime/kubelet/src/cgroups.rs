@@ -33,7 +33,9 @@ impl Layout {
         let mut v1 = Vec::new();
         let mut v2 = None;
         for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let mount_point = left.split(' ').nth(4).unwrap_or_default();
             let mut right = right.split(' ');
             let fstype = right.next().unwrap_or_default();
@@ -43,7 +45,17 @@ impl Layout {
                 "cgroup" => {
                     let controllers: Vec<String> = options
                         .split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode" | "favordynmods"))
+                        .filter(|o| {
+                            !matches!(
+                                *o,
+                                "rw" | "ro"
+                                    | "xattr"
+                                    | "noprefix"
+                                    | "clone_children"
+                                    | "cpuset_v2_mode"
+                                    | "favordynmods"
+                            )
+                        })
                         .map(|o| o.to_string())
                         .collect();
                     v1.push((controllers, PathBuf::from(mount_point)));
@@ -204,23 +216,40 @@ pub fn pod_limits(pod: &Pod) -> PodLimits {
         };
     }
     PodLimits {
-        cpu_shares: if qos_class(pod) == "BestEffort" { 2 } else { cpu_shares(shares_millis) },
+        cpu_shares: if qos_class(pod) == "BestEffort" {
+            2
+        } else {
+            cpu_shares(shares_millis)
+        },
         cpu_quota: quota_millis.filter(|q| *q > 0).map(cpu_quota),
         memory: memory.filter(|m| *m > 0),
     }
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
-    fs::write(dir.join(file), value).map_err(|e| io::Error::new(e.kind(), format!("writing {value} to {}: {e}", dir.join(file).display())))
+    fs::write(dir.join(file), value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value} to {}: {e}", dir.join(file).display()),
+        )
+    })
 }
 
 /// Creates the pod's cgroup with its limits (and the QoS levels above it).
-pub fn ensure_pod(layout: &Layout, cgroup_root: &str, path: &str, limits: &PodLimits) -> io::Result<()> {
+pub fn ensure_pod(
+    layout: &Layout,
+    cgroup_root: &str,
+    path: &str,
+    limits: &PodLimits,
+) -> io::Result<()> {
     match layout {
         Layout::V1(_) => {
             if let Some(dir) = layout.dir("cpu", path) {
                 fs::create_dir_all(&dir)?;
-                let besteffort = layout.dir("cpu", &format!("{}/kubepods/besteffort", cgroup_root.trim_end_matches('/')));
+                let besteffort = layout.dir(
+                    "cpu",
+                    &format!("{}/kubepods/besteffort", cgroup_root.trim_end_matches('/')),
+                );
                 if let Some(be) = besteffort.filter(|d| d.exists()) {
                     let _ = write(&be, "cpu.shares", "2");
                 }
@@ -243,8 +272,13 @@ pub fn ensure_pod(layout: &Layout, cgroup_root: &str, path: &str, limits: &PodLi
         Layout::V2(root) => {
             // Enable the controllers on the way down, then write the pod's files.
             let mut dir = root.clone();
-            for part in path.trim_start_matches('/').split('/').filter(|p| !p.is_empty()) {
-                let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            for part in path
+                .trim_start_matches('/')
+                .split('/')
+                .filter(|p| !p.is_empty())
+            {
+                let available =
+                    fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
                 let wanted: Vec<String> = ["cpu", "memory", "pids"]
                     .iter()
                     .filter(|c| available.split_whitespace().any(|a| a == **c))
@@ -257,7 +291,11 @@ pub fn ensure_pod(layout: &Layout, cgroup_root: &str, path: &str, limits: &PodLi
                 fs::create_dir_all(&dir)?;
             }
             if dir.join("cpu.weight").exists() {
-                write(&dir, "cpu.weight", &cpu_weight(limits.cpu_shares).to_string())?;
+                write(
+                    &dir,
+                    "cpu.weight",
+                    &cpu_weight(limits.cpu_shares).to_string(),
+                )?;
                 if let Some(quota) = limits.cpu_quota {
                     write(&dir, "cpu.max", &format!("{quota} 100000"))?;
                 }
@@ -293,7 +331,10 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
     match fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io::Error::new(e.kind(), format!("removing cgroup {}: {e}", dir.display()))),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("removing cgroup {}: {e}", dir.display()),
+        )),
     }
 }
 
@@ -329,7 +370,11 @@ pub fn usage(layout: &Layout, path: &str) -> (u64, u64) {
                 .unwrap_or(0);
             let inactive = dir
                 .and_then(|d| fs::read_to_string(d.join("memory.stat")).ok())
-                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("total_inactive_file ")).and_then(|v| v.trim().parse::<u64>().ok()))
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("total_inactive_file "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
                 .unwrap_or(0);
             (cpu, usage.saturating_sub(inactive))
         }
@@ -338,7 +383,11 @@ pub fn usage(layout: &Layout, path: &str) -> (u64, u64) {
             let cpu = dir
                 .as_ref()
                 .and_then(|d| fs::read_to_string(d.join("cpu.stat")).ok())
-                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse::<u64>().ok()))
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
                 .map(|us| us * 1000)
                 .unwrap_or(0);
             let usage: u64 = dir
@@ -348,7 +397,11 @@ pub fn usage(layout: &Layout, path: &str) -> (u64, u64) {
                 .unwrap_or(0);
             let inactive = dir
                 .and_then(|d| fs::read_to_string(d.join("memory.stat")).ok())
-                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("inactive_file ")).and_then(|v| v.trim().parse::<u64>().ok()))
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("inactive_file "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
                 .unwrap_or(0);
             (cpu, usage.saturating_sub(inactive))
         }
@@ -361,18 +414,25 @@ mod tests {
     use serde_json::json;
 
     fn pod(containers: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {"containers": containers}})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {"containers": containers}}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn qos_classes() {
         assert_eq!(qos_class(&pod(json!([{"name": "a"}]))), "BestEffort");
         assert_eq!(
-            qos_class(&pod(json!([{"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]))),
+            qos_class(&pod(
+                json!([{"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}])
+            )),
             "Guaranteed"
         );
         assert_eq!(
-            qos_class(&pod(json!([{"name": "a", "resources": {"requests": {"cpu": "100m"}}}]))),
+            qos_class(&pod(
+                json!([{"name": "a", "resources": {"requests": {"cpu": "100m"}}}])
+            )),
             "Burstable"
         );
         assert_eq!(
@@ -410,7 +470,10 @@ mod tests {
         let limits = pod_limits(&partial);
         assert_eq!(limits.memory, None);
         assert_eq!(limits.cpu_quota, None);
-        assert_eq!(pod_path("/skiff/n1", "Burstable", "u1"), "/skiff/n1/kubepods/burstable/podu1");
+        assert_eq!(
+            pod_path("/skiff/n1", "Burstable", "u1"),
+            "/skiff/n1/kubepods/burstable/podu1"
+        );
         assert_eq!(pod_path("/", "Guaranteed", "u1"), "/kubepods/podu1");
     }
 }

@@ -108,7 +108,12 @@ fn parse(path: &Path) -> Result<Network, CniError> {
 
 impl Network {
     /// The config one plugin gets on stdin.
-    fn plugin_config(&self, plugin: &Value, prev: Option<&Value>, attachment: &Attachment) -> Value {
+    fn plugin_config(
+        &self,
+        plugin: &Value,
+        prev: Option<&Value>,
+        attachment: &Attachment,
+    ) -> Value {
         let mut config = plugin.clone();
         config["name"] = json!(self.name);
         config["cniVersion"] = json!(self.cni_version);
@@ -126,7 +131,11 @@ impl Network {
     }
 
     /// ADD through every plugin; the result to keep.
-    pub async fn add(&self, bin_dirs: &[PathBuf], attachment: &Attachment<'_>) -> Result<Value, CniError> {
+    pub async fn add(
+        &self,
+        bin_dirs: &[PathBuf],
+        attachment: &Attachment<'_>,
+    ) -> Result<Value, CniError> {
         let mut result: Option<Value> = None;
         for plugin in &self.plugins {
             let config = self.plugin_config(plugin, result.as_ref(), attachment);
@@ -137,7 +146,12 @@ impl Network {
     }
 
     /// DEL through every plugin in reverse order, with the saved result; idempotent.
-    pub async fn del(&self, bin_dirs: &[PathBuf], attachment: &Attachment<'_>, saved: Option<&Value>) -> Result<(), CniError> {
+    pub async fn del(
+        &self,
+        bin_dirs: &[PathBuf],
+        attachment: &Attachment<'_>,
+        saved: Option<&Value>,
+    ) -> Result<(), CniError> {
         let mut first_error = None;
         for plugin in self.plugins.iter().rev() {
             let config = self.plugin_config(plugin, saved, attachment);
@@ -149,7 +163,12 @@ impl Network {
     }
 }
 
-async fn invoke(bin_dirs: &[PathBuf], command: &str, config: &Value, attachment: &Attachment<'_>) -> Result<Value, CniError> {
+async fn invoke(
+    bin_dirs: &[PathBuf],
+    command: &str,
+    config: &Value,
+    attachment: &Attachment<'_>,
+) -> Result<Value, CniError> {
     let plugin = config["type"].as_str().unwrap_or_default().to_string();
     let fail = |message: String| CniError::Plugin {
         plugin: plugin.clone(),
@@ -180,7 +199,10 @@ async fn invoke(bin_dirs: &[PathBuf], command: &str, config: &Value, attachment:
         .env("CNI_ARGS", args)
         .env("CNI_PATH", path)
         // Plugins call iptables, which needs a PATH.
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -203,7 +225,11 @@ async fn invoke(bin_dirs: &[PathBuf], command: &str, config: &Value, attachment:
         // The spec's error object: {"code", "msg", "details"}.
         let message = match (stdout.get("msg"), stdout.get("details")) {
             (Some(msg), Some(details)) if details.as_str().is_some_and(|d| !d.is_empty()) => {
-                format!("{}; {}", msg.as_str().unwrap_or_default(), details.as_str().unwrap_or_default())
+                format!(
+                    "{}; {}",
+                    msg.as_str().unwrap_or_default(),
+                    details.as_str().unwrap_or_default()
+                )
             }
             (Some(msg), _) => msg.as_str().unwrap_or_default().to_string(),
             _ => {
@@ -223,18 +249,20 @@ pub fn pod_ips(result: &Value, ifname: &str) -> Vec<String> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let wanted: Option<usize> = interfaces
-        .iter()
-        .position(|i| i.get("name").and_then(Value::as_str) == Some(ifname) && i.get("sandbox").is_some());
+    let wanted: Option<usize> = interfaces.iter().position(|i| {
+        i.get("name").and_then(Value::as_str) == Some(ifname) && i.get("sandbox").is_some()
+    });
     result
         .get("ips")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter(|ip| match (wanted, ip.get("interface").and_then(Value::as_u64)) {
-            (Some(w), Some(i)) => i as usize == w,
-            _ => true,
-        })
+        .filter(
+            |ip| match (wanted, ip.get("interface").and_then(Value::as_u64)) {
+                (Some(w), Some(i)) => i as usize == w,
+                _ => true,
+            },
+        )
         .filter_map(|ip| ip.get("address").and_then(Value::as_str))
         .map(|a| a.split('/').next().unwrap_or(a).to_string())
         .collect()
@@ -269,7 +297,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = load(dir.path()).unwrap_err().to_string();
         assert!(e.starts_with("cni plugin not initialized"), "{e}");
-        std::fs::write(dir.path().join("a.conflist"), r#"{"name":"x","plugins":[{}]}"#).unwrap();
+        std::fs::write(
+            dir.path().join("a.conflist"),
+            r#"{"name":"x","plugins":[{}]}"#,
+        )
+        .unwrap();
         let e = load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("without \"type\""), "{e}");
     }

@@ -202,6 +202,11 @@ mod tests {
             "--node-ip=10.0.0.1",
             "--register-with-taints=a:Sometimes",
         ]);
-        assert!(cli.args.taints().unwrap_err().to_string().contains("effect"));
+        assert!(cli
+            .args
+            .taints()
+            .unwrap_err()
+            .to_string()
+            .contains("effect"));
     }
 }

@@ -45,6 +45,10 @@ pub struct Kubelet {
     pub node_millicpu: u64,
     /// The node's own resolv.conf (for dnsPolicy Default and the search list).
     pub node_resolv: String,
+    /// The lowest oom_score_adj containers may get: without CAP_SYS_RESOURCE nothing can be
+    /// set below our own value, so scores are clamped to it (containerd's
+    /// `restrict_oom_score_adj`); None when any value can be set.
+    pub min_oom_score_adj: Option<i64>,
     /// The pods this kubelet runs, by uid, as the kubelet API sees them.
     pub views: Mutex<HashMap<String, PodView>>,
 }
@@ -85,14 +89,38 @@ impl Kubelet {
 
 /// A client for the API server from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let kubeconfig =
+        Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
+}
+
+/// Our own oom_score_adj when we lack CAP_SYS_RESOURCE (bit 24 of CapEff), else None.
+fn restricted_oom_score_adj() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+    if effective & (1 << 24) != 0 {
+        return None;
+    }
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    tracing::info!(own, "no CAP_SYS_RESOURCE: container oom_score_adj values are kept at or above the kubelet's own");
+    Some(own)
 }
 
 /// Runs the kubelet until `shutdown` completes or a part fails. Containers keep running
 /// when it stops: their shims hold them, and the next start finds them again.
-pub async fn run(args: KubeletArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    args: KubeletArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let args = Arc::new(args);
     for dir in [&args.root_dir, &args.pod_logs_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -106,8 +134,12 @@ pub async fn run(args: KubeletArgs, shutdown: impl std::future::Future<Output = 
         root: args.runtime_root(),
         shim,
     };
-    std::fs::create_dir_all(&runtime.root).with_context(|| format!("creating {}", runtime.root.display()))?;
-    let recorder = Arc::new(skiff_events::Recorder::new("kubelet", Some(&args.node_name)));
+    std::fs::create_dir_all(&runtime.root)
+        .with_context(|| format!("creating {}", runtime.root.display()))?;
+    let recorder = Arc::new(skiff_events::Recorder::new(
+        "kubelet",
+        Some(&args.node_name),
+    ));
     let machine = node::machine::Machine::read(&args.root_dir);
     let capacity = machine.capacity(args.capacity.as_ref());
     let node_memory_bytes = capacity
@@ -128,6 +160,7 @@ pub async fn run(args: KubeletArgs, shutdown: impl std::future::Future<Output = 
         node_memory_bytes,
         node_millicpu,
         node_resolv: std::fs::read_to_string(&args.resolv_conf).unwrap_or_default(),
+        min_oom_score_adj: restricted_oom_score_adj(),
         views: Mutex::new(HashMap::new()),
     });
 
@@ -135,11 +168,13 @@ pub async fn run(args: KubeletArgs, shutdown: impl std::future::Future<Output = 
     agent.register().await?;
     let cni_dir = args.cni_conf_dir.clone();
     let health = node::NodeHealth {
-        network_not_ready: Box::new(move || match cni::load(&cni_dir) {
+        network_not_ready: Box::new(move || {
+            match cni::load(&cni_dir) {
             Ok(_) => None,
             Err(e) => Some(format!(
                 "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: {e}"
             )),
+        }
         }),
     };
     let server = server::serve(kubelet.clone()).await?;

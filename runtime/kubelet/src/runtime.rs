@@ -70,7 +70,13 @@ impl Runtime {
 
     /// Creates and starts the container through a new shim; returns the init's pid once it
     /// runs. `dir` is the container's directory (exit.json etc.), `log` its CRI log file.
-    pub async fn start(&self, id: &str, bundle: &Path, dir: &Path, log: &Path) -> Result<i32, RuntimeError> {
+    pub async fn start(
+        &self,
+        id: &str,
+        bundle: &Path,
+        dir: &Path,
+        log: &Path,
+    ) -> Result<i32, RuntimeError> {
         let mut cmd = Command::new(&self.shim);
         cmd.arg("shim")
             .arg("--runtime")
@@ -113,7 +119,9 @@ impl Runtime {
         match self.run(&["kill", id, signal]).await {
             Ok(_) => Ok(()),
             // Already stopped: nothing to signal.
-            Err(RuntimeError::Failed(m)) if m.contains("not running") || m.contains("stopped") => Ok(()),
+            Err(RuntimeError::Failed(m)) if m.contains("not running") || m.contains("stopped") => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -122,14 +130,23 @@ impl Runtime {
     pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         match self.run(&["delete", "--force", id]).await {
             Ok(_) => Ok(()),
-            Err(RuntimeError::Failed(m)) if m.contains("does not exist") || m.contains("not found") => Ok(()),
+            Err(RuntimeError::Failed(m))
+                if m.contains("does not exist") || m.contains("not found") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
 
     /// Runs `command` in the container and collects stdout and stderr together (probes and
     /// lifecycle hooks), killed after `timeout`.
-    pub async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+    pub async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
         let mut cmd = self.command();
         cmd.arg("exec").arg(id).args(command);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -137,7 +154,9 @@ impl Runtime {
             .spawn()
             .map_err(|e| RuntimeError::Spawn(self.binary.display().to_string(), e))?;
         let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(result) => result.map_err(|e| RuntimeError::Spawn(self.binary.display().to_string(), e))?,
+            Ok(result) => {
+                result.map_err(|e| RuntimeError::Spawn(self.binary.display().to_string(), e))?
+            }
             Err(_) => return Err(RuntimeError::Timeout(timeout)),
         };
         let mut out = output.stdout;

@@ -119,7 +119,10 @@ fn monitor(args: &ShimArgs, report: OwnedFd) -> anyhow::Result<()> {
         anyhow::bail!("PR_SET_CHILD_SUBREAPER: {}", io::Error::last_os_error());
     }
     // Our stdio was the kubelet's pipe and its stderr: nothing of ours goes there any more.
-    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     for fd in 0..3 {
         // SAFETY: dup2 onto 0, 1 and 2 replaces our own stdio; no Rust object owns those.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
@@ -439,10 +442,7 @@ mod tests {
         while stream.read_into(&mut log).unwrap() {}
         stream.flush_partial(&mut log).unwrap();
         let text = fs::read_to_string(&path).unwrap();
-        let tags: Vec<&str> = text
-            .lines()
-            .map(|l| l.split(' ').nth(2).unwrap())
-            .collect();
+        let tags: Vec<&str> = text.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();
         assert_eq!(tags, ["P", "F", "F", "F"]);
         assert!(text.lines().nth(2).unwrap().ends_with(" short"));
         assert!(text.lines().nth(3).unwrap().ends_with(" rest"));

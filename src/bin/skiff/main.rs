@@ -27,6 +27,8 @@ enum Command {
     Scheduler(scheduler::SchedulerCommand),
     /// The node agent: registers the Node and runs the pods bound to it.
     Kubelet(skiff_kubelet::KubeletArgs),
+    /// Credentials: `skiff token node NAME` issues a node's own kubeconfig.
+    Token(token::TokenCommand),
     /// A container's monitor, started by the kubelet (not for people).
     #[command(hide = true)]
     Shim(skiff_kubelet::shim::ShimArgs),
@@ -40,6 +42,7 @@ mod bench_apiserver;
 mod bench_scheduler;
 mod scheduler;
 mod server;
+mod token;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -91,6 +94,9 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
         // Single-threaded and before any runtime: the shim forks.
         Command::Shim(args) => skiff_kubelet::shim::main(args),
-        Command::Kubelet(args) => tokio::runtime::Runtime::new()?.block_on(skiff_kubelet::run(args, shutdown_signal())),
+        Command::Token(cmd) => token::run(cmd),
+        Command::Kubelet(args) => {
+            tokio::runtime::Runtime::new()?.block_on(skiff_kubelet::run(args, shutdown_signal()))
+        }
     }
 }

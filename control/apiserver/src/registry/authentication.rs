@@ -17,7 +17,10 @@ impl Strategy for TokenReviews {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let audiences = object.pointer("/spec/audiences").cloned().unwrap_or(json!([]));
+        let audiences = object
+            .pointer("/spec/audiences")
+            .cloned()
+            .unwrap_or(json!([]));
         object["status"] = match (review.authenticate)(&token) {
             Some(user) if !token.is_empty() => json!({
                 "authenticated": true,

@@ -63,10 +63,16 @@ impl Machine {
     }
 
     /// capacity, with --capacity overrides.
-    pub fn capacity(&self, overrides: Option<&BTreeMap<String, String>>) -> BTreeMap<String, Quantity> {
+    pub fn capacity(
+        &self,
+        overrides: Option<&BTreeMap<String, String>>,
+    ) -> BTreeMap<String, Quantity> {
         let mut capacity = BTreeMap::from([
             ("cpu".to_string(), Quantity(self.cpus.to_string())),
-            ("memory".to_string(), Quantity(format!("{}Ki", self.memory_kib))),
+            (
+                "memory".to_string(),
+                Quantity(format!("{}Ki", self.memory_kib)),
+            ),
             ("pods".to_string(), Quantity("110".into())),
             (
                 "ephemeral-storage".to_string(),

@@ -44,7 +44,11 @@ pub struct NodeAgent {
 }
 
 impl NodeAgent {
-    pub fn new(client: Client, args: Arc<KubeletArgs>, recorder: Arc<skiff_events::Recorder>) -> NodeAgent {
+    pub fn new(
+        client: Client,
+        args: Arc<KubeletArgs>,
+        recorder: Arc<skiff_events::Recorder>,
+    ) -> NodeAgent {
         let machine = Machine::read(&args.root_dir);
         NodeAgent {
             client,
@@ -67,7 +71,14 @@ impl NodeAgent {
     async fn event(&self, type_: &str, reason: &str, message: &str) {
         let _ = self
             .recorder
-            .record(&self.client, &self.reference(), type_, reason, reason, message)
+            .record(
+                &self.client,
+                &self.reference(),
+                type_,
+                reason,
+                reason,
+                message,
+            )
             .await;
     }
 
@@ -247,7 +258,11 @@ impl NodeAgent {
                 let status = self.status(conditions.clone());
                 let patch = json!({"status": status});
                 match api
-                    .patch_status(&self.args.node_name, &PatchParams::default(), &Patch::Merge(patch))
+                    .patch_status(
+                        &self.args.node_name,
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
                     .await
                 {
                     Ok(_) => {
@@ -276,15 +291,30 @@ impl NodeAgent {
     async fn condition_event(&self, c: &NodeCondition) {
         let name = &self.args.node_name;
         let (type_, reason, message) = match (c.type_.as_str(), c.status.as_str()) {
-            ("Ready", "True") => ("Normal", "NodeReady", format!("Node {name} status is now: NodeReady")),
-            ("Ready", _) => ("Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady")),
+            ("Ready", "True") => (
+                "Normal",
+                "NodeReady",
+                format!("Node {name} status is now: NodeReady"),
+            ),
+            ("Ready", _) => (
+                "Normal",
+                "NodeNotReady",
+                format!("Node {name} status is now: NodeNotReady"),
+            ),
             (_, _) => {
-                let reason = c.reason.clone().unwrap_or_default().replace("Kubelet", "Node");
+                let reason = c
+                    .reason
+                    .clone()
+                    .unwrap_or_default()
+                    .replace("Kubelet", "Node");
                 ("Normal", "", format!("Node {name} status is now: {reason}"))
             }
         };
         let reason = if reason.is_empty() {
-            c.reason.clone().unwrap_or_default().replace("Kubelet", "Node")
+            c.reason
+                .clone()
+                .unwrap_or_default()
+                .replace("Kubelet", "Node")
         } else {
             reason.to_string()
         };
@@ -305,7 +335,9 @@ impl NodeAgent {
                     spec.holder_identity = Some(name.clone());
                     spec.lease_duration_seconds = Some(duration);
                     spec.renew_time = Some(now);
-                    api.replace(&name, &PostParams::default(), &lease).await.map(|_| ())
+                    api.replace(&name, &PostParams::default(), &lease)
+                        .await
+                        .map(|_| ())
                 }
                 Ok(None) => {
                     let owner = Api::<Node>::all(self.client.clone())

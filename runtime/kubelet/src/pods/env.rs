@@ -29,7 +29,11 @@ pub async fn environment(
     container: &Container,
     facts: &Facts<'_>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut vars: Vec<(String, String)> = Vec::new();
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
         if let Some(slot) = vars.iter_mut().find(|(n, _)| *n == k) {
@@ -57,7 +61,11 @@ pub async fn environment(
             match get::<Secret>(client, &namespace, &r.name).await? {
                 Some(secret) => {
                     for (k, v) in secret.data.unwrap_or_default() {
-                        set(&mut vars, format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned());
+                        set(
+                            &mut vars,
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                        );
                     }
                 }
                 None if optional => {}
@@ -74,17 +82,29 @@ pub async fn environment(
             expand(value, &lookup)
         } else if let Some(from) = &var.value_from {
             if let Some(field) = &from.field_ref {
-                field_value(pod, &field.field_path, facts)
-                    .ok_or_else(|| ConfigError(format!("unsupported fieldPath {:?}", field.field_path)))?
+                field_value(pod, &field.field_path, facts).ok_or_else(|| {
+                    ConfigError(format!("unsupported fieldPath {:?}", field.field_path))
+                })?
             } else if let Some(resource) = &from.resource_field_ref {
                 let target = match &resource.container_name {
                     Some(name) if !name.is_empty() => all_containers(pod)
                         .find(|c| &c.name == name)
-                        .ok_or_else(|| ConfigError(format!("container {name:?} not found for resourceFieldRef")))?,
+                        .ok_or_else(|| {
+                            ConfigError(format!(
+                                "container {name:?} not found for resourceFieldRef"
+                            ))
+                        })?,
                     _ => container.clone(),
                 };
-                resource_value(&target, &resource.resource, resource.divisor.as_ref().map(|d| d.0.as_str()), facts)
-                    .ok_or_else(|| ConfigError(format!("unsupported resource {:?}", resource.resource)))?
+                resource_value(
+                    &target,
+                    &resource.resource,
+                    resource.divisor.as_ref().map(|d| d.0.as_str()),
+                    facts,
+                )
+                .ok_or_else(|| {
+                    ConfigError(format!("unsupported resource {:?}", resource.resource))
+                })?
             } else if let Some(key) = &from.config_map_key_ref {
                 let optional = key.optional.unwrap_or(false);
                 match get::<ConfigMap>(client, &namespace, &key.name).await? {
@@ -99,7 +119,9 @@ pub async fn environment(
                         }
                     },
                     None if optional => continue,
-                    None => return Err(ConfigError(format!("configmap \"{}\" not found", key.name))),
+                    None => {
+                        return Err(ConfigError(format!("configmap \"{}\" not found", key.name)))
+                    }
                 }
             } else if let Some(key) = &from.secret_key_ref {
                 let optional = key.optional.unwrap_or(false);
@@ -136,7 +158,12 @@ pub async fn environment(
 fn all_containers(pod: &Pod) -> impl Iterator<Item = Container> + '_ {
     let spec = pod.spec.as_ref();
     spec.into_iter()
-        .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
         .cloned()
 }
 
@@ -192,14 +219,23 @@ fn field_value(pod: &Pod, path: &str, facts: &Facts) -> Option<String> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
     let bracket = |prefix: &str| -> Option<String> {
-        let rest = path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']")?;
+        let rest = path
+            .strip_prefix(prefix)?
+            .strip_prefix("['")?
+            .strip_suffix("']")?;
         Some(rest.to_string())
     };
     if let Some(key) = bracket("metadata.labels") {
         return Some(meta.labels.as_ref()?.get(&key).cloned().unwrap_or_default());
     }
     if let Some(key) = bracket("metadata.annotations") {
-        return Some(meta.annotations.as_ref()?.get(&key).cloned().unwrap_or_default());
+        return Some(
+            meta.annotations
+                .as_ref()?
+                .get(&key)
+                .cloned()
+                .unwrap_or_default(),
+        );
     }
     Some(match path {
         "metadata.name" => meta.name.clone().unwrap_or_default(),
@@ -214,27 +250,52 @@ fn field_value(pod: &Pod, path: &str, facts: &Facts) -> Option<String> {
     })
 }
 
-fn resource_value(c: &Container, resource: &str, divisor: Option<&str>, facts: &Facts) -> Option<String> {
+fn resource_value(
+    c: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+    facts: &Facts,
+) -> Option<String> {
     let resources = c.resources.clone().unwrap_or_default();
     let limits = resources.limits.unwrap_or_default();
     let requests = resources.requests.unwrap_or_default();
     let (map, name) = resource.split_once('.')?;
-    let source = if map == "limits" { &limits } else if map == "requests" { &requests } else { return None };
+    let source = if map == "limits" {
+        &limits
+    } else if map == "requests" {
+        &requests
+    } else {
+        return None;
+    };
     match name {
         "cpu" => {
             let millis = source
                 .get("cpu")
                 .and_then(|q| quantity_millicpu(&q.0))
-                .unwrap_or(if map == "limits" { facts.node_allocatable_millicpu } else { 0 });
-            let divisor = divisor.and_then(quantity_millicpu).filter(|d| *d > 0).unwrap_or(1000);
+                .unwrap_or(if map == "limits" {
+                    facts.node_allocatable_millicpu
+                } else {
+                    0
+                });
+            let divisor = divisor
+                .and_then(quantity_millicpu)
+                .filter(|d| *d > 0)
+                .unwrap_or(1000);
             Some(millis.div_ceil(divisor).to_string())
         }
         "memory" | "ephemeral-storage" => {
             let bytes = source
                 .get(name)
                 .and_then(|q| quantity_bytes(&q.0))
-                .unwrap_or(if map == "limits" && name == "memory" { facts.node_allocatable_memory } else { 0 });
-            let divisor = divisor.and_then(quantity_bytes).filter(|d| *d > 0).unwrap_or(1);
+                .unwrap_or(if map == "limits" && name == "memory" {
+                    facts.node_allocatable_memory
+                } else {
+                    0
+                });
+            let divisor = divisor
+                .and_then(quantity_bytes)
+                .filter(|d| *d > 0)
+                .unwrap_or(1);
             Some(bytes.div_ceil(divisor).to_string())
         }
         _ => None,
@@ -244,7 +305,11 @@ fn resource_value(c: &Container, resource: &str, divisor: Option<&str>, facts: &
 /// Docker-link-style variables for the namespace's services (and `kubernetes` from default,
 /// which every pod gets); only `kubernetes` when enableServiceLinks is false.
 async fn service_env(client: &Client, pod: &Pod, namespace: &str) -> Vec<(String, String)> {
-    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
     let mut services: Vec<Service> = Vec::new();
     if links {
         if let Ok(list) = Api::<Service>::namespaced(client.clone(), namespace)
@@ -255,7 +320,10 @@ async fn service_env(client: &Client, pod: &Pod, namespace: &str) -> Vec<(String
         }
     }
     if namespace != "default" || !links {
-        if let Ok(Some(k)) = Api::<Service>::namespaced(client.clone(), "default").get_opt("kubernetes").await {
+        if let Ok(Some(k)) = Api::<Service>::namespaced(client.clone(), "default")
+            .get_opt("kubernetes")
+            .await
+        {
             services.retain(|s| s.metadata.name.as_deref() != Some("kubernetes"));
             services.push(k);
         }
@@ -275,7 +343,9 @@ pub fn service_vars(service: &Service) -> Vec<(String, String)> {
         _ => return Vec::new(),
     };
     let ports = spec.ports.unwrap_or_default();
-    let Some(first) = ports.first() else { return Vec::new() };
+    let Some(first) = ports.first() else {
+        return Vec::new();
+    };
     let name = service
         .metadata
         .name
@@ -290,12 +360,17 @@ pub fn service_vars(service: &Service) -> Vec<(String, String)> {
     for p in &ports {
         if let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) {
             vars.push((
-                format!("{name}_SERVICE_PORT_{}", port_name.to_uppercase().replace('-', "_")),
+                format!(
+                    "{name}_SERVICE_PORT_{}",
+                    port_name.to_uppercase().replace('-', "_")
+                ),
                 p.port.to_string(),
             ));
         }
     }
-    let proto = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
+    let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+        p.protocol.clone().unwrap_or_else(|| "TCP".into())
+    };
     vars.push((
         format!("{name}_PORT"),
         format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
@@ -303,7 +378,10 @@ pub fn service_vars(service: &Service) -> Vec<(String, String)> {
     for p in &ports {
         let protocol = proto(p);
         let prefix = format!("{name}_PORT_{}_{}", p.port, protocol.to_uppercase());
-        vars.push((prefix.clone(), format!("{}://{ip}:{}", protocol.to_lowercase(), p.port)));
+        vars.push((
+            prefix.clone(),
+            format!("{}://{ip}:{}", protocol.to_lowercase(), p.port),
+        ));
         vars.push((format!("{prefix}_PROTO"), protocol.to_lowercase()));
         vars.push((format!("{prefix}_PORT"), p.port.to_string()));
         vars.push((format!("{prefix}_ADDR"), ip.clone()));
@@ -318,7 +396,10 @@ mod tests {
 
     #[test]
     fn expansion_as_upstream() {
-        let vars = BTreeMap::from([("A".to_string(), "x".to_string()), ("B".to_string(), "$(A)".to_string())]);
+        let vars = BTreeMap::from([
+            ("A".to_string(), "x".to_string()),
+            ("B".to_string(), "$(A)".to_string()),
+        ]);
         assert_eq!(expand("$(A)-$(B)", &vars), "x-$(A)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
         assert_eq!(expand("$(MISSING) $(A", &vars), "$(MISSING) $(A");
@@ -350,14 +431,34 @@ mod tests {
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}]}
         }))
         .unwrap();
-        let facts = Facts { host_ip: "192.168.56.11", pod_ips: &["10.244.1.5".to_string()], node_allocatable_millicpu: 2000, node_allocatable_memory: 1 << 30 };
-        assert_eq!(field_value(&pod, "metadata.labels['app']", &facts).unwrap(), "web");
-        assert_eq!(field_value(&pod, "status.podIP", &facts).unwrap(), "10.244.1.5");
+        let facts = Facts {
+            host_ip: "192.168.56.11",
+            pod_ips: &["10.244.1.5".to_string()],
+            node_allocatable_millicpu: 2000,
+            node_allocatable_memory: 1 << 30,
+        };
+        assert_eq!(
+            field_value(&pod, "metadata.labels['app']", &facts).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            field_value(&pod, "status.podIP", &facts).unwrap(),
+            "10.244.1.5"
+        );
         assert_eq!(field_value(&pod, "spec.nodeName", &facts).unwrap(), "n1");
         let c = &pod.spec.as_ref().unwrap().containers[0];
-        assert_eq!(resource_value(c, "limits.memory", Some("1Mi"), &facts).unwrap(), "64");
-        assert_eq!(resource_value(c, "requests.cpu", Some("1m"), &facts).unwrap(), "250");
-        assert_eq!(resource_value(c, "requests.cpu", None, &facts).unwrap(), "1");
+        assert_eq!(
+            resource_value(c, "limits.memory", Some("1Mi"), &facts).unwrap(),
+            "64"
+        );
+        assert_eq!(
+            resource_value(c, "requests.cpu", Some("1m"), &facts).unwrap(),
+            "250"
+        );
+        assert_eq!(
+            resource_value(c, "requests.cpu", None, &facts).unwrap(),
+            "1"
+        );
         assert_eq!(resource_value(c, "limits.cpu", None, &facts).unwrap(), "2");
     }
 }

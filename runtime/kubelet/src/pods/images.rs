@@ -24,7 +24,11 @@ pub enum Outcome {
 
 /// The policy upstream defaults to: Always for `:latest` or no tag, IfNotPresent otherwise.
 pub fn policy(container: &Container) -> String {
-    if let Some(p) = container.image_pull_policy.clone().filter(|p| !p.is_empty()) {
+    if let Some(p) = container
+        .image_pull_policy
+        .clone()
+        .filter(|p| !p.is_empty())
+    {
         return p;
     }
     let image = container.image.clone().unwrap_or_default();
@@ -36,7 +40,13 @@ pub fn policy(container: &Container) -> String {
 }
 
 /// Makes the container's image available in the node's store.
-pub async fn ensure(client: &Client, store: &Arc<Store>, pod: &Pod, container: &Container, scratch: &Path) -> Result<Outcome, PullFailure> {
+pub async fn ensure(
+    client: &Client,
+    store: &Arc<Store>,
+    pod: &Pod,
+    container: &Container,
+    scratch: &Path,
+) -> Result<Outcome, PullFailure> {
     let image = container.image.clone().unwrap_or_default();
     if image.is_empty() {
         return Err(PullFailure {
@@ -57,7 +67,9 @@ pub async fn ensure(client: &Client, store: &Arc<Store>, pod: &Pod, container: &
         ("Never", None) => {
             return Err(PullFailure {
                 reason: "ErrImageNeverPull",
-                message: format!("Container image {image:?} is not present with pull policy of Never"),
+                message: format!(
+                    "Container image {image:?} is not present with pull policy of Never"
+                ),
             })
         }
         // Always with a local image that no registry knows (built or loaded): upstream would
@@ -84,7 +96,10 @@ pub async fn ensure(client: &Client, store: &Arc<Store>, pod: &Pod, container: &
             Some(info) if policy == "Always" => Ok(Outcome::Present(info)),
             _ => Err(PullFailure {
                 reason: "ErrImagePull",
-                message: format!("failed to pull and unpack image {:?}: {e}", normalized(&image)),
+                message: format!(
+                    "failed to pull and unpack image {:?}: {e}",
+                    normalized(&image)
+                ),
             }),
         },
     }
@@ -92,7 +107,9 @@ pub async fn ensure(client: &Client, store: &Arc<Store>, pod: &Pod, container: &
 
 /// `docker.io/library/busybox:latest` for `busybox`.
 pub fn normalized(image: &str) -> String {
-    Reference::parse(image).map(|r| r.to_string()).unwrap_or_else(|_| image.to_string())
+    Reference::parse(image)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| image.to_string())
 }
 
 /// The CRI image ref: `<registry>/<repository>@<manifest digest>`.
@@ -106,15 +123,26 @@ pub fn image_id(info: &ImageInfo) -> String {
 /// A docker config.json merged from the pod's imagePullSecrets (type
 /// kubernetes.io/dockerconfigjson or dockercfg), written to `scratch`; None if there are none.
 async fn pull_secrets(client: &Client, pod: &Pod, scratch: &Path) -> Option<std::path::PathBuf> {
-    let secrets = pod.spec.as_ref()?.image_pull_secrets.clone().unwrap_or_default();
+    let secrets = pod
+        .spec
+        .as_ref()?
+        .image_pull_secrets
+        .clone()
+        .unwrap_or_default();
     if secrets.is_empty() {
         return None;
     }
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut auths = serde_json::Map::new();
     for reference in secrets {
-        let Ok(Some(secret)) = api.get_opt(&reference.name).await else { continue };
+        let Ok(Some(secret)) = api.get_opt(&reference.name).await else {
+            continue;
+        };
         let data = secret.data.unwrap_or_default();
         if let Some(json) = data.get(".dockerconfigjson") {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&json.0) {
@@ -123,7 +151,9 @@ async fn pull_secrets(client: &Client, pod: &Pod, scratch: &Path) -> Option<std:
                 }
             }
         } else if let Some(cfg) = data.get(".dockercfg") {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&cfg.0) {
+            if let Ok(serde_json::Value::Object(map)) =
+                serde_json::from_slice::<serde_json::Value>(&cfg.0)
+            {
                 auths.extend(map);
             }
         }
@@ -142,7 +172,9 @@ mod tests {
 
     #[test]
     fn default_pull_policies() {
-        let c = |image: &str| -> Container { serde_json::from_value(json!({"name": "c", "image": image})).unwrap() };
+        let c = |image: &str| -> Container {
+            serde_json::from_value(json!({"name": "c", "image": image})).unwrap()
+        };
         assert_eq!(policy(&c("busybox")), "Always");
         assert_eq!(policy(&c("busybox:latest")), "Always");
         assert_eq!(policy(&c("busybox:1.36")), "IfNotPresent");

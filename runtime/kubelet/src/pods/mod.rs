@@ -41,12 +41,16 @@ pub async fn run(k: Arc<Kubelet>) -> anyhow::Result<()> {
         match event {
             Ok(Event::Init) => listed = Some(HashSet::new()),
             Ok(Event::InitApply(pod)) | Ok(Event::Apply(pod)) => {
-                let Some(uid) = pod.metadata.uid.clone() else { continue };
+                let Some(uid) = pod.metadata.uid.clone() else {
+                    continue;
+                };
                 if let Some(seen) = listed.as_mut() {
                     seen.insert(uid.clone());
                 }
                 let pod = Arc::new(pod);
-                let alive = workers.get(&uid).is_some_and(|tx| tx.send(Some(pod.clone())).is_ok());
+                let alive = workers
+                    .get(&uid)
+                    .is_some_and(|tx| tx.send(Some(pod.clone())).is_ok());
                 if !alive {
                     let (tx, rx) = watch::channel(Some(pod));
                     let sandbox = recovered.sandboxes.remove(&uid);
@@ -66,7 +70,11 @@ pub async fn run(k: Arc<Kubelet>) -> anyhow::Result<()> {
             Ok(Event::InitDone) => {
                 let Some(seen) = listed.take() else { continue };
                 // Workers of pods that vanished while the watch was down.
-                let gone: Vec<String> = workers.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                let gone: Vec<String> = workers
+                    .keys()
+                    .filter(|u| !seen.contains(*u))
+                    .cloned()
+                    .collect();
                 for uid in gone {
                     if let Some(tx) = workers.remove(&uid) {
                         let _ = tx.send(None);

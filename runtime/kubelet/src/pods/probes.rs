@@ -49,7 +49,8 @@ pub struct Timing {
 }
 
 pub fn timing(p: &Probe) -> Timing {
-    let secs = |v: Option<i32>, default: i32| Duration::from_secs(v.unwrap_or(default).max(0) as u64);
+    let secs =
+        |v: Option<i32>, default: i32| Duration::from_secs(v.unwrap_or(default).max(0) as u64);
     Timing {
         initial_delay: secs(p.initial_delay_seconds, 0),
         period: secs(p.period_seconds, 10).max(Duration::from_secs(1)),
@@ -60,7 +61,13 @@ pub fn timing(p: &Probe) -> Timing {
 }
 
 /// Ok(()) on success, Err(why) on failure — the text upstream puts after "probe failed: ".
-pub async fn run(probe: &Probe, container: &Container, container_id: &str, pod_ip: &str, runtime: &Runtime) -> Result<(), String> {
+pub async fn run(
+    probe: &Probe,
+    container: &Container,
+    container_id: &str,
+    pod_ip: &str,
+    runtime: &Runtime,
+) -> Result<(), String> {
     let timeout = timing(probe).timeout;
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
@@ -70,9 +77,14 @@ pub async fn run(probe: &Probe, container: &Container, container_id: &str, pod_i
         return http_get(http, container, pod_ip, timeout).await;
     }
     if let Some(tcp) = &probe.tcp_socket {
-        let host = tcp.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let host = tcp
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
         let port = resolve_port(&tcp.port, container)?;
-        return match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await {
+        return match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: connect: {e}")),
             Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
@@ -85,7 +97,14 @@ pub async fn run(probe: &Probe, container: &Container, container_id: &str, pod_i
 }
 
 /// A lifecycle hook (postStart, preStop).
-pub async fn hook(handler: &LifecycleHandler, container: &Container, container_id: &str, pod_ip: &str, runtime: &Runtime, timeout: Duration) -> Result<(), String> {
+pub async fn hook(
+    handler: &LifecycleHandler,
+    container: &Container,
+    container_id: &str,
+    pod_ip: &str,
+    runtime: &Runtime,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(exec) = &handler.exec {
         let command = exec.command.clone().unwrap_or_default();
         return exec_in(runtime, container_id, &command, timeout).await;
@@ -100,7 +119,12 @@ pub async fn hook(handler: &LifecycleHandler, container: &Container, container_i
     Ok(())
 }
 
-async fn exec_in(runtime: &Runtime, id: &str, command: &[String], timeout: Duration) -> Result<(), String> {
+async fn exec_in(
+    runtime: &Runtime,
+    id: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     match runtime.exec(id, command, timeout).await {
         Ok(out) if out.exit_code == 0 => Ok(()),
         Ok(out) => {
@@ -111,7 +135,9 @@ async fn exec_in(runtime: &Runtime, id: &str, command: &[String], timeout: Durat
                 Err(text)
             }
         }
-        Err(crate::runtime::RuntimeError::Timeout(_)) => Err(format!("command {command:?} timed out")),
+        Err(crate::runtime::RuntimeError::Timeout(_)) => {
+            Err(format!("command {command:?} timed out"))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -131,23 +157,46 @@ pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, St
                 .flatten()
                 .find(|p| p.name.as_deref() == Some(name))
                 .map(|p| p.container_port as u16)
-                .ok_or_else(|| format!("couldn't find port {name:?} in container {:?}", container.name))
+                .ok_or_else(|| {
+                    format!(
+                        "couldn't find port {name:?} in container {:?}",
+                        container.name
+                    )
+                })
         }
     }
 }
 
-async fn http_get(http: &HTTPGetAction, container: &Container, pod_ip: &str, timeout: Duration) -> Result<(), String> {
-    let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+async fn http_get(
+    http: &HTTPGetAction,
+    container: &Container,
+    pod_ip: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let host = http
+        .host
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| pod_ip.to_string());
     let port = resolve_port(&http.port, container)?;
-    let path = http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+    let path = http
+        .path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".into());
     let scheme = http.scheme.clone().unwrap_or_else(|| "HTTP".into());
     if scheme.eq_ignore_ascii_case("HTTPS") {
         // Upstream skips certificate checks for probes; skiff's probes connect and send a
         // TLS ClientHello-less TCP check for HTTPS (no TLS client in the probe path yet).
-        return match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await {
+        return match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await
+        {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("Get \"https://{host}:{port}{path}\": dial tcp {host}:{port}: connect: {e}")),
-            Err(_) => Err(format!("Get \"https://{host}:{port}{path}\": context deadline exceeded")),
+            Ok(Err(e)) => Err(format!(
+                "Get \"https://{host}:{port}{path}\": dial tcp {host}:{port}: connect: {e}"
+            )),
+            Err(_) => Err(format!(
+                "Get \"https://{host}:{port}{path}\": context deadline exceeded"
+            )),
         };
     }
     let url = format!("http://{host}:{port}{path}");
@@ -162,11 +211,17 @@ async fn http_get(http: &HTTPGetAction, container: &Container, pod_ip: &str, tim
             head.push_str(&format!("{}: {}\r\n", h.name, h.value));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
         let mut buf = vec![0u8; 1024];
         let mut read = 0;
         while read < 12 {
-            let n = stream.read(&mut buf[read..]).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+            let n = stream
+                .read(&mut buf[read..])
+                .await
+                .map_err(|e| format!("Get \"{url}\": {e}"))?;
             if n == 0 {
                 break;
             }
@@ -194,8 +249,14 @@ async fn http_get(http: &HTTPGetAction, container: &Container, pod_ip: &str, tim
 async fn grpc_health(pod_ip: &str, port: u16, timeout: Duration) -> Result<(), String> {
     match tokio::time::timeout(timeout, TcpStream::connect((pod_ip, port))).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("failed to connect service \"{pod_ip}:{port}\" within {}s: {e}", timeout.as_secs())),
-        Err(_) => Err(format!("timeout: failed to connect service \"{pod_ip}:{port}\" within {}s", timeout.as_secs())),
+        Ok(Err(e)) => Err(format!(
+            "failed to connect service \"{pod_ip}:{port}\" within {}s: {e}",
+            timeout.as_secs()
+        )),
+        Err(_) => Err(format!(
+            "timeout: failed to connect service \"{pod_ip}:{port}\" within {}s",
+            timeout.as_secs()
+        )),
     }
 }
 
@@ -206,8 +267,14 @@ mod tests {
 
     #[test]
     fn named_ports_and_defaults() {
-        let c: Container = serde_json::from_value(json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]})).unwrap();
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &c), Ok(8080));
+        let c: Container = serde_json::from_value(
+            json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
         let e = resolve_port(&IntOrString::String("nope".into()), &c).unwrap_err();
         assert!(e.contains("couldn't find port \"nope\""), "{e}");
@@ -226,13 +293,24 @@ mod tests {
                 let (mut s, _) = listener.accept().await.unwrap();
                 let mut buf = [0u8; 512];
                 let _ = s.read(&mut buf).await.unwrap();
-                let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await;
             }
         });
         let c: Container = serde_json::from_value(json!({"name": "web"})).unwrap();
-        let get = HTTPGetAction { port: IntOrString::Int(port as i32), path: Some("/healthz".into()), ..HTTPGetAction::default() };
-        assert_eq!(http_get(&get, &c, "127.0.0.1", Duration::from_secs(2)).await, Ok(()));
-        let e = http_get(&get, &c, "127.0.0.1", Duration::from_secs(2)).await.unwrap_err();
+        let get = HTTPGetAction {
+            port: IntOrString::Int(port as i32),
+            path: Some("/healthz".into()),
+            ..HTTPGetAction::default()
+        };
+        assert_eq!(
+            http_get(&get, &c, "127.0.0.1", Duration::from_secs(2)).await,
+            Ok(())
+        );
+        let e = http_get(&get, &c, "127.0.0.1", Duration::from_secs(2))
+            .await
+            .unwrap_err();
         assert_eq!(e, "HTTP probe failed with statuscode: 500");
     }
 }

@@ -36,8 +36,10 @@ pub fn pin_namespaces(pod_dir: &Path, hostname: &str) -> io::Result<()> {
     // thread ends right after, so no other work ever runs in them.
     let pinned = std::thread::spawn(move || -> io::Result<()> {
         use nix::sched::CloneFlags;
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-            .map_err(io::Error::from)?;
+        nix::sched::unshare(
+            CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS,
+        )
+        .map_err(io::Error::from)?;
         nix::unistd::sethostname(&hostname).map_err(io::Error::from)?;
         loopback_up()?;
         for ns in PINNED {
@@ -142,7 +144,12 @@ pub fn hostname(pod: &Pod) -> String {
 
 /// `<hostname>.<subdomain>.<ns>.svc.<domain>` when the pod names a subdomain.
 pub fn fqdn(pod: &Pod, cluster_domain: &str) -> Option<String> {
-    let subdomain = pod.spec.as_ref()?.subdomain.clone().filter(|s| !s.is_empty())?;
+    let subdomain = pod
+        .spec
+        .as_ref()?
+        .subdomain
+        .clone()
+        .filter(|s| !s.is_empty())?;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     Some(format!(
         "{}.{subdomain}.{namespace}.svc.{cluster_domain}",
@@ -178,10 +185,18 @@ pub fn hosts_file(pod: &Pod, pod_ips: &[String], cluster_domain: &str) -> String
 }
 
 /// The pod's resolv.conf for its dnsPolicy (upstream's `pkg/kubelet/network/dns`).
-pub fn resolv_conf(pod: &Pod, cluster_dns: &[String], cluster_domain: &str, node_resolv: &str) -> String {
+pub fn resolv_conf(
+    pod: &Pod,
+    cluster_dns: &[String],
+    cluster_domain: &str,
+    node_resolv: &str,
+) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
-    let policy = spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
+    let policy = spec
+        .dns_policy
+        .clone()
+        .unwrap_or_else(|| "ClusterFirst".into());
     let (node_servers, node_searches, node_options) = parse_resolv(node_resolv);
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let cluster_first = match policy.as_str() {
@@ -281,22 +296,42 @@ mod tests {
     #[test]
     fn default_and_none_policies() {
         let p = pod(json!({"containers": [], "dnsPolicy": "Default"}));
-        let text = resolv_conf(&p, &["10.96.0.10".into()], "cluster.local", "nameserver 1.1.1.1\n");
+        let text = resolv_conf(
+            &p,
+            &["10.96.0.10".into()],
+            "cluster.local",
+            "nameserver 1.1.1.1\n",
+        );
         assert_eq!(text, "nameserver 1.1.1.1\n");
         let p = pod(json!({"containers": [], "dnsPolicy": "None",
             "dnsConfig": {"nameservers": ["9.9.9.9"], "searches": ["x.y"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}}));
-        let text = resolv_conf(&p, &["10.96.0.10".into()], "cluster.local", "nameserver 1.1.1.1\n");
-        assert_eq!(text, "search x.y\nnameserver 9.9.9.9\noptions ndots:2 edns0\n");
+        let text = resolv_conf(
+            &p,
+            &["10.96.0.10".into()],
+            "cluster.local",
+            "nameserver 1.1.1.1\n",
+        );
+        assert_eq!(
+            text,
+            "search x.y\nnameserver 9.9.9.9\noptions ndots:2 edns0\n"
+        );
         // hostNetwork with ClusterFirst falls back to the node's resolver, as upstream.
         let p = pod(json!({"containers": [], "hostNetwork": true}));
-        let text = resolv_conf(&p, &["10.96.0.10".into()], "cluster.local", "nameserver 1.1.1.1\n");
+        let text = resolv_conf(
+            &p,
+            &["10.96.0.10".into()],
+            "cluster.local",
+            "nameserver 1.1.1.1\n",
+        );
         assert_eq!(text, "nameserver 1.1.1.1\n");
     }
 
     #[test]
     fn hosts_file_with_subdomain_and_aliases() {
-        let p = pod(json!({"containers": [], "hostname": "web-0", "subdomain": "web",
-            "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar.local"]}]}));
+        let p = pod(
+            json!({"containers": [], "hostname": "web-0", "subdomain": "web",
+            "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar.local"]}]}),
+        );
         let text = hosts_file(&p, &["10.244.1.5".into()], "cluster.local");
         assert!(text.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
         assert!(text.contains("10.244.1.5\tweb-0.web.demo.svc.cluster.local\tweb-0\n"));

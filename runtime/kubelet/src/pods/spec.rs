@@ -70,6 +70,8 @@ pub struct PodContext<'a> {
     pub netns: Option<PathBuf>,
     pub cgroup_parent: &'a str,
     pub node_memory_bytes: u64,
+    /// The lowest oom_score_adj that can be set (see `Kubelet::min_oom_score_adj`).
+    pub min_oom_score_adj: Option<i64>,
 }
 
 /// The command a container runs (upstream's rules: `command` replaces the image's
@@ -142,14 +144,19 @@ pub fn build(
     if !groups.is_empty() {
         spec["process"]["user"]["additionalGids"] = json!(groups);
     }
-    if sc.run_as_non_root.unwrap_or(false) && spec["process"]["user"]["uid"].as_u64().unwrap_or(0) == 0 {
+    if sc.run_as_non_root.unwrap_or(false)
+        && spec["process"]["user"]["uid"].as_u64().unwrap_or(0) == 0
+    {
         return Err(ConfigError(
             "container has runAsNonRoot and image will run as root".to_string(),
         ));
     }
     spec["process"]["capabilities"] = json!(capabilities(privileged, sc.capabilities.as_ref()));
-    spec["process"]["noNewPrivileges"] = json!(sc.allow_privilege_escalation == Some(false) && !privileged);
-    spec["process"]["oomScoreAdj"] = json!(oom_score_adj(pod, container, ctx.node_memory_bytes));
+    spec["process"]["noNewPrivileges"] =
+        json!(sc.allow_privilege_escalation == Some(false) && !privileged);
+    let score = oom_score_adj(pod, container, ctx.node_memory_bytes);
+    spec["process"]["oomScoreAdj"] =
+        json!(ctx.min_oom_score_adj.map_or(score, |min| score.max(min)));
     spec["root"]["readonly"] = json!(sc.read_only_root_filesystem.unwrap_or(false));
     // The hostname is the sandbox's (set in its UTS namespace), not the image's.
     spec.as_object_mut().map(|o| o.remove("hostname"));
@@ -164,10 +171,12 @@ pub fn build(
     namespaces.push(json!({"type": "mount"}));
     if let Some(netns) = &ctx.netns {
         namespaces.push(json!({"type": "network", "path": netns}));
-        namespaces.push(json!({"type": "uts", "path": super::sandbox::ns_path(ctx.pod_dir, "uts")}));
+        namespaces
+            .push(json!({"type": "uts", "path": super::sandbox::ns_path(ctx.pod_dir, "uts")}));
     }
     if !host_ipc {
-        namespaces.push(json!({"type": "ipc", "path": super::sandbox::ns_path(ctx.pod_dir, "ipc")}));
+        namespaces
+            .push(json!({"type": "ipc", "path": super::sandbox::ns_path(ctx.pod_dir, "ipc")}));
     }
     spec["linux"]["namespaces"] = json!(namespaces);
     spec["linux"]["cgroupsPath"] = json!(format!("{}/{container_id}", ctx.cgroup_parent));
@@ -220,7 +229,11 @@ pub fn build(
     // The pod's managed files (hostNetwork pods get the node's hosts entries in theirs).
     all.push(bind(&ctx.pod_dir.join("etc-hosts"), "/etc/hosts", false));
     all.push(bind(&ctx.pod_dir.join("hostname"), "/etc/hostname", false));
-    all.push(bind(&ctx.pod_dir.join("resolv.conf"), "/etc/resolv.conf", false));
+    all.push(bind(
+        &ctx.pod_dir.join("resolv.conf"),
+        "/etc/resolv.conf",
+        false,
+    ));
     let termination_path = container
         .termination_message_path
         .clone()
@@ -249,7 +262,11 @@ fn capabilities(privileged: bool, caps: Option<&Capabilities>) -> Value {
     };
     let normalize = |c: &str| {
         let upper = c.to_uppercase();
-        if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") }
+        if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        }
     };
     if let Some(caps) = caps {
         let drop: Vec<String> = caps.drop.iter().flatten().map(|c| normalize(c)).collect();
@@ -273,14 +290,47 @@ fn capabilities(privileged: bool, caps: Option<&Capabilities>) -> Value {
 
 /// Every capability the kernel knows (privileged containers and `add: [ALL]`).
 pub const ALL_CAPABILITIES: [&str; 41] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// upstream's `GetContainerOOMScoreAdjust`.
@@ -305,7 +355,10 @@ mod tests {
     use super::*;
 
     fn pod(spec: Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": spec})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": spec}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -313,21 +366,53 @@ mod tests {
         let ep = vec!["/entry".to_string()];
         let cmd = vec!["default".to_string()];
         let c = |v: Value| -> Container { serde_json::from_value(v).unwrap() };
-        assert_eq!(command_line(&c(json!({"name": "a"})), &ep, &cmd), ["/entry", "default"]);
-        assert_eq!(command_line(&c(json!({"name": "a", "args": ["x"]})), &ep, &cmd), ["/entry", "x"]);
-        assert_eq!(command_line(&c(json!({"name": "a", "command": ["sh"], "args": ["-c", "y"]})), &ep, &cmd), ["sh", "-c", "y"]);
-        assert_eq!(command_line(&c(json!({"name": "a", "command": ["sh"]})), &ep, &cmd), ["sh"]);
+        assert_eq!(
+            command_line(&c(json!({"name": "a"})), &ep, &cmd),
+            ["/entry", "default"]
+        );
+        assert_eq!(
+            command_line(&c(json!({"name": "a", "args": ["x"]})), &ep, &cmd),
+            ["/entry", "x"]
+        );
+        assert_eq!(
+            command_line(
+                &c(json!({"name": "a", "command": ["sh"], "args": ["-c", "y"]})),
+                &ep,
+                &cmd
+            ),
+            ["sh", "-c", "y"]
+        );
+        assert_eq!(
+            command_line(&c(json!({"name": "a", "command": ["sh"]})), &ep, &cmd),
+            ["sh"]
+        );
     }
 
     #[test]
     fn capabilities_add_drop_all() {
-        let caps: Capabilities = serde_json::from_value(json!({"drop": ["ALL"], "add": ["NET_ADMIN"]})).unwrap();
-        assert_eq!(capabilities(false, Some(&caps))["effective"], json!(["CAP_NET_ADMIN"]));
+        let caps: Capabilities =
+            serde_json::from_value(json!({"drop": ["ALL"], "add": ["NET_ADMIN"]})).unwrap();
+        assert_eq!(
+            capabilities(false, Some(&caps))["effective"],
+            json!(["CAP_NET_ADMIN"])
+        );
         let caps: Capabilities = serde_json::from_value(json!({"drop": ["chown"]})).unwrap();
         let v = capabilities(false, Some(&caps));
-        assert!(!v["bounding"].as_array().unwrap().contains(&json!("CAP_CHOWN")));
-        assert!(v["bounding"].as_array().unwrap().contains(&json!("CAP_KILL")));
-        assert_eq!(capabilities(true, None)["bounding"].as_array().unwrap().len(), 41);
+        assert!(!v["bounding"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("CAP_CHOWN")));
+        assert!(v["bounding"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("CAP_KILL")));
+        assert_eq!(
+            capabilities(true, None)["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            41
+        );
     }
 
     #[test]
@@ -335,17 +420,23 @@ mod tests {
         let be = pod(json!({"containers": [{"name": "a"}]}));
         let c = &be.spec.as_ref().unwrap().containers[0];
         assert_eq!(oom_score_adj(&be, c, 1 << 30), 1000);
-        let burst = pod(json!({"containers": [{"name": "a", "resources": {"requests": {"memory": "256Mi"}}}]}));
+        let burst = pod(
+            json!({"containers": [{"name": "a", "resources": {"requests": {"memory": "256Mi"}}}]}),
+        );
         let c = &burst.spec.as_ref().unwrap().containers[0];
         assert_eq!(oom_score_adj(&burst, c, 1 << 30), 750);
-        let g = pod(json!({"containers": [{"name": "a", "resources": {"limits": {"memory": "1Gi", "cpu": "1"}}}]}));
+        let g = pod(
+            json!({"containers": [{"name": "a", "resources": {"limits": {"memory": "1Gi", "cpu": "1"}}}]}),
+        );
         let c = &g.spec.as_ref().unwrap().containers[0];
         assert_eq!(oom_score_adj(&g, c, 1 << 30), -997);
     }
 
     #[test]
     fn spec_joins_the_sandbox_and_refuses_root_for_non_root() {
-        let p = pod(json!({"containers": [{"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]}));
+        let p = pod(
+            json!({"containers": [{"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]}),
+        );
         let c = p.spec.as_ref().unwrap().containers[0].clone();
         let base = json!({"process": {"user": {"uid": 0, "gid": 0}}, "root": {"path": "/r"}, "mounts": [], "linux": {"resources": {}}, "hostname": "skiff"});
         let ctx = PodContext {
@@ -354,8 +445,19 @@ mod tests {
             netns: Some(PathBuf::from("/pods/u/ns/net")),
             cgroup_parent: "/kubepods/podu",
             node_memory_bytes: 1 << 30,
+            min_oom_score_adj: None,
         };
-        let spec = build(base.clone(), &ctx, &c, "cid", vec!["sh".into()], vec![], &[], Path::new("/pods/u/tl")).unwrap();
+        let spec = build(
+            base.clone(),
+            &ctx,
+            &c,
+            "cid",
+            vec!["sh".into()],
+            vec![],
+            &[],
+            Path::new("/pods/u/tl"),
+        )
+        .unwrap();
         assert_eq!(spec["linux"]["cgroupsPath"], "/kubepods/podu/cid");
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
@@ -363,11 +465,26 @@ mod tests {
         let ns = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.contains(&json!({"type": "network", "path": "/pods/u/ns/net"})));
         let mounts = spec["mounts"].as_array().unwrap();
-        assert!(mounts.iter().any(|m| m["destination"] == "/etc/resolv.conf"));
-        assert!(mounts.iter().any(|m| m["destination"] == "/dev/termination-log"));
+        assert!(mounts
+            .iter()
+            .any(|m| m["destination"] == "/etc/resolv.conf"));
+        assert!(mounts
+            .iter()
+            .any(|m| m["destination"] == "/dev/termination-log"));
         let mut strict = c.clone();
-        strict.security_context = Some(serde_json::from_value(json!({"runAsNonRoot": true})).unwrap());
-        let e = build(base, &ctx, &strict, "cid", vec!["sh".into()], vec![], &[], Path::new("/t")).unwrap_err();
+        strict.security_context =
+            Some(serde_json::from_value(json!({"runAsNonRoot": true})).unwrap());
+        let e = build(
+            base,
+            &ctx,
+            &strict,
+            "cid",
+            vec!["sh".into()],
+            vec![],
+            &[],
+            Path::new("/t"),
+        )
+        .unwrap_err();
         assert!(e.0.contains("runAsNonRoot"));
     }
 }

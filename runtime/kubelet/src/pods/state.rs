@@ -90,7 +90,11 @@ impl Instance {
     /// How it ended, as a ContainerStateTerminated (None while it runs).
     pub fn terminated(&self) -> Option<ContainerStateTerminated> {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        let parse = |s: &Option<String>| s.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(Time);
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(Time)
+        };
         if let Some((reason, message)) = &self.record.start_error {
             return Some(ContainerStateTerminated {
                 exit_code: 128,
@@ -149,7 +153,10 @@ pub struct Slot {
 
 impl Slot {
     pub fn restart_count(&self) -> i32 {
-        self.current.as_ref().map(|i| i.record.restart_count).unwrap_or(0)
+        self.current
+            .as_ref()
+            .map(|i| i.record.restart_count)
+            .unwrap_or(0)
     }
 }
 
@@ -167,7 +174,11 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 impl Backoff {
     /// Whether a restart must wait at `now`, for a container that finished at `finished`;
     /// records the attempt when it may go ahead.
-    pub fn in_backoff(&mut self, finished: std::time::Instant, now: std::time::Instant) -> Option<Duration> {
+    pub fn in_backoff(
+        &mut self,
+        finished: std::time::Instant,
+        now: std::time::Instant,
+    ) -> Option<Duration> {
         if let Some(last) = self.last_failure {
             if now.duration_since(last) > 2 * BACKOFF_MAX {
                 self.delay = None;
@@ -225,7 +236,10 @@ pub fn read_exit(root_dir: &Path, id: &str) -> Option<Exit> {
 /// Whether the shim of container `id` still runs (its pid alive and still a `skiff shim`).
 pub fn shim_alive(root_dir: &Path, id: &str) -> bool {
     let dir = container_dir(root_dir, id);
-    let Some(pid) = fs::read_to_string(dir.join(shim::PID_FILE)).ok().and_then(|p| p.trim().parse::<i32>().ok()) else {
+    let Some(pid) = fs::read_to_string(dir.join(shim::PID_FILE))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
         return false;
     };
     fs::read(format!("/proc/{pid}/cmdline"))
@@ -242,7 +256,10 @@ pub fn recover(root_dir: &Path) -> Recovered {
     if let Ok(entries) = fs::read_dir(root_dir.join("pods")) {
         for entry in entries.flatten() {
             let path = entry.path().join("sandbox.json");
-            if let Some(record) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<SandboxRecord>(&b).ok()) {
+            if let Some(record) = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<SandboxRecord>(&b).ok())
+            {
                 sandboxes.insert(record.uid.clone(), record);
             }
         }
@@ -251,11 +268,18 @@ pub fn recover(root_dir: &Path) -> Recovered {
     if let Ok(entries) = fs::read_dir(root_dir.join("containers")) {
         for entry in entries.flatten() {
             let path = entry.path().join("record.json");
-            let Some(record) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).ok()) else {
+            let Some(record) = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).ok())
+            else {
                 continue;
             };
             let mut exit = read_exit(root_dir, &record.id);
-            if exit.is_none() && record.started_at.is_some() && record.start_error.is_none() && !shim_alive(root_dir, &record.id) {
+            if exit.is_none()
+                && record.started_at.is_some()
+                && record.start_error.is_none()
+                && !shim_alive(root_dir, &record.id)
+            {
                 // The shim is gone without writing the exit (killed, or the host rebooted):
                 // the container is gone with it.
                 exit = Some(Exit {
@@ -271,13 +295,19 @@ pub fn recover(root_dir: &Path) -> Recovered {
                 ready: false,
                 started: record.started_at.is_some(),
             };
-            containers.entry(record.pod_uid.clone()).or_default().push(instance);
+            containers
+                .entry(record.pod_uid.clone())
+                .or_default()
+                .push(instance);
         }
     }
     for list in containers.values_mut() {
         list.sort_by_key(|i| (i.record.name.clone(), i.record.restart_count));
     }
-    Recovered { sandboxes, containers }
+    Recovered {
+        sandboxes,
+        containers,
+    }
 }
 
 #[cfg(test)]
@@ -291,10 +321,16 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(b.in_backoff(t0, t0), None);
         // Crashed again right away: wait 10 s from the finish.
-        assert_eq!(b.in_backoff(t0, t0 + Duration::from_secs(3)), Some(Duration::from_secs(7)));
+        assert_eq!(
+            b.in_backoff(t0, t0 + Duration::from_secs(3)),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(b.in_backoff(t0, t0 + Duration::from_secs(10)), None);
         let t1 = t0 + Duration::from_secs(11);
-        assert_eq!(b.in_backoff(t1, t1 + Duration::from_secs(1)), Some(Duration::from_secs(19)));
+        assert_eq!(
+            b.in_backoff(t1, t1 + Duration::from_secs(1)),
+            Some(Duration::from_secs(19))
+        );
         assert_eq!(b.delay(), Duration::from_secs(20));
     }
 
@@ -320,7 +356,15 @@ mod tests {
         let cdir = container_dir(dir.path(), "abc");
         fs::create_dir_all(&cdir).unwrap();
         write_json(&cdir.join("record.json"), &record).unwrap();
-        write_json(&cdir.join(shim::EXIT_FILE), &Exit { exit_code: 3, signal: None, finished_at: "2026-12-03T00:00:02Z".into() }).unwrap();
+        write_json(
+            &cdir.join(shim::EXIT_FILE),
+            &Exit {
+                exit_code: 3,
+                signal: None,
+                finished_at: "2026-12-03T00:00:02Z".into(),
+            },
+        )
+        .unwrap();
         let recovered = recover(dir.path());
         let list = &recovered.containers["u1"];
         assert_eq!(list.len(), 1);

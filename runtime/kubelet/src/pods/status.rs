@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
-    PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus,
+    HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -13,7 +13,12 @@ use super::state::Slot;
 
 /// Conditions the kubelet owns; others (PodScheduled, DisruptionTarget, readiness gates'
 /// conditions) are kept as they are.
-const KUBELET_CONDITIONS: [&str; 4] = ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
+const KUBELET_CONDITIONS: [&str; 4] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+];
 
 /// What the status needs besides the containers.
 pub struct PodFacts<'a> {
@@ -84,7 +89,9 @@ pub fn container_status(spec: &Container, slot: &Slot) -> ContainerStatus {
         image: current
             .map(|i| i.record.image_ref.clone())
             .unwrap_or_else(|| spec.image.clone().unwrap_or_default()),
-        image_id: current.map(|i| i.record.image_id.clone()).unwrap_or_default(),
+        image_id: current
+            .map(|i| i.record.image_id.clone())
+            .unwrap_or_default(),
         container_id: current.map(|i| format!("skiff://{}", i.record.id)),
         ready: running && current.is_some_and(|i| i.ready),
         started: Some(running && current.is_some_and(|i| i.started)),
@@ -98,7 +105,10 @@ pub fn container_status(spec: &Container, slot: &Slot) -> ContainerStatus {
 /// Upstream's `getPhase`.
 pub fn phase(pod: &Pod, slots: &BTreeMap<String, Slot>, terminating: bool) -> &'static str {
     let spec = pod.spec.clone().unwrap_or_default();
-    let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+    let policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
     let inits = spec.init_containers.clone().unwrap_or_default();
     let mut init_pending = false;
     for c in &inits {
@@ -112,7 +122,9 @@ pub fn phase(pod: &Pod, slots: &BTreeMap<String, Slot>, terminating: bool) -> &'
         }
         match current.and_then(|i| i.exit_code()) {
             Some(0) => {}
-            Some(_) if policy == "Never" && slot.is_some_and(|s| s.waiting.is_none()) => return "Failed",
+            Some(_) if policy == "Never" && slot.is_some_and(|s| s.waiting.is_none()) => {
+                return "Failed"
+            }
             _ => init_pending = true,
         }
     }
@@ -147,7 +159,11 @@ pub fn phase(pod: &Pod, slots: &BTreeMap<String, Slot>, terminating: bool) -> &'
     }
     if stopped == spec.containers.len() {
         if terminating {
-            return if succeeded == stopped { "Succeeded" } else { "Failed" };
+            return if succeeded == stopped {
+                "Succeeded"
+            } else {
+                "Failed"
+            };
         }
         return match policy.as_str() {
             "Always" => "Running",
@@ -160,7 +176,13 @@ pub fn phase(pod: &Pod, slots: &BTreeMap<String, Slot>, terminating: bool) -> &'
     "Pending"
 }
 
-fn condition(type_: &str, ok: bool, reason: Option<&str>, message: Option<String>, previous: &[PodCondition]) -> PodCondition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    previous: &[PodCondition],
+) -> PodCondition {
     let status = if ok { "True" } else { "False" };
     let now = Time(jiff::Timestamp::now());
     let transition = previous
@@ -196,8 +218,15 @@ pub fn generate(pod: &Pod, slots: &BTreeMap<String, Slot>, facts: &PodFacts) -> 
         .collect();
     let mut phase = phase(pod, slots, facts.terminating);
     // Terminal phases never go back.
-    if matches!(previous.phase.as_deref(), Some("Succeeded") | Some("Failed")) {
-        phase = if previous.phase.as_deref() == Some("Succeeded") { "Succeeded" } else { "Failed" };
+    if matches!(
+        previous.phase.as_deref(),
+        Some("Succeeded") | Some("Failed")
+    ) {
+        phase = if previous.phase.as_deref() == Some("Succeeded") {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
     }
     let initialized_pending: Vec<String> = inits
         .iter()
@@ -206,17 +235,28 @@ pub fn generate(pod: &Pod, slots: &BTreeMap<String, Slot>, facts: &PodFacts) -> 
             if is_sidecar(c) {
                 !s.started.unwrap_or(false)
             } else {
-                s.state.as_ref().and_then(|st| st.terminated.as_ref()).map(|t| t.exit_code) != Some(0)
+                s.state
+                    .as_ref()
+                    .and_then(|st| st.terminated.as_ref())
+                    .map(|t| t.exit_code)
+                    != Some(0)
             }
         })
         .map(|(c, _)| c.name.clone())
         .collect();
     // Once a regular container has started, the pod stays initialized.
-    let any_started = statuses
-        .iter()
-        .any(|s| s.state.as_ref().is_some_and(|st| st.running.is_some() || st.terminated.is_some()) || s.restart_count > 0);
+    let any_started = statuses.iter().any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+            || s.restart_count > 0
+    });
     let initialized = initialized_pending.is_empty() || any_started;
-    let not_ready: Vec<String> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.clone()).collect();
+    let not_ready: Vec<String> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.clone())
+        .collect();
     let sidecars_not_ready: Vec<String> = inits
         .iter()
         .zip(&init_statuses)
@@ -232,20 +272,48 @@ pub fn generate(pod: &Pod, slots: &BTreeMap<String, Slot>, facts: &PodFacts) -> 
     } else {
         (
             "ContainersNotReady",
-            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
         )
     };
     let mut conditions: Vec<PodCondition> = vec![
-        condition("PodReadyToStartContainers", facts.sandbox_ready, None, None, &previous_conditions),
+        condition(
+            "PodReadyToStartContainers",
+            facts.sandbox_ready,
+            None,
+            None,
+            &previous_conditions,
+        ),
         condition(
             "Initialized",
             initialized,
-            Some(if succeeded { "PodCompleted" } else { "ContainersNotInitialized" }),
-            Some(format!("containers with incomplete status: [{}]", initialized_pending.join(" "))),
+            Some(if succeeded {
+                "PodCompleted"
+            } else {
+                "ContainersNotInitialized"
+            }),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                initialized_pending.join(" ")
+            )),
             &previous_conditions,
         ),
-        condition("Ready", containers_ready, Some(ready_reason), ready_message.clone(), &previous_conditions),
-        condition("ContainersReady", containers_ready, Some(ready_reason), ready_message, &previous_conditions),
+        condition(
+            "Ready",
+            containers_ready,
+            Some(ready_reason),
+            ready_message.clone(),
+            &previous_conditions,
+        ),
+        condition(
+            "ContainersReady",
+            containers_ready,
+            Some(ready_reason),
+            ready_message,
+            &previous_conditions,
+        ),
     ];
     if succeeded {
         for c in conditions.iter_mut().skip(1) {
@@ -261,9 +329,19 @@ pub fn generate(pod: &Pod, slots: &BTreeMap<String, Slot>, facts: &PodFacts) -> 
         }
     }
     if !conditions.iter().any(|c| c.type_ == "PodScheduled") {
-        conditions.push(condition("PodScheduled", true, None, None, &previous_conditions));
+        conditions.push(condition(
+            "PodScheduled",
+            true,
+            None,
+            None,
+            &previous_conditions,
+        ));
     }
-    let pod_ips: Vec<PodIP> = facts.pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect();
+    let pod_ips: Vec<PodIP> = facts
+        .pod_ips
+        .iter()
+        .map(|ip| PodIP { ip: ip.clone() })
+        .collect();
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),
@@ -290,7 +368,10 @@ mod tests {
     use serde_json::json;
 
     fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": spec})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": spec}),
+        )
+        .unwrap()
     }
 
     fn instance(name: &str, exit: Option<i32>) -> Instance {
@@ -311,7 +392,11 @@ mod tests {
                 termination_log: "/nonexistent".into(),
                 start_error: None,
             },
-            exit: exit.map(|c| Exit { exit_code: c, signal: None, finished_at: "2026-12-03T00:00:02Z".into() }),
+            exit: exit.map(|c| Exit {
+                exit_code: c,
+                signal: None,
+                finished_at: "2026-12-03T00:00:02Z".into(),
+            }),
             oom_killed: false,
             ready: true,
             started: true,
@@ -320,40 +405,97 @@ mod tests {
 
     fn slots(list: &[(&str, Option<i32>)]) -> BTreeMap<String, Slot> {
         list.iter()
-            .map(|(n, e)| (n.to_string(), Slot { current: Some(instance(n, *e)), ..Slot::default() }))
+            .map(|(n, e)| {
+                (
+                    n.to_string(),
+                    Slot {
+                        current: Some(instance(n, *e)),
+                        ..Slot::default()
+                    },
+                )
+            })
             .collect()
     }
 
     #[test]
     fn phases_as_upstream() {
-        let never = pod(json!({"restartPolicy": "Never", "containers": [{"name": "a"}, {"name": "b"}]}));
+        let never =
+            pod(json!({"restartPolicy": "Never", "containers": [{"name": "a"}, {"name": "b"}]}));
         assert_eq!(phase(&never, &BTreeMap::new(), false), "Pending");
-        assert_eq!(phase(&never, &slots(&[("a", None), ("b", None)]), false), "Running");
-        assert_eq!(phase(&never, &slots(&[("a", Some(0)), ("b", Some(0))]), false), "Succeeded");
-        assert_eq!(phase(&never, &slots(&[("a", Some(0)), ("b", Some(1))]), false), "Failed");
+        assert_eq!(
+            phase(&never, &slots(&[("a", None), ("b", None)]), false),
+            "Running"
+        );
+        assert_eq!(
+            phase(&never, &slots(&[("a", Some(0)), ("b", Some(0))]), false),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase(&never, &slots(&[("a", Some(0)), ("b", Some(1))]), false),
+            "Failed"
+        );
         let always = pod(json!({"containers": [{"name": "a"}]}));
         assert_eq!(phase(&always, &slots(&[("a", Some(0))]), false), "Running");
         assert_eq!(phase(&always, &slots(&[("a", Some(0))]), true), "Succeeded");
-        let init = pod(json!({"restartPolicy": "Never", "initContainers": [{"name": "i"}], "containers": [{"name": "a"}]}));
+        let init = pod(
+            json!({"restartPolicy": "Never", "initContainers": [{"name": "i"}], "containers": [{"name": "a"}]}),
+        );
         assert_eq!(phase(&init, &slots(&[("i", None)]), false), "Pending");
         assert_eq!(phase(&init, &slots(&[("i", Some(2))]), false), "Failed");
     }
 
     #[test]
     fn conditions_and_statuses() {
-        let p = pod(json!({"initContainers": [{"name": "i"}], "containers": [{"name": "a"}, {"name": "b"}]}));
+        let p = pod(
+            json!({"initContainers": [{"name": "i"}], "containers": [{"name": "a"}, {"name": "b"}]}),
+        );
         let mut s = slots(&[("i", Some(0)), ("a", None)]);
-        s.insert("b".into(), Slot { waiting: Some(("ContainerCreating".into(), String::new())), ..Slot::default() });
-        let facts = PodFacts { host_ip: "192.168.56.11", pod_ips: &["10.244.1.5".into()], sandbox_ready: true, start_time: None, qos_class: "BestEffort", terminating: false };
+        s.insert(
+            "b".into(),
+            Slot {
+                waiting: Some(("ContainerCreating".into(), String::new())),
+                ..Slot::default()
+            },
+        );
+        let facts = PodFacts {
+            host_ip: "192.168.56.11",
+            pod_ips: &["10.244.1.5".into()],
+            sandbox_ready: true,
+            start_time: None,
+            qos_class: "BestEffort",
+            terminating: false,
+        };
         let status = generate(&p, &s, &facts);
         assert_eq!(status.phase.as_deref(), Some("Pending"));
-        let cond = |t: &str| status.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap().clone();
+        let cond = |t: &str| {
+            status
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(cond("Initialized").status, "True");
         assert_eq!(cond("Ready").status, "False");
-        assert_eq!(cond("Ready").message.as_deref(), Some("containers with unready status: [b]"));
+        assert_eq!(
+            cond("Ready").message.as_deref(),
+            Some("containers with unready status: [b]")
+        );
         assert_eq!(cond("PodScheduled").status, "True");
         let b = &status.container_statuses.as_ref().unwrap()[1];
-        assert_eq!(b.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("ContainerCreating"));
+        assert_eq!(
+            b.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
         let a = &status.container_statuses.as_ref().unwrap()[0];
         assert_eq!(a.container_id.as_deref(), Some("skiff://id-a"));
         assert!(a.ready);

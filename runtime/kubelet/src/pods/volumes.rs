@@ -72,21 +72,36 @@ fn mount_error(volume: &Volume, message: impl ToString) -> MountError {
 
 /// Makes every volume of the pod ready (and brings API-backed ones up to date). Returns the
 /// host path of each volume by name.
-pub async fn ensure(client: &Client, pod: &Pod, pod_dir: &Path, host_ip: &str) -> Result<BTreeMap<String, PathBuf>, MountError> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+pub async fn ensure(
+    client: &Client,
+    pod: &Pod,
+    pod_dir: &Path,
+    host_ip: &str,
+) -> Result<BTreeMap<String, PathBuf>, MountError> {
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut paths = BTreeMap::new();
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
     for volume in &volumes {
         let dir = volume_dir(pod_dir, volume);
         if let Some(host) = &volume.host_path {
-            host_path(&host.path, host.type_.as_deref().unwrap_or("")).map_err(|e| mount_error(volume, e))?;
+            host_path(&host.path, host.type_.as_deref().unwrap_or(""))
+                .map_err(|e| mount_error(volume, e))?;
             paths.insert(volume.name.clone(), PathBuf::from(&host.path));
             continue;
         }
         if let Some(empty) = &volume.empty_dir {
             if !dir.exists() {
                 fs::create_dir_all(&dir).map_err(|e| mount_error(volume, e))?;
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(|e| mount_error(volume, e))?;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+                    .map_err(|e| mount_error(volume, e))?;
                 if empty.medium.as_deref() == Some("Memory") {
                     let size = empty
                         .size_limit
@@ -100,58 +115,114 @@ pub async fn ensure(client: &Client, pod: &Pod, pod_dir: &Path, host_ip: &str) -
         }
         let files = if let Some(source) = &volume.config_map {
             let optional = source.optional.unwrap_or(false);
-            let cm = get::<ConfigMap>(client, &namespace, &source.name).await.map_err(|e| mount_error(volume, e))?;
+            let cm = get::<ConfigMap>(client, &namespace, &source.name)
+                .await
+                .map_err(|e| mount_error(volume, e))?;
             match cm {
                 Some(cm) => config_map_files(&cm, source.items.as_deref(), source.default_mode)
                     .map_err(|e| mount_error(volume, e))?,
                 None if optional => BTreeMap::new(),
-                None => return Err(mount_error(volume, format!("configmap \"{}\" not found", source.name))),
+                None => {
+                    return Err(mount_error(
+                        volume,
+                        format!("configmap \"{}\" not found", source.name),
+                    ))
+                }
             }
         } else if let Some(source) = &volume.secret {
             let name = source.secret_name.clone().unwrap_or_default();
             let optional = source.optional.unwrap_or(false);
-            let secret = get::<Secret>(client, &namespace, &name).await.map_err(|e| mount_error(volume, e))?;
+            let secret = get::<Secret>(client, &namespace, &name)
+                .await
+                .map_err(|e| mount_error(volume, e))?;
             match secret {
-                Some(s) => secret_files(&s, source.items.as_deref(), source.default_mode).map_err(|e| mount_error(volume, e))?,
+                Some(s) => secret_files(&s, source.items.as_deref(), source.default_mode)
+                    .map_err(|e| mount_error(volume, e))?,
                 None if optional => BTreeMap::new(),
                 None => return Err(mount_error(volume, format!("secret \"{name}\" not found"))),
             }
         } else if let Some(source) = &volume.downward_api {
-            downward_files(pod, source.items.as_deref().unwrap_or_default(), source.default_mode, host_ip)
-                .map_err(|e| mount_error(volume, e))?
+            downward_files(
+                pod,
+                source.items.as_deref().unwrap_or_default(),
+                source.default_mode,
+                host_ip,
+            )
+            .map_err(|e| mount_error(volume, e))?
         } else if let Some(projected) = &volume.projected {
             let mut files = BTreeMap::new();
             for source in projected.sources.iter().flatten() {
                 if let Some(s) = &source.config_map {
-                    match get::<ConfigMap>(client, &namespace, &s.name).await.map_err(|e| mount_error(volume, e))? {
-                        Some(cm) => files.extend(config_map_files(&cm, s.items.as_deref(), projected.default_mode).map_err(|e| mount_error(volume, e))?),
+                    match get::<ConfigMap>(client, &namespace, &s.name)
+                        .await
+                        .map_err(|e| mount_error(volume, e))?
+                    {
+                        Some(cm) => files.extend(
+                            config_map_files(&cm, s.items.as_deref(), projected.default_mode)
+                                .map_err(|e| mount_error(volume, e))?,
+                        ),
                         None if s.optional.unwrap_or(false) => {}
-                        None => return Err(mount_error(volume, format!("configmap \"{}\" not found", s.name))),
+                        None => {
+                            return Err(mount_error(
+                                volume,
+                                format!("configmap \"{}\" not found", s.name),
+                            ))
+                        }
                     }
                 }
                 if let Some(s) = &source.secret {
-                    match get::<Secret>(client, &namespace, &s.name).await.map_err(|e| mount_error(volume, e))? {
-                        Some(secret) => files.extend(secret_files(&secret, s.items.as_deref(), projected.default_mode).map_err(|e| mount_error(volume, e))?),
+                    match get::<Secret>(client, &namespace, &s.name)
+                        .await
+                        .map_err(|e| mount_error(volume, e))?
+                    {
+                        Some(secret) => files.extend(
+                            secret_files(&secret, s.items.as_deref(), projected.default_mode)
+                                .map_err(|e| mount_error(volume, e))?,
+                        ),
                         None if s.optional.unwrap_or(false) => {}
-                        None => return Err(mount_error(volume, format!("secret \"{}\" not found", s.name))),
+                        None => {
+                            return Err(mount_error(
+                                volume,
+                                format!("secret \"{}\" not found", s.name),
+                            ))
+                        }
                     }
                 }
                 if let Some(s) = &source.downward_api {
                     files.extend(
-                        downward_files(pod, s.items.as_deref().unwrap_or_default(), projected.default_mode, host_ip)
-                            .map_err(|e| mount_error(volume, e))?,
+                        downward_files(
+                            pod,
+                            s.items.as_deref().unwrap_or_default(),
+                            projected.default_mode,
+                            host_ip,
+                        )
+                        .map_err(|e| mount_error(volume, e))?,
                     );
                 }
                 if let Some(s) = &source.service_account_token {
-                    let token = service_account_token(client, pod, s.audience.clone(), s.expiration_seconds)
-                        .await
-                        .map_err(|e| mount_error(volume, e))?;
-                    files.insert(s.path.clone(), (token.into_bytes(), mode(projected.default_mode, None, 0o644)));
+                    let token = service_account_token(
+                        client,
+                        pod,
+                        s.audience.clone(),
+                        s.expiration_seconds,
+                    )
+                    .await
+                    .map_err(|e| mount_error(volume, e))?;
+                    files.insert(
+                        s.path.clone(),
+                        (
+                            token.into_bytes(),
+                            mode(projected.default_mode, None, 0o644),
+                        ),
+                    );
                 }
             }
             files
         } else {
-            return Err(mount_error(volume, "this volume type is not supported by skiff's kubelet yet"));
+            return Err(mount_error(
+                volume,
+                "this volume type is not supported by skiff's kubelet yet",
+            ));
         };
         if !dir.exists() {
             fs::create_dir_all(&dir).map_err(|e| mount_error(volume, e))?;
@@ -169,17 +240,30 @@ pub async fn ensure(client: &Client, pod: &Pod, pod_dir: &Path, host_ip: &str) -
 /// node's and is never touched).
 pub fn remove_all(pod_dir: &Path) -> io::Result<()> {
     let root = pod_dir.join("volumes");
-    let Ok(plugins) = fs::read_dir(&root) else { return Ok(()) };
+    let Ok(plugins) = fs::read_dir(&root) else {
+        return Ok(());
+    };
     for plugin in plugins.flatten() {
         for volume in fs::read_dir(plugin.path())?.flatten() {
             let path = volume.path();
             match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
                 Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("unmounting {}: {e}", path.display()))),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("unmounting {}: {e}", path.display()),
+                    ))
+                }
             }
         }
     }
-    fs::remove_dir_all(&root).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+    fs::remove_dir_all(&root).or_else(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
 }
 
 fn mount_tmpfs(dir: &Path, size: Option<u64>) -> io::Result<()> {
@@ -215,36 +299,50 @@ pub fn host_path(path: &str, kind: &str) -> Result<(), String> {
     let p = Path::new(path);
     let meta = fs::metadata(p);
     use std::os::unix::fs::FileTypeExt;
-    let is = |check: fn(&fs::FileType) -> bool| meta.as_ref().map(|m| check(&m.file_type())).unwrap_or(false);
+    let is = |check: fn(&fs::FileType) -> bool| {
+        meta.as_ref()
+            .map(|m| check(&m.file_type()))
+            .unwrap_or(false)
+    };
     match kind {
         "" => Ok(()),
         "DirectoryOrCreate" => {
             if !p.exists() {
                 fs::create_dir_all(p).map_err(|e| format!("creating {path}: {e}"))?;
-                fs::set_permissions(p, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+                fs::set_permissions(p, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         }
         "Directory" if is(fs::FileType::is_dir) => Ok(()),
-        "Directory" => Err(format!("hostPath type check failed: {path} is not a directory")),
+        "Directory" => Err(format!(
+            "hostPath type check failed: {path} is not a directory"
+        )),
         "FileOrCreate" => {
             if !p.exists() {
                 if let Some(parent) = p.parent() {
                     fs::create_dir_all(parent).map_err(|e| e.to_string())?;
                 }
                 fs::File::create(p).map_err(|e| format!("creating {path}: {e}"))?;
-                fs::set_permissions(p, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+                fs::set_permissions(p, fs::Permissions::from_mode(0o644))
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         }
         "File" if is(fs::FileType::is_file) => Ok(()),
         "File" => Err(format!("hostPath type check failed: {path} is not a file")),
         "Socket" if is(fs::FileType::is_socket) => Ok(()),
-        "Socket" => Err(format!("hostPath type check failed: {path} is not a socket file")),
+        "Socket" => Err(format!(
+            "hostPath type check failed: {path} is not a socket file"
+        )),
         "CharDevice" if is(fs::FileType::is_char_device) => Ok(()),
-        "CharDevice" => Err(format!("hostPath type check failed: {path} is not a character device")),
+        "CharDevice" => Err(format!(
+            "hostPath type check failed: {path} is not a character device"
+        )),
         "BlockDevice" if is(fs::FileType::is_block_device) => Ok(()),
-        "BlockDevice" => Err(format!("hostPath type check failed: {path} is not a block device")),
+        "BlockDevice" => Err(format!(
+            "hostPath type check failed: {path} is not a block device"
+        )),
         other => Err(format!("unknown hostPath type {other:?}")),
     }
 }
@@ -252,10 +350,19 @@ pub fn host_path(path: &str, kind: &str) -> Result<(), String> {
 type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 fn mode(default_mode: Option<i32>, item_mode: Option<i32>, fallback: u32) -> u32 {
-    item_mode.or(default_mode).map(|m| m as u32 & 0o7777).unwrap_or(fallback)
+    item_mode
+        .or(default_mode)
+        .map(|m| m as u32 & 0o7777)
+        .unwrap_or(fallback)
 }
 
-fn select(all: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, default_mode: Option<i32>, kind: &str, name: &str) -> Result<Files, String> {
+fn select(
+    all: BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    kind: &str,
+    name: &str,
+) -> Result<Files, String> {
     let mut files = Files::new();
     match items {
         None => {
@@ -265,18 +372,28 @@ fn select(all: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, default_m
         }
         Some(items) => {
             for item in items {
-                let value = all
-                    .get(&item.key)
-                    .ok_or_else(|| format!("configuration error: key {:?} not found in {kind} {name:?}", item.key))?;
+                let value = all.get(&item.key).ok_or_else(|| {
+                    format!(
+                        "configuration error: key {:?} not found in {kind} {name:?}",
+                        item.key
+                    )
+                })?;
                 check_relative(&item.path)?;
-                files.insert(item.path.clone(), (value.clone(), mode(default_mode, item.mode, 0o644)));
+                files.insert(
+                    item.path.clone(),
+                    (value.clone(), mode(default_mode, item.mode, 0o644)),
+                );
             }
         }
     }
     Ok(files)
 }
 
-fn config_map_files(cm: &ConfigMap, items: Option<&[KeyToPath]>, default_mode: Option<i32>) -> Result<Files, String> {
+fn config_map_files(
+    cm: &ConfigMap,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+) -> Result<Files, String> {
     let mut all: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (k, v) in cm.data.clone().unwrap_or_default() {
         all.insert(k, v.into_bytes());
@@ -284,10 +401,20 @@ fn config_map_files(cm: &ConfigMap, items: Option<&[KeyToPath]>, default_mode: O
     for (k, v) in cm.binary_data.clone().unwrap_or_default() {
         all.insert(k, v.0);
     }
-    select(all, items, default_mode, "ConfigMap", cm.metadata.name.as_deref().unwrap_or_default())
+    select(
+        all,
+        items,
+        default_mode,
+        "ConfigMap",
+        cm.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
-fn secret_files(secret: &Secret, items: Option<&[KeyToPath]>, default_mode: Option<i32>) -> Result<Files, String> {
+fn secret_files(
+    secret: &Secret,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+) -> Result<Files, String> {
     let mut all: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (k, v) in secret.data.clone().unwrap_or_default() {
         all.insert(k, v.0);
@@ -295,10 +422,21 @@ fn secret_files(secret: &Secret, items: Option<&[KeyToPath]>, default_mode: Opti
     for (k, v) in secret.string_data.clone().unwrap_or_default() {
         all.insert(k, v.into_bytes());
     }
-    select(all, items, default_mode, "Secret", secret.metadata.name.as_deref().unwrap_or_default())
+    select(
+        all,
+        items,
+        default_mode,
+        "Secret",
+        secret.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
-fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: Option<i32>, host_ip: &str) -> Result<Files, String> {
+fn downward_files(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: Option<i32>,
+    host_ip: &str,
+) -> Result<Files, String> {
     let mut files = Files::new();
     for item in items {
         check_relative(&item.path)?;
@@ -308,7 +446,14 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: Opti
                 m.clone()
                     .unwrap_or_default()
                     .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}=\"{}\"\n",
+                            v.replace('\\', "\\\\")
+                                .replace('"', "\\\"")
+                                .replace('\n', "\\n")
+                        )
+                    })
                     .collect::<String>()
             };
             match field.field_path.as_str() {
@@ -319,11 +464,26 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: Opti
                 "metadata.uid" => meta.uid.clone().unwrap_or_default(),
                 "status.hostIP" => host_ip.to_string(),
                 path => {
-                    let bracket = |prefix: &str| path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']").map(str::to_string);
+                    let bracket = |prefix: &str| {
+                        path.strip_prefix(prefix)?
+                            .strip_prefix("['")?
+                            .strip_suffix("']")
+                            .map(str::to_string)
+                    };
                     if let Some(key) = bracket("metadata.labels") {
-                        meta.labels.clone().unwrap_or_default().get(&key).cloned().unwrap_or_default()
+                        meta.labels
+                            .clone()
+                            .unwrap_or_default()
+                            .get(&key)
+                            .cloned()
+                            .unwrap_or_default()
                     } else if let Some(key) = bracket("metadata.annotations") {
-                        meta.annotations.clone().unwrap_or_default().get(&key).cloned().unwrap_or_default()
+                        meta.annotations
+                            .clone()
+                            .unwrap_or_default()
+                            .get(&key)
+                            .cloned()
+                            .unwrap_or_default()
                     } else {
                         return Err(format!("unsupported fieldPath {path:?}"));
                     }
@@ -338,20 +498,42 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: Opti
                 .ok_or_else(|| format!("container {name:?} not found for resourceFieldRef"))?;
             let resources = container.resources.clone().unwrap_or_default();
             let (map, key) = resource.resource.split_once('.').unwrap_or(("", ""));
-            let source = if map == "limits" { resources.limits } else { resources.requests };
-            source.unwrap_or_default().get(key).map(|q| q.0.clone()).unwrap_or_else(|| "0".into())
+            let source = if map == "limits" {
+                resources.limits
+            } else {
+                resources.requests
+            };
+            source
+                .unwrap_or_default()
+                .get(key)
+                .map(|q| q.0.clone())
+                .unwrap_or_else(|| "0".into())
         } else {
             String::new()
         };
-        files.insert(item.path.clone(), (value.into_bytes(), mode(default_mode, item.mode, 0o644)));
+        files.insert(
+            item.path.clone(),
+            (value.into_bytes(), mode(default_mode, item.mode, 0o644)),
+        );
     }
     Ok(files)
 }
 
 /// A token for the pod's service account through the TokenRequest API, bound to the pod.
-async fn service_account_token(client: &Client, pod: &Pod, audience: Option<String>, expiration: Option<i64>) -> Result<String, String> {
-    use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+async fn service_account_token(
+    client: &Client,
+    pod: &Pod,
+    audience: Option<String>,
+    expiration: Option<i64>,
+) -> Result<String, String> {
+    use k8s_openapi::api::authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec,
+    };
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let account = pod
         .spec
         .as_ref()
@@ -370,12 +552,21 @@ async fn service_account_token(client: &Client, pod: &Pod, audience: Option<Stri
         },
         ..TokenRequest::default()
     };
-    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &namespace);
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &namespace);
     let answer: TokenRequest = api
-        .create_subresource("token", &account, &kube::api::PostParams::default(), &request)
+        .create_subresource(
+            "token",
+            &account,
+            &kube::api::PostParams::default(),
+            &request,
+        )
         .await
         .map_err(|e| format!("failed to fetch token: {e}"))?;
-    answer.status.map(|s| s.token).ok_or_else(|| "the token request has no status".into())
+    answer
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| "the token request has no status".into())
 }
 
 fn check_relative(path: &str) -> Result<(), String> {
@@ -387,7 +578,9 @@ fn check_relative(path: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid path {path:?}: must be relative and may not contain '..'"))
+        Err(format!(
+            "invalid path {path:?}: must be relative and may not contain '..'"
+        ))
     }
 }
 
@@ -451,7 +644,11 @@ fn same_content(dir: &Path, files: &Files) -> bool {
     for (path, (bytes, mode)) in files {
         let target = dir.join(path);
         match (fs::read(&target), fs::metadata(&target)) {
-            (Ok(existing), Ok(meta)) if &existing == bytes && meta.permissions().mode() & 0o7777 == *mode => count += 1,
+            (Ok(existing), Ok(meta))
+                if &existing == bytes && meta.permissions().mode() & 0o7777 == *mode =>
+            {
+                count += 1
+            }
             _ => return false,
         }
     }
@@ -459,7 +656,9 @@ fn same_content(dir: &Path, files: &Files) -> bool {
 }
 
 fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| {
@@ -474,7 +673,9 @@ fn count_files(dir: &Path) -> usize {
 
 /// Decodes `data:` style base64 (used by tests and the dockerconfigjson reader).
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
 }
 
 /// Errors a container's mounts can hit after the volumes exist.
@@ -485,15 +686,20 @@ pub fn sub_path(volume_path: &Path, sub_path: &str, create: bool) -> Result<Path
     check_relative(sub_path).map_err(ConfigError)?;
     let path = volume_path.join(sub_path);
     if create && !path.exists() {
-        fs::create_dir_all(&path).map_err(|e| ConfigError(format!("creating subPath {sub_path:?}: {e}")))?;
+        fs::create_dir_all(&path)
+            .map_err(|e| ConfigError(format!("creating subPath {sub_path:?}: {e}")))?;
     }
     // A symlink inside the volume must not lead out of it.
-    let base = volume_path.canonicalize().map_err(|e| ConfigError(e.to_string()))?;
+    let base = volume_path
+        .canonicalize()
+        .map_err(|e| ConfigError(e.to_string()))?;
     let real = path
         .canonicalize()
         .map_err(|e| ConfigError(format!("subPath {sub_path:?}: {e}")))?;
     if !real.starts_with(&base) {
-        return Err(ConfigError(format!("subPath {sub_path:?} leads outside the volume")));
+        return Err(ConfigError(format!(
+            "subPath {sub_path:?} leads outside the volume"
+        )));
     }
     Ok(real)
 }
@@ -515,7 +721,10 @@ mod tests {
         write_atomic(dir.path(), &files(&[("a", "1"), ("sub/b", "2")])).unwrap();
         assert_eq!(fs::read_to_string(dir.path().join("a")).unwrap(), "1");
         assert_eq!(fs::read_to_string(dir.path().join("sub/b")).unwrap(), "2");
-        assert_eq!(fs::read_link(dir.path().join("a")).unwrap(), Path::new("..data/a"));
+        assert_eq!(
+            fs::read_link(dir.path().join("a")).unwrap(),
+            Path::new("..data/a")
+        );
         let first = fs::read_link(dir.path().join("..data")).unwrap();
         // Same content: nothing rewritten.
         write_atomic(dir.path(), &files(&[("a", "1"), ("sub/b", "2")])).unwrap();
@@ -530,13 +739,27 @@ mod tests {
     #[test]
     fn items_pick_keys_and_refuse_escapes() {
         let all = BTreeMap::from([("k".to_string(), b"v".to_vec())]);
-        let items = vec![KeyToPath { key: "k".into(), path: "conf/k.txt".into(), mode: Some(0o600) }];
+        let items = vec![KeyToPath {
+            key: "k".into(),
+            path: "conf/k.txt".into(),
+            mode: Some(0o600),
+        }];
         let picked = select(all.clone(), Some(&items), None, "ConfigMap", "c").unwrap();
         assert_eq!(picked["conf/k.txt"], (b"v".to_vec(), 0o600));
-        let bad = vec![KeyToPath { key: "k".into(), path: "../x".into(), mode: None }];
+        let bad = vec![KeyToPath {
+            key: "k".into(),
+            path: "../x".into(),
+            mode: None,
+        }];
         assert!(select(all.clone(), Some(&bad), None, "ConfigMap", "c").is_err());
-        let missing = vec![KeyToPath { key: "nope".into(), path: "x".into(), mode: None }];
-        assert!(select(all, Some(&missing), None, "ConfigMap", "c").unwrap_err().contains("not found"));
+        let missing = vec![KeyToPath {
+            key: "nope".into(),
+            path: "x".into(),
+            mode: None,
+        }];
+        assert!(select(all, Some(&missing), None, "ConfigMap", "c")
+            .unwrap_err()
+            .contains("not found"));
     }
 
     #[test]
@@ -545,7 +768,9 @@ mod tests {
         let made = dir.path().join("made");
         host_path(made.to_str().unwrap(), "DirectoryOrCreate").unwrap();
         assert!(made.is_dir());
-        assert!(host_path(made.to_str().unwrap(), "File").unwrap_err().contains("not a file"));
+        assert!(host_path(made.to_str().unwrap(), "File")
+            .unwrap_err()
+            .contains("not a file"));
         let file = dir.path().join("f");
         host_path(file.to_str().unwrap(), "FileOrCreate").unwrap();
         host_path(file.to_str().unwrap(), "File").unwrap();

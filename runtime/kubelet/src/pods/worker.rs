@@ -52,7 +52,12 @@ pub struct Worker {
 
 impl Worker {
     /// A worker for `uid`, starting from what was found on disk.
-    pub fn new(k: Arc<Kubelet>, uid: String, sandbox: Option<SandboxRecord>, instances: Vec<Instance>) -> Worker {
+    pub fn new(
+        k: Arc<Kubelet>,
+        uid: String,
+        sandbox: Option<SandboxRecord>,
+        instances: Vec<Instance>,
+    ) -> Worker {
         let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
         for instance in instances {
             let slot = slots.entry(instance.record.name.clone()).or_default();
@@ -123,16 +128,34 @@ impl Worker {
     async fn event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
         let mut reference = skiff_events::reference(pod);
         reference.field_path = None;
-        if let Err(e) = self.k.recorder.record(&self.k.client, &reference, type_, reason, reason, message).await {
+        if let Err(e) = self
+            .k
+            .recorder
+            .record(&self.k.client, &reference, type_, reason, reason, message)
+            .await
+        {
             tracing::debug!("event {reason}: {e}");
         }
     }
 
-    async fn container_event(&self, pod: &Pod, container: &str, init: bool, type_: &str, reason: &str, message: &str) {
+    async fn container_event(
+        &self,
+        pod: &Pod,
+        container: &str,
+        init: bool,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
         let mut reference = skiff_events::reference(pod);
         let list = if init { "initContainers" } else { "containers" };
         reference.field_path = Some(format!("spec.{list}{{{container}}}"));
-        if let Err(e) = self.k.recorder.record(&self.k.client, &reference, type_, reason, reason, message).await {
+        if let Err(e) = self
+            .k
+            .recorder
+            .record(&self.k.client, &reference, type_, reason, reason, message)
+            .await
+        {
             tracing::debug!("event {reason}: {e}");
         }
     }
@@ -148,7 +171,11 @@ impl Worker {
         }
         self.refresh_exits();
         self.adopt_readiness(pod);
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         if phase == "Succeeded" || phase == "Failed" {
             // Finished: nothing runs again; the network goes back, the records stay for
             // the status and logs until the pod is deleted.
@@ -161,7 +188,13 @@ impl Worker {
             return false;
         }
         if let Err(message) = self.ensure_sandbox(pod).await {
-            self.event(pod, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {message}")).await;
+            self.event(
+                pod,
+                "Warning",
+                "FailedCreatePodSandBox",
+                &format!("Failed to create pod sandbox: {message}"),
+            )
+            .await;
             for c in all_containers(pod) {
                 let slot = self.slots.entry(c.name.clone()).or_default();
                 if slot.current.is_none() {
@@ -171,10 +204,18 @@ impl Worker {
             self.post_status(pod).await;
             return false;
         }
-        let volume_paths = match volumes::ensure(&self.k.client, pod, &self.pod_dir(), &self.k.args.node_ip.to_string()).await {
+        let volume_paths = match volumes::ensure(
+            &self.k.client,
+            pod,
+            &self.pod_dir(),
+            &self.k.args.node_ip.to_string(),
+        )
+        .await
+        {
             Ok(paths) => paths,
             Err(e) => {
-                self.event(pod, "Warning", "FailedMount", &e.to_string()).await;
+                self.event(pod, "Warning", "FailedMount", &e.to_string())
+                    .await;
                 for c in all_containers(pod) {
                     let slot = self.slots.entry(c.name.clone()).or_default();
                     if slot.current.is_none() {
@@ -208,13 +249,18 @@ impl Worker {
                 .collect::<Vec<_>>()
         });
         for c in all_containers(pod) {
-            let Some(slot) = self.slots.get_mut(&c.name) else { continue };
-            let Some(instance) = slot.current.as_mut().filter(|i| i.running()) else { continue };
+            let Some(slot) = self.slots.get_mut(&c.name) else {
+                continue;
+            };
+            let Some(instance) = slot.current.as_mut().filter(|i| i.running()) else {
+                continue;
+            };
             if slot.probes.iter().any(|(ok, failed)| ok + failed > 0) {
                 continue;
             }
             let reported = statuses.iter().flatten().find(|s| {
-                s.name == c.name && s.container_id.as_deref() == Some(&format!("skiff://{}", instance.record.id))
+                s.name == c.name
+                    && s.container_id.as_deref() == Some(&format!("skiff://{}", instance.record.id))
             });
             if c.startup_probe.is_none() {
                 instance.started = true;
@@ -233,7 +279,9 @@ impl Worker {
     fn refresh_exits(&mut self) {
         let root = self.k.args.root_dir.clone();
         for slot in self.slots.values_mut() {
-            let Some(instance) = slot.current.as_mut() else { continue };
+            let Some(instance) = slot.current.as_mut() else {
+                continue;
+            };
             if instance.exit.is_some() || instance.record.started_at.is_none() {
                 continue;
             }
@@ -243,11 +291,14 @@ impl Worker {
                     .as_ref()
                     .map(|s| format!("{}/{}", s.cgroup_path, instance.record.id))
                     .unwrap_or_default();
-                instance.oom_killed = exit.exit_code == 137 && cgroups::oom_kills(&self.k.layout, &cgroup) > 0;
+                instance.oom_killed =
+                    exit.exit_code == 137 && cgroups::oom_kills(&self.k.layout, &cgroup) > 0;
                 instance.exit = Some(exit);
                 instance.ready = false;
                 slot.finished_seen = Some(Instant::now());
-            } else if !state::shim_alive(&root, &instance.record.id) && state::read_exit(&root, &instance.record.id).is_none() {
+            } else if !state::shim_alive(&root, &instance.record.id)
+                && state::read_exit(&root, &instance.record.id).is_none()
+            {
                 instance.exit = Some(crate::shim::Exit {
                     exit_code: 255,
                     signal: None,
@@ -262,13 +313,21 @@ impl Worker {
     async fn ensure_sandbox(&mut self, pod: &Pod) -> Result<(), String> {
         let pod_dir = self.pod_dir();
         if let Some(existing) = &self.sandbox {
-            if sandbox::namespaces_pinned(&pod_dir) && (existing.host_network || existing.network_ready) {
+            if sandbox::namespaces_pinned(&pod_dir)
+                && (existing.host_network || existing.network_ready)
+            {
                 return Ok(());
             }
             if !sandbox::namespaces_pinned(&pod_dir) {
                 // The host rebooted (or someone removed the mounts): a new sandbox, and the
                 // containers start again in it.
-                self.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.").await;
+                self.event(
+                    pod,
+                    "Normal",
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.",
+                )
+                .await;
                 self.stop_all(pod, Duration::from_secs(0)).await;
                 self.release_network().await;
                 self.sandbox = None;
@@ -276,7 +335,11 @@ impl Worker {
         }
         let spec = pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let mut record = match self.sandbox.clone() {
             Some(r) => r,
@@ -294,20 +357,29 @@ impl Worker {
                     created_at: jiff::Timestamp::now().to_string(),
                     network_ready: false,
                 };
-                std::fs::create_dir_all(&pod_dir).map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
-                state::write_json(&pod_dir.join("sandbox.json"), &record).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(&pod_dir)
+                    .map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
+                state::write_json(&pod_dir.join("sandbox.json"), &record)
+                    .map_err(|e| e.to_string())?;
                 if !sandbox::namespaces_pinned(&pod_dir) {
-                    sandbox::pin_namespaces(&pod_dir, &sandbox::hostname(pod)).map_err(|e| format!("creating the pod's namespaces: {e}"))?;
+                    sandbox::pin_namespaces(&pod_dir, &sandbox::hostname(pod))
+                        .map_err(|e| format!("creating the pod's namespaces: {e}"))?;
                 }
-                cgroups::ensure_pod(&self.k.layout, &self.k.args.cgroup_root, &record.cgroup_path, &cgroups::pod_limits(pod))
-                    .map_err(|e| format!("creating the pod cgroup: {e}"))?;
+                cgroups::ensure_pod(
+                    &self.k.layout,
+                    &self.k.args.cgroup_root,
+                    &record.cgroup_path,
+                    &cgroups::pod_limits(pod),
+                )
+                .map_err(|e| format!("creating the pod cgroup: {e}"))?;
                 record
             }
         };
         if host_network {
             record.pod_ips = vec![self.k.args.node_ip.to_string()];
         } else if !record.network_ready {
-            let network = cni::load(&self.k.args.cni_conf_dir).map_err(|e| format!("network plugin is not ready: {e}"))?;
+            let network = cni::load(&self.k.args.cni_conf_dir)
+                .map_err(|e| format!("network plugin is not ready: {e}"))?;
             let netns = sandbox::ns_path(&pod_dir, "net");
             let attachment = cni::Attachment {
                 container_id: &record.id,
@@ -332,9 +404,20 @@ impl Worker {
         } else {
             sandbox::hosts_file(pod, &record.pod_ips, &self.k.args.cluster_domain)
         };
-        let dns: Vec<String> = self.k.args.cluster_dns.iter().map(|ip| ip.to_string()).collect();
-        let resolv = sandbox::resolv_conf(pod, &dns, &self.k.args.cluster_domain, &self.k.node_resolv);
-        for (file, text) in [("etc-hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{}\n", sandbox::hostname(pod)))] {
+        let dns: Vec<String> = self
+            .k
+            .args
+            .cluster_dns
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        let resolv =
+            sandbox::resolv_conf(pod, &dns, &self.k.args.cluster_domain, &self.k.node_resolv);
+        for (file, text) in [
+            ("etc-hosts", hosts),
+            ("resolv.conf", resolv),
+            ("hostname", format!("{}\n", sandbox::hostname(pod))),
+        ] {
             std::fs::write(pod_dir.join(file), text).map_err(|e| format!("writing {file}: {e}"))?;
         }
         state::write_json(&pod_dir.join("sandbox.json"), &record).map_err(|e| e.to_string())?;
@@ -343,9 +426,16 @@ impl Worker {
     }
 
     /// Init containers in order; true once every one has succeeded (sidecars: started).
-    async fn run_init_containers(&mut self, pod: &Arc<Pod>, volumes: &BTreeMap<String, PathBuf>) -> bool {
+    async fn run_init_containers(
+        &mut self,
+        pod: &Arc<Pod>,
+        volumes: &BTreeMap<String, PathBuf>,
+    ) -> bool {
         let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         for c in spec.init_containers.clone().unwrap_or_default() {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
             let current = self.slots.get(&c.name).and_then(|s| s.current.clone());
@@ -355,7 +445,12 @@ impl Worker {
                     if !sidecar {
                         return false;
                     }
-                    if !self.slots.get(&c.name).and_then(|s| s.current.as_ref()).is_some_and(|i| i.running() && i.started) {
+                    if !self
+                        .slots
+                        .get(&c.name)
+                        .and_then(|s| s.current.as_ref())
+                        .is_some_and(|i| i.running() && i.started)
+                    {
                         return false;
                     }
                 }
@@ -383,7 +478,10 @@ impl Worker {
 
     async fn run_containers(&mut self, pod: &Arc<Pod>, volumes: &BTreeMap<String, PathBuf>) {
         let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         for c in spec.containers.clone() {
             let current = self.slots.get(&c.name).and_then(|s| s.current.clone());
             match current {
@@ -406,8 +504,16 @@ impl Worker {
         }
     }
 
-    async fn restart_with_backoff(&mut self, pod: &Arc<Pod>, c: &Container, init: bool, volumes: &BTreeMap<String, PathBuf>) {
-        let Some(slot) = self.slots.get_mut(&c.name) else { return };
+    async fn restart_with_backoff(
+        &mut self,
+        pod: &Arc<Pod>,
+        c: &Container,
+        init: bool,
+        volumes: &BTreeMap<String, PathBuf>,
+    ) {
+        let Some(slot) = self.slots.get_mut(&c.name) else {
+            return;
+        };
         let finished = slot.finished_seen.unwrap_or_else(Instant::now);
         if let Some(wait) = slot.backoff.in_backoff(finished, Instant::now()) {
             let _ = wait;
@@ -415,27 +521,65 @@ impl Worker {
             let (ns, name) = names(pod);
             slot.waiting = Some((
                 "CrashLoopBackOff".into(),
-                format!("back-off {delay}s restarting failed container={} pod={name}_{ns}({})", c.name, self.uid),
+                format!(
+                    "back-off {delay}s restarting failed container={} pod={name}_{ns}({})",
+                    c.name, self.uid
+                ),
             ));
-            let message = format!("Back-off restarting failed container {} in pod {name}_{ns}({})", c.name, self.uid);
-            self.container_event(pod, &c.name, init, "Warning", "BackOff", &message).await;
+            let message = format!(
+                "Back-off restarting failed container {} in pod {name}_{ns}({})",
+                c.name, self.uid
+            );
+            self.container_event(pod, &c.name, init, "Warning", "BackOff", &message)
+                .await;
             return;
         }
         self.start_container(pod, c, init, volumes).await;
     }
 
     /// Creates and starts a new instance of `c` (replacing a finished one).
-    async fn start_container(&mut self, pod: &Arc<Pod>, c: &Container, init: bool, volumes: &BTreeMap<String, PathBuf>) {
-        let Some(sandbox_record) = self.sandbox.clone() else { return };
+    async fn start_container(
+        &mut self,
+        pod: &Arc<Pod>,
+        c: &Container,
+        init: bool,
+        volumes: &BTreeMap<String, PathBuf>,
+    ) {
+        let Some(sandbox_record) = self.sandbox.clone() else {
+            return;
+        };
         let image = c.image.clone().unwrap_or_default();
         // Image pull backoff.
         {
             let slot = self.slots.entry(c.name.clone()).or_default();
             if let Some(failed) = slot.pull_failed_at {
-                if slot.pull_backoff.in_backoff(failed, Instant::now()).is_some() {
-                    slot.waiting = Some(("ImagePullBackOff".into(), format!("Back-off pulling image {image:?}")));
-                    self.container_event(pod, &c.name, init, "Normal", "BackOff", &format!("Back-off pulling image {image:?}")).await;
-                    self.container_event(pod, &c.name, init, "Warning", "Failed", "Error: ImagePullBackOff").await;
+                if slot
+                    .pull_backoff
+                    .in_backoff(failed, Instant::now())
+                    .is_some()
+                {
+                    slot.waiting = Some((
+                        "ImagePullBackOff".into(),
+                        format!("Back-off pulling image {image:?}"),
+                    ));
+                    self.container_event(
+                        pod,
+                        &c.name,
+                        init,
+                        "Normal",
+                        "BackOff",
+                        &format!("Back-off pulling image {image:?}"),
+                    )
+                    .await;
+                    self.container_event(
+                        pod,
+                        &c.name,
+                        init,
+                        "Warning",
+                        "Failed",
+                        "Error: ImagePullBackOff",
+                    )
+                    .await;
                     return;
                 }
             }
@@ -443,12 +587,30 @@ impl Worker {
         let policy = images::policy(c);
         let needs_pull = policy == "Always" || self.k.images.image(&image).is_err();
         if needs_pull && policy != "Never" {
-            self.container_event(pod, &c.name, init, "Normal", "Pulling", &format!("Pulling image {image:?}")).await;
+            self.container_event(
+                pod,
+                &c.name,
+                init,
+                "Normal",
+                "Pulling",
+                &format!("Pulling image {image:?}"),
+            )
+            .await;
         }
-        let info = match images::ensure(&self.k.client, &self.k.images, pod, c, &self.pod_dir()).await {
+        let info = match images::ensure(&self.k.client, &self.k.images, pod, c, &self.pod_dir())
+            .await
+        {
             Ok(images::Outcome::Present(info)) => {
                 if !needs_pull || policy == "Always" {
-                    self.container_event(pod, &c.name, init, "Normal", "Pulled", &format!("Container image {image:?} already present on machine")).await;
+                    self.container_event(
+                        pod,
+                        &c.name,
+                        init,
+                        "Normal",
+                        "Pulled",
+                        &format!("Container image {image:?} already present on machine"),
+                    )
+                    .await;
                 }
                 info
             }
@@ -457,7 +619,8 @@ impl Worker {
                     "Successfully pulled image {image:?} in {seconds:.3}s ({seconds:.3}s including waiting). Image size: {} bytes.",
                     info.size
                 );
-                self.container_event(pod, &c.name, init, "Normal", "Pulled", &message).await;
+                self.container_event(pod, &c.name, init, "Normal", "Pulled", &message)
+                    .await;
                 if let Some(slot) = self.slots.get_mut(&c.name) {
                     slot.pull_failed_at = None;
                     slot.pull_backoff = Default::default();
@@ -470,8 +633,17 @@ impl Worker {
                 } else {
                     failure.message.clone()
                 };
-                self.container_event(pod, &c.name, init, "Warning", "Failed", &message).await;
-                self.container_event(pod, &c.name, init, "Warning", "Failed", &format!("Error: {}", failure.reason)).await;
+                self.container_event(pod, &c.name, init, "Warning", "Failed", &message)
+                    .await;
+                self.container_event(
+                    pod,
+                    &c.name,
+                    init,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {}", failure.reason),
+                )
+                .await;
                 let slot = self.slots.entry(c.name.clone()).or_default();
                 slot.waiting = Some((failure.reason.to_string(), failure.message));
                 let now = Instant::now();
@@ -480,15 +652,34 @@ impl Worker {
                 return;
             }
         };
-        match self.create_and_start(pod, c, init, volumes, &sandbox_record, &info).await {
+        match self
+            .create_and_start(pod, c, init, volumes, &sandbox_record, &info)
+            .await
+        {
             Ok(()) => {}
             Err(StartFailure::Config(message)) => {
-                self.container_event(pod, &c.name, init, "Warning", "Failed", &format!("Error: {message}")).await;
+                self.container_event(
+                    pod,
+                    &c.name,
+                    init,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
+                .await;
                 let slot = self.slots.entry(c.name.clone()).or_default();
                 slot.waiting = Some(("CreateContainerConfigError".into(), message));
             }
             Err(StartFailure::Create(message)) => {
-                self.container_event(pod, &c.name, init, "Warning", "Failed", &format!("Error: {message}")).await;
+                self.container_event(
+                    pod,
+                    &c.name,
+                    init,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
+                .await;
                 let slot = self.slots.entry(c.name.clone()).or_default();
                 slot.waiting = Some(("CreateContainerError".into(), message));
             }
@@ -510,20 +701,27 @@ impl Worker {
             node_allocatable_millicpu: self.k.node_millicpu,
             node_allocatable_memory: self.k.node_memory_bytes,
         };
-        let vars = env::environment(&self.k.client, pod, c, &facts).await.map_err(|e| StartFailure::Config(e.0))?;
+        let vars = env::environment(&self.k.client, pod, c, &facts)
+            .await
+            .map_err(|e| StartFailure::Config(e.0))?;
         // Bind mounts for the container's volumeMounts.
         let mut mounts = Vec::new();
         for m in c.volume_mounts.iter().flatten() {
-            let source = volume_paths
-                .get(&m.name)
-                .ok_or_else(|| StartFailure::Config(format!("cannot find volume {:?} to mount into container {:?}", m.name, c.name)))?;
+            let source = volume_paths.get(&m.name).ok_or_else(|| {
+                StartFailure::Config(format!(
+                    "cannot find volume {:?} to mount into container {:?}",
+                    m.name, c.name
+                ))
+            })?;
             let is_dir_volume = pod
                 .spec
                 .as_ref()
                 .and_then(|s| s.volumes.as_ref())
                 .and_then(|v| v.iter().find(|v| v.name == m.name))
                 .is_some_and(|v| v.empty_dir.is_some() || v.host_path.is_some());
-            let source = volumes::sub_path(source, m.sub_path.as_deref().unwrap_or(""), is_dir_volume).map_err(|e| StartFailure::Config(e.0))?;
+            let source =
+                volumes::sub_path(source, m.sub_path.as_deref().unwrap_or(""), is_dir_volume)
+                    .map_err(|e| StartFailure::Config(e.0))?;
             mounts.push(spec::BindMount {
                 source,
                 destination: m.mount_path.clone(),
@@ -531,7 +729,11 @@ impl Worker {
             });
         }
         let slot = self.slots.entry(c.name.clone()).or_default();
-        let restart_count = slot.current.as_ref().map(|i| i.record.restart_count + 1).unwrap_or(0);
+        let restart_count = slot
+            .current
+            .as_ref()
+            .map(|i| i.record.restart_count + 1)
+            .unwrap_or(0);
         let previous = slot.current.take();
         if let Some(previous) = previous {
             slot.last = previous.terminated();
@@ -548,7 +750,11 @@ impl Worker {
             .join(format!("{ns}_{name}_{}", self.uid))
             .join(&c.name)
             .join(format!("{restart_count}.log"));
-        let termination_log = self.pod_dir().join("containers").join(&c.name).join(&id[..8]);
+        let termination_log = self
+            .pod_dir()
+            .join("containers")
+            .join(&c.name)
+            .join(&id[..8]);
         if let Some(parent) = termination_log.parent() {
             std::fs::create_dir_all(parent).map_err(|e| StartFailure::Create(e.to_string()))?;
         }
@@ -569,15 +775,20 @@ impl Worker {
             termination_log: termination_log.clone(),
             start_error: None,
         };
-        state::write_json(&dir.join("record.json"), &record).map_err(|e| StartFailure::Create(e.to_string()))?;
+        state::write_json(&dir.join("record.json"), &record)
+            .map_err(|e| StartFailure::Create(e.to_string()))?;
         // From here on the record exists: failures leave an instance that cleanup removes.
         let store = self.k.images.clone();
         let image_name = info.name.clone();
         let id_for_mount = id.clone();
-        let rootfs = tokio::task::spawn_blocking(move || skiff_image::overlay::mount_rootfs(&store, &image_name, &id_for_mount))
-            .await
-            .map_err(|e| StartFailure::Create(e.to_string()))
-            .and_then(|r| r.map_err(|e| StartFailure::Create(format!("failed to mount the image's rootfs: {e}"))));
+        let rootfs = tokio::task::spawn_blocking(move || {
+            skiff_image::overlay::mount_rootfs(&store, &image_name, &id_for_mount)
+        })
+        .await
+        .map_err(|e| StartFailure::Create(e.to_string()))
+        .and_then(|r| {
+            r.map_err(|e| StartFailure::Create(format!("failed to mount the image's rootfs: {e}")))
+        });
         let rootfs = match rootfs {
             Ok(r) => r,
             Err(e) => {
@@ -613,15 +824,28 @@ impl Worker {
                 .iter()
                 .map(|a| env::expand(a, &env_map))
                 .collect();
-            let env_strings: Vec<String> = env_list.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let env_strings: Vec<String> =
+                env_list.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let ctx = spec::PodContext {
                 pod,
                 pod_dir: &self.pod_dir(),
-                netns: (!sandbox_record.host_network).then(|| sandbox::ns_path(&self.pod_dir(), "net")),
+                netns: (!sandbox_record.host_network)
+                    .then(|| sandbox::ns_path(&self.pod_dir(), "net")),
                 cgroup_parent: &sandbox_record.cgroup_path,
                 node_memory_bytes: self.k.node_memory_bytes,
+                min_oom_score_adj: self.k.min_oom_score_adj,
             };
-            spec::build(base, &ctx, c, &id, args, env_strings, &mounts, &termination_log).map_err(|e| StartFailure::Config(e.0))
+            spec::build(
+                base,
+                &ctx,
+                c,
+                &id,
+                args,
+                env_strings,
+                &mounts,
+                &termination_log,
+            )
+            .map_err(|e| StartFailure::Config(e.0))
         });
         let config = match built {
             Ok(config) => config,
@@ -634,7 +858,15 @@ impl Worker {
             self.forget_failed(c, record).await;
             return Err(StartFailure::Create(e.to_string()));
         }
-        self.container_event(pod, &c.name, init, "Normal", "Created", &format!("Created container {}", c.name)).await;
+        self.container_event(
+            pod,
+            &c.name,
+            init,
+            "Normal",
+            "Created",
+            &format!("Created container {}", c.name),
+        )
+        .await;
         let started = self.k.runtime.start(&id, &dir, &dir, &log_path).await;
         let now = jiff::Timestamp::now().to_string();
         let slot = self.slots.entry(c.name.clone()).or_default();
@@ -655,12 +887,31 @@ impl Worker {
                 });
                 slot.probes = Default::default();
                 slot.probe_due = Default::default();
-                self.container_event(pod, &c.name, init, "Normal", "Started", &format!("Started container {}", c.name)).await;
+                self.container_event(
+                    pod,
+                    &c.name,
+                    init,
+                    "Normal",
+                    "Started",
+                    &format!("Started container {}", c.name),
+                )
+                .await;
                 if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
                     let ip = sandbox_record.pod_ips.first().cloned().unwrap_or_default();
-                    if let Err(e) = probes::hook(&hook, c, &id, &ip, &self.k.runtime, Duration::from_secs(30)).await {
+                    if let Err(e) =
+                        probes::hook(&hook, c, &id, &ip, &self.k.runtime, Duration::from_secs(30))
+                            .await
+                    {
                         let message = format!("PostStartHook failed: {e}");
-                        self.container_event(pod, &c.name, init, "Warning", "FailedPostStartHook", &message).await;
+                        self.container_event(
+                            pod,
+                            &c.name,
+                            init,
+                            "Warning",
+                            "FailedPostStartHook",
+                            &message,
+                        )
+                        .await;
                         let _ = self.k.runtime.kill(&id, "KILL").await;
                     }
                 }
@@ -677,7 +928,15 @@ impl Worker {
                     ready: false,
                     started: false,
                 });
-                self.container_event(pod, &c.name, init, "Warning", "Failed", &format!("Error: {message}")).await;
+                self.container_event(
+                    pod,
+                    &c.name,
+                    init,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
+                .await;
             }
         }
         Ok(())
@@ -697,11 +956,19 @@ impl Worker {
     }
 
     fn start_probes(&mut self, pod: &Arc<Pod>) {
-        let ip = self.sandbox.as_ref().and_then(|s| s.pod_ips.first().cloned()).unwrap_or_default();
+        let ip = self
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.pod_ips.first().cloned())
+            .unwrap_or_default();
         let now = Instant::now();
         for c in all_containers(pod) {
-            let Some(slot) = self.slots.get_mut(&c.name) else { continue };
-            let Some(instance) = slot.current.as_ref().filter(|i| i.running()) else { continue };
+            let Some(slot) = self.slots.get_mut(&c.name) else {
+                continue;
+            };
+            let Some(instance) = slot.current.as_ref().filter(|i| i.running()) else {
+                continue;
+            };
             let started_at = instance
                 .record
                 .started_at
@@ -743,17 +1010,31 @@ impl Worker {
 
     async fn probed(&mut self, name: String, id: String, kind: Kind, result: Result<(), String>) {
         self.probing.remove(&(name.clone(), kind as usize));
-        let Some(pod) = self.current_pod() else { return };
-        let Some(container) = all_containers(&pod).into_iter().find(|c| c.name == name) else { return };
-        let Some(probe) = kind.of(&container) else { return };
+        let Some(pod) = self.current_pod() else {
+            return;
+        };
+        let Some(container) = all_containers(&pod).into_iter().find(|c| c.name == name) else {
+            return;
+        };
+        let Some(probe) = kind.of(&container) else {
+            return;
+        };
         let timing = probes::timing(&probe);
         let init = pod
             .spec
             .as_ref()
             .and_then(|s| s.init_containers.as_ref())
             .is_some_and(|l| l.iter().any(|c| c.name == name));
-        let Some(slot) = self.slots.get_mut(&name) else { return };
-        let Some(instance) = slot.current.as_mut().filter(|i| i.record.id == id && i.running()) else { return };
+        let Some(slot) = self.slots.get_mut(&name) else {
+            return;
+        };
+        let Some(instance) = slot
+            .current
+            .as_mut()
+            .filter(|i| i.record.id == id && i.running())
+        else {
+            return;
+        };
         let counters = &mut slot.probes[kind as usize];
         match &result {
             Ok(()) => {
@@ -780,24 +1061,30 @@ impl Worker {
                     instance.started = true;
                     instance.ready = container.readiness_probe.is_none();
                 } else if failures >= timing.failure_threshold {
-                    kill = Some(format!("Container {name} failed startup probe, will be restarted"));
+                    kill = Some(format!(
+                        "Container {name} failed startup probe, will be restarted"
+                    ));
                 }
             }
             Kind::Liveness => {
                 if failures >= timing.failure_threshold {
-                    kill = Some(format!("Container {name} failed liveness probe, will be restarted"));
+                    kill = Some(format!(
+                        "Container {name} failed liveness probe, will be restarted"
+                    ));
                 }
             }
         }
         if let Err(why) = &result {
             let message = format!("{} probe failed: {why}", kind.name());
-            self.container_event(&pod, &name, init, "Warning", "Unhealthy", &message).await;
+            self.container_event(&pod, &name, init, "Warning", "Unhealthy", &message)
+                .await;
         }
         if let Some(message) = kill {
             if let Some(slot) = self.slots.get_mut(&name) {
                 slot.probes[kind as usize] = (0, 0);
             }
-            self.container_event(&pod, &name, init, "Normal", "Killing", &message).await;
+            self.container_event(&pod, &name, init, "Normal", "Killing", &message)
+                .await;
             let grace = grace_period(&pod);
             stop_container(&self.k, &container, &id, "", grace).await;
         }
@@ -810,18 +1097,36 @@ impl Worker {
 
     /// Stops every running container (preStop, TERM, KILL after `grace`), concurrently.
     async fn stop_all(&mut self, pod: &Pod, grace: Duration) {
-        let ip = self.sandbox.as_ref().and_then(|s| s.pod_ips.first().cloned()).unwrap_or_default();
+        let ip = self
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.pod_ips.first().cloned())
+            .unwrap_or_default();
         let mut stops = JoinSet::new();
         let containers = all_containers(pod);
         for (name, slot) in &self.slots {
-            let Some(instance) = slot.current.as_ref().filter(|i| i.running()) else { continue };
-            let container = containers.iter().find(|c| &c.name == name).cloned().unwrap_or_default();
+            let Some(instance) = slot.current.as_ref().filter(|i| i.running()) else {
+                continue;
+            };
+            let container = containers
+                .iter()
+                .find(|c| &c.name == name)
+                .cloned()
+                .unwrap_or_default();
             let init = pod
                 .spec
                 .as_ref()
                 .and_then(|s| s.init_containers.as_ref())
                 .is_some_and(|l| l.iter().any(|c| &c.name == name));
-            self.container_event(pod, name, init, "Normal", "Killing", &format!("Stopping container {name}")).await;
+            self.container_event(
+                pod,
+                name,
+                init,
+                "Normal",
+                "Killing",
+                &format!("Stopping container {name}"),
+            )
+            .await;
             let k = self.k.clone();
             let id = instance.record.id.clone();
             let ip = ip.clone();
@@ -832,7 +1137,9 @@ impl Worker {
     }
 
     async fn release_network(&mut self) {
-        let Some(mut record) = self.sandbox.clone() else { return };
+        let Some(mut record) = self.sandbox.clone() else {
+            return;
+        };
         if record.network_ready && !record.host_network {
             if let Ok(network) = cni::load(&self.k.args.cni_conf_dir) {
                 let netns = sandbox::ns_path(&self.pod_dir(), "net");
@@ -845,7 +1152,14 @@ impl Worker {
                     pod_uid: &record.uid,
                     port_mappings: Vec::new(),
                 };
-                if let Err(e) = network.del(&self.k.args.cni_bin_dirs(), &attachment, record.cni_result.as_ref()).await {
+                if let Err(e) = network
+                    .del(
+                        &self.k.args.cni_bin_dirs(),
+                        &attachment,
+                        record.cni_result.as_ref(),
+                    )
+                    .await
+                {
                     tracing::warn!(pod = %record.name, "CNI DEL: {e}");
                 }
             }
@@ -857,7 +1171,10 @@ impl Worker {
 
     /// Deletion: stop everything, remove everything, then the final delete.
     async fn terminate(&mut self, pod: Option<Arc<Pod>>) {
-        let grace = pod.as_deref().map(grace_period).unwrap_or(Duration::from_secs(2));
+        let grace = pod
+            .as_deref()
+            .map(grace_period)
+            .unwrap_or(Duration::from_secs(2));
         if let Some(pod) = &pod {
             self.stop_all(pod, grace).await;
         } else {
@@ -867,7 +1184,10 @@ impl Worker {
                 if let Some(i) = slot.current.as_ref().filter(|i| i.running()) {
                     let k = self.k.clone();
                     let id = i.record.id.clone();
-                    stops.spawn(async move { stop_container(&k, &Container::default(), &id, "", Duration::from_secs(2)).await });
+                    stops.spawn(async move {
+                        stop_container(&k, &Container::default(), &id, "", Duration::from_secs(2))
+                            .await
+                    });
                 }
             }
             while stops.join_next().await.is_some() {}
@@ -917,11 +1237,10 @@ impl Worker {
             if let Err(e) = cgroups::remove_pod(&self.k.layout, &record.cgroup_path) {
                 tracing::warn!("removing the cgroup of {}: {e}", self.uid);
             }
-            let logs = self
-                .k
-                .args
-                .pod_logs_dir
-                .join(format!("{}_{}_{}", record.namespace, record.name, record.uid));
+            let logs = self.k.args.pod_logs_dir.join(format!(
+                "{}_{}_{}",
+                record.namespace, record.name, record.uid
+            ));
             let _ = std::fs::remove_dir_all(logs);
         }
         if let Err(e) = std::fs::remove_dir_all(&pod_dir) {
@@ -942,7 +1261,11 @@ impl Worker {
     }
 
     async fn post(&mut self, pod: &Arc<Pod>, terminating: bool) {
-        let pod_ips = self.sandbox.as_ref().map(|s| s.pod_ips.clone()).unwrap_or_default();
+        let pod_ips = self
+            .sandbox
+            .as_ref()
+            .map(|s| s.pod_ips.clone())
+            .unwrap_or_default();
         let sandbox_ready = self
             .sandbox
             .as_ref()
@@ -962,7 +1285,10 @@ impl Worker {
         }
         let (ns, name) = names(pod);
         let api: Api<Pod> = Api::namespaced(self.k.client.clone(), &ns);
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
             Ok(_) => self.last_sent = Some(body),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => tracing::warn!(pod = %name, "posting status: {e}"),
@@ -988,11 +1314,22 @@ impl Worker {
             namespace,
             name,
             uid: self.uid.clone(),
-            pod_ip: self.sandbox.as_ref().and_then(|s| s.pod_ips.first().cloned()),
-            netns: self.sandbox.as_ref().filter(|s| !s.host_network).map(|_| sandbox::ns_path(&self.pod_dir(), "net")),
+            pod_ip: self
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.pod_ips.first().cloned()),
+            netns: self
+                .sandbox
+                .as_ref()
+                .filter(|s| !s.host_network)
+                .map(|_| sandbox::ns_path(&self.pod_dir(), "net")),
             containers,
         };
-        self.k.views.lock().expect("not poisoned").insert(self.uid.clone(), view);
+        self.k
+            .views
+            .lock()
+            .expect("not poisoned")
+            .insert(self.uid.clone(), view);
     }
 }
 
@@ -1005,14 +1342,21 @@ enum StartFailure {
 
 fn names(pod: &Pod) -> (String, String) {
     (
-        pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         pod.metadata.name.clone().unwrap_or_default(),
     )
 }
 
 fn all_containers(pod: &Pod) -> Vec<Container> {
     let spec = pod.spec.clone().unwrap_or_default();
-    spec.init_containers.unwrap_or_default().into_iter().chain(spec.containers).collect()
+    spec.init_containers
+        .unwrap_or_default()
+        .into_iter()
+        .chain(spec.containers)
+        .collect()
 }
 
 /// The grace period of a deletion (deletionGracePeriodSeconds) or the pod's own.
@@ -1020,7 +1364,11 @@ fn grace_period(pod: &Pod) -> Duration {
     let seconds = pod
         .metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30);
     Duration::from_secs(seconds.max(0) as u64)
 }
@@ -1044,9 +1392,19 @@ fn port_mappings(pod: &Pod) -> Vec<serde_json::Value> {
 }
 
 /// preStop, SIGTERM, then SIGKILL once `grace` is over; returns when the container has ended.
-pub async fn stop_container(k: &Kubelet, container: &Container, id: &str, pod_ip: &str, grace: Duration) {
+pub async fn stop_container(
+    k: &Kubelet,
+    container: &Container,
+    id: &str,
+    pod_ip: &str,
+    grace: Duration,
+) {
     let deadline = Instant::now() + grace;
-    if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) {
+    if let Some(hook) = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.clone())
+    {
         if !grace.is_zero() {
             let _ = probes::hook(&hook, container, id, pod_ip, &k.runtime, grace).await;
         }
@@ -1082,7 +1440,11 @@ pub async fn remove_instance(k: &Kubelet, instance: &Instance) {
     }
     let store = k.images.clone();
     let id_for_unmount = id.clone();
-    match tokio::task::spawn_blocking(move || skiff_image::overlay::unmount_rootfs(&store, &id_for_unmount)).await {
+    match tokio::task::spawn_blocking(move || {
+        skiff_image::overlay::unmount_rootfs(&store, &id_for_unmount)
+    })
+    .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("unmounting the rootfs of {id}: {e}"),
         Err(e) => tracing::warn!("unmounting the rootfs of {id}: {e}"),

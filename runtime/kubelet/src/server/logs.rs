@@ -32,13 +32,22 @@ impl Options {
                 "follow" => o.follow = truthy(v),
                 "previous" => o.previous = truthy(v),
                 "timestamps" => o.timestamps = truthy(v),
-                "tailLines" => o.tail_lines = Some(v.parse().map_err(|_| format!("invalid tailLines {v:?}"))?),
-                "limitBytes" => o.limit_bytes = Some(v.parse().map_err(|_| format!("invalid limitBytes {v:?}"))?),
+                "tailLines" => {
+                    o.tail_lines = Some(v.parse().map_err(|_| format!("invalid tailLines {v:?}"))?)
+                }
+                "limitBytes" => {
+                    o.limit_bytes =
+                        Some(v.parse().map_err(|_| format!("invalid limitBytes {v:?}"))?)
+                }
                 "sinceSeconds" => {
-                    let secs: i64 = v.parse().map_err(|_| format!("invalid sinceSeconds {v:?}"))?;
+                    let secs: i64 = v
+                        .parse()
+                        .map_err(|_| format!("invalid sinceSeconds {v:?}"))?;
                     o.since = Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(secs));
                 }
-                "sinceTime" => o.since = Some(v.parse().map_err(|_| format!("invalid sinceTime {v:?}"))?),
+                "sinceTime" => {
+                    o.since = Some(v.parse().map_err(|_| format!("invalid sinceTime {v:?}"))?)
+                }
                 _ => {}
             }
         }
@@ -68,40 +77,75 @@ fn render(line: &str, options: &Options) -> Option<String> {
             _ => {}
         }
     }
-    Some(if options.timestamps { format!("{ts} {text}") } else { text })
+    Some(if options.timestamps {
+        format!("{ts} {text}")
+    } else {
+        text
+    })
 }
 
 fn fail(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
-pub async fn serve(k: &Kubelet, namespace: &str, pod: &str, container: &str, query: &[(String, String)]) -> Response {
+pub async fn serve(
+    k: &Kubelet,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &[(String, String)],
+) -> Response {
     let options = match Options::parse(query) {
         Ok(o) => o,
         Err(e) => return fail(StatusCode::BAD_REQUEST, e),
     };
     let Some(view) = k.find(namespace, pod) else {
-        return fail(StatusCode::NOT_FOUND, format!("pod {namespace}/{pod} is not running on this node"));
+        return fail(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not running on this node"),
+        );
     };
-    let Some(c) = view.containers.iter().find(|c| c.name == container).cloned() else {
-        return fail(StatusCode::BAD_REQUEST, format!("container {container:?} in pod {pod:?} is not available"));
+    let Some(c) = view
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .cloned()
+    else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!("container {container:?} in pod {pod:?} is not available"),
+        );
     };
     let path: PathBuf = match (&c.log_path, options.previous) {
         (Some(current), true) => {
             if c.restart_count == 0 {
-                return fail(StatusCode::BAD_REQUEST, format!("previous terminated container {container:?} in pod {pod:?} not found"));
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("previous terminated container {container:?} in pod {pod:?} not found"),
+                );
             }
             current.with_file_name(format!("{}.log", c.restart_count - 1))
         }
         (Some(current), false) => current.clone(),
         (None, _) => {
-            let reason = c.waiting.clone().unwrap_or_else(|| "ContainerCreating".into());
-            return fail(StatusCode::BAD_REQUEST, format!("container {container:?} in pod {pod:?} is waiting to start: {reason}"));
+            let reason = c
+                .waiting
+                .clone()
+                .unwrap_or_else(|| "ContainerCreating".into());
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("container {container:?} in pod {pod:?} is waiting to start: {reason}"),
+            );
         }
     };
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
-        Err(e) => return fail(StatusCode::NOT_FOUND, format!("log of container {container:?} in pod {pod:?}: {e}")),
+        Err(e) => {
+            return fail(
+                StatusCode::NOT_FOUND,
+                format!("log of container {container:?} in pod {pod:?}: {e}"),
+            )
+        }
     };
     let follow = options.follow && !options.previous && c.running;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
@@ -163,7 +207,9 @@ pub async fn serve(k: &Kubelet, namespace: &str, pod: &str, container: &str, que
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let Some(mut text) = render(line.trim_end_matches('\n'), &options) else { continue };
+            let Some(mut text) = render(line.trim_end_matches('\n'), &options) else {
+                continue;
+            };
             if sent + text.len() > limit {
                 let room = limit - sent;
                 let mut cut = room;
@@ -201,22 +247,44 @@ mod tests {
     #[test]
     fn cri_lines_back_to_text() {
         let o = Options::default();
-        assert_eq!(render("2026-12-03T11:00:00.000000001Z stdout F hello", &o).unwrap(), "hello\n");
-        assert_eq!(render("2026-12-03T11:00:00.000000001Z stdout P part", &o).unwrap(), "part");
-        let with_ts = Options { timestamps: true, ..Options::default() };
+        assert_eq!(
+            render("2026-12-03T11:00:00.000000001Z stdout F hello", &o).unwrap(),
+            "hello\n"
+        );
+        assert_eq!(
+            render("2026-12-03T11:00:00.000000001Z stdout P part", &o).unwrap(),
+            "part"
+        );
+        let with_ts = Options {
+            timestamps: true,
+            ..Options::default()
+        };
         assert_eq!(
             render("2026-12-03T11:00:00.000000001Z stderr F x y", &with_ts).unwrap(),
             "2026-12-03T11:00:00.000000001Z x y\n"
         );
-        let since = Options { since: Some("2026-12-03T11:00:01Z".parse().unwrap()), ..Options::default() };
+        let since = Options {
+            since: Some("2026-12-03T11:00:01Z".parse().unwrap()),
+            ..Options::default()
+        };
         assert!(render("2026-12-03T11:00:00.000000001Z stdout F old", &since).is_none());
         assert!(render("2026-12-03T11:00:02Z stdout F new", &since).is_some());
     }
 
     #[test]
     fn options() {
-        let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
-        let o = Options::parse(&q(&[("follow", "true"), ("tailLines", "5"), ("limitBytes", "10")])).unwrap();
+        let q = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let o = Options::parse(&q(&[
+            ("follow", "true"),
+            ("tailLines", "5"),
+            ("limitBytes", "10"),
+        ]))
+        .unwrap();
         assert!(o.follow);
         assert_eq!(o.tail_lines, Some(5));
         assert_eq!(o.limit_bytes, Some(10));

@@ -37,13 +37,18 @@ type Shared = Arc<ServerState>;
 const REVIEW_CACHE: Duration = Duration::from_secs(120);
 
 /// Starts both listeners; the returned future ends only if the HTTPS listener fails.
-pub async fn serve(k: Arc<Kubelet>) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+pub async fn serve(
+    k: Arc<Kubelet>,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
     let state = Arc::new(ServerState {
         k: k.clone(),
         reviewed: Mutex::new(HashMap::new()),
     });
     let api = Router::new()
-        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
         .route("/pods", get(pods))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
@@ -69,9 +74,13 @@ pub async fn serve(k: Arc<Kubelet>) -> anyhow::Result<impl std::future::Future<O
             let acceptor = acceptor.clone();
             let service = TowerToHyperService::new(api.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await;
             });
         }
     })
@@ -81,7 +90,8 @@ pub async fn serve(k: Arc<Kubelet>) -> anyhow::Result<impl std::future::Future<O
 /// kubelet does the same without --tls-cert-file).
 fn tls_config(k: &Kubelet) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let names = vec![k.args.node_name.clone(), k.args.node_ip.to_string()];
-    let certified = rcgen::generate_simple_self_signed(names).context("making the kubelet's serving certificate")?;
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("making the kubelet's serving certificate")?;
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
         .map_err(|e| anyhow::anyhow!("the kubelet's key: {e}"))?;
@@ -130,7 +140,11 @@ async fn authenticate(State(state): State<Shared>, request: Request, next: Next)
                     .and_then(|u| u.username),
                 Err(e) => {
                     tracing::warn!("token review: {e}");
-                    return (StatusCode::SERVICE_UNAVAILABLE, "the API server could not review the token").into_response();
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the API server could not review the token",
+                    )
+                        .into_response();
                 }
             };
             let mut reviewed = state.reviewed.lock().expect("not poisoned");
@@ -157,7 +171,14 @@ async fn container_logs(
 
 /// `/pods`: the pods this kubelet runs (names, uids, IPs, containers) as a v1 PodList.
 async fn pods(State(state): State<Shared>) -> Response {
-    let views: Vec<crate::PodView> = state.k.views.lock().expect("not poisoned").values().cloned().collect();
+    let views: Vec<crate::PodView> = state
+        .k
+        .views
+        .lock()
+        .expect("not poisoned")
+        .values()
+        .cloned()
+        .collect();
     let items: Vec<serde_json::Value> = views
         .iter()
         .map(|v| {
@@ -168,5 +189,8 @@ async fn pods(State(state): State<Shared>) -> Response {
             })
         })
         .collect();
-    axum::Json(serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})).into_response()
+    axum::Json(
+        serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}),
+    )
+    .into_response()
 }

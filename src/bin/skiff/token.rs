@@ -1,0 +1,62 @@
+//! `skiff token node NAME`: a node's own credential (user `system:node:<name>`, group
+//! `system:nodes`), issued on the control plane from its data dir, as a kubeconfig the node's
+//! kubelet uses. Until bootstrap tokens and CSRs arrive (the permissions issue), this is how
+//! nodes join: the control plane hands each node a credential of its own, never the admin's.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct TokenCommand {
+    #[command(subcommand)]
+    action: TokenAction,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Issue (or re-issue the existing) credential of a node and write its kubeconfig.
+    Node {
+        /// The node's name.
+        name: String,
+        /// The control plane's data dir (`skiff server --data-dir`).
+        #[arg(long, default_value = "/var/lib/skiff/server")]
+        data_dir: PathBuf,
+        /// The API server URL the node reaches.
+        #[arg(long)]
+        server: String,
+        /// Where to write the kubeconfig.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd.action {
+        TokenAction::Node {
+            name,
+            data_dir,
+            server,
+            output,
+        } => {
+            let token = skiff_apiserver::tls::ensure_node_token(&data_dir, &name)
+                .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
+            let ca = data_dir.join("tls").join("ca.crt");
+            let ca_pem = std::fs::read_to_string(&ca)
+                .with_context(|| format!("reading {}", ca.display()))?;
+            if let Some(parent) = output.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            skiff_apiserver::tls::write_kubeconfig(
+                &output,
+                &server,
+                &ca_pem,
+                &format!("system:node:{name}"),
+                &token,
+            )?;
+            println!("{}", output.display());
+            Ok(())
+        }
+    }
+}

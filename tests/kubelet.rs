@@ -1,0 +1,710 @@
+//! The kubelet end to end, with the real kubectl, skiff-runtime and Debian's CNI plugins: two
+//! network-namespace nodes (`tests/common/lab.rs`), the control plane on the first, a kubelet
+//! on each with its own node credential. One lab is shared by the checks, run in order.
+//! Needs root (CI is root); prints a skip line otherwise.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::lab::{self, Lab};
+
+#[test]
+fn kubelet_runs_pods_end_to_end() {
+    if let Some(why) = lab::missing() {
+        eprintln!("skipping the kubelet tests: {why}");
+        return;
+    }
+    let mut lab = Lab::start(2);
+    nodes_register_with_their_own_identity(&lab);
+    a_full_pod_runs_and_serves(&lab);
+    logs_follow_and_config_updates(&lab);
+    restarts_backoff_and_terminal_phases(&lab);
+    bad_input_gets_upstream_reasons(&lab);
+    limits_reach_the_cgroups_and_oom_is_reported(&lab);
+    a_killed_kubelet_restarts_no_container(&mut lab);
+    deletion_runs_prestop_and_sigterm(&lab);
+    pods_on_two_nodes_reach_each_other(&lab);
+    nothing_is_left_behind(&lab);
+}
+
+fn nodes_register_with_their_own_identity(lab: &Lab) {
+    let wide = lab.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    assert!(wide.starts_with("NAME "), "{wide}");
+    for (name, ip) in [("node-0", "192.168.56.10"), ("node-1", "192.168.56.11")] {
+        let line = wide
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{wide}"));
+        assert!(line.contains(" Ready "), "{line}");
+        assert!(line.contains(ip), "{line}");
+        assert!(line.contains("v1.32.0"), "{line}");
+        assert!(line.contains("skiff://"), "{line}");
+        let holder = lab.kubectl_ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            name,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        assert_eq!(holder, name);
+        let labels = lab.kubectl_ok(&["get", "node", name, "-o", "jsonpath={.metadata.labels}"]);
+        assert!(
+            labels.contains(&format!("\"kubernetes.io/hostname\":\"{name}\"")),
+            "{labels}"
+        );
+    }
+    // Each kubelet has a credential of its own, not the admin's.
+    let kubeconfig = std::fs::read_to_string(lab.nodes[1].root.join("kubelet.kubeconfig")).unwrap();
+    assert!(kubeconfig.contains("system:node:node-1"), "{kubeconfig}");
+    let describe = lab.kubectl_ok(&["describe", "node", "node-0"]);
+    for text in [
+        "KubeletReady",
+        "kubelet is posting ready status",
+        "Non-terminated Pods:",
+        "Allocated resources:",
+    ] {
+        assert!(
+            describe.contains(text),
+            "describe node lacks {text:?}:\n{describe}"
+        );
+    }
+}
+
+const FULL_POD: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-config}
+data: {index.html: "hello from config"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: web-secret}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: full, labels: {app: full}}
+spec:
+  nodeName: node-0
+  volumes:
+  - {name: www, configMap: {name: web-config}}
+  - {name: work, emptyDir: {}}
+  initContainers:
+  - name: init
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "echo done > /work/ready"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: web
+    image: skiff.local/busybox:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: [{name: http, containerPort: 8080}]
+    volumeMounts: [{name: www, mountPath: /www}]
+    readinessProbe: {httpGet: {path: /index.html, port: http}, periodSeconds: 1}
+    livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 2}
+  - name: sidecar
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "echo password=$PASSWORD node=$NODE init=$(cat /work/ready) expanded=$(GREETING); i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done"]
+    env:
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: web-secret, key: password}}}
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: GREETING, value: hi}
+    volumeMounts: [{name: work, mountPath: /work}]
+    readinessProbe: {exec: {command: ["cat", "/work/ready"]}, periodSeconds: 1}
+"#;
+
+fn a_full_pod_runs_and_serves(lab: &Lab) {
+    lab.apply(FULL_POD);
+    lab.wait("pod full Ready", 60, || {
+        lab.pod_field("full", "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
+    });
+    let row = lab.kubectl_ok(&["get", "pod", "full", "-o", "wide"]);
+    let line = row.lines().nth(1).unwrap();
+    assert!(
+        line.contains("2/2") && line.contains("Running") && line.contains("node-0"),
+        "{row}"
+    );
+    let ip = lab.pod_field("full", "{.status.podIP}");
+    assert!(ip.starts_with("10.244.0."), "pod IP {ip}");
+    let logs = lab.kubectl_ok(&["logs", "full", "-c", "sidecar"]);
+    assert!(
+        logs.contains("password=s3cret node=node-0 init=done expanded=hi"),
+        "{logs}"
+    );
+    // The web container serves the configMap volume on the pod IP, from the node.
+    let body = node_wget(lab, 0, &format!("http://{ip}:8080/index.html"));
+    assert_eq!(body, "hello from config");
+    let statuses = lab.pod_field("full", "{.status.containerStatuses[*].containerID}");
+    assert!(
+        statuses.split(' ').all(|id| id.starts_with("skiff://")),
+        "{statuses}"
+    );
+    assert_eq!(
+        lab.pod_field(
+            "full",
+            "{.status.initContainerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+    assert_eq!(lab.pod_field("full", "{.status.qosClass}"), "BestEffort");
+    let describe = lab.kubectl_ok(&["describe", "pod", "full"]);
+    for text in [
+        "Started container web",
+        "Created container sidecar",
+        "Container image \"skiff.local/busybox:1\" already present on machine",
+    ] {
+        assert!(
+            describe.contains(text),
+            "describe pod lacks {text:?}:\n{describe}"
+        );
+    }
+    // Several containers: kubectl picks the first; a client that names none gets upstream's
+    // message from the API server.
+    let out = lab.kubectl(&["logs", "full"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("Defaulted container \"web\" out of: web, sidecar, init (init)"));
+    let out = lab.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/full/log"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a container name must be specified for pod full, choose one of: [web sidecar] or one of the init containers: [init]"), "{stderr}");
+}
+
+/// curl run in node `i`'s network namespace (the host's static busybox wget crashes in glibc's
+/// NSS, so the node side uses curl; pods use busybox).
+fn node_wget(lab: &Lab, i: usize, url: &str) -> String {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.nodes[i].netns))
+        .args(["curl", "-sS", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url}: {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn logs_follow_and_config_updates(lab: &Lab) {
+    // kubectl logs -f streams lines as the container writes them.
+    let mut follow = lab
+        .kubectl_cmd(&["logs", "-f", "full", "-c", "sidecar", "--tail=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let n = |l: &str| l.trim_start_matches("tick ").parse::<u64>().unwrap();
+    assert!(n(&second) > n(&first), "{first} then {second}");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let tail = lab.kubectl_ok(&["logs", "full", "-c", "sidecar", "--tail=2", "--timestamps"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.contains("Z tick ")), "{tail}");
+    // An edited ConfigMap reaches the running pod's volume.
+    lab.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "web-config",
+        "-p",
+        r#"{"data":{"index.html":"updated"}}"#,
+    ]);
+    let ip = lab.pod_field("full", "{.status.podIP}");
+    lab.wait("the configMap update in the volume", 60, || {
+        node_wget(lab, 0, &format!("http://{ip}:8080/index.html")) == "updated"
+    });
+}
+
+fn restarts_backoff_and_terminal_phases(lab: &Lab) {
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  nodeName: node-0
+  containers: [{name: c, image: skiff.local/busybox:1, command: ["sh", "-c", "echo crashing; exit 1"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec:
+  nodeName: node-0
+  restartPolicy: Never
+  containers: [{name: c, image: skiff.local/busybox:1, command: ["true"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fail}
+spec:
+  nodeName: node-0
+  restartPolicy: Never
+  containers: [{name: c, image: skiff.local/busybox:1, command: ["sh", "-c", "echo bad > /dev/termination-log; exit 3"]}]
+"#,
+    );
+    lab.wait("done Succeeded", 60, || {
+        lab.pod_field("done", "{.status.phase}") == "Succeeded"
+    });
+    assert_eq!(
+        lab.pod_field(
+            "done",
+            "{.status.containerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+    lab.wait("fail Failed", 60, || {
+        lab.pod_field("fail", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        lab.pod_field(
+            "fail",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "3"
+    );
+    assert_eq!(
+        lab.pod_field(
+            "fail",
+            "{.status.containerStatuses[0].state.terminated.reason}"
+        ),
+        "Error"
+    );
+    assert_eq!(
+        lab.pod_field(
+            "fail",
+            "{.status.containerStatuses[0].state.terminated.message}"
+        ),
+        "bad\n"
+    );
+    lab.wait("crash restarted twice and backing off", 90, || {
+        lab.pod_field("crash", "{.status.containerStatuses[0].restartCount}")
+            .parse::<i32>()
+            .unwrap_or(0)
+            >= 2
+            && lab.pod_field(
+                "crash",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            ) == "CrashLoopBackOff"
+    });
+    let row = lab.kubectl_ok(&["get", "pod", "crash"]);
+    assert!(row.contains("CrashLoopBackOff"), "{row}");
+    assert_eq!(
+        lab.pod_field(
+            "crash",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "1"
+    );
+    let previous = lab.kubectl_ok(&["logs", "crash", "--previous"]);
+    assert_eq!(previous, "crashing\n");
+    let events = lab.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=crash,reason=BackOff",
+    ]);
+    assert!(
+        events.contains("Back-off restarting failed container c in pod crash_default"),
+        "{events}"
+    );
+    lab.kubectl_ok(&["delete", "pod", "crash", "done", "fail", "--grace-period=1"]);
+}
+
+fn bad_input_gets_upstream_reasons(lab: &Lab) {
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: noimage}
+spec:
+  nodeName: node-0
+  containers: [{name: c, image: "skiff.local/does-not-exist:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: noconfig}
+spec:
+  nodeName: node-0
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: missing, key: x}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocommand}
+spec:
+  nodeName: node-0
+  containers: [{name: c, image: skiff.local/busybox:1, command: ["/not/in/the/image"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: noport}
+spec:
+  nodeName: node-0
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sleep", "3600"]
+    readinessProbe: {httpGet: {port: nonexistent}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: novolume}
+spec:
+  nodeName: node-0
+  volumes: [{name: s, secret: {secretName: missing}}]
+  containers: [{name: c, image: skiff.local/busybox:1, command: ["sleep", "3600"]}]
+"#,
+    );
+    let waiting =
+        |pod: &str| lab.pod_field(pod, "{.status.containerStatuses[0].state.waiting.reason}");
+    lab.wait("noimage in ErrImagePull/ImagePullBackOff", 60, || {
+        matches!(
+            waiting("noimage").as_str(),
+            "ErrImagePull" | "ImagePullBackOff"
+        )
+    });
+    lab.wait("noconfig in CreateContainerConfigError", 60, || {
+        waiting("noconfig") == "CreateContainerConfigError"
+    });
+    let message = lab.pod_field(
+        "noconfig",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert_eq!(message, "configmap \"missing\" not found");
+    lab.wait("nocommand failing to start", 60, || {
+        lab.pod_field(
+            "nocommand",
+            "{.status.containerStatuses[0].lastState.terminated.reason}",
+        ) == "StartError"
+            || lab.pod_field(
+                "nocommand",
+                "{.status.containerStatuses[0].state.terminated.reason}",
+            ) == "StartError"
+    });
+    lab.wait("noport Unhealthy", 60, || {
+        let events = lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=noport,reason=Unhealthy",
+        ]);
+        events.contains("couldn't find port \"nonexistent\"")
+    });
+    assert_eq!(
+        lab.pod_field("noport", "{.status.containerStatuses[0].ready}"),
+        "false"
+    );
+    lab.wait("novolume FailedMount", 60, || {
+        let events = lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=novolume,reason=FailedMount",
+        ]);
+        events.contains("secret \"missing\" not found")
+    });
+    assert_eq!(waiting("novolume"), "ContainerCreating");
+    // The other pods were not disturbed.
+    assert_eq!(
+        lab.pod_field("full", "{.status.conditions[?(@.type==\"Ready\")].status}"),
+        "True"
+    );
+    lab.kubectl_ok(&[
+        "delete",
+        "pod",
+        "noimage",
+        "noconfig",
+        "nocommand",
+        "noport",
+        "novolume",
+        "--grace-period=1",
+    ]);
+}
+
+/// A file of the lab's cgroup `relative` in a v1 hierarchy (`controller`) or, with "", in
+/// the unified one.
+fn cgroup_file(lab: &Lab, controller: &str, relative: &str, file: &str) -> String {
+    let path = std::path::Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(lab.cgroup_root.trim_start_matches('/'))
+        .join(relative)
+        .join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+fn limits_reach_the_cgroups_and_oom_is_reported(lab: &Lab) {
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  nodeName: node-0
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sleep", "3600"]
+    resources: {limits: {cpu: 500m, memory: 64Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  nodeName: node-0
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["tail", "/dev/zero"]
+    resources: {limits: {memory: 16Mi}}
+"#,
+    );
+    lab.wait("limited Running", 60, || {
+        lab.pod_field("limited", "{.status.phase}") == "Running"
+    });
+    assert_eq!(lab.pod_field("limited", "{.status.qosClass}"), "Guaranteed");
+    let uid = lab.pod_field("limited", "{.metadata.uid}");
+    let id = lab
+        .pod_field("limited", "{.status.containerStatuses[0].containerID}")
+        .trim_start_matches("skiff://")
+        .to_string();
+    let pod = format!("node-0/kubepods/pod{uid}");
+    if std::path::Path::new("/sys/fs/cgroup/memory").exists() {
+        assert_eq!(
+            cgroup_file(
+                lab,
+                "memory",
+                &format!("{pod}/{id}"),
+                "memory.limit_in_bytes"
+            ),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            cgroup_file(lab, "memory", &pod, "memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            cgroup_file(lab, "cpu", &format!("{pod}/{id}"), "cpu.cfs_quota_us"),
+            "50000"
+        );
+        assert_eq!(cgroup_file(lab, "cpu", &pod, "cpu.shares"), "512");
+    } else {
+        assert_eq!(
+            cgroup_file(lab, "", &format!("{pod}/{id}"), "memory.max"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            cgroup_file(lab, "", &format!("{pod}/{id}"), "cpu.max"),
+            "50000 100000"
+        );
+    }
+    lab.wait("hog OOMKilled", 90, || {
+        lab.pod_field(
+            "hog",
+            "{.status.containerStatuses[0].state.terminated.reason}",
+        ) == "OOMKilled"
+    });
+    assert_eq!(
+        lab.pod_field(
+            "hog",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "137"
+    );
+    assert_eq!(lab.pod_field("hog", "{.status.phase}"), "Failed");
+    lab.kubectl_ok(&["delete", "pod", "limited", "hog", "--grace-period=1"]);
+}
+
+fn a_killed_kubelet_restarts_no_container(lab: &mut Lab) {
+    let ids = lab.pod_field("full", "{.status.containerStatuses[*].containerID}");
+    let ready_since = lab.pod_field(
+        "full",
+        "{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
+    );
+    let before = lab
+        .kubectl_ok(&["logs", "full", "-c", "sidecar"])
+        .lines()
+        .count();
+    lab.kill_kubelet(0);
+    std::thread::sleep(Duration::from_secs(2));
+    lab.start_kubelet(0);
+    // Lines written while the kubelet was away are in the log: the shim kept writing.
+    lab.wait("logs reachable again", 60, || {
+        lab.kubectl(&["logs", "full", "-c", "sidecar"])
+            .status
+            .success()
+    });
+    let after = lab
+        .kubectl_ok(&["logs", "full", "-c", "sidecar"])
+        .lines()
+        .count();
+    assert!(after >= before + 2, "{before} lines before, {after} after");
+    lab.wait("the restarted kubelet reporting", 60, || {
+        lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=node-0,reason=Starting",
+        ])
+        .lines()
+        .count()
+            >= 3
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        lab.pod_field("full", "{.status.containerStatuses[*].containerID}"),
+        ids,
+        "containers were replaced"
+    );
+    assert_eq!(
+        lab.pod_field("full", "{.status.containerStatuses[*].restartCount}"),
+        "0 0"
+    );
+    assert_eq!(
+        lab.pod_field("full", "{.status.conditions[?(@.type==\"Ready\")].status}"),
+        "True"
+    );
+    assert_eq!(
+        lab.pod_field(
+            "full",
+            "{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}"
+        ),
+        ready_since,
+        "the pod flapped to not-ready"
+    );
+}
+
+fn deletion_runs_prestop_and_sigterm(lab: &Lab) {
+    let markers = lab.dir.path().join("markers");
+    lab.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  nodeName: node-0
+  terminationGracePeriodSeconds: 20
+  volumes: [{{name: m, hostPath: {{path: "{}", type: DirectoryOrCreate}}}}]
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "trap 'echo term > /m/term; exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts: [{{name: m, mountPath: /m}}]
+    lifecycle: {{preStop: {{exec: {{command: ["sh", "-c", "echo prestop > /m/prestop"]}}}}}}
+"#,
+        markers.display()
+    ));
+    lab.wait("graceful Running", 60, || {
+        lab.pod_field("graceful", "{.status.phase}") == "Running"
+    });
+    lab.kubectl_ok(&["delete", "pod", "graceful"]);
+    assert_eq!(
+        std::fs::read_to_string(markers.join("prestop")).unwrap(),
+        "prestop\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(markers.join("term")).unwrap(),
+        "term\n"
+    );
+    let gone = lab.kubectl(&["get", "pod", "graceful"]);
+    assert!(!gone.status.success());
+}
+
+fn pods_on_two_nodes_reach_each_other(lab: &Lab) {
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: remote}
+spec:
+  nodeSelector: {kubernetes.io/hostname: node-1}
+  containers: [{name: web, image: skiff.local/busybox:1, command: ["sh", "-c", "echo remote > /tmp/index.html; httpd -f -p 8080 -h /tmp"]}]
+"#,
+    );
+    lab.wait("remote Running", 60, || {
+        lab.pod_field("remote", "{.status.phase}") == "Running"
+    });
+    assert_eq!(lab.pod_field("remote", "{.spec.nodeName}"), "node-1");
+    let ip = lab.pod_field("remote", "{.status.podIP}");
+    assert!(ip.starts_with("10.244.1."), "{ip}");
+    assert_eq!(lab.pod_field("remote", "{.status.hostIP}"), "192.168.56.11");
+    lab.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: node-0
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    # busybox-static's wget crashes in glibc's static NSS; nc speaks the HTTP by hand.
+    command: ["sh", "-c", "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"]
+"#
+    ));
+    lab.wait("client Succeeded", 60, || {
+        lab.pod_field("client", "{.status.phase}") == "Succeeded"
+    });
+    let answer = lab.kubectl_ok(&["logs", "client"]);
+    assert!(
+        answer.starts_with("HTTP/1.") && answer.ends_with("remote\n"),
+        "{answer}"
+    );
+    let node1_logs = lab.kubectl_ok(&["logs", "remote"]);
+    assert_eq!(node1_logs, "");
+}
+
+fn nothing_is_left_behind(lab: &Lab) {
+    lab.kubectl_ok(&["delete", "pods", "--all", "--grace-period=1"]);
+    for node in &lab.nodes {
+        let pods = node.root.join("kubelet/pods");
+        let containers = node.root.join("kubelet/containers");
+        lab.wait("the kubelet's pod and container dirs empty", 60, || {
+            let empty = |d: &std::path::Path| {
+                std::fs::read_dir(d)
+                    .map(|mut e| e.next().is_none())
+                    .unwrap_or(true)
+            };
+            empty(&pods) && empty(&containers)
+        });
+    }
+    let mounts = lab.mounts();
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    for hierarchy in ["memory", "cpu", "pids", "unified"] {
+        let root = std::path::Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(lab.cgroup_root.trim_start_matches('/'));
+        let mut left = Vec::new();
+        find_pod_cgroups(&root, &mut left);
+        assert!(left.is_empty(), "pod cgroups left: {left:?}");
+    }
+}
+
+fn find_pod_cgroups(dir: &std::path::Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("pod") {
+                out.push(entry.path().display().to_string());
+            }
+            find_pod_cgroups(&entry.path(), out);
+        }
+    }
+}
