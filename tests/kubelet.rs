@@ -21,6 +21,7 @@ fn kubelet_runs_pods_end_to_end() {
     nodes_register_with_their_own_identity(&lab);
     a_full_pod_runs_and_serves(&lab);
     logs_follow_and_config_updates(&lab);
+    exec_and_cp(&lab);
     restarts_backoff_and_terminal_phases(&lab);
     bad_input_gets_upstream_reasons(&lab);
     limits_reach_the_cgroups_and_oom_is_reported(&lab);
@@ -221,6 +222,89 @@ fn logs_follow_and_config_updates(lab: &Lab) {
     lab.wait("the configMap update in the volume", 60, || {
         node_wget(lab, 0, &format!("http://{ip}:8080/index.html")) == "updated"
     });
+}
+
+fn exec_and_cp(lab: &Lab) {
+    // kubectl exec over the WebSocket v5 protocol, through the API server to the kubelet.
+    let out = lab.kubectl(&[
+        "exec",
+        "full",
+        "-c",
+        "sidecar",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
+    let out = lab.kubectl_stdin(
+        &[
+            "exec",
+            "-i",
+            "full",
+            "-c",
+            "sidecar",
+            "--",
+            "sh",
+            "-c",
+            "cat > /work/from-stdin; wc -c < /work/from-stdin",
+        ],
+        "twelve bytes",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12");
+    let hostname = lab.kubectl_ok(&["exec", "full", "-c", "web", "--", "hostname"]);
+    assert_eq!(hostname, "full\n");
+    // kubectl cp both ways (tar over exec).
+    let local = lab.dir.path().join("cp-in.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    lab.kubectl_ok(&[
+        "cp",
+        local.to_str().unwrap(),
+        "full:/work/cp-in.txt",
+        "-c",
+        "sidecar",
+    ]);
+    assert_eq!(
+        lab.kubectl_ok(&[
+            "exec",
+            "full",
+            "-c",
+            "sidecar",
+            "--",
+            "cat",
+            "/work/cp-in.txt"
+        ]),
+        "copied in\n"
+    );
+    let back = lab.dir.path().join("cp-out.txt");
+    lab.kubectl_ok(&[
+        "cp",
+        "full:/work/from-stdin",
+        back.to_str().unwrap(),
+        "-c",
+        "sidecar",
+    ]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "twelve bytes");
+    // A container that is not running gets a clear error.
+    let out = lab.kubectl(&["exec", "full", "-c", "init", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container init is not running in pod full"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn restarts_backoff_and_terminal_phases(lab: &Lab) {

@@ -5,6 +5,7 @@
 //! API server (upstream's webhook authentication); the answer is cached for two minutes so a
 //! `kubectl logs -f` does not cost a review per request. Anonymous requests get 401.
 
+pub mod exec;
 pub mod logs;
 
 use std::collections::HashMap;
@@ -49,6 +50,7 @@ pub async fn serve(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
         .route("/pods", get(pods))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
@@ -167,6 +169,18 @@ async fn container_logs(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     logs::serve(&state.k, &namespace, &pod, &container, &query).await
+}
+
+async fn exec(
+    State(state): State<Shared>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    upgrade: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Response {
+    exec::serve(&state.k, &namespace, &pod, &container, &query, upgrade).await
 }
 
 /// `/pods`: the pods this kubelet runs (names, uids, IPs, containers) as a v1 PodList.

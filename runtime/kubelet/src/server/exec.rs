@@ -1,0 +1,295 @@
+//! `/exec/<ns>/<pod>/<container>`: a command in a running container over a WebSocket with the
+//! channel protocol kubectl speaks (`v5.channel.k8s.io`, also v4 and the original): every
+//! binary message starts with its channel — 0 stdin, 1 stdout, 2 stderr, 3 the final
+//! Status, 4 terminal resize; in v5 `[255, channel]` closes a channel (kubectl cp closes
+//! stdin that way). The command runs through `skiff-runtime exec`, as containerd's exec goes
+//! through runc.
+//!
+//! Not yet: terminal resize (the runtime's pty is not handed to us, so a resize is ignored)
+//! and the SPDY fallback kubectl uses only when WebSockets are refused.
+
+use std::process::Stdio;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::Kubelet;
+
+pub const PROTOCOLS: [&str; 3] = ["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const STATUS: u8 = 3;
+const CLOSE: u8 = 255;
+
+/// The request's options (`command` repeated; the rest flags).
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+impl ExecOptions {
+    pub fn parse(query: &[(String, String)]) -> ExecOptions {
+        let flag = |v: &str| v == "1" || v == "true";
+        let mut o = ExecOptions::default();
+        for (k, v) in query {
+            match k.as_str() {
+                "command" => o.command.push(v.clone()),
+                "input" | "stdin" => o.stdin = flag(v),
+                "output" | "stdout" => o.stdout = flag(v),
+                "error" | "stderr" => o.stderr = flag(v),
+                "tty" => o.tty = flag(v),
+                _ => {}
+            }
+        }
+        o
+    }
+}
+
+pub async fn serve(
+    k: &Kubelet,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &[(String, String)],
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let options = ExecOptions::parse(query);
+    if options.command.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "you must specify at least one command for the container",
+        )
+            .into_response();
+    }
+    let Some(view) = k.find(namespace, pod) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not running on this node"),
+        )
+            .into_response();
+    };
+    let Some(c) = view.containers.iter().find(|c| c.name == container) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not valid for pod {pod}"),
+        )
+            .into_response();
+    };
+    let (true, Some(id)) = (c.running, c.id.clone()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not running in pod {pod}"),
+        )
+            .into_response();
+    };
+    let Ok(upgrade) = upgrade else {
+        // kubectl falls back to SPDY (a POST) when a WebSocket upgrade fails.
+        return (
+            StatusCode::BAD_REQUEST,
+            "skiff's kubelet speaks the WebSocket channel protocols (v5.channel.k8s.io), not SPDY",
+        )
+            .into_response();
+    };
+    let runtime = k.runtime.clone();
+    upgrade
+        .protocols(PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let v5 = socket.protocol().and_then(|p| p.to_str().ok()) == Some(PROTOCOLS[0]);
+            if let Err(e) = session(socket, runtime, id, options, v5).await {
+                tracing::debug!("exec session: {e}");
+            }
+        })
+}
+
+/// The Status kubectl reads on channel 3 for the exit code.
+pub fn exit_status(command: &[String], code: i32) -> serde_json::Value {
+    if code == 0 {
+        return json!({"metadata": {}, "status": "Success"});
+    }
+    json!({
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("command terminated with non-zero exit code: error executing command {command:?}, exit code {code}"),
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+    })
+}
+
+async fn session(
+    socket: WebSocket,
+    runtime: crate::runtime::Runtime,
+    id: String,
+    options: ExecOptions,
+    v5: bool,
+) -> anyhow::Result<()> {
+    let mut command = runtime.exec_command(&id, &options.command, options.tty);
+    command
+        .stdin(if options.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(if options.tty {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        });
+    let (mut sink, mut incoming) = socket.split();
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let status = json!({"metadata": {}, "status": "Failure", "message": format!("running the runtime: {e}"), "reason": "InternalError"});
+            let _ = sink
+                .send(Message::Binary(
+                    channel(STATUS, status.to_string().as_bytes()).into(),
+                ))
+                .await;
+            let _ = sink.close().await;
+            return Ok(());
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(32);
+    let mut pumps = Vec::new();
+    for (reader, ch) in [
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            STDOUT,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            STDERR,
+        ),
+    ] {
+        let Some(mut reader) = reader else { continue };
+        let tx = tx.clone();
+        pumps.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(channel(ch, &buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut stdin = child.stdin.take();
+    let wants_stdout = options.stdout || options.tty;
+    let wants_stderr = options.stderr;
+    let mut output_done = false;
+    let mut socket_done = false;
+    loop {
+        tokio::select! {
+            out = rx.recv(), if !output_done => match out {
+                Some(frame) => {
+                    let wanted = match frame[0] { STDOUT => wants_stdout, STDERR => wants_stderr, _ => true };
+                    if wanted && sink.send(Message::Binary(frame.into())).await.is_err() {
+                        socket_done = true;
+                    }
+                }
+                None => output_done = true,
+            },
+            message = incoming.next(), if !socket_done => match message {
+                Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
+                    STDIN => {
+                        if let Some(s) = stdin.as_mut() {
+                            if s.write_all(&data[1..]).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    CLOSE if v5 && data.get(1) == Some(&STDIN) => stdin = None,
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    socket_done = true;
+                    stdin = None;
+                }
+                Some(Ok(_)) => {}
+            },
+            else => break,
+        }
+        if output_done {
+            break;
+        }
+    }
+    drop(stdin);
+    for pump in pumps {
+        let _ = pump.await;
+    }
+    let code = child
+        .wait()
+        .await
+        .map(|s| s.code().unwrap_or(255))
+        .unwrap_or(255);
+    if !socket_done {
+        let status = exit_status(&options.command, code);
+        let _ = sink
+            .send(Message::Binary(
+                channel(STATUS, status.to_string().as_bytes()).into(),
+            ))
+            .await;
+        // A normal closure (1000): kubectl treats a close without a code as an error.
+        let frame = axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    Ok(())
+}
+
+fn channel(ch: u8, data: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(data.len() + 1);
+    frame.push(ch);
+    frame.extend_from_slice(data);
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_and_status() {
+        let q: Vec<(String, String)> = [
+            ("command", "sh"),
+            ("command", "-c"),
+            ("command", "exit 3"),
+            ("input", "1"),
+            ("output", "1"),
+            ("tty", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let o = ExecOptions::parse(&q);
+        assert_eq!(o.command, ["sh", "-c", "exit 3"]);
+        assert!(o.stdin && o.stdout && !o.stderr && !o.tty);
+        let failure = exit_status(&o.command, 3);
+        assert_eq!(failure["reason"], "NonZeroExitCode");
+        assert_eq!(failure["details"]["causes"][0]["message"], "3");
+        assert_eq!(exit_status(&o.command, 0)["status"], "Success");
+    }
+}
