@@ -25,6 +25,9 @@ enum Command {
     Server(server::ServerArgs),
     /// The scheduler alone: binds pending pods to nodes; `bench` measures it.
     Scheduler(scheduler::SchedulerCommand),
+    /// The controller manager alone (ReplicaSet, Deployment, garbage collector, …); `bench`
+    /// measures it.
+    Controllers(controllers::ControllersCommand),
 }
 
 #[global_allocator]
@@ -32,7 +35,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_apiserver;
+mod bench_controllers;
 mod bench_scheduler;
+mod controllers;
 mod scheduler;
 mod server;
 
@@ -72,5 +77,8 @@ fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => skiff_image::cli::main(cmd),
         Command::Server(args) => tokio::runtime::Runtime::new()?.block_on(server::run(args)),
         Command::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
+        Command::Controllers(args) => {
+            tokio::runtime::Runtime::new()?.block_on(controllers::run(args))
+        }
     }
 }
