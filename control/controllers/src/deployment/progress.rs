@@ -104,7 +104,6 @@ pub fn calculate_status(
         unavailable_replicas: Some((total_spec - available).max(0)),
         collision_count: current.collision_count,
         conditions: current.conditions.clone(),
-        ..DeploymentStatus::default()
     };
     if available >= util::replicas(d) - util::max_unavailable(d) {
         set_condition(
