@@ -452,6 +452,29 @@ fn deployment_lifecycle(s: &ServerProcess, seen: &Arc<Mutex<Observed>>) {
     );
     let described = s.kubectl_ok(&["describe", "deployment", "web"]);
     assert!(described.contains("nginx:1.27"), "{described}");
+
+    // Restart: same image, a new template annotation, a fourth ReplicaSet.
+    assert_eq!(
+        s.kubectl_ok(&["rollout", "restart", "deployment/web"])
+            .trim(),
+        "deployment.apps/web restarted"
+    );
+    let out = rollout_status(s, "web");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(
+        get(s, &["rs", "-l", "app=web"], "{.items[*].metadata.name}")
+            .split_whitespace()
+            .count(),
+        4
+    );
+    assert_eq!(
+        get(
+            s,
+            &["deploy", "web"],
+            "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+        ),
+        "5"
+    );
 }
 
 /// Recreate: old pods are all gone before a new one exists.
