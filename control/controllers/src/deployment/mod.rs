@@ -39,7 +39,7 @@ use kube::{Client, ResourceExt};
 use crate::backoff::Backoffs;
 use crate::controller_ref::{self, owner_ref};
 use crate::events::{Recorder, WARNING};
-use crate::informer::{Handler, Informer};
+use crate::informer::{controller_uid, Handler, Informer};
 use crate::selector::Selector;
 use sync::Rollout;
 
@@ -115,9 +115,11 @@ fn replica_set_handler(
         }
         if let Some(rs) = new {
             let relabelled = old.is_some_and(|o| o.metadata.labels != rs.metadata.labels);
-            if owner.is_none()
+            let orphan = controller_uid(rs.as_ref()).is_none();
+            let was_orphan = old.is_none_or(|o| controller_uid(o.as_ref()).is_none());
+            if orphan
                 && rs.metadata.deletion_timestamp.is_none()
-                && (old.is_none() || relabelled || old_owner.is_some())
+                && (old.is_none() || relabelled || !was_orphan)
             {
                 enqueue_matching(rs);
             }

@@ -196,6 +196,11 @@ fn is_controlled_by_kind<K: Replicated>(pod: &Pod) -> Option<(String, String)> {
         .then(|| (r.name.clone(), r.uid.clone()))
 }
 
+/// No controller at all (a pod controlled by another kind is not ours to adopt).
+fn is_orphan(pod: &Pod) -> bool {
+    controller_uid(pod).is_none()
+}
+
 /// Maps pod changes to the ReplicaSets to sync, and feeds expectations (upstream's
 /// addPod/updatePod/deletePod handlers).
 fn pod_handler<K: Replicated>(
@@ -229,7 +234,9 @@ fn pod_handler<K: Replicated>(
                     }
                     enqueue(pod, &name);
                 }
-                None if pod.metadata.deletion_timestamp.is_none() => enqueue_matching(pod),
+                None if is_orphan(pod) && pod.metadata.deletion_timestamp.is_none() => {
+                    enqueue_matching(pod)
+                }
                 None => {}
             },
             (Some(old), Some(pod)) => {
@@ -248,8 +255,7 @@ fn pod_handler<K: Replicated>(
                         enqueue(old, name);
                     }
                 }
-                if owner.is_none()
-                    && (old.metadata.labels != pod.metadata.labels || old_owner.is_some())
+                if is_orphan(pod) && (old.metadata.labels != pod.metadata.labels || !is_orphan(old))
                 {
                     enqueue_matching(pod);
                 }
