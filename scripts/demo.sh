@@ -61,6 +61,7 @@ k apply -f /tmp/skiff-demo-web.yaml
 k scale deployment web -n demo --replicas=3
 k patch deployment web -n demo -p '{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}'
 k get all -n demo -o wide
+k rollout history deployment web -n demo
 k describe service web -n demo
 # The scheduler: no kubelet runs yet, so a "hollow" node registered through the API stands in
 # for one (as kubemark does); a pod too big for it stays Pending with upstream's reason, one that
@@ -88,8 +89,12 @@ k explain deployment.spec.strategy
 k auth can-i create pods
 echo "+ etcdctl get --prefix /registry/apps/deployments/demo/ --keys-only   (the API server's storage)"
 ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 get --prefix /registry/apps/deployments/demo/ --keys-only
-# No kubelet finishes a bound pod's graceful deletion yet: delete the demo pods at once.
-k delete pod small huge -n demo --force --grace-period=0
+k get deploy,rs,pods -n demo -o wide
+# No kubelet finishes a bound pod's graceful deletion yet: the workloads go first, then their
+# pods are deleted at once.
+k delete deployment web -n demo
+k delete rs -n demo --all
+k delete pods -n demo --all --force --grace-period=0
 k delete namespace demo
 k delete node demo-hollow-node
 k get namespaces

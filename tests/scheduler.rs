@@ -67,24 +67,28 @@ fn placement(s: &ServerProcess) {
     for (i, name) in ["n1", "n2", "n3"].iter().enumerate() {
         apply(s, &node_yaml(name, "4", "", &format!(", zone: z{i}")));
     }
-    // The replicas' owner exists (the garbage collector would remove pods of a missing one); no
-    // ReplicaSet controller runs yet, so it creates nothing itself.
+    // The ReplicaSet controller creates the replicas; the scheduler spreads them.
     apply(
         s,
-        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: busybox, resources: {requests: {cpu: 100m, memory: 64Mi}}}]}\n",
     );
-    let uid = s.kubectl_ok(&["get", "rs", "web", "-o", "jsonpath={.metadata.uid}"]);
-    let owner = format!(
-        "\n  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web, uid: {uid}, controller: true}}]"
-    );
-    for i in 0..3 {
-        let yaml = pod_yaml(&format!("web-{i}"), "100m", "").replace(
-            &format!("  labels: {{app: web-{i}}}"),
-            &format!("  labels: {{app: web}}{owner}"),
-        );
-        apply(s, &yaml);
-    }
-    let mut nodes: Vec<String> = (0..3).map(|i| wait_bound(s, &format!("web-{i}"))).collect();
+    let nodes_of_web = || {
+        s.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ])
+    };
+    wait_until("3 web replicas bound", || {
+        nodes_of_web().split_whitespace().count() == 3
+    });
+    let mut nodes: Vec<String> = nodes_of_web()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     nodes.sort();
     assert_eq!(nodes, ["n1", "n2", "n3"], "replicas spread over the nodes");
 

@@ -445,7 +445,7 @@ mod tests {
     fn container_must_be_named_when_there_are_several() {
         let pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
         let e = container_of(&pod, &[], "p").unwrap_err();
-        assert!(e.to_string().contains("a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"), "{e}");
+        assert_eq!(e.message, "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]");
         assert_eq!(
             container_of(&pod, &q(&[("container", "i")]), "p").unwrap(),
             "i"

@@ -2,15 +2,26 @@
 //! reconcile) talking to the API server like any other client.
 //!
 //! Today: the namespace controller (ships with the API server so `kubectl delete namespace`
-//! completes) and the garbage collector (ownerReferences; foreground and orphan deletion, so
-//! every `propagationPolicy` the API server accepts completes). The workload controllers
-//! arrive with their issue.
+//! completes), the garbage collector (ownerReferences; foreground and orphan deletion, so
+//! every `propagationPolicy` the API server accepts completes), and the workload controllers
+//! ReplicaSet, ReplicationController (`replicaset/`) and Deployment (`deployment/`), which share
+//! one pod informer and one ReplicaSet informer (`informer.rs`), as upstream's controllers share
+//! informers.
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
 
+pub mod backoff;
+pub mod controller_ref;
+pub mod deployment;
+pub mod events;
+pub mod expectations;
 pub mod garbage_collector;
+pub mod informer;
 pub mod namespace;
+pub mod pods;
+pub mod replicaset;
+pub mod selector;
 
 use std::future::Future;
 use std::path::Path;
@@ -51,9 +62,37 @@ pub async fn start(
         move || async move {
             tokio::select! {
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
-                _ = garbage_collector::run(client) => anyhow::bail!("the garbage collector stopped"),
+                _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
+                _ = run_workloads(client) => anyhow::bail!("the workload controllers stopped"),
             }
         },
         shutdown,
     )))
+}
+
+/// The workload controllers (ReplicaSet, ReplicationController, Deployment) on shared pod and
+/// ReplicaSet informers. Returns only if one of them stops.
+pub async fn run_workloads(client: kube::Client) {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+    let recorder = events::start(client.clone());
+    let pods = informer::Informer::<Pod>::new();
+    let replica_sets = informer::Informer::<ReplicaSet>::new();
+    // Controllers register their informer handlers when built, before the informers run.
+    let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
+    let rc =
+        replicaset::controller::<ReplicationController>(client.clone(), pods.clone(), &recorder);
+    let deploy = deployment::controller(
+        client.clone(),
+        pods.clone(),
+        replica_sets.clone(),
+        &recorder,
+    );
+    tokio::select! {
+        _ = pods.run(kube::Api::all(client.clone())) => tracing::error!("pod informer stopped"),
+        _ = replica_sets.run(kube::Api::all(client)) => tracing::error!("replicaset informer stopped"),
+        _ = rs => tracing::error!("replicaset controller stopped"),
+        _ = rc => tracing::error!("replicationcontroller controller stopped"),
+        _ = deploy => tracing::error!("deployment controller stopped"),
+    }
 }

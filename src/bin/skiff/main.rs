@@ -25,6 +25,9 @@ enum Command {
     Server(server::ServerArgs),
     /// The scheduler alone: binds pending pods to nodes; `bench` measures it.
     Scheduler(scheduler::SchedulerCommand),
+    /// The controller manager alone (ReplicaSet, Deployment, garbage collector, …); `bench`
+    /// measures it.
+    Controllers(controllers::ControllersCommand),
     /// The node agent: registers the Node and runs the pods bound to it.
     Kubelet(skiff_kubelet::KubeletArgs),
     /// Credentials: `skiff token node NAME` issues a node's own kubeconfig.
@@ -39,7 +42,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_apiserver;
+mod bench_controllers;
 mod bench_scheduler;
+mod controllers;
 mod scheduler;
 mod server;
 mod token;
@@ -92,6 +97,9 @@ fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => skiff_image::cli::main(cmd),
         Command::Server(args) => tokio::runtime::Runtime::new()?.block_on(server::run(args)),
         Command::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
+        Command::Controllers(args) => {
+            tokio::runtime::Runtime::new()?.block_on(controllers::run(args))
+        }
         // Single-threaded and before any runtime: the shim forks.
         Command::Shim(args) => skiff_kubelet::shim::main(args),
         Command::Token(cmd) => token::run(cmd),

@@ -30,6 +30,10 @@ pub struct ServerArgs {
     /// Run no scheduler (another one, e.g. upstream's kube-scheduler, binds the pods).
     #[arg(long)]
     pub disable_scheduler: bool,
+    /// Run no controller manager (another one, e.g. `skiff controllers` or upstream's
+    /// kube-controller-manager, reconciles).
+    #[arg(long)]
+    pub disable_controllers: bool,
     /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
     #[arg(long, default_value = "")]
     pub scheduler_metrics_address: String,
@@ -74,13 +78,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a
     // standby takes over at once), then the store stops. Each acts with its own identity.
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut controllers = skiff_controllers::start(
-        &started.component_kubeconfig("controller-manager"),
-        async move {
-            let _ = stopped.await;
-        },
-    )
-    .await?;
+    let mut controllers = if args.disable_controllers {
+        None
+    } else {
+        Some(
+            skiff_controllers::start(
+                &started.component_kubeconfig("controller-manager"),
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await?,
+        )
+    };
     let (stop_scheduler, scheduler_stopped) = oneshot::channel::<()>();
     let mut scheduler = if args.disable_scheduler {
         None
@@ -110,15 +120,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     tokio::select! {
         _ = skiff_apiserver::server::wait_for_signal() => {}
-        r = &mut controllers => return r.context("controllers")?,
+        r = join_optional(&mut controllers) => return r.context("controllers")?,
         r = join_optional(&mut scheduler) => return r.context("scheduler")?,
     }
     let _ = stop.send(());
     let _ = stop_scheduler.send(());
-    match tokio::time::timeout(STOP_TIMEOUT, controllers).await {
-        Ok(Ok(Err(e))) => tracing::warn!("controllers: {e:#}"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("the controllers did not stop in time"),
+    if let Some(task) = controllers {
+        match tokio::time::timeout(STOP_TIMEOUT, task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("controllers: {e:#}"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("the controllers did not stop in time"),
+        }
     }
     if let Some(task) = scheduler {
         match tokio::time::timeout(STOP_TIMEOUT, task).await {

@@ -1,0 +1,43 @@
+//! `skiff controllers`: the controller manager alone (kube-controller-manager), against any API
+//! server, leader-elected through the Lease `kube-system/kube-controller-manager`: several may
+//! run, one acts, a standby takes over when the leader's lease runs out.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ControllersCommand {
+    #[command(subcommand)]
+    pub action: Option<ControllersAction>,
+    #[command(flatten)]
+    pub serve: ControllersArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ControllersAction {
+    /// 1,000 Deployments × 10 replicas on hollow nodes through a real API server: time until
+    /// every pod exists and is bound, CPU and memory of the controller manager.
+    Bench(crate::bench_controllers::BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ControllersArgs {
+    /// The API server to act on, and the credentials to use (for example the
+    /// `controller-manager.kubeconfig` that `skiff server` writes).
+    #[arg(long, required = true)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+pub async fn run(command: ControllersCommand) -> anyhow::Result<()> {
+    let args = match command.action {
+        Some(ControllersAction::Bench(bench)) => return crate::bench_controllers::run(bench).await,
+        None => command.serve,
+    };
+    let kubeconfig = args.kubeconfig.context("--kubeconfig is required")?;
+    let handle =
+        skiff_controllers::start(&kubeconfig, skiff_apiserver::server::wait_for_signal()).await?;
+    println!("skiff controllers ready: {}", kubeconfig.display());
+    handle.await.context("the controller manager task")?
+}
