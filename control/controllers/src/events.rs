@@ -1,31 +1,26 @@
 //! Events the workload controllers record (`kubectl describe` shows them): core/v1 Events with
-//! upstream's `source.component` (`replicaset-controller`, `deployment-controller`, …) and
-//! client-go's aggregation — the same event about the same object within 10 minutes bumps
-//! `count` and `lastTimestamp` of the one already written instead of adding a row.
+//! upstream's `source.component` (`replicaset-controller`, `deployment-controller`, …),
+//! written and aggregated by skiff-events (client-go's `tools/record`, shared with the
+//! scheduler and the kubelet).
 //!
 //! Recording never blocks a sync: events go through a bounded queue to one writer task, and a
 //! full queue drops the event (client-go's broadcaster drops too), so a burst of 10,000 pod
 //! creations costs the controllers no latency.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-pub const NORMAL: &str = "Normal";
-pub const WARNING: &str = "Warning";
+pub use skiff_events::{NORMAL, WARNING};
 
 const QUEUE: usize = 4096;
 /// Event writes in flight at once.
 const WRITERS: usize = 8;
-const AGGREGATION_WINDOW: Duration = Duration::from_secs(600);
-const MAX_REMEMBERED: usize = 10_000;
 
 struct Pending {
     component: &'static str,
@@ -41,26 +36,26 @@ pub struct Recorder {
     component: &'static str,
 }
 
-type EventKey = (String, &'static str, &'static str, String);
-
-struct Recorded {
-    name: String,
-    count: i32,
-    first: std::time::Instant,
-}
-
 /// Starts the writer task; every controller gets a [`Recorder`] from [`Recorder::for_component`].
 pub fn start(client: Client) -> Recorder {
     let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
-    let seen = std::sync::Arc::new(Mutex::new(HashMap::<EventKey, Recorded>::new()));
+    // One skiff-events recorder (and aggregation state) per component.
+    let recorders: Arc<Mutex<HashMap<&'static str, Arc<skiff_events::Recorder>>>> = Arc::default();
     tokio::spawn(async move {
         let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
         stream
-            .for_each_concurrent(WRITERS, |pending| {
+            .for_each_concurrent(WRITERS, |p| {
                 let client = client.clone();
-                let seen = seen.clone();
+                let recorder = recorders
+                    .lock()
+                    .entry(p.component)
+                    .or_insert_with(|| Arc::new(skiff_events::Recorder::new(p.component, None)))
+                    .clone();
                 async move {
-                    if let Err(e) = write(&client, &seen, pending).await {
+                    let result = recorder
+                        .record(&client, &p.regarding, p.type_, p.reason, p.reason, &p.message)
+                        .await;
+                    if let Err(e) = result {
                         tracing::debug!("event not recorded: {e}");
                     }
                 }
@@ -89,18 +84,9 @@ impl Recorder {
         reason: &'static str,
         message: String,
     ) {
-        let regarding = ObjectReference {
-            api_version: Some(K::api_version(&()).into_owned()),
-            kind: Some(K::kind(&()).into_owned()),
-            name: object.meta().name.clone(),
-            namespace: object.meta().namespace.clone(),
-            uid: object.meta().uid.clone(),
-            resource_version: object.meta().resource_version.clone(),
-            ..ObjectReference::default()
-        };
         let pending = Pending {
             component: self.component,
-            regarding,
+            regarding: skiff_events::reference(object),
             type_,
             reason,
             message,
@@ -109,100 +95,4 @@ impl Recorder {
             tracing::debug!(object = %object.name_any(), reason, "event queue full; event dropped");
         }
     }
-}
-
-async fn write(
-    client: &Client,
-    seen: &Mutex<HashMap<EventKey, Recorded>>,
-    p: Pending,
-) -> Result<(), kube::Error> {
-    let namespace = p
-        .regarding
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let key: EventKey = (
-        p.regarding.uid.clone().unwrap_or_default(),
-        p.type_,
-        p.reason,
-        p.message.clone(),
-    );
-    let now = jiff::Timestamp::now();
-    let repeat = {
-        let mut seen = seen.lock();
-        match seen.get_mut(&key) {
-            Some(r) if r.first.elapsed() < AGGREGATION_WINDOW => {
-                r.count += 1;
-                Some((r.name.clone(), r.count))
-            }
-            _ => None,
-        }
-    };
-    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    if let Some((name, count)) = repeat {
-        let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
-        match events
-            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let name = format!(
-        "{}.{:x}",
-        p.regarding.name.as_deref().unwrap_or("object"),
-        now.as_nanosecond() as u64 ^ rand::random::<u64>()
-    );
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(namespace.clone()),
-            ..ObjectMeta::default()
-        },
-        involved_object: p.regarding,
-        reason: Some(p.reason.into()),
-        message: Some(truncate(&p.message, 1024)),
-        type_: Some(p.type_.into()),
-        count: Some(1),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        event_time: Some(MicroTime(now)),
-        reporting_component: Some(p.component.into()),
-        reporting_instance: Some(p.component.into()),
-        source: Some(EventSource {
-            component: Some(p.component.into()),
-            host: None,
-        }),
-        ..Event::default()
-    };
-    events.create(&PostParams::default(), &event).await?;
-    let mut seen = seen.lock();
-    if seen.len() >= MAX_REMEMBERED {
-        seen.retain(|_, r| r.first.elapsed() < AGGREGATION_WINDOW);
-        if seen.len() >= MAX_REMEMBERED {
-            seen.clear();
-        }
-    }
-    seen.insert(
-        key,
-        Recorded {
-            name,
-            count: 1,
-            first: std::time::Instant::now(),
-        },
-    );
-    Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
