@@ -53,7 +53,14 @@ pub fn start(client: Client) -> Recorder {
                     .clone();
                 async move {
                     let result = recorder
-                        .record(&client, &p.regarding, p.type_, p.reason, p.reason, &p.message)
+                        .record(
+                            &client,
+                            &p.regarding,
+                            p.type_,
+                            p.reason,
+                            p.reason,
+                            &p.message,
+                        )
                         .await;
                     if let Err(e) = result {
                         tracing::debug!("event not recorded: {e}");

@@ -30,6 +30,17 @@ enum Command {
     Controllers(controllers::ControllersCommand),
     /// The node agent: registers the Node and runs the pods bound to it.
     Kubelet(skiff_kubelet::KubeletArgs),
+    /// A multi-node cluster of network-namespace nodes on this machine, in one command.
+    Up(skiff_cluster::UpArgs),
+    /// Remove everything `skiff up` made.
+    Down(skiff_cluster::NameArgs),
+    /// The local cluster's components and their processes.
+    Status(skiff_cluster::NameArgs),
+    /// Put image archives into every node of the local cluster.
+    Load(skiff_cluster::LoadArgs),
+    /// The loopback forward to a node's namespace, started by `skiff up` (not for people).
+    #[command(hide = true)]
+    Forward(skiff_cluster::forward::ForwardArgs),
     /// Credentials: `skiff token node NAME` issues a node's own kubeconfig.
     Token(token::TokenCommand),
     /// A container's monitor, started by the kubelet (not for people).
@@ -103,6 +114,12 @@ fn main() -> anyhow::Result<()> {
         // Single-threaded and before any runtime: the shim forks.
         Command::Shim(args) => skiff_kubelet::shim::main(args),
         Command::Token(cmd) => token::run(cmd),
+        Command::Up(args) => skiff_cluster::up::up(args),
+        Command::Down(args) => skiff_cluster::down(args),
+        Command::Status(args) => skiff_cluster::status(args),
+        Command::Load(args) => skiff_cluster::load(args),
+        // Before any thread: it enters the node's network namespace.
+        Command::Forward(args) => skiff_cluster::forward::main(args),
         Command::Kubelet(args) => {
             tokio::runtime::Runtime::new()?.block_on(skiff_kubelet::run(args, shutdown_signal()))
         }

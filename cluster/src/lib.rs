@@ -1,0 +1,113 @@
+//! The local cluster (`skiff up`, `skiff down`, `skiff status`, `skiff load`): kind's and
+//! k3d's job without Docker — every node a network namespace on this machine, laid out like
+//! the Vagrant cluster (DESIGN.md), running the same `skiff server` and `skiff kubelet` a VM
+//! runs.
+//!
+//! ```text
+//!  machine's namespace: only 127.0.0.1:6443 → skiff forward → control plane's :6443
+//!  <name>-host (192.168.56.1, bridge br0) ── veth ── <name>-control-plane (.10): server + kubelet
+//!                                          ├─ veth ── <name>-worker (.11): kubelet
+//!                                          └─ veth ── <name>-worker2 (.12): kubelet
+//! ```
+//!
+//! What is not here yet (their issues): the VXLAN overlay and skiff's CNI plugin (pods use
+//! Debian's bridge plugin, with routes between nodes' pod ranges), the service proxy and DNS.
+
+pub mod forward;
+pub mod network;
+pub mod state;
+pub mod topology;
+pub mod up;
+
+use std::path::PathBuf;
+
+pub use topology::Topology;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The cluster's name (prefix of its namespaces).
+    #[arg(long, default_value = "skiff")]
+    pub name: String,
+    /// Nodes in all.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// How many of them are control planes.
+    #[arg(long = "control-planes", default_value_t = 1)]
+    pub control_planes: usize,
+    /// The node network.
+    #[arg(long = "node-cidr", default_value = "192.168.56.0/24")]
+    pub node_cidr: String,
+    /// Where to write the admin kubeconfig (default /var/lib/skiff/<name>/admin.kubeconfig).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Image archives (OCI layout or docker save) loaded into every node before pods start.
+    #[arg(long = "load")]
+    pub load: Vec<PathBuf>,
+    /// Leave whatever was made in place when a step fails (for debugging).
+    #[arg(long = "keep-on-failure")]
+    pub keep_on_failure: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    #[arg(long, default_value = "skiff")]
+    pub name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    #[arg(long, default_value = "skiff")]
+    pub name: String,
+    /// OCI-layout or docker-archive tars.
+    #[arg(required = true)]
+    pub archives: Vec<PathBuf>,
+}
+
+/// `skiff load`: the archives into every node's image store (kind's `load`).
+pub fn load(args: LoadArgs) -> anyhow::Result<()> {
+    let recorded = state::Recorded::read(&args.name)?;
+    for node in &recorded.topology.nodes {
+        let store = skiff_image::Store::open(recorded.topology.node_dir(node).join("images"))?;
+        for archive in &args.archives {
+            for info in skiff_image::archive::import(&store, archive, None)? {
+                println!("{}: {}", node.name, info.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `skiff status`: components and their processes.
+pub fn status(args: NameArgs) -> anyhow::Result<()> {
+    let recorded = state::Recorded::read(&args.name)?;
+    println!(
+        "cluster {} (state {})",
+        args.name,
+        recorded.topology.state_dir().display()
+    );
+    println!("{:<32} {:<10} {:<8} LOG", "COMPONENT", "PID", "STATE");
+    for p in &recorded.processes {
+        let alive = state::alive(p.pid);
+        println!(
+            "{:<32} {:<10} {:<8} {}",
+            p.component,
+            p.pid,
+            if alive { "running" } else { "stopped" },
+            p.log.display()
+        );
+    }
+    println!("export KUBECONFIG={}", recorded.kubeconfig.display());
+    Ok(())
+}
+
+/// `skiff down`: everything `up` made, by name and pid.
+pub fn down(args: NameArgs) -> anyhow::Result<()> {
+    match state::Recorded::read(&args.name) {
+        Ok(recorded) => {
+            up::teardown(&recorded);
+            println!("cluster {} removed", args.name);
+            Ok(())
+        }
+        Err(e) => Err(e.context(format!("no cluster named {:?} is up", args.name))),
+    }
+}

@@ -1,0 +1,483 @@
+//! `skiff up`, one step a line with its time, and the teardown `down` and a failed `up`
+//! share.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+
+use crate::network;
+use crate::state::{self, Process, Recorded};
+use crate::topology::{NodeSpec, Topology};
+use crate::UpArgs;
+
+/// The `skiff` binary (this one), for the daemons it starts.
+fn skiff() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the skiff binary")
+}
+
+struct Progress {
+    started: Instant,
+}
+
+impl Progress {
+    fn step<T>(&mut self, what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let at = Instant::now();
+        let result = f();
+        let mark = if result.is_ok() { "✓" } else { "✗" };
+        println!("{mark} {what:<46} {:>7.2} s", at.elapsed().as_secs_f64());
+        result
+    }
+}
+
+/// Starts `args` in `netns` (nsenter execs in place, so the pid is the daemon's), detached
+/// from our session, logging to `log`.
+fn spawn_in(netns: Option<&str>, args: &[String], log: &Path) -> anyhow::Result<i32> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("--");
+            c.args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(&args[0]);
+            c.args(&args[1..]);
+            c
+        }
+    };
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .env("RUST_LOG", "info")
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", args.join(" ")))?;
+    Ok(child.id() as i32)
+}
+
+fn wait_for_line(log: &Path, line: &str, pid: i32, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(line) {
+            return Ok(());
+        }
+        anyhow::ensure!(state::alive(pid), "it exited; see {}", log.display());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not ready after {timeout:?}; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn free_port(from: u16) -> anyhow::Result<u16> {
+    (from..from + 100)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .context("no free port for the API server forward")
+}
+
+pub fn up(args: UpArgs) -> anyhow::Result<()> {
+    let t = Topology::new(&args.name, args.nodes, args.control_planes, &args.node_cidr)?;
+    if let Ok(existing) = Recorded::read(&t.name) {
+        if existing.processes.iter().any(|p| state::alive(p.pid)) {
+            anyhow::bail!(
+                "cluster {:?} is already up (skiff status --name {0}; skiff down --name {0})",
+                t.name
+            );
+        }
+        // Leftovers of a cluster whose processes are gone (a reboot): clear them first.
+        teardown(&existing);
+    }
+    anyhow::ensure!(t.nodes.len() == 1 || args.control_planes == 1, "several control planes need the HA issue (an etcd cluster); use --control-planes 1 for now");
+    let state_dir = t.state_dir();
+    std::fs::create_dir_all(state_dir.join("logs"))?;
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| state_dir.join("admin.kubeconfig"));
+    let mut recorded = Recorded {
+        topology: t.clone(),
+        netns: Vec::new(),
+        processes: Vec::new(),
+        kubeconfig: kubeconfig.clone(),
+        api_port: 0,
+    };
+    recorded.write()?;
+    let mut progress = Progress {
+        started: Instant::now(),
+    };
+    let result = bring_up(&args, &t, &mut recorded, &mut progress);
+    recorded.write()?;
+    match result {
+        Ok(()) => {
+            println!(
+                "cluster {} is up in {:.1} s: {} nodes",
+                t.name,
+                progress.started.elapsed().as_secs_f64(),
+                t.nodes.len()
+            );
+            println!("export KUBECONFIG={}", kubeconfig.display());
+            Ok(())
+        }
+        Err(e) => {
+            if args.keep_on_failure {
+                eprintln!(
+                    "left in place for debugging; remove with: skiff down --name {}",
+                    t.name
+                );
+            } else {
+                teardown(&recorded);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn bring_up(
+    args: &UpArgs,
+    t: &Topology,
+    recorded: &mut Recorded,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let skiff = skiff()?.display().to_string();
+    let state_dir = t.state_dir();
+    let logs = state_dir.join("logs");
+    progress.step("node network (namespaces, bridge, routes)", || {
+        let result = network::create(t, &mut recorded.netns);
+        recorded.write()?;
+        result
+    })?;
+    progress.step("node directories, CNI configurations, images", || {
+        for node in &t.nodes {
+            let dir = t.node_dir(node);
+            std::fs::create_dir_all(dir.join("cni"))?;
+            std::fs::write(
+                dir.join("cni/10-skiff-bridge.conflist"),
+                network::cni_conflist(node, &dir.join("cni-ipam")),
+            )?;
+            let store = skiff_image::Store::open(dir.join("images"))?;
+            for archive in &args.load {
+                skiff_image::archive::import(&store, archive, None)
+                    .with_context(|| format!("loading {}", archive.display()))?;
+            }
+        }
+        Ok(())
+    })?;
+    let cp = t.control_plane();
+    let server_dir = state_dir.join("server");
+    let server_log = logs.join("server.log");
+    progress.step(
+        &format!("control plane (skiff server on {})", cp.name),
+        || {
+            let pid = spawn_in(
+                Some(&cp.name),
+                &[
+                    skiff.clone(),
+                    "server".into(),
+                    "--data-dir".into(),
+                    server_dir.display().to_string(),
+                    "--bind-address".into(),
+                    "0.0.0.0".into(),
+                    "--advertise-address".into(),
+                    cp.ip.to_string(),
+                    "--secure-port".into(),
+                    "6443".into(),
+                    "--store-listen-url".into(),
+                    "http://127.0.0.1:2379".into(),
+                    "--tls-san".into(),
+                    "127.0.0.1".into(),
+                ],
+                &server_log,
+            )
+            .context("the control plane (skiff server)")?;
+            recorded.processes.push(Process {
+                component: "server".into(),
+                pid,
+                log: server_log.clone(),
+            });
+            recorded.write()?;
+            wait_for_line(
+                &server_log,
+                "skiff server ready",
+                pid,
+                Duration::from_secs(60),
+            )
+            .context("the control plane (skiff server)")
+        },
+    )?;
+    let port = free_port(6443)?;
+    recorded.api_port = port;
+    progress.step(&format!("API server forward 127.0.0.1:{port}"), || {
+        let log = logs.join("forward.log");
+        let pid = spawn_in(
+            None,
+            &[
+                skiff.clone(),
+                "forward".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--netns".into(),
+                format!("/run/netns/{}", cp.name),
+                "--to".into(),
+                format!("{}:6443", cp.ip),
+            ],
+            &log,
+        )?;
+        recorded.processes.push(Process {
+            component: "forward".into(),
+            pid,
+            log,
+        });
+        recorded.write()?;
+        let admin = std::fs::read_to_string(server_dir.join("admin.kubeconfig"))?;
+        let admin = admin
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("server:") {
+                    format!("    server: https://127.0.0.1:{port}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        write_private(&recorded.kubeconfig, &(admin + "\n"))?;
+        Ok(())
+    })?;
+    for node in &t.nodes {
+        progress.step(&format!("kubelet on {}", node.name), || {
+            let pid = start_kubelet(t, node, &skiff, &server_dir)?;
+            recorded.processes.push(Process {
+                component: format!("kubelet {}", node.name),
+                pid,
+                log: logs.join(format!("kubelet-{}.log", node.name)),
+            });
+            recorded.write()
+        })?;
+    }
+    let kubeconfig = recorded.kubeconfig.clone();
+    progress.step("every node Ready", || {
+        wait_nodes_ready(&kubeconfig, t.nodes.len(), &logs)
+    })?;
+    Ok(())
+}
+
+fn start_kubelet(
+    t: &Topology,
+    node: &NodeSpec,
+    skiff: &str,
+    server_dir: &Path,
+) -> anyhow::Result<i32> {
+    let dir = t.node_dir(node);
+    let kubeconfig = dir.join("kubelet.kubeconfig");
+    // The node's own credential, as a joining node gets one.
+    let out = Command::new(skiff)
+        .args(["token", "node", &node.name, "--data-dir"])
+        .arg(server_dir)
+        .args([
+            "--server",
+            &format!("https://{}:6443", t.control_plane().ip),
+            "--output",
+        ])
+        .arg(&kubeconfig)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "issuing {}'s credential: {}",
+        node.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut args = vec![
+        skiff.to_string(),
+        "kubelet".into(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--node-name".into(),
+        node.name.clone(),
+        "--node-ip".into(),
+        node.ip.to_string(),
+        "--root-dir".into(),
+        dir.join("kubelet").display().to_string(),
+        "--pod-logs-dir".into(),
+        dir.join("pods-logs").display().to_string(),
+        "--image-root".into(),
+        dir.join("images").display().to_string(),
+        "--cgroup-root".into(),
+        format!("{}/{}", t.cgroup_root(), node.name),
+        "--cni-conf-dir".into(),
+        dir.join("cni").display().to_string(),
+        "--cni-bin-dir".into(),
+        "/opt/cni/bin:/usr/lib/cni".into(),
+        "--pod-cidr".into(),
+        node.pod_cidr.clone(),
+        "--healthz-port".into(),
+        "0".into(),
+    ];
+    if node.control_plane {
+        args.push("--register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule".into());
+        args.push("--node-labels=node-role.kubernetes.io/control-plane=".into());
+    }
+    spawn_in(
+        Some(&node.name),
+        &args,
+        &t.state_dir()
+            .join("logs")
+            .join(format!("kubelet-{}.log", node.name)),
+    )
+}
+
+fn wait_nodes_ready(kubeconfig: &Path, expected: usize, logs: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = kube::Client::try_from(config)?;
+        let nodes: Api<Node> = Api::all(client);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = match nodes.list(&ListParams::default()).await {
+                Ok(list) => list
+                    .items
+                    .iter()
+                    .filter(|n| {
+                        n.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                    })
+                    .count(),
+                Err(_) => 0,
+            };
+            if ready >= expected {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{ready} of {expected} nodes Ready after 60 s; see the kubelet logs in {}",
+                logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Removes everything `up` recorded: kubelets, then the pods' shims and containers, mounts,
+/// namespaces, the control plane, the forward, cgroups and the state directory.
+pub fn teardown(recorded: &Recorded) {
+    let t = &recorded.topology;
+    let kill = |p: &Process| {
+        if state::alive(p.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    };
+    for p in recorded
+        .processes
+        .iter()
+        .filter(|p| p.component.starts_with("kubelet"))
+    {
+        kill(p);
+    }
+    let runtime = skiff().ok().map(|s| s.with_file_name("skiff-runtime"));
+    for node in &t.nodes {
+        let containers = t.node_dir(node).join("kubelet/containers");
+        let Ok(entries) = std::fs::read_dir(&containers) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Some(pid) = std::fs::read_to_string(entry.path().join("shim.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                if state::alive(pid) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if let Some(runtime) = &runtime {
+                let _ = Command::new(runtime)
+                    .arg("--root")
+                    .arg(t.node_dir(node).join("kubelet/runtime"))
+                    .args(["delete", "--force"])
+                    .arg(entry.file_name())
+                    .output();
+            }
+        }
+    }
+    for p in &recorded.processes {
+        kill(p);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for mount in state::mounts_under(&t.state_dir()) {
+        let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    for netns in recorded.netns.iter().rev() {
+        network::delete(netns);
+    }
+    remove_cgroups(&t.cgroup_root());
+    let _ = std::fs::remove_dir_all(t.state_dir());
+}
+
+fn remove_cgroups(root: &str) {
+    let rel = root.trim_start_matches('/');
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        bases.extend(entries.flatten().map(|e| e.path()));
+    }
+    for base in bases {
+        remove_tree(&base.join(rel));
+        // The parent `/skiff` goes too when no other cluster uses it.
+        let _ = std::fs::remove_dir(base.join(rel).parent().unwrap_or(&base));
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
