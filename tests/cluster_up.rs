@@ -1,0 +1,267 @@
+//! `skiff up` end to end: a 3-node cluster of network-namespace nodes, an image loaded with
+//! `--load`, a Deployment spread over the workers and answering from the `<name>-host`
+//! namespace, kubectl exec and logs through the loopback forward, and `skiff down` leaving
+//! nothing behind. Needs root (CI is root); prints a skip line otherwise.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use common::{lab, skiff_bin};
+
+/// Runs `skiff down` for the cluster when dropped, also when the test fails.
+struct Cluster {
+    name: String,
+    kubeconfig: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(skiff_bin())
+            .args(["down", "--name", &self.name])
+            .output();
+    }
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn web_image(dir: &Path) -> std::path::PathBuf {
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("bin")).unwrap();
+    std::fs::create_dir_all(ctx.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("bin/busybox")).unwrap();
+    for applet in ["sh", "httpd", "hostname", "mkdir", "cat"] {
+        std::os::unix::fs::symlink("busybox", ctx.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        ctx.join("bin/web"),
+        "#!/bin/sh\nmkdir -p /tmp/www\necho \"hello from pod $(hostname) on node $NODE_NAME\" > /tmp/www/index.html\nexec httpd -f -p 8080 -h /tmp/www\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        ctx.join("bin/web"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let store = dir.join("store");
+    let run = |args: &[&str]| {
+        let out = Command::new(skiff_bin())
+            .args(["image", "--root"])
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skiff image {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "build",
+        "skiff.local/web:1",
+        "--from",
+        ctx.to_str().unwrap(),
+        "--cmd",
+        "/bin/web",
+    ]);
+    let archive = dir.join("web.tar");
+    run(&[
+        "export",
+        "-o",
+        archive.to_str().unwrap(),
+        "skiff.local/web:1",
+    ]);
+    archive
+}
+
+#[test]
+fn skiff_up_runs_a_deployment_across_workers_and_down_removes_everything() {
+    if let Some(why) = lab::missing() {
+        eprintln!("skipping skiff up: {why}");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let archive = web_image(work.path());
+    let name = format!("up{}", std::process::id());
+    let kubeconfig = work.path().join("admin.kubeconfig");
+    let cluster = Cluster {
+        name: name.clone(),
+        kubeconfig: kubeconfig.display().to_string(),
+    };
+    let out = Command::new(skiff_bin())
+        .args([
+            "up",
+            "--name",
+            &name,
+            "--nodes",
+            "3",
+            "--node-cidr",
+            "192.168.77.0/24",
+            "--load",
+        ])
+        .arg(&archive)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "skiff up failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("✓ every node Ready"), "{text}");
+    assert!(
+        text.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "{text}"
+    );
+
+    let nodes = cluster.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    for (node, ip) in [
+        ("control-plane", "192.168.77.10"),
+        ("worker", "192.168.77.11"),
+        ("worker2", "192.168.77.12"),
+    ] {
+        let line = nodes
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}-{node} ")))
+            .unwrap_or_else(|| panic!("{node}:\n{nodes}"));
+        assert!(line.contains(" Ready ") && line.contains(ip), "{line}");
+    }
+    assert!(
+        nodes.contains("control-plane   "),
+        "the control plane's role:\n{nodes}"
+    );
+
+    let deployment = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: skiff.local/web:1
+        ports: [{containerPort: 8080}]
+        env: [{name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
+        readinessProbe: {httpGet: {port: 8080, path: /}, periodSeconds: 1}
+"#;
+    let manifest = work.path().join("web.yaml");
+    std::fs::write(&manifest, deployment).unwrap();
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+
+    let pods = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{\"\\n\"}{end}",
+    ]);
+    let mut used = BTreeSet::new();
+    for line in pods.lines() {
+        let [pod, node, ip] = line.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("{line}")
+        };
+        used.insert(node.to_string());
+        // From where a Vagrant host sits: straight to the pod.
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{name}-host"),
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://{ip}:8080/"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("hello from pod {pod} on node {node}\n")
+        );
+    }
+    let workers: BTreeSet<String> = [format!("{name}-worker"), format!("{name}-worker2")].into();
+    assert_eq!(
+        used, workers,
+        "the replicas spread over both workers and skip the tainted control plane"
+    );
+
+    let hostname = cluster.kubectl_ok(&["exec", "deploy/web", "--", "hostname"]);
+    assert!(hostname.starts_with("web-"), "{hostname}");
+    let status = Command::new(skiff_bin())
+        .args(["status", "--name", &name])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.matches(" running ").count(), 5, "{status}");
+
+    let pids: Vec<i32> = status
+        .lines()
+        .filter(|l| l.contains(" running "))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+        .collect();
+    drop(cluster);
+    let left: Vec<String> = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}-")))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!("/var/lib/skiff/{name}/")),
+        "mounts left"
+    );
+    assert!(
+        !Path::new(&format!("/var/lib/skiff/{name}")).exists(),
+        "state left"
+    );
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/memory/skiff/{name}")).exists(),
+        "cgroups left"
+    );
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z"),
+            "process {pid} left"
+        );
+    }
+}
