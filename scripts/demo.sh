@@ -1,41 +1,64 @@
 #!/usr/bin/env bash
-# Brings up skiff's control plane and drives it with the real kubectl: builds skiff, starts
-# `skiff server` (store + API server + scheduler + controllers, state in /var/lib/skiff/server, HTTPS on
-# 127.0.0.1:6443, store on 127.0.0.1:2379) and runs kubectl and etcdctl against it.
-# The server keeps running afterwards; stop it with: kill "$(cat /run/skiff/server.pid)"
+# The main job: builds skiff, brings up a 3-node cluster on this machine with `skiff up`
+# (network-namespace nodes laid out like the Vagrant cluster: skiff-host 192.168.56.1,
+# skiff-control-plane .10, skiff-worker .11, skiff-worker2 .12), builds a small web image
+# offline from busybox-static, runs a Deployment of 3 replicas across the workers and drives
+# everything with the real kubectl. The cluster keeps running afterwards:
+#   export KUBECONFIG=/var/lib/skiff/skiff/admin.kubeconfig     # then kubectl as usual
+#   skiff down                                                 # removes everything
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release --locked -q
-install -m 0755 target/release/skiff /usr/local/bin/skiff
+install -m 0755 target/release/skiff target/release/skiff-runtime /usr/local/bin/
 
-mkdir -p /run/skiff /var/lib/skiff
-pidfile=/run/skiff/server.pid
-log=/var/lib/skiff/server.log
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "demo: skiff server already running (pid $(cat "$pidfile"))"
-else
-  skiff server --data-dir /var/lib/skiff/server --bind-address 127.0.0.1 >"$log" 2>&1 &
-  echo $! >"$pidfile"
-  for _ in $(seq 1 300); do grep -q "skiff server ready" "$log" && break; sleep 0.1; done
-  grep "skiff server ready" "$log" || { cat "$log"; exit 1; }
-fi
-export KUBECONFIG=/var/lib/skiff/server/admin.kubeconfig
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 k() { echo "+ kubectl $*" >&2; kubectl "$@"; }
 
-k version
+say "a web image made offline: busybox-static and a script that names its pod and node"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/ctx/bin" "$work/ctx/tmp"
+cp /bin/busybox "$work/ctx/bin/"
+for applet in sh httpd hostname mkdir cat ls wget nc; do ln -s busybox "$work/ctx/bin/$applet"; done
+cat > "$work/ctx/bin/web" <<'SH'
+#!/bin/sh
+mkdir -p /tmp/www
+echo "hello from pod $(hostname) on node $NODE_NAME" > /tmp/www/index.html
+exec httpd -f -p 8080 -h /tmp/www
+SH
+chmod 755 "$work/ctx/bin/web"
+skiff image --root "$work/store" build skiff.local/web:1 --from "$work/ctx" --cmd /bin/web
+skiff image --root "$work/store" export -o "$work/web.tar" skiff.local/web:1
+
+say "skiff up: 1 control plane + 2 workers, each a network namespace"
+skiff down --name skiff >/dev/null 2>&1 || true
+skiff up --load "$work/web.tar"
+export KUBECONFIG=/var/lib/skiff/skiff/admin.kubeconfig
+skiff status
+
+say "the nodes and the control plane's components"
+k get nodes -o wide
+k get pods -A
+k get lease -n kube-system
+k get lease -n kube-node-lease
+
+say "namespaces: list, create from a dry run, make one the default"
 k get namespaces
-k create namespace demo --dry-run=client -o yaml > /tmp/skiff-demo-ns.yaml
-k apply -f /tmp/skiff-demo-ns.yaml
-cat > /tmp/skiff-demo-web.yaml <<'YAML'
+k create namespace demo --dry-run=client -o yaml > "$work/demo-ns.yaml"
+cat "$work/demo-ns.yaml"
+k create -f "$work/demo-ns.yaml"
+k config set-context --current --namespace=demo
+
+say "a Deployment of 3 replicas: scheduled over the workers (the control plane is tainted), run by their kubelets"
+cat > "$work/web.yaml" <<'YAML'
 apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
-  namespace: demo
 spec:
-  replicas: 2
+  replicas: 3
   selector:
     matchLabels: {app: web}
   template:
@@ -43,61 +66,44 @@ spec:
       labels: {app: web}
     spec:
       containers:
-      - name: nginx
-        image: nginx:1.27
-        ports: [{containerPort: 80}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: demo
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 80}]
+      - name: web
+        image: skiff.local/web:1
+        ports: [{containerPort: 8080}]
+        env:
+        - name: NODE_NAME
+          valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+        readinessProbe:
+          httpGet: {path: /, port: 8080}
+          periodSeconds: 1
 YAML
-k apply -f /tmp/skiff-demo-web.yaml
-k scale deployment web -n demo --replicas=3
-k patch deployment web -n demo -p '{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}'
-k get all -n demo -o wide
-k rollout history deployment web -n demo
-k describe service web -n demo
-# The scheduler: no kubelet runs yet, so a "hollow" node registered through the API stands in
-# for one (as kubemark does); a pod too big for it stays Pending with upstream's reason, one that
-# fits is bound to it.
-cat > /tmp/skiff-demo-node.yaml <<'YAML'
-apiVersion: v1
-kind: Node
-metadata:
-  name: demo-hollow-node
-  labels: {kubernetes.io/hostname: demo-hollow-node}
-status:
-  capacity: {cpu: "2", memory: 4Gi, pods: "110"}
-  allocatable: {cpu: "2", memory: 4Gi, pods: "110"}
-  conditions: [{type: Ready, status: "True", reason: KubeletReady, message: hollow node}]
-YAML
-k apply -f /tmp/skiff-demo-node.yaml
-k run small -n demo --image=busybox --overrides='{"spec":{"containers":[{"name":"small","image":"busybox","resources":{"requests":{"cpu":"500m"}}}]}}'
-k run huge -n demo --image=busybox --overrides='{"spec":{"containers":[{"name":"huge","image":"busybox","resources":{"requests":{"cpu":"8"}}}]}}'
-for _ in $(seq 1 50); do [ -n "$(kubectl get pod small -n demo -o jsonpath='{.spec.nodeName}')" ] && break; sleep 0.1; done
-sleep 1
-k get pods -n demo -o wide
-k describe pod huge -n demo | sed -n '/^Events:/,$p'
-k get lease -n kube-system
-k explain deployment.spec.strategy
-k auth can-i create pods
-echo "+ etcdctl get --prefix /registry/apps/deployments/demo/ --keys-only   (the API server's storage)"
-ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 get --prefix /registry/apps/deployments/demo/ --keys-only
-k get deploy,rs,pods -n demo -o wide
-# No kubelet finishes a bound pod's graceful deletion yet: the workloads go first, then their
-# pods are deleted at once.
-k delete deployment web -n demo
-k delete rs -n demo --all
-k delete pods -n demo --all --force --grace-period=0
-k delete namespace demo
-k delete node demo-hollow-node
-k get namespaces
+k apply -f "$work/web.yaml"
+k rollout status deployment/web --timeout=120s
+k get deploy,rs,pods -o wide
+
+say "each pod answers from where a Vagrant host would sit (ip netns exec skiff-host curl <pod IP>)"
+for ip in $(kubectl get pods -l app=web -o jsonpath='{.items[*].status.podIP}'); do
+  echo "+ curl http://$ip:8080/"
+  ip netns exec skiff-host curl -sS --max-time 5 "http://$ip:8080/"
+done
+
+say "inside a pod: kubectl exec, logs, describe"
+pod=$(kubectl get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
+k exec "$pod" -- sh -c 'echo "I am $(hostname) on $NODE_NAME"; cat /etc/resolv.conf'
+k describe pod "$pod" | sed -n '/^Events:/,$p'
+
+say "a rolling update and its history"
+k set env deployment/web GREETING=v2
+k rollout status deployment/web --timeout=120s
+k rollout history deployment/web
+k scale deployment web --replicas=4
+k rollout status deployment/web --timeout=120s
+k get pods -o wide
+
+say "everything in every namespace, and what a Pod is"
+k get pods --all-namespaces -o wide
+k explain pods | head -20
+
+k config set-context --current --namespace=default >/dev/null
 echo
-echo "skiff server is running (pid $(cat "$pidfile")): export KUBECONFIG=$KUBECONFIG"
-echo "Stop it with: kill \$(cat $pidfile)"
+echo "The cluster keeps running: export KUBECONFIG=$KUBECONFIG"
+echo "Remove it with: skiff down"
