@@ -327,7 +327,13 @@ fn start_kubelet(
         "0".into(),
     ];
     if node.control_plane {
-        args.push("--register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule".into());
+        // Like kubeadm, workloads stay off the control plane — unless it is the only node
+        // (kind's single-node cluster).
+        if t.nodes.iter().any(|n| !n.control_plane) {
+            args.push(
+                "--register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule".into(),
+            );
+        }
         args.push("--node-labels=node-role.kubernetes.io/control-plane=".into());
     }
     spawn_in(

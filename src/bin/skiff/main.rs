@@ -28,8 +28,9 @@ enum Command {
     /// The controller manager alone (ReplicaSet, Deployment, garbage collector, …); `bench`
     /// measures it.
     Controllers(controllers::ControllersCommand),
-    /// The node agent: registers the Node and runs the pods bound to it.
-    Kubelet(skiff_kubelet::KubeletArgs),
+    /// The node agent: registers the Node and runs the pods bound to it; `bench` measures pod
+    /// startup.
+    Kubelet(Box<KubeletCommand>),
     /// A multi-node cluster of network-namespace nodes on this machine, in one command.
     Up(skiff_cluster::UpArgs),
     /// Remove everything `skiff up` made.
@@ -54,6 +55,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod bench_apiserver;
 mod bench_controllers;
+mod bench_kubelet;
 mod bench_scheduler;
 mod controllers;
 mod scheduler;
@@ -67,6 +69,22 @@ struct ApiserverCommand {
     action: Option<ApiserverAction>,
     #[command(flatten)]
     serve: skiff_apiserver::ApiServerArgs,
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct KubeletCommand {
+    #[command(subcommand)]
+    action: Option<KubeletAction>,
+    #[command(flatten)]
+    serve: Option<skiff_kubelet::KubeletArgs>,
+}
+
+#[derive(Subcommand)]
+enum KubeletAction {
+    /// Pod startup latency on a one-node `skiff up` cluster (paced and burst), and the
+    /// kubelet's memory.
+    Bench(bench_kubelet::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,8 +138,16 @@ fn main() -> anyhow::Result<()> {
         Command::Load(args) => skiff_cluster::load(args),
         // Before any thread: it enters the node's network namespace.
         Command::Forward(args) => skiff_cluster::forward::main(args),
-        Command::Kubelet(args) => {
-            tokio::runtime::Runtime::new()?.block_on(skiff_kubelet::run(args, shutdown_signal()))
+        Command::Kubelet(cmd) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let cmd = *cmd;
+            match (cmd.action, cmd.serve) {
+                (Some(KubeletAction::Bench(args)), _) => runtime.block_on(bench_kubelet::run(args)),
+                (None, Some(args)) => runtime.block_on(skiff_kubelet::run(args, shutdown_signal())),
+                (None, None) => {
+                    anyhow::bail!("skiff kubelet needs --kubeconfig, --node-name and --node-ip")
+                }
+            }
         }
     }
 }
