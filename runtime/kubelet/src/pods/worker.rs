@@ -126,16 +126,30 @@ impl Worker {
     }
 
     async fn event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
-        let mut reference = skiff_events::reference(pod);
-        reference.field_path = None;
-        if let Err(e) = self
-            .k
-            .recorder
-            .record(&self.k.client, &reference, type_, reason, reason, message)
-            .await
-        {
-            tracing::debug!("event {reason}: {e}");
-        }
+        let reference = skiff_events::reference(pod);
+        self.send_event(reference, type_, reason, message);
+    }
+
+    /// Events are written beside the sync, never in its way: a pod start does not wait for
+    /// the three or four event writes it causes.
+    fn send_event(
+        &self,
+        reference: k8s_openapi::api::core::v1::ObjectReference,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let k = self.k.clone();
+        let (type_, reason, message) = (type_.to_string(), reason.to_string(), message.to_string());
+        tokio::spawn(async move {
+            let result = k
+                .recorder
+                .record(&k.client, &reference, &type_, &reason, &reason, &message)
+                .await;
+            if let Err(e) = result {
+                tracing::debug!("event {reason}: {e}");
+            }
+        });
     }
 
     async fn container_event(
@@ -150,14 +164,7 @@ impl Worker {
         let mut reference = skiff_events::reference(pod);
         let list = if init { "initContainers" } else { "containers" };
         reference.field_path = Some(format!("spec.{list}{{{container}}}"));
-        if let Err(e) = self
-            .k
-            .recorder
-            .record(&self.k.client, &reference, type_, reason, reason, message)
-            .await
-        {
-            tracing::debug!("event {reason}: {e}");
-        }
+        self.send_event(reference, type_, reason, message);
     }
 
     /// One pass; true when the pod is finished with (terminated and deleted).
@@ -390,10 +397,12 @@ impl Worker {
                 pod_uid: &self.uid,
                 port_mappings: port_mappings(pod),
             };
+            let began = Instant::now();
             let result = network
                 .add(&self.k.args.cni_bin_dirs(), &attachment)
                 .await
                 .map_err(|e| format!("failed to setup network for sandbox {:?}: {e}", record.id))?;
+            tracing::info!(pod = %name, cni_ms = began.elapsed().as_millis() as u64, "pod network ready");
             record.pod_ips = cni::pod_ips(&result, "eth0");
             record.cni_result = Some(result);
             record.network_ready = true;
@@ -701,9 +710,11 @@ impl Worker {
             node_allocatable_millicpu: self.k.node_millicpu,
             node_allocatable_memory: self.k.node_memory_bytes,
         };
+        let began = Instant::now();
         let vars = env::environment(&self.k.client, pod, c, &facts)
             .await
             .map_err(|e| StartFailure::Config(e.0))?;
+        let env_done = began.elapsed();
         // Bind mounts for the container's volumeMounts.
         let mut mounts = Vec::new();
         for m in c.volume_mounts.iter().flatten() {
@@ -867,7 +878,16 @@ impl Worker {
             &format!("Created container {}", c.name),
         )
         .await;
+        let prepared = began.elapsed();
         let started = self.k.runtime.start(&id, &dir, &dir, &log_path).await;
+        tracing::info!(
+            pod = %name,
+            container = %c.name,
+            env_ms = env_done.as_millis() as u64,
+            prepare_ms = (prepared - env_done).as_millis() as u64,
+            runtime_ms = (began.elapsed() - prepared).as_millis() as u64,
+            "container started"
+        );
         let now = jiff::Timestamp::now().to_string();
         let slot = self.slots.entry(c.name.clone()).or_default();
         slot.waiting = None;
