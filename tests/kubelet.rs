@@ -22,6 +22,7 @@ fn kubelet_runs_pods_end_to_end() {
     a_full_pod_runs_and_serves(&lab);
     logs_follow_and_config_updates(&lab);
     exec_and_cp(&lab);
+    port_forward(&lab);
     restarts_backoff_and_terminal_phases(&lab);
     bad_input_gets_upstream_reasons(&lab);
     limits_reach_the_cgroups_and_oom_is_reported(&lab);
@@ -305,6 +306,29 @@ fn exec_and_cp(lab: &Lab) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn port_forward(lab: &Lab) {
+    // kubectl port-forward: WebSocket + SPDY through the API server to the kubelet, which
+    // connects inside the pod's network namespace.
+    let mut forward = lab
+        .kubectl_cmd(&["port-forward", "pod/full", "18080:8080"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(forward.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("Forwarding from 127.0.0.1:18080 -> 8080"),
+        "{first}"
+    );
+    for _ in 0..2 {
+        let body = node_wget(lab, 0, "http://127.0.0.1:18080/index.html");
+        assert_eq!(body, "updated");
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
 }
 
 fn restarts_backoff_and_terminal_phases(lab: &Lab) {

@@ -7,6 +7,8 @@
 
 pub mod exec;
 pub mod logs;
+pub mod portforward;
+pub mod spdy;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,10 @@ pub async fn serve(
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward).post(port_forward),
+        )
         .route("/pods", get(pods))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
@@ -181,6 +187,17 @@ async fn exec(
     >,
 ) -> Response {
     exec::serve(&state.k, &namespace, &pod, &container, &query, upgrade).await
+}
+
+async fn port_forward(
+    State(state): State<Shared>,
+    Path((namespace, pod)): Path<(String, String)>,
+    upgrade: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Response {
+    portforward::serve(&state.k, &namespace, &pod, upgrade).await
 }
 
 /// `/pods`: the pods this kubelet runs (names, uids, IPs, containers) as a v1 PodList.
