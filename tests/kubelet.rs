@@ -23,6 +23,7 @@ fn kubelet_runs_pods_end_to_end() {
     logs_follow_and_config_updates(&lab);
     exec_and_cp(&lab);
     port_forward(&lab);
+    attach(&lab);
     restarts_backoff_and_terminal_phases(&lab);
     bad_input_gets_upstream_reasons(&lab);
     limits_reach_the_cgroups_and_oom_is_reported(&lab);
@@ -329,6 +330,38 @@ fn port_forward(lab: &Lab) {
     }
     let _ = forward.kill();
     let _ = forward.wait();
+}
+
+fn attach(lab: &Lab) {
+    // kubectl attach: the container's own stdio through its shim, stdin included.
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: interactive}
+spec:
+  nodeName: node-0
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    stdin: true
+    command: ["sh", "-c", "echo ready; while read line; do echo got $line; done; echo bye"]
+"#,
+    );
+    lab.wait("interactive Running", 60, || {
+        lab.pod_field("interactive", "{.status.phase}") == "Running"
+    });
+    let out = lab.kubectl_stdin(&["attach", "-i", "interactive"], "one\ntwo\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("got one\ngot two\n"), "{text}");
+    let logs = lab.kubectl_ok(&["logs", "interactive"]);
+    assert!(logs.starts_with("ready\ngot one\ngot two\n"), "{logs}");
+    lab.kubectl_ok(&["delete", "pod", "interactive", "--grace-period=1"]);
 }
 
 fn restarts_backoff_and_terminal_phases(lab: &Lab) {

@@ -69,13 +69,15 @@ impl Runtime {
     }
 
     /// Creates and starts the container through a new shim; returns the init's pid once it
-    /// runs. `dir` is the container's directory (exit.json etc.), `log` its CRI log file.
+    /// runs. `dir` is the container's directory (exit.json etc.), `log` its CRI log file;
+    /// `stdin` is Some(stdinOnce) for a container with `stdin: true`.
     pub async fn start(
         &self,
         id: &str,
         bundle: &Path,
         dir: &Path,
         log: &Path,
+        stdin: Option<bool>,
     ) -> Result<i32, RuntimeError> {
         let mut cmd = Command::new(&self.shim);
         cmd.arg("shim")
@@ -88,8 +90,14 @@ impl Runtime {
             .arg("--dir")
             .arg(dir)
             .arg("--log")
-            .arg(log)
-            .arg(id)
+            .arg(log);
+        if let Some(once) = stdin {
+            cmd.arg("--stdin");
+            if once {
+                cmd.arg("--stdin-once");
+            }
+        }
+        cmd.arg(id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

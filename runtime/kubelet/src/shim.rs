@@ -49,6 +49,12 @@ pub struct ShimArgs {
     /// The CRI-format log file to write.
     #[arg(long)]
     pub log: PathBuf,
+    /// Give the container a stdin that attached clients write to (the pod's `stdin: true`).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Close that stdin when the first attached client leaves (`stdinOnce`).
+    #[arg(long)]
+    pub stdin_once: bool,
     /// The container id.
     pub id: String,
 }
@@ -76,6 +82,9 @@ pub struct Exit {
 pub const EXIT_FILE: &str = "exit.json";
 pub const PID_FILE: &str = "shim.pid";
 pub const RUNTIME_LOG: &str = "runtime.log";
+/// The unix socket `kubectl attach` reaches the container's stdio through. Clients receive
+/// frames `[1|2][u32 big-endian length][bytes]` (stdout, stderr) and send raw stdin bytes.
+pub const ATTACH_SOCKET: &str = "attach.sock";
 
 /// Runs the shim; returns only in the process the kubelet started (after the report).
 pub fn main(args: ShimArgs) -> anyhow::Result<()> {
@@ -134,6 +143,12 @@ fn monitor(args: &ShimArgs, report: OwnedFd) -> anyhow::Result<()> {
 
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let (stdin_for_container, stdin_writer) = if args.stdin {
+        let (r, w) = pipe()?;
+        (Stdio::from(r), Some(File::from(w)))
+    } else {
+        (Stdio::null(), None)
+    };
     let pid_file = args.dir.join("container.pid");
     let created = runtime(args)
         .arg("create")
@@ -142,7 +157,7 @@ fn monitor(args: &ShimArgs, report: OwnedFd) -> anyhow::Result<()> {
         .arg("--pid-file")
         .arg(&pid_file)
         .arg(&args.id)
-        .stdin(Stdio::null())
+        .stdin(stdin_for_container)
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         .status();
@@ -189,7 +204,22 @@ fn monitor(args: &ShimArgs, report: OwnedFd) -> anyhow::Result<()> {
     writeln!(report, "{line}")?;
     drop(report);
 
-    let status = pump_until_exit(Pid::from_raw(pid), out_r, err_r, &mut log)?;
+    let socket = args.dir.join(ATTACH_SOCKET);
+    let _ = fs::remove_file(&socket);
+    // A socket path may be at most 107 bytes and the container's directory can be longer:
+    // bind relative to it (clients reach it through /proc/self/fd/<dir fd>/attach.sock).
+    std::env::set_current_dir(&args.dir)?;
+    let listener = std::os::unix::net::UnixListener::bind(ATTACH_SOCKET)?;
+    listener.set_nonblocking(true)?;
+    let mut attach = Attach {
+        listener,
+        clients: Vec::new(),
+        stdin: stdin_writer,
+        stdin_once: args.stdin_once,
+    };
+    let status = pump_until_exit(Pid::from_raw(pid), out_r, err_r, &mut log, &mut attach)?;
+    drop(attach);
+    let _ = fs::remove_file(&socket);
     let (exit_code, signal) = match status {
         WaitStatus::Exited(_, code) => (code, None),
         WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
@@ -240,6 +270,7 @@ fn pump_until_exit(
     out: OwnedFd,
     err: OwnedFd,
     log: &mut LogWriter,
+    attach: &mut Attach,
 ) -> anyhow::Result<WaitStatus> {
     let mut streams = [
         Some(Stream::new(out, "stdout")),
@@ -274,6 +305,11 @@ fn pump_until_exit(
             .flatten()
             .map(|s| PollFd::new(s.fd.as_fd(), PollFlags::POLLIN))
             .collect();
+        let stream_count = fds.len();
+        fds.push(PollFd::new(attach.listener.as_fd(), PollFlags::POLLIN));
+        for client in &attach.clients {
+            fds.push(PollFd::new(client.as_fd(), PollFlags::POLLIN));
+        }
         let ready = if fds.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(100));
             0
@@ -292,6 +328,7 @@ fn pump_until_exit(
             })
             .collect();
         drop(fds);
+        attach.service(&readable[stream_count..]);
         if ready == 0 && exited.is_some() {
             // Quiet after the exit: whatever still holds the pipes is not the container.
             for s in streams.iter_mut().flatten() {
@@ -305,11 +342,71 @@ fn pump_until_exit(
             let Some(stream) = slot else { continue };
             let is_ready = readable.get(index).copied().unwrap_or(false);
             index += 1;
-            if is_ready && !stream.read_into(log)? {
+            if is_ready && !stream.read_into(log, attach)? {
                 stream.flush_partial(log)?;
                 *slot = None;
             }
         }
+    }
+}
+
+/// Clients attached to the container's stdio (`kubectl attach`), and its stdin if it has one.
+struct Attach {
+    listener: std::os::unix::net::UnixListener,
+    clients: Vec<std::os::unix::net::UnixStream>,
+    stdin: Option<File>,
+    stdin_once: bool,
+}
+
+impl Attach {
+    /// Accepts new clients and passes their input to stdin; `readable` is the poll result for
+    /// the listener, then each client.
+    fn service(&mut self, readable: &[bool]) {
+        if readable.first().copied().unwrap_or(false) {
+            while let Ok((client, _)) = self.listener.accept() {
+                let _ = client.set_nonblocking(true);
+                self.clients.push(client);
+            }
+        }
+        let mut gone = Vec::new();
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            if !readable.get(i + 1).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut buf = [0u8; 8192];
+            match client.read(&mut buf) {
+                Ok(0) => gone.push(i),
+                Ok(n) => {
+                    if let Some(stdin) = self.stdin.as_mut() {
+                        if stdin.write_all(&buf[..n]).is_err() {
+                            self.stdin = None;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => gone.push(i),
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.clients.remove(i);
+            if self.stdin_once {
+                // The container sees end of input once its first client has left.
+                self.stdin = None;
+            }
+        }
+    }
+
+    /// Sends output to every client; one that cannot keep up is dropped, never waited for
+    /// (the container must not block on a slow terminal).
+    fn broadcast(&mut self, stream: u8, data: &[u8]) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let mut frame = Vec::with_capacity(data.len() + 5);
+        frame.push(stream);
+        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        frame.extend_from_slice(data);
+        self.clients.retain_mut(|c| c.write_all(&frame).is_ok());
     }
 }
 
@@ -333,7 +430,7 @@ impl Stream {
     }
 
     /// Reads what is there; false at end of file.
-    fn read_into(&mut self, log: &mut LogWriter) -> io::Result<bool> {
+    fn read_into(&mut self, log: &mut LogWriter, attach: &mut Attach) -> io::Result<bool> {
         let mut buf = [0u8; 32 * 1024];
         let n = match nix::unistd::read(&self.fd, &mut buf) {
             Ok(n) => n,
@@ -343,6 +440,7 @@ impl Stream {
         if n == 0 {
             return Ok(false);
         }
+        attach.broadcast(if self.name == "stdout" { 1 } else { 2 }, &buf[..n]);
         self.pending.extend_from_slice(&buf[..n]);
         loop {
             let window = self.pending.len().min(MAX_LINE + 1);
@@ -439,7 +537,13 @@ mod tests {
         let mut w = File::from(w);
         w.write_all(&input).unwrap();
         drop(w);
-        while stream.read_into(&mut log).unwrap() {}
+        let mut attach = Attach {
+            listener: std::os::unix::net::UnixListener::bind(dir.path().join("a.sock")).unwrap(),
+            clients: Vec::new(),
+            stdin: None,
+            stdin_once: false,
+        };
+        while stream.read_into(&mut log, &mut attach).unwrap() {}
         stream.flush_partial(&mut log).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let tags: Vec<&str> = text.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();

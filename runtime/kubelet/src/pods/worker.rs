@@ -879,7 +879,16 @@ impl Worker {
         )
         .await;
         let prepared = began.elapsed();
-        let started = self.k.runtime.start(&id, &dir, &dir, &log_path).await;
+        // `stdin: true` gives the container a stdin kubectl attach writes to.
+        let stdin = c
+            .stdin
+            .unwrap_or(false)
+            .then(|| c.stdin_once.unwrap_or(false));
+        let started = self
+            .k
+            .runtime
+            .start(&id, &dir, &dir, &log_path, stdin)
+            .await;
         tracing::info!(
             pod = %name,
             container = %c.name,

@@ -111,6 +111,142 @@ pub async fn serve(
         })
 }
 
+/// `/attach/<ns>/<pod>/<container>`: the container's own stdio, through its shim's attach
+/// socket (stdout and stderr as they are written; stdin if the container has one).
+pub async fn serve_attach(
+    k: &Kubelet,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &[(String, String)],
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let options = ExecOptions::parse(query);
+    let Some(view) = k.find(namespace, pod) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not running on this node"),
+        )
+            .into_response();
+    };
+    let Some(c) = view.containers.iter().find(|c| c.name == container) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not valid for pod {pod}"),
+        )
+            .into_response();
+    };
+    let (true, Some(id)) = (c.running, c.id.clone()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not running in pod {pod}"),
+        )
+            .into_response();
+    };
+    let Ok(upgrade) = upgrade else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "skiff's kubelet speaks the WebSocket channel protocols (v5.channel.k8s.io), not SPDY",
+        )
+            .into_response();
+    };
+    let dir = crate::pods::state::container_dir(&k.args.root_dir, &id);
+    upgrade
+        .protocols(PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let v5 = socket.protocol().and_then(|p| p.to_str().ok()) == Some(PROTOCOLS[0]);
+            if let Err(e) = attach_session(socket, dir, options, v5).await {
+                tracing::debug!("attach session: {e}");
+            }
+        })
+}
+
+async fn attach_session(
+    socket: WebSocket,
+    dir: std::path::PathBuf,
+    options: ExecOptions,
+    v5: bool,
+) -> anyhow::Result<()> {
+    let (mut sink, mut incoming) = socket.split();
+    // The socket path through a handle on its directory stays short whatever the root dir.
+    let connected = match std::fs::File::open(&dir) {
+        Ok(handle) => {
+            use std::os::fd::AsRawFd;
+            let path = format!(
+                "/proc/self/fd/{}/{}",
+                handle.as_raw_fd(),
+                crate::shim::ATTACH_SOCKET
+            );
+            let result = tokio::net::UnixStream::connect(&path).await;
+            drop(handle);
+            result
+        }
+        Err(e) => Err(e),
+    };
+    let shim = match connected {
+        Ok(s) => s,
+        Err(e) => {
+            let status = json!({"metadata": {}, "status": "Failure", "message": format!("attaching to the container: {e}"), "reason": "InternalError"});
+            let _ = sink
+                .send(Message::Binary(
+                    channel(STATUS, status.to_string().as_bytes()).into(),
+                ))
+                .await;
+            return Ok(());
+        }
+    };
+    let (mut from_shim, mut to_shim) = shim.into_split();
+    let wants = |ch: u8| match ch {
+        STDOUT => options.stdout || options.tty,
+        STDERR => options.stderr,
+        _ => false,
+    };
+    let mut header = [0u8; 5];
+    loop {
+        tokio::select! {
+            read = from_shim.read_exact(&mut header) => {
+                if read.is_err() {
+                    break;
+                }
+                let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+                let mut data = vec![0u8; len];
+                if from_shim.read_exact(&mut data).await.is_err() {
+                    break;
+                }
+                if wants(header[0]) && sink.send(Message::Binary(channel(header[0], &data).into())).await.is_err() {
+                    return Ok(());
+                }
+            }
+            message = incoming.next() => match message {
+                Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
+                    STDIN if options.stdin => {
+                        let _ = to_shim.write_all(&data[1..]).await;
+                    }
+                    CLOSE if v5 && data.get(1) == Some(&STDIN) => {
+                        let _ = to_shim.shutdown().await;
+                    }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    // The container ended (its shim closed the socket).
+    let status = json!({"metadata": {}, "status": "Success"});
+    let _ = sink
+        .send(Message::Binary(
+            channel(STATUS, status.to_string().as_bytes()).into(),
+        ))
+        .await;
+    let frame = axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    Ok(())
+}
+
 /// The Status kubectl reads on channel 3 for the exit code.
 pub fn exit_status(command: &[String], code: i32) -> serde_json::Value {
     if code == 0 {
@@ -198,19 +334,22 @@ async fn session(
     let wants_stdout = options.stdout || options.tty;
     let wants_stderr = options.stderr;
     let mut output_done = false;
-    let mut socket_done = false;
+    // Reading stops when the client closes its side; sending stops only when a send fails,
+    // so the output and the status still go out after the client is done writing.
+    let mut send_failed = false;
+    let mut reading_done = false;
     loop {
         tokio::select! {
             out = rx.recv(), if !output_done => match out {
                 Some(frame) => {
                     let wanted = match frame[0] { STDOUT => wants_stdout, STDERR => wants_stderr, _ => true };
                     if wanted && sink.send(Message::Binary(frame.into())).await.is_err() {
-                        socket_done = true;
+                        send_failed = true;
                     }
                 }
                 None => output_done = true,
             },
-            message = incoming.next(), if !socket_done => match message {
+            message = incoming.next(), if !reading_done => match message {
                 Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
                     STDIN => {
                         if let Some(s) = stdin.as_mut() {
@@ -223,7 +362,7 @@ async fn session(
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    socket_done = true;
+                    reading_done = true;
                     stdin = None;
                 }
                 Some(Ok(_)) => {}
@@ -243,7 +382,7 @@ async fn session(
         .await
         .map(|s| s.code().unwrap_or(255))
         .unwrap_or(255);
-    if !socket_done {
+    if !send_failed {
         let status = exit_status(&options.command, code);
         let _ = sink
             .send(Message::Binary(

@@ -54,6 +54,10 @@ pub async fn serve(
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
         .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach).post(attach),
+        )
+        .route(
             "/portForward/{namespace}/{pod}",
             get(port_forward).post(port_forward),
         )
@@ -187,6 +191,18 @@ async fn exec(
     >,
 ) -> Response {
     exec::serve(&state.k, &namespace, &pod, &container, &query, upgrade).await
+}
+
+async fn attach(
+    State(state): State<Shared>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    upgrade: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Response {
+    exec::serve_attach(&state.k, &namespace, &pod, &container, &query, upgrade).await
 }
 
 async fn port_forward(
