@@ -382,13 +382,22 @@ fn services_get_endpointslices_and_endpoints_that_follow_their_pods() {
     // Nothing changes: nothing is rewritten (no churn from resyncs or unrelated pod updates).
     let versions = || {
         cluster.jsonpath(
-            &["get", "endpointslices,endpoints", "-l", "kubernetes.io/service-name=web"],
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=web",
+            ],
             "{.items[*].metadata.resourceVersion}",
         ) + &cluster.jsonpath(&["get", "endpoints", "web"], "{.metadata.resourceVersion}")
     };
     let before = versions();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(versions(), before, "a steady service's slice and Endpoints were rewritten");
+    assert_eq!(
+        versions(),
+        before,
+        "a steady service's slice and Endpoints were rewritten"
+    );
 
     // A pod that never turns ready: ready=false in the slice, notReadyAddresses in Endpoints;
     // published anyway (ready=true) by the publishNotReadyAddresses service.

@@ -239,7 +239,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         .into_iter()
         .filter(|p| selector.matches(p.metadata.labels.as_ref()))
         .collect();
-    let trigger = ctx
+    let (trigger, seen) = ctx
         .trigger_times
         .compute(&service, pods.iter().map(AsRef::as_ref));
     let mut subsets = subsets::build(&service, pods.iter().map(AsRef::as_ref));
@@ -253,6 +253,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         let capacity_ok = current.annotations().get(OVER_CAPACITY).map(String::as_str)
             == truncated.then_some("truncated");
         if same_subsets && same_labels && capacity_ok {
+            ctx.trigger_times.commit(seen);
             ctx.backoffs.reset(&uid);
             return Ok(Action::await_change());
         }
@@ -321,6 +322,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         }
         return Err(e.into());
     }
+    ctx.trigger_times.commit(seen);
     ctx.backoffs.reset(&uid);
     Ok(Action::await_change())
 }

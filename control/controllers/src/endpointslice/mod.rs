@@ -249,7 +249,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         // The slice watch has not shown our last writes yet; its event syncs again.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let trigger = ctx
+    let (trigger, seen) = ctx
         .trigger_times
         .compute(&service, pods.iter().map(AsRef::as_ref));
     let desired = {
@@ -271,6 +271,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         .collect();
     let plan = plan::plan(existing, desired, ctx.max_per_slice);
     if plan.is_empty() {
+        ctx.trigger_times.commit(seen);
         ctx.backoffs.reset(&uid);
         return Ok(Action::await_change());
     }
@@ -287,6 +288,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         );
         return Err(e.into());
     }
+    ctx.trigger_times.commit(seen);
     ctx.backoffs.reset(&uid);
     Ok(Action::await_change())
 }

@@ -117,7 +117,7 @@ pub fn plan(mut existing: Vec<Existing>, desired: BTreeMap<String, Group>, max: 
         }
         let mut left: std::collections::VecDeque<Endpoint> =
             order.iter().filter_map(|k| wanted.remove(k)).collect();
-        to_update.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        to_update.sort_by_key(|(_, endpoints)| std::cmp::Reverse(endpoints.len()));
         for (_, endpoints) in &mut to_update {
             while endpoints.len() < max {
                 let Some(e) = left.pop_front() else { break };
