@@ -37,6 +37,8 @@ pub struct Cache<K> {
     by_controller: HashMap<String, HashSet<Key>>,
     /// namespace → names of the objects without a controllerRef.
     orphans: HashMap<String, HashSet<String>>,
+    /// namespace → names of all its objects (a Service's pods are found by selector).
+    by_namespace: HashMap<String, HashSet<String>>,
 }
 
 impl<K> Default for Cache<K> {
@@ -45,6 +47,7 @@ impl<K> Default for Cache<K> {
             objects: HashMap::new(),
             by_controller: HashMap::new(),
             orphans: HashMap::new(),
+            by_namespace: HashMap::new(),
         }
     }
 }
@@ -69,6 +72,10 @@ fn key_of<K: Resource>(object: &K) -> Key {
 
 impl<K: Resource> Cache<K> {
     fn index(&mut self, key: &Key, object: &K) {
+        self.by_namespace
+            .entry(key.0.clone())
+            .or_default()
+            .insert(key.1.clone());
         match controller_uid(object) {
             Some(uid) => {
                 self.by_controller
@@ -86,6 +93,12 @@ impl<K: Resource> Cache<K> {
     }
 
     fn unindex(&mut self, key: &Key, object: &K) {
+        if let Some(set) = self.by_namespace.get_mut(&key.0) {
+            set.remove(&key.1);
+            if set.is_empty() {
+                self.by_namespace.remove(&key.0);
+            }
+        }
         match controller_uid(object) {
             Some(uid) => {
                 if let Some(set) = self.by_controller.get_mut(uid) {
@@ -142,6 +155,20 @@ impl<K: Resource> Cache<K> {
     /// Objects of the namespace without a controller.
     pub fn orphans_in(&self, namespace: &str) -> Vec<Arc<K>> {
         self.orphans
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                self.objects
+                    .get(&(namespace.to_string(), name.clone()))
+                    .cloned()
+            })
+            .collect()
+    }
+
+    /// Every object of the namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.by_namespace
             .get(namespace)
             .into_iter()
             .flatten()

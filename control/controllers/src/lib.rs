@@ -4,9 +4,10 @@
 //! Today: the namespace controller (ships with the API server so `kubectl delete namespace`
 //! completes), the garbage collector (ownerReferences; foreground and orphan deletion, so
 //! every `propagationPolicy` the API server accepts completes), and the workload controllers
-//! ReplicaSet, ReplicationController (`replicaset/`) and Deployment (`deployment/`), which share
-//! one pod informer and one ReplicaSet informer (`informer.rs`), as upstream's controllers share
-//! informers.
+//! ReplicaSet, ReplicationController (`replicaset/`) and Deployment (`deployment/`), and the
+//! service controllers EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which
+//! share one pod informer (and ReplicaSet, node, EndpointSlice and Endpoints informers,
+//! `informer.rs`), as upstream's controllers share informers.
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
@@ -14,6 +15,8 @@
 pub mod backoff;
 pub mod controller_ref;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
@@ -22,6 +25,8 @@ pub mod namespace;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
+pub mod service_pods;
+pub mod trigger_time;
 
 use std::future::Future;
 use std::path::Path;
@@ -70,14 +75,19 @@ pub async fn start(
     )))
 }
 
-/// The workload controllers (ReplicaSet, ReplicationController, Deployment) on shared pod and
-/// ReplicaSet informers. Returns only if one of them stops.
+/// The workload controllers (ReplicaSet, ReplicationController, Deployment) and the service
+/// controllers (EndpointSlice, Endpoints) on shared informers. Returns only if one of them
+/// stops.
 pub async fn run_workloads(client: kube::Client) {
     use k8s_openapi::api::apps::v1::ReplicaSet;
-    use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+    use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     let recorder = events::start(client.clone());
     let pods = informer::Informer::<Pod>::new();
     let replica_sets = informer::Informer::<ReplicaSet>::new();
+    let nodes = informer::Informer::<Node>::new();
+    let slices = informer::Informer::<EndpointSlice>::new();
+    let endpoints = informer::Informer::<Endpoints>::new();
     // Controllers register their informer handlers when built, before the informers run.
     let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
     let rc =
@@ -88,11 +98,25 @@ pub async fn run_workloads(client: kube::Client) {
         replica_sets.clone(),
         &recorder,
     );
+    let endpoint_slice = endpointslice::controller(
+        client.clone(),
+        pods.clone(),
+        nodes.clone(),
+        slices.clone(),
+        &recorder,
+    );
+    let endpoint =
+        endpoints::controller(client.clone(), pods.clone(), endpoints.clone(), &recorder);
     tokio::select! {
         _ = pods.run(kube::Api::all(client.clone())) => tracing::error!("pod informer stopped"),
-        _ = replica_sets.run(kube::Api::all(client)) => tracing::error!("replicaset informer stopped"),
+        _ = replica_sets.run(kube::Api::all(client.clone())) => tracing::error!("replicaset informer stopped"),
+        _ = nodes.run(kube::Api::all(client.clone())) => tracing::error!("node informer stopped"),
+        _ = slices.run(kube::Api::all(client.clone())) => tracing::error!("endpointslice informer stopped"),
+        _ = endpoints.run(kube::Api::all(client)) => tracing::error!("endpoints informer stopped"),
         _ = rs => tracing::error!("replicaset controller stopped"),
         _ = rc => tracing::error!("replicationcontroller controller stopped"),
         _ = deploy => tracing::error!("deployment controller stopped"),
+        _ = endpoint_slice => tracing::error!("endpointslice controller stopped"),
+        _ = endpoint => tracing::error!("endpoints controller stopped"),
     }
 }
