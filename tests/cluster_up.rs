@@ -9,91 +9,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use common::cluster::{web_image, Cluster};
 use common::{lab, skiff_bin};
-
-/// Runs `skiff down` for the cluster when dropped, also when the test fails.
-struct Cluster {
-    name: String,
-    kubeconfig: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(skiff_bin())
-            .args(["down", "--name", &self.name])
-            .output();
-    }
-}
-
-impl Cluster {
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("kubectl")
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-fn web_image(dir: &Path) -> std::path::PathBuf {
-    let ctx = dir.join("ctx");
-    std::fs::create_dir_all(ctx.join("bin")).unwrap();
-    std::fs::create_dir_all(ctx.join("tmp")).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("bin/busybox")).unwrap();
-    for applet in ["sh", "httpd", "hostname", "mkdir", "cat"] {
-        std::os::unix::fs::symlink("busybox", ctx.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(
-        ctx.join("bin/web"),
-        "#!/bin/sh\nmkdir -p /tmp/www\necho \"hello from pod $(hostname) on node $NODE_NAME\" > /tmp/www/index.html\nexec httpd -f -p 8080 -h /tmp/www\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        ctx.join("bin/web"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let store = dir.join("store");
-    let run = |args: &[&str]| {
-        let out = Command::new(skiff_bin())
-            .args(["image", "--root"])
-            .arg(&store)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skiff image {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "build",
-        "skiff.local/web:1",
-        "--from",
-        ctx.to_str().unwrap(),
-        "--cmd",
-        "/bin/web",
-    ]);
-    let archive = dir.join("web.tar");
-    run(&[
-        "export",
-        "-o",
-        archive.to_str().unwrap(),
-        "skiff.local/web:1",
-    ]);
-    archive
-}
 
 #[test]
 fn skiff_up_runs_a_deployment_across_workers_and_down_removes_everything() {
@@ -102,42 +19,17 @@ fn skiff_up_runs_a_deployment_across_workers_and_down_removes_everything() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let archive = web_image(work.path());
+    let archive = web_image(work.path(), "hello from pod $(hostname) on node $NODE_NAME");
     let name = format!("up{}", std::process::id());
     let kubeconfig = work.path().join("admin.kubeconfig");
-    let cluster = Cluster {
-        name: name.clone(),
-        kubeconfig: kubeconfig.display().to_string(),
-    };
-    let out = Command::new(skiff_bin())
-        .args([
-            "up",
-            "--name",
-            &name,
-            "--nodes",
-            "3",
-            "--node-cidr",
-            "192.168.77.0/24",
-            "--load",
-        ])
-        .arg(&archive)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "skiff up failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cluster, text) = Cluster::up(&name, 3, "192.168.77.0/24", &archive, &kubeconfig);
     assert!(text.contains("✓ every node Ready"), "{text}");
     assert!(
         text.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
         "{text}"
     );
 
-    let nodes = cluster.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    let nodes = cluster.ok(&["get", "nodes", "-o", "wide"]);
     for (node, ip) in [
         ("control-plane", "192.168.77.10"),
         ("worker", "192.168.77.11"),
@@ -173,10 +65,10 @@ spec:
 "#;
     let manifest = work.path().join("web.yaml");
     std::fs::write(&manifest, deployment).unwrap();
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
 
-    let pods = cluster.kubectl_ok(&[
+    let pods = cluster.ok(&[
         "get",
         "pods",
         "-l",
@@ -215,7 +107,7 @@ spec:
         "the replicas spread over both workers and skip the tainted control plane"
     );
 
-    let hostname = cluster.kubectl_ok(&["exec", "deploy/web", "--", "hostname"]);
+    let hostname = cluster.ok(&["exec", "deploy/web", "--", "hostname"]);
     assert!(hostname.starts_with("web-"), "{hostname}");
     let status = Command::new(skiff_bin())
         .args(["status", "--name", &name])

@@ -10,58 +10,19 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{lab, skiff_bin};
+use common::cluster::{web_image, Cluster};
+use common::lab;
 
-/// Runs `skiff down` for the cluster when dropped, also when the test fails.
-struct Cluster {
-    name: String,
-    kubeconfig: String,
+/// What these checks read from the cluster.
+trait EndpointChecks {
+    fn eventually(&self, what: &str, f: impl FnMut() -> Result<(), String>);
+    fn slice_endpoints(&self, service: &str) -> (Vec<String>, String);
+    fn pod_ips(&self, selector: &str) -> Vec<(String, String)>;
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(skiff_bin())
-            .args(["down", "--name", &self.name])
-            .output();
-    }
-}
-
-impl Cluster {
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("kubectl")
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, dir: &Path, name: &str, yaml: &str) {
-        let file = dir.join(format!("{name}.yaml"));
-        std::fs::write(&file, yaml).unwrap();
-        self.ok(&["apply", "-f", file.to_str().unwrap()]);
-    }
-
-    fn jsonpath(&self, args: &[&str], path: &str) -> String {
-        let mut all: Vec<&str> = args.to_vec();
-        let output = format!("jsonpath={path}");
-        all.extend_from_slice(&["-o", &output]);
-        let out = self.kubectl(&all);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
+impl EndpointChecks for Cluster {
     /// Polls `f` (given kubectl output) until it holds, for up to 60 s.
     fn eventually(&self, what: &str, mut f: impl FnMut() -> Result<(), String>) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -106,56 +67,6 @@ impl Cluster {
         pods.sort();
         pods
     }
-}
-
-fn web_image(dir: &Path) -> std::path::PathBuf {
-    let ctx = dir.join("ctx");
-    std::fs::create_dir_all(ctx.join("bin")).unwrap();
-    std::fs::create_dir_all(ctx.join("tmp")).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("bin/busybox")).unwrap();
-    for applet in ["sh", "httpd", "hostname", "mkdir", "cat", "sleep"] {
-        std::os::unix::fs::symlink("busybox", ctx.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(
-        ctx.join("bin/web"),
-        "#!/bin/sh\nmkdir -p /tmp/www\nhostname > /tmp/www/index.html\nexec httpd -f -p 8080 -h /tmp/www\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        ctx.join("bin/web"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let store = dir.join("store");
-    let run = |args: &[&str]| {
-        let out = Command::new(skiff_bin())
-            .args(["image", "--root"])
-            .arg(&store)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skiff image {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "build",
-        "skiff.local/web:1",
-        "--from",
-        ctx.to_str().unwrap(),
-        "--cmd",
-        "/bin/web",
-    ]);
-    let archive = dir.join("web.tar");
-    run(&[
-        "export",
-        "-o",
-        archive.to_str().unwrap(),
-        "skiff.local/web:1",
-    ]);
-    archive
 }
 
 const DEPLOYMENT: &str = r#"
@@ -231,35 +142,10 @@ fn services_get_endpointslices_and_endpoints_that_follow_their_pods() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let archive = web_image(work.path());
+    let archive = web_image(work.path(), "$(hostname)");
     let name = format!("e{}", std::process::id());
     let kubeconfig = work.path().join("admin.kubeconfig");
-    let cluster = Cluster {
-        name: name.clone(),
-        kubeconfig: kubeconfig.display().to_string(),
-    };
-    let out = Command::new(skiff_bin())
-        .args([
-            "up",
-            "--name",
-            &name,
-            "--nodes",
-            "2",
-            "--node-cidr",
-            "192.168.88.0/24",
-            "--load",
-        ])
-        .arg(&archive)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skiff up failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cluster, _) = Cluster::up(&name, 2, "192.168.88.0/24", &archive, &kubeconfig);
     let dir = work.path();
     let worker = format!("{name}-worker");
 

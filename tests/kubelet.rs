@@ -341,10 +341,12 @@ kind: Pod
 metadata: {name: interactive}
 spec:
   nodeName: node-0
+  restartPolicy: Never
   containers:
   - name: c
     image: skiff.local/busybox:1
     stdin: true
+    stdinOnce: true
     command: ["sh", "-c", "echo ready; while read line; do echo got $line; done; echo bye"]
 "#,
     );
@@ -358,9 +360,14 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("got one\ngot two\n"), "{text}");
+    // stdinOnce: the container's input ends with kubectl's, it says bye and exits, and the
+    // attach ends with it.
+    assert!(text.ends_with("got one\ngot two\nbye\n"), "{text}");
+    lab.wait("interactive Succeeded", 60, || {
+        lab.pod_field("interactive", "{.status.phase}") == "Succeeded"
+    });
     let logs = lab.kubectl_ok(&["logs", "interactive"]);
-    assert!(logs.starts_with("ready\ngot one\ngot two\n"), "{logs}");
+    assert_eq!(logs, "ready\ngot one\ngot two\nbye\n");
     lab.kubectl_ok(&["delete", "pod", "interactive", "--grace-period=1"]);
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod lab;
 
 use std::io::{BufRead, BufReader};
@@ -144,6 +145,24 @@ pub fn start_refused(data_dir: &Path) -> String {
         "skiff store started but should have refused"
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cmd` with `input` on its stdin; its output.
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Spawns `cmd` with stdout piped and waits until it prints a line starting with `ready`.
@@ -312,21 +331,7 @@ impl ServerProcess {
 
     /// kubectl with `input` on stdin (`-f -`).
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
-        use std::io::Write;
-        let mut child = self
-            .kubectl_cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_with_stdin(self.kubectl_cmd(args), input)
     }
 
     /// curl against the API server with the admin token and the cluster CA.

@@ -307,8 +307,10 @@ fn pump_until_exit(
             .collect();
         let stream_count = fds.len();
         fds.push(PollFd::new(attach.listener.as_fd(), PollFlags::POLLIN));
-        for client in &attach.clients {
-            fds.push(PollFd::new(client.as_fd(), PollFlags::POLLIN));
+        for (client, sending) in &attach.clients {
+            if *sending {
+                fds.push(PollFd::new(client.as_fd(), PollFlags::POLLIN));
+            }
         }
         let ready = if fds.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -353,7 +355,9 @@ fn pump_until_exit(
 /// Clients attached to the container's stdio (`kubectl attach`), and its stdin if it has one.
 struct Attach {
     listener: std::os::unix::net::UnixListener,
-    clients: Vec<std::os::unix::net::UnixStream>,
+    /// Each client, and whether it may still send input (it half-closes when its stdin ends,
+    /// and keeps receiving output).
+    clients: Vec<(std::os::unix::net::UnixStream, bool)>,
     stdin: Option<File>,
     stdin_once: bool,
 }
@@ -362,20 +366,32 @@ impl Attach {
     /// Accepts new clients and passes their input to stdin; `readable` is the poll result for
     /// the listener, then each client.
     fn service(&mut self, readable: &[bool]) {
+        // `readable` follows the poll set: the listener, then the clients still sending.
+        let polled: Vec<usize> = (0..self.clients.len())
+            .filter(|i| self.clients[*i].1)
+            .collect();
         if readable.first().copied().unwrap_or(false) {
             while let Ok((client, _)) = self.listener.accept() {
                 let _ = client.set_nonblocking(true);
-                self.clients.push(client);
+                self.clients.push((client, true));
             }
         }
         let mut gone = Vec::new();
-        for (i, client) in self.clients.iter_mut().enumerate() {
-            if !readable.get(i + 1).copied().unwrap_or(false) {
+        for (slot, i) in polled.into_iter().enumerate() {
+            if !readable.get(slot + 1).copied().unwrap_or(false) {
                 continue;
             }
             let mut buf = [0u8; 8192];
+            let (client, sending) = &mut self.clients[i];
             match client.read(&mut buf) {
-                Ok(0) => gone.push(i),
+                Ok(0) => {
+                    // End of this client's input: it stays attached for the output.
+                    *sending = false;
+                    if self.stdin_once {
+                        // The container sees end of input once its first client is done.
+                        self.stdin = None;
+                    }
+                }
                 Ok(n) => {
                     if let Some(stdin) = self.stdin.as_mut() {
                         if stdin.write_all(&buf[..n]).is_err() {
@@ -390,7 +406,6 @@ impl Attach {
         for i in gone.into_iter().rev() {
             self.clients.remove(i);
             if self.stdin_once {
-                // The container sees end of input once its first client has left.
                 self.stdin = None;
             }
         }
@@ -406,7 +421,8 @@ impl Attach {
         frame.push(stream);
         frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
         frame.extend_from_slice(data);
-        self.clients.retain_mut(|c| c.write_all(&frame).is_ok());
+        self.clients
+            .retain_mut(|(c, _)| c.write_all(&frame).is_ok());
     }
 }
 

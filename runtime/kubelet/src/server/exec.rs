@@ -71,26 +71,9 @@ pub async fn serve(
         )
             .into_response();
     }
-    let Some(view) = k.find(namespace, pod) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("pod {namespace}/{pod} is not running on this node"),
-        )
-            .into_response();
-    };
-    let Some(c) = view.containers.iter().find(|c| c.name == container) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("container {container} is not valid for pod {pod}"),
-        )
-            .into_response();
-    };
-    let (true, Some(id)) = (c.running, c.id.clone()) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("container {container} is not running in pod {pod}"),
-        )
-            .into_response();
+    let id = match running_container(k, namespace, pod, container) {
+        Ok(id) => id,
+        Err(refused) => return refused,
     };
     let Ok(upgrade) = upgrade else {
         // kubectl falls back to SPDY (a POST) when a WebSocket upgrade fails.
@@ -122,26 +105,9 @@ pub async fn serve_attach(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let options = ExecOptions::parse(query);
-    let Some(view) = k.find(namespace, pod) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("pod {namespace}/{pod} is not running on this node"),
-        )
-            .into_response();
-    };
-    let Some(c) = view.containers.iter().find(|c| c.name == container) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("container {container} is not valid for pod {pod}"),
-        )
-            .into_response();
-    };
-    let (true, Some(id)) = (c.running, c.id.clone()) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("container {container} is not running in pod {pod}"),
-        )
-            .into_response();
+    let id = match running_container(k, namespace, pod, container) {
+        Ok(id) => id,
+        Err(refused) => return refused,
     };
     let Ok(upgrade) = upgrade else {
         return (
@@ -245,6 +211,37 @@ async fn attach_session(
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
     Ok(())
+}
+
+/// The id of a running container of a pod this kubelet runs, or the answer upstream gives.
+fn running_container(
+    k: &Kubelet,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Result<String, Response> {
+    let Some(view) = k.find(namespace, pod) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not running on this node"),
+        )
+            .into_response());
+    };
+    let Some(c) = view.containers.iter().find(|c| c.name == container) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not valid for pod {pod}"),
+        )
+            .into_response());
+    };
+    match (c.running, c.id.clone()) {
+        (true, Some(id)) => Ok(id),
+        _ => Err((
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not running in pod {pod}"),
+        )
+            .into_response()),
+    }
 }
 
 /// The Status kubectl reads on channel 3 for the exit code.
