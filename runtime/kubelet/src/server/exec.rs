@@ -73,7 +73,7 @@ pub async fn serve(
     }
     let id = match running_container(k, namespace, pod, container) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let Ok(upgrade) = upgrade else {
         // kubectl falls back to SPDY (a POST) when a WebSocket upgrade fails.
@@ -107,7 +107,7 @@ pub async fn serve_attach(
     let options = ExecOptions::parse(query);
     let id = match running_container(k, namespace, pod, container) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let Ok(upgrade) = upgrade else {
         return (
@@ -219,28 +219,25 @@ fn running_container(
     namespace: &str,
     pod: &str,
     container: &str,
-) -> Result<String, Response> {
+) -> Result<String, (StatusCode, String)> {
     let Some(view) = k.find(namespace, pod) else {
         return Err((
             StatusCode::NOT_FOUND,
             format!("pod {namespace}/{pod} is not running on this node"),
-        )
-            .into_response());
+        ));
     };
     let Some(c) = view.containers.iter().find(|c| c.name == container) else {
         return Err((
             StatusCode::BAD_REQUEST,
             format!("container {container} is not valid for pod {pod}"),
-        )
-            .into_response());
+        ));
     };
     match (c.running, c.id.clone()) {
         (true, Some(id)) => Ok(id),
         _ => Err((
             StatusCode::BAD_REQUEST,
             format!("container {container} is not running in pod {pod}"),
-        )
-            .into_response()),
+        )),
     }
 }
 
