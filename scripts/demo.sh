@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --locked -q
+cargo build --release --locked -q -p skiff -p skiff-runtime
 install -m 0755 target/release/skiff target/release/skiff-runtime /usr/local/bin/
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
