@@ -23,6 +23,16 @@ pub struct LabNode {
     pub ip: String,
     pub root: PathBuf,
     pub kubelet: Option<Child>,
+    pub netd: Option<Child>,
+}
+
+/// How pods are networked in a lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabNetwork {
+    /// Debian's bridge + host-local plugins on 10.244.<i>.0/24, host-gw routes between nodes.
+    Bridge,
+    /// `skiff netd` on every node: skiff-cni, the VXLAN overlay, ranges from node IPAM.
+    Netd,
 }
 
 pub struct Lab {
@@ -32,6 +42,7 @@ pub struct Lab {
     pub kubeconfig: PathBuf,
     pub nodes: Vec<LabNode>,
     pub cgroup_root: String,
+    pub network: LabNetwork,
     created_netns: Vec<String>,
 }
 
@@ -77,8 +88,14 @@ pub fn missing() -> Option<String> {
 }
 
 impl Lab {
-    /// A cluster of `nodes` nodes; node 0 also runs the control plane.
+    /// A cluster of `nodes` nodes on Debian's bridge plugin; node 0 also runs the control
+    /// plane.
     pub fn start(nodes: usize) -> Lab {
+        Lab::start_with(nodes, LabNetwork::Bridge)
+    }
+
+    /// A cluster of `nodes` nodes networked as `network` says.
+    pub fn start_with(nodes: usize, network: LabNetwork) -> Lab {
         let prefix = format!("skl{}", std::process::id());
         let dir = tempfile::Builder::new()
             .prefix("skiff-lab")
@@ -91,6 +108,7 @@ impl Lab {
             server: None,
             nodes: Vec::new(),
             cgroup_root: format!("/skiff-test-{}", std::process::id()),
+            network,
             created_netns: Vec::new(),
         };
         let switch = format!("{prefix}-sw");
@@ -138,17 +156,20 @@ impl Lab {
   {{"type":"portmap","capabilities":{{"portMappings":true}},"snat":true}}]}}"#,
                 root.join("cni-ipam").display()
             );
-            std::fs::write(root.join("cni/10-bridge.conflist"), conf).unwrap();
+            if network == LabNetwork::Bridge {
+                std::fs::write(root.join("cni/10-bridge.conflist"), conf).unwrap();
+            }
             lab.nodes.push(LabNode {
                 name: format!("node-{i}"),
                 netns,
                 ip: address,
                 root,
                 kubelet: None,
+                netd: None,
             });
         }
         // Pod ranges of the other nodes through their node address (host-gw style).
-        for i in 0..nodes {
+        for i in (0..nodes).filter(|_| network == LabNetwork::Bridge) {
             for j in 0..nodes {
                 if i != j {
                     ip(&[
@@ -167,6 +188,11 @@ impl Lab {
         lab.start_server();
         for i in 0..nodes {
             lab.start_kubelet(i);
+        }
+        if network == LabNetwork::Netd {
+            for i in 0..nodes {
+                lab.start_netd(i);
+            }
         }
         for i in 0..nodes {
             let name = lab.nodes[i].name.clone();
@@ -192,7 +218,7 @@ impl Lab {
         for applet in [
             "sh", "ls", "cat", "echo", "sleep", "httpd", "wget", "nc", "tail", "head", "tar",
             "true", "false", "env", "id", "grep", "mkdir", "touch", "date", "hostname", "ps",
-            "kill",
+            "kill", "ip", "ping",
         ] {
             std::os::unix::fs::symlink("busybox", ctx.join(applet)).unwrap();
         }
@@ -271,7 +297,12 @@ impl Lab {
             .arg(format!("{}/{}", self.cgroup_root, node.name))
             .arg("--cni-conf-dir")
             .arg(node.root.join("cni"))
-            .args(["--cni-bin-dir", "/usr/lib/cni", "--healthz-port", "0"])
+            .arg("--cni-bin-dir")
+            .arg(format!(
+                "{}:/usr/lib/cni",
+                node.root.join("cni-bin").display()
+            ))
+            .args(["--healthz-port", "0"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -279,6 +310,54 @@ impl Lab {
             .spawn()
             .unwrap();
         self.nodes[i].kubelet = Some(child);
+    }
+
+    /// Starts (or restarts) node `i`'s `skiff netd` with the node's credential.
+    pub fn start_netd(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.root.join("netd.log"))
+            .unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", node.netns))
+            .arg(skiff_bin())
+            .arg("netd")
+            .arg("--kubeconfig")
+            .arg(node.root.join("kubelet.kubeconfig"))
+            .args(["--node-name", &node.name])
+            .arg("--cni-conf-dir")
+            .arg(node.root.join("cni"))
+            .arg("--cni-bin-dir")
+            .arg(node.root.join("cni-bin"))
+            .arg("--cni-data-dir")
+            .arg(node.root.join("cni-ipam"))
+            .args(["--resync-period", "5"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes[i].netd = Some(child);
+    }
+
+    /// SIGKILL of node `i`'s netd (the datapath stays).
+    pub fn kill_netd(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].netd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `args` in node `i`'s network namespace.
+    pub fn in_node(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.nodes[i].netns))
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// SIGKILL of node `i`'s kubelet (its containers keep running).
@@ -378,6 +457,7 @@ impl Drop for Lab {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill_kubelet(i);
+            self.kill_netd(i);
         }
         if let Some(mut server) = self.server.take() {
             let _ = server.kill();

@@ -22,6 +22,7 @@ pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
 pub mod namespace;
+pub mod nodeipam;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
@@ -48,6 +49,30 @@ pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client>
 pub const LEASE_NAMESPACE: &str = "kube-system";
 pub const LEASE_NAME: &str = "kube-controller-manager";
 
+/// The controller manager's options (upstream kube-controller-manager's flag names).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Give every Node a pod range (`spec.podCIDR`) out of --cluster-cidr.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub allocate_node_cidrs: bool,
+    /// The cluster's pod network.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod range.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allocate_node_cidrs: true,
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+        }
+    }
+}
+
 /// Starts the controller manager: the controllers run only while this instance holds the Lease
 /// `kube-system/kube-controller-manager` (identity `<hostname>_<uuid>`). A single server takes
 /// it at once when the Lease is new or was released by a clean shutdown; after a crash its
@@ -58,26 +83,41 @@ pub const LEASE_NAME: &str = "kube-controller-manager";
 /// a standby takes over at once) and the handle ends with `Ok`.
 pub async fn start(
     kubeconfig: &Path,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let ipam = if options.allocate_node_cidrs {
+        Some(nodeipam::Config::new(
+            &options.cluster_cidr,
+            options.node_cidr_mask_size,
+        )?)
+    } else {
+        None
+    };
     let client = client_from_kubeconfig(kubeconfig).await?;
     let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), config);
     Ok(tokio::spawn(elector.run_until(
         move || async move {
+            let node_ipam = async {
+                match ipam {
+                    Some(config) => {
+                        nodeipam::run(client.clone(), config, events::start(client.clone())).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
-                _ = run_workloads(client) => anyhow::bail!("the workload controllers stopped"),
+                _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),
+                _ = run_workloads(client.clone()) => anyhow::bail!("the workload controllers stopped"),
             }
         },
         shutdown,
     )))
 }
 
-/// The workload controllers (ReplicaSet, ReplicationController, Deployment) and the service
-/// controllers (EndpointSlice, Endpoints) on shared informers. Returns only if one of them
-/// stops.
 pub async fn run_workloads(client: kube::Client) {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController};

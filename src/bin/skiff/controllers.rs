@@ -28,6 +28,8 @@ pub struct ControllersArgs {
     /// `controller-manager.kubeconfig` that `skiff server` writes).
     #[arg(long, required = true)]
     pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: skiff_controllers::Options,
 }
 
 pub async fn run(command: ControllersCommand) -> anyhow::Result<()> {
@@ -36,8 +38,12 @@ pub async fn run(command: ControllersCommand) -> anyhow::Result<()> {
         None => command.serve,
     };
     let kubeconfig = args.kubeconfig.context("--kubeconfig is required")?;
-    let handle =
-        skiff_controllers::start(&kubeconfig, skiff_apiserver::server::wait_for_signal()).await?;
+    let handle = skiff_controllers::start(
+        &kubeconfig,
+        args.options,
+        skiff_apiserver::server::wait_for_signal(),
+    )
+    .await?;
     println!("skiff controllers ready: {}", kubeconfig.display());
     handle.await.context("the controller manager task")?
 }

@@ -44,6 +44,9 @@ enum Command {
     Forward(skiff_cluster::forward::ForwardArgs),
     /// Credentials: `skiff token node NAME` issues a node's own kubeconfig.
     Token(token::TokenCommand),
+    /// The node's pod network (flannel's role): VXLAN overlay, egress NAT, the `skiff-cni`
+    /// plugin's configuration.
+    Netd(skiff_netd::agent::NetdArgs),
     /// A container's monitor, started by the kubelet (not for people).
     #[command(hide = true)]
     Shim(skiff_kubelet::shim::ShimArgs),
@@ -106,6 +109,14 @@ async fn shutdown_signal() {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Called as `skiff-cni` (a link in the CNI bin dir): the CNI plugin, whose stdout is the
+    // protocol, so before anything else prints.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name()
+        == Some(std::ffi::OsStr::new(skiff_netd::cni::PLUGIN_TYPE))
+    {
+        std::process::exit(skiff_netd::cni::main());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -132,6 +143,9 @@ fn main() -> anyhow::Result<()> {
         // Single-threaded and before any runtime: the shim forks.
         Command::Shim(args) => skiff_kubelet::shim::main(args),
         Command::Token(cmd) => token::run(cmd),
+        Command::Netd(args) => {
+            tokio::runtime::Runtime::new()?.block_on(skiff_netd::agent::run(args))
+        }
         Command::Up(args) => skiff_cluster::up::up(args),
         Command::Down(args) => skiff_cluster::down(args),
         Command::Status(args) => skiff_cluster::status(args),

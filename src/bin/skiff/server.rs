@@ -34,6 +34,8 @@ pub struct ServerArgs {
     /// kube-controller-manager, reconciles).
     #[arg(long)]
     pub disable_controllers: bool,
+    #[command(flatten)]
+    pub controllers: skiff_controllers::Options,
     /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
     #[arg(long, default_value = "")]
     pub scheduler_metrics_address: String,
@@ -84,6 +86,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(
             skiff_controllers::start(
                 &started.component_kubeconfig("controller-manager"),
+                args.controllers.clone(),
                 async move {
                     let _ = stopped.await;
                 },

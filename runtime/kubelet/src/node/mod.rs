@@ -261,7 +261,7 @@ impl NodeAgent {
                     .patch_status(
                         &self.args.node_name,
                         &PatchParams::default(),
-                        &Patch::Merge(patch),
+                        &Patch::Strategic(patch),
                     )
                     .await
                 {

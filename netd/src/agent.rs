@@ -1,0 +1,404 @@
+//! `skiff netd`: the node's network agent (flannel's daemon). In order:
+//!
+//! 1. waits for the Node's `spec.podCIDR` (the controllers' node IPAM hands it out),
+//! 2. creates the VXLAN device, reusing the VTEP MAC published on the Node so the other
+//!    nodes' entries stay valid across restarts, and publishes MAC and underlay IP as
+//!    annotations ([`BACKEND_DATA`], [`PUBLIC_IP`]),
+//! 3. installs the egress masquerade rules,
+//! 4. links `skiff-cni` into the CNI bin dir and writes the conflist — the moment the kubelet
+//!    reports the node Ready — and sets the Node's `NetworkUnavailable` condition to False,
+//! 5. then follows every Node through a watch: a node that joins, leaves or changes address is
+//!    in the overlay's routes at the next event; a periodic pass repairs anything removed
+//!    behind its back.
+//!
+//! Stopping the agent leaves the datapath as it is (pods keep talking); `--cleanup` removes
+//! everything it made, by name.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use ipnetwork::Ipv4Network;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use serde_json::json;
+
+use crate::netlink::{self as nl, format_mac, parse_mac};
+use crate::overlay::{self, Peer};
+use crate::{cni, egress};
+
+pub const BACKEND_TYPE: &str = "netd.skiff.dev/backend-type";
+pub const BACKEND_DATA: &str = "netd.skiff.dev/backend-data";
+pub const PUBLIC_IP: &str = "netd.skiff.dev/public-ip";
+/// The conflist `skiff netd` writes; first in name order, so the kubelet picks it.
+pub const CONFLIST: &str = "10-skiff.conflist";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetdArgs {
+    /// Credentials of this node (user `system:node:<name>`).
+    #[arg(long, required_unless_present = "cleanup")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The Node this agent programs the network of.
+    #[arg(long = "node-name", required_unless_present = "cleanup")]
+    pub node_name: Option<String>,
+    /// The underlay interface: VXLAN packets leave through it.
+    #[arg(long, default_value = "eth0")]
+    pub iface: String,
+    /// The node's underlay address (default: the first IPv4 address of --iface).
+    #[arg(long)]
+    pub public_ip: Option<Ipv4Addr>,
+    /// The cluster's pod network: traffic inside it is never NATed.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Ipv4Network,
+    /// Where the CNI configuration goes (the kubelet's --cni-conf-dir).
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// Where the `skiff-cni` plugin is linked (one of the kubelet's --cni-bin-dir).
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+    /// The plugin's address store.
+    #[arg(long, default_value = "/var/lib/cni/networks")]
+    pub cni_data_dir: PathBuf,
+    /// Seconds between full passes that repair the device and its entries.
+    #[arg(long, default_value_t = 30)]
+    pub resync_period: u64,
+    /// Remove everything the agent and the plugin made on this node, then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+/// The overlay's view of another node, or why it is skipped.
+pub fn peer_of(node: &Node) -> Result<Peer, String> {
+    let name = node.name_any();
+    let annotations = node.annotations();
+    let subnet: Ipv4Network = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_deref())
+        .ok_or("no spec.podCIDR yet")?
+        .parse()
+        .map_err(|e| format!("bad spec.podCIDR: {e}"))?;
+    let public_ip: Ipv4Addr = annotations
+        .get(PUBLIC_IP)
+        .ok_or("no public-ip annotation yet")?
+        .parse()
+        .map_err(|e| format!("bad {PUBLIC_IP} annotation: {e}"))?;
+    let data: serde_json::Value = serde_json::from_str(
+        annotations
+            .get(BACKEND_DATA)
+            .ok_or("no backend-data annotation yet")?,
+    )
+    .map_err(|e| format!("bad {BACKEND_DATA} annotation: {e}"))?;
+    let vtep_mac = data
+        .get("VtepMAC")
+        .and_then(|m| m.as_str())
+        .and_then(parse_mac)
+        .ok_or_else(|| format!("bad {BACKEND_DATA} annotation: no valid VtepMAC"))?;
+    Ok(Peer {
+        node: name,
+        subnet,
+        public_ip,
+        vtep_mac,
+    })
+}
+
+fn conflist(args: &NetdArgs, pod_cidr: Ipv4Network, mtu: u32) -> serde_json::Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": "skiff",
+        "plugins": [
+            {
+                "type": cni::PLUGIN_TYPE,
+                "bridge": "cni0",
+                "mtu": mtu,
+                "subnet": pod_cidr.to_string(),
+                "dataDir": args.cni_data_dir,
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
+        ]
+    })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// `<cni-bin-dir>/skiff-cni` → this binary (multi-call, as k3s links its CNI plugins).
+fn install_plugin(bin_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(bin_dir)?;
+    let exe = std::env::current_exe().context("finding the skiff binary")?;
+    let link = bin_dir.join(cni::PLUGIN_TYPE);
+    let tmp = bin_dir.join(format!(".{}.tmp", cni::PLUGIN_TYPE));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&exe, &tmp)?;
+    std::fs::rename(&tmp, &link)?;
+    Ok(())
+}
+
+async fn first_ipv4(h: &rtnetlink::Handle, iface: &str) -> anyhow::Result<Ipv4Addr> {
+    let link = nl::link(h, iface)
+        .await?
+        .with_context(|| format!("interface {iface} not found"))?;
+    let mut addresses = h
+        .address()
+        .get()
+        .set_link_index_filter(link.header.index)
+        .execute();
+    while let Some(a) = addresses.try_next().await? {
+        for attr in &a.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(ip)) = attr {
+                return Ok(*ip);
+            }
+        }
+    }
+    anyhow::bail!("{iface} has no IPv4 address (pass --public-ip)")
+}
+
+pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        return cleanup(&args).await;
+    }
+    let kubeconfig = args.kubeconfig.clone().context("--kubeconfig")?;
+    let node_name = args.node_name.clone().context("--node-name")?;
+    let client = client_from_kubeconfig(&kubeconfig).await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let handle = nl::connect()?;
+
+    // 1. The node's range.
+    let mut logged = false;
+    let (own, pod_cidr) = loop {
+        match nodes.get_opt(&node_name).await {
+            Ok(Some(node)) => {
+                let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
+                if let Some(cidr) = cidr {
+                    let cidr: Ipv4Network = cidr
+                        .parse()
+                        .with_context(|| format!("node {node_name}: spec.podCIDR {cidr:?}"))?;
+                    break (node, cidr);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("reading node {node_name}: {e}"),
+        }
+        if !logged {
+            tracing::info!("waiting for node {node_name} to get spec.podCIDR");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let public_ip = match args.public_ip {
+        Some(ip) => ip,
+        None => first_ipv4(&handle, &args.iface).await?,
+    };
+
+    // 2. The device, its MAC kept from the Node's annotation.
+    let published_mac = peer_of(&own).ok().map(|p| p.vtep_mac).or_else(|| {
+        own.annotations()
+            .get(BACKEND_DATA)
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .and_then(|d| {
+                d.get("VtepMAC")
+                    .and_then(|m| m.as_str())
+                    .and_then(parse_mac)
+            })
+    });
+    let vtep =
+        overlay::ensure_vtep(&handle, &args.iface, public_ip, published_mac, pod_cidr).await?;
+    let annotations = json!({"metadata": {"annotations": {
+        BACKEND_TYPE: "vxlan",
+        BACKEND_DATA: json!({"VNI": overlay::VNI, "VtepMAC": format_mac(&vtep.mac)}).to_string(),
+        PUBLIC_IP: public_ip.to_string(),
+    }}});
+    nodes
+        .patch(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Merge(annotations),
+        )
+        .await
+        .context("publishing the VTEP on the Node")?;
+
+    // 3. Egress.
+    egress::apply(args.cluster_cidr)?;
+
+    // 4. CNI, then the condition.
+    install_plugin(&args.cni_bin_dir)?;
+    std::fs::create_dir_all(&args.cni_conf_dir)?;
+    let conf = serde_json::to_vec_pretty(&conflist(&args, pod_cidr, vtep.mtu))?;
+    write_atomically(&args.cni_conf_dir.join(CONFLIST), &conf)?;
+    let now = jiff::Timestamp::now().to_string();
+    let condition = json!({"status": {"conditions": [{
+        "type": "NetworkUnavailable",
+        "status": "False",
+        "reason": "SkiffNetdIsUp",
+        "message": "skiff netd is running on this node",
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
+    }]}});
+    if let Err(e) = nodes
+        .patch_status(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Strategic(condition),
+        )
+        .await
+    {
+        tracing::warn!("setting NetworkUnavailable=False on {node_name}: {e}");
+    }
+    println!(
+        "skiff netd ready: node {node_name}, pods {pod_cidr}, VTEP {} on {} ({public_ip}), MTU {}",
+        format_mac(&vtep.mac),
+        overlay::device_name(),
+        vtep.mtu
+    );
+
+    // 5. Follow the nodes.
+    let (reader, writer) = kube::runtime::reflector::store::<Node>();
+    let mut events =
+        kube::runtime::reflector(writer, watcher(nodes.clone(), watcher::Config::default()))
+            .ready_chunks(512)
+            .boxed();
+    let mut resync = tokio::time::interval(Duration::from_secs(args.resync_period.max(1)));
+    let mut synced = false;
+    let mut vtep = vtep;
+    let mut skipped: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let repair = tokio::select! {
+            batch = events.next() => {
+                let Some(batch) = batch else { anyhow::bail!("the node watch ended") };
+                for event in batch {
+                    match event {
+                        Ok(watcher::Event::InitDone) => synced = true,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("watching nodes: {e}"),
+                    }
+                }
+                false
+            }
+            _ = resync.tick() => true,
+        };
+        if !synced {
+            continue;
+        }
+        if repair {
+            match overlay::ensure_vtep(&handle, &args.iface, public_ip, Some(vtep.mac), pod_cidr)
+                .await
+            {
+                Ok(v) => vtep = v,
+                Err(e) => {
+                    tracing::warn!("repairing the VXLAN device: {e:#}");
+                    continue;
+                }
+            }
+            if let Err(e) = egress::apply(args.cluster_cidr) {
+                tracing::warn!("repairing the egress rules: {e:#}");
+            }
+        }
+        let mut peers = Vec::new();
+        for node in reader.state() {
+            if node.name_any() == node_name {
+                continue;
+            }
+            match peer_of(&node) {
+                Ok(peer) => {
+                    skipped.remove(&peer.node);
+                    peers.push(peer);
+                }
+                Err(why) => {
+                    // Logged once per reason, not on every event.
+                    if skipped.get(&node.name_any()) != Some(&why) {
+                        tracing::info!(node = %node.name_any(), "not in the overlay: {why}");
+                        skipped.insert(node.name_any(), why);
+                    }
+                }
+            }
+        }
+        peers.sort_by(|a, b| a.node.cmp(&b.node));
+        // Netlink failures are retried on the next event or pass.
+        if let Err(e) = overlay::reconcile(&handle, &vtep, &peers).await {
+            tracing::warn!("programming the overlay: {e:#}");
+        }
+    }
+}
+
+/// Removes the conflist, the plugin link, the egress table, the overlay device and the bridge.
+pub async fn cleanup(args: &NetdArgs) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(args.cni_conf_dir.join(CONFLIST));
+    let _ = std::fs::remove_file(args.cni_bin_dir.join(cni::PLUGIN_TYPE));
+    egress::remove()?;
+    let handle = nl::connect()?;
+    overlay::remove(&handle).await?;
+    if let Some(bridge) = nl::link(&handle, "cni0").await? {
+        handle.link().del(bridge.header.index).execute().await?;
+    }
+    Ok(())
+}
+
+async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, cidr: Option<&str>, annotations: &[(&str, &str)]) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": annotations.iter().cloned().collect::<BTreeMap<_, _>>()},
+            "spec": {"podCIDR": cidr},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn peers_come_from_annotations_and_bad_ones_are_skipped_with_a_reason() {
+        let good = node(
+            "w1",
+            Some("10.244.2.0/24"),
+            &[
+                (PUBLIC_IP, "192.168.77.11"),
+                (BACKEND_DATA, r#"{"VNI":1,"VtepMAC":"0a:58:0a:f4:02:00"}"#),
+            ],
+        );
+        let peer = peer_of(&good).unwrap();
+        assert_eq!(peer.subnet.to_string(), "10.244.2.0/24");
+        assert_eq!(peer.public_ip, Ipv4Addr::new(192, 168, 77, 11));
+        assert_eq!(peer.vtep_mac, [0x0a, 0x58, 0x0a, 0xf4, 0x02, 0x00]);
+        assert!(peer_of(&node("w2", None, &[]))
+            .unwrap_err()
+            .contains("podCIDR"));
+        let bad_mac = node(
+            "w3",
+            Some("10.244.3.0/24"),
+            &[
+                (PUBLIC_IP, "192.168.77.12"),
+                (BACKEND_DATA, r#"{"VtepMAC":"nope"}"#),
+            ],
+        );
+        assert!(peer_of(&bad_mac).unwrap_err().contains("VtepMAC"));
+        let bad_ip = node(
+            "w4",
+            Some("10.244.4.0/24"),
+            &[
+                (PUBLIC_IP, "not-an-ip"),
+                (BACKEND_DATA, r#"{"VtepMAC":"0a:58:0a:f4:02:00"}"#),
+            ],
+        );
+        assert!(peer_of(&bad_ip).unwrap_err().contains(PUBLIC_IP));
+    }
+}

@@ -1,0 +1,698 @@
+//! Pod networking end to end: `skiff netd` and the `skiff-cni` plugin on three
+//! network-namespace nodes (`tests/common/lab.rs` with [`LabNetwork::Netd`]), ranges from the
+//! controllers' node IPAM, pods on different nodes talking over the VXLAN overlay, egress NAT
+//! to a namespace the test made ("outside"), a restart of the agent under an open TCP stream,
+//! a node leaving; and the plugin alone against the CNI spec's error cases. Needs root (CI is
+//! root); prints a skip line otherwise. All traffic stays inside the lab's namespaces.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::lab::{self, Lab, LabNetwork};
+use serde_json::{json, Value};
+
+#[test]
+fn pods_talk_across_nodes_over_the_overlay() {
+    if let Some(why) = lab::missing() {
+        eprintln!("skipping the pod network tests: {why}");
+        return;
+    }
+    let mut lab = Lab::start_with(3, LabNetwork::Netd);
+    let cidrs = nodes_get_ranges_and_publish_their_vteps(&lab);
+    pods_reach_each_other_nodes_and_pods(&lab, &cidrs);
+    egress_is_source_natted_to_the_node(&lab);
+    a_restarted_agent_keeps_streams_open(&mut lab);
+    a_node_that_leaves_is_withdrawn(&mut lab, &cidrs);
+}
+
+fn nodes_get_ranges_and_publish_their_vteps(lab: &Lab) -> Vec<String> {
+    let mut cidrs = Vec::new();
+    for node in &lab.nodes {
+        let cidr = lab.kubectl_ok(&["get", "node", &node.name, "-o", "jsonpath={.spec.podCIDR}"]);
+        assert!(
+            cidr.starts_with("10.244.") && cidr.ends_with(".0/24"),
+            "{cidr}"
+        );
+        assert!(!cidrs.contains(&cidr), "{cidr} handed out twice");
+        cidrs.push(cidr);
+        let annotations = lab.kubectl_ok(&[
+            "get",
+            "node",
+            &node.name,
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ]);
+        let annotations: Value = serde_json::from_str(&annotations).unwrap();
+        assert_eq!(annotations["netd.skiff.dev/public-ip"], node.ip.as_str());
+        assert_eq!(annotations["netd.skiff.dev/backend-type"], "vxlan");
+        let data: Value =
+            serde_json::from_str(annotations["netd.skiff.dev/backend-data"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(data["VNI"], 1);
+        let network = lab.kubectl_ok(&[
+            "get",
+            "node",
+            &node.name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"NetworkUnavailable\")].status}",
+        ]);
+        assert_eq!(network, "False");
+        // The device as flannel makes it: VNI 1, port 8472, no learning, MTU 1500 − 50.
+        let i = lab.nodes.iter().position(|n| n.name == node.name).unwrap();
+        let link = stdout(&lab.in_node(i, &["ip", "-d", "link", "show", "skiff.1"]));
+        assert!(link.contains("mtu 1450"), "{link}");
+        assert!(link.contains("vxlan id 1 "), "{link}");
+        assert!(link.contains("dstport 8472"), "{link}");
+        assert!(link.contains("nolearning"), "{link}");
+        assert!(
+            link.contains(data["VtepMAC"].as_str().unwrap()),
+            "{link} vs {data}"
+        );
+    }
+    // Every node routes every other node's range through the overlay.
+    for (i, _) in lab.nodes.iter().enumerate() {
+        let routes = stdout(&lab.in_node(i, &["ip", "route"]));
+        for (j, cidr) in cidrs.iter().enumerate() {
+            if i != j {
+                let gateway = cidr.trim_end_matches("/24");
+                assert!(
+                    routes.contains(&format!("{cidr} via {gateway} dev skiff.1 onlink")),
+                    "node {i}: {routes}"
+                );
+            }
+        }
+    }
+    cidrs
+}
+
+fn web_pod(lab: &Lab, name: &str, node: &str) -> String {
+    lab.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: web
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "echo {name} > /tmp/index.html; httpd -f -p 8080 -h /tmp"]
+"#
+    ));
+    lab.wait(&format!("{name} Running"), 60, || {
+        lab.pod_field(name, "{.status.phase}") == "Running"
+    });
+    lab.pod_field(name, "{.status.podIP}")
+}
+
+/// `kubectl exec` output, whatever the exit status.
+fn exec(lab: &Lab, pod: &str, script: &str) -> Output {
+    lab.kubectl(&["exec", pod, "--", "sh", "-c", script])
+}
+
+fn http_from_pod(lab: &Lab, pod: &str, ip: &str) -> String {
+    // busybox-static's wget crashes in glibc's static NSS; nc speaks the HTTP by hand.
+    let out = exec(
+        lab,
+        pod,
+        &format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"),
+    );
+    stdout(&out)
+}
+
+fn pods_reach_each_other_nodes_and_pods(lab: &Lab, cidrs: &[String]) {
+    let ips: Vec<String> = (0..3)
+        .map(|i| web_pod(lab, &format!("web-{i}"), &format!("node-{i}")))
+        .collect();
+    for (i, ip) in ips.iter().enumerate() {
+        let prefix = cidrs[i].trim_end_matches("0/24");
+        assert!(
+            ip.starts_with(prefix),
+            "web-{i} has {ip}, node range {}",
+            cidrs[i]
+        );
+        // The pod's side: MTU of the overlay, default route via the bridge.
+        let link = stdout(&exec(
+            lab,
+            &format!("web-{i}"),
+            "ip link show eth0; ip route",
+        ));
+        assert!(link.contains("mtu 1450"), "{link}");
+        assert!(link.contains(&format!("default via {prefix}1")), "{link}");
+    }
+    // Pod → pod on every other node, by TCP and ICMP.
+    for i in 0..3 {
+        for (j, ip) in ips.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let answer = http_from_pod(lab, &format!("web-{i}"), ip);
+            assert!(
+                answer.ends_with(&format!("web-{j}\n")),
+                "web-{i} → {ip}: {answer}"
+            );
+        }
+    }
+    let ping = exec(lab, "web-0", &format!("ping -c 2 -W 5 {}", ips[1]));
+    assert!(ping.status.success(), "ping: {}", stdout(&ping));
+    assert!(
+        stdout(&ping).contains("ttl=62"),
+        "two routed hops: {}",
+        stdout(&ping)
+    );
+    // Node → its own pod and another node's pod; pod → another node.
+    for (node, ip) in [(0, &ips[0]), (0, &ips[2]), (1, &ips[0])] {
+        let out = lab.in_node(
+            node,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://{ip}:8080/index.html"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "node {node} → {ip}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let to_node = exec(
+        lab,
+        "web-0",
+        &format!(
+            "nc -w 3 {} 10250 </dev/null && echo connected",
+            lab.nodes[1].ip
+        ),
+    );
+    assert!(
+        stdout(&to_node).contains("connected"),
+        "pod → node-1:10250: {to_node:?}"
+    );
+}
+
+/// The lab's switch namespace gets an address and a listener that answers with the address
+/// the connection came from.
+fn egress_is_source_natted_to_the_node(lab: &Lab) {
+    let switch = format!("{}-sw", lab.prefix);
+    let run = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &switch])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["ip", "addr", "add", "192.168.56.1/24", "dev", "br0"]);
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &switch, "python3", "-c"])
+        .arg(
+            "import socket\n\
+             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('192.168.56.1', 9000)); s.listen(8); print('listening', flush=True)\n\
+             while True:\n\
+             \x20   c, peer = s.accept(); c.sendall((peer[0] + '\\n').encode()); c.close()\n",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(listener.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "listening");
+    for i in [0, 2] {
+        let seen = stdout(&exec(
+            lab,
+            &format!("web-{i}"),
+            "nc -w 3 192.168.56.1 9000 </dev/null",
+        ));
+        assert_eq!(
+            seen.trim(),
+            lab.nodes[i].ip,
+            "web-{i}'s traffic to the outside"
+        );
+    }
+    // Pod to pod keeps the pod's address: web-1's httpd logs nothing, so ask the kernel.
+    let rules = stdout(&lab.in_node(0, &["nft", "list", "table", "ip", "skiff-netd"]));
+    assert!(rules.contains("ip daddr 10.244.0.0/16 return"), "{rules}");
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
+/// A TCP stream from node 0 to a pod on node 2 while every node's agent is killed and
+/// restarted: the stream keeps flowing and is never reset.
+fn a_restarted_agent_keeps_streams_open(lab: &mut Lab) {
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  nodeName: node-2
+  containers:
+  - name: t
+    image: skiff.local/busybox:1
+    command: ["nc", "-ll", "-p", "9100", "-e", "sh", "-c", "while true; do echo tick; sleep 0.1; done"]
+"#,
+    );
+    lab.wait("ticker Running", 60, || {
+        lab.pod_field("ticker", "{.status.phase}") == "Running"
+    });
+    let ticker_ip = lab.pod_field("ticker", "{.status.podIP}");
+    let marker = lab.dir.path().join("agents-restarted");
+    // Reads ticks until the marker exists, then 10 more: "survived", or how it failed.
+    let script = format!(
+        "import socket, os, sys\n\
+         s = socket.create_connection(('{ticker_ip}', 9100), timeout=20)\n\
+         f = s.makefile()\n\
+         print('connected', flush=True)\n\
+         after = 0\n\
+         while after < 10:\n\
+         \x20   line = f.readline()\n\
+         \x20   if not line:\n\
+         \x20       print('closed'); sys.exit(1)\n\
+         \x20   if os.path.exists('{}'):\n\
+         \x20       after += 1\n\
+         print('survived', flush=True)\n",
+        marker.display()
+    );
+    let mut client = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.nodes[0].netns))
+        .args(["python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "connected");
+    for i in 0..3 {
+        lab.kill_netd(i);
+    }
+    for i in 0..3 {
+        lab.start_netd(i);
+    }
+    for i in 0..3 {
+        let log = lab.nodes[i].root.join("netd.log");
+        lab.wait("netd ready again", 30, || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("skiff netd ready")
+                .count()
+                == 2
+        });
+    }
+    std::fs::write(&marker, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = client.wait().unwrap();
+    assert!(status.success() && rest.contains("survived"), "{rest}");
+}
+
+/// Node 2's agents stop and its Node is deleted: the others withdraw its route, ARP and FDB
+/// entries; what is left on the devices is exactly the remaining peers.
+fn a_node_that_leaves_is_withdrawn(lab: &mut Lab, cidrs: &[String]) {
+    lab.kubectl_ok(&["delete", "pod", "ticker", "web-2", "--grace-period=1"]);
+    lab.kill_kubelet(2);
+    lab.kill_netd(2);
+    lab.kubectl_ok(&["delete", "node", "node-2"]);
+    for i in 0..2 {
+        lab.wait("node-2's route withdrawn", 30, || {
+            !stdout(&lab.in_node(i, &["ip", "route"])).contains(&cidrs[2])
+        });
+        let neighbours = stdout(&lab.in_node(i, &["ip", "neigh", "show", "dev", "skiff.1"]));
+        assert!(
+            !neighbours.contains(cidrs[2].trim_end_matches("/24")),
+            "{neighbours}"
+        );
+        let fdb = stdout(&lab.in_node(i, &["bridge", "fdb", "show", "dev", "skiff.1"]));
+        assert!(!fdb.contains(&lab.nodes[2].ip), "{fdb}");
+        let other = 1 - i;
+        assert!(
+            fdb.contains(&format!("dst {} ", lab.nodes[other].ip)),
+            "{fdb}"
+        );
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ---- The plugin alone, against the spec ----
+
+/// A node namespace and a pod namespace of the test's own, removed on drop.
+struct CniLab {
+    node: String,
+    pod: String,
+    dir: tempfile::TempDir,
+    plugin: std::path::PathBuf,
+}
+
+impl CniLab {
+    fn new() -> CniLab {
+        let id = std::process::id();
+        let node = format!("skc{id}-node");
+        let pod = format!("skc{id}-pod");
+        for ns in [&node, &pod] {
+            let out = Command::new("ip")
+                .args(["netns", "add", ns])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let plugin = dir.path().join("skiff-cni");
+        std::os::unix::fs::symlink(common::skiff_bin(), &plugin).unwrap();
+        CniLab {
+            node,
+            pod,
+            dir,
+            plugin,
+        }
+    }
+
+    fn conf(&self, version: &str, subnet: &str) -> Value {
+        json!({
+            "cniVersion": version, "name": "skiff", "type": "skiff-cni",
+            "bridge": "cni0", "mtu": 1400, "subnet": subnet,
+            "dataDir": self.dir.path().join("ipam"),
+        })
+    }
+
+    /// Runs a plugin (ours unless `binary` says) in the node namespace.
+    fn call_with(&self, binary: &Path, env: &[(&str, &str)], input: &Value) -> (bool, Value) {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.node))
+            .arg(binary)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .envs(env.iter().copied());
+        let out = common::run_with_stdin(cmd, &input.to_string());
+        let value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.success(), value)
+    }
+
+    fn call(&self, env: &[(&str, &str)], input: &Value) -> (bool, Value) {
+        self.call_with(&self.plugin, env, input)
+    }
+
+    fn attach_env<'a>(
+        &'a self,
+        command: &'a str,
+        id: &'a str,
+        netns: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", id),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", netns),
+        ]
+    }
+
+    fn ipam_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path().join("ipam/skiff"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("10."))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn node_links(&self) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.node, "-o", "link"])
+            .output()
+            .unwrap();
+        stdout(&out)
+    }
+}
+
+impl Drop for CniLab {
+    fn drop(&mut self) {
+        for ns in [&self.pod, &self.node] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+#[test]
+fn the_cni_plugin_follows_the_spec() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping the CNI plugin test: not root");
+        return;
+    }
+    let lab = CniLab::new();
+    let netns = format!("/run/netns/{}", lab.pod);
+    let conf = lab.conf("1.0.0", "10.88.0.0/24");
+
+    // VERSION.
+    let (ok, v) = lab.call(
+        &[("CNI_COMMAND", "VERSION")],
+        &json!({"cniVersion": "1.0.0"}),
+    );
+    assert!(ok);
+    assert_eq!(v["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+
+    // ADD: interfaces, the address, the route, the MTU; the pod answers on it.
+    let (ok, result) = lab.call(&lab.attach_env("ADD", "c1", &netns), &conf);
+    assert!(ok, "{result}");
+    assert_eq!(result["cniVersion"], "1.0.0");
+    assert_eq!(result["ips"][0]["address"], "10.88.0.2/24");
+    assert_eq!(result["ips"][0]["gateway"], "10.88.0.1");
+    assert_eq!(result["ips"][0]["interface"], 2);
+    assert_eq!(result["interfaces"][2]["name"], "eth0");
+    assert_eq!(result["interfaces"][2]["sandbox"], netns.as_str());
+    let pod_side = stdout(
+        &Command::new("ip")
+            .args(["-n", &lab.pod, "addr", "show", "eth0"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        pod_side.contains("10.88.0.2/24") && pod_side.contains("mtu 1400"),
+        "{pod_side}"
+    );
+    let routes = stdout(
+        &Command::new("ip")
+            .args(["-n", &lab.pod, "route"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        routes.contains("default via 10.88.0.1 dev eth0"),
+        "{routes}"
+    );
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.node,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.88.0.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "node → pod: {}", stdout(&ping));
+
+    // Chained after it, the reference portmap plugin accepts its result.
+    let portmap = json!({
+        "cniVersion": "1.0.0", "name": "skiff", "type": "portmap",
+        "capabilities": {"portMappings": true}, "snat": true,
+        "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
+        "prevResult": result,
+    });
+    let (ok, chained) = lab.call_with(
+        Path::new("/usr/lib/cni/portmap"),
+        &lab.attach_env("ADD", "c1", &netns),
+        &portmap,
+    );
+    assert!(ok, "portmap after skiff-cni: {chained}");
+    let (ok, _) = lab.call_with(
+        Path::new("/usr/lib/cni/portmap"),
+        &lab.attach_env("DEL", "c1", &netns),
+        &portmap,
+    );
+    assert!(ok);
+
+    // CHECK passes while it is intact and fails once it is not.
+    let mut check_conf = conf.clone();
+    check_conf["prevResult"] = result.clone();
+    let (ok, v) = lab.call(&lab.attach_env("CHECK", "c1", &netns), &check_conf);
+    assert!(ok, "{v}");
+    let (ok, v) = lab.call(&lab.attach_env("CHECK", "c1", &netns), &conf);
+    assert!(!ok);
+    assert_eq!(v["code"], 7, "CHECK without prevResult: {v}");
+
+    // Errors: the spec's codes, and nothing left behind.
+    let (ok, v) = lab.call(&[("CNI_COMMAND", "ADD")], &conf);
+    assert!(!ok);
+    assert_eq!(v["code"], 4, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("CNI_NETNS"), "{v}");
+    let mut cmd = Command::new(&lab.plugin);
+    cmd.env_clear().envs(lab.attach_env("ADD", "c2", &netns));
+    let out = common::run_with_stdin(cmd, "{not json");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["code"], 6, "{v}");
+    let (_, v) = lab.call(
+        &lab.attach_env("ADD", "c2", &netns),
+        &lab.conf("0.1.0", "10.88.0.0/24"),
+    );
+    assert_eq!(v["code"], 1, "{v}");
+    let (_, v) = lab.call(
+        &lab.attach_env("ADD", "c2", &netns),
+        &lab.conf("1.0.0", "10.88.0.0/33"),
+    );
+    assert_eq!(v["code"], 7, "{v}");
+    let (_, v) = lab.call(
+        &lab.attach_env("ADD", "c2", "/run/netns/no-such-namespace"),
+        &conf,
+    );
+    assert_eq!(v["code"], 5, "{v}");
+    assert_eq!(
+        lab.ipam_files(),
+        ["10.88.0.2"],
+        "a failed ADD reserved an address"
+    );
+
+    // An exhausted range: a /30 has one pod address, taken by c1 (another network dir).
+    let tiny = {
+        let mut c = lab.conf("1.0.0", "10.88.0.0/30");
+        c["name"] = json!("tiny");
+        c
+    };
+    let (ok, _) = lab.call(
+        &lab.attach_env("ADD", "t1", &netns)
+            .iter()
+            .map(|(k, v)| (*k, if *k == "CNI_IFNAME" { "eth1" } else { v }))
+            .collect::<Vec<_>>(),
+        &tiny,
+    );
+    assert!(ok);
+    let (ok, v) = lab.call(
+        &lab.attach_env("ADD", "t2", &netns)
+            .iter()
+            .map(|(k, v)| (*k, if *k == "CNI_IFNAME" { "eth2" } else { v }))
+            .collect::<Vec<_>>(),
+        &tiny,
+    );
+    assert!(!ok);
+    assert_eq!(v["code"], 100, "{v}");
+    assert_eq!(
+        v["msg"],
+        "no IP addresses available in range set: 10.88.0.1-10.88.0.2"
+    );
+    let pod_links = stdout(
+        &Command::new("ip")
+            .args(["-n", &lab.pod, "-o", "link"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!pod_links.contains("eth2"), "{pod_links}");
+    let (ok, _) = lab.call(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "t1"),
+            ("CNI_IFNAME", "eth1"),
+            ("CNI_NETNS", &netns),
+        ],
+        &tiny,
+    );
+    assert!(ok);
+
+    // DEL is idempotent, works without the namespace, and frees the address.
+    let veth = result["interfaces"][1]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(lab.node_links().contains(&veth));
+    let (ok, v) = lab.call(&lab.attach_env("DEL", "c1", &netns), &conf);
+    assert!(ok, "{v}");
+    assert!(!lab.node_links().contains(&veth));
+    let (ok, v) = lab.call(&lab.attach_env("DEL", "c1", &netns), &conf);
+    assert!(ok, "second DEL: {v}");
+    let (ok, _) = lab.call(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c9"),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &conf,
+    );
+    assert!(ok, "DEL without CNI_NETNS");
+    assert!(lab.ipam_files().is_empty(), "{:?}", lab.ipam_files());
+    let (ok, v) = lab.call(&lab.attach_env("CHECK", "c1", &netns), &check_conf);
+    assert!(!ok);
+    assert_eq!(v["code"], 102, "{v}");
+
+    // 1.1: GC frees what the runtime no longer knows; STATUS says whether ADD can work.
+    let conf11 = lab.conf("1.1.0", "10.88.0.0/24");
+    for id in ["keep", "leak"] {
+        let env: Vec<(&str, &str)> = lab
+            .attach_env("ADD", id, &netns)
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    if k == "CNI_IFNAME" {
+                        if id == "keep" {
+                            "eth3"
+                        } else {
+                            "eth4"
+                        }
+                    } else {
+                        v
+                    },
+                )
+            })
+            .collect();
+        let (ok, v) = lab.call(&env, &conf11);
+        assert!(ok, "{v}");
+    }
+    let mut gc = conf11.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth3"}]);
+    let (ok, v) = lab.call(&[("CNI_COMMAND", "GC")], &gc);
+    assert!(ok, "{v}");
+    assert_eq!(lab.ipam_files().len(), 1, "{:?}", lab.ipam_files());
+    let pod_links = stdout(
+        &Command::new("ip")
+            .args(["-n", &lab.pod, "-o", "link"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        pod_links.contains("eth3") && !pod_links.contains("eth4"),
+        "{pod_links}"
+    );
+    let (ok, v) = lab.call(&[("CNI_COMMAND", "STATUS")], &conf11);
+    assert!(ok, "{v}");
+    let (ok, v) = lab.call(&[("CNI_COMMAND", "GC")], &conf);
+    assert!(!ok);
+    assert_eq!(v["code"], 1, "GC needs 1.1.0: {v}");
+}
