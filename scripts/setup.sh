@@ -20,6 +20,9 @@ packages=(
   iptables            # the bridge and portmap plugins program NAT rules (inside node namespaces only)
   iproute2            # ip netns: the node namespaces of tests and `skiff up`
   util-linux          # nsenter: runs a node's processes in its network namespace
+  nftables            # nft: skiff netd's egress masquerade table (inside node namespaces only)
+  iperf3              # skiff netd bench: pod-to-pod throughput against node-to-node
+  bind9-dnsutils      # dig: the DNS addon's tests query it as a real client
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -78,8 +78,11 @@ fn nodes_get_ranges_and_publish_their_vteps(lab: &Lab) -> Vec<String> {
         for (j, cidr) in cidrs.iter().enumerate() {
             if i != j {
                 let gateway = cidr.trim_end_matches("/24");
+                let route = routes
+                    .lines()
+                    .find(|l| l.starts_with(&format!("{cidr} via {gateway} dev skiff.1 ")));
                 assert!(
-                    routes.contains(&format!("{cidr} via {gateway} dev skiff.1 onlink")),
+                    route.is_some_and(|r| r.contains(" onlink")),
                     "node {i}: {routes}"
                 );
             }
@@ -177,8 +180,12 @@ fn pods_reach_each_other_nodes_and_pods(lab: &Lab, cidrs: &[String]) {
         );
         assert!(
             out.status.success(),
-            "node {node} → {ip}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "node {node} → {ip}: {}\n{}\n{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            stdout(&lab.in_node(node, &["ip", "route", "get", ip])),
+            stdout(&lab.in_node(node, &["ip", "-4", "addr"])),
+            stdout(&lab.in_node(node, &["ip", "neigh"])),
+            stdout(&lab.in_node(node, &["nft", "list", "ruleset"]))
         );
     }
     let to_node = exec(

@@ -65,6 +65,10 @@ pub struct NetdArgs {
     /// The plugin's address store.
     #[arg(long, default_value = "/var/lib/cni/networks")]
     pub cni_data_dir: PathBuf,
+    /// Route straight to peers on the node's own underlay subnet instead of through VXLAN
+    /// (flannel's DirectRouting); others still go through the overlay.
+    #[arg(long)]
+    pub direct_routing: bool,
     /// Seconds between full passes that repair the device and its entries.
     #[arg(long, default_value_t = 30)]
     pub resync_period: u64,
@@ -105,6 +109,7 @@ pub fn peer_of(node: &Node) -> Result<Peer, String> {
         subnet,
         public_ip,
         vtep_mac,
+        direct: None,
     })
 }
 
@@ -143,7 +148,8 @@ fn install_plugin(bin_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn first_ipv4(h: &rtnetlink::Handle, iface: &str) -> anyhow::Result<Ipv4Addr> {
+/// The interface's index and first IPv4 address with its prefix.
+async fn first_ipv4(h: &rtnetlink::Handle, iface: &str) -> anyhow::Result<(u32, Ipv4Network)> {
     let link = nl::link(h, iface)
         .await?
         .with_context(|| format!("interface {iface} not found"))?;
@@ -155,7 +161,10 @@ async fn first_ipv4(h: &rtnetlink::Handle, iface: &str) -> anyhow::Result<Ipv4Ad
     while let Some(a) = addresses.try_next().await? {
         for attr in &a.attributes {
             if let AddressAttribute::Address(IpAddr::V4(ip)) = attr {
-                return Ok(*ip);
+                return Ok((
+                    link.header.index,
+                    Ipv4Network::new(*ip, a.header.prefix_len)?,
+                ));
             }
         }
     }
@@ -194,10 +203,8 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let public_ip = match args.public_ip {
-        Some(ip) => ip,
-        None => first_ipv4(&handle, &args.iface).await?,
-    };
+    let (underlay_index, underlay) = first_ipv4(&handle, &args.iface).await?;
+    let public_ip = args.public_ip.unwrap_or(underlay.ip());
 
     // 2. The device, its MAC kept from the Node's annotation.
     let published_mac = peer_of(&own).ok().map(|p| p.vtep_mac).or_else(|| {
@@ -308,7 +315,10 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
                 continue;
             }
             match peer_of(&node) {
-                Ok(peer) => {
+                Ok(mut peer) => {
+                    if args.direct_routing && underlay.contains(peer.public_ip) {
+                        peer.direct = Some(underlay_index);
+                    }
                     skipped.remove(&peer.node);
                     peers.push(peer);
                 }

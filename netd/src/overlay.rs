@@ -8,9 +8,15 @@
 //! 3. route: `<peer range> via <peer range network address> dev skiff.1 onlink` — last, so
 //!    the kernel never ARPs for a gateway it does not know yet.
 //!
-//! State grows linearly with nodes, not pods. [`reconcile`] makes the device's entries exactly
-//! the wanted set: it replaces (never deletes and re-adds) what is wanted, so a restart of the
+//! State grows linearly with nodes, not pods. [`reconcile`] makes the entries exactly the
+//! wanted set: it replaces (never deletes and re-adds) what is wanted, so a restart of the
 //! agent leaves established pod traffic untouched, and removes what belongs to nodes that left.
+//! The agent's routes carry their own protocol number ([`ROUTE_PROTOCOL`]), so it finds its
+//! stale routes without touching anyone else's.
+//!
+//! **Direct routing** (flannel's `DirectRouting`, off by default): a peer whose underlay address
+//! is on the node's own subnet gets a plain route `<range> via <peer IP>` instead — no
+//! encapsulation, no 50-byte overhead. `skiff netd bench` measures both (docs/benchmarks.md).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,9 +26,11 @@ use futures::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo};
 use rtnetlink::packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteProtocol, RouteType,
+};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
@@ -33,6 +41,8 @@ pub const VNI: u32 = 1;
 pub const PORT: u16 = 8472;
 /// Outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8.
 pub const OVERHEAD: u32 = 50;
+/// The `proto` of every route the agent installs (`ip route show proto 180`).
+pub const ROUTE_PROTOCOL: u8 = 180;
 
 pub fn device_name() -> String {
     format!("skiff.{VNI}")
@@ -53,6 +63,8 @@ pub struct Peer {
     pub subnet: Ipv4Network,
     pub public_ip: Ipv4Addr,
     pub vtep_mac: [u8; 6],
+    /// Route straight to `public_ip` through `via_link` (direct routing), not through VXLAN.
+    pub direct: Option<u32>,
 }
 
 fn vxlan_local(link: &rtnetlink::packet_route::link::LinkMessage) -> Option<Ipv4Addr> {
@@ -141,6 +153,21 @@ fn random_mac() -> [u8; 6] {
 }
 
 async fn program(h: &Handle, vtep: &Vtep, peer: &Peer) -> anyhow::Result<()> {
+    if let Some(underlay) = peer.direct {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(peer.subnet.network(), peer.subnet.prefix())
+            .gateway(peer.public_ip)
+            .output_interface(underlay)
+            .protocol(RouteProtocol::Other(ROUTE_PROTOCOL))
+            .build();
+        h.route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("direct route to {} ({})", peer.subnet, peer.node))?;
+        return Ok(());
+    }
     let gateway = peer.subnet.network();
     h.neighbours()
         .add(vtep.index, IpAddr::V4(gateway))
@@ -164,6 +191,7 @@ async fn program(h: &Handle, vtep: &Vtep, peer: &Peer) -> anyhow::Result<()> {
         .gateway(gateway)
         .output_interface(vtep.index)
         .onlink()
+        .protocol(RouteProtocol::Other(ROUTE_PROTOCOL))
         .build();
     h.route()
         .add(route)
@@ -183,12 +211,15 @@ pub async fn reconcile(h: &Handle, vtep: &Vtep, peers: &[Peer]) -> anyhow::Resul
         .iter()
         .map(|p| (p.subnet.network(), p.subnet.prefix()))
         .collect();
-    let gateways: HashSet<Ipv4Addr> = peers.iter().map(|p| p.subnet.network()).collect();
+    let tunnelled = || peers.iter().filter(|p| p.direct.is_none());
+    let gateways: HashSet<Ipv4Addr> = tunnelled().map(|p| p.subnet.network()).collect();
     let fdb: HashSet<([u8; 6], Ipv4Addr)> =
-        peers.iter().map(|p| (p.vtep_mac, p.public_ip)).collect();
+        tunnelled().map(|p| (p.vtep_mac, p.public_ip)).collect();
 
-    // Routes through the device to ranges no peer has any more (the kernel's own connected
-    // /32 route of the VTEP address lives in the local table and is not listed here).
+    // The agent's routes (by protocol) to ranges no peer has any more, and routes through the
+    // device it did not make. Only the main table's unicast routes: a dump lists every table,
+    // and the local table holds the kernel's `local <VTEP address>` route, without which
+    // replies to the node are forwarded away.
     let mut routes = h
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -199,7 +230,19 @@ pub async fn reconcile(h: &Handle, vtep: &Vtep, peers: &[Peer]) -> anyhow::Resul
             RouteAttribute::Oif(i) => Some(*i),
             _ => None,
         });
-        if oif != Some(vtep.index) {
+        let table = route
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Table(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(u32::from(route.header.table));
+        let ours = route.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL);
+        if !(ours || oif == Some(vtep.index))
+            || table != u32::from(RouteHeader::RT_TABLE_MAIN)
+            || route.header.kind != RouteType::Unicast
+        {
             continue;
         }
         let dst = route.attributes.iter().find_map(|a| match a {
@@ -252,14 +295,28 @@ pub async fn reconcile(h: &Handle, vtep: &Vtep, peers: &[Peer]) -> anyhow::Resul
             NeighbourAttribute::LinkLayerAddress(l) => l.as_slice().try_into().ok(),
             _ => None,
         });
+        // AF_BRIDGE entries carry the IPv4 remote as raw bytes.
         let dst = n.attributes.iter().find_map(|a| match a {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+            }
             _ => None,
         });
         // Entries without a remote (the device's own MAC) are the kernel's.
         if let (Some(mac), Some(dst)) = (mac, dst) {
             if !fdb.contains(&(mac, dst)) {
-                stale.push(n);
+                // A bare request (the dump's cache info and flags are not accepted back).
+                let mut entry = NeighbourMessage::default();
+                entry.header.family = AddressFamily::Bridge;
+                entry.header.ifindex = vtep.index;
+                entry.header.flags = NeighbourFlags::Own;
+                entry.header.state = NeighbourState::Permanent;
+                entry.attributes = vec![
+                    NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)),
+                ];
+                stale.push(entry);
             }
         }
     }

@@ -46,7 +46,7 @@ enum Command {
     Token(token::TokenCommand),
     /// The node's pod network (flannel's role): VXLAN overlay, egress NAT, the `skiff-cni`
     /// plugin's configuration.
-    Netd(skiff_netd::agent::NetdArgs),
+    Netd(Box<NetdCommand>),
     /// A container's monitor, started by the kubelet (not for people).
     #[command(hide = true)]
     Shim(skiff_kubelet::shim::ShimArgs),
@@ -59,6 +59,7 @@ mod bench;
 mod bench_apiserver;
 mod bench_controllers;
 mod bench_kubelet;
+mod bench_netd;
 mod bench_scheduler;
 mod controllers;
 mod scheduler;
@@ -88,6 +89,21 @@ enum KubeletAction {
     /// Pod startup latency on a one-node `skiff up` cluster (paced and burst), and the
     /// kubelet's memory.
     Bench(bench_kubelet::BenchArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct NetdCommand {
+    #[command(subcommand)]
+    action: Option<NetdAction>,
+    #[command(flatten)]
+    serve: Option<skiff_netd::agent::NetdArgs>,
+}
+
+#[derive(Subcommand)]
+enum NetdAction {
+    /// iperf3 and TCP round trips pod↔pod across the overlay against node↔node, side by side.
+    Bench(bench_netd::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -143,9 +159,13 @@ fn main() -> anyhow::Result<()> {
         // Single-threaded and before any runtime: the shim forks.
         Command::Shim(args) => skiff_kubelet::shim::main(args),
         Command::Token(cmd) => token::run(cmd),
-        Command::Netd(args) => {
-            tokio::runtime::Runtime::new()?.block_on(skiff_netd::agent::run(args))
-        }
+        Command::Netd(cmd) => match (cmd.action, cmd.serve) {
+            (Some(NetdAction::Bench(args)), _) => bench_netd::run(args),
+            (None, Some(args)) => {
+                tokio::runtime::Runtime::new()?.block_on(skiff_netd::agent::run(args))
+            }
+            (None, None) => anyhow::bail!("skiff netd needs --kubeconfig and --node-name"),
+        },
         Command::Up(args) => skiff_cluster::up::up(args),
         Command::Down(args) => skiff_cluster::down(args),
         Command::Status(args) => skiff_cluster::status(args),
