@@ -114,7 +114,8 @@ spec:
         .output()
         .unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
-    assert_eq!(status.matches(" running ").count(), 5, "{status}");
+    // server, forward, and a kubelet and a netd per node.
+    assert_eq!(status.matches(" running ").count(), 8, "{status}");
 
     let pids: Vec<i32> = status
         .lines()

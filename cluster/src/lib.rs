@@ -5,13 +5,14 @@
 //!
 //! ```text
 //!  machine's namespace: only 127.0.0.1:6443 → skiff forward → control plane's :6443
-//!  <name>-host (192.168.56.1, bridge br0) ── veth ── <name>-control-plane (.10): server + kubelet
-//!                                          ├─ veth ── <name>-worker (.11): kubelet
-//!                                          └─ veth ── <name>-worker2 (.12): kubelet
+//!  <name>-host (192.168.56.1, bridge br0) ── veth ── <name>-control-plane (.10): server + kubelet + netd
+//!                                          ├─ veth ── <name>-worker (.11): kubelet + netd
+//!                                          └─ veth ── <name>-worker2 (.12): kubelet + netd
 //! ```
 //!
-//! What is not here yet (their issues): the VXLAN overlay and skiff's CNI plugin (pods use
-//! Debian's bridge plugin, with routes between nodes' pod ranges), the service proxy and DNS.
+//! Pods get their ranges from the controllers' node IPAM and their network from `skiff netd`
+//! (skiff-cni, the VXLAN overlay `skiff.1` between nodes, egress NAT). What is not here yet
+//! (their issues): the service proxy and DNS.
 
 pub mod forward;
 pub mod network;

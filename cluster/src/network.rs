@@ -1,14 +1,18 @@
 //! The node network of the local cluster, made with iproute2 inside namespaces the cluster
 //! owns: `<name>-host` with bridge `br0` at the network's first address, one veth per node
-//! (`eth0` in the node, `v<i>` on the bridge), each node's default route via the host, and
-//! routes to every other node's pod range through that node (host-gw style, until the VXLAN
-//! overlay of the pod-networking issue). The machine's own namespace is never touched.
+//! (`eth0` in the node, `v<i>` on the bridge) and each node's default route via the host.
+//! Pods are networked by `skiff netd` on every node (skiff-cni and the VXLAN overlay between
+//! nodes); the host reaches the pod network through the first control plane, as a router of
+//! the node network would. The machine's own namespace is never touched.
 
 use std::process::Command;
 
 use anyhow::Context;
 
-use crate::topology::{NodeSpec, Topology};
+use crate::topology::Topology;
+
+/// The cluster's pod network (the controllers' --cluster-cidr default).
+pub const POD_NETWORK: &str = "10.244.0.0/16";
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip")
@@ -92,44 +96,16 @@ pub fn create(t: &Topology, created: &mut Vec<String>) -> anyhow::Result<()> {
         ])?;
         sysctl_in(&node.name, "net.ipv4.ip_forward=1")?;
     }
-    for node in &t.nodes {
-        ip(&[
-            "-n",
-            host,
-            "route",
-            "add",
-            &node.pod_cidr,
-            "via",
-            &node.ip.to_string(),
-        ])?;
-        for other in t.nodes.iter().filter(|o| o.name != node.name) {
-            ip(&[
-                "-n",
-                &node.name,
-                "route",
-                "add",
-                &other.pod_cidr,
-                "via",
-                &other.ip.to_string(),
-            ])?;
-        }
-    }
+    ip(&[
+        "-n",
+        host,
+        "route",
+        "add",
+        POD_NETWORK,
+        "via",
+        &t.control_plane().ip.to_string(),
+    ])?;
     Ok(())
-}
-
-/// The CNI configuration of a node: Debian's bridge + host-local on its pod range (no
-/// masquerade: pods are reached by their own addresses), portmap for hostPorts.
-pub fn cni_conflist(node: &NodeSpec, ipam_dir: &std::path::Path) -> String {
-    let gateway = node.pod_cidr.replace(".0/24", ".1");
-    format!(
-        r#"{{"cniVersion":"1.0.0","name":"k8s-pod-network","plugins":[
-  {{"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":false,"hairpinMode":true,
-   "ipam":{{"type":"host-local","ranges":[[{{"subnet":"{}","gateway":"{gateway}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}],"dataDir":"{}"}}}},
-  {{"type":"portmap","capabilities":{{"portMappings":true}},"snat":true}}]}}
-"#,
-        node.pod_cidr,
-        ipam_dir.display()
-    )
 }
 
 /// Named network namespaces (`ip netns list`).

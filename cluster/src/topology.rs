@@ -11,17 +11,14 @@ pub struct NodeSpec {
     pub name: String,
     pub ip: Ipv4Addr,
     pub control_plane: bool,
-    /// The node's pod range (`10.244.<index>.0/24`).
-    pub pod_cidr: String,
-    /// The third octet of its pod range.
-    pub index: u8,
 }
 
 /// The whole layout.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Topology {
     pub name: String,
-    /// `<name>-host`: where a Vagrant host would sit (the first address of the node network).
+    /// `<name>-host`: where a Vagrant host would sit (the first address of the node network);
+    /// it reaches the pod network through the first control plane, as a router would.
     pub host_netns: String,
     pub host_ip: Ipv4Addr,
     pub prefix_len: u8,
@@ -76,8 +73,6 @@ impl Topology {
                 name: node,
                 ip: address(10 + i as u32),
                 control_plane,
-                pod_cidr: format!("10.244.{i}.0/24"),
-                index: i as u8,
             });
         }
         Ok(Topology {
@@ -139,7 +134,6 @@ mod tests {
         assert_eq!(ips, ["192.168.56.10", "192.168.56.11", "192.168.56.12"]);
         assert_eq!(t.host_ip.to_string(), "192.168.56.1");
         assert_eq!(t.host_netns, "skiff-host");
-        assert_eq!(t.nodes[2].pod_cidr, "10.244.2.0/24");
         let ha = Topology::new("ha", 4, 2, "10.77.0.0/24").unwrap();
         let names: Vec<&str> = ha.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(

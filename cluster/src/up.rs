@@ -155,19 +155,15 @@ fn bring_up(
     let skiff = skiff()?.display().to_string();
     let state_dir = t.state_dir();
     let logs = state_dir.join("logs");
-    progress.step("node network (namespaces, bridge, routes)", || {
+    progress.step("node network (namespaces, bridge)", || {
         let result = network::create(t, &mut recorded.netns);
         recorded.write()?;
         result
     })?;
-    progress.step("node directories, CNI configurations, images", || {
+    progress.step("node directories, images", || {
         for node in &t.nodes {
             let dir = t.node_dir(node);
             std::fs::create_dir_all(dir.join("cni"))?;
-            std::fs::write(
-                dir.join("cni/10-skiff-bridge.conflist"),
-                network::cni_conflist(node, &dir.join("cni-ipam")),
-            )?;
             let store = skiff_image::Store::open(dir.join("images"))?;
             for archive in &args.load {
                 skiff_image::archive::import(&store, archive, None)
@@ -258,12 +254,40 @@ fn bring_up(
         Ok(())
     })?;
     for node in &t.nodes {
-        progress.step(&format!("kubelet on {}", node.name), || {
+        progress.step(&format!("kubelet and netd on {}", node.name), || {
             let pid = start_kubelet(t, node, &skiff, &server_dir)?;
             recorded.processes.push(Process {
                 component: format!("kubelet {}", node.name),
                 pid,
                 log: logs.join(format!("kubelet-{}.log", node.name)),
+            });
+            recorded.write()?;
+            let log = logs.join(format!("netd-{}.log", node.name));
+            let dir = t.node_dir(node);
+            let pid = spawn_in(
+                Some(&node.name),
+                &[
+                    skiff.clone(),
+                    "netd".into(),
+                    "--kubeconfig".into(),
+                    dir.join("kubelet.kubeconfig").display().to_string(),
+                    "--node-name".into(),
+                    node.name.clone(),
+                    "--cluster-cidr".into(),
+                    network::POD_NETWORK.into(),
+                    "--cni-conf-dir".into(),
+                    dir.join("cni").display().to_string(),
+                    "--cni-bin-dir".into(),
+                    dir.join("cni-bin").display().to_string(),
+                    "--cni-data-dir".into(),
+                    dir.join("cni-ipam").display().to_string(),
+                ],
+                &log,
+            )?;
+            recorded.processes.push(Process {
+                component: format!("netd {}", node.name),
+                pid,
+                log,
             });
             recorded.write()
         })?;
@@ -320,9 +344,10 @@ fn start_kubelet(
         "--cni-conf-dir".into(),
         dir.join("cni").display().to_string(),
         "--cni-bin-dir".into(),
-        "/opt/cni/bin:/usr/lib/cni".into(),
-        "--pod-cidr".into(),
-        node.pod_cidr.clone(),
+        format!(
+            "{}:/opt/cni/bin:/usr/lib/cni",
+            dir.join("cni-bin").display()
+        ),
         "--healthz-port".into(),
         "0".into(),
     ];
