@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Seconds per iperf3 run.
     #[arg(long, default_value_t = 5)]
     seconds: u32,
+    /// Runs of each measurement, node and pod interleaved; the median is printed.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// Round trips per latency run.
     #[arg(long, default_value_t = 20_000)]
     round_trips: usize,
@@ -289,6 +292,11 @@ fn round_trips(
     Ok(result)
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut lab = Lab {
         prefix: format!("sknb{}", std::process::id()),
@@ -298,12 +306,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (pods, vteps) = build(&mut lab)?;
     let (n0, n1, p0, p1) = (lab.ns("n0"), lab.ns("n1"), lab.ns("p0"), lab.ns("p1"));
     println!(
-        "skiff netd bench: pod {} on n0 → pod {} on n1 over skiff.1 (MTU {}), against n0 → n1 ({}), iperf3 {} s",
+        "skiff netd bench: pod {} on n0 → pod {} on n1 over skiff.1 (MTU {}), against n0 → n1 ({}), iperf3 {} s, median of {}",
         pods[0],
         pods[1],
         1500 - overlay::OVERHEAD,
         node_ip(1),
-        args.seconds
+        args.seconds,
+        args.runs
     );
     for (mode, direct) in [("VXLAN (default)", false), ("direct routing", true)] {
         program_peers(&lab, &vteps, direct)?;
@@ -315,8 +324,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "ratio"
         );
         for streams in [1, 4] {
-            let nodes = iperf(&n1, &n0, node_ip(1), streams, args.seconds)?;
-            let pod = iperf(&p1, &p0, pods[1], streams, args.seconds)?;
+            let mut nodes = Vec::new();
+            let mut pod = Vec::new();
+            for _ in 0..args.runs.max(1) {
+                nodes.push(iperf(&n1, &n0, node_ip(1), streams, args.seconds)?);
+                pod.push(iperf(&p1, &p0, pods[1], streams, args.seconds)?);
+            }
+            let (nodes, pod) = (median(nodes), median(pod));
             println!(
                 "{:<34} {:>10.2} G {:>10.2} G {:>7.2}×",
                 format!("iperf3 TCP, {streams} stream(s)"),
