@@ -9,6 +9,8 @@
 //!   other node from a watch of Nodes, source-NATs pod traffic leaving the cluster network
 //!   ([`egress`]) and writes the CNI configuration that makes the kubelet report the node Ready.
 //!
+//! - [`proxy`]: the service proxy in eBPF (kube-proxy's role), run by the same agent.
+//!
 //! Kernel state is programmed over rtnetlink ([`netlink`]), never by running `ip`.
 
 pub mod agent;
@@ -16,3 +18,4 @@ pub mod cni;
 pub mod egress;
 pub mod netlink;
 pub mod overlay;
+pub mod proxy;

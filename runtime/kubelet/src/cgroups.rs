@@ -16,6 +16,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::node::machine::{quantity_bytes, quantity_millicpu};
 
+/// The name [`Layout::V1`] gives a hybrid host's cgroup2 hierarchy.
+const UNIFIED: &str = "unified";
+
 /// Where cgroup controllers are mounted on this host.
 #[derive(Debug, Clone)]
 pub enum Layout {
@@ -65,9 +68,25 @@ impl Layout {
             }
         }
         if v1.iter().any(|(c, _)| c.iter().any(|c| c == "memory")) {
+            // Hybrid: the empty cgroup2 beside the v1 controllers holds no limits, but the
+            // node's eBPF socket programs attach there (skiff netd's service proxy), so pods
+            // are placed in it too, under the same path ("unified").
+            if let Some(unified) = v2 {
+                v1.push((vec![UNIFIED.to_string()], unified));
+            }
             Layout::V1(v1)
         } else {
             Layout::V2(v2.unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")))
+        }
+    }
+
+    /// On a hybrid host, the cgroup2 directory of `path` whose `cgroup.procs` a container's
+    /// shim joins before it starts the container (its processes inherit it). None on pure v1
+    /// and on v2, where the runtime places the container itself.
+    pub fn unified_dir(&self, path: &str) -> Option<PathBuf> {
+        match self {
+            Layout::V1(_) => self.dir(UNIFIED, path),
+            Layout::V2(_) => None,
         }
     }
 
@@ -266,6 +285,9 @@ pub fn ensure_pod(
                 }
             }
             if let Some(dir) = layout.dir("pids", path) {
+                fs::create_dir_all(&dir)?;
+            }
+            if let Some(dir) = layout.unified_dir(path) {
                 fs::create_dir_all(&dir)?;
             }
         }

@@ -78,8 +78,32 @@ impl Runtime {
         dir: &Path,
         log: &Path,
         stdin: Option<bool>,
+        join_cgroup: Option<&Path>,
     ) -> Result<i32, RuntimeError> {
         let mut cmd = Command::new(&self.shim);
+        if let Some(dir) = join_cgroup {
+            // Hybrid hosts: the shim (and so the container it starts) joins the pod's cgroup2
+            // directory first, where the node's socket programs are attached.
+            let procs =
+                std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
+                    .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+            // SAFETY: runs in the forked child before exec; open/write/close are
+            // async-signal-safe and touch only the path prepared above.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let written = libc::write(fd, c"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if written != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("shim")
             .arg("--runtime")
             .arg(&self.binary)

@@ -887,7 +887,17 @@ impl Worker {
         let started = self
             .k
             .runtime
-            .start(&id, &dir, &dir, &log_path, stdin)
+            .start(
+                &id,
+                &dir,
+                &dir,
+                &log_path,
+                stdin,
+                self.k
+                    .layout
+                    .unified_dir(&sandbox_record.cgroup_path)
+                    .as_deref(),
+            )
             .await;
         tracing::info!(
             pod = %name,

@@ -1,0 +1,102 @@
+//! The Rust mirror of `ebpf/include/skiff_lb.h` — same fields, order and sizes (the tests
+//! check the sizes against the header's). Addresses and ports are kept in network byte order,
+//! as the programs compare them with the socket's.
+
+use std::net::Ipv4Addr;
+
+/// `struct skiff_lb4_key`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Lb4Key {
+    pub address: u32,
+    pub dport: u16,
+    pub slot: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// `struct skiff_lb4_service`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lb4Service {
+    pub backend_id: u32,
+    pub count: u16,
+    pub rev_nat_index: u16,
+    pub affinity_timeout: u32,
+    pub flags: u32,
+}
+
+/// `SKIFF_LB_F_NO_BACKENDS`.
+pub const F_NO_BACKENDS: u32 = 1;
+
+/// `struct skiff_lb4_backend`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Lb4Backend {
+    pub address: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub flags: u8,
+}
+
+// SAFETY: plain #[repr(C)] integers with explicit padding fields: every bit pattern is valid
+// and there is no implicit padding (sizes checked in the tests).
+unsafe impl aya::Pod for Lb4Key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Lb4Service {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Lb4Backend {}
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// A frontend or slot key from host-order values.
+pub fn key(address: Ipv4Addr, port: u16, proto: u8, slot: u16) -> Lb4Key {
+    Lb4Key {
+        address: u32::from(address).to_be(),
+        dport: port.to_be(),
+        slot,
+        proto,
+        pad: [0; 3],
+    }
+}
+
+pub fn backend(address: Ipv4Addr, port: u16, proto: u8) -> Lb4Backend {
+    Lb4Backend {
+        address: u32::from(address).to_be(),
+        port: port.to_be(),
+        proto,
+        flags: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_the_header() {
+        // skiff_lb.h: key 12 bytes, service 16, backend 8.
+        assert_eq!(std::mem::size_of::<Lb4Key>(), 12);
+        assert_eq!(std::mem::size_of::<Lb4Service>(), 16);
+        assert_eq!(std::mem::size_of::<Lb4Backend>(), 8);
+        let header = include_str!("../../../ebpf/include/skiff_lb.h");
+        for field in [
+            "__be32 address;",
+            "__be16 dport;",
+            "__u16 slot;",
+            "__u8 proto;",
+            "__u16 rev_nat_index;",
+            "__u32 affinity_timeout;",
+        ] {
+            assert!(header.contains(field), "{field} is no longer in skiff_lb.h");
+        }
+    }
+
+    #[test]
+    fn keys_are_in_network_order() {
+        let k = key(Ipv4Addr::new(10, 96, 0, 10), 53, IPPROTO_UDP, 0);
+        assert_eq!(k.address.to_ne_bytes(), [10, 96, 0, 10]);
+        assert_eq!(k.dport.to_ne_bytes(), [0, 53]);
+    }
+}

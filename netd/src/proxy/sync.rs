@@ -1,0 +1,188 @@
+//! Keeps the datapath equal to the API: reflectors of Services and EndpointSlices (one way
+//! to watch), a full recompute of the wanted frontends on every batch of events (cheap: a
+//! join of two in-memory stores), and an incremental apply that writes only the frontends
+//! that changed — one Service's update never touches another's entries.
+//!
+//! `--proxy-metrics-address` (kube-proxy's 10249) serves `/metrics` (sync latency, frontends,
+//! backends, syncs and failures) and `/services` (the programmed frontends and backends).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::Client;
+
+use super::datapath::Datapath;
+use super::model;
+
+#[derive(Default)]
+struct Stats {
+    syncs: u64,
+    failures: u64,
+    last_sync_seconds: f64,
+    frontends: usize,
+    backends: usize,
+    listing: String,
+}
+
+/// Runs the proxy for `node` until the watches end.
+pub async fn run(
+    client: Client,
+    node: String,
+    mut datapath: Datapath,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    if let Some(addr) = metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the proxy's metrics address {addr}"))?;
+        tokio::spawn(serve(listener, stats.clone()));
+    }
+    let (services, services_writer) = reflector::store::<Service>();
+    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+    let service_events = reflector(
+        services_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .map(|e| e.map(|_| ()).map_err(|e| e.to_string()));
+    let slice_events = reflector(
+        slices_writer,
+        watcher(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .map(|e| e.map(|_| ()).map_err(|e| e.to_string()));
+    let mut events = futures::stream::select(service_events, slice_events)
+        .ready_chunks(1024)
+        .boxed();
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    services.wait_until_ready().await.ok();
+    slices.wait_until_ready().await.ok();
+    let mut first = true;
+    loop {
+        if !first {
+            match events.next().await {
+                Some(batch) => {
+                    for e in batch {
+                        if let Err(e) = e {
+                            tracing::warn!("watching services/endpointslices: {e}");
+                        }
+                    }
+                }
+                None => anyhow::bail!("the service watches ended"),
+            }
+        }
+        first = false;
+        let started = Instant::now();
+        let services = services.state();
+        let slices = slices.state();
+        let mut skipped = Vec::new();
+        let desired = model::all_frontends(
+            services.iter().map(|s| s.as_ref()),
+            slices.iter().map(|s| s.as_ref()),
+            &node,
+            &mut skipped,
+        );
+        for s in skipped {
+            if reported.insert((s.service.clone(), s.reason.clone())) {
+                tracing::warn!(service = %s.service, "not programmed: {}", s.reason);
+            }
+        }
+        let result = datapath.apply(&desired);
+        let mut stats = stats.lock().expect("not poisoned");
+        stats.syncs += 1;
+        stats.last_sync_seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(changed) => {
+                if changed > 0 {
+                    tracing::info!(
+                        changed,
+                        frontends = desired.len(),
+                        "service proxy synced in {:.1} ms",
+                        stats.last_sync_seconds * 1e3
+                    );
+                }
+            }
+            Err(e) => {
+                stats.failures += 1;
+                tracing::error!("programming the service proxy: {e:#}");
+            }
+        }
+        let listing = datapath.listing();
+        stats.frontends = listing.len();
+        stats.backends = listing.iter().map(|l| l.4.len()).sum();
+        stats.listing = listing
+            .iter()
+            .map(|(service, ip, port, proto, backends)| {
+                let proto = if *proto == super::maps::IPPROTO_UDP {
+                    "UDP"
+                } else {
+                    "TCP"
+                };
+                let backends: Vec<String> = backends
+                    .iter()
+                    .map(|(ip, port)| format!("{ip}:{port}"))
+                    .collect();
+                format!(
+                    "{ip}:{port}/{proto} {service} -> {}\n",
+                    if backends.is_empty() {
+                        "(no endpoints: refused)".to_string()
+                    } else {
+                        backends.join(" ")
+                    }
+                )
+            })
+            .collect();
+    }
+}
+
+/// `/metrics`, `/services` and `/healthz` (axum).
+async fn serve(listener: tokio::net::TcpListener, stats: Arc<Mutex<Stats>>) {
+    use axum::routing::get;
+    let metrics = {
+        let stats = stats.clone();
+        move || async move {
+            let s = stats.lock().expect("not poisoned");
+            format!(
+                "# HELP skiff_proxy_sync_duration_seconds How long the last sync of the datapath took.\n\
+                 # TYPE skiff_proxy_sync_duration_seconds gauge\n\
+                 skiff_proxy_sync_duration_seconds {}\n\
+                 # HELP skiff_proxy_syncs_total Syncs of the datapath.\n\
+                 # TYPE skiff_proxy_syncs_total counter\n\
+                 skiff_proxy_syncs_total {}\n\
+                 # HELP skiff_proxy_sync_failures_total Syncs that failed (e.g. a full map).\n\
+                 # TYPE skiff_proxy_sync_failures_total counter\n\
+                 skiff_proxy_sync_failures_total {}\n\
+                 # HELP skiff_proxy_frontends Service frontends in the datapath.\n\
+                 # TYPE skiff_proxy_frontends gauge\n\
+                 skiff_proxy_frontends {}\n\
+                 # HELP skiff_proxy_backends Backend slots in the datapath.\n\
+                 # TYPE skiff_proxy_backends gauge\n\
+                 skiff_proxy_backends {}\n",
+                s.last_sync_seconds, s.syncs, s.failures, s.frontends, s.backends
+            )
+        }
+    };
+    let listing = move || async move { stats.lock().expect("not poisoned").listing.clone() };
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/services", get(listing))
+        .route("/healthz", get(|| async { "ok\n" }));
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("the proxy's metrics server stopped: {e}");
+    }
+}
