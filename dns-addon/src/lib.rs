@@ -74,6 +74,26 @@ fn upstreams(args: &DnsArgs) -> Vec<SocketAddr> {
     keep
 }
 
+/// A DNS server for `handler` on UDP and TCP at each address (the tests use it without an API
+/// server).
+pub async fn bind(
+    listen: &[SocketAddr],
+    handler: handler::Handler,
+) -> anyhow::Result<Server<handler::Handler>> {
+    let mut server = Server::new(handler);
+    for addr in listen {
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding UDP {addr}"))?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding TCP {addr}"))?;
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_TIMEOUT, 64);
+    }
+    Ok(server)
+}
+
 /// SIGTERM or ctrl-c.
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -122,17 +142,7 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
         forwarder: forwarder.clone(),
         metrics: metrics.clone(),
     };
-    let mut server = Server::new(handler);
-    for addr in &args.listen {
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
-            .with_context(|| format!("binding UDP {addr}"))?;
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding TCP {addr}"))?;
-        server.register_socket(udp);
-        server.register_listener(tcp, TCP_TIMEOUT, 64);
-    }
+    let mut server = bind(&args.listen, handler).await?;
     http::serve(
         args.health_listen,
         args.ready_listen,
