@@ -61,7 +61,14 @@ impl Dns {
     fn dig(&self, args: &[&str]) -> Dig {
         let out = Command::new("dig")
             .args(["@127.0.0.1", "-p", &self.port.to_string()])
-            .args(["+tries=1", "+time=3", "+noall", "+comments", "+answer", "+authority"])
+            .args([
+                "+tries=1",
+                "+time=3",
+                "+noall",
+                "+comments",
+                "+answer",
+                "+authority",
+            ])
             .args(args)
             .output()
             .expect("run dig");
@@ -224,7 +231,11 @@ fn cluster_dns_answers_from_the_api_and_forwards_the_rest() {
     // loopback port where nothing listens.
     let dead = format!("127.0.0.1:{}", free_port());
     let upstream = Dns::start(&server, "upstream.test", &dead);
-    let dns = Dns::start(&server, "cluster.local", &format!("127.0.0.1:{}", upstream.port));
+    let dns = Dns::start(
+        &server,
+        "cluster.local",
+        &format!("127.0.0.1:{}", upstream.port),
+    );
 
     // HTTP: ready after the sync, health, metrics.
     assert_eq!(http_get(dns.ready_port, "/ready").0, 200);
@@ -330,9 +341,7 @@ fn cluster_dns_answers_from_the_api_and_forwards_the_rest() {
     );
 
     // A new Service answers soon after it is created (polled; the deadline is generous).
-    server.kubectl_ok(&[
-        "create", "service", "clusterip", "late", "--tcp=8080:8080",
-    ]);
+    server.kubectl_ok(&["create", "service", "clusterip", "late", "--tcp=8080:8080"]);
     let created = Instant::now();
     let late_ip = server
         .kubectl_ok(&["get", "svc", "late", "-o", "jsonpath={.spec.clusterIP}"])
@@ -341,7 +350,10 @@ fn cluster_dns_answers_from_the_api_and_forwards_the_rest() {
     loop {
         let d = dns.dig(&["+tries=1", "late.default.svc.cluster.local", "A"]);
         if d.answers() == vec![format!("A {late_ip}")] {
-            eprintln!("new service answered {:?} after creation", created.elapsed());
+            eprintln!(
+                "new service answered {:?} after creation",
+                created.elapsed()
+            );
             break;
         }
         assert!(
@@ -354,7 +366,10 @@ fn cluster_dns_answers_from_the_api_and_forwards_the_rest() {
     server.kubectl_ok(&["delete", "service", "late"]);
     let deleted = Instant::now();
     while dns.dig(&["late.default.svc.cluster.local", "A"]).status() != "NXDOMAIN" {
-        assert!(deleted.elapsed() < Duration::from_secs(20), "still answering");
+        assert!(
+            deleted.elapsed() < Duration::from_secs(20),
+            "still answering"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 

@@ -20,7 +20,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::forward::Forwarder;
-use crate::metrics::{type_label, Metrics, Observation};
+use crate::metrics::{rcode_label, type_label, Metrics, Observation};
 use crate::snapshot::{Answer, Snapshot};
 
 /// The largest UDP response we send, whatever the client offers (RFC 9715's advice is 1232;
@@ -271,7 +271,7 @@ impl RequestHandler for Handler {
             },
             ipv6: request.src().is_ipv6(),
             qtype: type_label(qtype),
-            rcode: reply.rcode.to_str().to_ascii_uppercase(),
+            rcode: rcode_label(reply.rcode),
             plugin: reply.plugin,
             seconds: start.elapsed().as_secs_f64(),
         });

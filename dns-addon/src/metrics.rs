@@ -54,6 +54,26 @@ pub struct BuildLabels {
     pub goversion: &'static str,
 }
 
+/// CoreDNS's `rcode` label: the mnemonic (miekg/dns's `RcodeToString`).
+pub fn rcode_label(code: hickory_proto::op::ResponseCode) -> String {
+    let n = u16::from(code);
+    match n {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        6 => "YXDOMAIN".into(),
+        7 => "YXRRSET".into(),
+        8 => "NXRRSET".into(),
+        9 => "NOTAUTH".into(),
+        10 => "NOTZONE".into(),
+        16 => "BADVERS".into(),
+        other => format!("RCODE{other}"),
+    }
+}
+
 /// CoreDNS's `type` label: the common types by name, the rest as "other".
 pub fn type_label(t: hickory_proto::rr::RecordType) -> &'static str {
     use hickory_proto::rr::RecordType as T;
@@ -120,32 +140,32 @@ impl Metrics {
             .set(1);
         registry.register(
             "coredns_dns_requests",
-            "Counter of DNS requests made per zone, protocol and family.",
+            "Counter of DNS requests made per zone, protocol and family",
             requests.clone(),
         );
         registry.register(
             "coredns_dns_responses",
-            "Counter of response status codes.",
+            "Counter of response status codes",
             responses.clone(),
         );
         registry.register(
             "coredns_dns_request_duration_seconds",
-            "Histogram of the time (in seconds) each request took per zone.",
+            "Histogram of the time (in seconds) each request took per zone",
             duration.clone(),
         );
         registry.register(
             "coredns_cache_hits",
-            "The count of cache hits.",
+            "The count of cache hits",
             cache_hits.clone(),
         );
         registry.register(
             "coredns_cache_misses",
-            "The count of cache misses.",
+            "The count of cache misses",
             cache_misses.clone(),
         );
         registry.register(
             "coredns_build_info",
-            "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.",
+            "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built",
             build,
         );
         Metrics {
@@ -218,6 +238,15 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rcode_mnemonics() {
+        use hickory_proto::op::ResponseCode;
+        assert_eq!(rcode_label(ResponseCode::NXDomain), "NXDOMAIN");
+        assert_eq!(rcode_label(ResponseCode::NoError), "NOERROR");
+        assert_eq!(rcode_label(ResponseCode::ServFail), "SERVFAIL");
+        assert_eq!(rcode_label(ResponseCode::BADVERS), "BADVERS");
+    }
 
     #[test]
     fn renders_coredns_names() {

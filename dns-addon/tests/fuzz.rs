@@ -144,7 +144,11 @@ fn good_answer_over_both() {
         ),
         ("tcp", tcp_exchange(&bytes).expect("no TCP answer")),
     ] {
-        assert_eq!(reply.metadata.response_code, ResponseCode::NoError, "{proto}");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "{proto}"
+        );
         assert!(reply.metadata.authoritative, "{proto}: AA");
         assert!(reply.metadata.recursion_available, "{proto}: RA");
         assert_eq!(reply.metadata.id, 0x1234);
@@ -177,7 +181,10 @@ fn malformed_and_unsupported_requests_get_the_rfc_answer() {
     assert_eq!(rcode_of(m), ResponseCode::Refused);
     // Two questions: FORMERR.
     let mut m = query(GOOD, RecordType::A, false);
-    m.add_query(Query::query(Name::from_ascii(GOOD).unwrap(), RecordType::AAAA));
+    m.add_query(Query::query(
+        Name::from_ascii(GOOD).unwrap(),
+        RecordType::AAAA,
+    ));
     assert_eq!(rcode_of(m), ResponseCode::FormErr);
     // No question: FORMERR.
     let m = Message::new(2, MessageType::Query, OpCode::Query);

@@ -89,7 +89,10 @@ fn spawn_ready(mut cmd: Command, ready: &'static str, what: &str) -> anyhow::Res
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(|l| l.ok())
+        {
             if line.starts_with(ready) {
                 let _ = tx.send(());
             }
@@ -100,7 +103,12 @@ fn spawn_ready(mut cmd: Command, ready: &'static str, what: &str) -> anyhow::Res
     Ok(child)
 }
 
-fn skiff_dns(kubeconfig: &Path, zone: &str, port: u16, upstream: &str) -> anyhow::Result<ServerChild> {
+fn skiff_dns(
+    kubeconfig: &Path,
+    zone: &str,
+    port: u16,
+    upstream: &str,
+) -> anyhow::Result<ServerChild> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("dns")
         .arg("--kubeconfig")
@@ -120,7 +128,18 @@ fn dnsperf(args: &BenchArgs, queries: &Path, port: u16, pid: u32) -> anyhow::Res
     let pid_s = pid.to_string();
     // Warm the forwarder's cache and the server (1 s), as a resolver in a running cluster is.
     let _ = Command::new("dnsperf")
-        .args(["-s", "127.0.0.1", "-p", &port.to_string(), "-l", "1", "-c", "2", "-q", "50"])
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-l",
+            "1",
+            "-c",
+            "2",
+            "-q",
+            "50",
+        ])
         .arg("-d")
         .arg(queries)
         .stdout(Stdio::null())
@@ -257,7 +276,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ok = Command::new("dig")
-                .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+tries=1", "+time=1"])
+                .args([
+                    "@127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "+short",
+                    "+tries=1",
+                    "+time=1",
+                ])
                 .arg("svc-0.default.svc.cluster.local")
                 .output()
                 .is_ok_and(|o| !o.stdout.is_empty());
