@@ -20,6 +20,8 @@ packages=(
   iptables            # the bridge and portmap plugins program NAT rules (inside node namespaces only)
   iproute2            # ip netns: the node namespaces of tests and `skiff up`
   util-linux          # nsenter: runs a node's processes in its network namespace
+  bind9-dnsutils      # dig: the real DNS client the cluster DNS (skiff dns) is tested with
+  dnsperf             # the DNS load generator of skiff dns bench (CoreDNS's published numbers use it)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -56,11 +56,6 @@ struct Upstream {
     servers: Vec<SocketAddr>,
 }
 
-/// What the caller learns from a loop probe.
-pub struct LoopProbe {
-    pub name: Name,
-}
-
 pub struct Forwarder {
     /// Stub domains, longest first, then the default (root) upstreams.
     upstreams: Vec<Upstream>,

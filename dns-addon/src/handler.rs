@@ -133,12 +133,10 @@ impl Handler {
                     additionals,
                 } => {
                     chain.append(&mut answers);
-                    return Reply {
+                    return authoritative(Answer::Records {
                         answers: chain,
                         additionals,
-                        ..authoritative(Answer::NotReady)
-                    }
-                    .with_rcode(ResponseCode::NoError);
+                    });
                 }
                 other => {
                     let mut reply = authoritative(other);
@@ -150,13 +148,6 @@ impl Handler {
         }
         // A CNAME loop inside the zone.
         Reply::error(ResponseCode::ServFail)
-    }
-}
-
-impl Reply {
-    fn with_rcode(mut self, rcode: ResponseCode) -> Reply {
-        self.rcode = rcode;
-        self
     }
 }
 

@@ -198,7 +198,6 @@ pub fn pod_label_ip(label: &str) -> Option<IpAddr> {
 pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) -> Snapshot {
     let mut b = Builder {
         zone: config.zone.clone(),
-        ttl: config.ttl,
         nodes: HashMap::new(),
         reverse: HashMap::new(),
     };
@@ -336,8 +335,7 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
                                 RData::SRV(SRV::new(0, weight, port.port, target.clone())),
                             ),
                         );
-                        for ((label, ip), _) in ready.iter().filter(|((l, _), _)| l == *host) {
-                            let _ = label;
+                        for (_, ip) in ready.keys().filter(|(label, _)| label == *host) {
                             b.additional(owner.clone(), address_record(target.clone(), ttl, *ip));
                         }
                     }
@@ -386,7 +384,6 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
 
 struct Builder {
     zone: Name,
-    ttl: u32,
     nodes: HashMap<LowerName, Node>,
     /// ip → (PTR target, is a service IP). A service IP wins over an endpoint; otherwise the
     /// first (in namespace/name order) wins: one PTR per address, as CoreDNS.
@@ -428,7 +425,6 @@ impl Builder {
     }
 
     fn ptr(&mut self, ip: IpAddr, target: Name, service: bool) {
-        let _ = self.ttl;
         match self.reverse.get(&ip) {
             Some((_, true)) => {}
             Some((_, false)) if !service => {}
@@ -478,7 +474,7 @@ impl Snapshot {
                 return Answer::NotReady;
             }
             return match self.nodes.get(qname) {
-                Some(node) => self.from_node(node, qtype, &self.soa_zone),
+                Some(node) => self.node_answer(node, qtype, &self.soa_zone),
                 None => match self.pod(qname, qtype) {
                     Some(answer) => answer,
                     None => Answer::NxDomain {
@@ -497,12 +493,12 @@ impl Snapshot {
         // Reverse names we hold answer here; the rest fall through to the upstreams (kubeadm's
         // `fallthrough in-addr.arpa ip6.arpa`).
         match self.nodes.get(qname) {
-            Some(node) => self.from_node(node, qtype, reverse_soa),
+            Some(node) => self.node_answer(node, qtype, reverse_soa),
             None => Answer::Forward,
         }
     }
 
-    fn from_node(&self, node: &Node, qtype: RecordType, soa: &Record) -> Answer {
+    fn node_answer(&self, node: &Node, qtype: RecordType, soa: &Record) -> Answer {
         if let Some(cname) = node
             .records
             .iter()
