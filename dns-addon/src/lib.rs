@@ -74,6 +74,26 @@ fn upstreams(args: &DnsArgs) -> Vec<SocketAddr> {
     keep
 }
 
+/// The receive buffer asked for on UDP sockets (the kernel caps it at net.core.rmem_max).
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// A UDP socket with a large receive buffer: the default (~208 KiB, ~170 small datagrams)
+/// overflows under a burst such as many pods walking their ndots:5 search list at once, and
+/// the kernel then drops queries (RcvbufErrors) before the server sees them.
+fn udp_socket(addr: SocketAddr) -> anyhow::Result<tokio::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+        tracing::debug!(%error, "keeping the default UDP receive buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(tokio::net::UdpSocket::from_std(socket.into())?)
+}
+
 /// A DNS server for `handler` on UDP and TCP at each address (the tests use it without an API
 /// server).
 pub async fn bind(
@@ -82,9 +102,7 @@ pub async fn bind(
 ) -> anyhow::Result<Server<handler::Handler>> {
     let mut server = Server::new(handler);
     for addr in listen {
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
-            .with_context(|| format!("binding UDP {addr}"))?;
+        let udp = udp_socket(*addr).with_context(|| format!("binding UDP {addr}"))?;
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding TCP {addr}"))?;

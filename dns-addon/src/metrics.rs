@@ -23,7 +23,7 @@ pub struct RequestLabels {
 pub struct ResponseLabels {
     pub server: String,
     pub zone: String,
-    pub rcode: String,
+    pub rcode: &'static str,
     pub plugin: &'static str,
 }
 
@@ -55,22 +55,21 @@ pub struct BuildLabels {
 }
 
 /// CoreDNS's `rcode` label: the mnemonic (miekg/dns's `RcodeToString`).
-pub fn rcode_label(code: hickory_proto::op::ResponseCode) -> String {
-    let n = u16::from(code);
-    match n {
-        0 => "NOERROR".into(),
-        1 => "FORMERR".into(),
-        2 => "SERVFAIL".into(),
-        3 => "NXDOMAIN".into(),
-        4 => "NOTIMP".into(),
-        5 => "REFUSED".into(),
-        6 => "YXDOMAIN".into(),
-        7 => "YXRRSET".into(),
-        8 => "NXRRSET".into(),
-        9 => "NOTAUTH".into(),
-        10 => "NOTZONE".into(),
-        16 => "BADVERS".into(),
-        other => format!("RCODE{other}"),
+pub fn rcode_label(code: hickory_proto::op::ResponseCode) -> &'static str {
+    match u16::from(code) {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        16 => "BADVERS",
+        _ => "OTHER",
     }
 }
 
@@ -114,7 +113,7 @@ pub struct Observation {
     pub proto: &'static str,
     pub ipv6: bool,
     pub qtype: &'static str,
-    pub rcode: String,
+    pub rcode: &'static str,
     pub plugin: &'static str,
     pub seconds: f64,
 }
@@ -256,7 +255,7 @@ mod tests {
             proto: "udp",
             ipv6: false,
             qtype: "A",
-            rcode: "NOERROR".into(),
+            rcode: "NOERROR",
             plugin: "kubernetes",
             seconds: 0.0001,
         });
