@@ -5,7 +5,7 @@
 //! ExternalName whose CNAME is chased through the forwarder, a new Service answering soon
 //! after it is created, and a name outside the zone answered by the test upstream: a second
 //! `skiff dns` on another loopback port serving the zone `upstream.test` from the same API
-//! server (nothing leaves loopback). Also `/ready`, `/health` and `/metrics`. Every process
+//! server (nothing leaves loopback), and a stub domain served by a third instance. Also `/ready`, `/health` and `/metrics`. Every process
 //! is killed by its own pid when the test ends.
 
 mod common;
@@ -33,7 +33,7 @@ impl Drop for Dns {
 }
 
 impl Dns {
-    fn start(server: &ServerProcess, zone: &str, upstream: &str) -> Dns {
+    fn start(server: &ServerProcess, zone: &str, upstream: &str, extra: &[&str]) -> Dns {
         let (port, health_port, ready_port, metrics_port) =
             (free_port(), free_port(), free_port(), free_port());
         let mut cmd = Command::new(skiff_bin());
@@ -46,6 +46,7 @@ impl Dns {
             .args(["--health-listen", &format!("127.0.0.1:{health_port}")])
             .args(["--ready-listen", &format!("127.0.0.1:{ready_port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
             .env("RUST_LOG", "warn");
         let child = spawn_until_ready(cmd, "skiff dns ready", "skiff dns");
         Dns {
@@ -230,11 +231,17 @@ fn cluster_dns_answers_from_the_api_and_forwards_the_rest() {
     // The test upstream: a second skiff dns for the zone upstream.test; its own upstream is a
     // loopback port where nothing listens.
     let dead = format!("127.0.0.1:{}", free_port());
-    let upstream = Dns::start(&server, "upstream.test", &dead);
+    let upstream = Dns::start(&server, "upstream.test", &dead, &[]);
+    // And a stub domain: names under stub.test go to a third instance serving that zone.
+    let stub = Dns::start(&server, "stub.test", &dead, &[]);
     let dns = Dns::start(
         &server,
         "cluster.local",
         &format!("127.0.0.1:{}", upstream.port),
+        &[
+            "--stub-domain",
+            &format!("stub.test=127.0.0.1:{}", stub.port),
+        ],
     );
 
     // HTTP: ready after the sync, health, metrics.
@@ -327,6 +334,10 @@ fn cluster_dns_answers_from_the_api_and_forwards_the_rest() {
     }
     let d = dns.dig(&["nope.upstream.test", "A"]);
     assert_eq!(d.status(), "NXDOMAIN", "{d:?}");
+    // The stub domain's resolver answers its names.
+    let d = dns.dig(&["web.default.svc.stub.test", "A"]);
+    assert_eq!(d.answers(), vec![format!("A {web_ip}")], "{d:?}");
+    assert!(!d.flags().contains(&"aa"), "{d:?}");
 
     // ExternalName: the CNAME, chased through the forwarder into the same answer.
     let d = dns.dig(&["ext.default.svc.cluster.local", "A"]);
