@@ -22,7 +22,10 @@ packages=(
   util-linux          # nsenter: runs a node's processes in its network namespace
   nftables            # nft: skiff netd's egress masquerade table (inside node namespaces only)
   iperf3              # skiff netd bench: pod-to-pod throughput against node-to-node
-  bind9-dnsutils      # dig: the DNS addon's tests query it as a real client
+  clang               # compiles the service proxy's eBPF programs (ebpf/*.c, C by design)
+  libbpf-dev          # bpf_helpers.h for those programs
+  bind9-dnsutils      # dig: the real DNS client the cluster DNS (skiff dns) is tested with
+  dnsperf             # the DNS load generator of skiff dns bench (CoreDNS's published numbers use it)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -77,9 +77,9 @@ mod tests {
     #[test]
     fn layouts_match_the_header() {
         // skiff_lb.h: key 12 bytes, service 16, backend 8.
-        assert_eq!(std::mem::size_of::<Lb4Key>(), 12);
-        assert_eq!(std::mem::size_of::<Lb4Service>(), 16);
-        assert_eq!(std::mem::size_of::<Lb4Backend>(), 8);
+        assert_eq!(size_of::<Lb4Key>(), 12);
+        assert_eq!(size_of::<Lb4Service>(), 16);
+        assert_eq!(size_of::<Lb4Backend>(), 8);
         let header = include_str!("../../../ebpf/include/skiff_lb.h");
         for field in [
             "__be32 address;",

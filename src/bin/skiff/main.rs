@@ -31,6 +31,9 @@ enum Command {
     /// The node agent: registers the Node and runs the pods bound to it; `bench` measures pod
     /// startup.
     Kubelet(Box<KubeletCommand>),
+    /// The cluster DNS addon (CoreDNS's role): answers cluster.local from the API, forwards the
+    /// rest; `bench` measures it with dnsperf.
+    Dns(Box<DnsCommand>),
     /// A multi-node cluster of network-namespace nodes on this machine, in one command.
     Up(skiff_cluster::UpArgs),
     /// Remove everything `skiff up` made.
@@ -58,6 +61,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod bench_apiserver;
 mod bench_controllers;
+mod bench_dns;
 mod bench_kubelet;
 mod bench_netd;
 mod bench_scheduler;
@@ -82,6 +86,22 @@ struct KubeletCommand {
     action: Option<KubeletAction>,
     #[command(flatten)]
     serve: Option<skiff_kubelet::KubeletArgs>,
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct DnsCommand {
+    #[command(subcommand)]
+    action: Option<DnsAction>,
+    #[command(flatten)]
+    serve: Option<skiff_dns::DnsArgs>,
+}
+
+#[derive(Subcommand)]
+enum DnsAction {
+    /// dnsperf against `skiff dns` with 10,000 services (and CoreDNS beside it when installed):
+    /// qps, latency, qps per server CPU-second, memory.
+    Bench(bench_dns::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +192,15 @@ fn main() -> anyhow::Result<()> {
         Command::Load(args) => skiff_cluster::load(args),
         // Before any thread: it enters the node's network namespace.
         Command::Forward(args) => skiff_cluster::forward::main(args),
+        Command::Dns(cmd) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let cmd = *cmd;
+            match (cmd.action, cmd.serve) {
+                (Some(DnsAction::Bench(args)), _) => runtime.block_on(bench_dns::run(args)),
+                (None, Some(args)) => runtime.block_on(skiff_dns::run(args)),
+                (None, None) => anyhow::bail!("skiff dns needs --kubeconfig"),
+            }
+        }
         Command::Kubelet(cmd) => {
             let runtime = tokio::runtime::Runtime::new()?;
             let cmd = *cmd;
