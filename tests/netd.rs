@@ -24,6 +24,7 @@ fn pods_talk_across_nodes_over_the_overlay() {
     let cidrs = nodes_get_ranges_and_publish_their_vteps(&lab);
     pods_reach_each_other_nodes_and_pods(&lab, &cidrs);
     egress_is_source_natted_to_the_node(&lab);
+    cluster_ips_reach_backends_in_ebpf(&lab);
     a_restarted_agent_keeps_streams_open(&mut lab);
     a_node_that_leaves_is_withdrawn(&mut lab, &cidrs);
 }
@@ -83,7 +84,8 @@ fn nodes_get_ranges_and_publish_their_vteps(lab: &Lab) -> Vec<String> {
                     .find(|l| l.starts_with(&format!("{cidr} via {gateway} dev skiff.1 ")));
                 assert!(
                     route.is_some_and(|r| r.contains(" onlink")),
-                    "node {i}: {routes}"
+                    "node {i}: {routes}\nnetd:\n{}",
+                    lab.netd_log(i)
                 );
             }
         }
@@ -253,6 +255,132 @@ fn egress_is_source_natted_to_the_node(lab: &Lab) {
     assert!(rules.contains("ip daddr 10.244.0.0/16 return"), "{rules}");
     let _ = listener.kill();
     let _ = listener.wait();
+}
+
+/// The service proxy: a ClusterIP from a pod on another node balances over both backends, a
+/// Service without endpoints refuses at once, UDP through a ClusterIP answers from the
+/// ClusterIP (recvmsg translation), and the agent lists what it programmed.
+fn cluster_ips_reach_backends_in_ebpf(lab: &Lab) {
+    lab.kubectl_ok(&["label", "pod", "web-0", "web-1", "app=web"]);
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp}
+spec:
+  ports: [{name: echo, port: 53, protocol: UDP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: udp-1, labels: {kubernetes.io/service-name: udp}}
+addressType: IPv4
+ports: [{name: echo, port: 9999, protocol: UDP}]
+endpoints: [{addresses: ["192.168.56.11"]}]
+"#,
+    );
+    let ip = lab.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let empty = lab.kubectl_ok(&["get", "svc", "empty", "-o", "jsonpath={.spec.clusterIP}"]);
+    let udp = lab.kubectl_ok(&["get", "svc", "udp", "-o", "jsonpath={.spec.clusterIP}"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listing = stdout(&lab.in_node(2, &["curl", "-sS", "http://127.0.0.1:10249/services"]));
+        let programmed = listing
+            .lines()
+            .any(|l| l.starts_with(&format!("{ip}:80/TCP")) && l.matches(":8080").count() == 2);
+        if programmed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node-2's proxy never programmed {ip} with two backends:\n{listing}\nnetd:\n{}",
+            lab.netd_log(2)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // 30 connections from node-2's pod: both backends answer (random choice; both missing
+    // has probability 2^-29).
+    let answers = stdout(&exec(
+        lab,
+        "web-2",
+        &format!("for i in $(seq 30); do printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 3 {ip} 80; done"),
+    ));
+    assert!(
+        answers.contains("web-0\n") && answers.contains("web-1\n"),
+        "{answers}"
+    );
+    assert_eq!(answers.matches("HTTP/1.").count(), 30, "{answers}");
+    let refused = exec(lab, "web-2", &format!("nc -w 3 {empty} 80 </dev/null"));
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned() + &stdout(&refused);
+    assert!(said.contains("Connection refused"), "no endpoints: {said}");
+
+    // UDP: an echo server on node-1, a client on node-0 inside node-0's cgroup subtree (where
+    // the programs are attached), which must see the reply come from the ClusterIP.
+    let mut echo = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.nodes[1].netns))
+        .args(["python3", "-c"])
+        .arg(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.168.56.11', 9999))\n\
+             print('ready', flush=True)\n\
+             while True:\n\
+             \x20   data, peer = s.recvfrom(100); s.sendto(b'echo:' + data, peer)\n",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(echo.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    lab.wait("node-0's proxy programs the UDP service", 30, || {
+        stdout(&lab.in_node(0, &["curl", "-sS", "http://127.0.0.1:10249/services"])).contains(
+            &format!("{udp}:53/UDP default/udp:echo -> 192.168.56.11:9999"),
+        )
+    });
+    let cgroup = format!(
+        "/sys/fs/cgroup/unified{}/{}",
+        lab.cgroup_root, lab.nodes[0].name
+    );
+    let client = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)\n\
+         s.sendto(b'ping', ('{udp}', 53))\n\
+         data, peer = s.recvfrom(100)\n\
+         print(data.decode(), peer[0], peer[1])\n"
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {cgroup}/cgroup.procs && exec nsenter --net=/run/netns/{} python3 -c \"$0\"",
+            lab.nodes[0].netns
+        ))
+        .arg(&client)
+        .output()
+        .unwrap();
+    let _ = echo.kill();
+    let _ = echo.wait();
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("echo:ping {udp} 53"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = stdout(&lab.in_node(0, &["curl", "-sS", "http://127.0.0.1:10249/metrics"]));
+    assert!(metrics.contains("skiff_proxy_frontends "), "{metrics}");
 }
 
 /// A TCP stream from node 0 to a pod on node 2 while every node's agent is killed and

@@ -281,6 +281,10 @@ fn bring_up(
                     dir.join("cni-bin").display().to_string(),
                     "--cni-data-dir".into(),
                     dir.join("cni-ipam").display().to_string(),
+                    "--cgroup-root".into(),
+                    format!("{}/{}", t.cgroup_root(), node.name),
+                    "--bpf-root".into(),
+                    dir.join("bpf").display().to_string(),
                 ],
                 &log,
             )?;

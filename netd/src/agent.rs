@@ -72,6 +72,21 @@ pub struct NetdArgs {
     /// Seconds between full passes that repair the device and its entries.
     #[arg(long, default_value_t = 30)]
     pub resync_period: u64,
+    /// The cgroup the node's pods run under (the kubelet's --cgroup-root): the service proxy's
+    /// socket programs attach to its cgroup2 directory, so they cover this node's pods only.
+    #[arg(long, default_value = "/")]
+    pub cgroup_root: String,
+    /// A directory on a bpffs for the proxy's pinned maps and links (a bpffs is mounted there
+    /// when it is on another filesystem).
+    #[arg(long, default_value = "/sys/fs/bpf/skiff")]
+    pub bpf_root: PathBuf,
+    /// Run no service proxy (another one, e.g. kube-proxy, serves Services).
+    #[arg(long)]
+    pub disable_proxy: bool,
+    /// Where the service proxy serves /metrics, /services and /healthz (kube-proxy's port);
+    /// empty: nowhere.
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    pub proxy_metrics_address: String,
     /// Remove everything the agent and the plugin made on this node, then exit.
     #[arg(long)]
     pub cleanup: bool,
@@ -267,7 +282,73 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
         vtep.mtu
     );
 
-    // 5. Follow the nodes.
+    // 5. The service proxy beside the overlay.
+    let proxy = async {
+        if args.disable_proxy {
+            return std::future::pending::<anyhow::Result<()>>().await;
+        }
+        ensure_bpffs(&args.bpf_root)?;
+        let cgroup = crate::proxy::datapath::cgroup2_dir(&args.cgroup_root)?;
+        let datapath = crate::proxy::datapath::Datapath::load(&args.bpf_root, &cgroup)?;
+        println!("skiff netd service proxy attached to {}", cgroup.display());
+        let metrics = if args.proxy_metrics_address.is_empty() {
+            None
+        } else {
+            Some(
+                args.proxy_metrics_address
+                    .parse()
+                    .context("--proxy-metrics-address")?,
+            )
+        };
+        crate::proxy::sync::run(client.clone(), node_name.clone(), datapath, metrics).await
+    };
+    let overlay = follow_nodes(
+        &args,
+        &nodes,
+        &handle,
+        &node_name,
+        public_ip,
+        underlay,
+        underlay_index,
+        pod_cidr,
+        vtep,
+    );
+    tokio::select! {
+        r = proxy => r.context("the service proxy"),
+        r = overlay => r,
+    }
+}
+
+/// Mounts a bpffs at `dir` unless it already is on one.
+fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    std::fs::create_dir_all(dir)?;
+    let fs = nix::sys::statfs::statfs(dir)?;
+    if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {
+        nix::mount::mount(
+            Some("bpf"),
+            dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting a bpffs at {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow_nodes(
+    args: &NetdArgs,
+    nodes: &Api<Node>,
+    handle: &rtnetlink::Handle,
+    node_name: &str,
+    public_ip: Ipv4Addr,
+    underlay: Ipv4Network,
+    underlay_index: u32,
+    pod_cidr: Ipv4Network,
+    vtep: overlay::Vtep,
+) -> anyhow::Result<()> {
     let (reader, writer) = kube::runtime::reflector::store::<Node>();
     let mut events =
         kube::runtime::reflector(writer, watcher(nodes.clone(), watcher::Config::default()))
@@ -296,7 +377,7 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
             continue;
         }
         if repair {
-            match overlay::ensure_vtep(&handle, &args.iface, public_ip, Some(vtep.mac), pod_cidr)
+            match overlay::ensure_vtep(handle, &args.iface, public_ip, Some(vtep.mac), pod_cidr)
                 .await
             {
                 Ok(v) => vtep = v,
@@ -333,7 +414,7 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
         }
         peers.sort_by(|a, b| a.node.cmp(&b.node));
         // Netlink failures are retried on the next event or pass.
-        if let Err(e) = overlay::reconcile(&handle, &vtep, &peers).await {
+        if let Err(e) = overlay::reconcile(handle, &vtep, &peers).await {
             tracing::warn!("programming the overlay: {e:#}");
         }
     }
@@ -344,6 +425,7 @@ pub async fn cleanup(args: &NetdArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(args.cni_conf_dir.join(CONFLIST));
     let _ = std::fs::remove_file(args.cni_bin_dir.join(cni::PLUGIN_TYPE));
     egress::remove()?;
+    crate::proxy::datapath::remove(&args.bpf_root)?;
     let handle = nl::connect()?;
     overlay::remove(&handle).await?;
     if let Some(bridge) = nl::link(&handle, "cni0").await? {

@@ -334,6 +334,10 @@ impl Lab {
             .arg("--cni-data-dir")
             .arg(node.root.join("cni-ipam"))
             .args(["--resync-period", "5"])
+            .arg("--cgroup-root")
+            .arg(format!("{}/{}", self.cgroup_root, node.name))
+            .arg("--bpf-root")
+            .arg(node.root.join("bpf"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -431,6 +435,12 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    pub fn netd_log(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].root.join("netd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     pub fn kubelet_log(&self, i: usize) -> String {

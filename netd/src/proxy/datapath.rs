@@ -108,7 +108,8 @@ impl Datapath {
                 .try_into()
                 .context("the kernel gave no bpf_link (needs Linux 5.7+)")?;
             let pin = pin_dir.join(format!("link_{name}"));
-            let fresh = pin_dir.join(format!("link_{name}.new"));
+            // bpffs refuses names with dots.
+            let fresh = pin_dir.join(format!("link_{name}_new"));
             let _ = std::fs::remove_file(&fresh);
             link.pin(&fresh)
                 .with_context(|| format!("pinning {name}'s link"))?;

@@ -56,7 +56,10 @@ pub async fn run(
         ),
     )
     .default_backoff()
-    .map(|e| e.map(|_| ()).map_err(|e| e.to_string()));
+    .map(|e| {
+        e.map(|e| (0usize, matches!(e, watcher::Event::InitDone)))
+            .map_err(|e| e.to_string())
+    });
     let slice_events = reflector(
         slices_writer,
         watcher(
@@ -65,28 +68,33 @@ pub async fn run(
         ),
     )
     .default_backoff()
-    .map(|e| e.map(|_| ()).map_err(|e| e.to_string()));
+    .map(|e| {
+        e.map(|e| (1usize, matches!(e, watcher::Event::InitDone)))
+            .map_err(|e| e.to_string())
+    });
     let mut events = futures::stream::select(service_events, slice_events)
         .ready_chunks(1024)
         .boxed();
     let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
-    services.wait_until_ready().await.ok();
-    slices.wait_until_ready().await.ok();
-    let mut first = true;
+    // Nothing is programmed before both lists are complete (a partial list would remove
+    // frontends a restarted agent left in place).
+    let mut synced = [false, false];
     loop {
-        if !first {
-            match events.next().await {
-                Some(batch) => {
-                    for e in batch {
-                        if let Err(e) = e {
-                            tracing::warn!("watching services/endpointslices: {e}");
-                        }
+        match events.next().await {
+            Some(batch) => {
+                for e in batch {
+                    match e {
+                        Ok((source, true)) => synced[source] = true,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("watching services/endpointslices: {e}"),
                     }
                 }
-                None => anyhow::bail!("the service watches ended"),
             }
+            None => anyhow::bail!("the service watches ended"),
         }
-        first = false;
+        if !synced.iter().all(|s| *s) {
+            continue;
+        }
         let started = Instant::now();
         let services = services.state();
         let slices = slices.state();

@@ -84,25 +84,7 @@ impl Runtime {
         if let Some(dir) = join_cgroup {
             // Hybrid hosts: the shim (and so the container it starts) joins the pod's cgroup2
             // directory first, where the node's socket programs are attached.
-            let procs =
-                std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
-                    .map_err(|e| RuntimeError::Failed(e.to_string()))?;
-            // SAFETY: runs in the forked child before exec; open/write/close are
-            // async-signal-safe and touch only the path prepared above.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    let written = libc::write(fd, c"0".as_ptr().cast(), 1);
-                    libc::close(fd);
-                    if written != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            join_cgroup_before_exec(cmd.as_std_mut(), dir)?;
         }
         cmd.arg("shim")
             .arg("--runtime")
@@ -180,6 +162,9 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<ExecOutput, RuntimeError> {
         let mut cmd = self.command();
+        if let Some(dir) = self.unified_dir_of(id) {
+            join_cgroup_before_exec(cmd.as_std_mut(), &dir)?;
+        }
         cmd.arg("exec").arg(id).args(command);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd
@@ -203,6 +188,11 @@ impl Runtime {
     /// caller wires its stdio.
     pub fn exec_command(&self, id: &str, command: &[String], tty: bool) -> Command {
         let mut cmd = self.command();
+        if let Some(dir) = self.unified_dir_of(id) {
+            if let Err(e) = join_cgroup_before_exec(cmd.as_std_mut(), &dir) {
+                tracing::warn!(container = id, "exec outside the pod's cgroup2: {e}");
+            }
+        }
         cmd.arg("exec");
         if tty {
             cmd.arg("--tty");
@@ -210,4 +200,48 @@ impl Runtime {
         cmd.arg(id).args(command);
         cmd
     }
+
+    /// On a hybrid host, the cgroup2 directory the container's init runs in (its shim joined
+    /// it): an exec joins it too, so the node's socket programs see exec'd processes as well.
+    /// None elsewhere (on pure v2 the runtime's exec joins the container's cgroup itself).
+    fn unified_dir_of(&self, id: &str) -> Option<PathBuf> {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.root.join(id).join("state.json")).ok()?)
+                .ok()?;
+        let pid = state.get("pid")?.as_i64()?;
+        let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let path = membership.lines().find_map(|l| l.strip_prefix("0::"))?;
+        if path == "/" {
+            return None;
+        }
+        let dir = Path::new("/sys/fs/cgroup/unified").join(path.trim_start_matches('/'));
+        dir.join("cgroup.procs").exists().then_some(dir)
+    }
+}
+
+/// Makes the child write itself into `dir`'s `cgroup.procs` between fork and exec.
+fn join_cgroup_before_exec(
+    cmd: &mut std::process::Command,
+    dir: &Path,
+) -> Result<(), RuntimeError> {
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
+        .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+    // SAFETY: runs in the forked child before exec; open/write/close are async-signal-safe
+    // and touch only the path prepared above.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, c"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
