@@ -107,6 +107,64 @@ spec:
         "the replicas spread over both workers and skip the tainted control plane"
     );
 
+    // Services by name: the DNS addon (kube-system/skiff-dns behind kube-dns 10.96.0.10)
+    // answers, and the name's ClusterIP reaches the Deployment through the eBPF proxy.
+    let dns = cluster.ok(&[
+        "get",
+        "svc",
+        "-n",
+        "kube-system",
+        "kube-dns",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(dns, "10.96.0.10");
+    cluster.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let cluster_ip = cluster.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let mut answer = String::new();
+    for _ in 0..50 {
+        answer = cluster.ok(&[
+            "exec",
+            "deploy/web",
+            "--",
+            "nslookup",
+            "web.default.svc.cluster.local",
+        ]);
+        if answer.contains(&cluster_ip) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        answer.contains(&format!("Address: {cluster_ip}")),
+        "{answer}"
+    );
+    // Short names are the resolver's search path (busybox nslookup does not walk it).
+    let resolv = cluster.ok(&["exec", "deploy/web", "--", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver 10.96.0.10")
+            && resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local")
+            && resolv.contains("ndots:5"),
+        "{resolv}"
+    );
+    let through = cluster.ok(&[
+        "exec",
+        "deploy/web",
+        "--",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {cluster_ip} 80"),
+    ]);
+    assert!(through.contains("hello from pod web-"), "{through}");
+
     let hostname = cluster.ok(&["exec", "deploy/web", "--", "hostname"]);
     assert!(hostname.starts_with("web-"), "{hostname}");
     let status = Command::new(skiff_bin())

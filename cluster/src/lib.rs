@@ -11,9 +11,11 @@
 //! ```
 //!
 //! Pods get their ranges from the controllers' node IPAM and their network from `skiff netd`
-//! (skiff-cni, the VXLAN overlay `skiff.1` between nodes, egress NAT). What is not here yet
-//! (their issues): the service proxy and DNS.
+//! (skiff-cni, the VXLAN overlay `skiff.1` between nodes, egress NAT, the eBPF service proxy
+//! for ClusterIPs); the cluster DNS runs as the kube-system Deployment `skiff-dns` behind
+//! `kube-dns` (10.96.0.10), see [`addons`].
 
+pub mod addons;
 pub mod forward;
 pub mod network;
 pub mod state;

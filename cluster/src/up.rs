@@ -9,6 +9,7 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 
+use crate::addons;
 use crate::network;
 use crate::state::{self, Process, Recorded};
 use crate::topology::{NodeSpec, Topology};
@@ -300,7 +301,40 @@ fn bring_up(
     progress.step("every node Ready", || {
         wait_nodes_ready(&kubeconfig, t.nodes.len(), &logs)
     })?;
+    progress.step("cluster DNS image (this skiff binary)", || {
+        addons::build_image(t, Path::new(&skiff))
+    })?;
+    progress.step(
+        &format!(
+            "cluster DNS (kube-system/skiff-dns, {})",
+            addons::DNS_SERVICE_IP
+        ),
+        || {
+            let addon_kubeconfig = addons::kubeconfig(
+                &skiff,
+                &server_dir,
+                &format!("https://{}:6443", cp.ip),
+                &state_dir.join("addons/skiff-dns.kubeconfig"),
+            )?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = admin_client(&kubeconfig).await?;
+                addons::install_dns(client, &addon_kubeconfig, 2).await
+            })
+        },
+    )?;
     Ok(())
+}
+
+async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn start_kubelet(

@@ -103,7 +103,9 @@ pub fn web_image(dir: &Path, index: &str) -> PathBuf {
     std::fs::create_dir_all(ctx.join("bin")).unwrap();
     std::fs::create_dir_all(ctx.join("tmp")).unwrap();
     std::fs::copy("/bin/busybox", ctx.join("bin/busybox")).unwrap();
-    for applet in ["sh", "httpd", "hostname", "mkdir", "cat", "sleep"] {
+    for applet in [
+        "sh", "httpd", "hostname", "mkdir", "cat", "sleep", "nslookup", "nc",
+    ] {
         std::os::unix::fs::symlink("busybox", ctx.join("bin").join(applet)).unwrap();
     }
     std::fs::write(

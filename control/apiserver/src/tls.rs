@@ -279,10 +279,14 @@ pub const COMPONENTS: &[(&str, &str)] = &[
 /// Adds a credential for node `name` (user `system:node:<name>`, group `system:nodes`, as
 /// upstream's Node authorizer expects) to `dir/tokens.csv`, or returns the one it has.
 pub fn ensure_node_token(dir: &Path, name: &str) -> anyhow::Result<String> {
+    ensure_user_token(dir, &format!("system:node:{name}"), &["system:nodes"])
+}
+
+/// The token of `user` (with `groups`) in tokens.csv, added if it has none.
+pub fn ensure_user_token(dir: &Path, user: &str, groups: &[&str]) -> anyhow::Result<String> {
     let path = dir.join("tokens.csv");
-    let user = format!("system:node:{name}");
     let tokens = Tokens::load(&path)?;
-    if let Some(token) = tokens.token_of(&user) {
+    if let Some(token) = tokens.token_of(user) {
         return Ok(token);
     }
     let token = random_token();
@@ -290,7 +294,7 @@ pub fn ensure_node_token(dir: &Path, name: &str) -> anyhow::Result<String> {
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(&format!("{token},{user},{user},\"system:nodes\"\n"));
+    text.push_str(&format!("{token},{user},{user},\"{}\"\n", groups.join(",")));
     write_private(&path, &text)?;
     Ok(token)
 }

@@ -30,10 +30,37 @@ enum TokenAction {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Issue (or re-issue) the credential of another identity, e.g. an addon's
+    /// (`system:serviceaccount:kube-system:skiff-dns`), and write its kubeconfig.
+    User {
+        /// The user name.
+        name: String,
+        /// Its groups.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "/var/lib/skiff/server")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        server: String,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd.action {
+        TokenAction::User {
+            name,
+            groups,
+            data_dir,
+            server,
+            output,
+        } => {
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let token = skiff_apiserver::tls::ensure_user_token(&data_dir, &name, &groups)
+                .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
+            write(&data_dir, &server, &output, &name, &token)
+        }
         TokenAction::Node {
             name,
             data_dir,
@@ -42,21 +69,31 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
         } => {
             let token = skiff_apiserver::tls::ensure_node_token(&data_dir, &name)
                 .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
-            let ca = data_dir.join("tls").join("ca.crt");
-            let ca_pem = std::fs::read_to_string(&ca)
-                .with_context(|| format!("reading {}", ca.display()))?;
-            if let Some(parent) = output.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            skiff_apiserver::tls::write_kubeconfig(
-                &output,
+            write(
+                &data_dir,
                 &server,
-                &ca_pem,
+                &output,
                 &format!("system:node:{name}"),
                 &token,
-            )?;
-            println!("{}", output.display());
-            Ok(())
+            )
         }
     }
+}
+
+fn write(
+    data_dir: &std::path::Path,
+    server: &str,
+    output: &std::path::Path,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let ca = data_dir.join("tls").join("ca.crt");
+    let ca_pem =
+        std::fs::read_to_string(&ca).with_context(|| format!("reading {}", ca.display()))?;
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    skiff_apiserver::tls::write_kubeconfig(output, server, &ca_pem, user, token)?;
+    println!("{}", output.display());
+    Ok(())
 }
