@@ -10,7 +10,9 @@ fn main() {
     let ebpf = manifest.join("../ebpf");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     println!("cargo:rerun-if-changed={}", ebpf.display());
-    for program in ["sock_lb"] {
+    // One object per program file; more join this list as the datapath grows.
+    const PROGRAMS: &[&str] = &["sock_lb"];
+    for program in PROGRAMS {
         let source = ebpf.join(format!("{program}.c"));
         let object = out.join(format!("{program}.o"));
         let status = Command::new("clang")

@@ -21,7 +21,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/ctx/bin" "$work/ctx/tmp"
 cp /bin/busybox "$work/ctx/bin/"
-for applet in sh httpd hostname mkdir cat ls wget nc; do ln -s busybox "$work/ctx/bin/$applet"; done
+for applet in sh httpd hostname mkdir cat ls wget nc nslookup seq; do ln -s busybox "$work/ctx/bin/$applet"; done
 cat > "$work/ctx/bin/web" <<'SH'
 #!/bin/sh
 mkdir -p /tmp/www
@@ -85,6 +85,21 @@ for ip in $(kubectl get pods -l app=web -o jsonpath='{.items[*].status.podIP}');
   echo "+ curl http://$ip:8080/"
   ip netns exec skiff-host curl -sS --max-time 5 "http://$ip:8080/"
 done
+
+say "a Service: a stable name and address in front of the pods (DNS addon + eBPF service proxy)"
+k expose deployment web --port 80 --target-port 8080
+k get svc web -o wide
+k -n kube-system get deploy,svc,pods -l k8s-app=kube-dns -o wide
+svc_ip=$(kubectl get svc web -o jsonpath='{.spec.clusterIP}')
+for i in $(seq 30); do
+  kubectl exec deploy/web -- nslookup web.default.svc.cluster.local 2>/dev/null | grep -q "$svc_ip" && break
+  sleep 0.2
+done
+k exec deploy/web -- nslookup web.default.svc.cluster.local
+echo "+ kubectl exec deploy/web -- sh -c 'for i in 1 2 3 4 5 6; do nc web's ClusterIP 80; done'"
+kubectl exec deploy/web -- sh -c "for i in 1 2 3 4 5 6; do printf 'GET / HTTP/1.0\r\n\r\n' | nc $svc_ip 80 | tail -1; done"
+echo "+ what the node's eBPF proxy programmed (skiff-worker, 127.0.0.1:10249/services)"
+ip netns exec skiff-worker curl -sS http://127.0.0.1:10249/services
 
 say "inside a pod: kubectl exec, logs, describe"
 pod=$(kubectl get pods -l app=web -o jsonpath='{.items[0].metadata.name}')

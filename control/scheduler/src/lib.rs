@@ -133,7 +133,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) -> anyhow::Result<()> {
         if state.synced() && state.schedule_next(&client, &bound_tx, &in_flight) {
             // Let the binding tasks and the watches run between decisions on a busy queue.
             decisions += 1;
-            if decisions % 32 == 0 {
+            if decisions.is_multiple_of(32) {
                 tokio::task::yield_now().await;
             }
             continue;

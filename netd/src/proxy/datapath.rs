@@ -330,22 +330,14 @@ impl Datapath {
         Ok(())
     }
 
-    /// `(frontend, backends)` as programmed, for the debug listing.
-    pub fn listing(&self) -> Vec<(String, Ipv4Addr, u16, u8, Vec<(Ipv4Addr, u16)>)> {
-        let mut out: Vec<_> = self
+    /// The frontends as programmed, in address order, for the debug listing.
+    pub fn listing(&self) -> Vec<Frontend> {
+        let mut out: Vec<Frontend> = self
             .programmed
             .values()
-            .map(|p| {
-                (
-                    p.frontend.service.clone(),
-                    p.frontend.address,
-                    p.frontend.port,
-                    p.frontend.proto,
-                    p.frontend.backends.clone(),
-                )
-            })
+            .map(|p| p.frontend.clone())
             .collect();
-        out.sort_by(|a, b| (a.1, a.2, a.3).cmp(&(b.1, b.2, b.3)));
+        out.sort_by_key(Frontend::id);
         out
     }
 }

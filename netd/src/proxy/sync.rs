@@ -132,16 +132,18 @@ pub async fn run(
         }
         let listing = datapath.listing();
         stats.frontends = listing.len();
-        stats.backends = listing.iter().map(|l| l.4.len()).sum();
+        stats.backends = listing.iter().map(|f| f.backends.len()).sum();
         stats.listing = listing
             .iter()
-            .map(|(service, ip, port, proto, backends)| {
-                let proto = if *proto == super::maps::IPPROTO_UDP {
+            .map(|f| {
+                let (service, ip, port) = (&f.service, f.address, f.port);
+                let proto = if f.proto == super::maps::IPPROTO_UDP {
                     "UDP"
                 } else {
                     "TCP"
                 };
-                let backends: Vec<String> = backends
+                let backends: Vec<String> = f
+                    .backends
                     .iter()
                     .map(|(ip, port)| format!("{ip}:{port}"))
                     .collect();

@@ -131,11 +131,11 @@ fn build(lab: &mut Lab) -> anyhow::Result<(Vec<Ipv4Addr>, Vec<overlay::Vtep>)> {
             .output()?;
     }
     let mut pods = Vec::new();
-    for i in 0..2 {
+    for (i, vtep) in vteps.iter().enumerate() {
         let pod = lab.add(&format!("p{i}"))?;
         let conf = json!({
             "cniVersion": "1.0.0", "name": "bench", "type": skiff_netd::cni::PLUGIN_TYPE,
-            "mtu": vteps[i].mtu, "subnet": pod_cidr(i).to_string(),
+            "mtu": vtep.mtu, "subnet": pod_cidr(i).to_string(),
             "dataDir": lab.dir.path().join(format!("ipam{i}")),
         });
         let mut child = Command::new("nsenter")
