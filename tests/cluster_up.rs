@@ -147,6 +147,52 @@ spec:
         answer.contains(&format!("Address: {cluster_ip}")),
         "{answer}"
     );
+    // The addon is a workload like any other: a deleted replica is replaced, and names keep
+    // resolving through the other one meanwhile.
+    let dns_pods = cluster.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "k8s-app=kube-dns",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    let first = dns_pods
+        .split_whitespace()
+        .next()
+        .expect("a DNS pod")
+        .to_string();
+    cluster.ok(&["delete", "pod", "-n", "kube-system", &first, "--wait=false"]);
+    let mut again = String::new();
+    for _ in 0..50 {
+        let out = cluster.kubectl(&[
+            "exec",
+            "deploy/web",
+            "--",
+            "nslookup",
+            "web.default.svc.cluster.local",
+        ]);
+        again = String::from_utf8_lossy(&out.stdout).into_owned();
+        if again.contains(&cluster_ip) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        again.contains(&cluster_ip),
+        "after deleting {first}: {again}"
+    );
+    cluster.ok(&[
+        "rollout",
+        "status",
+        "-n",
+        "kube-system",
+        "deployment/skiff-dns",
+        "--timeout=60s",
+    ]);
+
     // Short names are the resolver's search path (busybox nslookup does not walk it).
     let resolv = cluster.ok(&["exec", "deploy/web", "--", "cat", "/etc/resolv.conf"]);
     assert!(
