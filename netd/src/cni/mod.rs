@@ -36,31 +36,23 @@ pub fn main() -> i32 {
 /// One invocation: the exit status and what goes to stdout.
 pub fn run(get: impl Fn(&str) -> Option<String>, input: &[u8]) -> (i32, Option<Value>) {
     // Errors are reported in the configuration's version when it can be read.
-    let version = serde_json::from_slice::<Value>(input)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "1.0.0".into());
+    let version = config_version(input).unwrap_or_else(|| "1.0.0".into());
     match dispatch(get, input) {
         Ok(output) => (0, output),
         Err(e) => (1, Some(e.to_json(&version))),
     }
 }
 
+/// The `cniVersion` of a configuration, if it parses that far.
+fn config_version(input: &[u8]) -> Option<String> {
+    let value = serde_json::from_slice::<Value>(input).ok()?;
+    value.get("cniVersion")?.as_str().map(str::to_string)
+}
+
 fn dispatch(get: impl Fn(&str) -> Option<String>, input: &[u8]) -> Result<Option<Value>, CniError> {
     let env = Env::from_vars(get)?;
     if env.command == Command::Version {
-        let version = serde_json::from_slice::<Value>(input)
-            .ok()
-            .and_then(|v| {
-                v.get("cniVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| "1.1.0".into());
+        let version = config_version(input).unwrap_or_else(|| "1.1.0".into());
         return Ok(Some(
             json!({"cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS}),
         ));
