@@ -92,11 +92,11 @@ k get svc web -o wide
 k -n kube-system get deploy,svc,pods -l k8s-app=kube-dns -o wide
 svc_ip=$(kubectl get svc web -o jsonpath='{.spec.clusterIP}')
 for i in $(seq 30); do
-  kubectl exec deploy/web -- nslookup web.default.svc.cluster.local 2>/dev/null | grep -q "$svc_ip" && break
+  kubectl exec deploy/web -- nslookup web.demo.svc.cluster.local 2>/dev/null | grep -q "$svc_ip" && break
   sleep 0.2
 done
-k exec deploy/web -- nslookup web.default.svc.cluster.local
-echo "+ kubectl exec deploy/web -- sh -c 'for i in 1 2 3 4 5 6; do nc web's ClusterIP 80; done'"
+k exec deploy/web -- nslookup web.demo.svc.cluster.local
+echo "+ kubectl exec deploy/web -- sh -c \"for i in 1 2 3 4 5 6; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc $svc_ip 80 | tail -1; done\""
 kubectl exec deploy/web -- sh -c "for i in 1 2 3 4 5 6; do printf 'GET / HTTP/1.0\r\n\r\n' | nc $svc_ip 80 | tail -1; done"
 echo "+ what the node's eBPF proxy programmed (skiff-worker, 127.0.0.1:10249/services)"
 ip netns exec skiff-worker curl -sS http://127.0.0.1:10249/services
