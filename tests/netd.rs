@@ -323,6 +323,33 @@ endpoints: [{addresses: ["192.168.56.11"]}]
         "{answers}"
     );
     assert_eq!(answers.matches("HTTP/1.").count(), 30, "{answers}");
+    // sessionAffinity: ClientIP pins a client to one backend.
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 81, targetPort: 8080}]
+"#,
+    );
+    let sticky = lab.kubectl_ok(&["get", "svc", "sticky", "-o", "jsonpath={.spec.clusterIP}"]);
+    lab.wait("node-2's proxy programs sticky", 30, || {
+        stdout(&lab.in_node(2, &["curl", "-sS", "http://127.0.0.1:10249/services"]))
+            .lines()
+            .any(|l| l.starts_with(&format!("{sticky}:81/TCP")) && l.matches(":8080").count() == 2)
+    });
+    let pinned = stdout(&exec(
+        lab,
+        "web-2",
+        &format!("for i in $(seq 20); do printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {sticky} 81 | tail -1; done"),
+    ));
+    let backends: std::collections::BTreeSet<&str> = pinned.lines().collect();
+    assert_eq!(pinned.lines().count(), 20, "{pinned}");
+    assert_eq!(backends.len(), 1, "ClientIP affinity: {pinned}");
+
     let refused = exec(lab, "web-2", &format!("nc -w 3 {empty} 80 </dev/null"));
     let said = String::from_utf8_lossy(&refused.stderr).into_owned() + &stdout(&refused);
     assert!(said.contains("Connection refused"), "no endpoints: {said}");
