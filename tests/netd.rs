@@ -857,4 +857,52 @@ fn the_cni_plugin_follows_the_spec() {
     let (ok, v) = lab.call(&[("CNI_COMMAND", "GC")], &conf);
     assert!(!ok);
     assert_eq!(v["code"], 1, "GC needs 1.1.0: {v}");
+
+    // `skiff netd --cleanup` removes, by name, what the agent and the plugin make on a node:
+    // the VXLAN device, the bridge, the egress table, the conflist and the plugin link.
+    let node_ns = format!("/run/netns/{}", lab.node);
+    let sh = |script: &str| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={node_ns}"))
+            .args(["sh", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    sh("ip link add skiff.1 type vxlan id 1 dstport 8472 nolearning && nft add table ip skiff-netd");
+    let conf_dir = lab.dir.path().join("net.d");
+    let bin_dir = lab.dir.path().join("bin");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::write(conf_dir.join("10-skiff.conflist"), "{}").unwrap();
+    std::os::unix::fs::symlink(common::skiff_bin(), bin_dir.join("skiff-cni")).unwrap();
+    let out = Command::new("nsenter")
+        .arg(format!("--net={node_ns}"))
+        .arg(common::skiff_bin())
+        .args(["netd", "--cleanup", "--cni-conf-dir"])
+        .arg(&conf_dir)
+        .arg("--cni-bin-dir")
+        .arg(&bin_dir)
+        .arg("--bpf-root")
+        .arg(lab.dir.path().join("no-bpf"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let links = lab.node_links();
+    assert!(
+        !links.contains("skiff.1") && !links.contains("cni0"),
+        "{links}"
+    );
+    assert!(!sh("nft list tables").contains("skiff-netd"));
+    assert!(!conf_dir.join("10-skiff.conflist").exists());
+    assert!(!bin_dir.join("skiff-cni").exists());
 }
