@@ -196,28 +196,31 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let handle = nl::connect()?;
 
-    // 1. The node's range.
-    let mut logged = false;
-    let (own, pod_cidr) = loop {
-        match nodes.get_opt(&node_name).await {
-            Ok(Some(node)) => {
-                let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
-                if let Some(cidr) = cidr {
-                    let cidr: Ipv4Network = cidr
-                        .parse()
-                        .with_context(|| format!("node {node_name}: spec.podCIDR {cidr:?}"))?;
-                    break (node, cidr);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("reading node {node_name}: {e}"),
-        }
-        if !logged {
-            tracing::info!("waiting for node {node_name} to get spec.podCIDR");
-            logged = true;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // 1. The node's range, from a watch of the Node (node IPAM sets it right after the
+    // kubelet registers; a poll would add up to its period to every node's start).
+    tracing::info!("waiting for node {node_name} to get spec.podCIDR");
+    let has_range = |n: Option<&Node>| {
+        n.and_then(|n| n.spec.as_ref())
+            .and_then(|s| s.pod_cidr.as_ref())
+            .is_some()
     };
+    let own = loop {
+        match kube::runtime::wait::await_condition(nodes.clone(), &node_name, has_range).await {
+            Ok(Some(node)) => break node,
+            Ok(None) => {}
+            // E.g. a credential the API server has not loaded yet: retried.
+            Err(e) => tracing::warn!("watching node {node_name}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let cidr = own
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .unwrap_or_default();
+    let pod_cidr: Ipv4Network = cidr
+        .parse()
+        .with_context(|| format!("node {node_name}: spec.podCIDR {cidr:?}"))?;
     let (underlay_index, underlay) = first_ipv4(&handle, &args.iface).await?;
     let public_ip = args.public_ip.unwrap_or(underlay.ip());
 
