@@ -137,9 +137,9 @@ impl Datapath {
             legacy_backends: Vec::new(),
             _ebpf: ebpf,
         };
-        // A restarted agent starts from empty bookkeeping over full maps: forget what the old
-        // one wrote, so the first sync writes everything again (replacing in place, never
-        // deleting what is still wanted) and removes the rest.
+        // A restarted agent finds the maps full: it records what the old one wrote as stale,
+        // so the first sync rewrites every wanted frontend in place (never deleting one still
+        // wanted) and removes the rest.
         datapath.adopt_existing()?;
         Ok(datapath)
     }
