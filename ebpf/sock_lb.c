@@ -7,40 +7,11 @@
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <linux/errno.h>
-#include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #include "skiff_lb.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SKIFF_LB_MAX_SERVICES);
-	__type(key, struct skiff_lb4_key);
-	__type(value, struct skiff_lb4_service);
-} skiff_lb4_services SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SKIFF_LB_MAX_BACKENDS);
-	__type(key, __u32);
-	__type(value, struct skiff_lb4_backend);
-} skiff_lb4_backends SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SKIFF_LB_MAX_REVNAT);
-	__type(key, struct skiff_lb4_revnat_key);
-	__type(value, struct skiff_lb4_revnat);
-} skiff_lb4_revnat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SKIFF_LB_MAX_AFFINITY);
-	__type(key, struct skiff_lb4_affinity_key);
-	__type(value, struct skiff_lb4_affinity);
-} skiff_lb4_affinity SEC(".maps");
 
 static __always_inline __u16 ctx_port(struct bpf_sock_addr *ctx)
 {
@@ -87,6 +58,30 @@ static __always_inline __u32 pick_backend(struct bpf_sock_addr *ctx, struct skif
 	return slot->backend_id;
 }
 
+/* A NodePort dialled from this node or its pods: any node's address, or the node's own
+ * loopback (only in the node's network namespace: a pod's 127.0.0.1 is its own). */
+static __always_inline struct skiff_lb4_service *nodeport_lookup(struct bpf_sock_addr *ctx,
+								 struct skiff_lb4_key *key)
+{
+	struct skiff_lb4_service *svc;
+	__be32 daddr = key->address;
+
+	if ((bpf_ntohl(daddr) >> 24) == 127) {
+		struct skiff_lb4_config *config = skiff_lb4_get_config();
+		if (!config || config->host_netns != bpf_get_netns_cookie(ctx))
+			return 0;
+	} else if (!bpf_map_lookup_elem(&skiff_lb4_node_addrs, &daddr)) {
+		return 0;
+	}
+	key->address = 0;
+	svc = bpf_map_lookup_elem(&skiff_lb4_services, key);
+	if (!svc || !(svc->flags & SKIFF_LB_F_NODEPORT)) {
+		key->address = daddr;
+		return 0;
+	}
+	return svc;
+}
+
 /* Rewrites a service destination to a backend; 1 = let the call go on, 0 = fail it. */
 static __always_inline int translate(struct bpf_sock_addr *ctx)
 {
@@ -101,6 +96,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx)
 	key.dport = ctx_port(ctx);
 	key.proto = ctx->protocol;
 	svc = bpf_map_lookup_elem(&skiff_lb4_services, &key);
+	if (!svc)
+		svc = nodeport_lookup(ctx, &key);
 	if (!svc)
 		return 1;
 	if (svc->count == 0) {
@@ -121,7 +118,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx)
 		.port = backend->port,
 	};
 	struct skiff_lb4_revnat rval = {
-		.address = key.address,
+		/* A NodePort shows the address that was dialled, not the wildcard. */
+		.address = ctx->user_ip4,
 		.port = key.dport,
 		.rev_nat_index = svc->rev_nat_index,
 	};

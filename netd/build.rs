@@ -11,7 +11,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     println!("cargo:rerun-if-changed={}", ebpf.display());
     // One object per program file; more join this list as the datapath grows.
-    const PROGRAMS: &[&str] = &["sock_lb"];
+    const PROGRAMS: &[&str] = &["sock_lb", "tc_lb"];
     for program in PROGRAMS {
         let source = ebpf.join(format!("{program}.c"));
         let object = out.join(format!("{program}.o"));

@@ -25,6 +25,8 @@ fn pods_talk_across_nodes_over_the_overlay() {
     pods_reach_each_other_nodes_and_pods(&lab, &cidrs);
     egress_is_source_natted_to_the_node(&lab);
     cluster_ips_reach_backends_in_ebpf(&lab);
+    node_ports_from_outside_every_node(&lab);
+    load_balancer_ips_keep_the_client_and_move_when_a_node_dies(&mut lab);
     a_restarted_agent_keeps_streams_open(&mut lab);
     a_node_that_leaves_is_withdrawn(&mut lab, &cidrs);
 }
@@ -375,7 +377,7 @@ spec:
         .unwrap();
     lab.wait("node-0's proxy programs the UDP service", 30, || {
         stdout(&lab.in_node(0, &["curl", "-sS", "http://127.0.0.1:10249/services"])).contains(
-            &format!("{udp}:53/UDP default/udp:echo -> 192.168.56.11:9999"),
+            &format!("{udp}:53/UDP ClusterIP default/udp:echo -> 192.168.56.11:9999"),
         )
     });
     let cgroup = format!(
@@ -408,6 +410,235 @@ spec:
     );
     let metrics = stdout(&lab.in_node(0, &["curl", "-sS", "http://127.0.0.1:10249/metrics"]));
     assert!(metrics.contains("skiff_proxy_frontends "), "{metrics}");
+}
+
+/// What the outside world (the switch namespace, 192.168.56.1 on the node network) gets from
+/// `curl URL` within `secs` seconds: the body, or Err with curl's complaint.
+fn curl_from_outside(lab: &Lab, url: &str, secs: u32) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-sw", lab.prefix)])
+        .args(["curl", "-sS", "--max-time", &secs.to_string(), url])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        // busybox httpd listens on [::] and shows IPv4 clients as [::ffff:a.b.c.d].
+        Ok(stdout(&out).replace("[::ffff:", "").replace(']', ""))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Waits until node `i`'s proxy lists a line containing every one of `needles`.
+fn wait_listing(lab: &Lab, i: usize, needles: &[&str]) {
+    let mut last = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        last = stdout(&lab.in_node(i, &["curl", "-sS", "http://127.0.0.1:10249/services"]));
+        if last.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!(
+        "node-{i}'s proxy never listed {needles:?}:\n{last}\nnetd:\n{}",
+        lab.netd_log(i)
+    );
+}
+
+/// NodePort (externalTrafficPolicy: Cluster) from outside the cluster on every node's address
+/// — node-2 has no backend, so its answers come through the SNAT path over the overlay — and
+/// from a pod dialling a node's address (the socket programs' wildcard).
+fn node_ports_from_outside_every_node(lab: &Lab) {
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+"#,
+    );
+    for i in 0..3 {
+        wait_listing(
+            lab,
+            i,
+            &["0.0.0.0:30080/TCP NodePort", "default/web-np", ":8080 "],
+        );
+    }
+    for node in &lab.nodes {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            let body = curl_from_outside(lab, &format!("http://{}:30080/index.html", node.ip), 5)
+                .unwrap_or_else(|e| panic!("NodePort on {}: {e}", node.ip));
+            seen.insert(body.trim().to_string());
+        }
+        // Random choice over two backends: both answer (12 misses of one: p = 2^-11).
+        assert_eq!(
+            seen,
+            ["web-0", "web-1"].map(String::from).into(),
+            "NodePort on {}",
+            node.ip
+        );
+    }
+    // A pod dialling node-1's address: translated at connect(), no packet NAT.
+    let answer = stdout(&exec(
+        lab,
+        "web-2",
+        "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 3 192.168.56.11 30080",
+    ));
+    assert!(answer.contains("web-"), "{answer}");
+    // Only the NodePort's port is served: another port on the node's address is the node's.
+    assert!(curl_from_outside(lab, "http://192.168.56.12:30099/", 3).is_err());
+}
+
+/// A LoadBalancer Service with externalTrafficPolicy: Local and backends on node-1 and node-2:
+/// the controller assigns an IP from the pool, one of those two nodes answers ARP for it, the
+/// backend sees the real client address, node-0 (no backend) refuses its NodePort; then the
+/// announcing node dies (agent killed, interface down) and the other takes the IP over.
+fn load_balancer_ips_keep_the_client_and_move_when_a_node_dies(lab: &mut Lab) {
+    for (pod, node) in [("whoami-1", "node-1"), ("whoami-2", "node-2")] {
+        lab.apply(&format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {pod}, labels: {{app: whoami}}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: web
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "mkdir -p /w/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho {pod} $REMOTE_ADDR\n' > /w/cgi-bin/ip && busybox chmod +x /w/cgi-bin/ip && httpd -f -p 8080 -h /w"]
+"#
+        ));
+    }
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: whoami}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: whoami}
+  ports: [{port: 80, targetPort: 8080}]
+"#,
+    );
+    for pod in ["whoami-1", "whoami-2"] {
+        lab.wait(&format!("{pod} Running"), 60, || {
+            lab.pod_field(pod, "{.status.phase}") == "Running"
+        });
+    }
+    let mut ip = String::new();
+    lab.wait("a LoadBalancer IP", 30, || {
+        ip = lab.kubectl_ok(&[
+            "get",
+            "svc",
+            "whoami",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]);
+        !ip.is_empty()
+    });
+    assert!(ip.starts_with("192.168.56.2"), "from the pool: {ip}");
+    let events = lab.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=whoami",
+    ]);
+    assert!(events.contains("EnsuredLoadBalancer"), "{events}");
+    let node_port = lab.kubectl_ok(&[
+        "get",
+        "svc",
+        "whoami",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    for i in 1..3 {
+        wait_listing(
+            lab,
+            i,
+            &[
+                &format!("{ip}:80/TCP External"),
+                "externalTrafficPolicy: Local",
+                ":8080",
+            ],
+        );
+    }
+    // Exactly one of node-1 and node-2 announces; node-0 has no endpoint and does not.
+    let announcer = |lab: &Lab| -> Vec<usize> {
+        (0..3)
+            .filter(|i| lab.nodes[*i].netd.is_some())
+            .filter(|i| {
+                stdout(&lab.in_node(*i, &["curl", "-sS", "http://127.0.0.1:10249/services"]))
+                    .contains(&format!("{ip} announced"))
+            })
+            .collect()
+    };
+    let mut first = Vec::new();
+    lab.wait("one node announces the LoadBalancer IP", 30, || {
+        first = announcer(lab);
+        first.len() == 1
+    });
+    let first = first[0];
+    assert_ne!(first, 0, "node-0 has no endpoint");
+    // The client's address reaches the backend; the answer comes from the announcing node's pod.
+    let body = curl_from_outside(lab, &format!("http://{ip}/cgi-bin/ip"), 5).unwrap();
+    assert_eq!(
+        body.trim(),
+        format!("whoami-{first} 192.168.56.1"),
+        "LoadBalancer IP"
+    );
+    for i in 1..3 {
+        let body = curl_from_outside(
+            lab,
+            &format!("http://{}:{node_port}/cgi-bin/ip", lab.nodes[i].ip),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            body.trim(),
+            format!("whoami-{i} 192.168.56.1"),
+            "NodePort, Local"
+        );
+    }
+    assert!(
+        curl_from_outside(
+            lab,
+            &format!("http://192.168.56.10:{node_port}/cgi-bin/ip"),
+            2
+        )
+        .is_err(),
+        "node-0 has no local endpoint: externalTrafficPolicy Local drops there"
+    );
+
+    // The announcing node dies: its agent is killed and its interface goes down.
+    lab.kill_netd(first);
+    lab.in_node(first, &["ip", "link", "set", "eth0", "down"]);
+    let second = 3 - first;
+    lab.wait("the other node takes the LoadBalancer IP over", 40, || {
+        announcer(lab) == vec![second]
+    });
+    let mut body = Err(String::new());
+    lab.wait("the LoadBalancer IP answers again", 30, || {
+        body = curl_from_outside(lab, &format!("http://{ip}/cgi-bin/ip"), 2);
+        body.is_ok()
+    });
+    assert_eq!(
+        body.unwrap().trim(),
+        format!("whoami-{second} 192.168.56.1"),
+        "after the failover"
+    );
+    // The node comes back.
+    lab.in_node(first, &["ip", "link", "set", "eth0", "up"]);
+    lab.start_netd(first);
+    lab.wait("the node's agent is back", 30, || {
+        stdout(&lab.in_node(first, &["curl", "-sS", "http://127.0.0.1:10249/healthz"])) == "ok\n"
+    });
+    lab.kubectl_ok(&["delete", "svc", "whoami", "web-np"]);
+    lab.kubectl_ok(&["delete", "pod", "whoami-1", "whoami-2", "--grace-period=1"]);
 }
 
 /// A TCP stream from node 0 to a pod on node 2 while every node's agent is killed and
@@ -458,21 +689,16 @@ spec:
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "connected");
+    let starts = |lab: &Lab, i: usize| lab.netd_log(i).matches("skiff netd ready").count();
+    let before: Vec<usize> = (0..3).map(|i| starts(lab, i)).collect();
     for i in 0..3 {
         lab.kill_netd(i);
     }
     for i in 0..3 {
         lab.start_netd(i);
     }
-    for i in 0..3 {
-        let log = lab.nodes[i].root.join("netd.log");
-        lab.wait("netd ready again", 30, || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .matches("skiff netd ready")
-                .count()
-                == 2
-        });
+    for (i, count) in before.iter().enumerate() {
+        lab.wait("netd ready again", 30, || starts(lab, i) == count + 1);
     }
     std::fs::write(&marker, "").unwrap();
     let mut rest = String::new();

@@ -83,6 +83,14 @@ pub struct NetdArgs {
     /// Run no service proxy (another one, e.g. kube-proxy, serves Services).
     #[arg(long)]
     pub disable_proxy: bool,
+    /// Serve no traffic from outside the node (NodePort on the node's address, LoadBalancer
+    /// IPs, externalIPs): only the socket programs are attached.
+    #[arg(long)]
+    pub disable_external_lb: bool,
+    /// Source ports for NodePort/LoadBalancer traffic forwarded to another node's backend
+    /// (`MIN-MAX`).
+    #[arg(long, default_value = "61000-65000", value_parser = parse_port_range)]
+    pub nat_port_range: (u16, u16),
     /// Where the service proxy serves /metrics, /services and /healthz (kube-proxy's port);
     /// empty: nowhere.
     #[arg(long, default_value = "127.0.0.1:10249")]
@@ -90,6 +98,18 @@ pub struct NetdArgs {
     /// Remove everything the agent and the plugin made on this node, then exit.
     #[arg(long)]
     pub cleanup: bool,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (min, max) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a range like 61000-65000"))?;
+    let min: u16 = min.parse().map_err(|e| format!("{min:?}: {e}"))?;
+    let max: u16 = max.parse().map_err(|e| format!("{max:?}: {e}"))?;
+    if min == 0 || min > max {
+        return Err(format!("{s:?}: the first port must be 1..=the last"));
+    }
+    Ok((min, max))
 }
 
 /// The overlay's view of another node, or why it is skipped.
@@ -292,8 +312,42 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
         }
         ensure_bpffs(&args.bpf_root)?;
         let cgroup = crate::proxy::datapath::cgroup2_dir(&args.cgroup_root)?;
-        let datapath = crate::proxy::datapath::Datapath::load(&args.bpf_root, &cgroup)?;
-        println!("skiff netd service proxy attached to {}", cgroup.display());
+        let mac = nl::link(&handle, &args.iface)
+            .await?
+            .as_ref()
+            .and_then(nl::mac_of)
+            .with_context(|| format!("{} has no MAC address", args.iface))?;
+        let tc = (!args.disable_external_lb).then(|| crate::proxy::datapath::TcSetup {
+            iface: args.iface.clone(),
+            overlay: Some(overlay::device_name()),
+            config: crate::proxy::maps::Lb4Config {
+                node_ip: crate::proxy::maps::addr(public_ip),
+                // The VTEP's address: replies to it come back to this node through the overlay
+                // (or the direct route) and pass reverse-path filtering on the backend's node.
+                snat_ip: crate::proxy::maps::addr(pod_cidr.network()),
+                pod_net: crate::proxy::maps::addr(pod_cidr.network()),
+                pod_mask: crate::proxy::maps::addr(pod_cidr.mask()),
+                nat_port_min: args.nat_port_range.0,
+                nat_port_max: args.nat_port_range.1,
+                mac,
+                ..Default::default()
+            },
+        });
+        let datapath =
+            crate::proxy::datapath::Datapath::load(&args.bpf_root, &cgroup, tc.as_ref())?;
+        println!(
+            "skiff netd service proxy attached to {}{}",
+            cgroup.display(),
+            if tc.is_some() {
+                format!(" and {} (NodePort, LoadBalancer)", args.iface)
+            } else {
+                String::new()
+            }
+        );
+        let announcer = tc.map(|_| crate::proxy::sync::Announcer {
+            iface: args.iface.clone(),
+            mac,
+        });
         let metrics = if args.proxy_metrics_address.is_empty() {
             None
         } else {
@@ -303,7 +357,14 @@ pub async fn run(args: NetdArgs) -> anyhow::Result<()> {
                     .context("--proxy-metrics-address")?,
             )
         };
-        crate::proxy::sync::run(client.clone(), node_name.clone(), datapath, metrics).await
+        crate::proxy::sync::run(
+            client.clone(),
+            node_name.clone(),
+            datapath,
+            metrics,
+            announcer,
+        )
+        .await
     };
     let overlay = follow_nodes(
         &args,

@@ -260,6 +260,7 @@ impl Lab {
                 "6443",
             ])
             .args(["--store-listen-url", "http://127.0.0.1:2379"])
+            .args(["--load-balancer-ip-range", "192.168.56.200-192.168.56.220"])
             .env("RUST_LOG", "warn");
         self.server = Some(spawn_until_ready(cmd, "skiff server ready", "skiff server"));
     }
@@ -339,6 +340,8 @@ impl Lab {
             .arg("--bpf-root")
             .arg(node.root.join("bpf"))
             .env("RUST_LOG", "info")
+            // The error, not a backtrace, in the log's last lines.
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

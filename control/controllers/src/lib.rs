@@ -26,6 +26,7 @@ pub mod nodeipam;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
+pub mod service_lb;
 pub mod service_pods;
 pub mod trigger_time;
 
@@ -61,6 +62,10 @@ pub struct Options {
     /// The prefix length of each node's pod range.
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
+    /// Addresses for Services of type LoadBalancer (`FIRST-LAST` or a CIDR on the node
+    /// network); unset: they stay pending, as on a cluster without a cloud provider.
+    #[arg(long)]
+    pub load_balancer_ip_range: Option<String>,
 }
 
 impl Default for Options {
@@ -69,6 +74,7 @@ impl Default for Options {
             allocate_node_cidrs: true,
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
+            load_balancer_ip_range: None,
         }
     }
 }
@@ -94,6 +100,11 @@ pub async fn start(
     } else {
         None
     };
+    let pool = options
+        .load_balancer_ip_range
+        .as_deref()
+        .map(service_lb::Pool::parse)
+        .transpose()?;
     let client = client_from_kubeconfig(kubeconfig).await?;
     let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), config);
@@ -107,7 +118,16 @@ pub async fn start(
                     None => std::future::pending().await,
                 }
             };
+            let service_lb = async {
+                match pool {
+                    Some(pool) => {
+                        service_lb::run(client.clone(), pool, events::start(client.clone())).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                _ = service_lb => anyhow::bail!("the service load-balancer controller stopped"),
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
                 _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),

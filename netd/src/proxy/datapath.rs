@@ -1,6 +1,8 @@
-//! The kernel side: loads `ebpf/sock_lb.c` (compiled by build.rs), pins its maps and links
-//! under the node's own directory on a bpffs, attaches the four socket programs to the node's
-//! cgroup subtree, and writes frontends into the maps incrementally.
+//! The kernel side: loads `ebpf/sock_lb.c` and `ebpf/tc_lb.c` (compiled by build.rs), pins
+//! their shared maps and their links under the node's own directory on a bpffs, attaches the
+//! four socket programs to the node's cgroup subtree and the tc programs to the node's
+//! interface (ingress, egress) and the VXLAN device (ingress), and writes frontends into the
+//! maps incrementally.
 //!
 //! Restart safety: maps are pinned and reused by the next agent (aya's `map_pin_path` opens
 //! an existing pin), links are pinned, so the datapath keeps translating while no agent runs.
@@ -10,7 +12,7 @@
 //! Map update order (never a half-programmed service): backends, then slots, then the
 //! frontend's count; when shrinking, the count first, then the surplus slots.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -18,20 +20,26 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{CgroupAttachMode, CgroupSockAddr};
+use aya::programs::tc::TcAttachOptions;
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType};
 use aya::EbpfLoader;
 
-use super::maps::{self, Lb4Backend, Lb4Key, Lb4Service, F_NO_BACKENDS};
+use super::maps::{self, FrontendId, Lb4Backend, Lb4Config, Lb4Key, Lb4Service, F_NO_BACKENDS};
 use super::model::Frontend;
 
-/// The object build.rs compiled.
+/// The objects build.rs compiled.
 static SOCK_LB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sock_lb.o"));
+static TC_LB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tc_lb.o"));
 
-const MAPS: [&str; 4] = [
+const MAPS: [&str; 8] = [
     "skiff_lb4_services",
     "skiff_lb4_backends",
     "skiff_lb4_revnat",
     "skiff_lb4_affinity",
+    "skiff_lb4_config",
+    "skiff_lb4_node_addrs",
+    "skiff_lb4_announce",
+    "skiff_lb4_ct",
 ];
 const PROGRAMS: [&str; 4] = [
     "skiff_sock4_connect",
@@ -39,6 +47,28 @@ const PROGRAMS: [&str; 4] = [
     "skiff_sock4_recvmsg",
     "skiff_sock4_getpeername",
 ];
+/// tc programs: (name, which device, direction).
+const TC_PROGRAMS: [(&str, TcDevice, TcAttachType); 3] = [
+    ("skiff_tc_ingress", TcDevice::Node, TcAttachType::Ingress),
+    ("skiff_tc_egress", TcDevice::Node, TcAttachType::Egress),
+    ("skiff_tc_overlay", TcDevice::Overlay, TcAttachType::Ingress),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TcDevice {
+    Node,
+    Overlay,
+}
+
+/// Where the per-packet programs go and what they need to know about the node.
+#[derive(Debug, Clone)]
+pub struct TcSetup {
+    /// The node's interface (NodePort and LoadBalancer traffic arrives there).
+    pub iface: String,
+    /// The VXLAN device (replies of forwarded flows come back through it).
+    pub overlay: Option<String>,
+    pub config: Lb4Config,
+}
 
 /// What one frontend holds in the maps now.
 #[derive(Debug, Clone)]
@@ -51,7 +81,9 @@ struct Programmed {
 pub struct Datapath {
     services: BpfHashMap<MapData, Lb4Key, Lb4Service>,
     backends: BpfHashMap<MapData, u32, Lb4Backend>,
-    programmed: HashMap<(Ipv4Addr, u16, u8), Programmed>,
+    node_addrs: BpfHashMap<MapData, u32, u32>,
+    announce: BpfHashMap<MapData, u32, u32>,
+    programmed: HashMap<FrontendId, Programmed>,
     /// Backend → (id, how many slots use it).
     backend_ids: HashMap<(Ipv4Addr, u16, u8), (u32, usize)>,
     next_backend_id: u32,
@@ -60,7 +92,7 @@ pub struct Datapath {
     /// points at them any more.
     legacy_backends: Vec<u32>,
     /// Keeps the programs (and their fds) alive.
-    _ebpf: aya::Ebpf,
+    _ebpf: Vec<aya::Ebpf>,
 }
 
 /// The cgroup2 directory of `cgroup_root` (hybrid hosts mount cgroup2 at /sys/fs/cgroup/unified).
@@ -79,23 +111,27 @@ pub fn cgroup2_dir(cgroup_root: &str) -> anyhow::Result<PathBuf> {
 }
 
 impl Datapath {
-    /// Loads (or takes over) the node's datapath in `pin_dir` and attaches it to `cgroup`.
-    pub fn load(pin_dir: &Path, cgroup: &Path) -> anyhow::Result<Datapath> {
+    /// Loads (or takes over) the node's datapath in `pin_dir`, attaches the socket programs to
+    /// `cgroup` and, with `tc`, the per-packet programs to the node's devices.
+    pub fn load(pin_dir: &Path, cgroup: &Path, tc: Option<&TcSetup>) -> anyhow::Result<Datapath> {
         std::fs::create_dir_all(pin_dir)?;
         std::fs::create_dir_all(cgroup)
             .with_context(|| format!("creating cgroup {}", cgroup.display()))?;
         let map_pins: Vec<(&str, PathBuf)> = MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
-        let mut loader = EbpfLoader::new();
-        for (name, path) in &map_pins {
-            loader.map_pin_path(name, path.as_path());
-        }
-        let mut ebpf = loader.load(SOCK_LB).context(
-            "loading the socket load-balancing programs (needs BPF and cgroup2 support)",
-        )?;
+        let load = |object: &[u8], what: &str| {
+            let mut loader = EbpfLoader::new();
+            for (name, path) in &map_pins {
+                loader.map_pin_path(name, path.as_path());
+            }
+            loader
+                .load(object)
+                .with_context(|| format!("loading the {what} programs (needs BPF support)"))
+        };
+        let mut sock = load(SOCK_LB, "socket load-balancing")?;
         let cgroup_fd =
             File::open(cgroup).with_context(|| format!("opening {}", cgroup.display()))?;
         for name in PROGRAMS {
-            let program: &mut CgroupSockAddr = ebpf
+            let program: &mut CgroupSockAddr = sock
                 .program_mut(name)
                 .with_context(|| format!("{name} missing from the object"))?
                 .try_into()?;
@@ -107,41 +143,103 @@ impl Datapath {
                 .take_link(link_id)?
                 .try_into()
                 .context("the kernel gave no bpf_link (needs Linux 5.7+)")?;
-            let pin = pin_dir.join(format!("link_{name}"));
-            // bpffs refuses names with dots.
-            let fresh = pin_dir.join(format!("link_{name}_new"));
-            let _ = std::fs::remove_file(&fresh);
-            link.pin(&fresh)
-                .with_context(|| format!("pinning {name}'s link"))?;
-            // The previous agent's link goes only now: no moment without translation.
-            if let Ok(old) = PinnedLink::from_pin(&pin) {
-                old.unpin()?;
-            }
-            std::fs::rename(&fresh, &pin)?;
+            replace_pinned_link(pin_dir, name, link)?;
         }
-        let services = BpfHashMap::try_from(
-            ebpf.take_map("skiff_lb4_services")
-                .context("services map")?,
-        )?;
-        let backends = BpfHashMap::try_from(
-            ebpf.take_map("skiff_lb4_backends")
-                .context("backends map")?,
-        )?;
+        let mut objects = vec![];
+        if let Some(tc) = tc {
+            let mut per_packet = load(TC_LB, "per-packet load-balancing (tc)")?;
+            let mut config: aya::maps::Array<MapData, Lb4Config> = aya::maps::Array::try_from(
+                per_packet
+                    .take_map("skiff_lb4_config")
+                    .context("config map")?,
+            )?;
+            let node = Lb4Config {
+                host_netns: netns_cookie()?,
+                ..tc.config
+            };
+            config
+                .set(0, node, 0)
+                .context("writing the node's datapath config")?;
+            for (name, device, direction) in TC_PROGRAMS {
+                let iface = match device {
+                    TcDevice::Node => tc.iface.as_str(),
+                    TcDevice::Overlay => match &tc.overlay {
+                        Some(overlay) => overlay.as_str(),
+                        None => continue,
+                    },
+                };
+                let program: &mut SchedClassifier = per_packet
+                    .program_mut(name)
+                    .with_context(|| format!("{name} missing from the object"))?
+                    .try_into()?;
+                program.load().with_context(|| format!("loading {name}"))?;
+                let link_id = program
+                    .attach_with_options(
+                        iface,
+                        direction,
+                        TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    )
+                    .with_context(|| {
+                        format!("attaching {name} to {iface} (tcx needs Linux 6.6+)")
+                    })?;
+                let link: FdLink = program
+                    .take_link(link_id)?
+                    .try_into()
+                    .context("the kernel gave no tcx link (needs Linux 6.6+)")?;
+                replace_pinned_link(pin_dir, name, link)?;
+            }
+            objects.push(per_packet);
+        }
+        let take = |ebpf: &mut aya::Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from the object"))
+        };
+        let services = BpfHashMap::try_from(take(&mut sock, "skiff_lb4_services")?)?;
+        let backends = BpfHashMap::try_from(take(&mut sock, "skiff_lb4_backends")?)?;
+        let node_addrs = BpfHashMap::try_from(take(&mut sock, "skiff_lb4_node_addrs")?)?;
+        let announce = BpfHashMap::try_from(take(&mut sock, "skiff_lb4_announce")?)?;
+        if tc.is_none() {
+            // The socket path reads the node's netns cookie (127.0.0.1:nodePort) from it.
+            let mut config: aya::maps::Array<MapData, Lb4Config> =
+                aya::maps::Array::try_from(take(&mut sock, "skiff_lb4_config")?)?;
+            config.set(
+                0,
+                Lb4Config {
+                    host_netns: netns_cookie()?,
+                    ..Default::default()
+                },
+                0,
+            )?;
+        }
+        objects.push(sock);
         let mut datapath = Datapath {
             services,
             backends,
+            node_addrs,
+            announce,
             programmed: HashMap::new(),
             backend_ids: HashMap::new(),
             next_backend_id: 1,
             next_rev_nat: 1,
             legacy_backends: Vec::new(),
-            _ebpf: ebpf,
+            _ebpf: objects,
         };
         // A restarted agent finds the maps full: it records what the old one wrote as stale,
         // so the first sync rewrites every wanted frontend in place (never deleting one still
         // wanted) and removes the rest.
         datapath.adopt_existing()?;
         Ok(datapath)
+    }
+
+    /// Makes the node-address map hold exactly `addresses` (NodePorts dialled on them from
+    /// inside are translated).
+    pub fn set_node_addrs(&mut self, addresses: &BTreeSet<Ipv4Addr>) -> anyhow::Result<()> {
+        sync_set(&mut self.node_addrs, addresses).context("node addresses map")
+    }
+
+    /// Makes the announce map hold exactly `addresses` (ARP requests for them are answered).
+    pub fn set_announced(&mut self, addresses: &BTreeSet<Ipv4Addr>) -> anyhow::Result<()> {
+        sync_set(&mut self.announce, addresses).context("announce map")
     }
 
     /// Reads what a previous agent left so the first [`Datapath::apply`] removes what is no
@@ -165,13 +263,15 @@ impl Datapath {
             }
             self.next_rev_nat = self.next_rev_nat.max(value.rev_nat_index.wrapping_add(1));
             self.programmed.insert(
-                (address, port, key.proto),
+                (address, port, key.proto, key.scope),
                 Programmed {
                     frontend: Frontend {
                         service: String::new(),
                         address,
                         port,
                         proto: key.proto,
+                        scope: key.scope,
+                        flags: value.flags & !F_NO_BACKENDS,
                         // Unknown: forces a rewrite on the first apply.
                         backends: vec![(Ipv4Addr::UNSPECIFIED, 0)],
                         affinity_timeout: value.affinity_timeout,
@@ -233,6 +333,7 @@ impl Datapath {
             if let Some(p) = self.programmed.get(&frontend.id()) {
                 if p.frontend.backends == frontend.backends
                     && p.frontend.affinity_timeout == frontend.affinity_timeout
+                    && p.frontend.flags == frontend.flags
                 {
                     continue;
                 }
@@ -259,7 +360,8 @@ impl Datapath {
     }
 
     fn write(&mut self, frontend: &Frontend) -> anyhow::Result<()> {
-        let (address, port, proto) = frontend.id();
+        let id = frontend.id();
+        let proto = frontend.proto;
         let old = self.programmed.remove(&frontend.id());
         let rev_nat_index = match &old {
             Some(p) => p.rev_nat_index,
@@ -273,13 +375,13 @@ impl Datapath {
         for (ip, p) in &frontend.backends {
             ids.push(self.backend_id(*ip, *p, proto)?);
         }
-        for (i, id) in ids.iter().enumerate() {
+        for (i, backend_id) in ids.iter().enumerate() {
             let slot = Lb4Service {
-                backend_id: *id,
+                backend_id: *backend_id,
                 ..Default::default()
             };
             self.services
-                .insert(maps::key(address, port, proto, i as u16 + 1), slot, 0)
+                .insert(maps::key(id, i as u16 + 1), slot, 0)
                 .context("services map full")?;
         }
         let master = Lb4Service {
@@ -287,19 +389,17 @@ impl Datapath {
             count: ids.len() as u16,
             rev_nat_index,
             affinity_timeout: frontend.affinity_timeout,
-            flags: if ids.is_empty() { F_NO_BACKENDS } else { 0 },
+            flags: frontend.flags | if ids.is_empty() { F_NO_BACKENDS } else { 0 },
         };
         self.services
-            .insert(maps::key(address, port, proto, 0), master, 0)
+            .insert(maps::key(id, 0), master, 0)
             .context("services map full")?;
         if let Some(old) = old {
             for slot in ids.len()..old.backend_ids.len() {
-                let _ = self
-                    .services
-                    .remove(&maps::key(address, port, proto, slot as u16 + 1));
+                let _ = self.services.remove(&maps::key(id, slot as u16 + 1));
             }
-            for id in old.backend_ids {
-                self.release_backend(id);
+            for backend in old.backend_ids {
+                self.release_backend(backend);
             }
         }
         self.programmed.insert(
@@ -313,16 +413,13 @@ impl Datapath {
         Ok(())
     }
 
-    fn remove(&mut self, id: (Ipv4Addr, u16, u8)) -> anyhow::Result<()> {
+    fn remove(&mut self, id: FrontendId) -> anyhow::Result<()> {
         let Some(old) = self.programmed.remove(&id) else {
             return Ok(());
         };
-        let (address, port, proto) = id;
-        let _ = self.services.remove(&maps::key(address, port, proto, 0));
+        let _ = self.services.remove(&maps::key(id, 0));
         for slot in 0..old.backend_ids.len() {
-            let _ = self
-                .services
-                .remove(&maps::key(address, port, proto, slot as u16 + 1));
+            let _ = self.services.remove(&maps::key(id, slot as u16 + 1));
         }
         for backend in old.backend_ids {
             self.release_backend(backend);
@@ -342,9 +439,74 @@ impl Datapath {
     }
 }
 
+/// Pins `link` as `link_<name>` and only then unpins the previous agent's: no moment without
+/// the program (both run in between and translate alike).
+fn replace_pinned_link(pin_dir: &Path, name: &str, link: FdLink) -> anyhow::Result<()> {
+    let pin = pin_dir.join(format!("link_{name}"));
+    // bpffs refuses names with dots.
+    let fresh = pin_dir.join(format!("link_{name}_new"));
+    let _ = std::fs::remove_file(&fresh);
+    link.pin(&fresh)
+        .with_context(|| format!("pinning {name}'s link"))?;
+    if let Ok(old) = PinnedLink::from_pin(&pin) {
+        old.unpin()?;
+    }
+    std::fs::rename(&fresh, &pin)?;
+    Ok(())
+}
+
+/// Writes and deletes keys so `map` holds exactly `wanted`.
+fn sync_set(
+    map: &mut BpfHashMap<MapData, u32, u32>,
+    wanted: &BTreeSet<Ipv4Addr>,
+) -> anyhow::Result<()> {
+    let mut present = BTreeSet::new();
+    for key in map.keys() {
+        present.insert(Ipv4Addr::from(u32::from_be(key?)));
+    }
+    for ip in wanted.difference(&present) {
+        map.insert(maps::addr(*ip), 1, 0)?;
+    }
+    for ip in present.difference(wanted) {
+        let _ = map.remove(&maps::addr(*ip));
+    }
+    Ok(())
+}
+
+/// This network namespace's cookie (SO_NETNS_COOKIE, Linux 5.14+): the socket programs compare
+/// it with the caller's to tell the node's own loopback from a pod's.
+pub fn netns_cookie() -> anyhow::Result<u64> {
+    // include/uapi/asm-generic/socket.h (x86, arm64); libc does not export it for glibc.
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: SO_NETNS_COOKIE writes a u64 into `cookie`, whose size `len` gives; the fd is
+    // the live socket above.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        anyhow::bail!(
+            "reading the network namespace cookie (needs Linux 5.14+): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(cookie)
+}
+
 /// Detaches the node's programs and removes its maps (unpinning is what detaches).
 pub fn remove(pin_dir: &Path) -> anyhow::Result<()> {
-    for name in PROGRAMS {
+    for name in PROGRAMS
+        .into_iter()
+        .chain(TC_PROGRAMS.map(|(name, _, _)| name))
+    {
         if let Ok(link) = PinnedLink::from_pin(pin_dir.join(format!("link_{name}"))) {
             link.unpin()?;
         }

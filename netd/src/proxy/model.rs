@@ -1,13 +1,18 @@
 //! What the datapath should hold, computed from the API objects alone (pure, unit-tested):
-//! one frontend per (ClusterIP, port, protocol) of every Service, with the backends its
+//! one frontend per (address, port, protocol, scope) of every Service, with the backends its
 //! EndpointSlices give for that port — kube-proxy's `ServicePortMap`/`EndpointsMap` in one
-//! step.
+//! step. A Service port yields frontends for its ClusterIPs, its NodePort (the
+//! `0.0.0.0:nodePort` wildcard), its LoadBalancer ingress IPs and its externalIPs; the last
+//! three are also served to traffic from outside the node (flag `EXTERNAL`).
 //!
 //! Upstream's rules: headless and ExternalName Services get no frontend; a port's backends
 //! are the slice endpoints whose port has the same name; ready endpoints are used, and only
 //! when none is ready the serving-and-terminating ones (KEP-1669); `internalTrafficPolicy:
-//! Local` keeps this node's endpoints only; a port whose protocol the datapath cannot serve
-//! (SCTP) is reported, not programmed.
+//! Local` keeps this node's endpoints only for the ClusterIP; `externalTrafficPolicy: Local`
+//! adds a scope-EXT frontend with this node's endpoints only, which outside traffic uses
+//! (in-cluster traffic to a NodePort or LoadBalancer IP still reaches every endpoint, as
+//! kube-proxy's short-circuit does); a port whose protocol the datapath cannot serve (SCTP) is
+//! reported, not programmed.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -15,7 +20,9 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::maps::{IPPROTO_TCP, IPPROTO_UDP};
+use super::maps::{
+    FrontendId, F_EXTERNAL, F_NODEPORT, IPPROTO_TCP, IPPROTO_UDP, SCOPE_ALL, SCOPE_EXT,
+};
 
 /// upstream's default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 h).
 pub const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
@@ -27,14 +34,27 @@ pub struct Frontend {
     pub address: Ipv4Addr,
     pub port: u16,
     pub proto: u8,
+    /// `SCOPE_ALL`, or `SCOPE_EXT` for the node-local set of `externalTrafficPolicy: Local`.
+    pub scope: u8,
+    /// `F_EXTERNAL`, `F_NODEPORT`.
+    pub flags: u32,
     /// Sorted, so an unchanged set compares equal and keeps its slots.
     pub backends: Vec<(Ipv4Addr, u16)>,
     pub affinity_timeout: u32,
 }
 
 impl Frontend {
-    pub fn id(&self) -> (Ipv4Addr, u16, u8) {
-        (self.address, self.port, self.proto)
+    pub fn id(&self) -> FrontendId {
+        (self.address, self.port, self.proto, self.scope)
+    }
+
+    /// How the debug listing names the frontend's kind.
+    pub fn kind(&self) -> &'static str {
+        match (self.flags & F_NODEPORT != 0, self.flags & F_EXTERNAL != 0) {
+            (true, _) => "NodePort",
+            (false, true) => "External",
+            _ => "ClusterIP",
+        }
     }
 }
 
@@ -80,7 +100,8 @@ pub fn frontends(
     if ips.is_empty() {
         return Vec::new(); // headless ("None"), or not allocated yet
     }
-    let local_only = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let affinity_timeout = if spec.session_affinity.as_deref() == Some("ClientIP") {
         spec.session_affinity_config
             .as_ref()
@@ -91,6 +112,32 @@ pub fn frontends(
     } else {
         0
     };
+    let node_ports = matches!(
+        spec.type_.as_deref(),
+        Some("NodePort") | Some("LoadBalancer")
+    );
+    // Addresses served like a NodePort but by exact address: LoadBalancer ingress IPs (when
+    // the type still is LoadBalancer) and externalIPs.
+    let mut external_ips: Vec<Ipv4Addr> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    if spec.type_.as_deref() == Some("LoadBalancer") {
+        external_ips.extend(
+            service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
+        );
+    }
+    external_ips.sort();
+    external_ips.dedup();
     let mut out = Vec::new();
     for port in spec.ports.iter().flatten() {
         let port_name = port.name.clone().unwrap_or_default();
@@ -112,22 +159,46 @@ pub fn frontends(
             });
             continue;
         };
-        let backends = backends_for(
-            slices,
-            &port_name,
-            port.protocol.as_deref().unwrap_or("TCP"),
-            local_only,
-            node,
-        );
-        for ip in &ips {
-            out.push(Frontend {
+        let protocol_name = port.protocol.as_deref().unwrap_or("TCP");
+        let all = backends_for(slices, &port_name, protocol_name, false, node);
+        let local = backends_for(slices, &port_name, protocol_name, true, node);
+        let frontend =
+            |address, port: u16, scope, flags, backends: &Vec<(Ipv4Addr, u16)>| Frontend {
                 service: label.clone(),
-                address: *ip,
-                port: port.port as u16,
+                address,
+                port,
                 proto,
+                scope,
+                flags,
                 backends: backends.clone(),
                 affinity_timeout,
-            });
+            };
+        let cluster_backends = if internal_local { &local } else { &all };
+        for ip in &ips {
+            out.push(frontend(
+                *ip,
+                port.port as u16,
+                SCOPE_ALL,
+                0,
+                cluster_backends,
+            ));
+        }
+        let mut outside = Vec::new();
+        if let Some(node_port) = port.node_port.filter(|_| node_ports) {
+            outside.push((
+                Ipv4Addr::UNSPECIFIED,
+                node_port as u16,
+                F_EXTERNAL | F_NODEPORT,
+            ));
+        }
+        for ip in &external_ips {
+            outside.push((*ip, port.port as u16, F_EXTERNAL));
+        }
+        for (address, number, flags) in outside {
+            out.push(frontend(address, number, SCOPE_ALL, flags, &all));
+            if external_local {
+                out.push(frontend(address, number, SCOPE_EXT, flags, &local));
+            }
         }
     }
     out
@@ -307,5 +378,60 @@ mod tests {
         );
         assert_eq!(f.len(), 1);
         assert!(f[0].backends.is_empty());
+    }
+
+    #[test]
+    fn node_ports_load_balancer_ips_and_external_ips_are_served_from_outside() {
+        let mut svc = service(json!({
+            "type": "LoadBalancer", "clusterIP": "10.96.0.30", "externalTrafficPolicy": "Local",
+            "externalIPs": ["192.168.56.90"],
+            "ports": [{"port": 80, "nodePort": 30080}],
+        }));
+        svc.status = serde_json::from_value(
+            json!({"loadBalancer": {"ingress": [{"ip": "192.168.56.200"}]}}),
+        )
+        .unwrap();
+        let s = slice(
+            json!([{"port": 8080}]),
+            json!([
+                {"addresses": ["10.244.1.5"], "nodeName": "n1"},
+                {"addresses": ["10.244.2.5"], "nodeName": "n2"},
+            ]),
+        );
+        let mut skipped = Vec::new();
+        let f = all_frontends([&svc], [&s], "n1", &mut skipped);
+        let find = |address: [u8; 4], port, scope| {
+            f.iter()
+                .find(|f| f.id() == (Ipv4Addr::from(address), port, IPPROTO_TCP, scope))
+                .unwrap_or_else(|| panic!("no {address:?}:{port}/{scope} in {f:#?}"))
+        };
+        // ClusterIP: every endpoint, not served from outside.
+        assert_eq!(find([10, 96, 0, 30], 80, SCOPE_ALL).backends.len(), 2);
+        assert_eq!(find([10, 96, 0, 30], 80, SCOPE_ALL).flags, 0);
+        for (address, port) in [
+            ([0, 0, 0, 0], 30080),
+            ([192, 168, 56, 200], 80),
+            ([192, 168, 56, 90], 80),
+        ] {
+            // In-cluster: every endpoint; from outside (Local): this node's only.
+            let all = find(address, port, SCOPE_ALL);
+            assert_eq!(all.backends.len(), 2);
+            assert_ne!(all.flags & F_EXTERNAL, 0);
+            let ext = find(address, port, SCOPE_EXT);
+            assert_eq!(ext.backends, vec![(Ipv4Addr::new(10, 244, 1, 5), 8080)]);
+        }
+        assert_eq!(find([0, 0, 0, 0], 30080, SCOPE_ALL).kind(), "NodePort");
+        assert_eq!(f.len(), 7);
+        // Cluster policy: no EXT scope; a ClusterIP Service gets no NodePort even with one set.
+        let cluster = service(json!({
+            "type": "NodePort", "clusterIP": "10.96.0.31", "ports": [{"port": 80, "nodePort": 30081}],
+        }));
+        let f = all_frontends([&cluster], [&s], "n1", &mut skipped);
+        assert_eq!(f.len(), 2);
+        assert!(f.iter().all(|f| f.scope == SCOPE_ALL));
+        let plain = service(json!({
+            "clusterIP": "10.96.0.32", "ports": [{"port": 80, "nodePort": 30082}],
+        }));
+        assert_eq!(all_frontends([&plain], [&s], "n1", &mut skipped).len(), 1);
     }
 }

@@ -3,24 +3,48 @@
 //! join of two in-memory stores), and an incremental apply that writes only the frontends
 //! that changed — one Service's update never touches another's entries.
 //!
+//! Beside the frontends it keeps the node-address map (every Node's addresses: a NodePort
+//! dialled on any of them is translated) and the announce map (the LoadBalancer IPs this node
+//! is elected to answer ARP for, see [`super::announce`]).
+//!
 //! `--proxy-metrics-address` (kube-proxy's 10249) serves `/metrics` (sync latency, frontends,
 //! backends, syncs and failures) and `/services` (the programmed frontends and backends).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Client;
 
+use super::announce::{self, Liveness};
 use super::datapath::Datapath;
 use super::model;
+
+/// Where this node announces LoadBalancer IPs: its interface and that interface's MAC.
+#[derive(Debug, Clone)]
+pub struct Announcer {
+    pub iface: String,
+    pub mac: [u8; 6],
+}
+
+/// Every Node's InternalIP and ExternalIP.
+fn node_addresses<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> BTreeSet<Ipv4Addr> {
+    nodes
+        .into_iter()
+        .filter_map(|n| n.status.as_ref()?.addresses.as_ref())
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
+}
 
 #[derive(Default)]
 struct Stats {
@@ -30,6 +54,7 @@ struct Stats {
     frontends: usize,
     backends: usize,
     listing: String,
+    announced: String,
 }
 
 /// Runs the proxy for `node` until the watches end.
@@ -38,6 +63,7 @@ pub async fn run(
     node: String,
     mut datapath: Datapath,
     metrics: Option<SocketAddr>,
+    announcer: Option<Announcer>,
 ) -> anyhow::Result<()> {
     let stats = Arc::new(Mutex::new(Stats::default()));
     if let Some(addr) = metrics {
@@ -48,6 +74,32 @@ pub async fn run(
     }
     let (services, services_writer) = reflector::store::<Service>();
     let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+    let (nodes, nodes_writer) = reflector::store::<Node>();
+    let (leases, leases_writer) = reflector::store::<Lease>();
+    let node_events = reflector(
+        nodes_writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .map(|e| {
+        e.map(|e| (2usize, matches!(e, watcher::Event::InitDone)))
+            .map_err(|e| e.to_string())
+    });
+    let lease_events = reflector(
+        leases_writer,
+        watcher(
+            Api::<Lease>::namespaced(client.clone(), announce::LEASE_NAMESPACE),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .map(|e| {
+        e.map(|e| (3usize, matches!(e, watcher::Event::InitDone)))
+            .map_err(|e| e.to_string())
+    });
+    if announcer.is_some() {
+        tokio::spawn(announce::heartbeat(client.clone(), node.clone()));
+    }
     let service_events = reflector(
         services_writer,
         watcher(
@@ -63,7 +115,7 @@ pub async fn run(
     let slice_events = reflector(
         slices_writer,
         watcher(
-            Api::<EndpointSlice>::all(client),
+            Api::<EndpointSlice>::all(client.clone()),
             watcher::Config::default(),
         ),
     )
@@ -72,28 +124,83 @@ pub async fn run(
         e.map(|e| (1usize, matches!(e, watcher::Event::InitDone)))
             .map_err(|e| e.to_string())
     });
-    let mut events = futures::stream::select(service_events, slice_events)
-        .ready_chunks(1024)
-        .boxed();
+    let mut events = futures::stream::select_all([
+        service_events.boxed(),
+        slice_events.boxed(),
+        node_events.boxed(),
+        lease_events.boxed(),
+    ])
+    .ready_chunks(1024)
+    .boxed();
     let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
-    // Nothing is programmed before both lists are complete (a partial list would remove
+    // Nothing is programmed before every list is complete (a partial list would remove
     // frontends a restarted agent left in place).
-    let mut synced = [false, false];
+    let mut synced = [false; 4];
+    let mut liveness = Liveness::default();
+    let mut announced: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    // Heartbeats are judged by when they stop changing: looked at every second.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        match events.next().await {
-            Some(batch) => {
-                for e in batch {
-                    match e {
-                        Ok((source, true)) => synced[source] = true,
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!("watching services/endpointslices: {e}"),
+        let objects_changed = tokio::select! {
+            batch = events.next() => match batch {
+                Some(batch) => {
+                    for e in batch {
+                        match e {
+                            Ok((source, true)) => synced[source] = true,
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!("watching the service proxy's objects: {e}"),
+                        }
                     }
+                    true
                 }
-            }
-            None => anyhow::bail!("the service watches ended"),
-        }
+                None => anyhow::bail!("the service watches ended"),
+            },
+            _ = tick.tick() => false,
+        };
         if !synced.iter().all(|s| *s) {
             continue;
+        }
+        if let Some(announcer) = &announcer {
+            liveness.observe(leases.state().iter().map(|l| l.as_ref()));
+            let services = services.state();
+            let slices = slices.state();
+            let mine = announce::elected(
+                services.iter().map(|s| s.as_ref()),
+                slices.iter().map(|s| s.as_ref()),
+                &liveness.alive(),
+                &node,
+            );
+            if mine != announced {
+                match datapath.set_announced(&mine) {
+                    Ok(()) => {
+                        for ip in mine.difference(&announced) {
+                            tracing::info!(%ip, "announcing the LoadBalancer IP from this node");
+                            if let Err(e) =
+                                announce::gratuitous_arp(&announcer.iface, announcer.mac, *ip)
+                            {
+                                tracing::warn!("{e:#}");
+                            }
+                        }
+                        for ip in announced.difference(&mine) {
+                            tracing::info!(%ip, "no longer announcing the LoadBalancer IP");
+                        }
+                        stats.lock().expect("not poisoned").announced = mine
+                            .iter()
+                            .map(|ip| format!("{ip} announced (ARP) by this node\n"))
+                            .collect();
+                        announced = mine;
+                    }
+                    Err(e) => tracing::error!("{e:#}"),
+                }
+            }
+        }
+        if !objects_changed {
+            continue;
+        }
+        if let Err(e) =
+            datapath.set_node_addrs(&node_addresses(nodes.state().iter().map(|n| n.as_ref())))
+        {
+            tracing::error!("{e:#}");
         }
         let started = Instant::now();
         let services = services.state();
@@ -136,7 +243,12 @@ pub async fn run(
         stats.listing = listing
             .iter()
             .map(|f| {
-                let (service, ip, port) = (&f.service, f.address, f.port);
+                let (service, ip, port, kind) = (&f.service, f.address, f.port, f.kind());
+                let scope = if f.scope == super::maps::SCOPE_EXT {
+                    " (externalTrafficPolicy: Local)"
+                } else {
+                    ""
+                };
                 let proto = if f.proto == super::maps::IPPROTO_UDP {
                     "UDP"
                 } else {
@@ -148,7 +260,7 @@ pub async fn run(
                     .map(|(ip, port)| format!("{ip}:{port}"))
                     .collect();
                 format!(
-                    "{ip}:{port}/{proto} {service} -> {}\n",
+                    "{ip}:{port}/{proto} {kind} {service}{scope} -> {}\n",
                     if backends.is_empty() {
                         "(no endpoints: refused)".to_string()
                     } else {
@@ -187,7 +299,10 @@ async fn serve(listener: tokio::net::TcpListener, stats: Arc<Mutex<Stats>>) {
             )
         }
     };
-    let listing = move || async move { stats.lock().expect("not poisoned").listing.clone() };
+    let listing = move || async move {
+        let s = stats.lock().expect("not poisoned");
+        format!("{}{}", s.listing, s.announced)
+    };
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/services", get(listing))
