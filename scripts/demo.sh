@@ -101,6 +101,25 @@ kubectl exec deploy/web -- sh -c "for i in 1 2 3 4 5 6; do printf 'GET / HTTP/1.
 echo "+ what the node's eBPF proxy programmed (skiff-worker, 127.0.0.1:10249/services)"
 ip netns exec skiff-worker curl -sS http://127.0.0.1:10249/services
 
+say "from outside the cluster: a NodePort on every node, and a LoadBalancer IP announced on the node network"
+k expose deployment web --name web-lb --type LoadBalancer --port 80 --target-port 8080
+for i in $(seq 50); do
+  lb_ip=$(kubectl get svc web-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+  [ -n "$lb_ip" ] && break
+  sleep 0.2
+done
+k get svc web-lb -o wide
+node_port=$(kubectl get svc web-lb -o jsonpath='{.spec.ports[0].nodePort}')
+for node_ip in $(kubectl get nodes -o jsonpath='{.items[*].status.addresses[?(@.type=="InternalIP")].address}'); do
+  echo "+ ip netns exec skiff-host curl http://$node_ip:$node_port/"
+  ip netns exec skiff-host curl -sS --max-time 5 --retry 5 --retry-delay 1 --retry-all-errors "http://$node_ip:$node_port/"
+done
+for i in 1 2 3; do
+  echo "+ ip netns exec skiff-host curl http://$lb_ip/"
+  ip netns exec skiff-host curl -sS --max-time 5 --retry 10 --retry-delay 1 --retry-all-errors "http://$lb_ip/"
+done
+k describe svc web-lb | sed -n '/^Events:/,$p'
+
 say "inside a pod: kubectl exec, logs, describe"
 pod=$(kubectl get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
 k exec "$pod" -- sh -c 'echo "I am $(hostname) on $NODE_NAME"; cat /etc/resolv.conf'

@@ -289,6 +289,87 @@ fn workloads(s: &ServerProcess) {
     assert!(ip.starts_with("10.") && ip != "10.96.0.1", "{ip}");
     assert_eq!(target, "8080");
 
+    // Node ports: the one asked for, never twice, released on delete; the health-check node
+    // port exists exactly while a LoadBalancer has externalTrafficPolicy Local.
+    s.kubectl_ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "--tcp=80:8080",
+        "--node-port=30555",
+    ]);
+    let port = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "np",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    assert_eq!(port, "30555");
+    let taken = s.kubectl_err(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=80",
+        "--node-port=30555",
+    ]);
+    assert!(
+        taken.contains("provided port is already allocated"),
+        "{taken}"
+    );
+    s.kubectl_ok(&["delete", "svc", "np"]);
+    s.kubectl_ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=80",
+        "--node-port=30555",
+    ]);
+    s.kubectl_ok(&["delete", "svc", "np2"]);
+    s.kubectl_ok(&["create", "service", "loadbalancer", "lb", "--tcp=80:8080"]);
+    let health = |s: &ServerProcess| {
+        s.kubectl_ok(&[
+            "get",
+            "svc",
+            "lb",
+            "-o",
+            "jsonpath={.spec.healthCheckNodePort}",
+        ])
+    };
+    assert_eq!(health(s), "");
+    s.kubectl_ok(&[
+        "patch",
+        "svc",
+        "lb",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ]);
+    let allocated: u16 = health(s).parse().unwrap();
+    assert!((30000..=32767).contains(&allocated), "{allocated}");
+    s.kubectl_ok(&[
+        "patch",
+        "svc",
+        "lb",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#,
+    ]);
+    assert_eq!(health(s), "", "released with the Local policy");
+    let wrong = s.kubectl_err(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"healthCheckNodePort":31000}}"#,
+    ]);
+    assert!(
+        wrong.contains("may only be set when `type` is 'LoadBalancer'"),
+        "{wrong}"
+    );
+    s.kubectl_ok(&["delete", "svc", "lb"]);
+
     s.kubectl_ok(&["delete", "deployment", "web"]);
     assert!(s
         .kubectl_err(&["get", "deploy", "web"])

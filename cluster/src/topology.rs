@@ -101,6 +101,17 @@ impl Topology {
     pub fn control_plane(&self) -> &NodeSpec {
         &self.nodes[0]
     }
+
+    /// LoadBalancer IPs: `.220`–`.254` of the node network's first /24, past the last possible
+    /// node (`.209` with 200 nodes), announced by the nodes on the node network.
+    pub fn load_balancer_range(&self) -> String {
+        let base = u32::from(self.host_ip) - 1;
+        format!(
+            "{}-{}",
+            Ipv4Addr::from(base + 220),
+            Ipv4Addr::from(base + 254)
+        )
+    }
 }
 
 pub fn parse_cidr(cidr: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
@@ -133,6 +144,7 @@ mod tests {
         let ips: Vec<String> = t.nodes.iter().map(|n| n.ip.to_string()).collect();
         assert_eq!(ips, ["192.168.56.10", "192.168.56.11", "192.168.56.12"]);
         assert_eq!(t.host_ip.to_string(), "192.168.56.1");
+        assert_eq!(t.load_balancer_range(), "192.168.56.220-192.168.56.254");
         assert_eq!(t.host_netns, "skiff-host");
         let ha = Topology::new("ha", 4, 2, "10.77.0.0/24").unwrap();
         let names: Vec<&str> = ha.nodes.iter().map(|n| n.name.as_str()).collect();

@@ -196,6 +196,8 @@ fn bring_up(
                     "http://127.0.0.1:2379".into(),
                     "--tls-san".into(),
                     "127.0.0.1".into(),
+                    "--load-balancer-ip-range".into(),
+                    t.load_balancer_range(),
                 ],
                 &server_log,
             )

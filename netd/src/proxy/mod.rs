@@ -10,13 +10,15 @@
 //! - [`maps`]: the Rust mirror of `ebpf/include/skiff_lb.h`.
 //! - [`datapath`]: loading, attaching and pinning the programs; incremental map writes.
 //! - [`announce`]: which node answers ARP for each LoadBalancer IP.
+//! - [`health`]: the health-check node ports of `externalTrafficPolicy: Local` Services.
 //! - [`sync`]: the watch loop, `/metrics` and the `/services` listing.
 //!
-//! Not yet (issue 18): the health-check node port, a per-packet path for pods whose sockets
-//! the cgroup programs cannot see, IPv6.
+//! Not yet (issue 18): a per-packet path for pods whose sockets the cgroup programs cannot see,
+//! IPv6.
 
 pub mod announce;
 pub mod datapath;
+pub mod health;
 pub mod maps;
 pub mod model;
 pub mod sync;

@@ -5,7 +5,8 @@
 //!
 //! Beside the frontends it keeps the node-address map (every Node's addresses: a NodePort
 //! dialled on any of them is translated) and the announce map (the LoadBalancer IPs this node
-//! is elected to answer ARP for, see [`super::announce`]).
+//! is elected to answer ARP for, see [`super::announce`]), and serves the health-check node
+//! ports ([`super::health`]) when the node serves outside traffic.
 //!
 //! `--proxy-metrics-address` (kube-proxy's 10249) serves `/metrics` (sync latency, frontends,
 //! backends, syncs and failures) and `/services` (the programmed frontends and backends).
@@ -26,7 +27,7 @@ use kube::Client;
 
 use super::announce::{self, Liveness};
 use super::datapath::Datapath;
-use super::model;
+use super::{health, model};
 
 /// Where this node announces LoadBalancer IPs: its interface and that interface's MAC.
 #[derive(Debug, Clone)]
@@ -137,6 +138,7 @@ pub async fn run(
     // frontends a restarted agent left in place).
     let mut synced = [false; 4];
     let mut liveness = Liveness::default();
+    let mut health_servers = health::Servers::default();
     let mut announced: BTreeSet<Ipv4Addr> = BTreeSet::new();
     // Heartbeats are judged by when they stop changing: looked at every second.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -218,6 +220,13 @@ pub async fn run(
             }
         }
         let result = datapath.apply(&desired);
+        if announcer.is_some() {
+            health_servers.sync(&health::wanted(
+                services.iter().map(|s| s.as_ref()),
+                slices.iter().map(|s| s.as_ref()),
+                &node,
+            ));
+        }
         let mut stats = stats.lock().expect("not poisoned");
         stats.syncs += 1;
         stats.last_sync_seconds = started.elapsed().as_secs_f64();

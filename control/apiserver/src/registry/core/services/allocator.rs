@@ -1,4 +1,5 @@
-//! Service ClusterIP (10.96.0.0/12) and NodePort (30000–32767) allocation. Each allocation is a
+//! Service ClusterIP (10.96.0.0/12) and NodePort (30000–32767, also `healthCheckNodePort` of a
+//! LoadBalancer with `externalTrafficPolicy: Local`) allocation. Each allocation is a
 //! key (`/registry/ranges/serviceips/<ip>`, `/registry/ranges/servicenodeports/<port>`) created
 //! and deleted in the same transaction as the Service, so concurrent creates on any number of API
 //! servers can never hand out one address twice, and a deleted Service releases its addresses.
@@ -55,6 +56,12 @@ fn node_ports(spec: &Value) -> Vec<i64> {
         .unwrap_or_default()
 }
 
+fn health_check_node_port(spec: &Value) -> Option<i64> {
+    spec.get("healthCheckNodePort")
+        .and_then(Value::as_i64)
+        .filter(|n| *n != 0)
+}
+
 /// Everything a service holds, for release on delete.
 pub fn held_keys(service: &Value) -> Vec<String> {
     let spec = &service["spec"];
@@ -63,6 +70,7 @@ pub fn held_keys(service: &Value) -> Vec<String> {
         keys.push(ip_key(ip));
     }
     keys.extend(node_ports(spec).into_iter().map(port_key));
+    keys.extend(health_check_node_port(spec).map(port_key));
     keys
 }
 
@@ -194,6 +202,67 @@ pub async fn allocate(
             extra.deletes.push(port_key(p));
         }
     }
+
+    // The health-check node port: LoadBalancer with externalTrafficPolicy Local only; dropped
+    // (and released) when the Service stops being one, as upstream's strategy does.
+    let old_health = health_check_node_port(&old_spec);
+    let requested = health_check_node_port(&new["spec"]);
+    let wants_health =
+        kind == "LoadBalancer" && new["spec"]["externalTrafficPolicy"].as_str() == Some("Local");
+    if !wants_health {
+        if let (Some(n), true) = (requested, requested != old_health) {
+            return Err(ApiError::invalid(
+                info,
+                &name,
+                vec![FieldError::invalid(
+                    "spec.healthCheckNodePort",
+                    &json!(n),
+                    "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+                )],
+            ));
+        }
+        if let Some(spec) = new["spec"].as_object_mut() {
+            spec.remove("healthCheckNodePort");
+        }
+        if let Some(n) = old_health {
+            extra.deletes.push(port_key(n));
+        }
+        return Ok(extra);
+    }
+    let chosen = match requested.or(old_health) {
+        Some(n) if Some(n) == old_health => n,
+        Some(n) => {
+            let why = if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&n) {
+                Some(format!("provided port is not in the valid range. The range of valid ports is {NODE_PORT_MIN}-{NODE_PORT_MAX}"))
+            } else if kept.contains(&n) || storage.get_raw(&port_key(n)).await?.is_some() {
+                Some("provided port is already allocated".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ApiError::invalid(
+                    info,
+                    &name,
+                    vec![FieldError::invalid(
+                        "spec.healthCheckNodePort",
+                        &json!(n),
+                        why,
+                    )],
+                ));
+            }
+            extra.creates.push((port_key(n), owner.as_bytes().to_vec()));
+            n
+        }
+        None => {
+            let n = free_port(storage, &kept).await?;
+            extra.creates.push((port_key(n), owner.as_bytes().to_vec()));
+            n
+        }
+    };
+    if let Some(old) = old_health.filter(|o| *o != chosen) {
+        extra.deletes.push(port_key(old));
+    }
+    new["spec"]["healthCheckNodePort"] = json!(chosen);
     Ok(extra)
 }
 
