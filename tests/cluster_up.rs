@@ -211,6 +211,68 @@ spec:
     ]);
     assert!(through.contains("hello from pod web-"), "{through}");
 
+    // From outside: a LoadBalancer IP from skiff up's pool (.220–.254 of the node network),
+    // announced on the node network by one node, and its NodePort on every node's address.
+    cluster.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name",
+        "web-lb",
+        "--type",
+        "LoadBalancer",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let mut lb_ip = String::new();
+    for _ in 0..100 {
+        lb_ip = cluster.ok(&[
+            "get",
+            "svc",
+            "web-lb",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]);
+        if !lb_ip.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        lb_ip.starts_with("192.168.77.2"),
+        "LoadBalancer IP: {lb_ip:?}"
+    );
+    let node_port = cluster.ok(&[
+        "get",
+        "svc",
+        "web-lb",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let from_host = |url: &str| -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &format!("{name}-host"), "curl", "-sS"])
+            .args(["--max-time", "3", "--retry", "15", "--retry-delay", "1"])
+            .args(["--retry-all-errors", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for ip in ["192.168.77.10", "192.168.77.11", "192.168.77.12"] {
+        let answer = from_host(&format!("http://{ip}:{node_port}/"));
+        assert!(
+            answer.starts_with("hello from pod web-"),
+            "NodePort on {ip}: {answer:?}"
+        );
+    }
+    let answer = from_host(&format!("http://{lb_ip}/"));
+    assert!(
+        answer.starts_with("hello from pod web-"),
+        "LoadBalancer {lb_ip}: {answer:?}"
+    );
+
     let hostname = cluster.ok(&["exec", "deploy/web", "--", "hostname"]);
     assert!(hostname.starts_with("web-"), "{hostname}");
     let status = Command::new(skiff_bin())
