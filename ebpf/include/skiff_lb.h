@@ -16,11 +16,13 @@
 
 #include <linux/types.h>
 
-#define SKIFF_LB_MAX_SERVICES 65536
-#define SKIFF_LB_MAX_BACKENDS 65536
+/* Sized for 10,000 Services with 100,000 endpoints (frontend + one slot per backend); the
+ * hash maps allocate entries on use (BPF_F_NO_PREALLOC), so the limit costs no memory. */
+#define SKIFF_LB_MAX_SERVICES 262144
+#define SKIFF_LB_MAX_BACKENDS 262144
 #define SKIFF_LB_MAX_REVNAT 65536
 #define SKIFF_LB_MAX_AFFINITY 65536
-#define SKIFF_LB_MAX_CT 262144
+#define SKIFF_LB_MAX_CT 131072
 #define SKIFF_LB_MAX_NODE_ADDRS 4096
 #define SKIFF_LB_MAX_ANNOUNCE 4096
 
@@ -134,6 +136,7 @@ struct skiff_lb4_nat {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, SKIFF_LB_MAX_SERVICES);
 	__type(key, struct skiff_lb4_key);
 	__type(value, struct skiff_lb4_service);
@@ -141,6 +144,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, SKIFF_LB_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct skiff_lb4_backend);

@@ -64,6 +64,7 @@ mod bench_controllers;
 mod bench_dns;
 mod bench_kubelet;
 mod bench_netd;
+mod bench_proxy;
 mod bench_scheduler;
 mod controllers;
 mod scheduler;
@@ -124,6 +125,9 @@ struct NetdCommand {
 enum NetdAction {
     /// iperf3 and TCP round trips pod↔pod across the overlay against node↔node, side by side.
     Bench(bench_netd::BenchArgs),
+    /// The service proxy's programming time and connect latency against kube-proxy's
+    /// iptables and nftables rules, side by side.
+    BenchProxy(bench_proxy::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -181,6 +185,7 @@ fn main() -> anyhow::Result<()> {
         Command::Token(cmd) => token::run(cmd),
         Command::Netd(cmd) => match (cmd.action, cmd.serve) {
             (Some(NetdAction::Bench(args)), _) => bench_netd::run(args),
+            (Some(NetdAction::BenchProxy(args)), _) => bench_proxy::run(args),
             (None, Some(args)) => {
                 tokio::runtime::Runtime::new()?.block_on(skiff_netd::agent::run(args))
             }
