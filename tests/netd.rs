@@ -27,6 +27,7 @@ fn pods_talk_across_nodes_over_the_overlay() {
     cluster_ips_reach_backends_in_ebpf(&lab);
     node_ports_from_outside_every_node(&lab);
     load_balancer_ips_keep_the_client_and_move_when_a_node_dies(&mut lab);
+    a_deployment_scaled_to_zero_refuses_then_recovers(&lab);
     a_restarted_agent_keeps_streams_open(&mut lab);
     a_node_that_leaves_is_withdrawn(&mut lab, &cidrs);
 }
@@ -491,6 +492,27 @@ spec:
     assert!(answer.contains("web-"), "{answer}");
     // Only the NodePort's port is served: another port on the node's address is the node's.
     assert!(curl_from_outside(lab, "http://192.168.56.12:30099/", 3).is_err());
+    // A port the datapath cannot serve is an event on the Service, not silence.
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: sctp}
+spec:
+  selector: {app: web}
+  ports: [{name: assoc, port: 9999, protocol: SCTP}]
+"#,
+    );
+    lab.wait("an UnsupportedProtocol event", 30, || {
+        lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=sctp",
+        ])
+        .contains("UnsupportedProtocol")
+    });
+    lab.kubectl_ok(&["delete", "svc", "sctp"]);
 }
 
 /// A LoadBalancer Service with externalTrafficPolicy: Local and backends on node-1 and node-2:
@@ -641,6 +663,51 @@ spec:
     lab.kubectl_ok(&["delete", "pod", "whoami-1", "whoami-2", "--grace-period=1"]);
 }
 
+/// A Deployment behind a ClusterIP scaled 3 → 0 → 3: connections are refused (not left to time
+/// out) while it has no endpoint, and answered again once it has.
+fn a_deployment_scaled_to_zero_refuses_then_recovers(lab: &Lab) {
+    lab.kubectl_ok(&[
+        "create",
+        "deployment",
+        "scaled",
+        "--image=skiff.local/busybox:1",
+        "--replicas=3",
+        "--",
+        "sh",
+        "-c",
+        "echo scaled > /tmp/index.html; httpd -f -p 8080 -h /tmp",
+    ]);
+    lab.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "scaled",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let ip = lab.kubectl_ok(&["get", "svc", "scaled", "-o", "jsonpath={.spec.clusterIP}"]);
+    let ask = || {
+        let out = exec(
+            lab,
+            "web-2",
+            &format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned() + &stdout(&out)
+    };
+    lab.wait("3 replicas answer", 90, || ask().contains("scaled"));
+    lab.kubectl_ok(&["scale", "deployment", "scaled", "--replicas=0"]);
+    let mut said = String::new();
+    lab.wait("no endpoint: refused", 60, || {
+        said = ask();
+        said.contains("Connection refused")
+    });
+    lab.kubectl_ok(&["scale", "deployment", "scaled", "--replicas=3"]);
+    lab.wait("answers again", 90, || ask().contains("scaled"));
+    lab.kubectl_ok(&["delete", "deployment", "scaled"]);
+    lab.kubectl_ok(&["delete", "svc", "scaled"]);
+}
+
 /// A TCP stream from node 0 to a pod on node 2 while every node's agent is killed and
 /// restarted: the stream keeps flowing and is never reset.
 fn a_restarted_agent_keeps_streams_open(lab: &mut Lab) {
@@ -689,7 +756,12 @@ spec:
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "connected");
-    let starts = |lab: &Lab, i: usize| lab.netd_log(i).matches("skiff netd ready").count();
+    let starts = |lab: &Lab, i: usize| {
+        std::fs::read_to_string(lab.nodes[i].root.join("netd.log"))
+            .unwrap_or_default()
+            .matches("skiff netd ready")
+            .count()
+    };
     let before: Vec<usize> = (0..3).map(|i| starts(lab, i)).collect();
     for i in 0..3 {
         lab.kill_netd(i);
@@ -698,7 +770,15 @@ spec:
         lab.start_netd(i);
     }
     for (i, count) in before.iter().enumerate() {
-        lab.wait("netd ready again", 30, || starts(lab, i) == count + 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while starts(lab, i) != count + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node-{i}'s netd never got ready again ({count} starts before):\n{}",
+                lab.netd_log(i)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
     std::fs::write(&marker, "").unwrap();
     let mut rest = String::new();

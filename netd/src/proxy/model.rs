@@ -59,10 +59,12 @@ impl Frontend {
 }
 
 /// Ports the datapath skipped, with why (for events).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {
     pub service: String,
     pub reason: String,
+    /// The Service, for the event.
+    pub object: k8s_openapi::api::core::v1::ObjectReference,
 }
 
 fn protocol(p: Option<&str>) -> Option<u8> {
@@ -152,6 +154,7 @@ pub fn frontends(
         let Some(proto) = protocol(port.protocol.as_deref()) else {
             skipped.push(Skipped {
                 service: label,
+                object: skiff_events::reference(service),
                 reason: format!(
                     "protocol {} is not supported by the service proxy",
                     port.protocol.as_deref().unwrap_or_default()

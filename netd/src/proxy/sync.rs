@@ -139,6 +139,7 @@ pub async fn run(
     let mut synced = [false; 4];
     let mut liveness = Liveness::default();
     let mut health_servers = health::Servers::default();
+    let recorder = skiff_events::Recorder::new("skiff-netd", Some(&node));
     let mut announced: BTreeSet<Ipv4Addr> = BTreeSet::new();
     // Heartbeats are judged by when they stop changing: looked at every second.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -217,6 +218,23 @@ pub async fn run(
         for s in skipped {
             if reported.insert((s.service.clone(), s.reason.clone())) {
                 tracing::warn!(service = %s.service, "not programmed: {}", s.reason);
+                let message = format!(
+                    "port {} is not served on node {node}: {}",
+                    s.service, s.reason
+                );
+                if let Err(e) = recorder
+                    .record(
+                        &client,
+                        &s.object,
+                        skiff_events::WARNING,
+                        "UnsupportedProtocol",
+                        "Programming",
+                        &message,
+                    )
+                    .await
+                {
+                    tracing::warn!("recording an event for {}: {e}", s.service);
+                }
             }
         }
         let result = datapath.apply(&desired);

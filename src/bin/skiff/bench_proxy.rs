@@ -151,7 +151,10 @@ fn frontends(n: usize, per: usize) -> Vec<Frontend> {
 fn iptables_rules(n: usize, per: usize) -> String {
     let mut chains = String::new();
     let mut rules = String::new();
-    let _ = writeln!(chains, "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]");
+    let _ = writeln!(
+        chains,
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]"
+    );
     let _ = writeln!(
         rules,
         "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
@@ -284,7 +287,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "the bench needs root (namespaces, BPF)"
     );
     let pid = std::process::id();
-    let dir = tempfile::Builder::new().prefix("skiff-bench-proxy").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-bench-proxy")
+        .tempdir()?;
     let mut scratch = Scratch {
         netns: format!("skbp{pid}"),
         cgroup: datapath::cgroup2_dir(&format!("/skiff-bench-proxy-{pid}"))?,
