@@ -282,10 +282,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--services ≥ 2, --endpoints ≥ 1, --latency-services ≥ 10"
     );
     // SAFETY: geteuid has no preconditions.
-    anyhow::ensure!(
-        unsafe { libc::geteuid() } == 0,
-        "the bench needs root (namespaces, BPF)"
-    );
+    let euid = unsafe { libc::geteuid() };
+    anyhow::ensure!(euid == 0, "the bench needs root (namespaces, BPF)");
     let pid = std::process::id();
     let dir = tempfile::Builder::new()
         .prefix("skiff-bench-proxy")
