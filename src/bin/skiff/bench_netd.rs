@@ -2,7 +2,10 @@
 //! two pods on two nodes across skiff's datapath (the `skiff-cni` veth + bridge, the VXLAN
 //! device and entries `skiff netd` programs) against the same between the two nodes directly,
 //! single stream and 4 streams, and TCP round trips (1-byte ping-pong, TCP_NODELAY) pod↔pod
-//! against node↔node.
+//! against node↔node. Then the service proxy: iperf3 through a ClusterIP (socket programs on a
+//! cgroup of the run) and through a NodePort from outside (tc on the node's interface: backend
+//! on that node, and on the other node through SNAT over VXLAN), each against the backend's pod
+//! IP from the same client through the same node.
 //!
 //! The lab is two node namespaces on a switch namespace, laid out like `skiff up`'s, with no
 //! API server: the overlay is programmed by the same library calls the agent makes and the pods
@@ -13,7 +16,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -194,18 +197,25 @@ fn program_peers(lab: &Lab, vteps: &[overlay::Vtep], direct: bool) -> anyhow::Re
     Ok(())
 }
 
-fn in_ns(ns: &str, args: &[&str]) -> std::io::Result<Output> {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-}
-
 /// iperf3 from `client` to `server_ip` in `server`: Gbit/s received.
 fn iperf(
     server: &str,
     client: &str,
     server_ip: Ipv4Addr,
+    streams: u32,
+    seconds: u32,
+) -> anyhow::Result<f64> {
+    iperf_to(server, client, None, server_ip, 5299, streams, seconds)
+}
+
+/// iperf3 from `client` (inside `cgroup` when given: the socket programs' subtree) to
+/// `address:port`, served in `server` on 5299.
+fn iperf_to(
+    server: &str,
+    client: &str,
+    cgroup: Option<&std::path::Path>,
+    address: Ipv4Addr,
+    port: u16,
     streams: u32,
     seconds: u32,
 ) -> anyhow::Result<f64> {
@@ -216,21 +226,16 @@ fn iperf(
         .spawn()
         .context("running iperf3 (package iperf3)")?;
     std::thread::sleep(Duration::from_millis(300));
-    let out = in_ns(
-        client,
-        &[
-            "iperf3",
-            "-c",
-            &server_ip.to_string(),
-            "-p",
-            "5299",
-            "-t",
-            &seconds.to_string(),
-            "-P",
-            &streams.to_string(),
-            "-J",
-        ],
-    )?;
+    let join = match cgroup {
+        Some(c) => format!("echo $$ > {}/cgroup.procs && ", c.display()),
+        None => String::new(),
+    };
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{join}exec ip netns exec {client} iperf3 -c {address} -p {port} -t {seconds} -P {streams} -J"
+        ))
+        .output()?;
     let _ = daemon.wait();
     let report: Value = serde_json::from_slice(&out.stdout).context("iperf3's JSON")?;
     report["end"]["sum_received"]["bits_per_second"]
@@ -290,6 +295,107 @@ fn round_trips(
         .map_err(|_| anyhow::anyhow!("pinger panicked"))??;
     let _ = echo.join();
     Ok(result)
+}
+
+/// The service proxy on both nodes (socket programs on a cgroup of the run, tc on eth0 and
+/// skiff.1), serving a ClusterIP and a NodePort in front of pod 1's iperf3; the datapaths and
+/// the cgroup, removed on drop.
+struct Proxies {
+    pins: Vec<std::path::PathBuf>,
+    cgroups: Vec<std::path::PathBuf>,
+    bpffs: std::path::PathBuf,
+    _datapaths: Vec<skiff_netd::proxy::datapath::Datapath>,
+}
+
+impl Drop for Proxies {
+    fn drop(&mut self) {
+        for pin in &self.pins {
+            let _ = skiff_netd::proxy::datapath::remove(pin);
+        }
+        let _ = Command::new("umount").arg(&self.bpffs).output();
+        for cgroup in self.cgroups.iter().rev() {
+            let _ = std::fs::remove_dir(cgroup);
+        }
+    }
+}
+
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 100);
+const NODE_PORT: u16 = 30299;
+
+fn proxies(lab: &Lab, backend: Ipv4Addr) -> anyhow::Result<Proxies> {
+    use skiff_netd::proxy::{datapath, maps, model::Frontend};
+    let bpffs = lab.dir.path().join("bpf");
+    std::fs::create_dir_all(&bpffs)?;
+    let out = Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(&bpffs)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "mounting a bpffs for the run");
+    let root = datapath::cgroup2_dir(&format!("/{}", lab.prefix))?;
+    let mut proxies = Proxies {
+        pins: Vec::new(),
+        cgroups: vec![root.clone()],
+        bpffs: bpffs.clone(),
+        _datapaths: Vec::new(),
+    };
+    let frontend = |address, port, flags| Frontend {
+        service: "bench/iperf".into(),
+        address,
+        port,
+        proto: maps::IPPROTO_TCP,
+        scope: maps::SCOPE_ALL,
+        flags,
+        backends: vec![(backend, 5299)],
+        affinity_timeout: 0,
+    };
+    let frontends = vec![
+        frontend(CLUSTER_IP, 5299, 0),
+        frontend(
+            Ipv4Addr::UNSPECIFIED,
+            NODE_PORT,
+            maps::F_EXTERNAL | maps::F_NODEPORT,
+        ),
+    ];
+    for i in 0..2 {
+        let pin = bpffs.join(format!("n{i}"));
+        let cgroup = root.join(format!("n{i}"));
+        proxies.pins.push(pin.clone());
+        proxies.cgroups.push(cgroup.clone());
+        let node = lab.ns(&format!("n{i}"));
+        let path = std::path::PathBuf::from(format!("/run/netns/{node}"));
+        let mac = skiff_netd::netlink::in_netns(&path, |h| async move {
+            skiff_netd::netlink::link(&h, "eth0")
+                .await?
+                .as_ref()
+                .and_then(skiff_netd::netlink::mac_of)
+                .context("eth0's MAC")
+        })?;
+        let setup = datapath::TcSetup {
+            iface: "eth0".into(),
+            overlay: Some(overlay::device_name()),
+            config: maps::Lb4Config {
+                node_ip: maps::addr(node_ip(i)),
+                snat_ip: maps::addr(pod_cidr(i).network()),
+                pod_net: maps::addr(pod_cidr(i).network()),
+                pod_mask: maps::addr(pod_cidr(i).mask()),
+                nat_port_min: 61000,
+                nat_port_max: 65000,
+                mac,
+                ..Default::default()
+            },
+        };
+        let frontends = frontends.clone();
+        let datapath = on_thread_in(&node, move || {
+            let mut dp = datapath::Datapath::load(&pin, &cgroup, Some(&setup))?;
+            dp.set_node_addrs(&[node_ip(0), node_ip(1)].into())?;
+            dp.apply(&frontends)?;
+            Ok(dp)
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("loading the datapath panicked"))??;
+        proxies._datapaths.push(datapath);
+    }
+    Ok(proxies)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -356,5 +462,92 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             pod_p99 / node_p99
         );
     }
+
+    // The service proxy: a ClusterIP from pod 0 (socket programs, no per-packet work) and a
+    // NodePort from outside (tc), each against the backend's pod IP from the same place.
+    program_peers(&lab, &vteps, false)?;
+    let proxy = proxies(&lab, pods[1])?;
+    let switch = lab.ns("sw");
+    ip(&[
+        "-n",
+        &switch,
+        "addr",
+        "add",
+        "192.168.57.1/24",
+        "dev",
+        "br0",
+    ])?;
+    let cgroup0 = proxy.cgroups[1].clone();
+    println!(
+        "\n{:<34} {:>12} {:>12} {:>8}",
+        "service proxy, 1 stream", "pod IP", "service", "ratio"
+    );
+    // (what, client, its cgroup, service address and port, the node the direct path goes via)
+    let cases: [(&str, &str, Option<&std::path::Path>, Ipv4Addr, u16, usize); 3] = [
+        (
+            "ClusterIP from pod 0 (socket LB)",
+            &p0,
+            Some(cgroup0.as_path()),
+            CLUSTER_IP,
+            5299,
+            1,
+        ),
+        (
+            "NodePort on n1, backend local",
+            &switch,
+            None,
+            node_ip(1),
+            NODE_PORT,
+            1,
+        ),
+        (
+            "NodePort on n0, backend on n1",
+            &switch,
+            None,
+            node_ip(0),
+            NODE_PORT,
+            0,
+        ),
+    ];
+    for (name, client, cgroup, address, port, via) in cases {
+        // Outside → pod IP through the same node the NodePort is on (n0 forwards over VXLAN).
+        ip(&[
+            "-n",
+            &switch,
+            "route",
+            "replace",
+            &pod_cidr(1).to_string(),
+            "via",
+            &node_ip(via).to_string(),
+        ])?;
+        let mut direct = Vec::new();
+        let mut service = Vec::new();
+        for _ in 0..args.runs.max(1) {
+            direct.push(iperf_to(
+                &p1,
+                client,
+                cgroup,
+                pods[1],
+                5299,
+                1,
+                args.seconds,
+            )?);
+            service.push(iperf_to(
+                &p1,
+                client,
+                cgroup,
+                address,
+                port,
+                1,
+                args.seconds,
+            )?);
+        }
+        let (direct, service) = (median(direct), median(service));
+        println!(
+            "{name:<34} {direct:>10.2} G {service:>10.2} G {:>7.2}×",
+            service / direct
+        );
+    }
+    drop(proxy);
     Ok(())
 }
