@@ -483,7 +483,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "service proxy, 1 stream", "pod IP", "service", "ratio"
     );
     // (what, client, its cgroup, service address and port, the node the direct path goes via)
-    let cases: [(&str, &str, Option<&std::path::Path>, Ipv4Addr, u16, usize); 3] = [
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a std::path::Path>,
+        Ipv4Addr,
+        u16,
+        usize,
+    );
+    let cases: [Case; 3] = [
         (
             "ClusterIP from pod 0 (socket LB)",
             &p0,
