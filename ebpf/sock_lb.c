@@ -100,11 +100,16 @@ static __always_inline int translate(struct bpf_sock_addr *ctx)
 		svc = nodeport_lookup(ctx, &key);
 	if (!svc)
 		return 1;
+	struct skiff_lb4_counters *counters = skiff_lb4_count(svc->rev_nat_index);
 	if (svc->count == 0) {
 		/* A Service without endpoints refuses at once, as kube-proxy's REJECT does. */
+		if (counters)
+			counters->refused++;
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
+	if (counters)
+		counters->connects++;
 	backend_id = pick_backend(ctx, &key, svc);
 	if (!backend_id)
 		return 1;

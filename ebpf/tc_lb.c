@@ -367,9 +367,15 @@ int skiff_tc_ingress(struct __sk_buff *skb)
 	svc = lookup(&key, config);
 	if (!svc)
 		return TC_ACT_OK;
+	struct skiff_lb4_counters *counters = skiff_lb4_count(svc->rev_nat_index);
 	/* No (local) backend: dropped, as kube-proxy does for externalTrafficPolicy: Local. */
-	if (!new_flow(&p, &key, svc, config, &fwd))
+	if (!new_flow(&p, &key, svc, config, &fwd)) {
+		if (counters)
+			counters->dropped++;
 		return TC_ACT_SHOT;
+	}
+	if (counters)
+		counters->flows++;
 	if (rewrite(skb, &p, &fwd))
 		return TC_ACT_SHOT;
 	if (fwd.flags & SKIFF_LB_NAT_REDIRECT)

@@ -490,6 +490,16 @@ spec:
         "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 3 192.168.56.11 30080",
     ));
     assert!(answer.contains("web-"), "{answer}");
+    // The counters: 12 flows from outside on each node's packet path, and node-2's pod's one
+    // connect on its socket path.
+    wait_listing(
+        lab,
+        2,
+        &[
+            "0.0.0.0:30080/TCP NodePort",
+            "[connects 1, refused 0, flows 12, dropped 0]",
+        ],
+    );
     // Only the NodePort's port is served: another port on the node's address is the node's.
     assert!(curl_from_outside(lab, "http://192.168.56.12:30099/", 3).is_err());
     // A port the datapath cannot serve is an event on the Service, not silence.

@@ -90,6 +90,14 @@ struct skiff_lb4_affinity {
 	__u64 last_used_ns;
 };
 
+/* Per frontend (indexed by rev_nat_index), per CPU: what the programs did with it. */
+struct skiff_lb4_counters {
+	__u64 connects;  /* socket path: connect()/sendmsg() translated */
+	__u64 refused;   /* socket path: refused, no endpoint */
+	__u64 flows;     /* packet path: new flows from outside */
+	__u64 dropped;   /* packet path: dropped, no (local) endpoint */
+};
+
 /* The node, written by the agent at start (array of one). */
 struct skiff_lb4_config {
 	__be32 node_ip;      /* this node's address: NodePort destination on the tc path */
@@ -193,6 +201,19 @@ struct {
 	__type(key, struct skiff_lb4_tuple);
 	__type(value, struct skiff_lb4_nat);
 } skiff_lb4_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SKIFF_LB_MAX_REVNAT);
+	__type(key, __u32);
+	__type(value, struct skiff_lb4_counters);
+} skiff_lb4_counters SEC(".maps");
+
+static __always_inline struct skiff_lb4_counters *skiff_lb4_count(__u16 rev_nat_index)
+{
+	__u32 index = rev_nat_index;
+	return bpf_map_lookup_elem(&skiff_lb4_counters, &index);
+}
 
 static __always_inline struct skiff_lb4_config *skiff_lb4_get_config(void)
 {

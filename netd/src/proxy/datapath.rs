@@ -31,7 +31,7 @@ use super::model::Frontend;
 static SOCK_LB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sock_lb.o"));
 static TC_LB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tc_lb.o"));
 
-const MAPS: [&str; 8] = [
+const MAPS: [&str; 9] = [
     "skiff_lb4_services",
     "skiff_lb4_backends",
     "skiff_lb4_revnat",
@@ -40,6 +40,7 @@ const MAPS: [&str; 8] = [
     "skiff_lb4_node_addrs",
     "skiff_lb4_announce",
     "skiff_lb4_ct",
+    "skiff_lb4_counters",
 ];
 const PROGRAMS: [&str; 4] = [
     "skiff_sock4_connect",
@@ -91,8 +92,29 @@ pub struct Datapath {
     /// Backend ids a previous agent wrote: freed after the first full apply, once nothing
     /// points at them any more.
     legacy_backends: Vec<u32>,
+    /// The per-frontend counters, until [`Datapath::take_counters`] hands them to a reader.
+    counters: Option<Counters>,
     /// Keeps the programs (and their fds) alive.
     _ebpf: Vec<aya::Ebpf>,
+}
+
+/// The per-CPU counters map, read by the debug listing.
+pub struct Counters(aya::maps::PerCpuArray<MapData, maps::Lb4Counters>);
+
+impl Counters {
+    /// The frontend's counters summed over the CPUs.
+    pub fn get(&self, rev_nat_index: u16) -> maps::Lb4Counters {
+        let mut sum = maps::Lb4Counters::default();
+        if let Ok(per_cpu) = self.0.get(&u32::from(rev_nat_index), 0) {
+            for c in per_cpu.iter() {
+                sum.connects += c.connects;
+                sum.refused += c.refused;
+                sum.flows += c.flows;
+                sum.dropped += c.dropped;
+            }
+        }
+        sum
+    }
 }
 
 /// The cgroup2 directory of `cgroup_root` (hybrid hosts mount cgroup2 at /sys/fs/cgroup/unified).
@@ -198,6 +220,10 @@ impl Datapath {
         let backends = BpfHashMap::try_from(take(&mut sock, "skiff_lb4_backends")?)?;
         let node_addrs = BpfHashMap::try_from(take(&mut sock, "skiff_lb4_node_addrs")?)?;
         let announce = BpfHashMap::try_from(take(&mut sock, "skiff_lb4_announce")?)?;
+        let counters = Counters(aya::maps::PerCpuArray::try_from(take(
+            &mut sock,
+            "skiff_lb4_counters",
+        )?)?);
         if tc.is_none() {
             // The socket path reads the node's netns cookie (127.0.0.1:nodePort) from it.
             let mut config: aya::maps::Array<MapData, Lb4Config> =
@@ -222,6 +248,7 @@ impl Datapath {
             next_backend_id: 1,
             next_rev_nat: 1,
             legacy_backends: Vec::new(),
+            counters: Some(counters),
             _ebpf: objects,
         };
         // A restarted agent finds the maps full: it records what the old one wrote as stale,
@@ -427,15 +454,21 @@ impl Datapath {
         Ok(())
     }
 
-    /// The frontends as programmed, in address order, for the debug listing.
-    pub fn listing(&self) -> Vec<Frontend> {
-        let mut out: Vec<Frontend> = self
+    /// The frontends as programmed with their counter index, in address order, for the debug
+    /// listing.
+    pub fn listing(&self) -> Vec<(Frontend, u16)> {
+        let mut out: Vec<(Frontend, u16)> = self
             .programmed
             .values()
-            .map(|p| p.frontend.clone())
+            .map(|p| (p.frontend.clone(), p.rev_nat_index))
             .collect();
-        out.sort_by_key(Frontend::id);
+        out.sort_by_key(|(f, _)| f.id());
         out
+    }
+
+    /// The counters map, for a reader that outlives a sync (once).
+    pub fn take_counters(&mut self) -> Option<Counters> {
+        self.counters.take()
     }
 }
 

@@ -40,6 +40,16 @@ pub const F_EXTERNAL: u32 = 2;
 /// `SKIFF_LB_F_NODEPORT`: the `{0.0.0.0, nodePort}` wildcard.
 pub const F_NODEPORT: u32 = 4;
 
+/// `struct skiff_lb4_counters` (one per CPU in the map; summed by the reader).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lb4Counters {
+    pub connects: u64,
+    pub refused: u64,
+    pub flows: u64,
+    pub dropped: u64,
+}
+
 /// `struct skiff_lb4_config`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,6 +111,8 @@ unsafe impl aya::Pod for Lb4Backend {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Lb4Config {}
 // SAFETY: as above.
+unsafe impl aya::Pod for Lb4Counters {}
+// SAFETY: as above.
 unsafe impl aya::Pod for Lb4Tuple {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Lb4Nat {}
@@ -150,6 +162,7 @@ mod tests {
         assert_eq!(size_of::<Lb4Config>(), 40);
         assert_eq!(size_of::<Lb4Tuple>(), 16);
         assert_eq!(size_of::<Lb4Nat>(), 32);
+        assert_eq!(size_of::<Lb4Counters>(), 32);
         let header = include_str!("../../../ebpf/include/skiff_lb.h");
         for field in [
             "__be32 address;",

@@ -54,7 +54,8 @@ struct Stats {
     last_sync_seconds: f64,
     frontends: usize,
     backends: usize,
-    listing: String,
+    /// Frontend lines (without counters) and their counter index.
+    listing: Vec<(String, u16)>,
     announced: String,
 }
 
@@ -71,7 +72,7 @@ pub async fn run(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the proxy's metrics address {addr}"))?;
-        tokio::spawn(serve(listener, stats.clone()));
+        tokio::spawn(serve(listener, stats.clone(), datapath.take_counters()));
     }
     let (services, services_writer) = reflector::store::<Service>();
     let (slices, slices_writer) = reflector::store::<EndpointSlice>();
@@ -266,10 +267,10 @@ pub async fn run(
         }
         let listing = datapath.listing();
         stats.frontends = listing.len();
-        stats.backends = listing.iter().map(|f| f.backends.len()).sum();
+        stats.backends = listing.iter().map(|(f, _)| f.backends.len()).sum();
         stats.listing = listing
             .iter()
-            .map(|f| {
+            .map(|(f, index)| {
                 let (service, ip, port, kind) = (&f.service, f.address, f.port, f.kind());
                 let scope = if f.scope == super::maps::SCOPE_EXT {
                     " (externalTrafficPolicy: Local)"
@@ -286,21 +287,27 @@ pub async fn run(
                     .iter()
                     .map(|(ip, port)| format!("{ip}:{port}"))
                     .collect();
-                format!(
-                    "{ip}:{port}/{proto} {kind} {service}{scope} -> {}\n",
+                let line = format!(
+                    "{ip}:{port}/{proto} {kind} {service}{scope} -> {}",
                     if backends.is_empty() {
                         "(no endpoints: refused)".to_string()
                     } else {
                         backends.join(" ")
                     }
-                )
+                );
+                (line, *index)
             })
             .collect();
     }
 }
 
-/// `/metrics`, `/services` and `/healthz` (axum).
-async fn serve(listener: tokio::net::TcpListener, stats: Arc<Mutex<Stats>>) {
+/// `/metrics`, `/services` (with each frontend's counters, read when asked) and `/healthz`
+/// (axum).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    stats: Arc<Mutex<Stats>>,
+    counters: Option<super::datapath::Counters>,
+) {
     use axum::routing::get;
     let metrics = {
         let stats = stats.clone();
@@ -326,9 +333,22 @@ async fn serve(listener: tokio::net::TcpListener, stats: Arc<Mutex<Stats>>) {
             )
         }
     };
+    let counters = Arc::new(counters);
     let listing = move || async move {
         let s = stats.lock().expect("not poisoned");
-        format!("{}{}", s.listing, s.announced)
+        let mut out = String::new();
+        for (line, index) in &s.listing {
+            let c = counters
+                .as_ref()
+                .as_ref()
+                .map(|c| c.get(*index))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{line}  [connects {}, refused {}, flows {}, dropped {}]\n",
+                c.connects, c.refused, c.flows, c.dropped
+            ));
+        }
+        out + &s.announced
     };
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
