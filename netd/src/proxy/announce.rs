@@ -96,31 +96,11 @@ pub fn elected<'a>(
     me: &str,
 ) -> BTreeSet<Ipv4Addr> {
     // Nodes with a ready endpoint, per service.
-    let mut hosts: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for slice in slices {
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"))
-        else {
-            continue;
-        };
-        let key = (
-            slice.metadata.namespace.clone().unwrap_or_default(),
-            service.clone(),
-        );
-        for endpoint in &slice.endpoints {
-            let ready = endpoint
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true);
-            if let (true, Some(node)) = (ready, endpoint.node_name.as_ref()) {
-                hosts.entry(key.clone()).or_default().insert(node.clone());
-            }
-        }
-    }
+    let hosts: BTreeMap<(String, String), BTreeSet<String>> =
+        super::model::ready_endpoints_by_node(slices)
+            .into_iter()
+            .map(|(key, endpoints)| (key, endpoints.into_iter().map(|(node, _)| node).collect()))
+            .collect();
     let mut mine = BTreeSet::new();
     for service in services {
         let Some(spec) = service.spec.as_ref() else {

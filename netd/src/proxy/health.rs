@@ -7,7 +7,7 @@
 //! One listener per port, started and stopped as Services come and go; the counts they report
 //! are swapped in place on every sync.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Service;
@@ -27,35 +27,7 @@ pub fn wanted<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
     node: &str,
 ) -> BTreeMap<u16, Health> {
-    // Ready endpoint addresses on this node, per service.
-    let mut local: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
-    for slice in slices {
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"))
-        else {
-            continue;
-        };
-        let key = (
-            slice.metadata.namespace.clone().unwrap_or_default(),
-            service.clone(),
-        );
-        for endpoint in &slice.endpoints {
-            let ready = endpoint
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true);
-            if ready && endpoint.node_name.as_deref() == Some(node) {
-                local
-                    .entry(key.clone())
-                    .or_default()
-                    .extend(endpoint.addresses.iter().cloned());
-            }
-        }
-    }
+    let endpoints = super::model::ready_endpoints_by_node(slices);
     let mut out = BTreeMap::new();
     for service in services {
         let Some(spec) = service.spec.as_ref() else {
@@ -75,9 +47,9 @@ pub fn wanted<'a>(
         }
         let namespace = service.metadata.namespace.clone().unwrap_or_default();
         let name = service.metadata.name.clone().unwrap_or_default();
-        let count = local
+        let count = endpoints
             .get(&(namespace.clone(), name.clone()))
-            .map_or(0, BTreeSet::len);
+            .map_or(0, |e| e.iter().filter(|(n, _)| n == node).count());
         out.insert(
             port,
             Health {

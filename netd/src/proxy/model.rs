@@ -252,6 +252,43 @@ fn backends_for(
     chosen
 }
 
+/// Ready endpoints that name their node, per Service `(namespace, name)`: `(node, address)`
+/// pairs (which nodes can serve a Service; how many endpoints a node has).
+pub fn ready_endpoints_by_node<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> BTreeMap<(String, String), std::collections::BTreeSet<(String, String)>> {
+    let mut out: BTreeMap<(String, String), std::collections::BTreeSet<(String, String)>> =
+        BTreeMap::new();
+    for slice in slices {
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+        else {
+            continue;
+        };
+        let key = (
+            slice.metadata.namespace.clone().unwrap_or_default(),
+            service.clone(),
+        );
+        for endpoint in &slice.endpoints {
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
+            if let (true, Some(node)) = (ready, endpoint.node_name.as_ref()) {
+                let entry = out.entry(key.clone()).or_default();
+                for address in &endpoint.addresses {
+                    entry.insert((node.clone(), address.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every frontend of the cluster: Services joined with their slices by the service-name label.
 pub fn all_frontends<'a>(
     services: impl IntoIterator<Item = &'a Service>,

@@ -166,24 +166,8 @@ pub async fn allocate(
             let chosen = match requested.or(previous) {
                 Some(n) if old_ports.contains(&n) => n,
                 Some(n) => {
-                    let why = if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&n) {
-                        Some(format!("provided port is not in the valid range. The range of valid ports is {NODE_PORT_MIN}-{NODE_PORT_MAX}"))
-                    } else if kept.contains(&n) || storage.get_raw(&port_key(n)).await?.is_some() {
-                        Some("provided port is already allocated".to_string())
-                    } else {
-                        None
-                    };
-                    if let Some(why) = why {
-                        return Err(ApiError::invalid(
-                            info,
-                            &name,
-                            vec![FieldError::invalid(
-                                format!("spec.ports[{i}].nodePort"),
-                                &json!(n),
-                                why,
-                            )],
-                        ));
-                    }
+                    let field = format!("spec.ports[{i}].nodePort");
+                    claim_port(storage, &kept, n, &name, &field).await?;
                     extra.creates.push((port_key(n), owner.as_bytes().to_vec()));
                     n
                 }
@@ -232,24 +216,7 @@ pub async fn allocate(
     let chosen = match requested.or(old_health) {
         Some(n) if Some(n) == old_health => n,
         Some(n) => {
-            let why = if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&n) {
-                Some(format!("provided port is not in the valid range. The range of valid ports is {NODE_PORT_MIN}-{NODE_PORT_MAX}"))
-            } else if kept.contains(&n) || storage.get_raw(&port_key(n)).await?.is_some() {
-                Some("provided port is already allocated".to_string())
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(ApiError::invalid(
-                    info,
-                    &name,
-                    vec![FieldError::invalid(
-                        "spec.healthCheckNodePort",
-                        &json!(n),
-                        why,
-                    )],
-                ));
-            }
+            claim_port(storage, &kept, n, &name, "spec.healthCheckNodePort").await?;
             extra.creates.push((port_key(n), owner.as_bytes().to_vec()));
             n
         }
@@ -264,6 +231,29 @@ pub async fn allocate(
     }
     new["spec"]["healthCheckNodePort"] = json!(chosen);
     Ok(extra)
+}
+
+/// Checks that a requested node port `n` (for `field`) is in range and free (neither held in
+/// storage nor in `taken` by this write).
+async fn claim_port(
+    storage: &Storage,
+    taken: &[i64],
+    n: i64,
+    name: &str,
+    field: &str,
+) -> ApiResult<()> {
+    let why = if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&n) {
+        format!("provided port is not in the valid range. The range of valid ports is {NODE_PORT_MIN}-{NODE_PORT_MAX}")
+    } else if taken.contains(&n) || storage.get_raw(&port_key(n)).await?.is_some() {
+        "provided port is already allocated".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::invalid(
+        SERVICES,
+        name,
+        vec![FieldError::invalid(field, &json!(n), why)],
+    ))
 }
 
 async fn free_ip(storage: &Storage) -> ApiResult<String> {
