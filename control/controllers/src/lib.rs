@@ -21,6 +21,7 @@ pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod pods;
@@ -167,6 +168,7 @@ pub async fn run_workloads(client: kube::Client) {
     );
     let endpoint =
         endpoints::controller(client.clone(), pods.clone(), endpoints.clone(), &recorder);
+    let jobs = job::controller(client.clone(), pods.clone(), &recorder);
     tokio::select! {
         _ = pods.run(kube::Api::all(client.clone())) => tracing::error!("pod informer stopped"),
         _ = replica_sets.run(kube::Api::all(client.clone())) => tracing::error!("replicaset informer stopped"),
@@ -178,5 +180,6 @@ pub async fn run_workloads(client: kube::Client) {
         _ = deploy => tracing::error!("deployment controller stopped"),
         _ = endpoint_slice => tracing::error!("endpointslice controller stopped"),
         _ = endpoint => tracing::error!("endpoints controller stopped"),
+        _ = jobs => tracing::error!("job controller stopped"),
     }
 }

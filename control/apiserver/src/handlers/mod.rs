@@ -219,7 +219,29 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
     } else {
         ctx.field_validation()?;
     }
+    let mut decoded = decoded;
+    drop_empty_metadata(&mut decoded);
     Ok(decoded)
+}
+
+/// ObjectMeta's collections are `omitempty` upstream: a patch that removes the last finalizer
+/// leaves no `finalizers` field, not `[]` (clients read "no finalizers" either way, but
+/// `kubectl get -o jsonpath` and watchers comparing objects see the difference).
+fn drop_empty_metadata(object: &mut Value) {
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["labels", "annotations", "ownerReferences", "finalizers"] {
+        let empty = match meta.get(field) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
 }
 
 impl ApiServer {
