@@ -383,6 +383,112 @@ fn delete_running(s: &ServerProcess) {
     wait_until("gone's pods deleted", || job_pods(s, "gone").is_empty());
 }
 
+/// ttlSecondsAfterFinished: the finished Job (and its pods) go that long after completion.
+fn ttl_after_finished_start(s: &ServerProcess) {
+    apply(s, &job_yaml("brief", "  ttlSecondsAfterFinished: 2", "0"));
+}
+
+fn ttl_after_finished_check(s: &ServerProcess) {
+    wait_until("brief deleted after its TTL", || {
+        !s.kubectl_ok(&["get", "jobs", "-o", "name"])
+            .contains("job.batch/brief")
+    });
+    wait_until("brief's pods gone", || job_pods(s, "brief").is_empty());
+}
+
+/// A CronJob every minute: its first Job is created for the minute, named by it, completes
+/// and shows in the status; `kubectl create job --from=cronjob/…` runs its template.
+fn cronjob(s: &ServerProcess) {
+    let yaml = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  timeZone: Etc/UTC
+  concurrencyPolicy: Forbid
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    metadata: {labels: {from: tick}}
+    spec:
+      template:
+        metadata: {annotations: {hollow/exit: "0"}}
+        spec:
+          restartPolicy: Never
+          containers:
+          - {name: main, image: busybox}
+"#;
+    apply(s, yaml);
+    let table = s.kubectl_ok(&["get", "cronjob", "tick"]);
+    assert!(
+        table.contains("SCHEDULE") && table.contains("* * * * *"),
+        "{table}"
+    );
+    s.kubectl_ok(&["create", "job", "--from=cronjob/tick", "by-hand"]);
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/by-hand",
+        "--timeout=60s",
+    ]);
+    // The first scheduled run: at most a minute away.
+    let mut scheduled = String::new();
+    for _ in 0..150 {
+        // (kubectl's by-hand Job is owned by the CronJob too.)
+        scheduled = get(s, &["jobs", "-l", "from=tick"], "{.items[*].metadata.name}")
+            .split_whitespace()
+            .find(|n| n.starts_with("tick-"))
+            .unwrap_or_default()
+            .to_string();
+        if !scheduled.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        scheduled.starts_with("tick-"),
+        "no scheduled Job: {scheduled:?}"
+    );
+    let minute: i64 = scheduled
+        .trim_start_matches("tick-")
+        .parse()
+        .expect("minutes");
+    let stamp = get(
+        s,
+        &["job", &scheduled],
+        "{.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+    );
+    let at: k8s_openapi::jiff::Timestamp = stamp.parse().expect("RFC 3339 time");
+    assert_eq!(at.as_second(), minute * 60, "{stamp}");
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        &format!("job/{scheduled}"),
+        "--timeout=60s",
+    ]);
+    wait_until("tick's status shows the success", || {
+        !get(s, &["cronjob", "tick"], "{.status.lastSuccessfulTime}").is_empty()
+            && get(s, &["cronjob", "tick"], "{.status.active}").is_empty()
+    });
+    assert!(!get(s, &["cronjob", "tick"], "{.status.lastScheduleTime}").is_empty());
+    let describe = s.kubectl_ok(&["describe", "cronjob", "tick"]);
+    assert!(
+        describe.contains(&format!("Created job {scheduled}"))
+            && describe.contains(&format!(
+                "Saw completed job: {scheduled}, condition: Complete"
+            )),
+        "{describe}"
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "cronjob",
+        "tick",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+}
+
 #[test]
 fn batch_controllers_with_kubectl() {
     let s = ServerProcess::start();
@@ -395,7 +501,10 @@ fn batch_controllers_with_kubectl() {
         .expect("client");
     runtime.spawn(hollow_kubelet(client));
 
+    ttl_after_finished_start(&s);
     completes(&s);
+    ttl_after_finished_check(&s);
+    cronjob(&s);
     indexed(&s);
     pod_failure_policy(&s);
     suspend(&s);

@@ -14,6 +14,7 @@
 
 pub mod backoff;
 pub mod controller_ref;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -30,6 +31,7 @@ pub mod selector;
 pub mod service_lb;
 pub mod service_pods;
 pub mod trigger_time;
+pub mod ttl_after_finished;
 
 use std::future::Future;
 use std::path::Path;
@@ -141,6 +143,7 @@ pub async fn start(
 
 pub async fn run_workloads(client: kube::Client) {
     use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let recorder = events::start(client.clone());
@@ -149,6 +152,7 @@ pub async fn run_workloads(client: kube::Client) {
     let nodes = informer::Informer::<Node>::new();
     let slices = informer::Informer::<EndpointSlice>::new();
     let endpoints = informer::Informer::<Endpoints>::new();
+    let batch_jobs = informer::Informer::<Job>::new();
     // Controllers register their informer handlers when built, before the informers run.
     let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
     let rc =
@@ -169,17 +173,21 @@ pub async fn run_workloads(client: kube::Client) {
     let endpoint =
         endpoints::controller(client.clone(), pods.clone(), endpoints.clone(), &recorder);
     let jobs = job::controller(client.clone(), pods.clone(), &recorder);
+    let cronjobs = cronjob::controller(client.clone(), batch_jobs.clone(), &recorder);
     tokio::select! {
         _ = pods.run(kube::Api::all(client.clone())) => tracing::error!("pod informer stopped"),
         _ = replica_sets.run(kube::Api::all(client.clone())) => tracing::error!("replicaset informer stopped"),
         _ = nodes.run(kube::Api::all(client.clone())) => tracing::error!("node informer stopped"),
         _ = slices.run(kube::Api::all(client.clone())) => tracing::error!("endpointslice informer stopped"),
-        _ = endpoints.run(kube::Api::all(client)) => tracing::error!("endpoints informer stopped"),
+        _ = endpoints.run(kube::Api::all(client.clone())) => tracing::error!("endpoints informer stopped"),
+        _ = batch_jobs.run(kube::Api::all(client.clone())) => tracing::error!("job informer stopped"),
         _ = rs => tracing::error!("replicaset controller stopped"),
         _ = rc => tracing::error!("replicationcontroller controller stopped"),
         _ = deploy => tracing::error!("deployment controller stopped"),
         _ = endpoint_slice => tracing::error!("endpointslice controller stopped"),
         _ = endpoint => tracing::error!("endpoints controller stopped"),
         _ = jobs => tracing::error!("job controller stopped"),
+        _ = cronjobs => tracing::error!("cronjob controller stopped"),
+        _ = ttl_after_finished::run(client) => tracing::error!("ttl-after-finished controller stopped"),
     }
 }
