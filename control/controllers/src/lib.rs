@@ -4,9 +4,10 @@
 //! Today: the namespace controller (ships with the API server so `kubectl delete namespace`
 //! completes), the garbage collector (ownerReferences; foreground and orphan deletion, so
 //! every `propagationPolicy` the API server accepts completes), and the workload controllers
-//! ReplicaSet, ReplicationController (`replicaset/`) and Deployment (`deployment/`), and the
-//! service controllers EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which
-//! share one pod informer (and ReplicaSet, node, EndpointSlice and Endpoints informers,
+//! ReplicaSet, ReplicationController (`replicaset/`), Deployment (`deployment/`) and DaemonSet
+//! (`daemonset/`, with ControllerRevisions from `history.rs`), and the service controllers
+//! EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which share one pod informer
+//! (and ReplicaSet, node, ControllerRevision, EndpointSlice and Endpoints informers,
 //! `informer.rs`), as upstream's controllers share informers.
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
@@ -14,12 +15,14 @@
 
 pub mod backoff;
 pub mod controller_ref;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod namespace;
@@ -140,7 +143,7 @@ pub async fn start(
 }
 
 pub async fn run_workloads(client: kube::Client) {
-    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
     use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let recorder = events::start(client.clone());
@@ -149,6 +152,7 @@ pub async fn run_workloads(client: kube::Client) {
     let nodes = informer::Informer::<Node>::new();
     let slices = informer::Informer::<EndpointSlice>::new();
     let endpoints = informer::Informer::<Endpoints>::new();
+    let revisions = informer::Informer::<ControllerRevision>::new();
     // Controllers register their informer handlers when built, before the informers run.
     let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
     let rc =
@@ -157,6 +161,13 @@ pub async fn run_workloads(client: kube::Client) {
         client.clone(),
         pods.clone(),
         replica_sets.clone(),
+        &recorder,
+    );
+    let daemon_set = daemonset::controller(
+        client.clone(),
+        pods.clone(),
+        nodes.clone(),
+        revisions.clone(),
         &recorder,
     );
     let endpoint_slice = endpointslice::controller(
@@ -174,10 +185,12 @@ pub async fn run_workloads(client: kube::Client) {
         _ = replica_sets.run(kube::Api::all(client.clone())) => tracing::error!("replicaset informer stopped"),
         _ = nodes.run(kube::Api::all(client.clone())) => tracing::error!("node informer stopped"),
         _ = slices.run(kube::Api::all(client.clone())) => tracing::error!("endpointslice informer stopped"),
-        _ = endpoints.run(kube::Api::all(client)) => tracing::error!("endpoints informer stopped"),
+        _ = endpoints.run(kube::Api::all(client.clone())) => tracing::error!("endpoints informer stopped"),
+        _ = revisions.run(kube::Api::all(client)) => tracing::error!("controllerrevision informer stopped"),
         _ = rs => tracing::error!("replicaset controller stopped"),
         _ = rc => tracing::error!("replicationcontroller controller stopped"),
         _ = deploy => tracing::error!("deployment controller stopped"),
+        _ = daemon_set => tracing::error!("daemonset controller stopped"),
         _ = endpoint_slice => tracing::error!("endpointslice controller stopped"),
         _ = endpoint => tracing::error!("endpoints controller stopped"),
         _ = jobs => tracing::error!("job controller stopped"),
