@@ -482,7 +482,7 @@ async fn construct_history(
                 history::delete(&api, duplicate).await?;
             }
             if keep.revision < next {
-                history::set_revision(&api, &keep, next).await?
+                renumber(&api, &keep, next).await?
             } else {
                 (*keep).clone()
             }
@@ -526,6 +526,27 @@ fn snapshot(
         data,
         revision,
     )
+}
+
+/// Gives the current revision the number `next`. The cache may still show the revision as it
+/// was before the previous sync renumbered it: on a conflict a fresh read decides.
+async fn renumber(
+    api: &Api<ControllerRevision>,
+    revision: &ControllerRevision,
+    next: i64,
+) -> Result<ControllerRevision, Error> {
+    match history::set_revision(api, revision, next).await {
+        Ok(updated) => Ok(updated),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let fresh = api.get(&revision.name_any()).await?;
+            if fresh.revision >= next {
+                Ok(fresh)
+            } else {
+                Ok(history::set_revision(api, &fresh, next).await?)
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Raises `status.collisionCount` so that the next sync hashes to another name.
