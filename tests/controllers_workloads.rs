@@ -10,28 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::hollow::{apply, get, hollow_kubelet, node_yaml, pods_of};
 use common::{wait_until, ServerProcess};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
-
-fn node_yaml(name: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  labels: {{kubernetes.io/hostname: {name}}}
-status:
-  capacity: {{cpu: "8", memory: 16Gi, pods: "110"}}
-  allocatable: {{cpu: "8", memory: 16Gi, pods: "110"}}
-  conditions:
-  - {{type: Ready, status: "True", reason: KubeletReady, message: hollow node}}
-"#
-    )
-}
 
 fn deployment_yaml(name: &str, replicas: i32, image: &str, strategy: &str) -> String {
     format!(
@@ -52,35 +36,6 @@ spec:
     )
 }
 
-fn apply(s: &ServerProcess, yaml: &str) {
-    let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn get(s: &ServerProcess, args: &[&str], jsonpath: &str) -> String {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    let path = format!("jsonpath={jsonpath}");
-    all.extend_from_slice(&["-o", &path]);
-    s.kubectl_ok(&all)
-}
-
-fn pods_of(s: &ServerProcess, selector: &str) -> Vec<String> {
-    get(
-        s,
-        &["pods", "-l", selector],
-        "{range .items[*]}{.metadata.name}{\"\\n\"}{end}",
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
 /// `kubectl rollout status` until done (it waits on a watch, as upstream's does).
 fn rollout_status(s: &ServerProcess, deployment: &str) -> String {
     s.kubectl_ok(&[
@@ -89,64 +44,6 @@ fn rollout_status(s: &ServerProcess, deployment: &str) -> String {
         &format!("deployment/{deployment}"),
         "--timeout=60s",
     ])
-}
-
-/// The hollow kubelet: pods bound to a node become Running and Ready; pods being deleted go.
-async fn hollow_kubelet(client: kube::Client) {
-    let api: Api<Pod> = Api::all(client.clone());
-    let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
-    while let Some(event) = events.next().await {
-        let pod = match event {
-            Ok(Event::Apply(pod)) | Ok(Event::InitApply(pod)) => pod,
-            _ => continue,
-        };
-        let (Some(name), Some(namespace)) =
-            (pod.metadata.name.clone(), pod.metadata.namespace.clone())
-        else {
-            continue;
-        };
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        if pod.metadata.deletion_timestamp.is_some() {
-            let _ = pods
-                .delete(&name, &DeleteParams::default().grace_period(0))
-                .await;
-            continue;
-        }
-        let bound = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .is_some_and(|n| !n.is_empty());
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if !bound || phase == Some("Running") {
-            continue;
-        }
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        let containers: Vec<serde_json::Value> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .map(|c| {
-                serde_json::json!({"name": c.name, "image": c.image, "imageID": "", "ready": true,
-                    "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}})
-            })
-            .collect();
-        let status = serde_json::json!({"status": {
-            "phase": "Running",
-            "podIP": "10.244.0.10",
-            "startTime": now,
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-            ],
-            "containerStatuses": containers,
-        }});
-        let _ = pods
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-            .await;
-    }
 }
 
 /// What a watch on one Deployment's pods saw while armed: the most pods at once (not being

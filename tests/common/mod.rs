@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod hollow;
 pub mod lab;
 
 use std::io::{BufRead, BufReader};

@@ -60,6 +60,19 @@ impl Expectations {
         );
     }
 
+    /// About to create `adds` pods and delete these (by uid) in one go (the DaemonSet
+    /// controller does both in one sync, as upstream's `SetExpectations`).
+    pub fn expect(&self, controller: &str, adds: usize, deletes: impl IntoIterator<Item = String>) {
+        self.by_controller.lock().insert(
+            controller.to_string(),
+            Expectation {
+                adds: adds as i64,
+                deletes: deletes.into_iter().collect(),
+                set_at: Instant::now(),
+            },
+        );
+    }
+
     /// A pod of this controller appeared (or a create failed, so it never will).
     pub fn creation_observed(&self, controller: &str) {
         if let Some(e) = self.by_controller.lock().get_mut(controller) {

@@ -180,6 +180,11 @@ impl<K: Resource> Cache<K> {
             .collect()
     }
 
+    /// Every object (cluster-scoped kinds: the node list).
+    pub fn all(&self) -> Vec<Arc<K>> {
+        self.objects.values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len()
     }

@@ -4,9 +4,10 @@
 //! Today: the namespace controller (ships with the API server so `kubectl delete namespace`
 //! completes), the garbage collector (ownerReferences; foreground and orphan deletion, so
 //! every `propagationPolicy` the API server accepts completes), and the workload controllers
-//! ReplicaSet, ReplicationController (`replicaset/`) and Deployment (`deployment/`), and the
-//! service controllers EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which
-//! share one pod informer (and ReplicaSet, node, EndpointSlice and Endpoints informers,
+//! ReplicaSet, ReplicationController (`replicaset/`), Deployment (`deployment/`) and DaemonSet
+//! (`daemonset/`, with ControllerRevisions from `history.rs`), and the service controllers
+//! EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which share one pod informer
+//! (and ReplicaSet, node, ControllerRevision, EndpointSlice and Endpoints informers,
 //! `informer.rs`), as upstream's controllers share informers.
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
@@ -15,12 +16,14 @@
 pub mod backoff;
 pub mod controller_ref;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod namespace;
@@ -142,7 +145,7 @@ pub async fn start(
 }
 
 pub async fn run_workloads(client: kube::Client) {
-    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -153,6 +156,7 @@ pub async fn run_workloads(client: kube::Client) {
     let slices = informer::Informer::<EndpointSlice>::new();
     let endpoints = informer::Informer::<Endpoints>::new();
     let batch_jobs = informer::Informer::<Job>::new();
+    let revisions = informer::Informer::<ControllerRevision>::new();
     // Controllers register their informer handlers when built, before the informers run.
     let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
     let rc =
@@ -161,6 +165,13 @@ pub async fn run_workloads(client: kube::Client) {
         client.clone(),
         pods.clone(),
         replica_sets.clone(),
+        &recorder,
+    );
+    let daemon_set = daemonset::controller(
+        client.clone(),
+        pods.clone(),
+        nodes.clone(),
+        revisions.clone(),
         &recorder,
     );
     let endpoint_slice = endpointslice::controller(
@@ -181,9 +192,11 @@ pub async fn run_workloads(client: kube::Client) {
         _ = slices.run(kube::Api::all(client.clone())) => tracing::error!("endpointslice informer stopped"),
         _ = endpoints.run(kube::Api::all(client.clone())) => tracing::error!("endpoints informer stopped"),
         _ = batch_jobs.run(kube::Api::all(client.clone())) => tracing::error!("job informer stopped"),
+        _ = revisions.run(kube::Api::all(client.clone())) => tracing::error!("controllerrevision informer stopped"),
         _ = rs => tracing::error!("replicaset controller stopped"),
         _ = rc => tracing::error!("replicationcontroller controller stopped"),
         _ = deploy => tracing::error!("deployment controller stopped"),
+        _ = daemon_set => tracing::error!("daemonset controller stopped"),
         _ = endpoint_slice => tracing::error!("endpointslice controller stopped"),
         _ = endpoint => tracing::error!("endpoints controller stopped"),
         _ = jobs => tracing::error!("job controller stopped"),
