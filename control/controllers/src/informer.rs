@@ -180,6 +180,12 @@ impl<K: Resource> Cache<K> {
             .collect()
     }
 
+    /// Every object (the node lifecycle, taint eviction and pod GC controllers look at all
+    /// pods of a node, or all pods).
+    pub fn all(&self) -> Vec<Arc<K>> {
+        self.objects.values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len()
     }
