@@ -7,7 +7,11 @@
 //! ReplicaSet, ReplicationController (`replicaset/`) and Deployment (`deployment/`), and the
 //! service controllers EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which
 //! share one pod informer (and ReplicaSet, node, EndpointSlice and Endpoints informers,
-//! `informer.rs`), as upstream's controllers share informers.
+//! `informer.rs`), as upstream's controllers share informers. On the same pod and node
+//! informers (plus one of the Leases in `kube-node-lease`) run the node controllers: node
+//! lifecycle (`nodelifecycle/`: node health from heartbeats and Leases, not-ready/unreachable
+//! taints, pods marked not ready), taint eviction (`tainteviction.rs`: pods deleted for
+//! NoExecute taints they do not tolerate) and the pod garbage collector (`podgc.rs`).
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
