@@ -180,7 +180,8 @@ impl<K: Resource> Cache<K> {
             .collect()
     }
 
-    /// Every object (cluster-scoped kinds: the node list).
+    /// Every object (the node list; the node lifecycle, taint eviction and pod GC controllers
+    /// look at all pods of a node, or all pods).
     pub fn all(&self) -> Vec<Arc<K>> {
         self.objects.values().cloned().collect()
     }

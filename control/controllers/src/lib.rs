@@ -5,10 +5,16 @@
 //! completes), the garbage collector (ownerReferences; foreground and orphan deletion, so
 //! every `propagationPolicy` the API server accepts completes), and the workload controllers
 //! ReplicaSet, ReplicationController (`replicaset/`), Deployment (`deployment/`) and DaemonSet
-//! (`daemonset/`, with ControllerRevisions from `history.rs`), and the service controllers
-//! EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which share one pod informer
-//! (and ReplicaSet, node, ControllerRevision, EndpointSlice and Endpoints informers,
-//! `informer.rs`), as upstream's controllers share informers.
+//! (`daemonset/`, with ControllerRevisions from `history.rs`), the batch controllers Job
+//! (`job/`), CronJob (`cronjob/`) and TTL-after-finished (`ttl_after_finished.rs`), and the
+//! service controllers EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which
+//! share one pod informer (and ReplicaSet, node, ControllerRevision, Job, EndpointSlice and
+//! Endpoints informers, `informer.rs`), as upstream's controllers share informers. On the same
+//! pod and node informers (plus one of the Leases in `kube-node-lease`) run the node
+//! controllers: node lifecycle (`nodelifecycle/`: node health from heartbeats and Leases,
+//! not-ready/unreachable taints, pods marked not ready), taint eviction (`tainteviction.rs`:
+//! pods deleted for NoExecute taints they do not tolerate) and the pod garbage collector
+//! (`podgc.rs`).
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
@@ -18,6 +24,7 @@ pub mod controller_ref;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod duration;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
@@ -28,16 +35,20 @@ pub mod informer;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
 pub mod service_lb;
 pub mod service_pods;
+pub mod tainteviction;
 pub mod trigger_time;
 pub mod ttl_after_finished;
 
 use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -72,6 +83,49 @@ pub struct Options {
     /// network); unset: they stay pending, as on a cluster without a cloud provider.
     #[arg(long)]
     pub load_balancer_ip_range: Option<String>,
+    /// How often the node lifecycle controller checks node health (a Go duration, as upstream).
+    #[arg(long, default_value = "5s", value_parser = duration::parse)]
+    pub node_monitor_period: Duration,
+    /// How long a node may go without posting status or renewing its Lease before it is
+    /// marked Unknown (upstream's default since 1.32: 50s).
+    #[arg(long, default_value = "50s", value_parser = duration::parse)]
+    pub node_monitor_grace_period: Duration,
+    /// The grace period for a node that never posted a Ready condition.
+    #[arg(long, default_value = "1m0s", value_parser = duration::parse)]
+    pub node_startup_grace_period: Duration,
+    /// Nodes per second per zone that may get a NoExecute taint (evicting their pods).
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+    /// The rate in a zone where --unhealthy-zone-threshold of the nodes are unhealthy.
+    #[arg(long, default_value_t = 0.01)]
+    pub secondary_node_eviction_rate: f64,
+    /// Zones of at most this many nodes stop tainting when mostly unhealthy.
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: usize,
+    /// The share of unhealthy nodes (at least 3) that makes a zone unhealthy.
+    #[arg(long, default_value_t = 0.55)]
+    pub unhealthy_zone_threshold: f64,
+    /// Finished pods kept before the pod garbage collector deletes the oldest (≤ 0: never).
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: i64,
+}
+
+impl Options {
+    fn node_lifecycle(&self) -> nodelifecycle::Config {
+        nodelifecycle::Config {
+            monitor_period: self.node_monitor_period,
+            grace: nodelifecycle::health::Grace {
+                monitor: self.node_monitor_grace_period,
+                startup: self.node_startup_grace_period,
+            },
+            rates: nodelifecycle::zones::Rates {
+                eviction_rate: self.node_eviction_rate,
+                secondary_eviction_rate: self.secondary_node_eviction_rate,
+                large_cluster_size_threshold: self.large_cluster_size_threshold,
+                unhealthy_zone_threshold: self.unhealthy_zone_threshold,
+            },
+        }
+    }
 }
 
 impl Default for Options {
@@ -81,6 +135,14 @@ impl Default for Options {
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
             load_balancer_ip_range: None,
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(50),
+            node_startup_grace_period: Duration::from_secs(60),
+            node_eviction_rate: 0.1,
+            secondary_node_eviction_rate: 0.01,
+            large_cluster_size_threshold: 50,
+            unhealthy_zone_threshold: 0.55,
+            terminated_pod_gc_threshold: 12500,
         }
     }
 }
@@ -111,6 +173,10 @@ pub async fn start(
         .as_deref()
         .map(service_lb::Pool::parse)
         .transpose()?;
+    anyhow::ensure!(
+        !options.node_monitor_period.is_zero(),
+        "--node-monitor-period must be positive"
+    );
     let client = client_from_kubeconfig(kubeconfig).await?;
     let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), config);
@@ -137,16 +203,17 @@ pub async fn start(
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
                 _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),
-                _ = run_workloads(client.clone()) => anyhow::bail!("the workload controllers stopped"),
+                _ = run_workloads(client.clone(), &options) => anyhow::bail!("the workload controllers stopped"),
             }
         },
         shutdown,
     )))
 }
 
-pub async fn run_workloads(client: kube::Client) {
+pub async fn run_workloads(client: kube::Client, options: &Options) {
     use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
     use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let recorder = events::start(client.clone());
@@ -157,6 +224,7 @@ pub async fn run_workloads(client: kube::Client) {
     let endpoints = informer::Informer::<Endpoints>::new();
     let batch_jobs = informer::Informer::<Job>::new();
     let revisions = informer::Informer::<ControllerRevision>::new();
+    let node_leases = informer::Informer::<Lease>::new();
     // Controllers register their informer handlers when built, before the informers run.
     let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
     let rc =
@@ -185,7 +253,27 @@ pub async fn run_workloads(client: kube::Client) {
         endpoints::controller(client.clone(), pods.clone(), endpoints.clone(), &recorder);
     let jobs = job::controller(client.clone(), pods.clone(), &recorder);
     let cronjobs = cronjob::controller(client.clone(), batch_jobs.clone(), &recorder);
+    let node_lifecycle = nodelifecycle::controller(
+        client.clone(),
+        nodes.clone(),
+        pods.clone(),
+        node_leases.clone(),
+        options.node_lifecycle(),
+        &recorder,
+    );
+    let taint_eviction =
+        tainteviction::controller(client.clone(), nodes.clone(), pods.clone(), &recorder);
+    let pod_gc = podgc::run(
+        client.clone(),
+        pods.clone(),
+        nodes.clone(),
+        options.terminated_pod_gc_threshold,
+    );
     tokio::select! {
+        _ = node_leases.run(kube::Api::namespaced(client.clone(), nodelifecycle::LEASE_NAMESPACE)) => tracing::error!("node lease informer stopped"),
+        _ = node_lifecycle => tracing::error!("node lifecycle controller stopped"),
+        _ = taint_eviction => tracing::error!("taint eviction controller stopped"),
+        _ = pod_gc => tracing::error!("pod garbage collector stopped"),
         _ = pods.run(kube::Api::all(client.clone())) => tracing::error!("pod informer stopped"),
         _ = replica_sets.run(kube::Api::all(client.clone())) => tracing::error!("replicaset informer stopped"),
         _ = nodes.run(kube::Api::all(client.clone())) => tracing::error!("node informer stopped"),
