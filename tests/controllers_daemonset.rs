@@ -275,7 +275,9 @@ fn rolling_update_history_undo(s: &ServerProcess, seen: &Arc<Mutex<Observed>>) {
 
 #[test]
 fn daemonset_controller_with_kubectl() {
-    let s = ServerProcess::start();
+    // Hollow nodes post no heartbeats: the node lifecycle controller must not declare them
+    // unreachable during the test.
+    let s = ServerProcess::start_with(&["--node-monitor-grace-period=1h"]);
     apply(&s, &node_yaml("n1"));
     apply(&s, &node_yaml("n2"));
     apply(

@@ -480,7 +480,12 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn scheduler_with_hollow_nodes() {
     let metrics = format!("127.0.0.1:{}", common::free_port());
-    let s = ServerProcess::start_with(&["--scheduler-metrics-address", &metrics]);
+    let s = ServerProcess::start_with(&[
+        "--scheduler-metrics-address",
+        &metrics,
+        // Hollow nodes post no heartbeats.
+        "--node-monitor-grace-period=1h",
+    ]);
     placement(&s);
     spread_and_anti_affinity(&s);
     unschedulable_until_a_node_fits(&s);
@@ -530,7 +535,7 @@ fn lease_holder(s: &ServerProcess) -> String {
 /// is killed (no release), the other takes the Lease once it expires and schedules.
 #[test]
 fn two_schedulers_one_leader() {
-    let s = ServerProcess::start_with(&["--disable-scheduler"]);
+    let s = ServerProcess::start_with(&["--disable-scheduler", "--node-monitor-grace-period=1h"]);
     apply(&s, &node_yaml("n1", "4", "", ""));
     let first = start_scheduler(&s);
     wait_until("the first scheduler holds the lease", || {
