@@ -143,6 +143,9 @@ async fn kube_rs_crud_list_watch() {
     let mut seen = Vec::new();
     while let Some(ev) = stream.try_next().await.unwrap() {
         match ev {
+            // (The root CA publisher's ConfigMap may land in between.)
+            WatchEvent::Added(c) | WatchEvent::Modified(c)
+                if c.metadata.name.as_deref() == Some("kube-root-ca.crt") => {}
             WatchEvent::Added(c) | WatchEvent::Modified(c) => seen.push(c.metadata.name.unwrap()),
             WatchEvent::Bookmark(_) => {}
             other => panic!("unexpected {other:?}"),

@@ -164,3 +164,51 @@ fn garbage_collection_with_kubectl() {
     });
     assert!(exists(&s, &["configmap", "real-owner"]));
 }
+
+/// Every namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap with
+/// the cluster CA; both come back when deleted, and an edited CA is put right.
+#[test]
+fn namespaces_get_default_account_and_root_ca() {
+    let s = ServerProcess::start();
+    let ca = std::fs::read_to_string(s.ca()).expect("the server's CA");
+    s.kubectl_ok(&["create", "namespace", "fresh"]);
+    let published = |s: &ServerProcess| {
+        s.kubectl(&[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "fresh",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .stdout
+    };
+    wait_until("default account and root CA in fresh", || {
+        exists(&s, &["serviceaccount", "default", "-n", "fresh"]) && published(&s) == ca.as_bytes()
+    });
+    s.kubectl_ok(&["delete", "serviceaccount", "default", "-n", "fresh"]);
+    s.kubectl_ok(&["delete", "configmap", "kube-root-ca.crt", "-n", "fresh"]);
+    wait_until("both recreated", || {
+        exists(&s, &["serviceaccount", "default", "-n", "fresh"]) && published(&s) == ca.as_bytes()
+    });
+    s.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        "fresh",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ]);
+    wait_until("the CA put right", || published(&s) == ca.as_bytes());
+    // The built-in namespaces have them too.
+    for ns in ["default", "kube-system", "kube-public"] {
+        assert!(exists(&s, &["serviceaccount", "default", "-n", ns]), "{ns}");
+        assert!(
+            exists(&s, &["configmap", "kube-root-ca.crt", "-n", ns]),
+            "{ns}"
+        );
+    }
+}

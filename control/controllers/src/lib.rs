@@ -39,9 +39,11 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
+pub mod rootcacert;
 pub mod selector;
 pub mod service_lb;
 pub mod service_pods;
+pub mod serviceaccount;
 pub mod tainteviction;
 pub mod trigger_time;
 pub mod ttl_after_finished;
@@ -108,6 +110,10 @@ pub struct Options {
     /// Finished pods kept before the pod garbage collector deletes the oldest (≤ 0: never).
     #[arg(long, default_value_t = 12500)]
     pub terminated_pod_gc_threshold: i64,
+    /// The CA bundle published as `kube-root-ca.crt` in every namespace; unset: the CA of the
+    /// controller manager's kubeconfig.
+    #[arg(long)]
+    pub root_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -143,6 +149,7 @@ impl Default for Options {
             large_cluster_size_threshold: 50,
             unhealthy_zone_threshold: 0.55,
             terminated_pod_gc_threshold: 12500,
+            root_ca_file: None,
         }
     }
 }
@@ -177,6 +184,7 @@ pub async fn start(
         !options.node_monitor_period.is_zero(),
         "--node-monitor-period must be positive"
     );
+    let root_ca = rootcacert::load_ca(options.root_ca_file.as_deref(), kubeconfig)?;
     let client = client_from_kubeconfig(kubeconfig).await?;
     let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), config);
@@ -202,6 +210,8 @@ pub async fn start(
                 _ = service_lb => anyhow::bail!("the service load-balancer controller stopped"),
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
+                _ = serviceaccount::run(client.clone()) => anyhow::bail!("the serviceaccount controller stopped"),
+                _ = rootcacert::run(client.clone(), root_ca.clone()) => anyhow::bail!("the root CA publisher stopped"),
                 _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),
                 _ = run_workloads(client.clone(), &options) => anyhow::bail!("the workload controllers stopped"),
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
@@ -469,7 +469,7 @@ fn job_from_template(
             owner_references: Some(vec![owner_ref(cj)]),
             ..ObjectMeta::default()
         },
-        spec: Some(template.spec.unwrap_or_else(JobSpec::default)),
+        spec: Some(template.spec.unwrap_or_default()),
         status: None,
     }
 }
