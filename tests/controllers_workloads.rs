@@ -528,6 +528,63 @@ fn bad_template(s: &ServerProcess) {
     });
 }
 
+/// A PodDisruptionBudget gets its status from the disruption controller, and the eviction
+/// subresource honours it: refused with upstream's 429 while the budget allows nothing,
+/// granted once it allows one. (The hollow kubelet readies a replacement within milliseconds,
+/// so the budget is back before a second eviction could be refused by the spent allowance.)
+fn disruption_budget(s: &ServerProcess, runtime: &tokio::runtime::Runtime, client: &kube::Client) {
+    apply(
+        s,
+        &deployment_yaml("guarded", 3, "nginx:1.25", "{type: RollingUpdate}"),
+    );
+    rollout_status(s, "guarded");
+    let budget = |spec: &str| {
+        format!("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: guard}}\nspec: {{{spec}, selector: {{matchLabels: {{app: guarded}}}}}}\n")
+    };
+    let status = |s: &ServerProcess| {
+        get(s, &["pdb", "guard"], "{.status.expectedPods} {.status.desiredHealthy} {.status.currentHealthy} {.status.disruptionsAllowed}")
+    };
+    apply(s, &budget("minAvailable: 3"));
+    wait_until("guard's status", || status(s) == "3 3 3 0");
+    assert_eq!(
+        get(s, &["pdb", "guard"], "{.status.conditions[0].type} {.status.conditions[0].status} {.status.conditions[0].reason}"),
+        "DisruptionAllowed False InsufficientPods"
+    );
+    let table = s.kubectl_ok(&["get", "pdb", "guard"]);
+    assert!(table.contains("ALLOWED DISRUPTIONS"), "{table}");
+    let pods = pods_of(s, "app=guarded");
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let refused = runtime
+        .block_on(api.evict(&pods[0], &Default::default()))
+        .expect_err("the budget allows nothing");
+    match refused {
+        kube::Error::Api(e) => {
+            assert_eq!(
+                (e.code, e.reason.as_str()),
+                (429, "TooManyRequests"),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.message,
+                "Cannot evict pod as it would violate the pod's disruption budget."
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(pods_of(s, "app=guarded").contains(&pods[0]), "not evicted");
+    apply(s, &budget("maxUnavailable: 1"));
+    wait_until("guard allows one", || status(s) == "3 2 3 1");
+    runtime
+        .block_on(api.evict(&pods[0], &Default::default()))
+        .expect("allowed");
+    wait_until("evicted and replaced", || {
+        let now = pods_of(s, "app=guarded");
+        !now.contains(&pods[0]) && now.len() == 3 && status(s) == "3 2 3 1"
+    });
+    s.kubectl_ok(&["delete", "pdb", "guard"]);
+    s.kubectl_ok(&["delete", "deployment", "guarded"]);
+}
+
 #[test]
 fn workload_controllers_with_kubectl() {
     // Hollow nodes post no heartbeats: the node lifecycle controller must not declare them
@@ -551,6 +608,7 @@ fn workload_controllers_with_kubectl() {
     adoption_and_release(&s);
     replication_controller(&s);
     bad_template(&s);
+    disruption_budget(&s, &runtime, &client);
 
     // Deleting the Deployment takes its ReplicaSets and pods along (garbage collector).
     s.kubectl_ok(&["delete", "deployment", "web"]);

@@ -24,6 +24,7 @@ pub mod controller_ref;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod duration;
 pub mod endpoints;
 pub mod endpointslice;
@@ -262,6 +263,7 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
     let endpoint =
         endpoints::controller(client.clone(), pods.clone(), endpoints.clone(), &recorder);
     let jobs = job::controller(client.clone(), pods.clone(), &recorder);
+    let budgets = disruption::controller(client.clone(), pods.clone(), &recorder);
     let cronjobs = cronjob::controller(client.clone(), batch_jobs.clone(), &recorder);
     let node_lifecycle = nodelifecycle::controller(
         client.clone(),
@@ -298,6 +300,7 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
         _ = endpoint_slice => tracing::error!("endpointslice controller stopped"),
         _ = endpoint => tracing::error!("endpoints controller stopped"),
         _ = jobs => tracing::error!("job controller stopped"),
+        _ = budgets => tracing::error!("disruption controller stopped"),
         _ = cronjobs => tracing::error!("cronjob controller stopped"),
         _ = ttl_after_finished::run(client) => tracing::error!("ttl-after-finished controller stopped"),
     }

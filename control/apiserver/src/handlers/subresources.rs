@@ -1,15 +1,17 @@
 //! Subresources with verbs of their own: `/scale` (read and written as an autoscaling/v1 Scale
 //! carried to spec.replicas) and the pod subresources — `binding` (the scheduler's assignment),
-//! `eviction` (a delete; PodDisruptionBudgets are not checked yet). log/exec/attach/
+//! `eviction` (a delete the pod's PodDisruptionBudget must allow). log/exec/attach/
 //! portforward go to the pod's kubelet (`kubelet_proxy.rs`).
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusCause, StatusDetails};
 use serde_json::{json, Value};
 
 use super::update::patch_error;
 use super::{meta, ApiServer, Ctx, Target, MAX_RETRIES};
 use crate::error::{success_status, ApiError, ApiResult, FieldError};
 use crate::patch::{self, PatchType};
-use crate::resources::ResourceInfo;
+use crate::resources::{self, ResourceInfo};
+use crate::selectors::LabelSelector;
 use crate::storage::{Extra, Write};
 use crate::timestamps;
 
@@ -182,16 +184,160 @@ impl ApiServer {
         Err(ApiError::modified(info, target.name()))
     }
 
-    /// `POST pods/<name>/eviction`: deletes the pod (PodDisruptionBudgets are not checked yet).
+    /// `POST pods/<name>/eviction` (upstream `pkg/registry/core/pod/storage/eviction.go`): a
+    /// delete that the pod's PodDisruptionBudget must allow. A pod that is finished, pending or
+    /// already being deleted is deleted at once; otherwise its one budget (more than one is an
+    /// error, as upstream) must have been processed by the disruption controller and allow a
+    /// disruption, which the eviction spends — `disruptionsAllowed` goes down and the pod is
+    /// recorded in `disruptedPods`, in one compare-and-swap of the budget — before the pod is
+    /// deleted. A refusal is 429 TooManyRequests, which `kubectl drain` retries.
     pub async fn evict(&self, target: &Target, ctx: &Ctx, body: Value) -> ApiResult<(u16, Value)> {
         let main = Target {
             sub: None,
             ..target.clone()
         };
         let options = body.get("deleteOptions").cloned().unwrap_or(json!({}));
+        let info = target.info;
+        let pod = self
+            .storage
+            .get(&main.key())
+            .await?
+            .ok_or_else(|| ApiError::not_found(info, target.name()))?
+            .object;
+        if !ignores_budgets(&pod) {
+            self.spend_disruption(target, ctx, &pod).await?;
+        }
         self.delete(&main, ctx, &options).await?;
         Ok((201, success_status(None)))
     }
+
+    async fn spend_disruption(&self, target: &Target, ctx: &Ctx, pod: &Value) -> ApiResult<()> {
+        let Some(budgets) = resources::find_kind("policy/v1", "PodDisruptionBudget") else {
+            return Ok(());
+        };
+        let namespace = target.namespace.as_deref();
+        let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
+        let pod_name = target.name();
+        for _ in 0..MAX_RETRIES {
+            let page = self
+                .storage
+                .list(&budgets.namespace_prefix(namespace), None, 0, 0)
+                .await?;
+            let matching: Vec<_> = page
+                .items
+                .into_iter()
+                .filter(|b| {
+                    // policy/v1: an empty selector matches every pod, a missing one none.
+                    b.object
+                        .pointer("/spec/selector")
+                        .filter(|s| s.is_object())
+                        .and_then(|s| LabelSelector::from_object(s).ok())
+                        .is_some_and(|s| s.matches_labels(labels))
+                })
+                .collect();
+            let budget = match matching.as_slice() {
+                [] => return Ok(()),
+                [one] => one,
+                _ => {
+                    return Err(ApiError::new(
+                        500,
+                        "InternalError",
+                        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                    ))
+                }
+            };
+            let object = &budget.object;
+            let name = meta(object)["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let status = &object["status"];
+            let generation = meta(object)["generation"].as_i64().unwrap_or(0);
+            let observed = status["observedGeneration"].as_i64().unwrap_or(0);
+            if observed < generation {
+                return Err(too_many_requests(format!(
+                    "The disruption budget {name} is still being processed by the server."
+                )));
+            }
+            let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
+            let healthy = status["currentHealthy"].as_i64().unwrap_or(0);
+            let desired = status["desiredHealthy"].as_i64().unwrap_or(0);
+            // An unready pod costs the budget nothing when the budget is met anyway (upstream's
+            // IfHealthyBudget) or the policy says so (AlwaysAllow).
+            let policy = object
+                .pointer("/spec/unhealthyPodEvictionPolicy")
+                .and_then(Value::as_str)
+                .unwrap_or("IfHealthyBudget");
+            if !is_ready(pod) && (policy == "AlwaysAllow" || healthy >= desired) {
+                return Ok(());
+            }
+            if allowed < 0 {
+                return Err(ApiError::forbidden("pdb disruptions allowed is negative"));
+            }
+            if allowed == 0 {
+                return Err(too_many_requests(format!(
+                    "The disruption budget {name} needs {desired} healthy pods and has {healthy} currently"
+                )));
+            }
+            if ctx.dry_run() {
+                return Ok(());
+            }
+            let mut next = object.clone();
+            next["status"]["disruptionsAllowed"] = json!(allowed - 1);
+            if !next["status"]["disruptedPods"].is_object() {
+                next["status"]["disruptedPods"] = json!({});
+            }
+            next["status"]["disruptedPods"][pod_name] = json!(timestamps::now_rfc3339());
+            let key = budgets.key(namespace, &name);
+            match self
+                .storage
+                .update(&key, &next, budget.mod_revision, &Extra::default())
+                .await?
+            {
+                Write::Done(_) => return Ok(()),
+                Write::Conflict => continue,
+            }
+        }
+        Err(too_many_requests(
+            "The disruption budget changed too often; try again.".into(),
+        ))
+    }
+}
+
+/// Pods whose eviction needs no budget: finished, not yet running, or already going.
+fn ignores_budgets(pod: &Value) -> bool {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    matches!(
+        phase,
+        Some("Succeeded") | Some("Failed") | Some("Pending") | None
+    ) || !meta(pod)["deletionTimestamp"].is_null()
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Upstream's refusal: 429 with the budget's reason as a `DisruptionBudget` cause.
+fn too_many_requests(cause: String) -> ApiError {
+    let mut error = ApiError::new(
+        429,
+        "TooManyRequests",
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+    );
+    error.details = Some(Box::new(StatusDetails {
+        causes: Some(vec![StatusCause {
+            reason: Some("DisruptionBudget".into()),
+            message: Some(cause),
+            field: None,
+        }]),
+        ..StatusDetails::default()
+    }));
+    error
 }
 
 /// How a `/scale` request changes the Scale.
