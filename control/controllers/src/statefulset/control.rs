@@ -427,7 +427,9 @@ pub mod tests {
         assert_eq!(describe(&p), ["create web-1"]);
 
         // All there and ready: nothing, and the update step may run.
-        let all: Vec<_> = (0..3).map(|o| member(&s, o, "Running", true, "web-1")).collect();
+        let all: Vec<_> = (0..3)
+            .map(|o| member(&s, o, "Running", true, "web-1"))
+            .collect();
         let (p, _) = run(&s, &all);
         assert!(describe(&p).is_empty() && !p.blocked);
     }
@@ -437,7 +439,10 @@ pub mod tests {
         let mut s = set("web", 2, None);
         s.spec.as_mut().expect("spec").min_ready_seconds = Some(NOW as i32 + 10);
         let (p, _) = run(&s, &[member(&s, 0, "Running", true, "web-1")]);
-        assert!(describe(&p).is_empty() && p.blocked, "ready but not yet available");
+        assert!(
+            describe(&p).is_empty() && p.blocked,
+            "ready but not yet available"
+        );
     }
 
     #[test]
@@ -445,7 +450,10 @@ pub mod tests {
         let s = set("web", 2, None);
         let (p, _) = run(
             &s,
-            &[member(&s, 0, "Failed", false, "web-1"), member(&s, 1, "Running", true, "web-1")],
+            &[
+                member(&s, 0, "Failed", false, "web-1"),
+                member(&s, 1, "Running", true, "web-1"),
+            ],
         );
         assert_eq!(describe(&p), ["delete web-0"]);
         assert!(p.blocked);
@@ -454,7 +462,9 @@ pub mod tests {
     #[test]
     fn scale_down_deletes_the_highest_ordinal_first_one_at_a_time() {
         let s = set("web", 1, None);
-        let pods: Vec<_> = (0..3).map(|o| member(&s, o, "Running", true, "web-1")).collect();
+        let pods: Vec<_> = (0..3)
+            .map(|o| member(&s, o, "Running", true, "web-1"))
+            .collect();
         let (p, layout) = run(&s, &pods);
         let condemned: Vec<_> = layout
             .condemned
@@ -473,21 +483,37 @@ pub mod tests {
         // A wanted pod that is not ready blocks scale down altogether.
         let (p, _) = run(
             &s,
-            &[member(&s, 0, "Running", false, "web-1"), pods[1].clone(), pods[2].clone()],
+            &[
+                member(&s, 0, "Running", false, "web-1"),
+                pods[1].clone(),
+                pods[2].clone(),
+            ],
         );
         assert!(describe(&p).is_empty() && p.blocked);
 
         // An unready condemned pod is deleted only if it is the first unhealthy one.
         let (p, _) = run(
             &s,
-            &[pods[0].clone(), member(&s, 1, "Running", false, "web-1"), pods[2].clone()],
+            &[
+                pods[0].clone(),
+                member(&s, 1, "Running", false, "web-1"),
+                pods[2].clone(),
+            ],
         );
         assert_eq!(describe(&p), ["delete web-2"], "web-2 is healthy");
         let (p, _) = run(
             &s,
-            &[pods[0].clone(), pods[1].clone(), member(&s, 2, "Running", false, "web-1")],
+            &[
+                pods[0].clone(),
+                pods[1].clone(),
+                member(&s, 2, "Running", false, "web-1"),
+            ],
         );
-        assert_eq!(describe(&p), ["delete web-2"], "the first unhealthy pod may go");
+        assert_eq!(
+            describe(&p),
+            ["delete web-2"],
+            "the first unhealthy pod may go"
+        );
         // An unhealthy condemned pod above the first unhealthy one waits.
         let (p, _) = run(
             &s,
@@ -504,10 +530,15 @@ pub mod tests {
     fn parallel_creates_and_deletes_at_once() {
         let s = parallel(set("web", 3, None));
         let (p, _) = run(&s, &[]);
-        assert_eq!(describe(&p), ["create web-0", "create web-1", "create web-2"]);
+        assert_eq!(
+            describe(&p),
+            ["create web-0", "create web-1", "create web-2"]
+        );
         assert!(!p.blocked);
         let s = parallel(set("web", 1, None));
-        let pods: Vec<_> = (0..3).map(|o| member(&s, o, "Running", false, "web-1")).collect();
+        let pods: Vec<_> = (0..3)
+            .map(|o| member(&s, o, "Running", false, "web-1"))
+            .collect();
         let (p, _) = run(&s, &pods);
         assert_eq!(describe(&p), ["delete web-2", "delete web-1"]);
     }
@@ -516,8 +547,15 @@ pub mod tests {
     fn wrong_identity_is_fixed_and_the_walk_goes_on() {
         let s = set("web", 2, Some(3));
         let mut lost = (*member(&s, 3, "Running", true, "web-1")).clone();
-        lost.metadata.labels.as_mut().expect("labels").remove(identity::POD_NAME_LABEL);
-        let (p, _) = run(&s, &[Arc::new(lost), member(&s, 4, "Running", true, "web-1")]);
+        lost.metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(identity::POD_NAME_LABEL);
+        let (p, _) = run(
+            &s,
+            &[Arc::new(lost), member(&s, 4, "Running", true, "web-1")],
+        );
         assert_eq!(describe(&p), ["fix web-3"]);
         let Step::Fix(_, fixed) = &p.phases[0][0] else {
             panic!("a fix");

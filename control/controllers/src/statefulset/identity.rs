@@ -68,7 +68,11 @@ pub fn claim_name(set: &StatefulSet, template: &PersistentVolumeClaim, ordinal: 
 }
 
 pub fn replicas(set: &StatefulSet) -> i32 {
-    set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0)
+    set.spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0)
 }
 
 /// The first ordinal (`spec.ordinals.start`, default 0).
@@ -192,14 +196,9 @@ pub fn update_storage(set: &StatefulSet, pod: &mut Pod) {
 }
 
 /// The pod for `ordinal` from `template` at revision `revision` (upstream `newStatefulSetPod`
-/// + `setPodRevision`): the template's pod with a controllerRef to the set, its identity,
+/// and `setPodRevision`): the template's pod with a controllerRef to the set, its identity,
 /// hostname and subdomain, and its claim volumes.
-pub fn new_pod(
-    set: &StatefulSet,
-    template: &PodTemplateSpec,
-    revision: &str,
-    ordinal: i32,
-) -> Pod {
+pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, revision: &str, ordinal: i32) -> Pod {
     let namespace = set.namespace().unwrap_or_default();
     let mut pod = pods::from_template(template, &namespace, &set.name_any(), owner_ref(set));
     let name = pod_name(set, ordinal);
@@ -285,8 +284,12 @@ mod tests {
         let s = set("web", 3, Some(5));
         assert_eq!((start_ordinal(&s), end_ordinal(&s)), (5, 7));
         let mut p = Pod::default();
-        for (name, inside) in [("web-4", false), ("web-5", true), ("web-7", true), ("web-8", false)]
-        {
+        for (name, inside) in [
+            ("web-4", false),
+            ("web-5", true),
+            ("web-7", true),
+            ("web-8", false),
+        ] {
             p.metadata.name = Some(name.into());
             assert_eq!(in_ordinal_range(&s, &p), inside, "{name}");
         }
@@ -323,14 +326,22 @@ mod tests {
             Some("www-web-1")
         );
         let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("StatefulSet", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("StatefulSet", Some(true))
+        );
         assert!(identity_matches(&s, &pod));
         assert!(storage_matches(&s, &pod));
         assert!(is_member_of(&s, &pod));
 
         // A lost label is an identity to fix; another set's pod is not a member.
         let mut broken = pod.clone();
-        broken.metadata.labels.as_mut().expect("labels").remove(POD_NAME_LABEL);
+        broken
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(POD_NAME_LABEL);
         assert!(!identity_matches(&s, &broken));
         update_identity(&s, &mut broken);
         assert!(identity_matches(&s, &broken));

@@ -359,9 +359,7 @@ impl Sync<'_> {
                 let candidate = revision::new_revision(self.set, next, collision_count);
                 match history::create(&api, &candidate).await? {
                     Created::Revision(created) => break Arc::new(*created),
-                    Created::Collision if collision_count < MAX_COLLISIONS => {
-                        collision_count += 1
-                    }
+                    Created::Collision if collision_count < MAX_COLLISIONS => collision_count += 1,
                     Created::Collision => {
                         return Err(Error::Sync(format!(
                             "no free revision name after {MAX_COLLISIONS} collisions"
@@ -400,16 +398,24 @@ impl Sync<'_> {
         let template = |r: &ControllerRevision| -> PodTemplateSpec {
             revision::template_of(r).unwrap_or_else(|| own_template.clone())
         };
-        let (current_template, update_template) = (
-            template(&revisions.current),
-            template(&revisions.update),
-        );
+        let (current_template, update_template) =
+            (template(&revisions.current), template(&revisions.update));
         let current = Revision {
-            name: revisions.current.metadata.name.as_deref().unwrap_or_default(),
+            name: revisions
+                .current
+                .metadata
+                .name
+                .as_deref()
+                .unwrap_or_default(),
             template: &current_template,
         };
         let update = Revision {
-            name: revisions.update.metadata.name.as_deref().unwrap_or_default(),
+            name: revisions
+                .update
+                .metadata
+                .name
+                .as_deref()
+                .unwrap_or_default(),
             template: &update_template,
         };
         let layout = control::layout(self.set, pods, &current, &update);
@@ -428,11 +434,13 @@ impl Sync<'_> {
         let result = if self.deleting() {
             Ok(())
         } else {
-            self.act(&layout, update.name).await.map(|deleted_for_update| {
-                if deleted_for_update {
-                    status.current -= 1;
-                }
-            })
+            self.act(&layout, update.name)
+                .await
+                .map(|deleted_for_update| {
+                    if deleted_for_update {
+                        status.current -= 1;
+                    }
+                })
         };
         status::complete_rolling_update(self.set, &mut status);
         let written = self.write_status(&status).await;
@@ -545,7 +553,9 @@ impl Sync<'_> {
                 self.set,
                 WARNING,
                 failed,
-                format!("{verb} Claim {claim} for Pod {name} in StatefulSet {set} failed error: {e}"),
+                format!(
+                    "{verb} Claim {claim} for Pod {name} in StatefulSet {set} failed error: {e}"
+                ),
             ),
         }
     }

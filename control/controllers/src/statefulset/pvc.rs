@@ -213,7 +213,11 @@ mod tests {
     }
 
     fn owners(claim: &PersistentVolumeClaim) -> Vec<String> {
-        claim.owner_references().iter().map(|r| r.kind.clone()).collect()
+        claim
+            .owner_references()
+            .iter()
+            .map(|r| r.kind.clone())
+            .collect()
     }
 
     #[test]
@@ -242,12 +246,16 @@ mod tests {
         let mut claim = claims_for(&s, &pod("web-0"))[0].clone();
         assert_eq!(owners(&claim), ["StatefulSet"]);
         let condemned = pod("web-1");
-        let mut condemned_claim = claims_for(&with_claims(2, "Delete", "Delete"), &condemned)[0].clone();
+        let mut condemned_claim =
+            claims_for(&with_claims(2, "Delete", "Delete"), &condemned)[0].clone();
         assert!(!owners_match(&condemned_claim, &s, &condemned));
         assert!(update_owners(&mut condemned_claim, &s, &condemned));
         assert_eq!(owners(&condemned_claim), ["Pod"]);
         assert!(owners_match(&condemned_claim, &s, &condemned));
-        assert!(!update_owners(&mut claim, &s, &pod("web-0")), "already right");
+        assert!(
+            !update_owners(&mut claim, &s, &pod("web-0")),
+            "already right"
+        );
 
         // Back to Retain: both references go.
         let retain = with_claims(1, "Retain", "Retain");

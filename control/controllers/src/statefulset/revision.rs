@@ -146,7 +146,14 @@ mod tests {
     use kube::ResourceExt;
 
     fn image(s: &mut StatefulSet, image: &str) {
-        s.spec.as_mut().expect("spec").template.spec.as_mut().expect("pod spec").containers[0]
+        s.spec
+            .as_mut()
+            .expect("spec")
+            .template
+            .spec
+            .as_mut()
+            .expect("pod spec")
+            .containers[0]
             .image = Some(image.into());
     }
 
@@ -170,7 +177,9 @@ mod tests {
         let r = new_revision(&s, 1, 0);
         let hash = r.labels().get(HASH_LABEL).cloned().expect("hash label");
         assert_eq!(r.name_any(), format!("web-{hash}"));
-        assert!(hash.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)));
+        assert!(hash
+            .bytes()
+            .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)));
         assert_eq!(r.labels().get("app").map(String::as_str), Some("web"));
         assert_eq!(r.revision, 1);
         // Another collision count, another name; same data.
@@ -179,7 +188,9 @@ mod tests {
         assert!(history::matches(&other, &data(&s)));
         // The revision gives the template back.
         assert_eq!(
-            template_of(&r).and_then(|t| t.spec).map(|p| p.containers[0].image.clone()),
+            template_of(&r)
+                .and_then(|t| t.spec)
+                .map(|p| p.containers[0].image.clone()),
             Some(Some("nginx:1".to_string()))
         );
     }
@@ -200,7 +211,10 @@ mod tests {
             UpdateRevision::Renumber(revisions[0].clone(), 3)
         );
         image(&mut v1, "nginx:3");
-        assert_eq!(choose_update(&revisions, &data(&v1)), UpdateRevision::Create(3));
+        assert_eq!(
+            choose_update(&revisions, &data(&v1)),
+            UpdateRevision::Create(3)
+        );
         assert_eq!(choose_update(&[], &data(&v1)), UpdateRevision::Create(1));
     }
 

@@ -38,12 +38,7 @@ pub struct Status {
 }
 
 /// The counts over `pods` (upstream `computeReplicaStatus`).
-pub fn count(
-    status: &mut Status,
-    pods: &[Arc<Pod>],
-    min_ready_seconds: i32,
-    now: jiff::Timestamp,
-) {
+pub fn count(status: &mut Status, pods: &[Arc<Pod>], min_ready_seconds: i32, now: jiff::Timestamp) {
     for pod in pods {
         if !is_created(pod) {
             continue;
@@ -69,8 +64,7 @@ pub fn count(
 
 /// Upstream `completeRollingUpdate`.
 pub fn complete_rolling_update(set: &StatefulSet, status: &mut Status) {
-    if !is_on_delete(set) && status.updated == status.replicas && status.ready == status.replicas
-    {
+    if !is_on_delete(set) && status.updated == status.replicas && status.ready == status.replicas {
         status.current = status.updated;
         status.current_revision = status.update_revision.clone();
     }
@@ -160,7 +154,9 @@ mod tests {
                 Some(Time(jiff::Timestamp::from_second(NOW - 5).expect("valid")));
         }
         let template = s.spec.as_ref().expect("spec").template.clone();
-        let made_up = Arc::new(crate::statefulset::identity::new_pod(&s, &template, "new", 4));
+        let made_up = Arc::new(crate::statefulset::identity::new_pod(
+            &s, &template, "new", 4,
+        ));
         let pods = [
             member(&s, 0, "Running", true, "old"),
             member(&s, 1, "Pending", false, "new"),
@@ -182,9 +178,16 @@ mod tests {
     #[test]
     fn a_finished_rollout_makes_the_update_revision_current() {
         let s = set("web", 2, None);
-        let pods: Vec<_> = (0..2).map(|o| member(&s, o, "Running", true, "new")).collect();
+        let pods: Vec<_> = (0..2)
+            .map(|o| member(&s, o, "Running", true, "new"))
+            .collect();
         let mut st = status("old", "new");
-        count(&mut st, &pods, 0, jiff::Timestamp::from_second(NOW).expect("valid"));
+        count(
+            &mut st,
+            &pods,
+            0,
+            jiff::Timestamp::from_second(NOW).expect("valid"),
+        );
         complete_rolling_update(&s, &mut st);
         assert_eq!((st.current, st.current_revision.as_str()), (2, "new"));
     }
@@ -213,7 +216,21 @@ mod tests {
             ..StatefulSetStatus::default()
         });
         assert!(patch(&s, &st).is_none());
-        assert!(patch(&s, &Status { ready: 0, ..st.clone() }).is_some());
-        assert!(patch(&s, &Status { observed_generation: 2, ..st }).is_some());
+        assert!(patch(
+            &s,
+            &Status {
+                ready: 0,
+                ..st.clone()
+            }
+        )
+        .is_some());
+        assert!(patch(
+            &s,
+            &Status {
+                observed_generation: 2,
+                ..st
+            }
+        )
+        .is_some());
     }
 }

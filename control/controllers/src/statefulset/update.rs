@@ -68,19 +68,31 @@ mod tests {
     #[test]
     fn highest_ordinal_first_one_at_a_time() {
         let s = with_partition(3, 0);
-        let old: Vec<_> = (0..3).map(|o| member(&s, o, "Running", true, "old")).collect();
+        let old: Vec<_> = (0..3)
+            .map(|o| member(&s, o, "Running", true, "old"))
+            .collect();
         assert_eq!(target(&s, &old).as_deref(), Some("web-2"));
 
         // web-2 updated but not ready yet: wait.
-        let waiting = [old[0].clone(), old[1].clone(), member(&s, 2, "Running", false, "new")];
+        let waiting = [
+            old[0].clone(),
+            old[1].clone(),
+            member(&s, 2, "Running", false, "new"),
+        ];
         assert_eq!(target(&s, &waiting), None);
 
         // web-2 updated and ready: web-1 next.
-        let next = [old[0].clone(), old[1].clone(), member(&s, 2, "Running", true, "new")];
+        let next = [
+            old[0].clone(),
+            old[1].clone(),
+            member(&s, 2, "Running", true, "new"),
+        ];
         assert_eq!(target(&s, &next).as_deref(), Some("web-1"));
 
         // All updated: done.
-        let done: Vec<_> = (0..3).map(|o| member(&s, o, "Running", true, "new")).collect();
+        let done: Vec<_> = (0..3)
+            .map(|o| member(&s, o, "Running", true, "new"))
+            .collect();
         assert_eq!(target(&s, &done), None);
     }
 
@@ -96,7 +108,11 @@ mod tests {
         let s = with_partition(3, 0);
         assert_eq!(target(&s, &pods).as_deref(), Some("web-0"));
         let s = with_partition(3, 5);
-        assert_eq!(target(&s, &pods), None, "a partition above the replicas updates nothing");
+        assert_eq!(
+            target(&s, &pods),
+            None,
+            "a partition above the replicas updates nothing"
+        );
     }
 
     #[test]
@@ -106,7 +122,9 @@ mod tests {
             type_: Some("OnDelete".into()),
             rolling_update: None,
         });
-        let old: Vec<_> = (0..2).map(|o| member(&s, o, "Running", true, "old")).collect();
+        let old: Vec<_> = (0..2)
+            .map(|o| member(&s, o, "Running", true, "old"))
+            .collect();
         assert_eq!(target(&s, &old), None);
     }
 }
