@@ -4,12 +4,14 @@
 //! Today: the namespace controller (ships with the API server so `kubectl delete namespace`
 //! completes), the garbage collector (ownerReferences; foreground and orphan deletion, so
 //! every `propagationPolicy` the API server accepts completes), and the workload controllers
-//! ReplicaSet, ReplicationController (`replicaset/`), Deployment (`deployment/`) and DaemonSet
-//! (`daemonset/`, with ControllerRevisions from `history.rs`), the batch controllers Job
-//! (`job/`), CronJob (`cronjob/`) and TTL-after-finished (`ttl_after_finished.rs`), and the
-//! service controllers EndpointSlice (`endpointslice/`) and Endpoints (`endpoints/`), which
-//! share one pod informer (and ReplicaSet, node, ControllerRevision, Job, EndpointSlice and
-//! Endpoints informers, `informer.rs`), as upstream's controllers share informers. On the same
+//! ReplicaSet, ReplicationController (`replicaset/`), Deployment (`deployment/`), DaemonSet
+//! (`daemonset/`) and StatefulSet (`statefulset/`: ordinal pods, claims from
+//! volumeClaimTemplates; both with ControllerRevisions from `history.rs`), the batch
+//! controllers Job (`job/`), CronJob (`cronjob/`) and TTL-after-finished
+//! (`ttl_after_finished.rs`), and the service controllers EndpointSlice (`endpointslice/`) and
+//! Endpoints (`endpoints/`), which share one pod informer (and ReplicaSet, node,
+//! ControllerRevision, PersistentVolumeClaim, Job, EndpointSlice and Endpoints informers,
+//! `informer.rs`), as upstream's controllers share informers. On the same
 //! pod and node informers (plus one of the Leases in `kube-node-lease`) run the node
 //! controllers: node lifecycle (`nodelifecycle/`: node health from heartbeats and Leases,
 //! not-ready/unreachable taints, pods marked not ready), taint eviction (`tainteviction.rs`:
@@ -45,6 +47,7 @@ pub mod selector;
 pub mod service_lb;
 pub mod service_pods;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod tainteviction;
 pub mod trigger_time;
 pub mod ttl_after_finished;
@@ -225,7 +228,9 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
     use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController};
+    use k8s_openapi::api::core::v1::{
+        Endpoints, Node, PersistentVolumeClaim, Pod, ReplicationController,
+    };
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     let recorder = events::start(client.clone());
     let pods = informer::Informer::<Pod>::new();
@@ -236,6 +241,7 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
     let batch_jobs = informer::Informer::<Job>::new();
     let revisions = informer::Informer::<ControllerRevision>::new();
     let node_leases = informer::Informer::<Lease>::new();
+    let claims = informer::Informer::<PersistentVolumeClaim>::new();
     // Controllers register their informer handlers when built, before the informers run.
     let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
     let rc =
@@ -251,6 +257,13 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
         pods.clone(),
         nodes.clone(),
         revisions.clone(),
+        &recorder,
+    );
+    let stateful_set = statefulset::controller(
+        client.clone(),
+        pods.clone(),
+        revisions.clone(),
+        claims.clone(),
         &recorder,
     );
     let endpoint_slice = endpointslice::controller(
@@ -293,10 +306,12 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
         _ = endpoints.run(kube::Api::all(client.clone())) => tracing::error!("endpoints informer stopped"),
         _ = batch_jobs.run(kube::Api::all(client.clone())) => tracing::error!("job informer stopped"),
         _ = revisions.run(kube::Api::all(client.clone())) => tracing::error!("controllerrevision informer stopped"),
+        _ = claims.run(kube::Api::all(client.clone())) => tracing::error!("persistentvolumeclaim informer stopped"),
         _ = rs => tracing::error!("replicaset controller stopped"),
         _ = rc => tracing::error!("replicationcontroller controller stopped"),
         _ = deploy => tracing::error!("deployment controller stopped"),
         _ = daemon_set => tracing::error!("daemonset controller stopped"),
+        _ = stateful_set => tracing::error!("statefulset controller stopped"),
         _ = endpoint_slice => tracing::error!("endpointslice controller stopped"),
         _ = endpoint => tracing::error!("endpoints controller stopped"),
         _ = jobs => tracing::error!("job controller stopped"),
