@@ -9,46 +9,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::hollow::{apply, get, node_yaml};
 use common::{wait_until, ServerProcess};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
-
-fn node_yaml(name: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  labels: {{kubernetes.io/hostname: {name}}}
-status:
-  capacity: {{cpu: "8", memory: 16Gi, pods: "110"}}
-  allocatable: {{cpu: "8", memory: 16Gi, pods: "110"}}
-  conditions:
-  - {{type: Ready, status: "True", reason: KubeletReady, message: hollow node}}
-"#
-    )
-}
-
-fn apply(s: &ServerProcess, yaml: &str) {
-    let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn get(s: &ServerProcess, args: &[&str], jsonpath: &str) -> String {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    let path = format!("jsonpath={jsonpath}");
-    all.extend_from_slice(&["-o", &path]);
-    s.kubectl_ok(&all)
-}
 
 fn condition(s: &ServerProcess, job: &str, type_: &str) -> String {
     get(

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::hollow::{apply, get, node_yaml};
 use common::{wait_until, ServerProcess};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -25,23 +26,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 
 const GRACE: &str = "6s";
-
-fn node_yaml(name: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  labels: {{kubernetes.io/hostname: {name}}}
-status:
-  capacity: {{cpu: "8", memory: 16Gi, pods: "110"}}
-  allocatable: {{cpu: "8", memory: 16Gi, pods: "110"}}
-  conditions:
-  - {{type: Ready, status: "True", reason: KubeletReady, message: hollow node}}
-"#
-    )
-}
 
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -62,24 +46,6 @@ spec:
       containers:
       - {name: c, image: "nginx:1.25", resources: {requests: {cpu: 10m, memory: 16Mi}}}
 "#;
-
-fn apply(s: &ServerProcess, yaml: &str) {
-    let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn get(s: &ServerProcess, args: &[&str], jsonpath: &str) -> String {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    let path = format!("jsonpath={jsonpath}");
-    all.extend_from_slice(&["-o", &path]);
-    s.kubectl_ok(&all)
-}
 
 /// Like `wait_until`, with a deadline of its own (the pod GC needs over a minute).
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

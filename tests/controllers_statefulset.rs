@@ -137,8 +137,17 @@ fn live_pods(s: &ServerProcess, app: &str) -> Vec<String> {
     names
 }
 
+/// The pod's image; empty while the pod is gone (between a rolling update's delete and the
+/// replacement).
 fn image_of(s: &ServerProcess, pod: &str) -> String {
-    get(s, &["pod", pod], "{.spec.containers[0].image}")
+    let out = s.kubectl(&[
+        "get",
+        "pod",
+        pod,
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn events_of(s: &ServerProcess, name: &str) -> String {

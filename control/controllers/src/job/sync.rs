@@ -466,21 +466,27 @@ async fn delete_active(
         (pods::is_ready(pod), result)
     }))
     .await;
-    let mut deleted = 0;
-    let mut deleted_ready = 0;
+    let (deleted, deleted_ready, error) = tally(results);
+    (deleted_ready, deleted, error)
+}
+
+/// `(removed, of which ready, last error)` from per-pod `(was ready, result)` pairs.
+fn tally(results: Vec<(bool, Result<(), kube::Error>)>) -> (i32, i32, Option<Error>) {
+    let mut removed = 0;
+    let mut removed_ready = 0;
     let mut error = None;
     for (was_ready, result) in results {
         match result {
             Ok(()) => {
-                deleted += 1;
+                removed += 1;
                 if was_ready {
-                    deleted_ready += 1;
+                    removed_ready += 1;
                 }
             }
             Err(e) => error = Some(Error::Manage(api_message(&e))),
         }
     }
-    (deleted_ready, deleted, error)
+    (removed, removed_ready, error)
 }
 
 async fn delete_pod(
@@ -651,21 +657,7 @@ async fn manage(
             (pods::is_ready(pod), result)
         }))
         .await;
-        let mut removed = 0;
-        let mut removed_ready = 0;
-        let mut error = None;
-        for (was_ready, result) in results {
-            match result {
-                Ok(()) => {
-                    removed += 1;
-                    if was_ready {
-                        removed_ready += 1;
-                    }
-                }
-                Err(e) => error = Some(Error::Manage(api_message(&e))),
-            }
-        }
-        (removed, removed_ready, error)
+        tally(results)
     };
 
     if suspended(spec) {
