@@ -11,6 +11,7 @@
 //! This is the scheduler's own filter logic in small (the controller decides where pods go;
 //! the scheduler then binds each pod to the one node its `matchFields` affinity names).
 
+use crate::tainteviction::tolerates;
 use k8s_openapi::api::core::v1::{
     Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
 };
@@ -23,29 +24,6 @@ use super::pod::add_default_tolerations;
 pub struct Fit {
     pub should_run: bool,
     pub should_continue_running: bool,
-}
-
-/// Upstream `ToleratesTaint`.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration
-        .effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        "Exists" => true,
-        _ => false,
-    }
 }
 
 /// The first taint with an effect `effects` accepts that no toleration tolerates.
