@@ -98,6 +98,7 @@ pub fn trim_slice(s: &EndpointSlice) -> Option<Slice> {
     let endpoints = s
         .endpoints
         .iter()
+        .flatten()
         .map(|e| Endpoint {
             addresses: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
             hostname: e.hostname.clone(),
@@ -365,7 +366,7 @@ mod tests {
                 ..Default::default()
             },
             address_type: "IPv4".into(),
-            endpoints: vec![
+            endpoints: Some(vec![
                 KEndpoint {
                     addresses: vec!["10.244.0.5".into()],
                     hostname: Some("web-0".into()),
@@ -380,7 +381,7 @@ mod tests {
                     }),
                     ..Default::default()
                 },
-            ],
+            ]),
             ports: Some(vec![EndpointPort {
                 name: Some("http".into()),
                 port: Some(8080),

@@ -66,6 +66,11 @@ fn go_shaped_template(template: &PodTemplateSpec) -> Value {
     value
 }
 
+/// A revision's number (`revision`; absent reads as 0, Go's zero value).
+pub fn number(revision: &ControllerRevision) -> i64 {
+    revision.revision.unwrap_or(0)
+}
+
 /// The revision data restoring `template` (upstream `getPatch`).
 pub fn template_patch(template: &PodTemplateSpec) -> Value {
     let mut template = go_shaped_template(template);
@@ -77,7 +82,7 @@ pub fn template_patch(template: &PodTemplateSpec) -> Value {
 
 /// Whether `revision` holds `data` (upstream `Match`, by value rather than by bytes).
 pub fn matches(revision: &ControllerRevision, data: &Value) -> bool {
-    revision.data.as_ref().is_some_and(|d| &d.0 == data)
+    &revision.data.0 == data
 }
 
 /// `<prefix>-<hash>` (upstream `ControllerRevisionName`).
@@ -112,20 +117,20 @@ pub fn new_revision(
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
-        data: Some(RawExtension(data)),
-        revision,
+        data: RawExtension(data),
+        revision: Some(revision),
     }
 }
 
 pub fn max_revision<'a>(revisions: impl IntoIterator<Item = &'a ControllerRevision>) -> i64 {
-    revisions.into_iter().map(|r| r.revision).max().unwrap_or(0)
+    revisions.into_iter().map(number).max().unwrap_or(0)
 }
 
 /// Oldest revision first; ties by creation time, then name (upstream `byRevision`).
 pub fn sort_by_revision(revisions: &mut [Arc<ControllerRevision>]) {
     revisions.sort_by(|a, b| {
-        a.revision
-            .cmp(&b.revision)
+        number(a)
+            .cmp(&number(b))
             .then_with(|| {
                 let at =
                     |r: &ControllerRevision| r.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -149,7 +154,7 @@ pub fn split_current(
 pub fn keep_of_duplicates(current: &[Arc<ControllerRevision>]) -> Option<Arc<ControllerRevision>> {
     let mut keep: Option<&Arc<ControllerRevision>> = None;
     for r in current {
-        if keep.is_none_or(|k| r.revision >= k.revision) {
+        if keep.is_none_or(|k| number(r) >= number(k)) {
             keep = Some(r);
         }
     }
@@ -199,10 +204,7 @@ pub async fn create(
         Ok(created) => Ok(Created::Revision(Box::new(created))),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let existing = api.get(&revision.name_any()).await?;
-            let same = match &revision.data {
-                Some(data) => matches(&existing, &data.0),
-                None => existing.data.is_none(),
-            };
+            let same = matches(&existing, &revision.data.0);
             Ok(if same {
                 Created::Revision(Box::new(existing))
             } else {
@@ -301,8 +303,8 @@ mod tests {
                 labels: Some([("controller-revision-hash".to_string(), hash.to_string())].into()),
                 ..ObjectMeta::default()
             },
-            data: None,
-            revision: number,
+            data: RawExtension(Value::Null),
+            revision: Some(number),
         })
     }
 

@@ -226,7 +226,7 @@ fn backends_for(
         let Some(number) = port.port.and_then(|p| u16::try_from(p).ok()) else {
             continue;
         };
-        for endpoint in &slice.endpoints {
+        for endpoint in slice.endpoints.iter().flatten() {
             if local_only && endpoint.node_name.as_deref() != Some(node) {
                 continue;
             }
@@ -272,7 +272,7 @@ pub fn ready_endpoints_by_node<'a>(
             slice.metadata.namespace.clone().unwrap_or_default(),
             service.clone(),
         );
-        for endpoint in &slice.endpoints {
+        for endpoint in slice.endpoints.iter().flatten() {
             let ready = endpoint
                 .conditions
                 .as_ref()

@@ -83,7 +83,7 @@ fn deployment_with_pod_template() {
             "status": {},
         })
     );
-    let spec = typed.spec.expect("spec");
+    let spec = typed.spec;
     assert_eq!(spec.replicas, Some(0));
     let pod = spec.template.spec.expect("pod spec");
     let limits = pod.containers[0]
@@ -298,7 +298,6 @@ fn job_and_cronjob() {
     assert_eq!(
         typed
             .spec
-            .expect("spec")
             .job_template
             .spec
             .expect("job spec")

@@ -1,6 +1,8 @@
-//! authentication.k8s.io TokenReview (`pkg/registry/authentication/tokenreview`): create-only,
-//! nothing stored. It answers with the API server's own authenticator, which is how the
-//! kubelet checks the bearer tokens its API receives (upstream's webhook token authenticator).
+//! authentication.k8s.io reviews, create-only and stored nowhere: TokenReview
+//! (`pkg/registry/authentication/tokenreview`) answers with the API server's own authenticator,
+//! which is how the kubelet checks the bearer tokens its API receives (upstream's webhook token
+//! authenticator); SelfSubjectReview (`selfsubjectreview`) tells callers who they are
+//! (`kubectl auth whoami`).
 
 use serde_json::{json, Value};
 
@@ -29,6 +31,22 @@ impl Strategy for TokenReviews {
             }),
             _ => json!({"authenticated": false, "error": "invalid bearer token"}),
         };
+        object["metadata"]["creationTimestamp"] = Value::Null;
+        object
+    }
+}
+
+/// SelfSubjectReview: the requesting user's attributes.
+pub struct SelfSubjectReviews;
+
+pub static SELF_SUBJECT_REVIEWS: SelfSubjectReviews = SelfSubjectReviews;
+
+impl Strategy for SelfSubjectReviews {
+    fn review(&self, review: &Review, mut object: Value) -> Value {
+        let user = review.user;
+        object["status"] = json!({
+            "userInfo": {"username": user.name, "uid": user.uid, "groups": user.groups},
+        });
         object["metadata"]["creationTimestamp"] = Value::Null;
         object
     }

@@ -33,6 +33,8 @@ pub static PRIORITY_CLASSES: PriorityClasses = PriorityClasses;
 impl Strategy for PriorityClasses {
     fn default(&self, object: &mut Value) {
         if let Some(root) = object.as_object_mut() {
+            // `value` is a plain int32 upstream: absent reads as 0.
+            default(root, "value", json!(0));
             default(root, "preemptionPolicy", json!("PreemptLowerPriority"));
         }
     }

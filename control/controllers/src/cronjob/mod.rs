@@ -154,7 +154,7 @@ pub fn missed_times(
 }
 
 fn time_zone(cj: &CronJob) -> Result<jiff::tz::TimeZone, String> {
-    match cj.spec.as_ref().and_then(|s| s.time_zone.as_deref()) {
+    match cj.spec.time_zone.as_deref() {
         None => Ok(jiff::tz::TimeZone::system()),
         Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| e.to_string()),
     }
@@ -173,7 +173,7 @@ fn requeue_at(next: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Action {
 async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = cj.uid().ok_or(Error::Incomplete)?;
     let namespace = cj.namespace().ok_or(Error::Incomplete)?;
-    let spec = cj.spec.clone().ok_or(Error::Incomplete)?;
+    let spec = cj.spec.clone();
     let now = jiff::Timestamp::now();
     let cj_api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &namespace);
     let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -277,7 +277,7 @@ async fn schedule_next(
     jobs: &mut Vec<Arc<Job>>,
     now: jiff::Timestamp,
 ) -> Result<Action, Error> {
-    let spec = cj.spec.as_ref().ok_or(Error::Incomplete)?;
+    let spec = &cj.spec;
     let tz = match time_zone(cj) {
         Ok(tz) => tz,
         Err(e) => {
@@ -446,11 +446,7 @@ fn job_from_template(
     scheduled: jiff::Timestamp,
     tz: &jiff::tz::TimeZone,
 ) -> Job {
-    let template = cj
-        .spec
-        .as_ref()
-        .map(|s| s.job_template.clone())
-        .unwrap_or_default();
+    let template = cj.spec.job_template.clone();
     let meta = template.metadata.unwrap_or_default();
     let mut annotations: BTreeMap<String, String> = meta.annotations.unwrap_or_default();
     annotations.insert(
@@ -477,7 +473,7 @@ fn job_from_template(
 /// Deletes finished Jobs beyond `successfulJobsHistoryLimit` (default 3) and
 /// `failedJobsHistoryLimit` (default 1), oldest first.
 async fn clean_up_history(cj: &CronJob, ctx: &Context, job_api: &Api<Job>, jobs: &[Arc<Job>]) {
-    let Some(spec) = cj.spec.as_ref() else { return };
+    let spec = &cj.spec;
     for (condition, limit) in [
         (
             conditions::COMPLETE,

@@ -104,21 +104,15 @@ fn controller_of<K: Resource>(object: &K) -> Option<(String, String)> {
 }
 
 fn selector_of(ds: &DaemonSet) -> Selector {
-    ds.spec
-        .as_ref()
-        .map(|s| Selector::from_label_selector(&s.selector))
-        .unwrap_or_default()
+    Selector::from_label_selector(&ds.spec.selector)
 }
 
 fn template_spec(ds: &DaemonSet) -> Option<&PodSpec> {
-    ds.spec.as_ref().and_then(|s| s.template.spec.as_ref())
+    ds.spec.template.spec.as_ref()
 }
 
 fn min_ready_seconds(ds: &DaemonSet) -> i32 {
-    ds.spec
-        .as_ref()
-        .and_then(|s| s.min_ready_seconds)
-        .unwrap_or(0)
+    ds.spec.min_ready_seconds.unwrap_or(0)
 }
 
 fn enqueue_to(queue: &UnboundedSender<ObjectRef<DaemonSet>>, namespace: &str, name: &str) {
@@ -456,11 +450,7 @@ async fn construct_history(
             *r = Arc::new(history::add_label(&api, r, HASH_LABEL, &r.name_any()).await?);
         }
     }
-    let template = ds
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
+    let template = ds.spec.template.clone();
     let data = history::template_patch(&template);
     let (current, old) = history::split_current(owned, &data);
     let next = history::max_revision(old.iter().map(|r| r.as_ref())) + 1;
@@ -481,7 +471,7 @@ async fn construct_history(
                 relabel_pods(ctx, namespace, uid, &keep).await?;
                 history::delete(&api, duplicate).await?;
             }
-            if keep.revision < next {
+            if history::number(&keep) < next {
                 renumber(&api, &keep, next).await?
             } else {
                 (*keep).clone()
@@ -508,11 +498,7 @@ fn snapshot(
     data: serde_json::Value,
     revision: i64,
 ) -> ControllerRevision {
-    let template = ds
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
+    let template = ds.spec.template.clone();
     let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
     let hash = hash::compute(&template, collision_count);
     let labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
@@ -539,7 +525,7 @@ async fn renumber(
         Ok(updated) => Ok(updated),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let fresh = api.get(&revision.name_any()).await?;
-            if fresh.revision >= next {
+            if history::number(&fresh) >= next {
                 Ok(fresh)
             } else {
                 Ok(history::set_revision(api, &fresh, next).await?)
@@ -819,8 +805,7 @@ impl Sync<'_> {
         let limit = self
             .ds
             .spec
-            .as_ref()
-            .and_then(|s| s.revision_history_limit)
+            .revision_history_limit
             .unwrap_or(history::DEFAULT_HISTORY_LIMIT);
         let live: HashSet<&str> = self
             .by_node
@@ -908,7 +893,7 @@ mod tests {
                 ),
                 ..ObjectMeta::default()
             },
-            spec: Some(DaemonSetSpec {
+            spec: DaemonSetSpec {
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some([("app".to_string(), "agent".to_string())].into()),
@@ -924,7 +909,7 @@ mod tests {
                     }),
                 },
                 ..DaemonSetSpec::default()
-            }),
+            },
             status: collision_count.map(|c| DaemonSetStatus {
                 collision_count: Some(c),
                 ..DaemonSetStatus::default()
@@ -933,7 +918,7 @@ mod tests {
     }
 
     fn revision_of(ds: &DaemonSet) -> ControllerRevision {
-        let data = history::template_patch(&ds.spec.as_ref().expect("spec").template);
+        let data = history::template_patch(&ds.spec.template);
         snapshot(ds, "default", data, 1)
     }
 
@@ -950,7 +935,7 @@ mod tests {
         assert_eq!(r.metadata.name, Some(format!("agent-{hash}")));
         assert_eq!(
             hash,
-            hash::compute(&ds("nginx:1", None).spec.expect("spec").template, None)
+            hash::compute(&ds("nginx:1", None).spec.template, None)
         );
         assert_eq!(
             r.metadata
@@ -988,7 +973,7 @@ mod tests {
         );
         assert!(history::matches(
             &r,
-            &history::template_patch(&ds("nginx:1", Some(1)).spec.expect("spec").template)
+            &history::template_patch(&ds("nginx:1", Some(1)).spec.template)
         ));
     }
 }

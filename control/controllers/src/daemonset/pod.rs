@@ -113,11 +113,7 @@ pub fn template_generation(ds: &DaemonSet) -> Option<i64> {
 /// Upstream `CreatePodTemplate`: the DaemonSet's template with the default tolerations and the
 /// generation and hash labels.
 pub fn template(ds: &DaemonSet, generation: Option<i64>, hash: &str) -> PodTemplateSpec {
-    let mut template = ds
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
+    let mut template = ds.spec.template.clone();
     add_default_tolerations(template.spec.get_or_insert_with(PodSpec::default));
     let labels = template
         .metadata
@@ -279,7 +275,7 @@ mod tests {
                 generation: Some(3),
                 ..ObjectMeta::default()
             },
-            spec: Some(DaemonSetSpec {
+            spec: DaemonSetSpec {
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some([("app".to_string(), "agent".to_string())].into()),
@@ -288,7 +284,7 @@ mod tests {
                     spec: Some(PodSpec::default()),
                 },
                 ..DaemonSetSpec::default()
-            }),
+            },
             status: None,
         };
         let generation = template_generation(&ds);

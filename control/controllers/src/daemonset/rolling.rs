@@ -28,7 +28,7 @@ use crate::deployment::util::scaled_value;
 use crate::pods::is_available;
 
 fn rolling_update(ds: &DaemonSet) -> Option<&k8s_openapi::api::apps::v1::RollingUpdateDaemonSet> {
-    let strategy = ds.spec.as_ref()?.update_strategy.as_ref()?;
+    let strategy = ds.spec.update_strategy.as_ref()?;
     if strategy.type_.as_deref().unwrap_or("RollingUpdate") != "RollingUpdate" {
         return None;
     }
@@ -38,8 +38,8 @@ fn rolling_update(ds: &DaemonSet) -> Option<&k8s_openapi::api::apps::v1::Rolling
 /// True for `updateStrategy.type: RollingUpdate` (the API server's default).
 pub fn is_rolling(ds: &DaemonSet) -> bool {
     ds.spec
+        .update_strategy
         .as_ref()
-        .and_then(|s| s.update_strategy.as_ref())
         .and_then(|s| s.type_.as_deref())
         .unwrap_or("RollingUpdate")
         == "RollingUpdate"
@@ -218,7 +218,7 @@ mod tests {
 
     fn ds(surge: Option<IntOrString>, unavailable: Option<IntOrString>) -> DaemonSet {
         DaemonSet {
-            spec: Some(DaemonSetSpec {
+            spec: DaemonSetSpec {
                 update_strategy: Some(DaemonSetUpdateStrategy {
                     type_: Some("RollingUpdate".into()),
                     rolling_update: Some(RollingUpdateDaemonSet {
@@ -227,7 +227,7 @@ mod tests {
                     }),
                 }),
                 ..DaemonSetSpec::default()
-            }),
+            },
             ..DaemonSet::default()
         }
     }
@@ -257,8 +257,8 @@ mod tests {
         let mut on_delete = ds(pct("50%"), None);
         on_delete
             .spec
+            .update_strategy
             .as_mut()
-            .and_then(|s| s.update_strategy.as_mut())
             .expect("strategy")
             .type_ = Some("OnDelete".into());
         assert!(!is_rolling(&on_delete));

@@ -77,10 +77,7 @@ fn controller_of(rs: &ReplicaSet) -> Option<(String, String)> {
 }
 
 fn selector_of(d: &Deployment) -> Selector {
-    d.spec
-        .as_ref()
-        .map(|s| Selector::from_label_selector(&s.selector))
-        .unwrap_or_default()
+    Selector::from_label_selector(&d.spec.selector)
 }
 
 /// Maps ReplicaSet changes to the Deployments to sync (upstream addReplicaSet/updateReplicaSet/

@@ -33,7 +33,7 @@ pub fn condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a De
         .conditions
         .iter()
         .flatten()
-        .find(|c| c.type_ == type_)
+        .find(|c| c.type_.as_deref() == Some(type_))
 }
 
 pub fn new_condition(
@@ -44,8 +44,8 @@ pub fn new_condition(
     now: jiff::Timestamp,
 ) -> DeploymentCondition {
     DeploymentCondition {
-        type_: type_.into(),
-        status: status.into(),
+        type_: Some(type_.into()),
+        status: Some(status.into()),
         reason: Some(reason.into()),
         message: Some(message),
         last_update_time: Some(Time(now)),
@@ -56,7 +56,8 @@ pub fn new_condition(
 /// Upstream `SetDeploymentCondition`: same status and reason → unchanged; same status → the
 /// transition time is kept.
 pub fn set_condition(status: &mut DeploymentStatus, mut c: DeploymentCondition) {
-    if let Some(current) = condition(status, &c.type_) {
+    let type_ = c.type_.clone().unwrap_or_default();
+    if let Some(current) = condition(status, &type_) {
         if current.status == c.status && current.reason == c.reason {
             return;
         }
@@ -64,25 +65,22 @@ pub fn set_condition(status: &mut DeploymentStatus, mut c: DeploymentCondition) 
             c.last_transition_time = current.last_transition_time.clone();
         }
     }
-    remove_condition(status, &c.type_);
+    remove_condition(status, &type_);
     status.conditions.get_or_insert_with(Vec::new).push(c);
 }
 
 pub fn remove_condition(status: &mut DeploymentStatus, type_: &str) {
     if let Some(conditions) = status.conditions.as_mut() {
-        conditions.retain(|c| c.type_ != type_);
+        conditions.retain(|c| c.type_.as_deref() != Some(type_));
     }
 }
 
 pub fn progress_deadline(d: &Deployment) -> Option<i32> {
-    d.spec
-        .as_ref()
-        .and_then(|s| s.progress_deadline_seconds)
-        .filter(|s| *s != i32::MAX)
+    d.spec.progress_deadline_seconds.filter(|s| *s != i32::MAX)
 }
 
 pub fn is_paused(d: &Deployment) -> bool {
-    d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false)
+    d.spec.paused.unwrap_or(false)
 }
 
 /// The counters over all ReplicaSets and the Available condition (upstream `calculateStatus`).
@@ -104,6 +102,7 @@ pub fn calculate_status(
         unavailable_replicas: Some((total_spec - available).max(0)),
         collision_count: current.collision_count,
         conditions: current.conditions.clone(),
+        terminating_replicas: None,
     };
     if available >= util::replicas(d) - util::max_unavailable(d) {
         set_condition(
@@ -222,7 +221,7 @@ pub fn rollout_status(
                 now,
             );
             if let Some(current) = &current {
-                if current.status == "True" {
+                if current.status.as_deref() == Some("True") {
                     c.last_transition_time = current.last_transition_time.clone();
                 }
                 remove_condition(&mut status, PROGRESSING);
@@ -250,7 +249,7 @@ pub fn rollout_status(
 
 fn to_deployment_condition(c: &ReplicaSetCondition) -> DeploymentCondition {
     DeploymentCondition {
-        type_: REPLICA_FAILURE.into(),
+        type_: Some(REPLICA_FAILURE.into()),
         status: c.status.clone(),
         reason: c.reason.clone(),
         message: c.message.clone(),
@@ -265,7 +264,10 @@ fn replica_failure(all: &[&ReplicaSet], new: Option<&ReplicaSet>) -> Option<Depl
         rs.status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == REPLICA_FAILURE))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.type_.as_deref() == Some(REPLICA_FAILURE))
+            })
             .map(to_deployment_condition)
     };
     if let Some(c) = new.and_then(failure) {
@@ -308,7 +310,7 @@ pub fn paused_conditions(d: &mut Deployment, now: jiff::Timestamp) -> bool {
         return false;
     }
     let paused_recorded = reason.as_deref() == Some(PAUSED);
-    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+    let paused = d.spec.paused.unwrap_or(false);
     let status = d.status.get_or_insert_with(DeploymentStatus::default);
     if paused && !paused_recorded {
         set_condition(
@@ -352,11 +354,11 @@ mod tests {
                 generation: Some(2),
                 ..ObjectMeta::default()
             },
-            spec: Some(DeploymentSpec {
+            spec: DeploymentSpec {
                 replicas: Some(replicas),
                 progress_deadline_seconds: Some(600),
                 ..DeploymentSpec::default()
-            }),
+            },
             status: None,
         }
     }
@@ -367,10 +369,10 @@ mod tests {
                 name: Some(name.into()),
                 ..ObjectMeta::default()
             },
-            spec: Some(ReplicaSetSpec {
+            spec: ReplicaSetSpec {
                 replicas: Some(spec),
                 ..ReplicaSetSpec::default()
-            }),
+            },
             status: Some(ReplicaSetStatus {
                 replicas: status,
                 ready_replicas: Some(available),
@@ -427,10 +429,10 @@ mod tests {
     fn pause_and_resume() {
         let now = jiff::Timestamp::from_second(1_000).expect("valid");
         let mut d = deployment(1);
-        d.spec.as_mut().expect("spec").paused = Some(true);
+        d.spec.paused = Some(true);
         assert!(paused_conditions(&mut d, now));
         assert!(!paused_conditions(&mut d, now));
-        d.spec.as_mut().expect("spec").paused = Some(false);
+        d.spec.paused = Some(false);
         assert!(paused_conditions(&mut d, now));
         let status = d.status.as_ref().expect("status");
         assert_eq!(

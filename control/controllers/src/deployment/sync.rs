@@ -41,11 +41,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn template(&self) -> k8s_openapi::api::core::v1::PodTemplateSpec {
-        self.d
-            .spec
-            .as_ref()
-            .map(|s| s.template.clone())
-            .unwrap_or_default()
+        self.d.spec.template.clone()
     }
 
     /// The new ReplicaSet (the oldest whose template is the Deployment's, ignoring the hash
@@ -58,8 +54,8 @@ impl<'a> Rollout<'a> {
             .iter()
             .find(|rs| {
                 rs.spec
+                    .template
                     .as_ref()
-                    .and_then(|s| s.template.as_ref())
                     .is_some_and(|t| hash::equal_ignore_hash(t, &template))
             })
             .map(|rs| (*rs).clone());
@@ -92,12 +88,12 @@ impl<'a> Rollout<'a> {
     ) -> Result<Option<ReplicaSet>, Error> {
         let new_revision = history::max_revision(old) + 1;
         let now = jiff::Timestamp::now();
-        let min_ready = self.d.spec.as_ref().and_then(|s| s.min_ready_seconds);
+        let min_ready = self.d.spec.min_ready_seconds;
         if let Some(rs) = existing {
             let mut copy = rs.clone();
             let annotations_changed =
                 history::set_new_rs_annotations(&self.d, &mut copy, new_revision, true);
-            let rs_min_ready = copy.spec.as_ref().and_then(|s| s.min_ready_seconds);
+            let rs_min_ready = copy.spec.min_ready_seconds;
             if annotations_changed || rs_min_ready.unwrap_or(0) != min_ready.unwrap_or(0) {
                 let patch = serde_json::json!({
                     "metadata": {"annotations": copy.metadata.annotations},
@@ -150,12 +146,7 @@ impl<'a> Rollout<'a> {
             .labels
             .get_or_insert_with(Default::default)
             .insert(hash::LABEL.into(), hash.clone());
-        let mut selector = self
-            .d
-            .spec
-            .as_ref()
-            .map(|s| s.selector.clone())
-            .unwrap_or_default();
+        let mut selector = self.d.spec.selector.clone();
         selector
             .match_labels
             .get_or_insert_with(Default::default)
@@ -171,12 +162,12 @@ impl<'a> Rollout<'a> {
                 labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
                 ..ObjectMeta::default()
             },
-            spec: Some(ReplicaSetSpec {
+            spec: ReplicaSetSpec {
                 replicas: Some(replicas),
                 min_ready_seconds: min_ready,
                 selector,
                 template: Some(template),
-            }),
+            },
             status: None,
         };
         history::set_new_rs_annotations(&self.d, &mut rs, new_revision, false);
@@ -190,8 +181,8 @@ impl<'a> Rollout<'a> {
                     let ours = controller_uid(&found) == self.d.metadata.uid.as_deref();
                     let same = found
                         .spec
+                        .template
                         .as_ref()
-                        .and_then(|s| s.template.as_ref())
                         .is_some_and(|t| hash::equal_ignore_hash(t, &self.template()));
                     if ours && same {
                         return Ok(Some(found));
@@ -412,13 +403,7 @@ impl<'a> Rollout<'a> {
     /// Deletes old ReplicaSets beyond revisionHistoryLimit, oldest revision first, only those
     /// scaled to zero with no pods left (upstream `cleanupDeployment`).
     pub async fn cleanup(&self, old: &[ReplicaSet]) -> Result<(), Error> {
-        let limit = self
-            .d
-            .spec
-            .as_ref()
-            .and_then(|s| s.revision_history_limit)
-            .unwrap_or(10)
-            .max(0) as usize;
+        let limit = self.d.spec.revision_history_limit.unwrap_or(10).max(0) as usize;
         let mut cleanable: Vec<&ReplicaSet> = old
             .iter()
             .filter(|rs| rs.metadata.deletion_timestamp.is_none())
@@ -622,7 +607,7 @@ mod tests {
 
     fn deployment(replicas: i32, surge: i32, unavailable: i32) -> Deployment {
         Deployment {
-            spec: Some(DeploymentSpec {
+            spec: DeploymentSpec {
                 replicas: Some(replicas),
                 strategy: Some(DeploymentStrategy {
                     type_: Some("RollingUpdate".into()),
@@ -632,7 +617,7 @@ mod tests {
                     }),
                 }),
                 ..DeploymentSpec::default()
-            }),
+            },
             ..Deployment::default()
         }
     }
@@ -648,10 +633,10 @@ mod tests {
                     .map(|m| [(history::MAX_REPLICAS.to_string(), m.to_string())].into()),
                 ..ObjectMeta::default()
             },
-            spec: Some(ReplicaSetSpec {
+            spec: ReplicaSetSpec {
                 replicas: Some(spec),
                 ..ReplicaSetSpec::default()
-            }),
+            },
             status: Some(ReplicaSetStatus::default()),
         }
     }

@@ -5,11 +5,11 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub fn replicas(d: &Deployment) -> i32 {
-    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    d.spec.replicas.unwrap_or(1)
 }
 
 pub fn spec_replicas(rs: &ReplicaSet) -> i32 {
-    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    rs.spec.replicas.unwrap_or(1)
 }
 
 pub fn status_replicas(rs: &ReplicaSet) -> i32 {
@@ -46,8 +46,8 @@ pub fn is_rolling(d: &Deployment) -> bool {
 
 pub fn strategy_type(d: &Deployment) -> &str {
     d.spec
+        .strategy
         .as_ref()
-        .and_then(|s| s.strategy.as_ref())
         .and_then(|s| s.type_.as_deref())
         .unwrap_or("RollingUpdate")
 }
@@ -94,8 +94,8 @@ pub fn resolve_fenceposts(
 fn fenceposts(d: &Deployment) -> (i32, i32) {
     let rolling = d
         .spec
+        .strategy
         .as_ref()
-        .and_then(|s| s.strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref());
     let default = IntOrString::String("25%".into());
     let surge = rolling

@@ -148,15 +148,9 @@ async fn scale_of(
                     let d = Api::<Deployment>::namespaced(client.clone(), namespace)
                         .get(&d.name)
                         .await?;
-                    Some((
-                        d.uid().unwrap_or_default(),
-                        replicas(d.spec.and_then(|s| s.replicas)),
-                    ))
+                    Some((d.uid().unwrap_or_default(), replicas(d.spec.replicas)))
                 }
-                None => Some((
-                    owner.uid.clone(),
-                    replicas(rs.spec.and_then(|s| s.replicas)),
-                )),
+                None => Some((owner.uid.clone(), replicas(rs.spec.replicas))),
             }
         }
         ("v1", "ReplicationController") => {
@@ -172,10 +166,7 @@ async fn scale_of(
             let set = Api::<StatefulSet>::namespaced(client.clone(), namespace)
                 .get(&owner.name)
                 .await?;
-            Some((
-                owner.uid.clone(),
-                replicas(set.spec.and_then(|s| s.replicas)),
-            ))
+            Some((owner.uid.clone(), replicas(set.spec.replicas)))
         }
         _ => None,
     })
@@ -281,7 +272,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<A
     match &scale_error {
         Some(message) => {
             // Upstream's failSafe: nothing may be disrupted while the budget is unknown.
-            next.disruptions_allowed = 0;
+            next.disruptions_allowed = Some(0);
             next.conditions = Some(vec![condition(
                 current_condition,
                 false,
@@ -298,10 +289,10 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<A
                 desired,
                 budget::current_healthy(&refs, &disrupted),
             );
-            next.expected_pods = counts.expected;
-            next.desired_healthy = counts.desired_healthy;
-            next.current_healthy = counts.current_healthy;
-            next.disruptions_allowed = counts.disruptions_allowed;
+            next.expected_pods = Some(counts.expected);
+            next.desired_healthy = Some(counts.desired_healthy);
+            next.current_healthy = Some(counts.current_healthy);
+            next.disruptions_allowed = Some(counts.disruptions_allowed);
             let allowed = counts.disruptions_allowed > 0;
             let reason = if allowed {
                 "SufficientPods"

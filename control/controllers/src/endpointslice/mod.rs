@@ -114,7 +114,7 @@ fn existing_group(slice: &EndpointSlice) -> Group {
                 p
             })
             .collect(),
-        endpoints: slice.endpoints.clone(),
+        endpoints: slice.endpoints.clone().unwrap_or_default(),
     }
 }
 
@@ -311,7 +311,7 @@ fn annotate(meta: &mut ObjectMeta, trigger: Option<jiff::Timestamp>) {
 fn with_group(mut slice: EndpointSlice, group: Group) -> EndpointSlice {
     slice.address_type = "IPv4".into();
     slice.ports = (!group.ports.is_empty()).then_some(group.ports);
-    slice.endpoints = group.endpoints;
+    slice.endpoints = Some(group.endpoints);
     slice
 }
 
@@ -341,7 +341,7 @@ async fn apply(
             EndpointSlice {
                 metadata: meta,
                 address_type: "IPv4".into(),
-                endpoints: Vec::new(),
+                endpoints: None,
                 ports: None,
             },
             group,

@@ -98,7 +98,7 @@ mod tests {
                 ..ObjectMeta::default()
             },
             address_type: "IPv4".into(),
-            endpoints: Vec::new(),
+            endpoints: None,
             ports: None,
         }
     }

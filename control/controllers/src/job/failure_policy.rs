@@ -106,7 +106,7 @@ fn matching_condition<'a>(pod: &'a Pod, rule: &PodFailurePolicyRule) -> Option<&
     let patterns = rule.on_pod_conditions.as_ref()?;
     let conditions = pod.status.as_ref()?.conditions.as_ref()?;
     patterns.iter().find_map(|pattern| {
-        let wanted = pattern.status.as_str();
+        let wanted = pattern.status.as_deref().unwrap_or("True");
         conditions
             .iter()
             .find(|c| c.type_ == pattern.type_ && c.status == wanted)
@@ -165,7 +165,7 @@ mod tests {
                     action: "Ignore".into(),
                     on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
                         type_: "DisruptionTarget".into(),
-                        status: "True".into(),
+                        status: Some("True".into()),
                     }]),
                     on_exit_codes: None,
                 },

@@ -86,22 +86,16 @@ pub trait Replicated:
 impl Replicated for ReplicaSet {
     const COMPONENT: &'static str = "replicaset-controller";
     fn desired_replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        self.spec.replicas.unwrap_or(1)
     }
     fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
+        self.spec.min_ready_seconds.unwrap_or(0)
     }
     fn pod_selector(&self) -> Selector {
-        self.spec
-            .as_ref()
-            .map(|s| Selector::from_label_selector(&s.selector))
-            .unwrap_or_default()
+        Selector::from_label_selector(&self.spec.selector)
     }
     fn pod_template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().and_then(|s| s.template.as_ref())
+        self.spec.template.as_ref()
     }
     fn current_status(&self) -> ReplicaStatus {
         let Some(s) = &self.status else {
@@ -118,8 +112,8 @@ impl Replicated for ReplicaSet {
                 .iter()
                 .flatten()
                 .map(|c| Condition {
-                    type_: c.type_.clone(),
-                    status: c.status.clone(),
+                    type_: c.type_.clone().unwrap_or_default(),
+                    status: c.status.clone().unwrap_or_default(),
                     reason: c.reason.clone(),
                     message: c.message.clone(),
                     last_transition_time: c.last_transition_time.clone(),

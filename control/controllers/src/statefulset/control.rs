@@ -86,24 +86,18 @@ pub fn is_unavailable(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -
 }
 
 pub fn min_ready_seconds(set: &StatefulSet) -> i32 {
-    set.spec
-        .as_ref()
-        .and_then(|s| s.min_ready_seconds)
-        .unwrap_or(0)
+    set.spec.min_ready_seconds.unwrap_or(0)
 }
 
 /// Upstream `allowsBurst`.
 pub fn is_parallel(set: &StatefulSet) -> bool {
-    set.spec
-        .as_ref()
-        .and_then(|s| s.pod_management_policy.as_deref())
-        == Some("Parallel")
+    set.spec.pod_management_policy.as_deref() == Some("Parallel")
 }
 
 pub fn is_on_delete(set: &StatefulSet) -> bool {
     set.spec
+        .update_strategy
         .as_ref()
-        .and_then(|s| s.update_strategy.as_ref())
         .and_then(|s| s.type_.as_deref())
         == Some("OnDelete")
 }
@@ -111,8 +105,8 @@ pub fn is_on_delete(set: &StatefulSet) -> bool {
 /// RollingUpdate's partition (0 without one).
 pub fn partition(set: &StatefulSet) -> i32 {
     set.spec
+        .update_strategy
         .as_ref()
-        .and_then(|s| s.update_strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref())
         .and_then(|r| r.partition)
         .unwrap_or(0)
@@ -129,8 +123,8 @@ fn new_versioned_pod(
     let rolling = !is_on_delete(set);
     let has_rolling = set
         .spec
+        .update_strategy
         .as_ref()
-        .and_then(|s| s.update_strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref())
         .is_some();
     let current_replicas = set
@@ -350,7 +344,7 @@ pub mod tests {
 
     /// A pod of `web` with the ordinal, phase, readiness and revision given.
     pub fn member(s: &StatefulSet, ordinal: i32, phase: &str, ready: bool, rev: &str) -> Arc<Pod> {
-        let template = s.spec.as_ref().expect("spec").template.clone();
+        let template = s.spec.template.clone();
         let mut p = identity::new_pod(s, &template, rev, ordinal);
         let status = crate::pods::testing::pod("x", "n1", phase, ready.then_some(0)).status;
         p.status = status;
@@ -367,7 +361,7 @@ pub mod tests {
     }
 
     fn run(s: &StatefulSet, pods: &[Arc<Pod>]) -> (Plan, Layout) {
-        let template = s.spec.as_ref().expect("spec").template.clone();
+        let template = s.spec.template.clone();
         let rev = Revision {
             name: "web-1",
             template: &template,
@@ -400,10 +394,10 @@ pub mod tests {
     }
 
     fn parallel(mut s: StatefulSet) -> StatefulSet {
-        s.spec = Some(StatefulSetSpec {
+        s.spec = StatefulSetSpec {
             pod_management_policy: Some("Parallel".into()),
-            ..s.spec.expect("spec")
-        });
+            ..s.spec
+        };
         s
     }
 
@@ -437,7 +431,7 @@ pub mod tests {
     #[test]
     fn ordered_ready_waits_for_min_ready_seconds() {
         let mut s = set("web", 2, None);
-        s.spec.as_mut().expect("spec").min_ready_seconds = Some(NOW as i32 + 10);
+        s.spec.min_ready_seconds = Some(NOW as i32 + 10);
         let (p, _) = run(&s, &[member(&s, 0, "Running", true, "web-1")]);
         assert!(
             describe(&p).is_empty() && p.blocked,

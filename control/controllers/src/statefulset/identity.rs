@@ -68,18 +68,14 @@ pub fn claim_name(set: &StatefulSet, template: &PersistentVolumeClaim, ordinal: 
 }
 
 pub fn replicas(set: &StatefulSet) -> i32 {
-    set.spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1)
-        .max(0)
+    set.spec.replicas.unwrap_or(1).max(0)
 }
 
 /// The first ordinal (`spec.ordinals.start`, default 0).
 pub fn start_ordinal(set: &StatefulSet) -> i32 {
     set.spec
+        .ordinals
         .as_ref()
-        .and_then(|s| s.ordinals.as_ref())
         .and_then(|o| o.start)
         .unwrap_or(0)
 }
@@ -95,16 +91,13 @@ pub fn in_ordinal_range(set: &StatefulSet, pod: &Pod) -> bool {
 }
 
 pub fn service_name(set: &StatefulSet) -> String {
-    set.spec
-        .as_ref()
-        .and_then(|s| s.service_name.clone())
-        .unwrap_or_default()
+    set.spec.service_name.clone().unwrap_or_default()
 }
 
 pub fn claim_templates(set: &StatefulSet) -> &[PersistentVolumeClaim] {
     set.spec
-        .as_ref()
-        .and_then(|s| s.volume_claim_templates.as_deref())
+        .volume_claim_templates
+        .as_deref()
         .unwrap_or_default()
 }
 
@@ -234,7 +227,7 @@ pub mod testing {
                 generation: Some(1),
                 ..ObjectMeta::default()
             },
-            spec: Some(StatefulSetSpec {
+            spec: StatefulSetSpec {
                 replicas: Some(replicas),
                 selector: LabelSelector {
                     match_labels: Some(labels.clone()),
@@ -257,7 +250,7 @@ pub mod testing {
                     }),
                 },
                 ..StatefulSetSpec::default()
-            }),
+            },
             status: None,
         }
     }
@@ -299,14 +292,14 @@ mod tests {
     #[test]
     fn new_pods_carry_their_identity() {
         let mut s = set("web", 3, None);
-        s.spec.as_mut().expect("spec").volume_claim_templates = Some(vec![PersistentVolumeClaim {
+        s.spec.volume_claim_templates = Some(vec![PersistentVolumeClaim {
             metadata: ObjectMeta {
                 name: Some("www".into()),
                 ..ObjectMeta::default()
             },
             ..PersistentVolumeClaim::default()
         }]);
-        let template = s.spec.as_ref().expect("spec").template.clone();
+        let template = s.spec.template.clone();
         let pod = new_pod(&s, &template, "web-abc", 1);
         assert_eq!(pod.metadata.name.as_deref(), Some("web-1"));
         assert_eq!(label(&pod, POD_NAME_LABEL), Some("web-1"));

@@ -98,10 +98,7 @@ fn controller_of<K: Resource>(object: &K) -> Option<String> {
 }
 
 fn selector_of(set: &StatefulSet) -> Selector {
-    set.spec
-        .as_ref()
-        .map(|s| Selector::from_label_selector(&s.selector))
-        .unwrap_or_default()
+    Selector::from_label_selector(&set.spec.selector)
 }
 
 fn enqueue_to(queue: &UnboundedSender<ObjectRef<StatefulSet>>, namespace: &str, name: &str) {
@@ -389,12 +386,7 @@ impl Sync<'_> {
 
     /// Upstream `updateStatefulSet` + `updateStatefulSetStatus`.
     async fn update(&self, pods: &[Arc<Pod>], revisions: &Revisions) -> Result<Action, Error> {
-        let own_template = self
-            .set
-            .spec
-            .as_ref()
-            .map(|s| s.template.clone())
-            .unwrap_or_default();
+        let own_template = self.set.spec.template.clone();
         let template = |r: &ControllerRevision| -> PodTemplateSpec {
             revision::template_of(r).unwrap_or_else(|| own_template.clone())
         };
@@ -748,8 +740,7 @@ impl Sync<'_> {
         let limit = self
             .set
             .spec
-            .as_ref()
-            .and_then(|s| s.revision_history_limit)
+            .revision_history_limit
             .unwrap_or(history::DEFAULT_HISTORY_LIMIT);
         let live = [&revisions.current, &revisions.update]
             .into_iter()
@@ -774,7 +765,7 @@ async fn renumber(
         Ok(updated) => Ok(updated),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let fresh = api.get(&revision.name_any()).await?;
-            if fresh.revision >= next {
+            if history::number(&fresh) >= next {
                 Ok(fresh)
             } else {
                 Ok(history::set_revision(api, &fresh, next).await?)

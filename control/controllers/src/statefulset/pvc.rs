@@ -33,10 +33,7 @@ pub struct Policy {
 }
 
 pub fn policy(set: &StatefulSet) -> Policy {
-    let p = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    let p = set.spec.persistent_volume_claim_retention_policy.as_ref();
     let delete = |v: Option<&String>| v.map(String::as_str) == Some("Delete");
     Policy {
         delete_when_deleted: delete(p.and_then(|p| p.when_deleted.as_ref())),
@@ -52,11 +49,7 @@ pub fn claims_for(set: &StatefulSet, pod: &Pod) -> Vec<PersistentVolumeClaim> {
     let Some(ordinal) = ordinal(pod) else {
         return Vec::new();
     };
-    let match_labels = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default();
+    let match_labels = set.spec.selector.match_labels.clone().unwrap_or_default();
     claim_templates(set)
         .iter()
         .map(|template| {
@@ -184,7 +177,7 @@ mod tests {
 
     fn with_claims(replicas: i32, when_deleted: &str, when_scaled: &str) -> StatefulSet {
         let mut s = set("web", replicas, None);
-        let spec = s.spec.as_mut().expect("spec");
+        let spec = &mut s.spec;
         spec.volume_claim_templates = Some(vec![PersistentVolumeClaim {
             metadata: ObjectMeta {
                 name: Some("www".into()),

@@ -52,10 +52,7 @@ pub fn hash(data: &Value, collision_count: i32) -> String {
 }
 
 fn template(set: &StatefulSet) -> PodTemplateSpec {
-    set.spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default()
+    set.spec.template.clone()
 }
 
 /// The revision data restoring the set's template (upstream `getPatch`).
@@ -85,7 +82,7 @@ pub fn new_revision(set: &StatefulSet, number: i64, collision_count: i32) -> Con
 /// The pod template a revision restores (upstream `ApplyRevision`, which patches the set with
 /// the revision's data; only the template is in it). `None` when the data holds no template.
 pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
-    let mut template = revision.data.as_ref()?.0.pointer("/spec/template")?.clone();
+    let mut template = revision.data.0.pointer("/spec/template")?.clone();
     if let Some(object) = template.as_object_mut() {
         object.remove("$patch");
     }
@@ -105,7 +102,7 @@ pub enum UpdateRevision {
 
 /// Upstream `getStatefulSetRevisions` up to the write; `revisions` sorted oldest first.
 pub fn choose_update(revisions: &[Arc<ControllerRevision>], data: &Value) -> UpdateRevision {
-    let next = revisions.last().map_or(1, |r| r.revision + 1);
+    let next = revisions.last().map_or(1, |r| history::number(r) + 1);
     let equal: Vec<&Arc<ControllerRevision>> = revisions
         .iter()
         .filter(|r| history::matches(r, data))
@@ -146,15 +143,7 @@ mod tests {
     use kube::ResourceExt;
 
     fn image(s: &mut StatefulSet, image: &str) {
-        s.spec
-            .as_mut()
-            .expect("spec")
-            .template
-            .spec
-            .as_mut()
-            .expect("pod spec")
-            .containers[0]
-            .image = Some(image.into());
+        s.spec.template.spec.as_mut().expect("pod spec").containers[0].image = Some(image.into());
     }
 
     fn revision(s: &StatefulSet, name: &str, number: i64) -> Arc<ControllerRevision> {
@@ -181,7 +170,7 @@ mod tests {
             .bytes()
             .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)));
         assert_eq!(r.labels().get("app").map(String::as_str), Some("web"));
-        assert_eq!(r.revision, 1);
+        assert_eq!(r.revision, Some(1));
         // Another collision count, another name; same data.
         let other = new_revision(&s, 1, 1);
         assert_ne!(other.name_any(), r.name_any());

@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn counts_from_the_pods() {
         let mut s = set("web", 4, None);
-        s.spec.as_mut().expect("spec").min_ready_seconds = Some(10);
+        s.spec.min_ready_seconds = Some(10);
         let now = jiff::Timestamp::from_second(NOW).expect("valid");
         let mut terminating = (*member(&s, 3, "Running", true, "new")).clone();
         terminating.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
@@ -153,7 +153,7 @@ mod tests {
             c[0].last_transition_time =
                 Some(Time(jiff::Timestamp::from_second(NOW - 5).expect("valid")));
         }
-        let template = s.spec.as_ref().expect("spec").template.clone();
+        let template = s.spec.template.clone();
         let made_up = Arc::new(crate::statefulset::identity::new_pod(
             &s, &template, "new", 4,
         ));

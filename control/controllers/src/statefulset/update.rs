@@ -50,7 +50,7 @@ mod tests {
 
     fn with_partition(replicas: i32, partition: i32) -> StatefulSet {
         let mut s = set("web", replicas, None);
-        s.spec.as_mut().expect("spec").update_strategy = Some(StatefulSetUpdateStrategy {
+        s.spec.update_strategy = Some(StatefulSetUpdateStrategy {
             type_: Some("RollingUpdate".into()),
             rolling_update: Some(RollingUpdateStatefulSetStrategy {
                 partition: Some(partition),
@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn on_delete_updates_nothing() {
         let mut s = set("web", 2, None);
-        s.spec.as_mut().expect("spec").update_strategy = Some(StatefulSetUpdateStrategy {
+        s.spec.update_strategy = Some(StatefulSetUpdateStrategy {
             type_: Some("OnDelete".into()),
             rolling_update: None,
         });

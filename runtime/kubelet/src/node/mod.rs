@@ -234,6 +234,8 @@ impl NodeAgent {
                 operating_system: "linux".into(),
                 os_image: self.machine.os_image.clone(),
                 system_uuid: self.machine.system_uuid.clone(),
+                running_in_user_namespace: None,
+                swap: None,
             }),
             conditions: Some(conditions),
             ..NodeStatus::default()

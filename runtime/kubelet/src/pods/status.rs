@@ -197,6 +197,7 @@ fn condition(
         message: if ok { None } else { message },
         last_probe_time: None,
         last_transition_time: Some(transition),
+        observed_generation: None,
     }
 }
 

@@ -540,8 +540,8 @@ async fn service_account_token(
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".into());
     let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: audience.into_iter().collect(),
+        spec: Some(TokenRequestSpec {
+            audiences: Some(audience.into_iter().collect()),
             expiration_seconds: Some(expiration.unwrap_or(3607)),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
@@ -549,7 +549,8 @@ async fn service_account_token(
                 name: pod.metadata.name.clone(),
                 uid: pod.metadata.uid.clone(),
             }),
-        },
+            attestations: None,
+        }),
         ..TokenRequest::default()
     };
     let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
@@ -565,7 +566,7 @@ async fn service_account_token(
         .map_err(|e| format!("failed to fetch token: {e}"))?;
     answer
         .status
-        .map(|s| s.token)
+        .map(|s| s.token.unwrap_or_default())
         .ok_or_else(|| "the token request has no status".into())
 }
 
@@ -743,6 +744,7 @@ mod tests {
             key: "k".into(),
             path: "conf/k.txt".into(),
             mode: Some(0o600),
+            user: None,
         }];
         let picked = select(all.clone(), Some(&items), None, "ConfigMap", "c").unwrap();
         assert_eq!(picked["conf/k.txt"], (b"v".to_vec(), 0o600));
@@ -750,12 +752,14 @@ mod tests {
             key: "k".into(),
             path: "../x".into(),
             mode: None,
+            user: None,
         }];
         assert!(select(all.clone(), Some(&bad), None, "ConfigMap", "c").is_err());
         let missing = vec![KeyToPath {
             key: "nope".into(),
             path: "x".into(),
             mode: None,
+            user: None,
         }];
         assert!(select(all, Some(&missing), None, "ConfigMap", "c")
             .unwrap_err()

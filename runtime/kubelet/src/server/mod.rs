@@ -138,7 +138,7 @@ async fn authenticate(State(state): State<Shared>, request: Request, next: Next)
         None => {
             let review = TokenReview {
                 spec: TokenReviewSpec {
-                    token: Some(token.clone()),
+                    token: token.clone(),
                     audiences: None,
                 },
                 ..TokenReview::default()
