@@ -722,6 +722,91 @@ fn storage_and_runtime_classes(s: &ServerProcess) {
     s.kubectl_ok(&["delete", "runtimeclass", "skiff"]);
 }
 
+/// The ClusterIP allocator's state as upstream keeps it (an IPAddress per ClusterIP, the
+/// `kubernetes` ServiceCIDR), the legacy `bindings` collection, and `kubectl auth whoami`.
+fn allocator_bindings_and_whoami(s: &ServerProcess) {
+    let apply = |yaml: &str| s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    let cidrs = s.kubectl_ok(&["get", "servicecidrs"]);
+    assert!(
+        cidrs.contains("CIDRS") && cidrs.contains("kubernetes") && cidrs.contains("10.96.0.0/12"),
+        "{cidrs}"
+    );
+    let ready = s.kubectl_ok(&[
+        "get",
+        "servicecidr",
+        "kubernetes",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(ready, "True");
+    let kubernetes = s.kubectl_ok(&["get", "ipaddress", "10.96.0.1"]);
+    assert!(
+        kubernetes.contains("PARENTREF") && kubernetes.contains("services/default/kubernetes"),
+        "{kubernetes}"
+    );
+
+    assert!(apply("apiVersion: v1\nkind: Service\nmetadata: {name: held}\nspec:\n  ports: [{port: 80}]\n  selector: {app: held}\n").status.success());
+    let ip = s.kubectl_ok(&["get", "svc", "held", "-o", "jsonpath={.spec.clusterIP}"]);
+    let parent = s.kubectl_ok(&[
+        "get",
+        "ip",
+        &ip,
+        "-o",
+        "jsonpath={.spec.parentRef.resource}/{.spec.parentRef.namespace}/{.spec.parentRef.name}",
+    ]);
+    assert_eq!(parent, "services/default/held");
+    let err = s.kubectl_err(&[
+        "patch",
+        "ip",
+        &ip,
+        "-p",
+        r#"{"spec":{"parentRef":{"name":"other"}}}"#,
+    ]);
+    assert!(
+        err.contains("spec.parentRef: Invalid value") && err.contains("field is immutable"),
+        "{err}"
+    );
+    s.kubectl_ok(&["delete", "svc", "held"]);
+    let gone = s.kubectl(&["get", "ip", &ip]);
+    assert!(
+        !gone.status.success(),
+        "the Service's IPAddress goes with it"
+    );
+
+    let out = apply("apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: extra}\nspec: {cidrs: [10.100.0.1/24]}\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.cidrs[0]: Invalid value: \"10.100.0.1/24\": must be in canonical form (\"10.100.0.0/24\")"), "{err}");
+    let out = apply("apiVersion: networking.k8s.io/v1\nkind: IPAddress\nmetadata: {name: 010.1.1.1}\nspec: {parentRef: {resource: services, name: x}}\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be a valid IP address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A Binding posted to the legacy collection binds the pod it names.
+    assert!(apply("apiVersion: v1\nkind: Pod\nmetadata: {name: unbound}\nspec:\n  schedulerName: nobody\n  containers: [{name: c, image: busybox}]\n").status.success());
+    // Through `--raw`: kubectl's client-side validation of a create-only kind falls back to
+    // /openapi/v2, which skiff does not serve yet.
+    let out = s.kubectl_stdin(
+        &["create", "--raw", "/api/v1/namespaces/default/bindings", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"unbound"},"target":{"kind":"Node","name":"node-a"}}"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = s.kubectl_ok(&["get", "pod", "unbound", "-o", "jsonpath={.spec.nodeName}"]);
+    assert_eq!(node, "node-a");
+    s.kubectl_ok(&["delete", "pod", "unbound", "--grace-period=0", "--force"]);
+
+    let whoami = s.kubectl_ok(&["auth", "whoami"]);
+    assert!(
+        whoami.contains("Username") && whoami.contains("system:masters"),
+        "{whoami}"
+    );
+}
+
 #[test]
 fn kubectl_against_skiff_server() {
     let s = ServerProcess::start();
@@ -731,6 +816,7 @@ fn kubectl_against_skiff_server() {
     watch(&s);
     server_side_apply(&s);
     storage_and_runtime_classes(&s);
+    allocator_bindings_and_whoami(&s);
 }
 
 #[test]

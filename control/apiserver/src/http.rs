@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::discovery;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::handlers::{Ctx, ScaleChange, Shared, Target};
 use crate::patch::PatchType;
 use crate::resources::{self, Sub};
@@ -550,6 +550,30 @@ async fn dispatch(
                 )
                 .await?;
             Ok(Reply::Value(200, server.scale_of(info, &object)))
+        }
+        (Method::POST, false, None) if info.group.is_empty() && info.resource == "bindings" => {
+            // The legacy `bindings` collection is `pods/binding` under another path (upstream
+            // serves both from the pod storage's LegacyBinding): the pod is the binding's name.
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            let pod = Target {
+                info: resources::find("", "v1", "pods")
+                    .ok_or_else(|| ApiError::internal("pods are not registered"))?,
+                namespace: target.namespace.clone(),
+                name: object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                sub: Some(Sub::Binding),
+            };
+            if pod.name.as_deref().unwrap_or_default().is_empty() {
+                return Err(ApiError::invalid(
+                    info,
+                    "",
+                    vec![FieldError::required("metadata.name", "")],
+                ));
+            }
+            value(server.bind(&pod, ctx, object).await)
         }
         (Method::POST, false, None) => {
             if !verb_allowed("create") {

@@ -94,9 +94,9 @@ impl Sub {
             Sub::Binding => ("", "v1", "Binding", &["create"]),
             Sub::Eviction => ("policy", "v1", "Eviction", &["create"]),
             Sub::Log => ("", "v1", "Pod", &["get"]),
-            Sub::Exec | Sub::Attach | Sub::PortForward => {
-                ("", "v1", "PodExecOptions", &["create", "get"])
-            }
+            Sub::Exec => ("", "v1", "PodExecOptions", &["create", "get"]),
+            Sub::Attach => ("", "v1", "PodAttachOptions", &["create", "get"]),
+            Sub::PortForward => ("", "v1", "PodPortForwardOptions", &["create", "get"]),
             Sub::Finalize => ("", "v1", "Namespace", &["update"]),
         }
     }
@@ -279,6 +279,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("", "v1", "replicationcontrollers", "ReplicationController", "replicationcontroller", true, core::ReplicationController,
             short: ["rc"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS,
             strategy: &registry::core::replicationcontrollers::STRATEGY),
+        resource!("", "v1", "bindings", "Binding", "binding", true, core::Binding,
+            short: [], cat: [], sub: [], verbs: CREATE_ONLY,
+            strategy: &registry::PLAIN),
         resource!("", "v1", "persistentvolumes", "PersistentVolume", "persistentvolume", false, core::PersistentVolume,
             short: ["pv"], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::core::persistentvolumes::STRATEGY),
@@ -315,6 +318,12 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("networking.k8s.io", "v1", "ingressclasses", "IngressClass", "ingressclass", false, networking::IngressClass,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::networking::INGRESS_CLASSES),
+        resource!("networking.k8s.io", "v1", "ipaddresses", "IPAddress", "ipaddress", false, networking::IPAddress,
+            short: ["ip"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::networking::IP_ADDRESSES),
+        resource!("networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR", "servicecidr", false, networking::ServiceCIDR,
+            short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::networking::SERVICE_CIDRS),
         resource!("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", "networkpolicy", true, networking::NetworkPolicy,
             short: ["netpol"], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::networking::NETWORK_POLICIES),

@@ -124,6 +124,56 @@ async fn ensure(
     }
 }
 
+/// The ServiceCIDR `kubernetes` (the range ClusterIPs come from), Ready as upstream's default
+/// ServiceCIDR controller marks it.
+async fn default_service_cidr(server: &ApiServer) -> anyhow::Result<()> {
+    use crate::registry::networking::DEFAULT_SERVICE_CIDR;
+    ensure(
+        server,
+        "servicecidrs",
+        "networking.k8s.io",
+        None,
+        json!({"metadata": {"name": DEFAULT_SERVICE_CIDR}, "spec": {"cidrs": ["10.96.0.0/12"]}}),
+    )
+    .await?;
+    let info = resources::find("networking.k8s.io", "v1", "servicecidrs")
+        .context("servicecidrs are registered")?;
+    let Some(stored) = server
+        .storage
+        .get(&info.key(None, DEFAULT_SERVICE_CIDR))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?
+    else {
+        return Ok(());
+    };
+    let mut object = stored.object;
+    let ready = object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    if ready {
+        return Ok(());
+    }
+    object["status"] = json!({"conditions": [{
+        "type": "Ready", "status": "True", "reason": "", "message": "Kubernetes default Service CIDR is ready",
+        "lastTransitionTime": crate::timestamps::now_rfc3339(),
+    }]});
+    let target = Target {
+        info,
+        namespace: None,
+        name: Some(DEFAULT_SERVICE_CIDR.into()),
+        sub: Some(resources::Sub::Status),
+    };
+    server
+        .update(&target, &system_ctx(), object)
+        .await
+        .map_err(|e| anyhow::anyhow!("marking the default ServiceCIDR ready: {}", e.message))?;
+    Ok(())
+}
+
 /// The objects every cluster starts with: the four namespaces and the `kubernetes` service.
 pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow::Result<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -146,6 +196,7 @@ pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow
         )
         .await?;
     }
+    default_service_cidr(server).await?;
     let labels = json!({"component": "apiserver", "provider": "kubernetes"});
     ensure(
         server,

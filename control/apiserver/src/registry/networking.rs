@@ -1,6 +1,20 @@
-//! networking.k8s.io: Ingresses, IngressClasses and NetworkPolicies (`pkg/registry/networking`)
-//! — generation tracking and their printers.
+//! networking.k8s.io (`pkg/registry/networking`): Ingresses, IngressClasses and NetworkPolicies
+//! (generation tracking and their printers), and the ClusterIP allocator's objects:
+//! ServiceCIDRs (the ranges; the server creates `kubernetes` = 10.96.0.0/12 at bootstrap) and
+//! IPAddresses (one per allocated ClusterIP, written by the Service allocator in the Service's
+//! own transaction — `core/services/allocator.rs`).
+//!
+//! Not yet as upstream: the allocator hands out addresses from the default range only, so a
+//! ServiceCIDR a user adds is stored but not allocated from, and no ServiceCIDR controller
+//! keeps one (with its finalizer) while addresses from it are in use.
 
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use crate::error::FieldError;
+use crate::names::{NameRule, PATH_SEGMENT};
+use crate::registry::fields::immutable;
 use crate::registry::Strategy;
 use crate::table::prelude::*;
 
@@ -21,7 +35,199 @@ impl Strategy for Networking {
     }
 }
 
+/// The ServiceCIDR the server creates at bootstrap (upstream's `DefaultServiceCIDRName`).
+pub const DEFAULT_SERVICE_CIDR: &str = "kubernetes";
+
+/// IPAddresses: named by the address itself, bound to their parent object for life.
+pub struct IpAddresses;
+
+pub static IP_ADDRESSES: IpAddresses = IpAddresses;
+
+/// Upstream `ValidateIPAddressName`: the name is an IP address in canonical form.
+const IP_NAME: NameRule = NameRule {
+    check: |s| s.parse::<IpAddr>().is_ok_and(|ip| ip.to_string() == s),
+    message: "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+};
+
+impl Strategy for IpAddresses {
+    fn name_rule(&self) -> NameRule {
+        IP_NAME
+    }
+
+    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        let Some(parent) = object.pointer("/spec/parentRef").filter(|p| !p.is_null()) else {
+            errors.push(FieldError::required("spec.parentRef", ""));
+            return;
+        };
+        let field = |name: &str| parent.get(name).and_then(Value::as_str).unwrap_or_default();
+        let group = field("group");
+        if !group.is_empty() && !crate::names::is_dns1123_subdomain(group) {
+            errors.push(FieldError::invalid(
+                "spec.parentRef.group",
+                &json!(group),
+                crate::names::DNS1123_SUBDOMAIN_MSG,
+            ));
+        }
+        for (name, required) in [("resource", true), ("name", true), ("namespace", false)] {
+            let value = field(name);
+            let path = format!("spec.parentRef.{name}");
+            if value.is_empty() {
+                if required {
+                    errors.push(FieldError::required(path, ""));
+                }
+            } else if !(PATH_SEGMENT.check)(value) {
+                errors.push(FieldError::invalid(
+                    path,
+                    &json!(value),
+                    PATH_SEGMENT.message,
+                ));
+            }
+        }
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        immutable(
+            "spec.parentRef",
+            old.pointer("/spec/parentRef"),
+            new.pointer("/spec/parentRef"),
+            errors,
+        );
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &IP_ADDRESS_PRINTER
+    }
+}
+
+/// ServiceCIDRs: one or two CIDRs (one per family), immutable once set; status is the
+/// controller's.
+pub struct ServiceCidrs;
+
+pub static SERVICE_CIDRS: ServiceCidrs = ServiceCidrs;
+
+impl Strategy for ServiceCidrs {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        let cidrs: Vec<&str> = object
+            .pointer("/spec/cidrs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if cidrs.is_empty() {
+            errors.push(FieldError::required(
+                "spec.cidrs",
+                "at least one CIDR required",
+            ));
+            return;
+        }
+        if cidrs.len() > 2 {
+            errors.push(FieldError::invalid(
+                "spec.cidrs",
+                object.get("spec").unwrap_or(&Value::Null),
+                "may only hold up to 2 values",
+            ));
+            return;
+        }
+        let mut families = Vec::new();
+        for (i, cidr) in cidrs.iter().enumerate() {
+            match cidr.parse::<ipnetwork::IpNetwork>() {
+                Ok(net) if net.network() == net.ip() => families.push(net.is_ipv4()),
+                Ok(net) => errors.push(FieldError::invalid(
+                    format!("spec.cidrs[{i}]"),
+                    &json!(cidr),
+                    format!(
+                        "must be in canonical form (\"{}/{}\")",
+                        net.network(),
+                        net.prefix()
+                    ),
+                )),
+                Err(_) => errors.push(FieldError::invalid(
+                    format!("spec.cidrs[{i}]"),
+                    &json!(cidr),
+                    "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                )),
+            }
+        }
+        if families.len() == 2 && families[0] == families[1] {
+            errors.push(FieldError::invalid(
+                "spec.cidrs",
+                object.pointer("/spec/cidrs").unwrap_or(&Value::Null),
+                "may specify no more than one IP for each IP family, i.e 192.168.0.0/24 and 2001:db8::/64",
+            ));
+        }
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        // Upstream allows adding a second family to a single-family ServiceCIDR; nothing else.
+        let list = |v: &Value| -> Vec<Value> {
+            v.pointer("/spec/cidrs")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (old, new) = (list(old), list(new));
+        let grown = old.len() == 1 && new.len() == 2 && new[0] == old[0];
+        if old != new && !grown {
+            errors.push(FieldError::invalid(
+                "spec.cidrs",
+                &Value::Array(new),
+                "field is immutable",
+            ));
+        }
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &SERVICE_CIDR_PRINTER
+    }
+}
+
 // ---------------------------------------------------------------- table
+
+pub const SERVICE_CIDR_COLUMNS: &[Column] = &[
+    NAME,
+    col("CIDRs", "string", "CIDRs defines the IP blocks in CIDR notation (e.g. \"192.168.0.0/24\" or \"2001:db8::/64\") from which to assign service cluster IPs. Max of two CIDRs is allowed, one of each IP family. This field is immutable."),
+    AGE,
+];
+
+pub static SERVICE_CIDR_PRINTER: Printer = Printer::new(SERVICE_CIDR_COLUMNS, service_cidr_cells);
+
+fn service_cidr_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let cidrs: Vec<&str> = list(obj, &["spec", "cidrs"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    vec![name(obj), cidrs.join(",").into(), age(obj, now).into()]
+}
+
+pub const IP_ADDRESS_COLUMNS: &[Column] = &[
+    NAME,
+    col("ParentRef", "string", "ParentRef references the resource that an IPAddress is attached to. An IPAddress must reference a parent object."),
+];
+
+pub static IP_ADDRESS_PRINTER: Printer = Printer::new(IP_ADDRESS_COLUMNS, ip_address_cells);
+
+/// `services/default/kubernetes`: group-qualified resource, namespace, name (upstream
+/// `printIPAddress`).
+fn ip_address_cells(obj: &Value, _now: Timestamp) -> Vec<Value> {
+    let parent = match obj.pointer("/spec/parentRef").filter(|p| !p.is_null()) {
+        None => "<none>".to_string(),
+        Some(p) => {
+            let field = |n: &str| p.get(n).and_then(Value::as_str).unwrap_or_default();
+            let mut out = match field("group") {
+                "" => field("resource").to_lowercase(),
+                g => format!("{}.{}", field("resource"), g).to_lowercase(),
+            };
+            if !field("namespace").is_empty() {
+                out = format!("{out}/{}", field("namespace"));
+            }
+            format!("{out}/{}", field("name"))
+        }
+    };
+    vec![name(obj), parent.into()]
+}
 
 pub const INGRESS_COLUMNS: &[Column] = &[
     NAME,

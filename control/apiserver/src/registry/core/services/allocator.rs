@@ -1,8 +1,11 @@
-//! Service ClusterIP (10.96.0.0/12) and NodePort (30000–32767, also `healthCheckNodePort` of a
-//! LoadBalancer with `externalTrafficPolicy: Local`) allocation. Each allocation is a
-//! key (`/registry/ranges/serviceips/<ip>`, `/registry/ranges/servicenodeports/<port>`) created
-//! and deleted in the same transaction as the Service, so concurrent creates on any number of API
-//! servers can never hand out one address twice, and a deleted Service releases its addresses.
+//! Service ClusterIP (10.96.0.0/12, the `kubernetes` ServiceCIDR) and NodePort (30000–32767,
+//! also `healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy: Local`) allocation.
+//! Each allocation is a key created and deleted in the same transaction as the Service, so
+//! concurrent creates on any number of API servers can never hand out one address twice, and a
+//! deleted Service releases its addresses. A ClusterIP's key is its IPAddress object
+//! (networking.k8s.io/v1, `/registry/networking.k8s.io/ipaddresses/<ip>`, parentRef = the
+//! Service), as upstream's allocator keeps it since 1.33, so `kubectl get ipaddresses` is the
+//! allocator's real state; node ports are `/registry/ranges/servicenodeports/<port>`.
 
 use std::net::Ipv4Addr;
 
@@ -26,7 +29,27 @@ const SERVICES: Kind<'static> = Kind {
 };
 
 fn ip_key(ip: &str) -> String {
-    format!("/registry/ranges/serviceips/{ip}")
+    format!("/registry/networking.k8s.io/ipaddresses/{ip}")
+}
+
+/// The IPAddress object that holds `ip` for the Service `namespace/name` (upstream's
+/// `ipallocator` labels and parentRef).
+fn ip_address(ip: &str, namespace: &str, name: &str) -> Vec<u8> {
+    let object = json!({
+        "kind": "IPAddress",
+        "apiVersion": "networking.k8s.io/v1",
+        "metadata": {
+            "name": ip,
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": crate::timestamps::now_rfc3339(),
+            "labels": {
+                "ipaddress.kubernetes.io/ip-family": "IPv4",
+                "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
+            },
+        },
+        "spec": {"parentRef": {"group": "", "resource": "services", "namespace": namespace, "name": name}},
+    });
+    crate::storage::encode_value(&object)
 }
 
 fn port_key(port: i64) -> String {
@@ -87,6 +110,10 @@ pub async fn allocate(
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let namespace = new["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let mut extra = Extra::default();
     let kind = new["spec"]["type"]
         .as_str()
@@ -128,12 +155,16 @@ pub async fn allocate(
                         )],
                     ));
                 }
-                extra.creates.push((ip_key(&w), owner.as_bytes().to_vec()));
+                extra
+                    .creates
+                    .push((ip_key(&w), ip_address(&w, &namespace, &name)));
                 w
             }
             (None, None) => {
                 let ip = free_ip(storage).await?;
-                extra.creates.push((ip_key(&ip), owner.as_bytes().to_vec()));
+                extra
+                    .creates
+                    .push((ip_key(&ip), ip_address(&ip, &namespace, &name)));
                 ip
             }
         };
