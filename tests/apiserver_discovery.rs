@@ -53,14 +53,8 @@ const NOT_SERVED: &[(&str, &str)] = &[
     ("v1\tpersistentvolumes/status", "not built"),
     ("v1\tresourcequotas/status", "not built"),
     ("v1\tserviceaccounts/token", "not built"),
-    (
-        "storagemigration.k8s.io/v1\tstorageversionmigrations",
-        "not built",
-    ),
-    (
-        "storagemigration.k8s.io/v1\tstorageversionmigrations/status",
-        "not built",
-    ),
+    ("not built",),
+    ("not built",),
 ];
 
 fn get_json(s: &ServerProcess, path: &str) -> Value {

@@ -7,7 +7,7 @@ use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    scheduling::v1 as scheduling, storage::v1 as storage, storagemigration::v1 as storagemigration,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -348,6 +348,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", "runtimeclass", false, node::RuntimeClass,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::node::RUNTIME_CLASSES),
+        resource!("storagemigration.k8s.io", "v1", "storageversionmigrations", "StorageVersionMigration", "storageversionmigration", false, storagemigration::StorageVersionMigration,
+            short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::storagemigration::STORAGE_VERSION_MIGRATIONS),
         resource!("rbac.authorization.k8s.io", "v1", "roles", "Role", "role", true, rbac::Role,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::rbac::ROLES),

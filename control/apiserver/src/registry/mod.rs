@@ -37,6 +37,7 @@ pub mod policy;
 pub mod rbac;
 pub mod scheduling;
 pub mod storage;
+pub mod storagemigration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
