@@ -800,6 +800,27 @@ fn allocator_bindings_and_whoami(s: &ServerProcess) {
     assert_eq!(node, "node-a");
     s.kubectl_ok(&["delete", "pod", "unbound", "--grace-period=0", "--force"]);
 
+    // A page says how many items follow it when nothing filters the list (as upstream).
+    let total = s.kubectl_ok(&["get", "ns", "-o", "name"]).lines().count() as u64;
+    let page: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "--raw", "/api/v1/namespaces?limit=1"]))
+            .expect("list");
+    assert_eq!(
+        page["metadata"]["remainingItemCount"],
+        serde_json::json!(total - 1),
+        "{page}"
+    );
+    let filtered: serde_json::Value = serde_json::from_str(&s.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces?limit=1&labelSelector=kubernetes.io/metadata.name",
+    ]))
+    .expect("list");
+    assert!(
+        filtered["metadata"].get("remainingItemCount").is_none(),
+        "{filtered}"
+    );
+
     let whoami = s.kubectl_ok(&["auth", "whoami"]);
     assert!(
         whoami.contains("Username") && whoami.contains("system:masters"),

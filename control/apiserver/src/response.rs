@@ -47,6 +47,8 @@ pub struct List {
     pub revision: i64,
     /// The continue token when more items follow.
     pub next: Option<String>,
+    /// How many items follow this page, when known exactly (a paged list without selectors).
+    pub remaining: Option<i64>,
 }
 
 /// One object as the client asked for it.
@@ -74,22 +76,32 @@ pub fn object(info: &ResourceInfo, output: Output, object: Value) -> Value {
 /// A list as the client asked for it.
 pub fn list(info: &ResourceInfo, output: Output, list: List) -> Value {
     let rv = list.revision.to_string();
+    let remaining = list.remaining.filter(|n| *n > 0);
     let metadata = |next: Option<String>| {
         let mut m = json!({"resourceVersion": rv});
         if let Some(n) = next {
             m["continue"] = json!(n);
         }
+        if let Some(n) = remaining {
+            m["remainingItemCount"] = json!(n);
+        }
         m
     };
     match output {
-        Output::Table(include) => table(
-            info.strategy.printer(),
-            &list.items,
-            &rv,
-            list.next.as_deref(),
-            include,
-            Timestamp::now(),
-        ),
+        Output::Table(include) => {
+            let mut t = table(
+                info.strategy.printer(),
+                &list.items,
+                &rv,
+                list.next.as_deref(),
+                include,
+                Timestamp::now(),
+            );
+            if let Some(n) = remaining {
+                t["metadata"]["remainingItemCount"] = json!(n);
+            }
+            t
+        }
         Output::PartialMetadata => {
             let items: Vec<Value> = list.items.iter().map(partial_metadata).collect();
             json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(list.next), "items": items})

@@ -28,6 +28,8 @@ pub struct ListPage {
     pub revision: i64,
     /// Key to continue from when the page was cut by the limit.
     pub next_key: Option<String>,
+    /// How many keys follow the page (etcd's count minus what was returned).
+    pub remaining: i64,
 }
 
 /// Keys written or removed in the same transaction as an object (service IP and node port
@@ -165,6 +167,7 @@ impl Storage {
                 .await?;
             page.items.extend(more.items);
             page.next_key = more.next_key;
+            page.remaining = more.remaining;
         }
         Ok(page)
     }
@@ -209,6 +212,7 @@ impl Storage {
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             items.push(decode_value(key, kv.value(), kv.mod_revision())?);
         }
+        let remaining = (resp.count() - items.len() as i64).max(0);
         let next_key = if resp.more() {
             items.last().map(|last| format!("{}\0", last.key))
         } else {
@@ -222,6 +226,7 @@ impl Storage {
                 header_revision
             },
             next_key,
+            remaining,
         })
     }
 

@@ -39,6 +39,9 @@ impl ApiServer {
         let continue_token = ctx.param("continue").filter(|c| !c.is_empty());
         let matches = |o: &Value| labels.matches(o) && fields.matches(o);
 
+        // Upstream counts what follows a page only when no selector filters the items.
+        let exact = labels.is_empty() && fields.is_empty();
+        let mut remaining = None;
         let (items, revision, next): (Vec<Value>, i64, Option<String>) = if continue_token.is_none()
             && (rv == "0" || (!rv.is_empty() && rv_match == "NotOlderThan"))
         {
@@ -100,6 +103,7 @@ impl ApiServer {
                         Some(k) if limit > 0 && (items.len() as i64) < limit => start = Some(k),
                         Some(k) => {
                             next = Some(encode_continue(&k, revision));
+                            remaining = exact.then_some(page.remaining);
                             break;
                         }
                         None => break,
@@ -112,6 +116,7 @@ impl ApiServer {
             items,
             revision,
             next,
+            remaining,
         })
     }
 }
