@@ -738,6 +738,21 @@ mod tests {
         assert_eq!(c.warnings.lock().len(), 2);
     }
 
+    /// Upstream's conformance spec "should detect unknown and duplicate fields of a typed object".
+    #[test]
+    fn strict_lists_unknown_then_duplicate_fields() {
+        let info = resources::find("apps", "v1", "deployments").expect("deployments");
+        let body = br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"my-dep"},"spec":{"unknownField":"foo","replicas":2,"replicas":3,"selector":{"matchLabels":{"app":"nginx"}},"template":{"metadata":{"labels":{"app":"nginx"}},"spec":{"containers":[{"name":"nginx","image":"nginx:latest"}]}}}}"#;
+        let c = ctx("Strict");
+        let value = decode_request(&c, "application/json", body).unwrap();
+        let err = crate::handlers::decode_object(info, &c, value).unwrap_err();
+        assert!(
+            err.message.contains(r#"strict decoding error: unknown field "spec.unknownField", duplicate field "spec.replicas""#),
+            "{}",
+            err.message
+        );
+    }
+
     #[test]
     fn duplicate_fields_follow_field_validation() {
         let info = resources::pods();

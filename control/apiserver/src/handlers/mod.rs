@@ -201,10 +201,15 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
     unknown_fields(&body, &decoded, "", &mut unknown);
     let duplicates = std::mem::take(&mut *ctx.duplicate_fields.lock());
     if !unknown.is_empty() || !duplicates.is_empty() {
-        let list: Vec<String> = duplicates
+        // Unknown fields first, then duplicates: the order upstream's conformance suite reads.
+        let list: Vec<String> = unknown
             .iter()
-            .map(|f| format!("duplicate field \"{f}\""))
-            .chain(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
+            .map(|f| format!("unknown field \"{f}\""))
+            .chain(
+                duplicates
+                    .iter()
+                    .map(|f| format!("duplicate field \"{f}\"")),
+            )
             .collect();
         match ctx.field_validation()? {
             FieldValidation::Strict => {
