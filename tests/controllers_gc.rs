@@ -203,6 +203,56 @@ fn namespaces_get_default_account_and_root_ca() {
         r#"{"data":{"ca.crt":"tampered"}}"#,
     ]);
     wait_until("the CA put right", || published(&s) == ca.as_bytes());
+    // Deleting the namespace takes its pods first: while a pod stays (a finalizer holds it),
+    // the rest of the namespace's content stays too (OrderedNamespaceDeletion).
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"held","namespace":"fresh","finalizers":["example.com/hold"]},"spec":{"schedulerName":"nobody","containers":[{"name":"c","image":"busybox"}]}}"#;
+    let out = s.kubectl_stdin(&["create", "-f", "-"], pod);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "fresh",
+        "--from-literal=k=v",
+    ]);
+    s.kubectl_ok(&["delete", "namespace", "fresh", "--wait=false"]);
+    wait_until("the pod marked for deletion", || {
+        !s.kubectl_ok(&[
+            "get",
+            "pod",
+            "held",
+            "-n",
+            "fresh",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .is_empty()
+    });
+    // The controller retries every 2 s; give it several passes.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(
+        exists(&s, &["configmap", "settings", "-n", "fresh"]),
+        "content went before the pod"
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "pod",
+        "held",
+        "-n",
+        "fresh",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    wait_until("the namespace gone", || {
+        !exists(&s, &["namespace", "fresh"])
+    });
+
     // The built-in namespaces have them too.
     for ns in ["default", "kube-system", "kube-public"] {
         assert!(exists(&s, &["serviceaccount", "default", "-n", ns]), "{ns}");

@@ -1,6 +1,8 @@
 //! The namespace controller (upstream pkg/controller/namespace): a namespace being deleted has
-//! everything in it deleted, then its `kubernetes` finalizer removed through `/finalize`, at
-//! which point the API server removes it.
+//! everything in it deleted — its pods first, and the rest only once no pod is left (upstream's
+//! OrderedNamespaceDeletion, on by default since 1.34: a pod never outlives the policies,
+//! secrets or config it runs with) — then its `kubernetes` finalizer removed through
+//! `/finalize`, at which point the API server removes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +61,15 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
     let name = ns.name_any();
     // Discovery runs per pass so resources added later are covered too.
     let mut remaining = 0usize;
-    for (ar, _) in namespaced_resources(&ctx.client).await? {
+    let (pods, rest): (Vec<_>, Vec<_>) = namespaced_resources(&ctx.client)
+        .await?
+        .into_iter()
+        .partition(|(ar, _)| ar.group.is_empty() && ar.plural == "pods");
+    for (i, (ar, _)) in pods.into_iter().chain(rest).enumerate() {
+        if i > 0 && remaining > 0 {
+            // Pods are still going: nothing else is deleted yet.
+            break;
+        }
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, &ar);
         let left = api.list_metadata(&ListParams::default()).await?;
         if left.items.is_empty() {
