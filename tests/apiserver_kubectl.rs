@@ -559,6 +559,47 @@ fn server_side_apply(s: &ServerProcess) {
     assert_eq!(get(".metadata.managedFields[*].manager"), "kubectl other");
     assert_eq!(get(".metadata.managedFields[0].operation"), "Apply");
 
+    // A second applier changing a field the first applied: a conflict, unless forced, which
+    // moves the field to it.
+    let out = s.kubectl_stdin(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {z: '9', a: '2'}\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .data.a"),
+        "{err}"
+    );
+    assert_eq!(get(".data.a"), "1");
+    let out = s.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=other",
+            "-f",
+            "-",
+        ],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {z: '9', a: '2'}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(".data.a"), "2");
+    assert_eq!(
+        get(".metadata.managedFields[?(@.manager==\"other\")].fieldsV1"),
+        r#"{"f:data":{"f:a":{},"f:z":{}}}"#
+    );
+    // The first applier no longer owns `a`: leaving it out removes nothing.
+    apply(
+        "kubectl",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {}\n",
+    );
+    assert_eq!(get(".data"), r#"{"a":"2","z":"9"}"#);
+
     // Items of keyed lists: an env var left out is removed; the container stays.
     let deployment = |env: &str| {
         format!(

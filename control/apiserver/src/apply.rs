@@ -4,15 +4,23 @@
 //! removed from the object, unless another applier also set it. This is what makes
 //! `kubectl apply --server-side` and kube-rs `Patch::Apply` forget fields.
 //!
-//! Not done (upstream's structured-merge-diff does them): fields changed by ordinary updates
-//! are not recorded as owned by their manager, so applies never report conflicts.
+//! Conflicts between appliers: a field another manager applied that this apply would change
+//! is a conflict (409, upstream's message and `FieldManagerConflict` causes), unless the apply
+//! forces it, which moves the field to this manager.
+//!
+//! Not done (upstream's structured-merge-diff does it): fields changed by ordinary updates are
+//! not recorded as owned by their manager (no `Update` entries), so an apply never conflicts
+//! with a `kubectl edit` or a controller's update.
 //!
 //! fieldsV1 keys: `f:<field>` for object and map fields, `k:<json of the merge key>` for items
 //! of lists merged by key, `v:<json value>` for items of merged primitive lists, and `.` for
 //! "this list item itself". A list without a merge strategy is one field (atomic).
 
-use crate::patch::{lookup_field, schema_for, ListStrategy, Schema};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusCause, StatusDetails};
 use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::patch::{lookup_field, schema_for, ListStrategy, Schema};
 
 /// Top-level and metadata fields that are the server's, never an applier's.
 const SERVER_FIELDS: &[&str] = &["apiVersion", "kind", "status"];
@@ -219,6 +227,193 @@ fn remove_in_list(items: &mut Vec<Value>, old: &Value, new: &Value, others: &[&V
     }
 }
 
+/// A field another applier owns that an apply would change (upstream's `merge.Conflict`).
+#[derive(Debug, PartialEq)]
+pub struct Conflict {
+    pub manager: String,
+    /// Upstream's path text: `.spec.containers[name="nginx"].image`.
+    pub path: String,
+    /// The fieldsV1 keys down to the field.
+    keys: Vec<String>,
+}
+
+/// The fields of `fields` (what `manager` applies) that other appliers own and whose value the
+/// apply changes from `current` to `applied`.
+pub fn conflicts(current: &Value, applied: &Value, fields: &Value, manager: &str) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for entry in entries(current) {
+        if entry["manager"] == manager || entry["operation"] != "Apply" {
+            continue;
+        }
+        let owner = entry["manager"].as_str().unwrap_or_default();
+        let mut keys = Vec::new();
+        walk_conflicts(
+            fields,
+            &entry["fieldsV1"],
+            Some(current),
+            Some(applied),
+            &mut keys,
+            owner,
+            &mut out,
+        );
+    }
+    out
+}
+
+fn walk_conflicts(
+    mine: &Value,
+    theirs: &Value,
+    current: Option<&Value>,
+    applied: Option<&Value>,
+    keys: &mut Vec<String>,
+    owner: &str,
+    out: &mut Vec<Conflict>,
+) {
+    let (Some(mine), Some(theirs)) = (mine.as_object(), theirs.as_object()) else {
+        return;
+    };
+    for (key, my_child) in mine {
+        let Some(their_child) = theirs.get(key) else {
+            continue;
+        };
+        if key == "." {
+            continue;
+        }
+        let cur = current.and_then(|v| step(v, key));
+        let new = applied.and_then(|v| step(v, key));
+        keys.push(key.clone());
+        if owned_whole(my_child) && owned_whole(their_child) {
+            if cur != new {
+                out.push(Conflict {
+                    manager: owner.to_string(),
+                    path: path_text(keys),
+                    keys: keys.clone(),
+                });
+            }
+        } else {
+            walk_conflicts(my_child, their_child, cur, new, keys, owner, out);
+        }
+        keys.pop();
+    }
+}
+
+/// The value below `value` that a fieldsV1 key names.
+fn step<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    if let Some(field) = key.strip_prefix("f:") {
+        return value.get(field);
+    }
+    let items = value.as_array()?;
+    if let Some(k) = key.strip_prefix("k:") {
+        let Ok(Value::Object(wanted)) = serde_json::from_str::<Value>(k) else {
+            return None;
+        };
+        return items
+            .iter()
+            .find(|item| wanted.iter().all(|(k, v)| item.get(k) == Some(v)));
+    }
+    let v = serde_json::from_str::<Value>(key.strip_prefix("v:")?).ok()?;
+    items.iter().find(|item| **item == v)
+}
+
+/// Upstream's `fieldpath.Path` text for fieldsV1 keys.
+fn path_text(keys: &[String]) -> String {
+    let mut out = String::new();
+    for key in keys {
+        if let Some(field) = key.strip_prefix("f:") {
+            out.push('.');
+            out.push_str(field);
+        } else if let Some(k) = key.strip_prefix("k:") {
+            let parts: Vec<String> = match serde_json::from_str::<Value>(k) {
+                Ok(Value::Object(m)) => m.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                _ => vec![k.to_string()],
+            };
+            out.push_str(&format!("[{}]", parts.join(",")));
+        } else if let Some(v) = key.strip_prefix("v:") {
+            out.push_str(&format!("[={v}]"));
+        }
+    }
+    out
+}
+
+/// Upstream's 409 for `conflicts` (`NewConflictError`): one line for one conflict, else grouped
+/// by manager.
+pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
+    let message = if let [only] = conflicts {
+        format!(
+            "Apply failed with 1 conflict: conflict with \"{}\": {}",
+            only.manager, only.path
+        )
+    } else {
+        let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+        managers.sort();
+        managers.dedup();
+        let mut lines = Vec::new();
+        for manager in managers {
+            lines.push(format!("conflicts with \"{manager}\":"));
+            for c in conflicts.iter().filter(|c| c.manager == manager) {
+                lines.push(format!("- {}", c.path));
+            }
+        }
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            lines.join("\n")
+        )
+    };
+    let causes = conflicts
+        .iter()
+        .map(|c| StatusCause {
+            reason: Some("FieldManagerConflict".into()),
+            message: Some(format!("conflict with \"{}\"", c.manager)),
+            field: Some(c.path.clone()),
+        })
+        .collect();
+    let mut error = ApiError::new(409, "Conflict", message);
+    error.details = Some(Box::new(StatusDetails {
+        causes: Some(causes),
+        ..StatusDetails::default()
+    }));
+    error
+}
+
+/// A forced apply takes the conflicting fields: they leave the other managers' entries (an
+/// entry left with no field goes).
+pub fn take_over(object: &mut Value, conflicts: &[Conflict]) {
+    let mut entries = entries(object);
+    for c in conflicts {
+        for entry in entries
+            .iter_mut()
+            .filter(|e| e["manager"] == c.manager.as_str() && e["operation"] == "Apply")
+        {
+            remove_keys(&mut entry["fieldsV1"], &c.keys);
+        }
+    }
+    entries.retain(|e| e["fieldsV1"].as_object().is_none_or(|m| !m.is_empty()));
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("managedFields".into(), Value::Array(entries));
+    }
+}
+
+/// Removes the node at `keys` from a fieldsV1 set, and parents left empty by it.
+fn remove_keys(set: &mut Value, keys: &[String]) {
+    let Some((first, rest)) = keys.split_first() else {
+        return;
+    };
+    let Some(map) = set.as_object_mut() else {
+        return;
+    };
+    if rest.is_empty() {
+        map.remove(first);
+        return;
+    }
+    if let Some(child) = map.get_mut(first) {
+        remove_keys(child, rest);
+        if child.as_object().is_some_and(|m| m.is_empty()) {
+            map.remove(first);
+        }
+    }
+}
+
 /// Replaces `manager`'s Apply entry in metadata.managedFields (in place), or adds it.
 pub fn record(object: &mut Value, manager: &str, api_version: &str, fields: Value, now: &str) {
     let entry = json!({
@@ -332,5 +527,44 @@ mod tests {
         let entries = live["metadata"]["managedFields"].as_array().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(previous(&live, "kubectl"), json!({"f:c": {}}));
+    }
+
+    #[test]
+    fn a_second_applier_conflicts_unless_it_forces() {
+        let mut current = json!({"metadata": {"name": "c"}, "data": {"x": "1", "y": "2"}});
+        record(
+            &mut current,
+            "first",
+            "v1",
+            json!({"f:data": {"f:x": {}, "f:y": {}}}),
+            "t",
+        );
+        let config = json!({"data": {"x": "2"}});
+        let fields = field_set("io.k8s.api.core.v1.ConfigMap", &config);
+        let applied = json!({"metadata": {"name": "c"}, "data": {"x": "2", "y": "2"}});
+        let found = conflicts(&current, &applied, &fields, "second");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, ".data.x");
+        assert_eq!(
+            conflict_error(&found).message,
+            "Apply failed with 1 conflict: conflict with \"first\": .data.x"
+        );
+        // The same value is no conflict.
+        let same = json!({"metadata": {"name": "c"}, "data": {"x": "1", "y": "2"}});
+        assert!(conflicts(&current, &same, &fields, "second").is_empty());
+        // Forced: the field moves; the first applier keeps y.
+        take_over(&mut current, &found);
+        assert_eq!(previous(&current, "first"), json!({"f:data": {"f:y": {}}}));
+    }
+
+    #[test]
+    fn keyed_list_items_name_their_keys() {
+        let keys = vec![
+            "f:spec".to_string(),
+            "f:containers".into(),
+            r#"k:{"name":"nginx"}"#.into(),
+            "f:image".into(),
+        ];
+        assert_eq!(path_text(&keys), r#".spec.containers[name="nginx"].image"#);
     }
 }

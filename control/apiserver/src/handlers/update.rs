@@ -71,6 +71,13 @@ impl ApiServer {
                 let mut patched = patch::apply_patch(&definition, current, patch_type, &body)
                     .map_err(patch_error)?;
                 if let Some((manager, _, fields)) = &applier {
+                    let conflicts = apply::conflicts(current, &patched, fields, manager);
+                    if !conflicts.is_empty() {
+                        if ctx.param("force") != Some("true") {
+                            return Err(apply::conflict_error(&conflicts));
+                        }
+                        apply::take_over(&mut patched, &conflicts);
+                    }
                     let previous = apply::previous(current, manager);
                     let others = apply::others(current, manager);
                     apply::remove_dropped(&mut patched, &previous, fields, &others);
