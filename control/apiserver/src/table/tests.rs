@@ -1004,6 +1004,8 @@ fn every_printer_has_one_cell_per_column() {
         ("storage.k8s.io", "csidrivers"),
         ("storage.k8s.io", "csinodes"),
         ("storage.k8s.io", "volumeattachments"),
+        ("storage.k8s.io", "csistoragecapacities"),
+        ("storage.k8s.io", "volumeattributesclasses"),
         ("resource.k8s.io", "deviceclasses"),
         ("resource.k8s.io", "resourceclaims"),
         ("resource.k8s.io", "resourceclaimtemplates"),
