@@ -886,6 +886,260 @@ fn allocator_bindings_and_whoami(s: &ServerProcess) {
     );
 }
 
+const DEVICE_CLASS: &str = r#"
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: gpu.example.com}
+spec:
+  selectors:
+  - cel: {expression: 'device.driver == "gpu.example.com"'}
+"#;
+
+const RESOURCE_SLICE: &str = r#"
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {name: node-1-gpu}
+spec:
+  driver: gpu.example.com
+  nodeName: node-1
+  pool: {name: node-1, generation: 1, resourceSliceCount: 1}
+  devices:
+  - name: gpu-0
+    attributes:
+      model: {string: a100}
+"#;
+
+fn gpu_claim(name: &str, request: &str, class: &str) -> String {
+    format!(
+        "apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {{name: {name}}}\nspec:\n  devices:\n    requests:\n    - name: {request}\n      exactly: {{deviceClassName: {class}}}\n"
+    )
+}
+
+const CLAIM_TEMPLATE: &str = r#"
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: gpu-template}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly: {deviceClassName: gpu.example.com, count: 2}
+"#;
+
+const DEVICE_TAINT_RULE: &str = r#"
+apiVersion: resource.k8s.io/v1
+kind: DeviceTaintRule
+metadata: {name: gpu-0-unhealthy}
+spec:
+  deviceSelector: {driver: gpu.example.com, pool: node-1, device: gpu-0}
+  taint: {key: example.com/unhealthy, value: "true", effect: NoSchedule}
+"#;
+
+const VOLUME_ATTRIBUTES_CLASS: &str = r#"
+apiVersion: storage.k8s.io/v1
+kind: VolumeAttributesClass
+metadata: {name: gold}
+driverName: csi.example.com
+parameters: {iops: "5000"}
+"#;
+
+const STORAGE_CAPACITY: &str = r#"
+apiVersion: storage.k8s.io/v1
+kind: CSIStorageCapacity
+metadata: {name: csisc-fast-zone-a}
+storageClassName: fast
+capacity: 100Gi
+nodeTopology:
+  matchLabels: {topology.kubernetes.io/zone: zone-a}
+"#;
+
+/// What kube-scheduler and kube-controller-manager 1.37 watch beyond the core kinds, through
+/// kubectl: resource.k8s.io/v1 (DeviceClass, ResourceSlice with its field selectors,
+/// ResourceClaim whose STATE follows its status and whose spec never changes,
+/// ResourceClaimTemplate, DeviceTaintRule) and storage.k8s.io's CSIStorageCapacity and
+/// VolumeAttributesClass, each with upstream's columns and messages, in `api-resources`, deleted.
+fn dynamic_resources(s: &ServerProcess) {
+    let apply = |yaml: &str| s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    let applied = |yaml: &str| {
+        let out = apply(yaml);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let shows = |args: &[&str], wants: &[&str]| {
+        let table = s.kubectl_ok(args);
+        for want in wants {
+            assert!(table.contains(want), "{want} in {table}");
+        }
+        table
+    };
+
+    applied(DEVICE_CLASS);
+    let table = shows(
+        &["get", "deviceclasses"],
+        &["NAME", "AGE", "gpu.example.com"],
+    );
+    assert!(!table.contains("CREATED AT"), "{table}");
+
+    applied(RESOURCE_SLICE);
+    shows(
+        &["get", "resourceslices"],
+        &[
+            "NODE",
+            "DRIVER",
+            "POOL",
+            "node-1-gpu",
+            "node-1",
+            "gpu.example.com",
+        ],
+    );
+    let names = s.kubectl_ok(&[
+        "get",
+        "resourceslices",
+        "--field-selector",
+        "spec.nodeName=node-1,spec.driver=gpu.example.com,spec.pool.name=node-1",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(names.trim(), "resourceslice.resource.k8s.io/node-1-gpu");
+    let none = s.kubectl_ok(&[
+        "get",
+        "resourceslices",
+        "--field-selector",
+        "spec.nodeName=node-2",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(none.trim(), "");
+    let generation = s.kubectl_ok(&[
+        "get",
+        "resourceslice",
+        "node-1-gpu",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(generation, "1");
+
+    applied(&gpu_claim("gpu-claim", "gpu", "gpu.example.com"));
+    shows(
+        &["get", "resourceclaims"],
+        &["NAME", "STATE", "AGE", "gpu-claim", "pending"],
+    );
+    let defaults = s.kubectl_ok(&[
+        "get",
+        "resourceclaim",
+        "gpu-claim",
+        "-o",
+        "jsonpath={.spec.devices.requests[0].exactly.allocationMode}/{.spec.devices.requests[0].exactly.count}",
+    ]);
+    assert_eq!(defaults, "ExactCount/1");
+    s.kubectl_ok(&[
+        "patch",
+        "resourceclaim",
+        "gpu-claim",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"allocation":{"devices":{"results":[{"request":"gpu","driver":"gpu.example.com","pool":"node-1","device":"gpu-0"}]}},"reservedFor":[{"resource":"pods","name":"trainer","uid":"7f9c2a4e-1b3d-4e5f-8a6b-0c1d2e3f4a5b"}]}}"#,
+    ]);
+    shows(
+        &["get", "resourceclaims"],
+        &["gpu-claim", "allocated,reserved"],
+    );
+    let out = apply(&gpu_claim("gpu-claim", "gpu", "other.example.com"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the spec is immutable");
+    assert!(
+        err.contains(r#"The ResourceClaim "gpu-claim" is invalid: spec: Invalid value: "#)
+            && err.contains("field is immutable"),
+        "{err}"
+    );
+    let out = apply(&gpu_claim("bad-claim", "GPU_0", "gpu.example.com"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"spec.devices.requests[0].name: Invalid value: "GPU_0": a lowercase RFC 1123 label must consist of lower case alphanumeric characters"#),
+        "{err}"
+    );
+
+    applied(CLAIM_TEMPLATE);
+    shows(
+        &["get", "resourceclaimtemplates"],
+        &["NAME", "AGE", "gpu-template"],
+    );
+
+    applied(DEVICE_TAINT_RULE);
+    shows(
+        &["get", "devicetaintrules"],
+        &[
+            "KEY",
+            "VALUE",
+            "EFFECT",
+            "TIMEADDED",
+            "gpu-0-unhealthy",
+            "example.com/unhealthy",
+            "NoSchedule",
+        ],
+    );
+
+    applied(VOLUME_ATTRIBUTES_CLASS);
+    shows(
+        &["get", "vac"],
+        &["NAME", "DRIVERNAME", "AGE", "gold", "csi.example.com"],
+    );
+    let err = s.kubectl_err(&[
+        "patch",
+        "vac",
+        "gold",
+        "--type=merge",
+        "-p",
+        r#"{"parameters":{"iops":"9000"}}"#,
+    ]);
+    assert!(
+        err.contains("parameters: Forbidden: updates to parameters are forbidden."),
+        "{err}"
+    );
+    applied(STORAGE_CAPACITY);
+    // Upstream's CSIStorageCapacity storage prints with the generic convertor.
+    shows(
+        &["get", "csistoragecapacities"],
+        &["NAME", "CREATED AT", "csisc-fast-zone-a"],
+    );
+
+    shows(
+        &["api-resources", "--api-group=resource.k8s.io"],
+        &[
+            "deviceclasses",
+            "resourceclaims",
+            "resourceclaimtemplates",
+            "resourceslices",
+            "devicetaintrules",
+            "resource.k8s.io/v1",
+        ],
+    );
+    shows(
+        &["api-resources", "--api-group=storage.k8s.io"],
+        &["csistoragecapacities", "volumeattributesclasses", "vac"],
+    );
+
+    s.kubectl_ok(&["delete", "resourceclaim", "gpu-claim"]);
+    s.kubectl_ok(&["delete", "resourceclaimtemplate", "gpu-template"]);
+    s.kubectl_ok(&["delete", "devicetaintrule", "gpu-0-unhealthy"]);
+    s.kubectl_ok(&["delete", "resourceslice", "node-1-gpu"]);
+    s.kubectl_ok(&["delete", "deviceclass", "gpu.example.com"]);
+    s.kubectl_ok(&["delete", "vac", "gold"]);
+    s.kubectl_ok(&["delete", "csistoragecapacity", "csisc-fast-zone-a"]);
+    let left = s.kubectl_ok(&[
+        "get",
+        "resourceclaims,resourceslices,deviceclasses",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(left.trim(), "", "{left}");
+}
+
 #[test]
 fn kubectl_against_skiff_server() {
     let s = ServerProcess::start();
@@ -896,6 +1150,7 @@ fn kubectl_against_skiff_server() {
     server_side_apply(&s);
     storage_and_runtime_classes(&s);
     allocator_bindings_and_whoami(&s);
+    dynamic_resources(&s);
 }
 
 #[test]

@@ -1,9 +1,14 @@
 //! storage.k8s.io (`pkg/registry/storage`): StorageClasses (defaults, validation, immutable
 //! provisioning fields; the default class fills in claims without one — DefaultStorageClass
-//! admission, `registry/core/persistentvolumes.rs`), CSIDrivers (upstream's defaults), CSINodes
-//! and VolumeAttachments (with status); their printers.
+//! admission, `registry/core/persistentvolumes.rs`), CSIDrivers (upstream's defaults), CSINodes,
+//! VolumeAttachments (with status), CSIStorageCapacities (what CSI drivers report for
+//! kube-scheduler's volume binding; class and topology immutable) and VolumeAttributesClasses
+//! (driver and parameters immutable); their printers. CSIStorageCapacities print as upstream
+//! serves them: its storage uses the generic Name/Created At convertor, not the columns
+//! printers.go defines for the type.
 
 use crate::error::FieldError;
+use crate::names::{is_dns1123_subdomain, qualified_name_messages, DNS1123_SUBDOMAIN_MSG};
 use crate::registry::fields::{check_enum, default, str_at};
 use crate::registry::{Printed, Strategy};
 use crate::table::prelude::*;
@@ -116,6 +121,100 @@ impl Strategy for VolumeAttachments {
 
     fn printer(&self) -> &'static Printer {
         &VOLUME_ATTACHMENT_PRINTER
+    }
+}
+
+pub struct CsiStorageCapacities;
+
+pub static CSI_STORAGE_CAPACITIES: CsiStorageCapacities = CsiStorageCapacities;
+
+impl Strategy for CsiStorageCapacities {
+    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        let class = str_at(object, "/storageClassName");
+        if !is_dns1123_subdomain(class) {
+            let message = if class.len() > 253 {
+                "must be no more than 253 characters"
+            } else {
+                DNS1123_SUBDOMAIN_MSG
+            };
+            errors.push(FieldError::invalid(
+                "storageClassName",
+                &json!(class),
+                message,
+            ));
+        }
+        if let Some(capacity) = object.get("capacity").and_then(Value::as_str) {
+            if capacity.starts_with('-') {
+                errors.push(FieldError::invalid(
+                    "capacity",
+                    &json!(capacity),
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+    }
+
+    /// The inputs of the CSI GetCapacity call never change.
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        for field in ["nodeTopology", "storageClassName"] {
+            if old.get(field) != new.get(field) {
+                errors.push(FieldError::invalid(
+                    field,
+                    new.get(field).unwrap_or(&Value::Null),
+                    "field is immutable",
+                ));
+            }
+        }
+    }
+}
+
+pub struct VolumeAttributesClasses;
+
+pub static VOLUME_ATTRIBUTES_CLASSES: VolumeAttributesClasses = VolumeAttributesClasses;
+
+impl Strategy for VolumeAttributesClasses {
+    fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        let driver = str_at(object, "/driverName");
+        if driver.is_empty() {
+            errors.push(FieldError::required("driverName", ""));
+        } else {
+            for message in qualified_name_messages(&driver.to_lowercase()) {
+                errors.push(FieldError::invalid("driverName", &json!(driver), message));
+            }
+        }
+        let parameters = object.get("parameters").and_then(Value::as_object);
+        let parameters = parameters.filter(|p| !p.is_empty());
+        match parameters {
+            None => errors.push(FieldError::required(
+                "parameters",
+                "must contain at least one key/value pair",
+            )),
+            Some(p) if p.contains_key("") => errors.push(FieldError::invalid(
+                "parameters",
+                &json!(""),
+                "field can not be empty.",
+            )),
+            Some(_) => {}
+        }
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        for field in ["driverName", "parameters"] {
+            if old.get(field) != new.get(field) {
+                errors.push(FieldError::forbidden(
+                    field,
+                    format!("updates to {field} are forbidden."),
+                ));
+            }
+        }
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &VOLUME_ATTRIBUTES_CLASS_PRINTER
+    }
+
+    fn delete_returns_object(&self) -> bool {
+        true
     }
 }
 
@@ -260,4 +359,124 @@ fn volume_attachment_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         boolean(obj, &["status", "attached"]).into(),
         age(obj, now).into(),
     ]
+}
+
+pub const VOLUME_ATTRIBUTES_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "DriverName",
+        "string",
+        "driverName is the name of the CSI driver This field is immutable.",
+    ),
+    AGE,
+];
+
+pub static VOLUME_ATTRIBUTES_CLASS_PRINTER: Printer = Printer::new(
+    VOLUME_ATTRIBUTES_CLASS_COLUMNS,
+    volume_attributes_class_cells,
+);
+
+fn volume_attributes_class_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    // The alpha annotation is the only default marker upstream's printer knows.
+    let is_default = annotation(
+        obj,
+        "volumeattributesclass.alpha.kubernetes.io/is-default-class",
+    ) == Some("true");
+    let mut display_name = text(obj, &["metadata", "name"]).to_string();
+    if is_default {
+        display_name.push_str(" (default)");
+    }
+    vec![
+        display_name.into(),
+        text(obj, &["driverName"]).into(),
+        age(obj, now).into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry;
+
+    fn errors(strategy: &dyn Strategy, object: &Value) -> Vec<String> {
+        registry::validate(strategy, object)
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn volume_attributes_classes() {
+        let vac = json!({"metadata": {"name": "gold", "creationTimestamp": "2026-01-10T11:58:00Z",
+                         "annotations": {"volumeattributesclass.alpha.kubernetes.io/is-default-class": "true"}},
+                         "driverName": "csi.example.com", "parameters": {"iops": "5000"}});
+        assert!(errors(&VOLUME_ATTRIBUTES_CLASSES, &vac).is_empty());
+        let now: Timestamp = "2026-01-10T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            VOLUME_ATTRIBUTES_CLASS_COLUMNS
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>(),
+            ["Name", "DriverName", "Age"]
+        );
+        assert_eq!(
+            (VOLUME_ATTRIBUTES_CLASS_PRINTER.cells)(&vac, now),
+            [
+                json!("gold (default)"),
+                json!("csi.example.com"),
+                json!("2m")
+            ]
+        );
+        assert_eq!(
+            errors(
+                &VOLUME_ATTRIBUTES_CLASSES,
+                &json!({"metadata": {"name": "x"}, "driverName": ""})
+            ),
+            [
+                "driverName: Required value",
+                "parameters: Required value: must contain at least one key/value pair"
+            ]
+        );
+        let mut faster = vac.clone();
+        faster["parameters"]["iops"] = json!("9000");
+        let mut errs = Vec::new();
+        VOLUME_ATTRIBUTES_CLASSES.validate_update(&vac, &faster, &mut errs);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "parameters");
+        assert_eq!(
+            errs[0].message,
+            "Forbidden: updates to parameters are forbidden."
+        );
+    }
+
+    #[test]
+    fn csi_storage_capacities() {
+        let capacity = json!({"metadata": {"name": "csisc-1", "namespace": "kube-system"},
+                              "storageClassName": "fast", "capacity": "10Gi",
+                              "nodeTopology": {"matchLabels": {"topology.kubernetes.io/zone": "a"}}});
+        assert!(errors(&CSI_STORAGE_CAPACITIES, &capacity).is_empty());
+        let mut bad = capacity.clone();
+        bad["storageClassName"] = json!("");
+        bad["capacity"] = json!("-1Gi");
+        assert_eq!(
+            errors(&CSI_STORAGE_CAPACITIES, &bad),
+            [
+                format!("storageClassName: Invalid value: \"\": {DNS1123_SUBDOMAIN_MSG}"),
+                "capacity: Invalid value: \"-1Gi\": must be greater than or equal to 0".to_string()
+            ]
+        );
+        let mut moved = capacity.clone();
+        moved["nodeTopology"]["matchLabels"]["topology.kubernetes.io/zone"] = json!("b");
+        moved["capacity"] = json!("20Gi");
+        let mut errs = Vec::new();
+        CSI_STORAGE_CAPACITIES.validate_update(&capacity, &moved, &mut errs);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "nodeTopology");
+        assert!(errs[0].message.ends_with("field is immutable"));
+        // Upstream's storage serves the generic convertor.
+        assert_eq!(
+            CSI_STORAGE_CAPACITIES.printer().column_definitions()[1]["name"],
+            "Created At"
+        );
+    }
 }
