@@ -344,6 +344,9 @@ impl Collector {
             } else {
                 PropagationPolicy::Background
             };
+            if waiting_for_dependents && self.in_deletion_circle(uid) {
+                self.unblock_owners(&node, uid).await?;
+            }
             tracing::info!(object = %node.name, %uid, "deleting: its owners are gone");
             return self.delete(&node, uid, policy).await;
         }
@@ -432,8 +435,13 @@ impl Collector {
                 .owners
                 .iter()
                 .any(|o| o.uid == uid && o.block_owner_deletion == Some(true));
+            let mut blocks = blocks;
             if !dependent.deleting {
-                let policy = if blocks {
+                if blocks && self.in_deletion_circle(&dependent_uid) {
+                    self.unblock_owners(dependent, &dependent_uid).await?;
+                    blocks = false;
+                }
+                let policy = if blocks || !self.graph.dependents_of(&dependent_uid).is_empty() {
                     PropagationPolicy::Foreground
                 } else {
                     PropagationPolicy::Background
@@ -450,6 +458,34 @@ impl Collector {
         }
         tracing::info!(object = %owner.name, %uid, "dependents deleted; finishing foreground deletion");
         self.remove_finalizer(owner, FOREGROUND).await
+    }
+
+    /// One of the object's own dependents waits for its dependents too: a circle of foreground
+    /// deletions would wait forever. As upstream, the object stops blocking its owners (and is
+    /// then deleted in foreground).
+    async fn unblock_owners(&self, node: &Node, uid: &str) -> kube::Result<()> {
+        tracing::info!(object = %node.name, %uid, "unblocking owner references to break a deletion circle");
+        let patch = unblock_owner_refs_patch(uid, &node.owners);
+        ignore_not_found(
+            self.api(node)
+                .patch(
+                    &node.name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(patch),
+                )
+                .await,
+        )
+    }
+
+    /// Whether a dependent of `uid` is itself being deleted in foreground (upstream's circle
+    /// detection: it has false positives, which only cost blocking).
+    fn in_deletion_circle(&self, uid: &str) -> bool {
+        self.graph.dependents_of(uid).iter().any(|d| {
+            self.graph
+                .nodes
+                .get(d)
+                .is_some_and(|n| n.deleting && has(&n.finalizers, FOREGROUND))
+        })
     }
 
     /// Removes one finalizer with a read-modify-write (a conflict is retried by the caller).
@@ -469,6 +505,17 @@ impl Collector {
                 .map(|_| ()),
         )
     }
+}
+
+/// A strategic merge patch setting `blockOwnerDeletion: false` on every blocking owner
+/// reference (upstream `unblockOwnerReferencesStrategicMergePatch`), guarded by the uid.
+fn unblock_owner_refs_patch(uid: &str, owners: &[OwnerReference]) -> serde_json::Value {
+    let refs: Vec<serde_json::Value> = owners
+        .iter()
+        .filter(|o| o.block_owner_deletion == Some(true))
+        .map(|o| serde_json::json!({"uid": o.uid, "blockOwnerDeletion": false}))
+        .collect();
+    serde_json::json!({"metadata": {"uid": uid, "ownerReferences": refs}})
 }
 
 /// A strategic merge patch dropping the owner references with these uids (ownerReferences
