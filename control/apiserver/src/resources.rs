@@ -4,10 +4,12 @@
 //! here.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, authentication::v1 as authn,
+    authorization::v1 as authz, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, networking::v1 as networking,
+    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    storage::v1 as storage,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -57,6 +59,8 @@ pub enum Sub {
     Attach,
     PortForward,
     Finalize,
+    /// A CertificateSigningRequest's Approved/Denied conditions (`kubectl certificate approve`).
+    Approval,
 }
 
 impl Sub {
@@ -71,6 +75,7 @@ impl Sub {
             Sub::Attach => "attach",
             Sub::PortForward => "portforward",
             Sub::Finalize => "finalize",
+            Sub::Approval => "approval",
         }
     }
     /// (group, version, kind, verbs) as listed in discovery.
@@ -84,7 +89,7 @@ impl Sub {
         &'static [&'static str],
     ) {
         match self {
-            Sub::Status => (
+            Sub::Status | Sub::Approval => (
                 parent.group,
                 parent.version,
                 parent.kind,
@@ -111,6 +116,7 @@ impl Sub {
             Sub::Attach,
             Sub::PortForward,
             Sub::Finalize,
+            Sub::Approval,
         ]
         .into_iter()
         .find(|s| s.name() == name)
