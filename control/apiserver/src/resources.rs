@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authn,
-    authorization::v1 as authz, batch::v1 as batch,
+    authorization::v1 as authz, autoscaling::v2 as autoscaling, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, networking::v1 as networking,
     node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
@@ -315,6 +315,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("coordination.k8s.io", "v1", "leases", "Lease", "lease", true, coordination::Lease,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::coordination::LEASES),
+        resource!("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler", true, autoscaling::HorizontalPodAutoscaler,
+            short: ["hpa"], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::autoscaling::HORIZONTAL_POD_AUTOSCALERS),
         resource!("networking.k8s.io", "v1", "ingresses", "Ingress", "ingress", true, networking::Ingress,
             short: ["ing"], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::networking::INGRESSES),

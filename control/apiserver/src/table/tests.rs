@@ -24,9 +24,6 @@ fn printer_for(group: &str, resource: &str) -> &'static Printer {
         ("", "replicationcontrollers") => {
             registry::core::replicationcontrollers::STRATEGY.printer()
         }
-        ("autoscaling", "horizontalpodautoscalers") => {
-            &registry::autoscaling::HORIZONTAL_POD_AUTOSCALER_PRINTER
-        }
         ("events.k8s.io", "events") => &registry::core::events::EVENTS_V1_EVENT_PRINTER,
         ("storage.k8s.io", "storageclasses") => &registry::storage::STORAGE_CLASS_PRINTER,
         ("storage.k8s.io", "csidrivers") => &registry::storage::CSI_DRIVER_PRINTER,
