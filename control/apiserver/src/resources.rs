@@ -6,7 +6,7 @@
 use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authn,
     authorization::v1 as authz, autoscaling::v2 as autoscaling, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core,
+    certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, networking::v1 as networking,
     node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
     storage::v1 as storage,
@@ -318,6 +318,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler", true, autoscaling::HorizontalPodAutoscaler,
             short: ["hpa"], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::autoscaling::HORIZONTAL_POD_AUTOSCALERS),
+        resource!("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", "certificatesigningrequest", false, certificates::CertificateSigningRequest,
+            short: ["csr"], cat: [], sub: [Status, Approval], verbs: ALL_VERBS,
+            strategy: &registry::certificates::CERTIFICATE_SIGNING_REQUESTS),
         resource!("networking.k8s.io", "v1", "ingresses", "Ingress", "ingress", true, networking::Ingress,
             short: ["ing"], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::networking::INGRESSES),

@@ -35,9 +35,6 @@ fn printer_for(group: &str, resource: &str) -> &'static Printer {
             "admissionregistration.k8s.io",
             "mutatingwebhookconfigurations" | "validatingwebhookconfigurations",
         ) => &registry::admissionregistration::WEBHOOK_CONFIGURATION_PRINTER,
-        ("certificates.k8s.io", "certificatesigningrequests") => {
-            registry::certificates::CERTIFICATE_SIGNING_REQUESTS.printer()
-        }
         ("apiregistration.k8s.io", "apiservices") => {
             &registry::apiregistration::API_SERVICE_PRINTER
         }
