@@ -31,10 +31,6 @@ fn printer_for(group: &str, resource: &str) -> &'static Printer {
         ("storage.k8s.io", "volumeattachments") => &registry::storage::VOLUME_ATTACHMENT_PRINTER,
         ("scheduling.k8s.io", "priorityclasses") => &registry::scheduling::PRIORITY_CLASS_PRINTER,
         ("node.k8s.io", "runtimeclasses") => &registry::node::RUNTIME_CLASS_PRINTER,
-        (
-            "admissionregistration.k8s.io",
-            "mutatingwebhookconfigurations" | "validatingwebhookconfigurations",
-        ) => &registry::admissionregistration::WEBHOOK_CONFIGURATION_PRINTER,
         ("apiregistration.k8s.io", "apiservices") => {
             &registry::apiregistration::API_SERVICE_PRINTER
         }
@@ -1012,6 +1008,19 @@ fn every_printer_has_one_cell_per_column() {
         (
             "admissionregistration.k8s.io",
             "validatingwebhookconfigurations",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+        ),
+        ("admissionregistration.k8s.io", "mutatingadmissionpolicies"),
+        (
+            "admissionregistration.k8s.io",
+            "mutatingadmissionpolicybindings",
         ),
         ("certificates.k8s.io", "certificatesigningrequests"),
         ("apiregistration.k8s.io", "apiservices"),
