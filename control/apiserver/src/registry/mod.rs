@@ -10,8 +10,8 @@
 //!
 //! Layout: `core/` (the legacy group, a file per resource; services are a folder with their
 //! allocator), `apps/` and `batch/` (a file per resource), and a file per smaller group. Groups
-//! not served yet (autoscaling, certificates, admission registration, …) already have their
-//! table printers here, so serving them is adding a strategy and a line in `resources.rs`.
+//! not served yet (apiregistration, events.k8s.io) already have their table printers here, so
+//! serving them is adding a strategy and a line in `resources.rs`.
 //!
 //! The request path: HTTP (`http.rs`: routing, authentication, body decoding) → the verbs
 //! (`handlers/`: decode and check the object, call the strategy, read-modify-write through
@@ -30,6 +30,7 @@ pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod fields;
+pub mod flowcontrol;
 pub mod metadata;
 pub mod networking;
 pub mod node;

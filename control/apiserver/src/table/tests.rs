@@ -1022,6 +1022,11 @@ fn every_printer_has_one_cell_per_column() {
             "admissionregistration.k8s.io",
             "mutatingadmissionpolicybindings",
         ),
+        ("flowcontrol.apiserver.k8s.io", "flowschemas"),
+        (
+            "flowcontrol.apiserver.k8s.io",
+            "prioritylevelconfigurations",
+        ),
         ("certificates.k8s.io", "certificatesigningrequests"),
         ("apiregistration.k8s.io", "apiservices"),
         ("apiextensions.k8s.io", "customresourcedefinitions"),
