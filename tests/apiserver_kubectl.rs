@@ -1140,6 +1140,339 @@ fn dynamic_resources(s: &ServerProcess) {
     assert_eq!(left.trim(), "", "{left}");
 }
 
+/// A PEM CERTIFICATE REQUEST for `cn`, from openssl (a P-256 key, thrown away).
+fn certificate_request(dir: &std::path::Path, cn: &str) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-subj", &format!("/CN={cn}"), "-keyout"])
+        .arg(dir.join(format!("{cn}.key")))
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// autoscaling/v2, certificates.k8s.io, admissionregistration.k8s.io and
+/// flowcontrol.apiserver.k8s.io through kubectl: an HPA with upstream's defaults and columns,
+/// CertificateSigningRequests approved and denied through `/approval`, webhook configurations
+/// and admission policies stored with their defaults, the bootstrap flow-control
+/// configuration, all in `kubectl api-resources`.
+fn autoscaling_certificates_admission_flowcontrol(s: &ServerProcess) {
+    let apply = |yaml: &str| {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let get = |args: &[&str]| s.kubectl_ok(args);
+
+    // An HPA as `kubectl autoscale deployment web --min=2 --max=5 --cpu-percent=50` makes it
+    // (kubectl 1.32's autoscale still writes autoscaling/v1, which is not served).
+    apply("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 2\n  maxReplicas: 5\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n");
+    let table = get(&["get", "hpa"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..7],
+        [
+            "web",
+            "Deployment/web",
+            "cpu:",
+            "<unknown>/50%",
+            "2",
+            "5",
+            "0"
+        ],
+        "{table}"
+    );
+    apply("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: plain}\nspec:\n  scaleTargetRef: {kind: Deployment, name: web}\n  maxReplicas: 3\n");
+    assert_eq!(
+        get(&["get", "hpa", "plain", "-o", "jsonpath={.spec.minReplicas}/{.spec.metrics[0].resource.target.averageUtilization}/{.metadata.generation}"]),
+        "1/80/1"
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "hpa",
+        "plain",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":4}}"#,
+    ]);
+    assert_eq!(
+        get(&[
+            "get",
+            "hpa",
+            "plain",
+            "-o",
+            "jsonpath={.metadata.generation}"
+        ]),
+        "2"
+    );
+    let err = s.kubectl_err(&[
+        "patch",
+        "hpa",
+        "plain",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minReplicas":6}}"#,
+    ]);
+    assert!(
+        err.contains(
+            "spec.maxReplicas: Invalid value: 4: must be greater than or equal to `minReplicas`"
+        ),
+        "{err}"
+    );
+    s.kubectl_ok(&["delete", "hpa", "web", "plain"]);
+
+    // CertificateSigningRequests: the requester is who asked; approve and deny go through
+    // /approval; Approved and Denied exclude each other.
+    let csr = |name: &str| {
+        let request = k8s_openapi::ByteString(certificate_request(s.dir.path(), name));
+        serde_json::json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": name},
+            "spec": {"request": request, "signerName": "kubernetes.io/kube-apiserver-client",
+                     "usages": ["client auth"], "username": "someone-else"}})
+        .to_string()
+    };
+    apply(&csr("alice"));
+    apply(&csr("bob"));
+    let table = get(&["get", "csr"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "AGE",
+            "SIGNERNAME",
+            "REQUESTOR",
+            "REQUESTEDDURATION",
+            "CONDITION"
+        ]
+    );
+    let alice: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        [alice[2], alice[3], alice[4], alice[5]],
+        [
+            "kubernetes.io/kube-apiserver-client",
+            "admin",
+            "<none>",
+            "Pending"
+        ],
+        "{table}"
+    );
+    assert_eq!(
+        s.kubectl_ok(&["certificate", "approve", "alice"]).trim(),
+        "certificatesigningrequest.certificates.k8s.io/alice approved"
+    );
+    assert_eq!(
+        s.kubectl_ok(&["certificate", "deny", "bob"]).trim(),
+        "certificatesigningrequest.certificates.k8s.io/bob denied"
+    );
+    let table = get(&["get", "csr"]);
+    let condition = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(condition("alice"), "Approved", "{table}");
+    assert_eq!(condition("bob"), "Denied", "{table}");
+    assert_eq!(
+        get(&[
+            "get",
+            "csr",
+            "alice",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}"
+        ]),
+        "KubectlApprove"
+    );
+    let err = s.kubectl_err(&["certificate", "approve", "bob"]);
+    assert!(
+        err.contains("Approved and Denied conditions are mutually exclusive"),
+        "{err}"
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {name: junk}\nspec: {request: aGVsbG8=, signerName: example.com/x, usages: [client auth]}\n",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PEM block type must be CERTIFICATE REQUEST"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.kubectl_ok(&["delete", "csr", "alice", "bob"]);
+
+    // Admission registration: stored with upstream's defaults (not enforced yet).
+    apply("apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: pod-policy}\nwebhooks:\n- name: pods.policy.example.com\n  clientConfig:\n    service: {namespace: default, name: policy}\n  rules:\n  - {operations: [CREATE], apiGroups: [\"\"], apiVersions: [v1], resources: [pods]}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n");
+    let table = get(&["get", "validatingwebhookconfigurations"]);
+    assert!(
+        table.contains("WEBHOOKS")
+            && table
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq(["pod-policy", "1"])),
+        "{table}"
+    );
+    assert_eq!(
+        get(&["get", "validatingwebhookconfiguration", "pod-policy", "-o",
+              "jsonpath={.webhooks[0].failurePolicy}/{.webhooks[0].matchPolicy}/{.webhooks[0].timeoutSeconds}/{.webhooks[0].clientConfig.service.port}"]),
+        "Fail/Equivalent/10/443"
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {name: loose}\nwebhooks:\n- name: loose.example.com\n  clientConfig: {url: \"https://hooks.example.com/mutate\"}\n  admissionReviewVersions: [v1]\n",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    apply("apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: replica-limit}\nspec:\n  matchConstraints:\n    resourceRules:\n    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}\n  validations:\n  - expression: object.spec.replicas <= 5\n");
+    apply("apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: replica-limit}\nspec: {policyName: replica-limit, validationActions: [Deny]}\n");
+    let table = get(&["get", "validatingadmissionpolicies"]);
+    assert!(
+        table.contains("VALIDATIONS")
+            && table.lines().any(|l| l.split_whitespace().take(3).eq([
+                "replica-limit",
+                "1",
+                "<unset>"
+            ])),
+        "{table}"
+    );
+    assert_eq!(
+        get(&[
+            "get",
+            "validatingadmissionpolicy",
+            "replica-limit",
+            "-o",
+            "jsonpath={.spec.failurePolicy}/{.spec.matchConstraints.matchPolicy}"
+        ]),
+        "Fail/Equivalent"
+    );
+    let table = get(&["get", "validatingadmissionpolicybindings"]);
+    assert!(
+        table.contains("POLICYNAME")
+            && table.lines().any(|l| l.split_whitespace().take(3).eq([
+                "replica-limit",
+                "replica-limit",
+                "<unset>"
+            ])),
+        "{table}"
+    );
+    s.kubectl_ok(&[
+        "delete",
+        "validatingadmissionpolicybinding",
+        "replica-limit",
+    ]);
+    s.kubectl_ok(&["delete", "validatingadmissionpolicy", "replica-limit"]);
+    s.kubectl_ok(&["delete", "validatingwebhookconfiguration", "pod-policy"]);
+
+    // Flow control: the bootstrap configuration is there, and the mandatory specs are fixed.
+    let table = get(&["get", "flowschemas"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "PRIORITYLEVEL",
+            "MATCHINGPRECEDENCE",
+            "DISTINGUISHERMETHOD",
+            "AGE",
+            "MISSINGPL"
+        ]
+    );
+    let row = |table: &str, name: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing in:\n{table}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row(&table, "exempt")[1..4], ["exempt", "1", "<none>"]);
+    assert_eq!(
+        row(&table, "catch-all")[1..4],
+        ["catch-all", "10000", "ByUser"]
+    );
+    assert_eq!(
+        row(&table, "global-default")[1..4],
+        ["global-default", "9900", "ByUser"]
+    );
+    let table = get(&["get", "prioritylevelconfigurations"]);
+    assert_eq!(row(&table, "exempt")[1..3], ["Exempt", "<none>"]);
+    assert_eq!(
+        row(&table, "catch-all")[1..6],
+        ["Limited", "5", "<none>", "<none>", "<none>"]
+    );
+    let err = s.kubectl_err(&[
+        "patch",
+        "flowschema",
+        "exempt",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"matchingPrecedence":2}}"#,
+    ]);
+    assert!(
+        err.contains("spec of 'exempt' must equal the fixed value"),
+        "{err}"
+    );
+
+    let resources = get(&["api-resources"]);
+    for (name, short) in [
+        ("horizontalpodautoscalers", "hpa"),
+        ("certificatesigningrequests", "csr"),
+        ("validatingwebhookconfigurations", ""),
+        ("mutatingwebhookconfigurations", ""),
+        ("validatingadmissionpolicies", ""),
+        ("validatingadmissionpolicybindings", ""),
+        ("mutatingadmissionpolicies", ""),
+        ("mutatingadmissionpolicybindings", ""),
+        ("flowschemas", ""),
+        ("prioritylevelconfigurations", ""),
+    ] {
+        let line = resources
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing in api-resources:\n{resources}"));
+        assert!(line.contains(short), "{line}");
+    }
+}
+
 #[test]
 fn kubectl_against_skiff_server() {
     let s = ServerProcess::start();
@@ -1151,6 +1484,7 @@ fn kubectl_against_skiff_server() {
     storage_and_runtime_classes(&s);
     allocator_bindings_and_whoami(&s);
     dynamic_resources(&s);
+    autoscaling_certificates_admission_flowcontrol(&s);
 }
 
 #[test]

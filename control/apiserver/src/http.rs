@@ -529,7 +529,7 @@ async fn dispatch(
                 .await
                 .map(Reply::Response)
         }
-        (Method::GET, true, None) | (Method::GET, true, Some(Sub::Status)) => {
+        (Method::GET, true, None | Some(Sub::Status | Sub::Approval)) => {
             if !verb_allowed("get") {
                 return Err(ApiError::method_not_allowed());
             }
@@ -594,8 +594,7 @@ async fn dispatch(
             value(server.evict(target, ctx, object).await)
         }
         (Method::PUT, true, None)
-        | (Method::PUT, true, Some(Sub::Status))
-        | (Method::PUT, true, Some(Sub::Finalize)) => {
+        | (Method::PUT, true, Some(Sub::Status | Sub::Approval | Sub::Finalize)) => {
             if !verb_allowed("update") {
                 return Err(ApiError::method_not_allowed());
             }
@@ -613,7 +612,7 @@ async fn dispatch(
             )
         }
         (Method::PATCH, true, sub)
-            if matches!(sub, None | Some(Sub::Status) | Some(Sub::Scale)) =>
+            if matches!(sub, None | Some(Sub::Status | Sub::Approval | Sub::Scale)) =>
         {
             if !verb_allowed("patch") {
                 return Err(ApiError::method_not_allowed());

@@ -4,11 +4,12 @@
 //! here.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
-    resource::v1 as dra, scheduling::v1 as scheduling, storage::v1 as storage,
-    storagemigration::v1 as storagemigration,
+    admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
+    authorization::v1 as authz, autoscaling::v2 as autoscaling, batch::v1 as batch,
+    certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
+    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra,
+    scheduling::v1 as scheduling, storage::v1 as storage, storagemigration::v1 as storagemigration,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -58,6 +59,8 @@ pub enum Sub {
     Attach,
     PortForward,
     Finalize,
+    /// A CertificateSigningRequest's Approved/Denied conditions (`kubectl certificate approve`).
+    Approval,
 }
 
 impl Sub {
@@ -72,6 +75,7 @@ impl Sub {
             Sub::Attach => "attach",
             Sub::PortForward => "portforward",
             Sub::Finalize => "finalize",
+            Sub::Approval => "approval",
         }
     }
     /// (group, version, kind, verbs) as listed in discovery.
@@ -85,7 +89,7 @@ impl Sub {
         &'static [&'static str],
     ) {
         match self {
-            Sub::Status => (
+            Sub::Status | Sub::Approval => (
                 parent.group,
                 parent.version,
                 parent.kind,
@@ -112,6 +116,7 @@ impl Sub {
             Sub::Attach,
             Sub::PortForward,
             Sub::Finalize,
+            Sub::Approval,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -313,6 +318,36 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("coordination.k8s.io", "v1", "leases", "Lease", "lease", true, coordination::Lease,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::coordination::LEASES),
+        resource!("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler", true, autoscaling::HorizontalPodAutoscaler,
+            short: ["hpa"], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::autoscaling::HORIZONTAL_POD_AUTOSCALERS),
+        resource!("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", "certificatesigningrequest", false, certificates::CertificateSigningRequest,
+            short: ["csr"], cat: [], sub: [Status, Approval], verbs: ALL_VERBS,
+            strategy: &registry::certificates::CERTIFICATE_SIGNING_REQUESTS),
+        resource!("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", "validatingwebhookconfiguration", false, admission::ValidatingWebhookConfiguration,
+            short: [], cat: ["api-extensions"], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::admissionregistration::VALIDATING_WEBHOOK_CONFIGURATIONS),
+        resource!("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", "mutatingwebhookconfiguration", false, admission::MutatingWebhookConfiguration,
+            short: [], cat: ["api-extensions"], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::admissionregistration::MUTATING_WEBHOOK_CONFIGURATIONS),
+        resource!("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", "validatingadmissionpolicy", false, admission::ValidatingAdmissionPolicy,
+            short: [], cat: ["api-extensions"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::admissionregistration::VALIDATING_ADMISSION_POLICIES),
+        resource!("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybinding", false, admission::ValidatingAdmissionPolicyBinding,
+            short: [], cat: ["api-extensions"], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::admissionregistration::VALIDATING_ADMISSION_POLICY_BINDINGS),
+        resource!("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicies", "MutatingAdmissionPolicy", "mutatingadmissionpolicy", false, admission::MutatingAdmissionPolicy,
+            short: [], cat: ["api-extensions"], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::admissionregistration::MUTATING_ADMISSION_POLICIES),
+        resource!("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicybindings", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybinding", false, admission::MutatingAdmissionPolicyBinding,
+            short: [], cat: ["api-extensions"], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::admissionregistration::MUTATING_ADMISSION_POLICY_BINDINGS),
+        resource!("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", "flowschema", false, flowcontrol::FlowSchema,
+            short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::flowcontrol::FLOW_SCHEMAS),
+        resource!("flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations", "PriorityLevelConfiguration", "prioritylevelconfiguration", false, flowcontrol::PriorityLevelConfiguration,
+            short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::flowcontrol::PRIORITY_LEVEL_CONFIGURATIONS),
         resource!("networking.k8s.io", "v1", "ingresses", "Ingress", "ingress", true, networking::Ingress,
             short: ["ing"], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::networking::INGRESSES),

@@ -174,7 +174,8 @@ async fn default_service_cidr(server: &ApiServer) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The objects every cluster starts with: the four namespaces and the `kubernetes` service.
+/// The objects every cluster starts with: the four namespaces, the system PriorityClasses, the
+/// flow-control configuration and the `kubernetes` service.
 pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow::Result<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure(
@@ -197,6 +198,23 @@ pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow
         .await?;
     }
     default_service_cidr(server).await?;
+    // API Priority and Fairness' configuration, as upstream's apiserver keeps it: levels before
+    // the schemas that name them, the mandatory objects first.
+    use crate::registry::flowcontrol as apf;
+    let levels = apf::mandatory_priority_levels()
+        .into_iter()
+        .chain(apf::suggested_priority_levels());
+    for level in levels {
+        let group = "flowcontrol.apiserver.k8s.io";
+        ensure(server, "prioritylevelconfigurations", group, None, level).await?;
+    }
+    let schemas = apf::mandatory_flow_schemas()
+        .into_iter()
+        .chain(apf::suggested_flow_schemas());
+    for schema in schemas {
+        let group = "flowcontrol.apiserver.k8s.io";
+        ensure(server, "flowschemas", group, None, schema).await?;
+    }
     let labels = json!({"component": "apiserver", "provider": "kubernetes"});
     ensure(
         server,

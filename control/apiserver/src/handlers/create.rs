@@ -113,6 +113,7 @@ impl ApiServer {
                 admission.await?;
             }
             info.strategy.prepare_for_create(&mut candidate, &uid);
+            info.strategy.record_requester(&mut candidate, &ctx.user);
             let errors = registry::validate(info.strategy, &candidate);
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, &name, errors));

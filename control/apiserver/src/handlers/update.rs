@@ -14,7 +14,7 @@ use crate::storage::{Extra, Write};
 use crate::{registry, timestamps};
 
 impl ApiServer {
-    /// Replaces an object (PUT). `sub` = Some(Status|Finalize) updates only that part.
+    /// Replaces an object (PUT). `sub` = Some(Status|Approval|Finalize) updates only that part.
     pub async fn update(&self, target: &Target, ctx: &Ctx, body: Value) -> ApiResult<(u16, Value)> {
         let info = target.info;
         let new = decode_object(info, ctx, body)?;
@@ -182,6 +182,7 @@ impl ApiServer {
             }
             let mut next = match target.sub {
                 Some(Sub::Status) => with_status_from(&current.object, &proposed),
+                Some(Sub::Approval) => with_conditions_from(&current.object, &proposed),
                 Some(Sub::Finalize) => {
                     let mut n = current.object.clone();
                     n["spec"]["finalizers"] = proposed["spec"]["finalizers"].clone();
@@ -189,10 +190,23 @@ impl ApiServer {
                 }
                 _ => self.prepare_update(info, &current.object, proposed),
             };
+            if let Some(sub) = target.sub {
+                info.strategy
+                    .prepare_for_subresource_update(sub, &mut next, &current.object);
+            }
             info.strategy.default(&mut next);
             let mut errors = registry::validate(info.strategy, &next);
-            info.strategy
-                .validate_update(&current.object, &next, &mut errors);
+            match target.sub {
+                Some(sub) => info.strategy.validate_subresource_update(
+                    sub,
+                    &current.object,
+                    &next,
+                    &mut errors,
+                ),
+                None => info
+                    .strategy
+                    .validate_update(&current.object, &next, &mut errors),
+            }
             if !errors.is_empty() {
                 answer!(Err(ApiError::invalid(info, target.name(), errors)));
             }
@@ -321,6 +335,23 @@ fn with_status_from(current: &Value, proposed: &Value) -> Value {
         }
     }
     meta_mut(&mut next).remove("resourceVersion");
+    next
+}
+
+/// An approval update (a CertificateSigningRequest's `/approval`): the stored object with only
+/// `status.conditions` (and the metadata a status update may change) taken from the request, as
+/// upstream's approval strategy does.
+fn with_conditions_from(current: &Value, proposed: &Value) -> Value {
+    let mut next = with_status_from(current, proposed);
+    next["status"] = current.get("status").cloned().unwrap_or_else(|| json!({}));
+    match proposed.pointer("/status/conditions") {
+        Some(conditions) => next["status"]["conditions"] = conditions.clone(),
+        None => {
+            if let Some(status) = next["status"].as_object_mut() {
+                status.remove("conditions");
+            }
+        }
+    }
     next
 }
 

@@ -10,8 +10,8 @@
 //!
 //! Layout: `core/` (the legacy group, a file per resource; services are a folder with their
 //! allocator), `apps/` and `batch/` (a file per resource), and a file per smaller group. Groups
-//! not served yet (autoscaling, certificates, admission registration, …) already have their
-//! table printers here, so serving them is adding a strategy and a line in `resources.rs`.
+//! not served yet (apiregistration, events.k8s.io) already have their table printers here, so
+//! serving them is adding a strategy and a line in `resources.rs`.
 //!
 //! The request path: HTTP (`http.rs`: routing, authentication, body decoding) → the verbs
 //! (`handlers/`: decode and check the object, call the strategy, read-modify-write through
@@ -30,6 +30,7 @@ pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod fields;
+pub mod flowcontrol;
 pub mod metadata;
 pub mod networking;
 pub mod node;
@@ -45,6 +46,7 @@ use serde_json::Value;
 
 use crate::error::{ApiResult, FieldError};
 use crate::names::{self, NameRule};
+use crate::resources::Sub;
 use crate::storage::{Extra, Storage};
 use crate::table::{self, Printer};
 use crate::tls::UserInfo;
@@ -100,6 +102,11 @@ pub trait Strategy: Sync {
     /// `uid` is the new object's.
     fn prepare_for_create(&self, _object: &mut Value, _uid: &str) {}
 
+    /// Create-time fields that come from who asks rather than from the body (upstream's
+    /// `PrepareForCreate` reads the request's user from its context: a CertificateSigningRequest
+    /// records its requester).
+    fn record_requester(&self, _object: &mut Value, _user: &UserInfo) {}
+
     /// Admission on create that needs other objects (upstream's mutating and validating
     /// admission plugins, e.g. Priority): may change the object or refuse it. `None` when the
     /// resource has none.
@@ -119,6 +126,23 @@ pub trait Strategy: Sync {
 
     /// Rules that compare an update with the stored object (immutable fields).
     fn validate_update(&self, _old: &Value, _new: &Value, _errors: &mut Vec<FieldError>) {}
+
+    /// A write through a subresource (status, approval), after the generic rules took from the
+    /// request only what that subresource may change: what the resource's own status strategy
+    /// adds (condition timestamps, fields another subresource owns).
+    fn prepare_for_subresource_update(&self, _sub: Sub, _new: &mut Value, _old: &Value) {}
+
+    /// The update rules of a write through a subresource; by default those of a main-resource
+    /// update.
+    fn validate_subresource_update(
+        &self,
+        _sub: Sub,
+        old: &Value,
+        new: &Value,
+        errors: &mut Vec<FieldError>,
+    ) {
+        self.validate_update(old, new, errors)
+    }
 
     /// Field paths a field selector may name beyond metadata.name and metadata.namespace.
     fn selectable_fields(&self) -> &'static [&'static str] {

@@ -24,9 +24,6 @@ fn printer_for(group: &str, resource: &str) -> &'static Printer {
         ("", "replicationcontrollers") => {
             registry::core::replicationcontrollers::STRATEGY.printer()
         }
-        ("autoscaling", "horizontalpodautoscalers") => {
-            &registry::autoscaling::HORIZONTAL_POD_AUTOSCALER_PRINTER
-        }
         ("events.k8s.io", "events") => &registry::core::events::EVENTS_V1_EVENT_PRINTER,
         ("storage.k8s.io", "storageclasses") => &registry::storage::STORAGE_CLASS_PRINTER,
         ("storage.k8s.io", "csidrivers") => &registry::storage::CSI_DRIVER_PRINTER,
@@ -34,13 +31,6 @@ fn printer_for(group: &str, resource: &str) -> &'static Printer {
         ("storage.k8s.io", "volumeattachments") => &registry::storage::VOLUME_ATTACHMENT_PRINTER,
         ("scheduling.k8s.io", "priorityclasses") => &registry::scheduling::PRIORITY_CLASS_PRINTER,
         ("node.k8s.io", "runtimeclasses") => &registry::node::RUNTIME_CLASS_PRINTER,
-        (
-            "admissionregistration.k8s.io",
-            "mutatingwebhookconfigurations" | "validatingwebhookconfigurations",
-        ) => &registry::admissionregistration::WEBHOOK_CONFIGURATION_PRINTER,
-        ("certificates.k8s.io", "certificatesigningrequests") => {
-            registry::certificates::CERTIFICATE_SIGNING_REQUESTS.printer()
-        }
         ("apiregistration.k8s.io", "apiservices") => {
             &registry::apiregistration::API_SERVICE_PRINTER
         }
@@ -1025,6 +1015,24 @@ fn every_printer_has_one_cell_per_column() {
         (
             "admissionregistration.k8s.io",
             "validatingwebhookconfigurations",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+        ),
+        ("admissionregistration.k8s.io", "mutatingadmissionpolicies"),
+        (
+            "admissionregistration.k8s.io",
+            "mutatingadmissionpolicybindings",
+        ),
+        ("flowcontrol.apiserver.k8s.io", "flowschemas"),
+        (
+            "flowcontrol.apiserver.k8s.io",
+            "prioritylevelconfigurations",
         ),
         ("certificates.k8s.io", "certificatesigningrequests"),
         ("apiregistration.k8s.io", "apiservices"),
