@@ -1319,7 +1319,27 @@ fn autoscaling_certificates_admission_flowcontrol(s: &ServerProcess) {
         ]),
         "KubectlApprove"
     );
+    // kubectl refuses on its own unless forced; the server must refuse too.
     let err = s.kubectl_err(&["certificate", "approve", "bob"]);
+    assert!(err.contains("is already Denied"), "{err}");
+    let mut bob: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "csr", "bob", "-o", "json"])).expect("csr");
+    bob["status"]["conditions"]
+        .as_array_mut()
+        .expect("conditions")
+        .push(serde_json::json!({"type": "Approved", "status": "True", "reason": "Sneaky"}));
+    let out = s.kubectl_stdin(
+        &[
+            "replace",
+            "--raw",
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests/bob/approval",
+            "-f",
+            "-",
+        ],
+        &bob.to_string(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         err.contains("Approved and Denied conditions are mutually exclusive"),
         "{err}"

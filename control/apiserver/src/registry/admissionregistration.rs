@@ -223,7 +223,11 @@ fn validate_webhook(hook: &Value, path: &str, hooks: Hooks, errors: &mut Vec<Fie
     );
     // v1 has no default: a webhook must say it has no side effects.
     const NO_SIDE_EFFECTS: &[&str] = &["None", "NoneOnDryRun"];
-    match hook.get("sideEffects").filter(|v| !v.is_null()) {
+    // The typed decoding writes a missing required string as "" (k8s-openapi's plain String).
+    match hook
+        .get("sideEffects")
+        .filter(|v| !v.is_null() && v.as_str() != Some(""))
+    {
         None => errors.push(FieldError::required(
             format!("{path}.sideEffects"),
             format!("must specify one of {}", NO_SIDE_EFFECTS.join(", ")),

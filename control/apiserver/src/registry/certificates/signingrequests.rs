@@ -223,7 +223,7 @@ pub fn check_certificate_request(pem: &[u8]) -> Result<(), String> {
 }
 
 /// `status.certificate`: PEM CERTIFICATE blocks only, each holding a certificate.
-fn check_certificate(pem: &[u8]) -> Result<(), String> {
+pub fn check_certificate(pem: &[u8]) -> Result<(), String> {
     if pem.is_empty() {
         return Ok(());
     }
