@@ -327,7 +327,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "| anchor kube-scheduler | not run: {} is missing (../shared/tools/build-anchors.sh builds it; it also needs the API resources this server does not serve yet) |",
+            "| anchor kube-scheduler | not run: {} is missing (../shared/tools/build-anchors.sh builds it) |",
             args.anchor.display()
         );
     }
