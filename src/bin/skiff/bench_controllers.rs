@@ -304,6 +304,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .arg(format!("--kubeconfig={}", admin.display()))
             .arg("--leader-elect=false")
             .arg("--controllers=deployment,replicaset")
+            // Equal footing: its default client limit (QPS 20, burst 30 per controller) would
+            // bound it, skiff's controllers have none.
+            .args(["--kube-api-qps=5000", "--kube-api-burst=5000"])
             .stderr(std::process::Stdio::null());
         match measure(&client, "anchor", &args, upstream).await {
             Ok(theirs) => {

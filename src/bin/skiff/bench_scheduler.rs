@@ -232,7 +232,10 @@ impl Drop for ChildGuard {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (dir, server) = bench::start_server(&["--disable-scheduler"]).await?;
+    // Hollow nodes post no heartbeats: the node lifecycle controller must not taint them
+    // unreachable while the anchor runs (it starts a minute or more after they were created).
+    let (dir, server) =
+        bench::start_server(&["--disable-scheduler", "--node-monitor-grace-period=1h"]).await?;
     let admin = dir.path().join("admin.kubeconfig");
     let client = skiff_controllers::client_from_kubeconfig(&admin).await?;
     println!(
@@ -313,6 +316,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         upstream
             .arg(format!("--kubeconfig={}", admin.display()))
             .arg("--leader-elect=false")
+            // Its default client limit (QPS 50, burst 100) would cap it at ~50 bindings/s;
+            // skiff's scheduler has none, so the anchor gets upstream scheduler_perf's 5000.
+            .args(["--kube-api-qps=5000", "--kube-api-burst=5000"])
             .stderr(std::process::Stdio::null());
         match measure(&client, "anchor", args.pods, upstream).await {
             Ok(theirs) => println!(

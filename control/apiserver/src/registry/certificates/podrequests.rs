@@ -12,7 +12,6 @@ use serde_json::json;
 use crate::error::FieldError;
 use crate::registry::fields::immutable;
 use crate::registry::Strategy;
-use crate::resources::Sub;
 use crate::table::prelude::*;
 
 use super::check_signer_name;
@@ -57,17 +56,8 @@ impl Strategy for PodCertificateRequests {
         }
     }
 
+    /// Also the rule of `/status` writes (the default for subresources).
     fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
-        immutable("spec", old.get("spec"), new.get("spec"), errors);
-    }
-
-    fn validate_subresource_update(
-        &self,
-        _sub: Sub,
-        old: &Value,
-        new: &Value,
-        errors: &mut Vec<FieldError>,
-    ) {
         immutable("spec", old.get("spec"), new.get("spec"), errors);
     }
 
