@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use common::hollow::{apply, get, hollow_kubelet, node_yaml, node_yaml_with_taints, pods_of};
+use common::hollow::{apply, get, node_yaml, node_yaml_with_taints, pods_of, start_hollow_kubelet};
 use common::{wait_until, ServerProcess};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -284,11 +284,7 @@ fn daemonset_controller_with_kubectl() {
         &s,
         &node_yaml_with_taints("n3", &[("dedicated", "infra", "NoSchedule")]),
     );
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let client = runtime
-        .block_on(skiff_controllers::client_from_kubeconfig(&s.kubeconfig))
-        .expect("client");
-    runtime.spawn(hollow_kubelet(client.clone()));
+    let (runtime, client) = start_hollow_kubelet(&s);
     let seen = Arc::new(Mutex::new(Observed::default()));
     runtime.spawn(observe(client.clone(), "agent", seen.clone()));
 

@@ -12,7 +12,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use common::hollow::{apply, get, hollow_kubelet, node_yaml, pods_of};
+use common::hollow::{apply, get, node_yaml, pods_of, start_hollow_kubelet};
 use common::{wait_until, ServerProcess};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -414,11 +414,7 @@ fn statefulset_controller_with_kubectl() {
     let s = ServerProcess::start_with(&["--node-monitor-grace-period=1h"]);
     apply(&s, &node_yaml("n1"));
     apply(&s, &node_yaml("n2"));
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let client = runtime
-        .block_on(skiff_controllers::client_from_kubeconfig(&s.kubeconfig))
-        .expect("client");
-    runtime.spawn(hollow_kubelet(client.clone()));
+    let (runtime, client) = start_hollow_kubelet(&s);
     let log = Arc::new(Mutex::new(Log::default()));
     runtime.spawn(record(client.clone(), "web", log.clone()));
     wait_until("the watch listed", || {

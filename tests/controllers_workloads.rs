@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::hollow::{apply, get, hollow_kubelet, node_yaml, pods_of};
+use common::hollow::{apply, get, node_yaml, pods_of, start_hollow_kubelet};
 use common::{wait_until, ServerProcess};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -600,11 +600,7 @@ fn workload_controllers_with_kubectl() {
     for name in ["n1", "n2", "n3"] {
         apply(&s, &node_yaml(name));
     }
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let client = runtime
-        .block_on(skiff_controllers::client_from_kubeconfig(&s.kubeconfig))
-        .expect("client");
-    runtime.spawn(hollow_kubelet(client.clone()));
+    let (runtime, client) = start_hollow_kubelet(&s);
     let web = Arc::new(Mutex::new(Observed::default()));
     runtime.spawn(observe(client.clone(), "web", web.clone()));
     let batch = Arc::new(Mutex::new(Observed::default()));

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::hollow::{apply, get, hollow_kubelet, node_yaml, pods_of};
+use common::hollow::{apply, get, node_yaml, pods_of, start_hollow_kubelet};
 use common::{wait_until, ServerProcess};
 
 const ANCHORS: &str = "/opt/anchors/bin";
@@ -95,11 +95,7 @@ fn upstream_scheduler_and_controller_manager_run_on_skiff() {
     for name in ["n1", "n2"] {
         apply(&s, &node_yaml(name));
     }
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let client = runtime
-        .block_on(skiff_controllers::client_from_kubeconfig(&s.kubeconfig))
-        .expect("client");
-    runtime.spawn(hollow_kubelet(client));
+    let (runtime, _client) = start_hollow_kubelet(&s);
 
     for lease in ["kube-scheduler", "kube-controller-manager"] {
         wait_until(&format!("upstream {lease} holds its lease"), || {

@@ -75,6 +75,17 @@ pub fn pods_of(s: &ServerProcess, selector: &str) -> Vec<String> {
     .collect()
 }
 
+/// A tokio runtime with a hollow kubelet running on it for `s`, and the admin client (for
+/// the test's own watchers). The kubelet stops when the runtime is dropped.
+pub fn start_hollow_kubelet(s: &ServerProcess) -> (tokio::runtime::Runtime, kube::Client) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let client = runtime
+        .block_on(skiff_controllers::client_from_kubeconfig(&s.kubeconfig))
+        .expect("client");
+    runtime.spawn(hollow_kubelet(client.clone()));
+    (runtime, client)
+}
+
 /// The hollow kubelet: pods bound to a node become Running and Ready; pods being deleted go.
 pub async fn hollow_kubelet(client: kube::Client) {
     let api: Api<Pod> = Api::all(client.clone());

@@ -133,7 +133,7 @@ async fn default_service_cidr(server: &ApiServer) -> anyhow::Result<()> {
         "servicecidrs",
         "networking.k8s.io",
         None,
-        json!({"metadata": {"name": DEFAULT_SERVICE_CIDR}, "spec": {"cidrs": ["10.96.0.0/12"]}}),
+        json!({"metadata": {"name": DEFAULT_SERVICE_CIDR}, "spec": {"cidrs": [crate::registry::core::services::allocator::SERVICE_CIDR]}}),
     )
     .await?;
     let info = resources::find("networking.k8s.io", "v1", "servicecidrs")

@@ -16,7 +16,7 @@ use crate::error::FieldError;
 use crate::names::{
     is_dns1035_label, is_dns1123_subdomain, is_qualified_name, DNS1123_SUBDOMAIN_MSG,
 };
-use crate::registry::fields::{check_enum, child, default, each, spec_of};
+use crate::registry::fields::{check_enum, child, default, each, spec_of, strings};
 use crate::registry::Strategy;
 use crate::selectors::LabelSelector;
 use crate::table::prelude::*;
@@ -191,13 +191,6 @@ fn check_selector(path: &str, selector: &Value, errors: &mut Vec<FieldError>) {
     if let Err(message) = LabelSelector::from_object(selector) {
         errors.push(FieldError::invalid(path, selector, message));
     }
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    list(v, &[key])
-        .iter()
-        .map(|s| s.as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 fn wildcard_with_others(values: &[String]) -> bool {
@@ -506,7 +499,7 @@ fn validate_match_conditions(owner: &Value, path: &str, errors: &mut Vec<FieldEr
             errors.push(FieldError::invalid(
                 format!("{at}.name"),
                 &json!(name),
-                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                crate::names::LABEL_KEY_MSG,
             ));
         } else if !names.insert(name) {
             errors.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));

@@ -40,6 +40,19 @@ pub fn each<'a>(
         .filter_map(Value::as_object_mut)
 }
 
+/// The strings of the list `v[key]` (a non-string item reads as ""; no list, none).
+pub fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|s| s.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The string at a JSON pointer, "" when missing.
 pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)

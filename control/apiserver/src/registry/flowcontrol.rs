@@ -14,7 +14,7 @@ use crate::error::FieldError;
 use crate::names::{
     is_dns1123_label, is_dns1123_subdomain, DNS1123_LABEL_MSG, DNS1123_SUBDOMAIN_MSG,
 };
-use crate::registry::fields::{check_enum, child, default, spec_of};
+use crate::registry::fields::{check_enum, child, default, spec_of, strings};
 use crate::registry::Strategy;
 use crate::table::prelude::*;
 
@@ -150,13 +150,6 @@ fn validate_conditions(object: &Value, errors: &mut Vec<FieldError>) {
             ));
         }
     }
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    list(v, &[key])
-        .iter()
-        .map(|s| s.as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 fn has_wildcard(values: &[String]) -> bool {

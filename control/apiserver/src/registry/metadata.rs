@@ -12,11 +12,15 @@ fn check_labels(path: &str, labels: Option<&Value>, errors: &mut Vec<FieldError>
     };
     for (k, v) in map {
         if !is_qualified_name(k) {
-            errors.push(FieldError::invalid(path, &Value::String(k.clone()), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
+            errors.push(FieldError::invalid(
+                path,
+                &Value::String(k.clone()),
+                crate::names::LABEL_KEY_MSG,
+            ));
         }
         let value = v.as_str().unwrap_or_default();
         if !value.is_empty() && !is_qualified_name_part(value) {
-            errors.push(FieldError::invalid(path, v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
+            errors.push(FieldError::invalid(path, v, crate::names::LABEL_VALUE_MSG));
         }
     }
 }

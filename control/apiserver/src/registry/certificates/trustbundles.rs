@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::error::FieldError;
-use crate::names::NameRule;
+use crate::names::{NameRule, PATH_SEGMENT};
 use crate::registry::fields::immutable;
 use crate::registry::Strategy;
 use crate::table::prelude::*;
@@ -20,10 +20,7 @@ pub static CLUSTER_TRUST_BUNDLES: ClusterTrustBundles = ClusterTrustBundles;
 impl Strategy for ClusterTrustBundles {
     fn name_rule(&self) -> NameRule {
         // The signer prefix is checked in `validate`, where the signer is known.
-        NameRule {
-            check: |s| !s.is_empty() && !s.contains('/') && s != "." && s != "..",
-            message: "may not contain '/'",
-        }
+        PATH_SEGMENT
     }
 
     fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, ApiResult, FieldError, Kind};
 use crate::storage::{Extra, Storage};
 
+/// The default ServiceCIDR (`kubernetes`) the addresses come from.
+pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 pub const SERVICE_CIDR_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 pub const SERVICE_CIDR_SIZE: u32 = 1 << 20; // /12
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
