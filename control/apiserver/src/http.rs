@@ -10,13 +10,13 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::auth::UserInfo;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::handlers::{Ctx, ScaleChange, Shared, Target};
 use crate::patch::PatchType;
 use crate::resources::{self, Sub};
 use crate::response::{self, IncludeObject, Output};
-use crate::tls::UserInfo;
 
 /// Upstream's limit on request bodies (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -216,6 +216,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
             name: "admin".into(),
             uid: "admin".into(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         }),
         Some(tokens) => tokens.authenticate(
             parts
@@ -230,6 +231,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
             name: "system:anonymous".into(),
             uid: String::new(),
             groups: vec!["system:unauthenticated".into()],
+            ..Default::default()
         },
         None => return fail("", ApiError::unauthorized()),
     };
@@ -684,6 +686,7 @@ mod tests {
                 name: "t".into(),
                 uid: String::new(),
                 groups: vec![],
+                ..Default::default()
             },
             query: vec![("fieldValidation".into(), validation.into())],
             output: Output::Json,

@@ -10,6 +10,7 @@
 //! `openapi`, `tls` (PKI, tokens, kubeconfig), `metrics`, `server` (flags and startup).
 
 pub mod apply;
+pub mod auth;
 pub mod cache;
 pub mod discovery;
 pub mod error;

@@ -11,12 +11,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 
+use crate::auth::token_file::{self, Tokens};
+use crate::auth::UserInfo;
 use crate::cache::Caches;
 use crate::handlers::{ApiServer, Ctx, Target};
 use crate::resources;
 use crate::response::Output;
 use crate::storage::Storage;
-use crate::tls::{self, Tokens, UserInfo};
+use crate::tls;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiServerArgs {
@@ -66,6 +68,7 @@ fn system_ctx() -> Ctx {
             name: "system:apiserver".into(),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         },
         query: vec![("fieldValidation".into(), "Strict".into())],
         output: Output::Json,
@@ -257,7 +260,7 @@ pub struct Started {
 }
 
 impl Started {
-    /// The kubeconfig of a control-plane component (`tls::COMPONENTS`: "scheduler",
+    /// The kubeconfig of a control-plane component (`token_file::COMPONENTS`: "scheduler",
     /// "controller-manager"), which authenticates as that component.
     pub fn component_kubeconfig(&self, stem: &str) -> PathBuf {
         self.kubeconfig.with_file_name(format!("{stem}.kubeconfig"))
@@ -276,7 +279,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     let pki = tls::ensure_pki(&args.data_dir, &sans)?;
     let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;
     let mut component_tokens = Vec::new();
-    for (stem, user) in tls::COMPONENTS {
+    for (stem, user) in token_file::COMPONENTS {
         let token = tokens
             .token_of(user)
             .with_context(|| format!("tokens.csv has no token for {user}"))?;

@@ -57,8 +57,9 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             output,
         } => {
             let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-            let token = skiff_apiserver::tls::ensure_user_token(&data_dir, &name, &groups)
-                .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
+            let token =
+                skiff_apiserver::auth::token_file::ensure_user_token(&data_dir, &name, &groups)
+                    .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
             write(&data_dir, &server, &output, &name, &token)
         }
         TokenAction::Node {
@@ -67,7 +68,7 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             server,
             output,
         } => {
-            let token = skiff_apiserver::tls::ensure_node_token(&data_dir, &name)
+            let token = skiff_apiserver::auth::token_file::ensure_node_token(&data_dir, &name)
                 .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
             write(
                 &data_dir,

@@ -31,10 +31,11 @@ impl ApiServer {
             let authenticate = move |token: &str| match tokens {
                 Some(tokens) => tokens.authenticate(Some(&format!("Bearer {token}"))),
                 // Authentication off: every caller is the admin.
-                None => Some(crate::tls::UserInfo {
+                None => Some(crate::auth::UserInfo {
                     name: "admin".into(),
                     uid: "admin".into(),
                     groups: vec!["system:masters".into(), "system:authenticated".into()],
+                    ..Default::default()
                 }),
             };
             let review = registry::Review {

@@ -298,8 +298,8 @@ impl ApiServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::UserInfo;
     use crate::response::Output;
-    use crate::tls::UserInfo;
 
     fn ctx(query: &[(&str, &str)]) -> Ctx {
         Ctx {
@@ -307,6 +307,7 @@ mod tests {
                 name: "admin".into(),
                 uid: "admin".into(),
                 groups: vec![],
+                ..Default::default()
             },
             query: query
                 .iter()

@@ -21,13 +21,14 @@ use serde_json::{json, Map, Value};
 
 use futures::future::BoxFuture;
 
+use crate::auth::token_file::Tokens;
+use crate::auth::UserInfo;
 use crate::cache::Caches;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Lookup;
 use crate::resources::{self, ResourceInfo, Sub};
 use crate::response::Output;
 use crate::storage::{Storage, Stored};
-use crate::tls::{Tokens, UserInfo};
 
 /// How many times an unconditional update retries after losing a compare-and-swap race.
 const MAX_RETRIES: usize = 16;

@@ -44,12 +44,12 @@ pub mod storagemigration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use crate::auth::UserInfo;
 use crate::error::{ApiResult, FieldError};
 use crate::names::{self, NameRule};
 use crate::resources::Sub;
 use crate::storage::{Extra, Storage};
 use crate::table::{self, Printer};
-use crate::tls::UserInfo;
 
 /// What admission may read: the current objects of another resource, from the watch cache (the
 /// handlers implement it; upstream's admission plugins read through informers the same way).

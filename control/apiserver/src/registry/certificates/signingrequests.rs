@@ -12,6 +12,7 @@
 
 use base64::Engine;
 
+use crate::auth::UserInfo;
 use crate::error::FieldError;
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, PATH_SEGMENT};
 use crate::registry::fields::str_at;
@@ -19,7 +20,6 @@ use crate::registry::Strategy;
 use crate::resources::Sub;
 use crate::table::prelude::*;
 use crate::timestamps;
-use crate::tls::UserInfo;
 
 pub struct CertificateSigningRequests;
 
@@ -583,6 +583,7 @@ mod tests {
             name: "alice".into(),
             uid: String::new(),
             groups: vec!["system:authenticated".into()],
+            ..Default::default()
         };
         CERTIFICATE_SIGNING_REQUESTS.record_requester(&mut object, &user);
         assert_eq!(object["spec"]["username"], "alice");

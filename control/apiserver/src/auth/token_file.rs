@@ -1,0 +1,186 @@
+//! Static bearer tokens (upstream's `--token-auth-file`) and the credentials skiff issues into
+//! that file for its own components and nodes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::auth::UserInfo;
+use crate::tls::write_private;
+
+/// Bearer tokens in upstream's `--token-auth-file` CSV format: `token,user,uid,"g1,g2"`.
+///
+/// Unlike upstream's static file, an unknown token makes the server look at the file again
+/// (at most once a second, only when it changed), so node credentials issued with
+/// `skiff token node` work without a restart.
+pub struct Tokens {
+    by_token: parking_lot::RwLock<HashMap<String, UserInfo>>,
+    path: Option<std::path::PathBuf>,
+    checked: parking_lot::Mutex<(std::time::Instant, Option<std::time::SystemTime>)>,
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Tokens {
+    pub fn load(path: &Path) -> anyhow::Result<Tokens> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading token file {}", path.display()))?;
+        let mut by_token = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.splitn(4, ',');
+            let (Some(token), Some(user), Some(uid)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                anyhow::bail!(
+                    "{}:{}: expected token,user,uid[,\"groups\"]",
+                    path.display(),
+                    n + 1
+                );
+            };
+            let groups = fields
+                .next()
+                .map(|g| {
+                    g.trim_matches('"')
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            by_token.insert(
+                token.to_string(),
+                UserInfo {
+                    name: user.to_string(),
+                    uid: uid.to_string(),
+                    groups,
+                    ..Default::default()
+                },
+            );
+        }
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        Ok(Tokens {
+            by_token: parking_lot::RwLock::new(by_token),
+            path: Some(path.to_path_buf()),
+            checked: parking_lot::Mutex::new((std::time::Instant::now(), modified)),
+        })
+    }
+
+    /// Reads the file again if it changed since the last look (at most once a second).
+    fn reload_if_changed(&self) {
+        let Some(path) = &self.path else { return };
+        {
+            let mut checked = self.checked.lock();
+            if checked.0.elapsed() < std::time::Duration::from_secs(1) {
+                return;
+            }
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            checked.0 = std::time::Instant::now();
+            if modified == checked.1 {
+                return;
+            }
+            checked.1 = modified;
+        }
+        match Tokens::load(path) {
+            Ok(fresh) => *self.by_token.write() = fresh.by_token.into_inner(),
+            Err(e) => tracing::warn!("reloading {}: {e:#}", path.display()),
+        }
+    }
+
+    /// Loads `dir/tokens.csv`, creating it with an admin token (group system:masters) if
+    /// missing, and adding a token for each control-plane component (`COMPONENTS`) it lacks.
+    pub fn ensure(dir: &Path) -> anyhow::Result<(Tokens, String)> {
+        let path = dir.join("tokens.csv");
+        if !path.exists() {
+            write_private(
+                &path,
+                &format!("{},admin,admin,\"system:masters\"\n", random_token()),
+            )?;
+        }
+        let mut tokens = Tokens::load(&path)?;
+        let missing: Vec<&str> = COMPONENTS
+            .iter()
+            .map(|(_, user)| *user)
+            .filter(|user| tokens.token_of(user).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let mut text = std::fs::read_to_string(&path)?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            for user in missing {
+                text.push_str(&format!("{},{user},{user}\n", random_token()));
+            }
+            write_private(&path, &text)?;
+            tokens = Tokens::load(&path)?;
+        }
+        let admin = tokens
+            .token_of("admin")
+            .context("tokens.csv has no admin user")?;
+        Ok((tokens, admin))
+    }
+
+    /// The token of `user`, if the file has one.
+    pub fn token_of(&self, user: &str) -> Option<String> {
+        self.by_token
+            .read()
+            .iter()
+            .find(|(_, u)| u.name == user)
+            .map(|(t, _)| t.clone())
+    }
+
+    pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let known = self.by_token.read().get(token).cloned();
+        let mut user = match known {
+            Some(user) => user,
+            None => {
+                self.reload_if_changed();
+                self.by_token.read().get(token)?.clone()
+            }
+        };
+        user.groups.push("system:authenticated".into());
+        Some(user)
+    }
+}
+
+/// The control-plane components with identities of their own, as upstream names them:
+/// (kubeconfig file stem, user).
+pub const COMPONENTS: &[(&str, &str)] = &[
+    ("scheduler", "system:kube-scheduler"),
+    ("controller-manager", "system:kube-controller-manager"),
+    // The API server toward kubelets (logs, exec, port-forward); no kubeconfig is needed,
+    // but the token is kept with the others.
+    ("apiserver-kubelet-client", "kube-apiserver-kubelet-client"),
+];
+
+/// Adds a credential for node `name` (user `system:node:<name>`, group `system:nodes`, as
+/// upstream's Node authorizer expects) to `dir/tokens.csv`, or returns the one it has.
+pub fn ensure_node_token(dir: &Path, name: &str) -> anyhow::Result<String> {
+    ensure_user_token(dir, &format!("system:node:{name}"), &["system:nodes"])
+}
+
+/// The token of `user` (with `groups`) in tokens.csv, added if it has none.
+pub fn ensure_user_token(dir: &Path, user: &str, groups: &[&str]) -> anyhow::Result<String> {
+    let path = dir.join("tokens.csv");
+    let tokens = Tokens::load(&path)?;
+    if let Some(token) = tokens.token_of(user) {
+        return Ok(token);
+    }
+    let token = random_token();
+    let mut text = std::fs::read_to_string(&path)?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("{token},{user},{user},\"{}\"\n", groups.join(",")));
+    write_private(&path, &text)?;
+    Ok(token)
+}
