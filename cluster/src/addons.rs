@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -128,6 +129,23 @@ pub async fn install_dns(
     replicas: i32,
 ) -> anyhow::Result<()> {
     let kubeconfig = std::fs::read_to_string(addon_kubeconfig)?;
+    // What it may read, as CoreDNS's manifests grant `system:coredns`.
+    create(
+        &Api::<ClusterRole>::all(client.clone()),
+        json!({"metadata": {"name": "system:skiff-dns", "labels": {"k8s-app": "kube-dns"}},
+               "rules": [{"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+                         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}]}),
+    )
+    .await
+    .context("the DNS addon's ClusterRole")?;
+    create(
+        &Api::<ClusterRoleBinding>::all(client.clone()),
+        json!({"metadata": {"name": "system:skiff-dns", "labels": {"k8s-app": "kube-dns"}},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:skiff-dns"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": USER}]}),
+    )
+    .await
+    .context("the DNS addon's ClusterRoleBinding")?;
     create(
         &Api::<Secret>::namespaced(client.clone(), NAMESPACE),
         json!({"metadata": {"name": "skiff-dns-kubeconfig", "namespace": NAMESPACE},

@@ -267,13 +267,22 @@ fn bring_up(
             recorded.write()?;
             let log = logs.join(format!("netd-{}.log", node.name));
             let dir = t.node_dir(node);
+            let netd_kubeconfig = dir.join("netd.kubeconfig");
+            issue_credential(
+                &skiff,
+                "netd",
+                &node.name,
+                &server_dir,
+                &format!("https://{}:6443", t.control_plane().ip),
+                &netd_kubeconfig,
+            )?;
             let pid = spawn_in(
                 Some(&node.name),
                 &[
                     skiff.clone(),
                     "netd".into(),
                     "--kubeconfig".into(),
-                    dir.join("kubelet.kubeconfig").display().to_string(),
+                    netd_kubeconfig.display().to_string(),
                     "--node-name".into(),
                     node.name.clone(),
                     "--cluster-cidr".into(),
@@ -339,6 +348,30 @@ async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// `skiff token <kind> <node>`: a node's kubelet (`node`) or network agent (`netd`)
+/// credential, written as a kubeconfig.
+fn issue_credential(
+    skiff: &str,
+    kind: &str,
+    node: &str,
+    server_dir: &Path,
+    server: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let result = Command::new(skiff)
+        .args(["token", kind, node, "--data-dir"])
+        .arg(server_dir)
+        .args(["--server", server, "--output"])
+        .arg(out)
+        .output()?;
+    anyhow::ensure!(
+        result.status.success(),
+        "issuing {node}'s {kind} credential: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    Ok(())
+}
+
 fn start_kubelet(
     t: &Topology,
     node: &NodeSpec,
@@ -348,22 +381,14 @@ fn start_kubelet(
     let dir = t.node_dir(node);
     let kubeconfig = dir.join("kubelet.kubeconfig");
     // The node's own credential, as a joining node gets one.
-    let out = Command::new(skiff)
-        .args(["token", "node", &node.name, "--data-dir"])
-        .arg(server_dir)
-        .args([
-            "--server",
-            &format!("https://{}:6443", t.control_plane().ip),
-            "--output",
-        ])
-        .arg(&kubeconfig)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "issuing {}'s credential: {}",
-        node.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    issue_credential(
+        skiff,
+        "node",
+        &node.name,
+        server_dir,
+        &format!("https://{}:6443", t.control_plane().ip),
+        &kubeconfig,
+    )?;
     let mut args = vec![
         skiff.to_string(),
         "kubelet".into(),

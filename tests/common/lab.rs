@@ -321,12 +321,20 @@ impl Lab {
             .append(true)
             .open(node.root.join("netd.log"))
             .unwrap();
+        let kubeconfig = node.root.join("netd.kubeconfig");
+        if !kubeconfig.exists() {
+            run(Command::new(skiff_bin())
+                .args(["token", "netd", &node.name, "--data-dir"])
+                .arg(self.dir.path().join("server"))
+                .args(["--server", &self.api_url(), "--output"])
+                .arg(&kubeconfig));
+        }
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", node.netns))
             .arg(skiff_bin())
             .arg("netd")
             .arg("--kubeconfig")
-            .arg(node.root.join("kubelet.kubeconfig"))
+            .arg(&kubeconfig)
             .args(["--node-name", &node.name])
             .arg("--cni-conf-dir")
             .arg(node.root.join("cni"))

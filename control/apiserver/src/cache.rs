@@ -96,6 +96,9 @@ struct State {
     ready: bool,
     /// Bumped on every relist; watchers from an older generation are ended.
     generation: u64,
+    /// Bumped whenever the cached objects change (a relist or a batch of events), so state
+    /// derived from them (the RBAC index) knows when to rebuild.
+    changes: u64,
 }
 
 pub struct Cacher {
@@ -127,6 +130,7 @@ impl Cacher {
                 revision: 0,
                 ready: false,
                 generation: 0,
+                changes: 0,
             }),
             tx,
             advanced: Notify::new(),
@@ -140,6 +144,11 @@ impl Cacher {
 
     pub fn generation(&self) -> u64 {
         self.state.lock().generation
+    }
+
+    /// Moves whenever the cached objects change.
+    pub fn changes(&self) -> u64 {
+        self.state.lock().changes
     }
 
     /// Waits until the cache has seen `revision` (a client's resourceVersion may come from a
@@ -242,12 +251,16 @@ impl Cacher {
         s.revision = revision;
         s.ready = true;
         s.generation += 1;
+        s.changes += 1;
         drop(s);
         self.advanced.notify_waiters();
     }
 
     fn apply(&self, events: Vec<(EventType, String, i64, Arc<Value>)>, revision: i64) {
         let mut s = self.state.lock();
+        if !events.is_empty() {
+            s.changes += 1;
+        }
         for (kind, key, rev, object) in events {
             let previous = match kind {
                 EventType::Deleted => s.objects.remove(&key),

@@ -161,16 +161,6 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
     Ok(kept.freeze())
 }
 
-/// Paths anyone may read without a token (upstream's system:public-info-viewer).
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/version" | "/healthz" | "/livez" | "/readyz" | "/version/"
-    ) || path.starts_with("/healthz/")
-        || path.starts_with("/livez/")
-        || path.starts_with("/readyz/")
-}
-
 async fn handle(State(server): State<Shared>, req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
@@ -210,31 +200,40 @@ async fn route(server: &Shared, req: Request) -> Routed {
     let plain = |name: &str| (name.to_string(), String::new());
     let fail = |verb: &str, e: ApiError| Err((verb.to_string(), String::new(), e));
 
-    // Authentication.
-    let user = match &server.tokens {
-        None => Some(UserInfo {
-            name: "admin".into(),
-            uid: "admin".into(),
-            groups: vec!["system:masters".into()],
-            ..Default::default()
-        }),
-        Some(tokens) => tokens.authenticate(
-            parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        ),
-    };
-    let user = match user {
+    // Authentication, then impersonation.
+    let user = match authenticate(server, &parts.headers) {
         Some(u) => u,
-        None if is_public(&path) => UserInfo {
-            name: "system:anonymous".into(),
-            uid: String::new(),
-            groups: vec!["system:unauthenticated".into()],
-            ..Default::default()
-        },
         None => return fail("", ApiError::unauthorized()),
     };
+    let user = match crate::auth::impersonation::impersonate(
+        &server.authorizer,
+        &server.storage,
+        &parts.headers,
+        user,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(e) => return fail("", e),
+    };
+    // Authorization of paths that name no resource (discovery, health, version, OpenAPI).
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let names_resource = match segments.as_slice() {
+        ["api", "v1", _, ..] => true,
+        ["apis", _, _, _, ..] => true,
+        _ => false,
+    };
+    if !names_resource {
+        let attrs = crate::auth::Attributes {
+            user: &user,
+            verb: parts.method.as_str().to_lowercase(),
+            resource: None,
+            path: path.clone(),
+        };
+        if let Err(e) = authorize(server, &attrs).await {
+            return fail("", e);
+        }
+    }
 
     if parts.method == Method::GET {
         let (verb, resource) = plain("get");
@@ -317,7 +316,6 @@ async fn route(server: &Shared, req: Request) -> Routed {
     }
 
     // API group paths.
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (g, v, rest),
@@ -359,6 +357,17 @@ async fn route(server: &Shared, req: Request) -> Routed {
     };
     let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = verb_name(&parts.method, &target, is_watch);
+    {
+        let attrs = crate::auth::Attributes {
+            user: &ctx.user,
+            verb: authorization_verb(&verb, &target),
+            resource: Some(resource_attributes(&target, version, &ctx)),
+            path: path.clone(),
+        };
+        if let Err(e) = authorize(server, &attrs).await {
+            return Err((verb, resource_label, e));
+        }
+    }
     if target.name.is_some()
         && matches!(
             target.sub,
@@ -390,6 +399,86 @@ async fn route(server: &Shared, req: Request) -> Routed {
         }
         Ok(Reply::Response(resp)) => Ok((verb, resource_label, resp)),
         Err(e) => Err((verb, resource_label, e)),
+    }
+}
+
+/// Who sent the request (upstream's authenticator chain): a valid bearer token names a user;
+/// a request without credentials is `system:anonymous`; credentials that do not check out are
+/// `None` (401, with nothing about why).
+fn authenticate(server: &Shared, headers: &HeaderMap) -> Option<UserInfo> {
+    let Some(tokens) = &server.tokens else {
+        // Authentication off: every caller is the admin.
+        return Some(UserInfo {
+            name: "admin".into(),
+            uid: "admin".into(),
+            groups: vec!["system:masters".into()],
+            ..Default::default()
+        });
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    match authorization {
+        Some(value) if value.starts_with("Bearer ") => tokens.authenticate(Some(value)),
+        // No credentials (or a scheme no authenticator handles): anonymous, as upstream's
+        // default `--anonymous-auth=true`; RBAC decides what it may see.
+        _ => Some(UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+            ..Default::default()
+        }),
+    }
+}
+
+/// Runs the authorizer chain; a denial is upstream's 403.
+async fn authorize(server: &Shared, attrs: &crate::auth::Attributes<'_>) -> ApiResult<()> {
+    let decision = server
+        .authorizer
+        .authorize_fresh(&server.storage, attrs)
+        .await?;
+    if decision.allowed() {
+        Ok(())
+    } else {
+        Err(attrs.forbidden(decision.reason()))
+    }
+}
+
+/// The verb RBAC checks: as the handler's, except that exec, attach and port-forward need
+/// `create` whichever method opens them (upstream's websocket rule since 1.30).
+fn authorization_verb(verb: &str, target: &Target) -> String {
+    match target.sub {
+        Some(Sub::Exec | Sub::Attach | Sub::PortForward) => "create".into(),
+        _ => verb.to_string(),
+    }
+}
+
+/// A resource request's attributes. A list or watch selecting one object by
+/// `metadata.name` names it (upstream's RequestInfo), so per-object grants apply.
+fn resource_attributes(
+    target: &Target,
+    version: &str,
+    ctx: &Ctx,
+) -> crate::auth::ResourceAttributes {
+    let field_selector = ctx.param("fieldSelector").unwrap_or_default().to_string();
+    let name = target.name.clone().unwrap_or_else(|| {
+        field_selector
+            .split(',')
+            .find_map(|r| {
+                r.trim()
+                    .strip_prefix("metadata.name==")
+                    .or_else(|| r.trim().strip_prefix("metadata.name="))
+            })
+            .unwrap_or_default()
+            .to_string()
+    });
+    crate::auth::ResourceAttributes {
+        namespace: target.namespace.clone().unwrap_or_default(),
+        api_group: target.info.group.to_string(),
+        api_version: version.to_string(),
+        resource: target.info.resource.to_string(),
+        subresource: target.sub.map(|s| s.name().to_string()).unwrap_or_default(),
+        name,
+        field_selector,
     }
 }
 

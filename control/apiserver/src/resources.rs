@@ -437,7 +437,7 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
             strategy: &registry::authorization::ACCESS_REVIEWS),
         resource!("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview", false, authz::SelfSubjectAccessReview,
             short: [], cat: [], sub: [], verbs: CREATE_ONLY,
-            strategy: &registry::authorization::ACCESS_REVIEWS),
+            strategy: &registry::authorization::SELF_ACCESS_REVIEWS),
         resource!("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", "selfsubjectrulesreview", false, authz::SelfSubjectRulesReview,
             short: [], cat: [], sub: [], verbs: CREATE_ONLY,
             strategy: &registry::authorization::RULES_REVIEWS),

@@ -40,6 +40,9 @@ pub struct ApiServerArgs {
     /// Where the CA, serving certificate, token file and admin kubeconfig live.
     #[arg(long, default_value = "/var/lib/skiff/server")]
     pub data_dir: PathBuf,
+    /// Authorizers in order (upstream's flag): `Node`, `RBAC`, or `AlwaysAllow` (no checks).
+    #[arg(long, default_value = "Node,RBAC")]
+    pub authorization_mode: String,
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
@@ -62,7 +65,7 @@ async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
         .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))
 }
 
-fn system_ctx() -> Ctx {
+pub(crate) fn system_ctx() -> Ctx {
     Ctx {
         user: UserInfo {
             name: "system:apiserver".into(),
@@ -201,6 +204,7 @@ pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow
         .await?;
     }
     default_service_cidr(server).await?;
+    crate::auth::rbac::policy::reconcile(server).await?;
     // API Priority and Fairness' configuration, as upstream's apiserver keeps it: levels before
     // the schemas that name them, the mandatory objects first.
     use crate::registry::flowcontrol as apf;
@@ -299,14 +303,17 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         .await
         .with_context(|| format!("listening on {bind}"))?;
     let addr = listener.local_addr()?;
+    let caches = Caches::new(storage.clone());
+    caches.start_all();
+    let authorizer = crate::auth::Authorizer::new(&caches, &args.authorization_mode).await?;
     let server = Arc::new(ApiServer {
-        storage: storage.clone(),
-        caches: Caches::new(storage),
+        storage,
+        caches,
         tokens: Some(tokens),
+        authorizer,
         metrics: Default::default(),
         server_address: format!("{}:{}", args.advertise_address, addr.port()),
     });
-    server.caches.start_all();
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     let host = if args.bind_address == "0.0.0.0" {
         "127.0.0.1".to_string()

@@ -22,6 +22,7 @@
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
 
 pub mod backoff;
+pub mod clusterrole_aggregation;
 pub mod controller_ref;
 pub mod cronjob;
 pub mod daemonset;
@@ -215,6 +216,7 @@ pub async fn start(
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
                 _ = serviceaccount::run(client.clone()) => anyhow::bail!("the serviceaccount controller stopped"),
+                _ = clusterrole_aggregation::run(client.clone()) => anyhow::bail!("the clusterrole aggregation controller stopped"),
                 _ = rootcacert::run(client.clone(), root_ca.clone()) => anyhow::bail!("the root CA publisher stopped"),
                 _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),
                 _ = run_workloads(client.clone(), &options) => anyhow::bail!("the workload controllers stopped"),

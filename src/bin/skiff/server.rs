@@ -27,6 +27,9 @@ pub struct ServerArgs {
     pub etcd_servers: Option<String>,
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    /// Authorizers in order (upstream's flag): `Node`, `RBAC`, or `AlwaysAllow` (no checks).
+    #[arg(long, default_value = "Node,RBAC")]
+    pub authorization_mode: String,
     /// Run no scheduler (another one, e.g. upstream's kube-scheduler, binds the pods).
     #[arg(long)]
     pub disable_scheduler: bool,
@@ -75,6 +78,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         advertise_address: args.advertise_address.clone(),
         data_dir: args.data_dir.clone(),
         tls_sans: args.tls_sans.clone(),
+        authorization_mode: args.authorization_mode.clone(),
     })
     .await?;
     // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a

@@ -30,6 +30,19 @@ enum TokenAction {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Issue (or re-issue) the credential of a node's network agent (`skiff netd`): user
+    /// `system:netd:<name>` in group `system:skiff-netds`, which the default policy binds to
+    /// what netd reads and writes.
+    Netd {
+        /// The node's name.
+        name: String,
+        #[arg(long, default_value = "/var/lib/skiff/server")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        server: String,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Issue (or re-issue) the credential of another identity, e.g. an addon's
     /// (`system:serviceaccount:kube-system:skiff-dns`), and write its kubeconfig.
     User {
@@ -61,6 +74,19 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
                 skiff_apiserver::auth::token_file::ensure_user_token(&data_dir, &name, &groups)
                     .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
             write(&data_dir, &server, &output, &name, &token)
+        }
+        TokenAction::Netd {
+            name,
+            data_dir,
+            server,
+            output,
+        } => {
+            let user = format!("system:netd:{name}");
+            let group = skiff_apiserver::auth::rbac::policy::NETD_GROUP;
+            let token =
+                skiff_apiserver::auth::token_file::ensure_user_token(&data_dir, &user, &[group])
+                    .with_context(|| format!("issuing a credential in {}", data_dir.display()))?;
+            write(&data_dir, &server, &output, &user, &token)
         }
         TokenAction::Node {
             name,

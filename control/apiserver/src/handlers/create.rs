@@ -6,6 +6,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::{decode_object, meta, meta_mut, ApiServer, Ctx, Target};
+use crate::auth::admission::{self, Operation};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::Sub;
 use crate::storage::{Extra, Write};
@@ -41,6 +42,8 @@ impl ApiServer {
             let review = registry::Review {
                 user: &ctx.user,
                 authenticate: &authenticate,
+                authorizer: &self.authorizer,
+                namespace: target.namespace.as_deref(),
             };
             return Ok((201, info.strategy.review(&review, object)));
         }
@@ -115,6 +118,16 @@ impl ApiServer {
             }
             info.strategy.prepare_for_create(&mut candidate, &uid);
             info.strategy.record_requester(&mut candidate, &ctx.user);
+            admission::check(
+                &self.authorizer,
+                &ctx.user,
+                info,
+                None,
+                Operation::Create,
+                &name,
+                Some(&candidate),
+                None,
+            )?;
             let errors = registry::validate(info.strategy, &candidate);
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, &name, errors));

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, StatusDetail
 use serde_json::{json, Value};
 
 use super::{finalizers, meta, meta_mut, ApiServer, Ctx, Target, MAX_RETRIES};
+use crate::auth::admission::{self, Operation};
 use crate::error::{success_status, ApiError, ApiResult, FieldError};
 use crate::registry::DeletePlan;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -72,6 +73,16 @@ impl ApiServer {
                 return Err(ApiError::not_found(info, target.name()));
             };
             let object = current.object.clone();
+            admission::check(
+                &self.authorizer,
+                &ctx.user,
+                info,
+                None,
+                Operation::Delete,
+                target.name(),
+                None,
+                Some(&object),
+            )?;
             if let Some(pre) = &options.preconditions {
                 if let Some(uid) = &pre.uid {
                     let actual = meta(&object)["uid"].as_str().unwrap_or_default();

@@ -37,6 +37,8 @@ pub struct ApiServer {
     pub storage: Storage,
     pub caches: Caches,
     pub tokens: Option<Tokens>,
+    /// The authorizer chain (`--authorization-mode`).
+    pub authorizer: crate::auth::Authorizer,
     pub metrics: crate::metrics::Metrics,
     /// host:port clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub server_address: String,

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::update::patch_error;
 use super::{meta, ApiServer, Ctx, Target, MAX_RETRIES};
+use crate::auth::admission::{self, Operation};
 use crate::error::{success_status, ApiError, ApiResult, FieldError};
 use crate::patch::{self, PatchType};
 use crate::resources::{self, ResourceInfo};
@@ -204,6 +205,16 @@ impl ApiServer {
             .await?
             .ok_or_else(|| ApiError::not_found(info, target.name()))?
             .object;
+        admission::check(
+            &self.authorizer,
+            &ctx.user,
+            info,
+            Some(resources::Sub::Eviction),
+            Operation::Create,
+            target.name(),
+            None,
+            Some(&pod),
+        )?;
         if !ignores_budgets(&pod) {
             self.spend_disruption(target, ctx, &pod).await?;
         }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::{decode_object, finalizers, meta, meta_mut, ApiServer, Ctx, Target, MAX_RETRIES};
 use crate::apply;
+use crate::auth::admission::{self, Operation};
 use crate::error::{ApiError, ApiResult};
 use crate::patch::{self, PatchType};
 use crate::resources::{ResourceInfo, Sub};
@@ -195,6 +196,18 @@ impl ApiServer {
                     .prepare_for_subresource_update(sub, &mut next, &current.object);
             }
             info.strategy.default(&mut next);
+            if let Err(e) = admission::check(
+                &self.authorizer,
+                &ctx.user,
+                info,
+                target.sub,
+                Operation::Update,
+                target.name(),
+                Some(&next),
+                Some(&current.object),
+            ) {
+                answer!(Err(e));
+            }
             let mut errors = registry::validate(info.strategy, &next);
             match target.sub {
                 Some(sub) => info.strategy.validate_subresource_update(

@@ -200,6 +200,9 @@ pub trait Strategy: Sync {
 pub struct Review<'a> {
     pub user: &'a UserInfo,
     pub authenticate: &'a (dyn Fn(&str) -> Option<UserInfo> + Sync),
+    pub authorizer: &'a crate::auth::Authorizer,
+    /// The namespace in the URL (LocalSubjectAccessReview).
+    pub namespace: Option<&'a str>,
 }
 
 /// Everything a new or updated object must satisfy: its metadata, then the strategy's rules.
