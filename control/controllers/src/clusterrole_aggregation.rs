@@ -81,14 +81,10 @@ pub async fn run(client: Client) {
             .default_backoff()
             .touched_objects()
             .boxed();
-    let ready = store.clone();
-    if ready.wait_until_ready().await.is_err() {
-        return;
-    }
-    sync(&api, &store).await;
+    // The reflector fills the store as the stream is polled: each change (after coalescing a
+    // burst, such as the initial list or a policy reconcile) re-derives the aggregates.
     while let Some(event) = changes.next().await {
         if event.is_ok() {
-            // Coalesce a burst (the initial list, a policy reconcile) into one pass.
             while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
             sync(&api, &store).await;
         }

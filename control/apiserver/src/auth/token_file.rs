@@ -12,12 +12,13 @@ use crate::tls::write_private;
 /// Bearer tokens in upstream's `--token-auth-file` CSV format: `token,user,uid,"g1,g2"`.
 ///
 /// Unlike upstream's static file, an unknown token makes the server look at the file again
-/// (at most once a second, only when it changed), so node credentials issued with
+/// (only when its modification time moved), so node credentials issued with
 /// `skiff token node` work without a restart.
 pub struct Tokens {
     by_token: parking_lot::RwLock<HashMap<String, UserInfo>>,
     path: Option<std::path::PathBuf>,
-    checked: parking_lot::Mutex<(std::time::Instant, Option<std::time::SystemTime>)>,
+    /// The file's modification time when it was last read.
+    checked: parking_lot::Mutex<Option<std::time::SystemTime>>,
 }
 
 fn random_token() -> String {
@@ -70,24 +71,21 @@ impl Tokens {
         Ok(Tokens {
             by_token: parking_lot::RwLock::new(by_token),
             path: Some(path.to_path_buf()),
-            checked: parking_lot::Mutex::new((std::time::Instant::now(), modified)),
+            checked: parking_lot::Mutex::new(modified),
         })
     }
 
-    /// Reads the file again if it changed since the last look (at most once a second).
+    /// Reads the file again if it changed since the last look (one `stat`, so a credential
+    /// issued a moment ago works on its first request).
     fn reload_if_changed(&self) {
         let Some(path) = &self.path else { return };
         {
             let mut checked = self.checked.lock();
-            if checked.0.elapsed() < std::time::Duration::from_secs(1) {
-                return;
-            }
             let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            checked.0 = std::time::Instant::now();
-            if modified == checked.1 {
+            if modified == *checked {
                 return;
             }
-            checked.1 = modified;
+            *checked = modified;
         }
         match Tokens::load(path) {
             Ok(fresh) => *self.by_token.write() = fresh.by_token.into_inner(),
