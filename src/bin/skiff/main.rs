@@ -60,6 +60,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_apiserver;
+mod bench_authz;
 mod bench_controllers;
 mod bench_dns;
 mod bench_kubelet;
@@ -134,6 +135,9 @@ enum NetdAction {
 enum ApiserverAction {
     /// Create, list and update 10,000 pods with 1,000 watchers; print rates, latencies, memory.
     Bench(bench_apiserver::BenchArgs),
+    /// The cost of authorization: one load with checks off and with RBAC (1,000 roles and
+    /// bindings), as a non-admin user; prints the throughput ratio.
+    BenchAuthz(bench_authz::BenchArgs),
 }
 
 /// SIGTERM or ctrl-c.
@@ -172,6 +176,7 @@ fn main() -> anyhow::Result<()> {
             match cmd.action {
                 None => runtime.block_on(skiff_apiserver::run(cmd.serve)),
                 Some(ApiserverAction::Bench(args)) => runtime.block_on(bench_apiserver::run(args)),
+                Some(ApiserverAction::BenchAuthz(args)) => runtime.block_on(bench_authz::run(args)),
             }
         }
         Command::Image(cmd) => skiff_image::cli::main(cmd),
