@@ -39,6 +39,9 @@ fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
+    // An API object: the audit log's response status and, at RequestResponse, its body.
+    resp.extensions_mut()
+        .insert(crate::audit::ApiObject::of(value));
     resp
 }
 
@@ -171,14 +174,16 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/readyz/")
 }
 
-async fn handle(State(server): State<Shared>, req: Request) -> Response {
+async fn handle(State(server): State<Shared>, mut req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (verb, resource, resp) = match route(&server, req).await {
+    let audit = server.audit.begin(&mut req);
+    let (verb, resource, resp) = match audit.guard(route(&server, req)).await {
         Ok(r) => r,
         Err((verb, resource, e)) => (verb, resource, error_response(&e)),
     };
+    let resp = audit.finish(resp).await;
     let code = resp.status().as_u16();
     if verb != "watch" {
         server
@@ -235,6 +240,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         },
         None => return fail("", ApiError::unauthorized()),
     };
+    crate::audit::Context::of(&parts.extensions).authenticated(&user);
 
     if parts.method == Method::GET {
         let (verb, resource) = plain("get");

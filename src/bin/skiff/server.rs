@@ -39,6 +39,8 @@ pub struct ServerArgs {
     /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
     #[arg(long, default_value = "")]
     pub scheduler_metrics_address: String,
+    #[command(flatten)]
+    pub audit: skiff_apiserver::audit::AuditOptions,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -75,6 +77,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         advertise_address: args.advertise_address.clone(),
         data_dir: args.data_dir.clone(),
         tls_sans: args.tls_sans.clone(),
+        audit: args.audit.clone(),
     })
     .await?;
     // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a

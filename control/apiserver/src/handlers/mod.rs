@@ -38,6 +38,8 @@ pub struct ApiServer {
     pub caches: Caches,
     pub tokens: Option<Tokens>,
     pub metrics: crate::metrics::Metrics,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`).
+    pub audit: crate::audit::Auditor,
     /// host:port clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub server_address: String,
 }
