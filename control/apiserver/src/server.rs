@@ -394,6 +394,7 @@ pub async fn run(args: ApiServerArgs) -> anyhow::Result<()> {
         started.kubeconfig.display()
     );
     wait_for_signal().await;
+    started.server.audit.flush(Duration::from_secs(5)).await;
     Ok(())
 }
 

@@ -46,6 +46,8 @@ pub struct ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // A bad audit policy stops the server before the store starts.
+    args.audit.load_policy()?;
     // The embedded store stops last, on our word: the controllers still write (their Lease
     // release) after the signal.
     let mut store = None;
@@ -145,6 +147,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("the scheduler did not stop in time"),
         }
     }
+    // The components' last requests are in the audit log before the process ends.
+    started.server.audit.flush(STOP_TIMEOUT).await;
     if let Some((stop, task)) = store {
         let _ = stop.send(());
         let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;

@@ -184,6 +184,28 @@ impl AuditOptions {
         }
     }
 
+    /// Checks the flags and loads the policy file, if any: the errors that stop the server
+    /// (`Auditor::from_options` starts with this; `skiff server` calls it before its store).
+    pub fn load_policy(&self) -> anyhow::Result<Option<Policy>> {
+        self.validate().map_err(anyhow::Error::msg)?;
+        let Some(path) = self
+            .audit_policy_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        else {
+            return Ok(None);
+        };
+        let (policy, warnings) =
+            Policy::load(path).map_err(|e| anyhow::anyhow!("loading audit policy file: {e}"))?;
+        if !warnings.is_empty() {
+            tracing::warn!(
+                "Audit policy contains errors, falling back to lenient decoding: strict decoding error: {}",
+                warnings.join(", ")
+            );
+        }
+        Ok(Some(policy))
+    }
+
     /// The log's output (upstream's `getWriter`): the file is created up front (mode 0600, its
     /// directory 0700) so that an unwritable path stops the server at start.
     fn output(&self, path: &str) -> anyhow::Result<Output> {
@@ -305,27 +327,22 @@ impl Auditor {
         self.backend.is_some()
     }
 
+    /// Waits (up to `timeout`) for the events queued so far to be written; for shutdown.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        if let Some(backend) = &self.backend {
+            if !backend.sink.flush(timeout).await {
+                tracing::warn!("the audit log was not written out in time");
+            }
+        }
+    }
+
     /// Sets auditing up from the flags: loads and validates the policy (an invalid one is an
     /// error, so the server does not start), opens the log and starts its writer thread.
     pub fn from_options(
         options: &AuditOptions,
         counters: Arc<Counters>,
     ) -> anyhow::Result<Auditor> {
-        options.validate().map_err(anyhow::Error::msg)?;
-        let policy = match &options.audit_policy_file {
-            Some(path) if !path.as_os_str().is_empty() => {
-                let (policy, warnings) = Policy::load(path)
-                    .map_err(|e| anyhow::anyhow!("loading audit policy file: {e}"))?;
-                if !warnings.is_empty() {
-                    tracing::warn!(
-                        "Audit policy contains errors, falling back to lenient decoding: strict decoding error: {}",
-                        warnings.join(", ")
-                    );
-                }
-                Some(policy)
-            }
-            _ => None,
-        };
+        let policy = options.load_policy()?;
         let Some(path) = options.audit_log_path.as_deref().filter(|p| !p.is_empty()) else {
             return Ok(Auditor::disabled());
         };

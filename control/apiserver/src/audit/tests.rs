@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn auditor(policy: &str) -> (Auditor, Receiver<Event>, Arc<Counters>) {
+fn auditor(policy: &str) -> (Auditor, Receiver<writer::Msg>, Arc<Counters>) {
     let (policy, _) = Policy::parse(policy.as_bytes()).unwrap();
     let counters = Arc::new(Counters::default());
     let (sink, rx) = Sink::for_tests(100, counters.clone());
@@ -58,11 +58,14 @@ fn json_response(code: u16, value: &Value) -> Response {
     resp
 }
 
-fn events(rx: &Receiver<Event>) -> Vec<Value> {
+fn events(rx: &Receiver<writer::Msg>) -> Vec<Value> {
     rx.try_iter()
-        .map(|mut e| {
-            e.resolve_bodies();
-            serde_json::to_value(&e).unwrap()
+        .filter_map(|msg| match msg {
+            writer::Msg::Event(mut e) => {
+                e.resolve_bodies();
+                Some(serde_json::to_value(&e).unwrap())
+            }
+            writer::Msg::Flush(_) => None,
         })
         .collect()
 }

@@ -384,10 +384,17 @@ fn compress_file(src: &Path, dst: &Path) -> io::Result<()> {
     fs::remove_file(src)
 }
 
+/// What the writer thread is sent.
+pub(crate) enum Msg {
+    Event(Box<Event>),
+    /// Answer once everything queued before is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The queue to the writer thread.
 #[derive(Clone)]
 pub struct Sink {
-    tx: SyncSender<Event>,
+    tx: SyncSender<Msg>,
     counters: Arc<Counters>,
 }
 
@@ -409,24 +416,49 @@ impl Sink {
 
     /// A sink whose queue the caller reads (tests).
     #[cfg(test)]
-    pub(crate) fn for_tests(buffer: usize, counters: Arc<Counters>) -> (Sink, Receiver<Event>) {
+    pub(crate) fn for_tests(buffer: usize, counters: Arc<Counters>) -> (Sink, Receiver<Msg>) {
         let (tx, rx) = mpsc::sync_channel(buffer);
         (Sink { tx, counters }, rx)
+    }
+
+    /// Waits (up to `timeout`) until every event queued so far is written: on shutdown, as
+    /// upstream's buffered backend drains its buffer. False if that took too long.
+    pub async fn flush(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (done, written) = tokio::sync::oneshot::channel();
+        let mut msg = Msg::Flush(done);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    msg = m;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+        tokio::time::timeout_at(deadline, written)
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Queues an event; a full queue drops it (counted), never waits.
     pub fn process(&self, event: Event) {
         self.counters.events.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(event) {
+        let audit_id = event.audit_id.clone();
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {}
-            Err(TrySendError::Full(event)) => {
+            Err(TrySendError::Full(_)) => {
                 let before = self
                     .counters
                     .buffered_errors
                     .fetch_add(1, Ordering::Relaxed);
                 if before.is_power_of_two() || before == 0 {
                     tracing::warn!(
-                        audit_id = %event.audit_id,
+                        audit_id = %audit_id,
                         dropped = before + 1,
                         "audit buffer queue blocked: event dropped"
                     );
@@ -439,10 +471,17 @@ impl Sink {
     }
 }
 
-fn write_events(rx: Receiver<Event>, mut output: Output, format: Format, counters: &Counters) {
+fn write_events(rx: Receiver<Msg>, mut output: Output, format: Format, counters: &Counters) {
     let mut line = Vec::with_capacity(4096);
     let mut failing = false;
-    while let Ok(mut event) = rx.recv() {
+    while let Ok(msg) = rx.recv() {
+        let mut event = match msg {
+            Msg::Event(event) => event,
+            Msg::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         line.clear();
         event.resolve_bodies();
         let encoded = match format {
@@ -574,13 +613,19 @@ mod tests {
         for _ in 0..5 {
             sink.process(Event::default());
         }
+        let flushed = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(sink.flush(std::time::Duration::from_millis(50)));
+        assert!(!flushed, "nobody drains the queue");
         assert_eq!(counters.events.load(Ordering::Relaxed), 5);
         assert_eq!(counters.buffered_errors.load(Ordering::Relaxed), 3);
         assert_eq!(rx.try_iter().count(), 2);
     }
 
-    #[test]
-    fn the_writer_thread_writes_one_line_per_event() {
+    #[tokio::test]
+    async fn the_writer_thread_writes_one_line_per_event() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let file = File::create(&path).unwrap();
@@ -592,20 +637,13 @@ mod tests {
                 ..Default::default()
             });
         }
-        drop(sink);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let text = fs::read_to_string(&path).unwrap();
-            if text.lines().count() == 3 {
-                for (i, line) in text.lines().enumerate() {
-                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                    assert_eq!(v["auditID"], format!("id-{i}"));
-                    assert_eq!(v["kind"], "Event");
-                }
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{text}");
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        assert!(sink.flush(std::time::Duration::from_secs(10)).await);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        for (i, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["auditID"], format!("id-{i}"));
+            assert_eq!(v["kind"], "Event");
         }
     }
 }
