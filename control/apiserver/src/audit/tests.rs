@@ -342,6 +342,52 @@ fn annotations_keep_their_first_value() {
     );
 }
 
+#[derive(clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    audit: AuditOptions,
+}
+
+#[test]
+fn flags_parse_as_kube_apiservers() {
+    use clap::Parser;
+    let defaults = Flags::try_parse_from(["apiserver"]).unwrap().audit;
+    assert_eq!(defaults, AuditOptions::default());
+    let f = Flags::try_parse_from([
+        "apiserver",
+        "--audit-policy-file",
+        "/etc/audit/policy.yaml",
+        "--audit-log-path=-",
+        "--audit-log-compress",
+        "--audit-log-maxsize",
+        "5",
+        "--audit-log-maxbackup=0",
+        "--audit-log-maxage=-1",
+        "--audit-log-format=legacy",
+        "--audit-log-batch-buffer-size=10",
+    ])
+    .unwrap()
+    .audit;
+    assert_eq!(
+        f,
+        AuditOptions {
+            audit_policy_file: Some("/etc/audit/policy.yaml".into()),
+            audit_log_path: Some("-".into()),
+            audit_log_compress: true,
+            audit_log_maxsize: 5,
+            audit_log_maxbackup: 0,
+            audit_log_maxage: -1,
+            audit_log_format: "legacy".into(),
+            audit_log_batch_buffer_size: 10,
+            ..Default::default()
+        }
+    );
+    let f = Flags::try_parse_from(["apiserver", "--audit-log-compress=false"])
+        .unwrap()
+        .audit;
+    assert!(!f.audit_log_compress);
+}
+
 #[test]
 fn flags_are_checked() {
     let mut o = AuditOptions::default();
