@@ -24,8 +24,10 @@ rules:
 "#;
 
 fn events(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    // Only whole lines: the writer may be in the middle of one.
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON event: {e}: {l}")))
         .collect()
