@@ -39,6 +39,9 @@ fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
+    // An API object: the audit log's response status and, at RequestResponse, its body.
+    resp.extensions_mut()
+        .insert(crate::audit::ApiObject::of(value));
     resp
 }
 
@@ -161,14 +164,16 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
     Ok(kept.freeze())
 }
 
-async fn handle(State(server): State<Shared>, req: Request) -> Response {
+async fn handle(State(server): State<Shared>, mut req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (verb, resource, resp) = match route(&server, req).await {
+    let audit = server.audit.begin(&mut req);
+    let (verb, resource, resp) = match audit.guard(route(&server, req)).await {
         Ok(r) => r,
         Err((verb, resource, e)) => (verb, resource, error_response(&e)),
     };
+    let resp = audit.finish(resp).await;
     let code = resp.status().as_u16();
     if verb != "watch" {
         server
@@ -205,6 +210,9 @@ async fn route(server: &Shared, req: Request) -> Routed {
         Some(u) => u,
         None => return fail("", ApiError::unauthorized()),
     };
+    let audit = crate::audit::Context::of(&parts.extensions);
+    audit.authenticated(&user);
+    let requester = user.name.clone();
     let user = match crate::auth::impersonation::impersonate(
         &server.authorizer,
         &server.storage,
@@ -216,6 +224,9 @@ async fn route(server: &Shared, req: Request) -> Routed {
         Ok(u) => u,
         Err(e) => return fail("", e),
     };
+    if user.name != requester {
+        audit.impersonated(&user);
+    }
     // Authorization of paths that name no resource (discovery, health, version, OpenAPI).
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let names_resource = match segments.as_slice() {
@@ -230,7 +241,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
             resource: None,
             path: path.clone(),
         };
-        if let Err(e) = authorize(server, &attrs).await {
+        if let Err(e) = authorize(server, &attrs, &audit).await {
             return fail("", e);
         }
     }
@@ -364,7 +375,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
             resource: Some(resource_attributes(&target, version, &ctx)),
             path: path.clone(),
         };
-        if let Err(e) = authorize(server, &attrs).await {
+        let audit = crate::audit::Context::of(&parts.extensions);
+        if let Err(e) = authorize(server, &attrs, &audit).await {
             return Err((verb, resource_label, e));
         }
     }
@@ -430,12 +442,25 @@ fn authenticate(server: &Shared, headers: &HeaderMap) -> Option<UserInfo> {
     }
 }
 
-/// Runs the authorizer chain; a denial is upstream's 403.
-async fn authorize(server: &Shared, attrs: &crate::auth::Attributes<'_>) -> ApiResult<()> {
-    let decision = server
+/// Runs the authorizer chain, noting the decision for the audit log; a denial is upstream's
+/// 403.
+async fn authorize(
+    server: &Shared,
+    attrs: &crate::auth::Attributes<'_>,
+    audit: &crate::audit::Context,
+) -> ApiResult<()> {
+    let decision = match server
         .authorizer
         .authorize_fresh(&server.storage, attrs)
-        .await?;
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            audit.authorization_error();
+            return Err(e);
+        }
+    };
+    audit.authorization_decision(decision.allowed(), decision.reason());
     if decision.allowed() {
         Ok(())
     } else {

@@ -7,9 +7,11 @@
 //!
 //! Beside them: `patch` and `apply` (patch types, server-side apply), `protobuf` and `json` (body
 //! formats), `selectors`, `names` (name predicates), `table` (printer machinery), `discovery`,
-//! `openapi`, `tls` (PKI, tokens, kubeconfig), `metrics`, `server` (flags and startup).
+//! `openapi`, `tls` (PKI, tokens, kubeconfig), `metrics`, `audit` (the audit log), `server` (flags
+//! and startup).
 
 pub mod apply;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod discovery;

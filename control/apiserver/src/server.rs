@@ -46,6 +46,8 @@ pub struct ApiServerArgs {
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    #[command(flatten)]
+    pub audit: crate::audit::AuditOptions,
 }
 
 async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
@@ -275,6 +277,9 @@ impl Started {
 pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // An invalid audit policy or an unwritable audit log stops the server before anything else.
+    let metrics = crate::metrics::Metrics::default();
+    let audit = crate::audit::Auditor::from_options(&args.audit, metrics.audit.clone())?;
     let mut sans = args.tls_sans.clone();
     sans.push(args.advertise_address.clone());
     if args.bind_address != "0.0.0.0" {
@@ -311,7 +316,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         caches,
         tokens: Some(tokens),
         authorizer,
-        metrics: Default::default(),
+        metrics,
+        audit,
         server_address: format!("{}:{}", args.advertise_address, addr.port()),
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
@@ -348,7 +354,15 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(app.clone());
+            // The peer's address, for the audit log's sourceIPs.
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            ));
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
@@ -387,6 +401,7 @@ pub async fn run(args: ApiServerArgs) -> anyhow::Result<()> {
         started.kubeconfig.display()
     );
     wait_for_signal().await;
+    started.server.audit.flush(Duration::from_secs(5)).await;
     Ok(())
 }
 

@@ -42,11 +42,15 @@ pub struct ServerArgs {
     /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
     #[arg(long, default_value = "")]
     pub scheduler_metrics_address: String,
+    #[command(flatten)]
+    pub audit: skiff_apiserver::audit::AuditOptions,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // A bad audit policy stops the server before the store starts.
+    args.audit.load_policy()?;
     // The embedded store stops last, on our word: the controllers still write (their Lease
     // release) after the signal.
     let mut store = None;
@@ -79,6 +83,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         tls_sans: args.tls_sans.clone(),
         authorization_mode: args.authorization_mode.clone(),
+        audit: args.audit.clone(),
     })
     .await?;
     // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a
@@ -146,6 +151,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("the scheduler did not stop in time"),
         }
     }
+    // The components' last requests are in the audit log before the process ends.
+    started.server.audit.flush(STOP_TIMEOUT).await;
     if let Some((stop, task)) = store {
         let _ = stop.send(());
         let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;

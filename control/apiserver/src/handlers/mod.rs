@@ -40,6 +40,8 @@ pub struct ApiServer {
     /// The authorizer chain (`--authorization-mode`).
     pub authorizer: crate::auth::Authorizer,
     pub metrics: crate::metrics::Metrics,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`).
+    pub audit: crate::audit::Auditor,
     /// host:port clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub server_address: String,
 }
