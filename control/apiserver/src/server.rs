@@ -327,7 +327,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         )?;
     }
 
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki)?);
+    let client_certs = crate::auth::x509::ClientCertificates::new(&pki.ca_pem)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki, client_certs.clone())?);
     let app = crate::http::router(server.clone());
     tokio::spawn(async move {
         loop {
@@ -341,7 +342,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(app.clone());
+            let client_certs = client_certs.clone();
+            let app = app.clone();
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
@@ -350,6 +352,14 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
                         return;
                     }
                 };
+                // The client's certificate, once its chain verified, goes with every request
+                // of the connection (`auth::x509`).
+                let certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| client_certs.verified_leaf(chain));
+                let service = TowerToHyperService::new(with_client_certificate(app, certificate));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder.http2().max_concurrent_streams(1000);
                 // Watch streams write many chunks: queue them (no flattening copy into one
@@ -368,6 +378,24 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         addr,
         kubeconfig,
         server,
+    })
+}
+
+/// `service` with the connection's verified client certificate, if any, attached to each
+/// request as the extension `auth::x509::ClientCertificate`.
+fn with_client_certificate<S, B>(
+    service: S,
+    certificate: Option<crate::auth::x509::ClientCertificate>,
+) -> tower::util::MapRequest<S, impl FnMut(axum::http::Request<B>) -> axum::http::Request<B> + Clone>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    use tower::ServiceExt;
+    service.map_request(move |mut req: axum::http::Request<B>| {
+        if let Some(certificate) = &certificate {
+            req.extensions_mut().insert(certificate.clone());
+        }
+        req
     })
 }
 

@@ -1,7 +1,10 @@
-//! Who is asking, and may they: authentication (`token_file` for static bearer tokens), the
-//! authenticated caller (`UserInfo`), and the checks built on it.
+//! Who is asking, and may they: authentication (`x509` for client certificates, `token_file`
+//! for static bearer tokens, `bootstrap_token` for bootstrap tokens), the authenticated caller
+//! (`UserInfo`), and the checks built on it.
 
+pub mod bootstrap_token;
 pub mod token_file;
+pub mod x509;
 
 /// An authenticated caller.
 #[derive(Clone, Debug, Default, PartialEq)]
