@@ -32,8 +32,10 @@ pub const USAGE_AUTHENTICATION_KEY: &str = "usage-bootstrap-authentication";
 pub const USAGE_SIGNING_KEY: &str = "usage-bootstrap-signing";
 pub const USER_PREFIX: &str = "system:bootstrap:";
 pub const DEFAULT_GROUP: &str = "system:bootstrappers";
-/// The extra group `kubeadm token create` gives node tokens by default.
-pub const DEFAULT_NODE_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+/// The extra group `skiff token create` gives node tokens by default (kubeadm's is
+/// `system:bootstrappers:kubeadm:default-node-token`): the group the node-bootstrapper and
+/// nodeclient-approval bindings name.
+pub const DEFAULT_NODE_GROUP: &str = "system:bootstrappers:skiff:default-node-token";
 
 const ID_LEN: usize = 6;
 const SECRET_LEN: usize = 16;
