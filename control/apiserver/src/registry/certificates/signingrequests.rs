@@ -7,8 +7,8 @@
 //! approve|deny`. Approved and Denied exclude each other, and none of Approved, Denied and Failed
 //! can be removed once set. Field selectors on spec.signerName; the printer.
 //!
-//! No signer runs yet: an approved request stays `Approved` until something writes its
-//! certificate through `/status`.
+//! The controller manager's signer and approver (`skiff_controllers::certificates`) issue and
+//! approve requests through these subresources, as upstream's csrsigning and csrapproving.
 
 use base64::Engine;
 
