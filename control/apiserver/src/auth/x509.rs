@@ -19,7 +19,7 @@
 //! Authentication order, as upstream's: this first, then bearer tokens (the static token file,
 //! bootstrap tokens, service-account tokens).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -33,11 +33,48 @@ use crate::auth::UserInfo;
 /// The extra attribute naming the credential a request authenticated with.
 pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
 
-/// The DER of the verified leaf certificate a connection's client presented: an extension on
-/// every request of that connection (`req.extensions().get::<ClientCertificate>()`), present
-/// only when the chain verified against the cluster CA.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClientCertificate(pub Arc<Vec<u8>>);
+/// The verified leaf certificate a connection's client presented: an extension on every
+/// request of that connection (`req.extensions().get::<ClientCertificate>()`), present only when
+/// the chain verified against the cluster CA. Its identity is worked out once per connection;
+/// the validity period is checked on every request.
+#[derive(Clone, Debug)]
+pub struct ClientCertificate {
+    der: Arc<Vec<u8>>,
+    identity: Arc<OnceLock<Option<Identity>>>,
+}
+
+#[derive(Debug)]
+struct Identity {
+    user: UserInfo,
+    not_before: i64,
+    not_after: i64,
+}
+
+impl ClientCertificate {
+    pub fn new(der: Vec<u8>) -> ClientCertificate {
+        ClientCertificate {
+            der: Arc::new(der),
+            identity: Arc::default(),
+        }
+    }
+
+    /// The certificate's DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// [`authenticate`], parsing the certificate only the first time.
+    pub fn user(&self) -> Option<UserInfo> {
+        let identity = self.identity.get_or_init(|| identity(&self.der));
+        user_at(identity.as_ref()?, now())
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// The user a verified client certificate names: CN → name, O → groups (in order), UID →
 /// uid, plus `system:authenticated` (as `token_file::Tokens::authenticate` adds it) and the
@@ -45,28 +82,34 @@ pub struct ClientCertificate(pub Arc<Vec<u8>>);
 /// its validity period (a connection may outlive its certificate) or carries more than one
 /// or an empty UID.
 pub fn authenticate(cert_der: &[u8]) -> Option<UserInfo> {
-    authenticate_at(cert_der, x509_parser::time::ASN1Time::now())
+    user_at(&identity(cert_der)?, now())
 }
 
-/// [`authenticate`] for the certificate attached to a request, if any.
+/// The user of the client certificate attached to a request (the extension
+/// [`ClientCertificate`]), if any: what the request authenticates as first.
 pub fn authenticate_request(extensions: &axum::http::Extensions) -> Option<UserInfo> {
-    authenticate(&extensions.get::<ClientCertificate>()?.0)
+    extensions.get::<ClientCertificate>()?.user()
 }
 
-fn authenticate_at(cert_der: &[u8], now: x509_parser::time::ASN1Time) -> Option<UserInfo> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    if !cert.validity().is_valid_at(now) {
+fn user_at(identity: &Identity, now: i64) -> Option<UserInfo> {
+    if now < identity.not_before || now > identity.not_after {
         tracing::debug!(
-            subject = %cert.subject(),
-            not_after = %cert.validity().not_after,
+            user = %identity.user.name,
+            not_after = identity.not_after,
             "client certificate outside its validity period"
         );
         return None;
     }
+    Some(identity.user.clone())
+}
+
+fn identity(cert_der: &[u8]) -> Option<Identity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let subject = cert.subject();
+    // Go's pkix.Name keeps the last CommonName.
     let name = subject
         .iter_common_name()
-        .next()?
+        .last()?
         .as_str()
         .ok()?
         .to_string();
@@ -99,15 +142,19 @@ fn authenticate_at(cert_der: &[u8], now: x509_parser::time::ASN1Time) -> Option<
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Some(UserInfo {
-        name,
-        uid,
-        groups,
-        extra: [(
-            CREDENTIAL_ID_KEY.to_string(),
-            vec![format!("X509SHA256={fingerprint}")],
-        )]
-        .into(),
+    Some(Identity {
+        user: UserInfo {
+            name,
+            uid,
+            groups,
+            extra: [(
+                CREDENTIAL_ID_KEY.to_string(),
+                vec![format!("X509SHA256={fingerprint}")],
+            )]
+            .into(),
+        },
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
     })
 }
 
@@ -147,7 +194,7 @@ impl ClientCertificates {
             .webpki
             .verify_client_cert(leaf, intermediates, UnixTime::now())
         {
-            Ok(_) => Some(ClientCertificate(Arc::new(leaf.to_vec()))),
+            Ok(_) => Some(ClientCertificate::new(leaf.to_vec())),
             Err(e) => {
                 tracing::debug!("client certificate not accepted: {e}");
                 None
@@ -308,6 +355,17 @@ mod tests {
         );
         assert!(authenticate(&future).is_none());
         assert!(authenticate(b"not a certificate").is_none());
+        // A connection's cached identity stops working when the certificate expires.
+        let valid = client(
+            &ca,
+            dn(&[(DnType::CommonName, "now")]),
+            (2020, 1, 1),
+            (2099, 1, 1),
+        );
+        let identity = identity(&valid).unwrap();
+        assert!(user_at(&identity, now()).is_some());
+        assert!(user_at(&identity, identity.not_after + 1).is_none());
+        assert!(user_at(&identity, identity.not_before - 1).is_none());
     }
 
     #[test]
@@ -330,7 +388,7 @@ mod tests {
         let leaf = verifier
             .verified_leaf(&[CertificateDer::from(good.clone())])
             .unwrap();
-        assert_eq!(*leaf.0, good);
+        assert_eq!(leaf.der(), &good[..]);
         assert!(verifier
             .verified_leaf(&[CertificateDer::from(foreign)])
             .is_none());
@@ -421,8 +479,8 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(*leaf.0, der);
-        assert_eq!(authenticate(&leaf.0).unwrap().name, "alice");
+        assert_eq!(leaf.der(), &der[..]);
+        assert_eq!(leaf.user().unwrap().name, "alice");
         // One from another CA: the handshake still succeeds (Go's RequestClientCert), no identity.
         let other = self::ca();
         let foreign = client_cert(&other);
@@ -442,7 +500,9 @@ mod tests {
         );
         let mut ext = axum::http::Extensions::new();
         assert!(authenticate_request(&ext).is_none());
-        ext.insert(ClientCertificate(Arc::new(der)));
+        ext.insert(ClientCertificate::new(der));
+        assert_eq!(authenticate_request(&ext).unwrap().name, "bob");
+        // Parsed once, checked each time.
         assert_eq!(authenticate_request(&ext).unwrap().name, "bob");
     }
 }
