@@ -164,3 +164,43 @@ fn kubeconfig_text(server: &str, ca_pem: &str, user: &str, credentials: &str) ->
          current-context: skiff\n"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeconfigs_with_a_token_or_a_certificate() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let token = kubeconfig_text("https://127.0.0.1:6443", "CA", "admin", "token: t0k");
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&token).unwrap();
+        assert_eq!(parsed["users"][0]["user"]["token"], "t0k");
+        assert_eq!(
+            parsed["clusters"][0]["cluster"]["certificate-authority-data"],
+            b64("CA").as_str()
+        );
+        let dir = std::env::temp_dir().join(format!("skiff-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.kubeconfig");
+        write_cert_kubeconfig(
+            &path,
+            "https://h:6443",
+            "CA",
+            "system:node:w",
+            "CERT",
+            "KEY",
+        )
+        .unwrap();
+        let parsed: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let user = &parsed["users"][0];
+        assert_eq!(user["name"], "system:node:w");
+        assert_eq!(
+            user["user"]["client-certificate-data"],
+            b64("CERT").as_str()
+        );
+        assert_eq!(user["user"]["client-key-data"], b64("KEY").as_str());
+        assert_eq!(parsed["current-context"], "skiff");
+    }
+}
