@@ -611,6 +611,39 @@ mod tests {
     }
 
     #[test]
+    fn the_api_servers_verifier_accepts_a_kubelet_client_certificate() {
+        use rustls::pki_types::{CertificateDer, UnixTime};
+        let (ca_pem, ca_key) = ca(&rcgen::PKCS_ECDSA_P256_SHA256, 2036);
+        let authority = Authority::from_pem(&ca_pem, &ca_key).unwrap();
+        let (pem, _) = csr("system:node:w", Some("system:nodes"), vec![]);
+        let req = request::parse(pem.as_bytes()).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let sign = |usages: &[&str]| {
+            authority
+                .sign(&req, &strings(usages), Duration::from_secs(3600), now)
+                .unwrap()
+        };
+        let (_, block) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(block.contents)).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let client = sign(&["digital signature", "client auth"]);
+        verifier
+            .verify_client_cert(&CertificateDer::from(client), &[], UnixTime::now())
+            .unwrap();
+        // A serving certificate is no client certificate.
+        let serving = sign(&["digital signature", "server auth"]);
+        assert!(verifier
+            .verify_client_cert(&CertificateDer::from(serving), &[], UnixTime::now())
+            .is_err());
+    }
+
+    #[test]
     fn mismatched_key_is_refused() {
         let (ca_pem, _) = ca(&rcgen::PKCS_ECDSA_P256_SHA256, 2036);
         let other = KeyPair::generate().unwrap().serialize_pem();
