@@ -206,7 +206,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
     let fail = |verb: &str, e: ApiError| Err((verb.to_string(), String::new(), e));
 
     // Authentication, then impersonation.
-    let user = match authenticate(server, &parts.headers) {
+    let user = match authenticate(server, &parts).await {
         Some(u) => u,
         None => return fail("", ApiError::unauthorized()),
     };
@@ -414,10 +414,11 @@ async fn route(server: &Shared, req: Request) -> Routed {
     }
 }
 
-/// Who sent the request (upstream's authenticator chain): a valid bearer token names a user;
-/// a request without credentials is `system:anonymous`; credentials that do not check out are
-/// `None` (401, with nothing about why).
-fn authenticate(server: &Shared, headers: &HeaderMap) -> Option<UserInfo> {
+/// Who sent the request (upstream's authenticator chain, in its order): a client certificate
+/// verified against the cluster CA, else a bearer token — the static token file, then bootstrap
+/// tokens. A request without credentials is `system:anonymous`; credentials that do not check
+/// out are `None` (401, with nothing about why).
+async fn authenticate(server: &Shared, parts: &axum::http::request::Parts) -> Option<UserInfo> {
     let Some(tokens) = &server.tokens else {
         // Authentication off: every caller is the admin.
         return Some(UserInfo {
@@ -427,11 +428,21 @@ fn authenticate(server: &Shared, headers: &HeaderMap) -> Option<UserInfo> {
             ..Default::default()
         });
     };
-    let authorization = headers
+    if let Some(user) = crate::auth::x509::authenticate_request(&parts.extensions) {
+        return Some(user);
+    }
+    let authorization = parts
+        .headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("invalid"));
     match authorization {
-        Some(value) if value.starts_with("Bearer ") => tokens.authenticate(Some(value)),
+        Some(value) if value.starts_with("Bearer ") => {
+            if let Some(user) = tokens.authenticate(Some(value)) {
+                return Some(user);
+            }
+            let token = value.trim_start_matches("Bearer ").trim();
+            crate::auth::bootstrap_token::authenticate(server, token).await
+        }
         // No credentials (or a scheme no authenticator handles): anonymous, as upstream's
         // default `--anonymous-auth=true`; RBAC decides what it may see.
         _ => Some(UserInfo {

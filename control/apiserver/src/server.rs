@@ -340,7 +340,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         )?;
     }
 
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki)?);
+    let client_certs = crate::auth::x509::ClientCertificates::new(&pki.ca_pem)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki, client_certs.clone())?);
     let app = crate::http::router(server.clone());
     tokio::spawn(async move {
         loop {
@@ -354,15 +355,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            // The peer's address, for the audit log's sourceIPs.
-            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-                app.clone(),
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                },
-            ));
+            let client_certs = client_certs.clone();
+            let app = app.clone();
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
@@ -371,6 +365,15 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
                         return;
                     }
                 };
+                // The client's certificate, once its chain verified, goes with every request
+                // of the connection (`auth::x509`).
+                let certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| client_certs.verified_leaf(chain));
+                let service =
+                    TowerToHyperService::new(with_connection_info(app, peer, certificate));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder.http2().max_concurrent_streams(1000);
                 // Watch streams write many chunks: queue them (no flattening copy into one
@@ -389,6 +392,28 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         addr,
         kubeconfig,
         server,
+    })
+}
+
+/// `service` with what is known of the connection attached to each request: the peer's address
+/// (`ConnectInfo`, the audit log's sourceIPs) and the verified client certificate, if any (the
+/// extension `auth::x509::ClientCertificate`).
+fn with_connection_info<S, B>(
+    service: S,
+    peer: SocketAddr,
+    certificate: Option<crate::auth::x509::ClientCertificate>,
+) -> tower::util::MapRequest<S, impl FnMut(axum::http::Request<B>) -> axum::http::Request<B> + Clone>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    use tower::ServiceExt;
+    service.map_request(move |mut req: axum::http::Request<B>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        if let Some(certificate) = &certificate {
+            req.extensions_mut().insert(certificate.clone());
+        }
+        req
     })
 }
 

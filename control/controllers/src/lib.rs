@@ -18,10 +18,15 @@
 //! pods deleted for NoExecute taints they do not tolerate) and the pod garbage collector
 //! (`podgc.rs`).
 //!
+//! The certificates controllers (`certificates/`): the CSR approver (kubelet client
+//! certificates, by SubjectAccessReview) and, given the cluster CA
+//! (`--cluster-signing-cert-file`/`--cluster-signing-key-file`), the CSR signer.
+//!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
 
 pub mod backoff;
+pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod controller_ref;
 pub mod cronjob;
@@ -119,6 +124,17 @@ pub struct Options {
     /// controller manager's kubeconfig.
     #[arg(long)]
     pub root_ca_file: Option<std::path::PathBuf>,
+    /// The PEM CA certificate the CSR signer issues certificates with (with
+    /// --cluster-signing-key-file); unset: no signer runs, as upstream.
+    #[arg(long)]
+    pub cluster_signing_cert_file: Option<std::path::PathBuf>,
+    /// The PEM (PKCS#8) private key of --cluster-signing-cert-file.
+    #[arg(long)]
+    pub cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// The longest certificate the signer issues (a request's spec.expirationSeconds may ask
+    /// for less).
+    #[arg(long, default_value = "8760h0m0s", value_parser = duration::parse)]
+    pub cluster_signing_duration: Duration,
 }
 
 impl Options {
@@ -155,6 +171,9 @@ impl Default for Options {
             unhealthy_zone_threshold: 0.55,
             terminated_pod_gc_threshold: 12500,
             root_ca_file: None,
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(365 * 86400),
         }
     }
 }
@@ -190,6 +209,20 @@ pub async fn start(
         "--node-monitor-period must be positive"
     );
     let root_ca = rootcacert::load_ca(options.root_ca_file.as_deref(), kubeconfig)?;
+    let signing_ca = match (
+        &options.cluster_signing_cert_file,
+        &options.cluster_signing_key_file,
+    ) {
+        (Some(cert), Some(key)) => Some(certificates::authority::Authority::load(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "--cluster-signing-cert-file and --cluster-signing-key-file go together: give both or neither"
+        ),
+    };
+    anyhow::ensure!(
+        !options.cluster_signing_duration.is_zero(),
+        "--cluster-signing-duration must be positive"
+    );
     let client = client_from_kubeconfig(kubeconfig).await?;
     let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), config);
@@ -211,7 +244,25 @@ pub async fn start(
                     None => std::future::pending().await,
                 }
             };
+            let csr_signer = async {
+                match signing_ca {
+                    Some(ca) => {
+                        certificates::signer::run(
+                            client.clone(),
+                            ca,
+                            options.cluster_signing_duration,
+                        )
+                        .await
+                    }
+                    None => {
+                        tracing::info!("no --cluster-signing-cert-file/--cluster-signing-key-file: the CSR signer does not run");
+                        std::future::pending().await
+                    }
+                }
+            };
             tokio::select! {
+                _ = csr_signer => anyhow::bail!("the CSR signer stopped"),
+                _ = certificates::approver::run(client.clone()) => anyhow::bail!("the CSR approver stopped"),
                 _ = service_lb => anyhow::bail!("the service load-balancer controller stopped"),
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),

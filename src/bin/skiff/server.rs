@@ -92,10 +92,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut controllers = if args.disable_controllers {
         None
     } else {
+        // The controller manager signs CSRs with the cluster CA (k3s and kubeadm do the same).
+        let mut options = args.controllers.clone();
+        if options.cluster_signing_cert_file.is_none() && options.cluster_signing_key_file.is_none()
+        {
+            let tls = args.data_dir.join("tls");
+            options.cluster_signing_cert_file = Some(tls.join("ca.crt"));
+            options.cluster_signing_key_file = Some(tls.join("ca.key"));
+        }
         Some(
             skiff_controllers::start(
                 &started.component_kubeconfig("controller-manager"),
-                args.controllers.clone(),
+                options,
                 async move {
                     let _ = stopped.await;
                 },
