@@ -302,6 +302,31 @@ async fn route(server: &Shared, req: Request) -> Routed {
                     ),
                 ));
             }
+            // Service-account issuer discovery (upstream `pkg/routes/openidmetadata.go`).
+            "/.well-known/openid-configuration" | "/openid/v1/jwks" => {
+                let jwks = path == "/openid/v1/jwks";
+                let document = server.service_accounts.as_ref().and_then(|t| {
+                    if jwks {
+                        t.jwks()
+                    } else {
+                        t.openid_configuration()
+                    }
+                });
+                let Some(document) = document else {
+                    return fail("get", ApiError::path_not_found());
+                };
+                let content_type = if jwks {
+                    "application/jwk-set+json"
+                } else {
+                    "application/json"
+                };
+                let mut resp = bytes_response(200, content_type, document);
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=3600"),
+                );
+                return Ok((verb, resource, resp));
+            }
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
@@ -594,6 +619,11 @@ async fn dispatch(
             let bytes = read_body(body).await?;
             let object = decode_body(content_type, &bytes)?;
             value(server.evict(target, ctx, object).await)
+        }
+        (Method::POST, true, Some(Sub::Token)) => {
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            value(server.create_token(target, ctx, object).await)
         }
         (Method::PUT, true, None)
         | (Method::PUT, true, Some(Sub::Status | Sub::Approval | Sub::Finalize)) => {

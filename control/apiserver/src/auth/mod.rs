@@ -1,6 +1,8 @@
-//! Who is asking, and may they: authentication (`token_file` for static bearer tokens), the
+//! Who is asking, and may they: authentication (`token_file` for static bearer tokens,
+//! `serviceaccount` for service-account tokens and the TokenRequest issuer), the
 //! authenticated caller (`UserInfo`), and the checks built on it.
 
+pub mod serviceaccount;
 pub mod token_file;
 
 /// An authenticated caller.
