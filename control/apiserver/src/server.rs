@@ -527,3 +527,77 @@ pub async fn wait_for_signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: ApiServerArgs,
+    }
+
+    #[test]
+    fn service_account_flags() {
+        Command::command().debug_assert();
+        let c = Command::parse_from(["apiserver"]);
+        let sa = &c.args.service_accounts;
+        assert!(sa.service_account_issuer.is_empty());
+        assert!(sa.service_account_extend_token_expiration);
+        assert_eq!(sa.service_account_max_token_expiration, None);
+        let c = Command::parse_from([
+            "apiserver",
+            "--service-account-issuer=https://a",
+            "--service-account-issuer=https://b",
+            "--api-audiences=x,y",
+            "--service-account-max-token-expiration=48h",
+            "--service-account-extend-token-expiration=false",
+            "--service-account-signing-key-file=/k",
+            "--service-account-key-file=/p1",
+            "--disable-admission-plugins=ServiceAccount",
+        ]);
+        let sa = &c.args.service_accounts;
+        assert_eq!(sa.service_account_issuer, ["https://a", "https://b"]);
+        assert_eq!(sa.api_audiences, ["x", "y"]);
+        assert_eq!(sa.service_account_max_token_expiration, Some(48 * 3600));
+        assert!(!sa.service_account_extend_token_expiration);
+        assert_eq!(c.args.disable_admission_plugins, ["ServiceAccount"]);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration_seconds("1h30m"), Ok(5400));
+        assert_eq!(parse_duration_seconds("3600s"), Ok(3600));
+        assert_eq!(parse_duration_seconds("0"), Ok(0));
+        assert_eq!(parse_duration_seconds("1.5h"), Ok(5400));
+        for bad in ["", "h", "10", "1d", "-1h", "1h x"] {
+            assert!(parse_duration_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_signing_key_is_created_once() {
+        let dir = std::env::temp_dir().join(format!("skiff-sa-{}", uuid::Uuid::new_v4()));
+        let args = Command::parse_from(["apiserver"]).args.service_accounts;
+        let (tokens, path) = args.build(&dir, "10.0.0.1:6443").unwrap();
+        assert_eq!(path, dir.join("tls/sa.key"));
+        assert!(dir.join("tls/sa.pub").exists());
+        assert_eq!(tokens.issuer(), crate::auth::serviceaccount::DEFAULT_ISSUER);
+        let config = tokens.openid_configuration().unwrap();
+        let config: Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(config["jwks_uri"], "https://10.0.0.1:6443/openid/v1/jwks");
+        // A second start keeps the key (tokens already issued stay valid).
+        let (again, _) = args.build(&dir, "10.0.0.1:6443").unwrap();
+        assert_eq!(tokens.jwks(), again.jwks());
+        // The public key file verifies what the private key signs.
+        let with_pub = ServiceAccountArgs {
+            service_account_key_file: vec![dir.join("tls/sa.pub")],
+            ..args.clone()
+        };
+        with_pub.build(&dir, "10.0.0.1:6443").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
