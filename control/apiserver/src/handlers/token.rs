@@ -113,29 +113,7 @@ impl ApiServer {
             m.insert("uid".into(), json!(account_uid));
             m.insert("creationTimestamp".into(), json!(rfc3339(now)));
         }
-        let mut errors = Vec::new();
-        if expiration < sa::MIN_EXPIRATION_SECONDS {
-            errors.push(FieldError::invalid(
-                "spec.expirationSeconds",
-                &json!(expiration),
-                "may not specify a duration less than 10 minutes",
-            ));
-        }
-        if expiration > 1 << 32 {
-            errors.push(FieldError::invalid(
-                "spec.expirationSeconds",
-                &json!(expiration),
-                "may not specify a duration larger than 2^32 seconds",
-            ));
-        }
-        let attestations = &request["spec"]["attestations"];
-        if attestations.as_object().is_some_and(|a| !a.is_empty()) {
-            errors = vec![FieldError::invalid(
-                "spec.attestations",
-                attestations,
-                "attestations may only be specified with a webhook bound object reference",
-            )];
-        }
+        let errors = validate(expiration, &request["spec"]["attestations"]);
         if !errors.is_empty() {
             return Err(ApiError::invalid(TOKEN_REQUEST, "", errors));
         }
@@ -222,24 +200,19 @@ impl ApiServer {
 
         // Lifetime: capped by --service-account-max-token-expiration; the kubelet's pod tokens
         // for the API's audiences extended (warnafter at the requested hour).
-        let max = tokens.max_expiration_seconds();
-        if max > 0 && expiration > max {
-            ctx.warnings.lock().push(format!(
-                "requested expiration of {expiration} seconds shortened to {max} seconds"
-            ));
-            expiration = max;
-        }
-        request["spec"]["expirationSeconds"] = json!(expiration);
-        token.expiration_seconds = expiration;
         let only_api_audiences = audiences.iter().all(|a| tokens.api_audiences().contains(a));
-        if tokens.extend_expiration()
-            && token.pod.is_some()
-            && expiration == sa::WARN_ONLY_EXPIRATION_SECONDS
-            && only_api_audiences
-        {
-            token.warn_after_seconds = expiration;
-            token.expiration_seconds = sa::EXTENDED_EXPIRATION_SECONDS;
+        let life = lifetime(
+            expiration,
+            tokens.max_expiration_seconds(),
+            tokens.extend_expiration() && token.pod.is_some() && only_api_audiences,
+        );
+        if let Some(warning) = life.warning {
+            ctx.warnings.lock().push(warning);
         }
+        expiration = life.expiration;
+        request["spec"]["expirationSeconds"] = json!(expiration);
+        token.expiration_seconds = life.exp;
+        token.warn_after_seconds = life.warn_after;
         let (signed, _jti) = tokens
             .issue(&token, now.as_second())
             .map_err(ApiError::internal)?;
@@ -263,6 +236,70 @@ impl ApiServer {
             .await?
             .ok_or_else(|| ApiError::not_found(info, name))?
             .object)
+    }
+}
+
+/// Upstream's `ValidateTokenRequest` for a request bound to no webhook configuration.
+fn validate(expiration: i64, attestations: &Value) -> Vec<FieldError> {
+    if attestations.as_object().is_some_and(|a| !a.is_empty()) {
+        return vec![FieldError::invalid(
+            "spec.attestations",
+            attestations,
+            "attestations may only be specified with a webhook bound object reference",
+        )];
+    }
+    let mut errors = Vec::new();
+    if expiration < sa::MIN_EXPIRATION_SECONDS {
+        errors.push(FieldError::invalid(
+            "spec.expirationSeconds",
+            &json!(expiration),
+            "may not specify a duration less than 10 minutes",
+        ));
+    }
+    if expiration > 1 << 32 {
+        errors.push(FieldError::invalid(
+            "spec.expirationSeconds",
+            &json!(expiration),
+            "may not specify a duration larger than 2^32 seconds",
+        ));
+    }
+    errors
+}
+
+/// How long a token lives.
+#[derive(Debug, PartialEq)]
+struct Lifetime {
+    /// What the TokenRequest reports (`spec.expirationSeconds`, and the expiration timestamp).
+    expiration: i64,
+    /// The token's `exp`, from now.
+    exp: i64,
+    /// The token's `warnafter`, from now; 0: none.
+    warn_after: i64,
+    warning: Option<String>,
+}
+
+/// The requested lifetime capped by `--service-account-max-token-expiration` (`max`, 0: none);
+/// a pod token for the API's audiences asked for with the admission's 3607 s is extended to a
+/// year with a warning after the hour (`extendable`: extension on, pod-bound, API audiences).
+fn lifetime(requested: i64, max: i64, extendable: bool) -> Lifetime {
+    let mut expiration = requested;
+    let mut warning = None;
+    if max > 0 && expiration > max {
+        warning = Some(format!(
+            "requested expiration of {expiration} seconds shortened to {max} seconds"
+        ));
+        expiration = max;
+    }
+    let (exp, warn_after) = if extendable && expiration == sa::WARN_ONLY_EXPIRATION_SECONDS {
+        (sa::EXTENDED_EXPIRATION_SECONDS, expiration)
+    } else {
+        (expiration, 0)
+    };
+    Lifetime {
+        expiration,
+        exp,
+        warn_after,
+        warning,
     }
 }
 
@@ -327,6 +364,42 @@ fn decode(mut body: Value) -> ApiResult<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiration_rules() {
+        assert!(validate(600, &Value::Null).is_empty());
+        let errors = validate(599, &Value::Null);
+        assert_eq!(errors[0].field, "spec.expirationSeconds");
+        assert_eq!(
+            errors[0].message,
+            "Invalid value: 599: may not specify a duration less than 10 minutes"
+        );
+        assert_eq!(validate(1 << 33, &Value::Null).len(), 1);
+        assert_eq!(
+            validate(3600, &json!({"k": ["v"]}))[0].field,
+            "spec.attestations"
+        );
+        // Plain requests keep their lifetime.
+        let plain = lifetime(3600, 0, true);
+        assert_eq!(
+            (plain.expiration, plain.exp, plain.warn_after),
+            (3600, 3600, 0)
+        );
+        // The kubelet's pod token is extended, and says when it would have expired.
+        let pod = lifetime(3607, 0, true);
+        assert_eq!(
+            (pod.expiration, pod.exp, pod.warn_after),
+            (3607, sa::EXTENDED_EXPIRATION_SECONDS, 3607)
+        );
+        assert_eq!(lifetime(3607, 0, false).exp, 3607);
+        // The maximum shortens, with a warning.
+        let capped = lifetime(100_000, 7200, true);
+        assert_eq!((capped.expiration, capped.exp), (7200, 7200));
+        assert_eq!(
+            capped.warning.as_deref(),
+            Some("requested expiration of 100000 seconds shortened to 7200 seconds")
+        );
+    }
 
     #[test]
     fn decodes_what_kubectl_sends() {
