@@ -652,6 +652,39 @@ mod tests {
         assert_eq!(keys[0].jwk()["crv"], "P-384");
     }
 
+    /// Keys openssl made (`testdata/`), with the key IDs openssl's DER gives.
+    #[test]
+    fn openssl_keys_load_with_openssl_key_ids() {
+        let readme = include_str!("testdata/README");
+        let kid = |name: &str| {
+            readme
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap()
+                .to_string()
+        };
+        let rsa = SigningKey::from_pem(include_str!("testdata/rsa.pem")).unwrap();
+        assert_eq!(rsa.public.algorithm_name(), "RS256");
+        assert_eq!(rsa.public.kid, kid("rsa"));
+        let pkcs8 = SigningKey::from_pem(include_str!("testdata/rsa-pkcs8.pem")).unwrap();
+        assert_eq!(pkcs8.public, rsa.public);
+        let public = public_keys_from_pem(include_str!("testdata/rsa.pub")).unwrap();
+        assert_eq!(public, vec![rsa.public.clone()]);
+        let token = rsa.sign(&json!({"sub": "x"})).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<Value>(&token, &public[0].decoding_key(), &validation).unwrap();
+        assert_eq!(rsa.public.jwk()["e"], "AQAB");
+
+        let ec = SigningKey::from_pem(include_str!("testdata/ec.pem")).unwrap();
+        assert_eq!(ec.public.kid, kid("ec"));
+        assert_eq!(
+            public_keys_from_pem(include_str!("testdata/ec.pub")).unwrap(),
+            vec![ec.public]
+        );
+    }
+
     #[test]
     fn rsa_public_keys_encode_like_go() {
         // n with its high bit set needs a leading zero in DER, and none in the JWK.

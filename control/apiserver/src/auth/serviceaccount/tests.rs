@@ -511,3 +511,21 @@ fn usernames_split() {
     assert_eq!(split_username("system:serviceaccount::web"), None);
     assert_eq!(split_username("admin"), None);
 }
+
+/// A kubeadm-style RSA key (RS256) issues and verifies like the default P-256 one.
+#[test]
+fn rsa_signing_keys_work() {
+    let key = SigningKey::from_pem(include_str!("testdata/rsa.pem")).unwrap();
+    let t = tokens_with(key, Vec::new());
+    let (token, _) = t.issue(&pod_spec(), NOW).unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().alg,
+        jsonwebtoken::Algorithm::RS256
+    );
+    assert!(check(&t, &cluster(), &token, NOW).is_ok());
+    let config: Value = serde_json::from_slice(&t.openid_configuration().unwrap()).unwrap();
+    assert_eq!(
+        config["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+}
