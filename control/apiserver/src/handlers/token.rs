@@ -401,6 +401,51 @@ mod tests {
         );
     }
 
+    /// kubectl 1.37's client-go sends the TokenRequest as protobuf (`UseProtobufAsDefault`),
+    /// with an empty status whose timestamp is the zero time.
+    #[test]
+    fn decodes_kubectl_protobuf() {
+        use k8s_pb::api::authentication::v1 as pb;
+        use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+        use prost::Message;
+        let request = pb::TokenRequest {
+            metadata: Some(meta::ObjectMeta::default()),
+            spec: Some(pb::TokenRequestSpec {
+                audiences: Vec::new(),
+                expiration_seconds: Some(600),
+                bound_object_ref: Some(pb::BoundObjectReference {
+                    kind: Some("Pod".into()),
+                    api_version: Some("v1".into()),
+                    name: Some("p".into()),
+                    u_id: Some(String::new()),
+                }),
+            }),
+            status: Some(pb::TokenRequestStatus {
+                token: Some(String::new()),
+                expiration_timestamp: Some(meta::Time {
+                    seconds: Some(0),
+                    nanos: Some(0),
+                }),
+            }),
+        };
+        let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown {
+            type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
+                api_version: Some(API_VERSION.into()),
+                kind: Some("TokenRequest".into()),
+            }),
+            raw: Some(request.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        let mut body = b"k8s\0".to_vec();
+        body.extend(unknown.encode_to_vec());
+        let decoded = crate::protobuf::decode(&body).unwrap();
+        let v = decode(decoded.object).unwrap();
+        assert_eq!(v["spec"]["expirationSeconds"], 600);
+        assert_eq!(v["spec"]["boundObjectRef"]["kind"], "Pod");
+        assert_eq!(v["kind"], "TokenRequest");
+    }
+
     #[test]
     fn decodes_what_kubectl_sends() {
         // kubectl create token web --duration 10m --bound-object-kind Pod --bound-object-name p
