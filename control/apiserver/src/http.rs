@@ -312,6 +312,31 @@ async fn route(server: &Shared, req: Request) -> Routed {
                     ),
                 ));
             }
+            // Service-account issuer discovery (upstream `pkg/routes/openidmetadata.go`).
+            "/.well-known/openid-configuration" | "/openid/v1/jwks" => {
+                let jwks = path == "/openid/v1/jwks";
+                let document = server.service_accounts.as_ref().and_then(|t| {
+                    if jwks {
+                        t.jwks()
+                    } else {
+                        t.openid_configuration()
+                    }
+                });
+                let Some(document) = document else {
+                    return fail("get", ApiError::path_not_found());
+                };
+                let content_type = if jwks {
+                    "application/jwk-set+json"
+                } else {
+                    "application/json"
+                };
+                let mut resp = bytes_response(200, content_type, document);
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=3600"),
+                );
+                return Ok((verb, resource, resp));
+            }
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
@@ -415,8 +440,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
 }
 
 /// Who sent the request (upstream's authenticator chain, in its order): a client certificate
-/// verified against the cluster CA, else a bearer token — the static token file, then bootstrap
-/// tokens. A request without credentials is `system:anonymous`; credentials that do not check
+/// verified against the cluster CA, else a bearer token — the static token file, bootstrap
+/// tokens, service-account tokens. A request without credentials is `system:anonymous`; credentials that do not check
 /// out are `None` (401, with nothing about why).
 async fn authenticate(server: &Shared, parts: &axum::http::request::Parts) -> Option<UserInfo> {
     let Some(tokens) = &server.tokens else {
@@ -441,7 +466,12 @@ async fn authenticate(server: &Shared, parts: &axum::http::request::Parts) -> Op
                 return Some(user);
             }
             let token = value.trim_start_matches("Bearer ").trim();
-            crate::auth::bootstrap_token::authenticate(server, token).await
+            if let Some(user) = crate::auth::bootstrap_token::authenticate(server, token).await {
+                return Some(user);
+            }
+            let mut user = crate::auth::serviceaccount::authenticate(server, token).await?;
+            user.groups.push("system:authenticated".into());
+            Some(user)
         }
         // No credentials (or a scheme no authenticator handles): anonymous, as upstream's
         // default `--anonymous-auth=true`; RBAC decides what it may see.
@@ -719,6 +749,11 @@ async fn dispatch(
             let bytes = read_body(body).await?;
             let object = decode_body(content_type, &bytes)?;
             value(server.evict(target, ctx, object).await)
+        }
+        (Method::POST, true, Some(Sub::Token)) => {
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            value(server.create_token(target, ctx, object).await)
         }
         (Method::PUT, true, None)
         | (Method::PUT, true, Some(Sub::Status | Sub::Approval | Sub::Finalize)) => {

@@ -21,6 +21,9 @@
 //! The certificates controllers (`certificates/`): the CSR approver (kubelet client
 //! certificates, by SubjectAccessReview) and, given the cluster CA
 //! (`--cluster-signing-cert-file`/`--cluster-signing-key-file`), the CSR signer.
+//! Beside them: the ServiceAccount controller (`serviceaccount.rs`, a `default` account per
+//! namespace), the token controller (`serviceaccount_tokens.rs`, legacy tokens in Secrets, when
+//! --service-account-private-key-file is given) and the root CA publisher (`rootcacert.rs`).
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
@@ -53,6 +56,7 @@ pub mod selector;
 pub mod service_lb;
 pub mod service_pods;
 pub mod serviceaccount;
+pub mod serviceaccount_tokens;
 pub mod statefulset;
 pub mod tainteviction;
 pub mod trigger_time;
@@ -135,6 +139,11 @@ pub struct Options {
     /// for less).
     #[arg(long, default_value = "8760h0m0s", value_parser = duration::parse)]
     pub cluster_signing_duration: Duration,
+    /// The private key (PEM) that signs the legacy tokens put into Secrets of type
+    /// `kubernetes.io/service-account-token` (the API server's signing key); unset: no token
+    /// controller, as upstream.
+    #[arg(long)]
+    pub service_account_private_key_file: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -174,6 +183,7 @@ impl Default for Options {
             cluster_signing_cert_file: None,
             cluster_signing_key_file: None,
             cluster_signing_duration: Duration::from_secs(365 * 86400),
+            service_account_private_key_file: None,
         }
     }
 }
@@ -223,6 +233,13 @@ pub async fn start(
         !options.cluster_signing_duration.is_zero(),
         "--cluster-signing-duration must be positive"
     );
+    let token_key = options
+        .service_account_private_key_file
+        .as_deref()
+        .map(skiff_apiserver::auth::serviceaccount::keys::SigningKey::from_file)
+        .transpose()
+        .context("--service-account-private-key-file")?
+        .map(std::sync::Arc::new);
     let client = client_from_kubeconfig(kubeconfig).await?;
     let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), config);
@@ -233,6 +250,12 @@ pub async fn start(
                     Some(config) => {
                         nodeipam::run(client.clone(), config, events::start(client.clone())).await
                     }
+                    None => std::future::pending().await,
+                }
+            };
+            let tokens = async {
+                match token_key.clone() {
+                    Some(key) => serviceaccount_tokens::run(client.clone(), key, root_ca.clone()).await,
                     None => std::future::pending().await,
                 }
             };
@@ -268,6 +291,7 @@ pub async fn start(
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
                 _ = serviceaccount::run(client.clone()) => anyhow::bail!("the serviceaccount controller stopped"),
                 _ = clusterrole_aggregation::run(client.clone()) => anyhow::bail!("the clusterrole aggregation controller stopped"),
+                _ = tokens => anyhow::bail!("the serviceaccount token controller stopped"),
                 _ = rootcacert::run(client.clone(), root_ca.clone()) => anyhow::bail!("the root CA publisher stopped"),
                 _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),
                 _ = run_workloads(client.clone(), &options) => anyhow::bail!("the workload controllers stopped"),
@@ -371,5 +395,38 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
         _ = budgets => tracing::error!("disruption controller stopped"),
         _ = cronjobs => tracing::error!("cronjob controller stopped"),
         _ = ttl_after_finished::run(client) => tracing::error!("ttl-after-finished controller stopped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// `skiff server` takes the API server's service-account flags and the controller
+    /// manager's options side by side: no flag may be defined twice.
+    #[derive(Parser)]
+    struct Server {
+        #[command(flatten)]
+        service_accounts: skiff_apiserver::server::ServiceAccountArgs,
+        #[command(flatten)]
+        controllers: super::Options,
+    }
+
+    #[test]
+    fn service_account_flags_do_not_collide() {
+        Server::command().debug_assert();
+        let s = Server::parse_from([
+            "server",
+            "--service-account-private-key-file=/k",
+            "--service-account-signing-key-file=/s",
+        ]);
+        assert_eq!(
+            s.controllers.service_account_private_key_file.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
+        assert!(s
+            .service_accounts
+            .service_account_signing_key_file
+            .is_some());
     }
 }

@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// State directory: `store/` (the store's data), `tls/`, `tokens.csv`, `admin.kubeconfig`.
+    /// State directory: `store/` (the store's data), `tls/` (also the service-account signing
+    /// key `sa.key`), `tokens.csv`, `admin.kubeconfig`.
     #[arg(long, default_value = "/var/lib/skiff/server")]
     pub data_dir: PathBuf,
     #[arg(long, default_value = "0.0.0.0")]
@@ -37,6 +38,12 @@ pub struct ServerArgs {
     /// kube-controller-manager, reconciles).
     #[arg(long)]
     pub disable_controllers: bool,
+    #[command(flatten)]
+    pub service_accounts: skiff_apiserver::server::ServiceAccountArgs,
+    /// Admission plugins to turn off (upstream's names, comma-separated; only
+    /// `ServiceAccount` can be).
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
     #[command(flatten)]
     pub controllers: skiff_controllers::Options,
     /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
@@ -84,8 +91,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_sans: args.tls_sans.clone(),
         authorization_mode: args.authorization_mode.clone(),
         audit: args.audit.clone(),
+        service_accounts: args.service_accounts.clone(),
+        disable_admission_plugins: args.disable_admission_plugins.clone(),
     })
     .await?;
+    // The token controller signs legacy tokens with the API server's key.
+    let mut controller_options = args.controllers.clone();
+    if controller_options
+        .service_account_private_key_file
+        .is_none()
+    {
+        controller_options.service_account_private_key_file =
+            Some(started.service_account_key_file.clone());
+    }
     // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a
     // standby takes over at once), then the store stops. Each acts with its own identity.
     let (stop, stopped) = oneshot::channel::<()>();
@@ -93,7 +111,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         // The controller manager signs CSRs with the cluster CA (k3s and kubeadm do the same).
-        let mut options = args.controllers.clone();
+        let mut options = controller_options;
         if options.cluster_signing_cert_file.is_none() && options.cluster_signing_key_file.is_none()
         {
             let tls = args.data_dir.join("tls");

@@ -72,7 +72,11 @@ fn skiff_policy(policy: &Value) -> Vec<(&'static str, Value)> {
     // Joining nodes (kubeadm's bindings): bootstrap tokens may ask for a client certificate,
     // which the approver grants them, and nodes may renew their own.
     for (name, role, group) in [
-        ("skiff:kubelet-bootstrap", "system:node-bootstrapper", crate::auth::bootstrap_token::DEFAULT_NODE_GROUP),
+        (
+            "skiff:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            crate::auth::bootstrap_token::DEFAULT_NODE_GROUP,
+        ),
         (
             "skiff:node-autoapprove-bootstrap",
             "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
