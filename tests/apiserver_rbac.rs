@@ -35,6 +35,20 @@ fn kubectl_as(s: &ServerProcess, kubeconfig: &Path, args: &[&str]) -> std::proce
     cmd.output().unwrap()
 }
 
+/// A GET with a bearer token: (code, body).
+fn raw_get(s: &ServerProcess, token: &str, path: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+        .arg(s.ca())
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{}{path}", s.url()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.to_string(), body.to_string())
+}
+
 /// A merge PATCH with the bearer token of `kubeconfig`: (code, body).
 fn raw_patch(s: &ServerProcess, kubeconfig: &Path, path: &str, body: &str) -> (String, String) {
     let config = std::fs::read_to_string(kubeconfig).unwrap();
@@ -286,6 +300,57 @@ fn rbac_node_authorizer_and_reviews_with_kubectl() {
         list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
         "{list}"
     );
+    // `kubectl create token`: a bound token for the account, which RBAC then judges.
+    let token = s.kubectl_ok(&["create", "token", "bot", "-n", "team", "--duration", "10m"]);
+    let token = token.trim();
+    assert_eq!(
+        raw_get(&s, token, "/api/v1/namespaces/team/configmaps").0,
+        "200"
+    );
+    let (code, body) = raw_get(&s, token, "/api/v1/namespaces/team/secrets");
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains(
+            r#"User \"system:serviceaccount:team:bot\" cannot list resource \"secrets\""#
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        raw_get(&s, "not.a.token", "/api/v1/namespaces/team/configmaps").0,
+        "401"
+    );
+    let review = format!(
+        r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#
+    );
+    let out = s.kubectl_stdin(
+        &[
+            "create",
+            "--validate=false",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.authenticated} {.status.user.username} {.status.user.groups}",
+        ],
+        &review,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("true system:serviceaccount:team:bot")
+            && text.contains("system:serviceaccounts:team"),
+        "{text} {}",
+        stderr(&out)
+    );
+    // Deleting the account revokes its tokens.
+    s.kubectl_ok(&["create", "serviceaccount", "short-lived", "-n", "team"]);
+    let token = s.kubectl_ok(&["create", "token", "short-lived", "-n", "team"]);
+    assert_eq!(
+        raw_get(&s, token.trim(), "/api/v1/namespaces/team/configmaps").0,
+        "403"
+    );
+    s.kubectl_ok(&["delete", "serviceaccount", "short-lived", "-n", "team"]);
+    wait_until("the deleted account's token to stop working", || {
+        raw_get(&s, token.trim(), "/api/v1/namespaces/team/configmaps").0 == "401"
+    });
     // whoami under impersonation.
     let whoami = s.kubectl_ok(&["auth", "whoami", "--as", "alice", "--as-group", "g1"]);
     assert!(

@@ -22,6 +22,7 @@ fn kubelet_runs_pods_end_to_end() {
     a_full_pod_runs_and_serves(&lab);
     logs_follow_and_config_updates(&lab);
     exec_and_cp(&lab);
+    the_pods_token_reaches_the_api(&lab);
     port_forward(&lab);
     attach(&lab);
     restarts_backoff_and_terminal_phases(&lab);
@@ -307,6 +308,77 @@ fn exec_and_cp(lab: &Lab) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The projected `kube-api-access-*` volume: the pod's service-account token, the cluster CA
+/// and its namespace, with which it calls the API and gets what RBAC grants its account.
+fn the_pods_token_reaches_the_api(lab: &Lab) {
+    let read = |file: &str| {
+        lab.kubectl_ok(&[
+            "exec",
+            "full",
+            "-c",
+            "web",
+            "--",
+            "cat",
+            &format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}"),
+        ])
+    };
+    let token = read("token");
+    assert_eq!(read("namespace"), "default");
+    let ca = lab.dir.path().join("pod-ca.crt");
+    std::fs::write(&ca, read("ca.crt")).unwrap();
+    let call = |path: &str| {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.nodes[1].netns))
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(&ca)
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .arg(format!("{}{path}", lab.api_url()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or_default();
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = call("/api/v1/namespaces/default/pods");
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains(
+            r#"User \"system:serviceaccount:default:default\" cannot list resource \"pods\""#
+        ),
+        "{body}"
+    );
+    lab.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-lister",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    lab.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-lists-pods",
+        "--role=pod-lister",
+        "--serviceaccount=default:default",
+    ]);
+    lab.wait("the account's binding to apply", 10, || {
+        call("/api/v1/namespaces/default/pods").0 == "200"
+    });
+    assert!(call("/api/v1/namespaces/default/pods")
+        .1
+        .contains("\"name\":\"full\""));
+    assert_eq!(call("/api/v1/namespaces/default/secrets").0, "403");
+    assert_eq!(call("/api/v1/namespaces/kube-system/pods").0, "403");
 }
 
 fn port_forward(lab: &Lab) {
