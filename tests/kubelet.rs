@@ -62,9 +62,19 @@ fn nodes_register_with_their_own_identity(lab: &Lab) {
             "{labels}"
         );
     }
-    // Each kubelet has a credential of its own, not the admin's.
-    let kubeconfig = std::fs::read_to_string(lab.nodes[1].root.join("kubelet.kubeconfig")).unwrap();
-    assert!(kubeconfig.contains("system:node:node-1"), "{kubeconfig}");
+    // Each kubelet has a credential of its own, not the admin's: node-0 a token from the
+    // control plane, node-1 a certificate it asked for with a bootstrap token (TLS bootstrap).
+    let kubeconfig = std::fs::read_to_string(lab.nodes[0].root.join("kubelet.kubeconfig")).unwrap();
+    assert!(kubeconfig.contains("system:node:node-0"), "{kubeconfig}");
+    let csrs = lab.kubectl_ok(&["get", "csr"]);
+    let line = csrs
+        .lines()
+        .find(|l| l.contains("kubernetes.io/kube-apiserver-client-kubelet"))
+        .unwrap_or_else(|| panic!("no kubelet CSR:\n{csrs}"));
+    assert!(
+        line.contains("system:bootstrap:") && line.contains("Approved,Issued"),
+        "{line}"
+    );
     let describe = lab.kubectl_ok(&["describe", "node", "node-0"]);
     for text in [
         "KubeletReady",
