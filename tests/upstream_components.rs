@@ -81,12 +81,14 @@ fn upstream_scheduler_and_controller_manager_run_on_skiff() {
     };
     let scheduler = Component::start("kube-scheduler", &common_flags(&[]), s.dir.path());
     // Hollow nodes post no heartbeats: the node lifecycle controller must not taint them
-    // unreachable during the test.
+    // unreachable during the test. Each controller acts as its own service account (TokenRequest
+    // tokens, upstream's `system:controller:<name>` roles), as skiff's controller manager does:
+    // the controller manager's own identity holds only `system:kube-controller-manager`.
     let controller_manager = Component::start(
         "kube-controller-manager",
         &common_flags(&[
             "--node-monitor-grace-period=1h",
-            "--use-service-account-credentials=false",
+            "--use-service-account-credentials=true",
         ]),
         s.dir.path(),
     );

@@ -32,6 +32,7 @@ pub mod backoff;
 pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod controller_ref;
+pub mod credentials;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -72,11 +73,14 @@ use skiff_leaderelection::{default_identity, LeaderElector, LeaseConfig};
 
 /// A client for the API server from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(config_from_kubeconfig(path).await?)?)
+}
+
+/// The client settings of a kubeconfig file.
+pub async fn config_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Config> {
     let kubeconfig =
         Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
 }
 
 /// The Lease kube-controller-manager's instances elect their leader on, as upstream.
@@ -144,6 +148,14 @@ pub struct Options {
     /// controller, as upstream.
     #[arg(long)]
     pub service_account_private_key_file: Option<std::path::PathBuf>,
+    /// Each controller acts as its own service account `kube-system/<controller-name>` with a
+    /// token from the TokenRequest API, so it holds only upstream's
+    /// `system:controller:<controller-name>` role (`credentials.rs`); false: every controller
+    /// uses the controller manager's own credential. Upstream's default is false; skiff's is
+    /// true, since its policy grants the controller manager's own user only upstream's
+    /// `system:kube-controller-manager` role.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub use_service_account_credentials: bool,
 }
 
 impl Options {
@@ -184,6 +196,7 @@ impl Default for Options {
             cluster_signing_key_file: None,
             cluster_signing_duration: Duration::from_secs(365 * 86400),
             service_account_private_key_file: None,
+            use_service_account_credentials: true,
         }
     }
 }
@@ -240,19 +253,31 @@ pub async fn start(
         .transpose()
         .context("--service-account-private-key-file")?
         .map(std::sync::Arc::new);
-    let client = client_from_kubeconfig(kubeconfig).await?;
-    let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
-    let elector = LeaderElector::new(client.clone(), config);
+    let config = config_from_kubeconfig(kubeconfig).await?;
+    let client = kube::Client::try_from(config.clone())?;
+    let elector_config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
+    let elector = LeaderElector::new(client.clone(), elector_config);
     Ok(tokio::spawn(elector.run_until(
         move || async move {
+            // The controllers' clients are made once this instance leads, as upstream's
+            // controller context is; `clients` is dropped when the controllers stop, which
+            // ends their token refreshes.
+            let clients = credentials::ClientBuilder::new(
+                client.clone(),
+                config,
+                options.use_service_account_credentials,
+            );
             let node_ipam = async {
                 match ipam {
                     Some(config) => {
-                        nodeipam::run(client.clone(), config, events::start(client.clone())).await
+                        let own = clients.client_for(names::NODE).await?;
+                        nodeipam::run(own.clone(), config, events::start(own)).await;
+                        Ok(())
                     }
                     None => std::future::pending().await,
                 }
             };
+            // Upstream's "tokens" controller uses the controller manager's own credential.
             let tokens = async {
                 match token_key.clone() {
                     Some(key) => serviceaccount_tokens::run(client.clone(), key, root_ca.clone()).await,
@@ -262,7 +287,9 @@ pub async fn start(
             let service_lb = async {
                 match pool {
                     Some(pool) => {
-                        service_lb::run(client.clone(), pool, events::start(client.clone())).await
+                        let own = clients.client_for(names::SERVICE).await?;
+                        service_lb::run(own.clone(), pool, events::start(own)).await;
+                        Ok(())
                     }
                     None => std::future::pending().await,
                 }
@@ -270,12 +297,9 @@ pub async fn start(
             let csr_signer = async {
                 match signing_ca {
                     Some(ca) => {
-                        certificates::signer::run(
-                            client.clone(),
-                            ca,
-                            options.cluster_signing_duration,
-                        )
-                        .await
+                        let own = clients.client_for(names::CERTIFICATE).await?;
+                        certificates::signer::run(own, ca, options.cluster_signing_duration).await;
+                        Ok(())
                     }
                     None => {
                         tracing::info!("no --cluster-signing-cert-file/--cluster-signing-key-file: the CSR signer does not run");
@@ -283,25 +307,90 @@ pub async fn start(
                     }
                 }
             };
+            let csr_approver = async {
+                certificates::approver::run(clients.client_for(names::CERTIFICATE).await?).await;
+                anyhow::Ok(())
+            };
+            let namespaces = async {
+                namespace::run(clients.client_for(names::NAMESPACE).await?).await;
+                anyhow::Ok(())
+            };
+            let garbage_collector = async {
+                garbage_collector::run(clients.client_for(names::GARBAGE_COLLECTOR).await?).await;
+                anyhow::Ok(())
+            };
+            let service_accounts = async {
+                let own = clients.client_for(names::SERVICE_ACCOUNT).await?;
+                serviceaccount::run(client.clone(), own).await;
+                anyhow::Ok(())
+            };
+            let aggregation = async {
+                clusterrole_aggregation::run(clients.client_for(names::CLUSTERROLE_AGGREGATION).await?).await;
+                anyhow::Ok(())
+            };
+            let root_ca_publisher = async {
+                let own = clients.client_for(names::ROOT_CA_CERT_PUBLISHER).await?;
+                rootcacert::run(client.clone(), own, root_ca.clone()).await;
+                anyhow::Ok(())
+            };
+            // A controller whose client could not be made fails the controller manager (as
+            // upstream's `ClientOrDie`); one that returns has stopped.
             tokio::select! {
-                _ = csr_signer => anyhow::bail!("the CSR signer stopped"),
-                _ = certificates::approver::run(client.clone()) => anyhow::bail!("the CSR approver stopped"),
-                _ = service_lb => anyhow::bail!("the service load-balancer controller stopped"),
-                _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
-                _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
-                _ = serviceaccount::run(client.clone()) => anyhow::bail!("the serviceaccount controller stopped"),
-                _ = clusterrole_aggregation::run(client.clone()) => anyhow::bail!("the clusterrole aggregation controller stopped"),
+                r = csr_signer => r.and(Err(anyhow::anyhow!("the CSR signer stopped"))),
+                r = csr_approver => r.and(Err(anyhow::anyhow!("the CSR approver stopped"))),
+                r = service_lb => r.and(Err(anyhow::anyhow!("the service load-balancer controller stopped"))),
+                r = namespaces => r.and(Err(anyhow::anyhow!("the namespace controller stopped"))),
+                r = garbage_collector => r.and(Err(anyhow::anyhow!("the garbage collector stopped"))),
+                r = service_accounts => r.and(Err(anyhow::anyhow!("the serviceaccount controller stopped"))),
+                r = aggregation => r.and(Err(anyhow::anyhow!("the clusterrole aggregation controller stopped"))),
                 _ = tokens => anyhow::bail!("the serviceaccount token controller stopped"),
-                _ = rootcacert::run(client.clone(), root_ca.clone()) => anyhow::bail!("the root CA publisher stopped"),
-                _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),
-                _ = run_workloads(client.clone(), &options) => anyhow::bail!("the workload controllers stopped"),
+                r = root_ca_publisher => r.and(Err(anyhow::anyhow!("the root CA publisher stopped"))),
+                r = node_ipam => r.and(Err(anyhow::anyhow!("the node IPAM controller stopped"))),
+                r = run_workloads(&clients, &options) => r.and(Err(anyhow::anyhow!("the workload controllers stopped"))),
             }
         },
         shutdown,
     )))
 }
 
-pub async fn run_workloads(client: kube::Client, options: &Options) {
+/// The service accounts (in `kube-system`) upstream's kube-controller-manager runs each
+/// controller as with `--use-service-account-credentials` (cmd/kube-controller-manager/app),
+/// each bound to the ClusterRole `system:controller:<name>` by upstream's default policy.
+pub mod names {
+    pub const DEPLOYMENT: &str = "deployment-controller";
+    pub const REPLICASET: &str = "replicaset-controller";
+    pub const REPLICATION: &str = "replication-controller";
+    pub const DAEMON_SET: &str = "daemon-set-controller";
+    pub const STATEFULSET: &str = "statefulset-controller";
+    pub const JOB: &str = "job-controller";
+    pub const CRONJOB: &str = "cronjob-controller";
+    pub const DISRUPTION: &str = "disruption-controller";
+    pub const ENDPOINT: &str = "endpoint-controller";
+    pub const ENDPOINTSLICE: &str = "endpointslice-controller";
+    pub const NAMESPACE: &str = "namespace-controller";
+    pub const GARBAGE_COLLECTOR: &str = "generic-garbage-collector";
+    pub const SERVICE_ACCOUNT: &str = "service-account-controller";
+    pub const ROOT_CA_CERT_PUBLISHER: &str = "root-ca-cert-publisher";
+    /// Node lifecycle, node IPAM and taint eviction (upstream's taint-eviction-controller
+    /// "uses existing cluster role from node-controller").
+    pub const NODE: &str = "node-controller";
+    pub const POD_GARBAGE_COLLECTOR: &str = "pod-garbage-collector";
+    pub const TTL_AFTER_FINISHED: &str = "ttl-after-finished-controller";
+    /// The LoadBalancer controller (upstream's cloud service controller).
+    pub const SERVICE: &str = "service-controller";
+    pub const CLUSTERROLE_AGGREGATION: &str = "clusterrole-aggregation-controller";
+    /// The CSR signer and approver.
+    pub const CERTIFICATE: &str = "certificate-controller";
+}
+
+/// The workload, service and node controllers on their shared informers. The informers use
+/// `clients`' root (the controller manager's own credential, upstream's "shared-informers"
+/// client); each controller acts, and records its events, with its own client. Ends with an
+/// error if a controller's client cannot be made; otherwise only when something stopped.
+pub async fn run_workloads(
+    clients: &credentials::ClientBuilder,
+    options: &Options,
+) -> anyhow::Result<()> {
     use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::coordination::v1::Lease;
@@ -309,7 +398,20 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
         Endpoints, Node, PersistentVolumeClaim, Pod, ReplicationController,
     };
     use k8s_openapi::api::discovery::v1::EndpointSlice;
-    let recorder = events::start(client.clone());
+    let client = clients.root().clone();
+    let rs_client = clients.client_for(names::REPLICASET).await?;
+    let rc_client = clients.client_for(names::REPLICATION).await?;
+    let deploy_client = clients.client_for(names::DEPLOYMENT).await?;
+    let ds_client = clients.client_for(names::DAEMON_SET).await?;
+    let sts_client = clients.client_for(names::STATEFULSET).await?;
+    let slice_client = clients.client_for(names::ENDPOINTSLICE).await?;
+    let endpoint_client = clients.client_for(names::ENDPOINT).await?;
+    let job_client = clients.client_for(names::JOB).await?;
+    let pdb_client = clients.client_for(names::DISRUPTION).await?;
+    let cronjob_client = clients.client_for(names::CRONJOB).await?;
+    let node_client = clients.client_for(names::NODE).await?;
+    let podgc_client = clients.client_for(names::POD_GARBAGE_COLLECTOR).await?;
+    let ttl_client = clients.client_for(names::TTL_AFTER_FINISHED).await?;
     let pods = informer::Informer::<Pod>::new();
     let replica_sets = informer::Informer::<ReplicaSet>::new();
     let nodes = informer::Informer::<Node>::new();
@@ -320,53 +422,70 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
     let node_leases = informer::Informer::<Lease>::new();
     let claims = informer::Informer::<PersistentVolumeClaim>::new();
     // Controllers register their informer handlers when built, before the informers run.
-    let rs = replicaset::controller::<ReplicaSet>(client.clone(), pods.clone(), &recorder);
-    let rc =
-        replicaset::controller::<ReplicationController>(client.clone(), pods.clone(), &recorder);
+    let rs = replicaset::controller::<ReplicaSet>(
+        rs_client.clone(),
+        pods.clone(),
+        &events::start(rs_client),
+    );
+    let rc = replicaset::controller::<ReplicationController>(
+        rc_client.clone(),
+        pods.clone(),
+        &events::start(rc_client),
+    );
     let deploy = deployment::controller(
-        client.clone(),
+        deploy_client.clone(),
         pods.clone(),
         replica_sets.clone(),
-        &recorder,
+        &events::start(deploy_client),
     );
     let daemon_set = daemonset::controller(
-        client.clone(),
+        ds_client.clone(),
         pods.clone(),
         nodes.clone(),
         revisions.clone(),
-        &recorder,
+        &events::start(ds_client),
     );
     let stateful_set = statefulset::controller(
-        client.clone(),
+        sts_client.clone(),
         pods.clone(),
         revisions.clone(),
         claims.clone(),
-        &recorder,
+        &events::start(sts_client),
     );
     let endpoint_slice = endpointslice::controller(
-        client.clone(),
+        slice_client.clone(),
         pods.clone(),
         nodes.clone(),
         slices.clone(),
-        &recorder,
+        &events::start(slice_client),
     );
-    let endpoint =
-        endpoints::controller(client.clone(), pods.clone(), endpoints.clone(), &recorder);
-    let jobs = job::controller(client.clone(), pods.clone(), &recorder);
-    let budgets = disruption::controller(client.clone(), pods.clone(), &recorder);
-    let cronjobs = cronjob::controller(client.clone(), batch_jobs.clone(), &recorder);
+    let endpoint = endpoints::controller(
+        endpoint_client.clone(),
+        pods.clone(),
+        endpoints.clone(),
+        &events::start(endpoint_client),
+    );
+    let jobs = job::controller(job_client.clone(), pods.clone(), &events::start(job_client));
+    let budgets =
+        disruption::controller(pdb_client.clone(), pods.clone(), &events::start(pdb_client));
+    let cronjobs = cronjob::controller(
+        cronjob_client.clone(),
+        batch_jobs.clone(),
+        &events::start(cronjob_client),
+    );
+    let node_recorder = events::start(node_client.clone());
     let node_lifecycle = nodelifecycle::controller(
-        client.clone(),
+        node_client.clone(),
         nodes.clone(),
         pods.clone(),
         node_leases.clone(),
         options.node_lifecycle(),
-        &recorder,
+        &node_recorder,
     );
     let taint_eviction =
-        tainteviction::controller(client.clone(), nodes.clone(), pods.clone(), &recorder);
+        tainteviction::controller(node_client, nodes.clone(), pods.clone(), &node_recorder);
     let pod_gc = podgc::run(
-        client.clone(),
+        podgc_client,
         pods.clone(),
         nodes.clone(),
         options.terminated_pod_gc_threshold,
@@ -394,8 +513,9 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
         _ = jobs => tracing::error!("job controller stopped"),
         _ = budgets => tracing::error!("disruption controller stopped"),
         _ = cronjobs => tracing::error!("cronjob controller stopped"),
-        _ = ttl_after_finished::run(client) => tracing::error!("ttl-after-finished controller stopped"),
+        _ = ttl_after_finished::run(ttl_client) => tracing::error!("ttl-after-finished controller stopped"),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -428,5 +548,66 @@ mod tests {
             .service_accounts
             .service_account_signing_key_file
             .is_some());
+    }
+
+    #[test]
+    fn service_account_credentials_are_on_by_default() {
+        let s = Server::parse_from(["server"]);
+        assert!(s.controllers.use_service_account_credentials);
+        assert!(super::Options::default().use_service_account_credentials);
+        let s = Server::parse_from(["server", "--use-service-account-credentials=false"]);
+        assert!(!s.controllers.use_service_account_credentials);
+    }
+
+    /// Every account a controller runs as is bound by upstream's default policy to the
+    /// ClusterRole `system:controller:<name>`.
+    #[test]
+    fn every_controller_account_has_its_upstream_role() {
+        use super::names::*;
+        let policy = skiff_apiserver::auth::rbac::policy::upstream();
+        for name in [
+            DEPLOYMENT,
+            REPLICASET,
+            REPLICATION,
+            DAEMON_SET,
+            STATEFULSET,
+            JOB,
+            CRONJOB,
+            DISRUPTION,
+            ENDPOINT,
+            ENDPOINTSLICE,
+            NAMESPACE,
+            GARBAGE_COLLECTOR,
+            SERVICE_ACCOUNT,
+            ROOT_CA_CERT_PUBLISHER,
+            NODE,
+            POD_GARBAGE_COLLECTOR,
+            TTL_AFTER_FINISHED,
+            SERVICE,
+            CLUSTERROLE_AGGREGATION,
+            CERTIFICATE,
+        ] {
+            let role = format!("system:controller:{name}");
+            assert!(
+                policy["clusterroles"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["metadata"]["name"] == role.as_str()),
+                "no ClusterRole {role}"
+            );
+            let bound = policy["clusterrolebindings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["roleRef"]["name"] == role.as_str())
+                .flat_map(|b| b["subjects"].as_array().unwrap())
+                .any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["namespace"] == super::credentials::NAMESPACE
+                        && s["name"] == name
+                });
+            assert!(bound, "{role} is not bound to kube-system/{name}");
+        }
     }
 }

@@ -35,6 +35,9 @@ pub enum Error {
 }
 
 struct Context {
+    /// Reads (upstream's listers) with the controller manager's own credential.
+    informers: Client,
+    /// Writes as `root-ca-cert-publisher`.
     client: Client,
     ca: String,
     backoffs: Backoffs,
@@ -77,18 +80,22 @@ pub fn load_ca(root_ca_file: Option<&Path>, kubeconfig: &Path) -> anyhow::Result
     anyhow::bail!("no --root-ca-file and the kubeconfig has no certificate authority")
 }
 
-pub async fn run(client: Client, ca: String) {
+/// `informers` (the controller manager's own client) watches and reads, as upstream's shared
+/// informers do; `client` (the controller's) writes: upstream's
+/// `system:controller:root-ca-cert-publisher` may only create and update ConfigMaps.
+pub async fn run(informers: Client, client: Client, ca: String) {
     let ctx = Arc::new(Context {
-        client: client.clone(),
+        informers: informers.clone(),
+        client,
         ca,
         backoffs: Backoffs::default(),
     });
     Controller::new(
-        Api::<Namespace>::all(client.clone()),
+        Api::<Namespace>::all(informers.clone()),
         watcher::Config::default(),
     )
     .watches(
-        Api::<ConfigMap>::all(client),
+        Api::<ConfigMap>::all(informers),
         watcher::Config::default().fields(&format!("metadata.name={NAME}")),
         |cm| {
             cm.metadata
@@ -135,7 +142,8 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
     let name = ns.name_any();
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &name);
     let want = desired(&name, &ctx.ca);
-    match api.get_opt(NAME).await? {
+    let read: Api<ConfigMap> = Api::namespaced(ctx.informers.clone(), &name);
+    match read.get_opt(NAME).await? {
         None => match api.create(&PostParams::default(), &want).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => {}

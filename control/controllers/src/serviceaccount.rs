@@ -28,21 +28,28 @@ pub enum Error {
 }
 
 struct Context {
+    /// Reads (upstream's listers) with the controller manager's own credential.
+    informers: Client,
+    /// Writes as `service-account-controller`.
     client: Client,
     backoffs: Backoffs,
 }
 
-pub async fn run(client: Client) {
+/// `informers` (the controller manager's own client) watches and reads, as upstream's shared
+/// informers do; `client` (the controller's) creates the accounts: upstream's
+/// `system:controller:service-account-controller` may only create service accounts.
+pub async fn run(informers: Client, client: Client) {
     let ctx = Arc::new(Context {
-        client: client.clone(),
+        informers: informers.clone(),
+        client,
         backoffs: Backoffs::default(),
     });
     Controller::new(
-        Api::<Namespace>::all(client.clone()),
+        Api::<Namespace>::all(informers.clone()),
         watcher::Config::default(),
     )
     .watches(
-        Api::<ServiceAccount>::all(client),
+        Api::<ServiceAccount>::all(informers),
         watcher::Config::default().fields("metadata.name=default"),
         |sa| {
             sa.metadata
@@ -78,8 +85,9 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     let name = ns.name_any();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &name);
+    let read: Api<ServiceAccount> = Api::namespaced(ctx.informers.clone(), &name);
     for account in DEFAULT_ACCOUNTS {
-        if api.get_opt(account).await?.is_some() {
+        if read.get_opt(account).await?.is_some() {
             continue;
         }
         let sa = ServiceAccount {

@@ -22,12 +22,14 @@ const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 pub const NETD_GROUP: &str = "system:skiff-netds";
 
 /// Roles and bindings skiff's own components need beyond upstream's defaults (kubeadm's and
-/// flannel's equivalents), as (resource, object): the API server's client toward kubelets; the
-/// controller manager, which runs every controller under its own identity and so holds the
-/// union of the controllers' roles (what upstream's needs without
-/// `--use-service-account-credentials`); and the node network agent (`skiff netd`: flannel's
-/// node annotations and status, kube-proxy's reads, its announcement Leases).
-fn skiff_policy(policy: &Value) -> Vec<(&'static str, Value)> {
+/// flannel's equivalents), as (resource, object): the API server's client toward kubelets,
+/// joining nodes' bootstrap bindings, and the node network agent (`skiff netd`: flannel's node
+/// annotations and status, kube-proxy's reads, its announcement Leases). Nothing for the
+/// controller manager: its user holds only upstream's `system:kube-controller-manager` role,
+/// and each controller acts as its service account `kube-system/<name>`
+/// (`--use-service-account-credentials`), which upstream's policy binds to
+/// `system:controller:<name>`.
+fn skiff_policy() -> Vec<(&'static str, Value)> {
     let labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
     let annotations = json!({AUTOUPDATE: "true"});
     let mut out = vec![
@@ -100,18 +102,6 @@ fn skiff_policy(policy: &Value) -> Vec<(&'static str, Value)> {
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kubelet-api-admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kube-apiserver-kubelet-client"}],
     })));
-    for role in policy["clusterroles"].as_array().into_iter().flatten() {
-        let name = role["metadata"]["name"].as_str().unwrap_or_default();
-        if let Some(controller) = name.strip_prefix("system:controller:") {
-            out.push(("clusterrolebindings", json!({
-                "metadata": {"name": format!("skiff:controller-manager:{controller}"),
-                             "annotations": {AUTOUPDATE: "true"},
-                             "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:kube-controller-manager"}],
-            })));
-        }
-    }
     out
 }
 
@@ -247,7 +237,7 @@ pub async fn reconcile(server: &ApiServer) -> anyhow::Result<()> {
             ensure(server, resource, wanted).await?;
         }
     }
-    for (resource, object) in skiff_policy(policy) {
+    for (resource, object) in skiff_policy() {
         ensure(server, resource, &object).await?;
     }
     Ok(())
