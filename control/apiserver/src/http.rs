@@ -229,11 +229,10 @@ async fn route(server: &Shared, req: Request) -> Routed {
     }
     // Authorization of paths that name no resource (discovery, health, version, OpenAPI).
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let names_resource = match segments.as_slice() {
-        ["api", "v1", _, ..] => true,
-        ["apis", _, _, _, ..] => true,
-        _ => false,
-    };
+    let names_resource = matches!(
+        segments.as_slice(),
+        ["api", "v1", _, ..] | ["apis", _, _, _, ..]
+    );
     if !names_resource {
         let attrs = crate::auth::Attributes {
             user: &user,

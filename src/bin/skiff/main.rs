@@ -18,11 +18,11 @@ enum Command {
     /// The etcd-compatible store (etcd v3 gRPC API).
     Store(skiff_store::cli::StoreCommand),
     /// The Kubernetes API server alone (storage through --etcd-servers); `bench` loads one.
-    Apiserver(ApiserverCommand),
+    Apiserver(Box<ApiserverCommand>),
     /// The image service: pull, list, inspect, rm, gc, import, export, bundle.
     Image(skiff_image::cli::ImageCommand),
     /// The control plane in one process: store + API server + scheduler + controllers.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// The scheduler alone: binds pending pods to nodes; `bench` measures it.
     Scheduler(scheduler::SchedulerCommand),
     /// The controller manager alone (ReplicaSet, Deployment, garbage collector, …); `bench`
@@ -181,7 +181,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Image(cmd) => skiff_image::cli::main(cmd),
-        Command::Server(args) => tokio::runtime::Runtime::new()?.block_on(server::run(args)),
+        Command::Server(args) => tokio::runtime::Runtime::new()?.block_on(server::run(*args)),
         Command::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
         Command::Controllers(args) => {
             tokio::runtime::Runtime::new()?.block_on(controllers::run(args))

@@ -24,15 +24,46 @@ pub const NETD_GROUP: &str = "system:skiff-netds";
 /// Roles and bindings skiff's own components need beyond upstream's defaults (kubeadm's and
 /// flannel's equivalents), as (resource, object): the API server's client toward kubelets,
 /// joining nodes' bootstrap bindings, and the node network agent (`skiff netd`: flannel's node
-/// annotations and status, kube-proxy's reads, its announcement Leases). Nothing for the
-/// controller manager: its user holds only upstream's `system:kube-controller-manager` role,
-/// and each controller acts as its service account `kube-system/<name>`
+/// annotations and status, kube-proxy's reads, its announcement Leases). The controller
+/// manager's user holds only upstream's `system:kube-controller-manager` role, and each
+/// controller acts as its service account `kube-system/<name>`
 /// (`--use-service-account-credentials`), which upstream's policy binds to
-/// `system:controller:<name>`.
+/// `system:controller:<name>` — plus one difference, `skiff:controller-patches`: five of
+/// skiff's workload controllers write status (and the Deployment revision annotation and
+/// StatefulSet claims' owner references) with a merge patch where upstream's use update, so
+/// their accounts may also `patch` exactly those.
 fn skiff_policy() -> Vec<(&'static str, Value)> {
     let labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
     let annotations = json!({AUTOUPDATE: "true"});
+    let patchers: Vec<Value> = [
+        "replicaset-controller",
+        "replication-controller",
+        "deployment-controller",
+        "daemon-set-controller",
+        "statefulset-controller",
+    ]
+    .iter()
+    .map(|sa| json!({"kind": "ServiceAccount", "name": sa, "namespace": "kube-system"}))
+    .collect();
     let mut out = vec![
+        (
+            "clusterroles",
+            json!({
+                "metadata": {"name": "skiff:controller-patches", "labels": labels, "annotations": annotations},
+                "rules": [
+                    {"apiGroups": ["apps"], "resources": ["replicasets/status", "deployments/status", "daemonsets/status", "statefulsets/status", "deployments"], "verbs": ["patch"]},
+                    {"apiGroups": [""], "resources": ["replicationcontrollers/status", "persistentvolumeclaims"], "verbs": ["patch"]},
+                ],
+            }),
+        ),
+        (
+            "clusterrolebindings",
+            json!({
+                "metadata": {"name": "skiff:controller-patches", "labels": labels, "annotations": annotations},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "skiff:controller-patches"},
+                "subjects": patchers,
+            }),
+        ),
         (
             "clusterroles",
             json!({
@@ -239,6 +270,40 @@ pub async fn reconcile(server: &ApiServer) -> anyhow::Result<()> {
     }
     for (resource, object) in skiff_policy() {
         ensure(server, resource, &object).await?;
+    }
+    remove_retired(server).await
+}
+
+/// Deletes the bindings earlier versions made that the policy no longer has: every controller
+/// role bound to the controller manager's own user (before each controller had its own
+/// account).
+async fn remove_retired(server: &ApiServer) -> anyhow::Result<()> {
+    let info = crate::resources::find("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        .context("RBAC resources are registered")?;
+    let page = server
+        .storage
+        .list(&info.key_prefix(), None, 0, 0)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    for item in page.items {
+        let name = item.object["metadata"]["name"].as_str().unwrap_or_default();
+        if !name.starts_with("skiff:controller-manager:") {
+            continue;
+        }
+        let target = Target {
+            info,
+            namespace: None,
+            name: Some(name.to_string()),
+            sub: None,
+        };
+        match server
+            .delete(&target, &crate::server::system_ctx(), &json!({}))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => {}
+            Err(e) => anyhow::bail!("removing the retired binding {name}: {}", e.message),
+        }
     }
     Ok(())
 }
