@@ -328,6 +328,48 @@ impl Lookup for ApiServer {
             Ok(cacher.snapshot(&info.key_prefix()).0)
         })
     }
+
+    fn list_in<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<Arc<Value>>>> {
+        Box::pin(async move {
+            let info = served(group, resource)?;
+            let prefix = info.namespace_prefix(Some(namespace));
+            let cached = self.caches.get(info).await?.snapshot(&prefix).0;
+            if !cached.is_empty() {
+                return Ok(cached);
+            }
+            let page = self.storage.list(&prefix, None, 0, 0).await?;
+            Ok(page.items.into_iter().map(|s| Arc::new(s.object)).collect())
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Option<Arc<Value>>>> {
+        Box::pin(async move {
+            let info = served(group, resource)?;
+            let key = info.key(namespace, name);
+            if let Some(object) = self.caches.get(info).await?.lookup(&key) {
+                return Ok(Some(object));
+            }
+            Ok(self.storage.get(&key).await?.map(|s| Arc::new(s.object)))
+        })
+    }
+}
+
+fn served(group: &str, resource: &str) -> ApiResult<&'static ResourceInfo> {
+    resources::RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.resource == resource)
+        .ok_or_else(|| ApiError::internal(format!("{resource}.{group} is not served")))
 }
 
 pub fn parse_rv(rv: &str) -> ApiResult<i64> {

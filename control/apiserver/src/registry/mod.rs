@@ -60,6 +60,44 @@ pub trait Lookup: Sync {
         group: &'a str,
         resource: &'a str,
     ) -> BoxFuture<'a, ApiResult<Vec<std::sync::Arc<Value>>>>;
+
+    /// The objects of `group`/`resource` in one namespace. The API server reads the store when
+    /// the cache has none there (upstream's LimitRanger does such a live lookup, so a LimitRange
+    /// created a moment ago applies).
+    fn list_in<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<std::sync::Arc<Value>>>> {
+        Box::pin(async move {
+            let all = self.list(group, resource).await?;
+            Ok(all
+                .into_iter()
+                .filter(|o| {
+                    o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+                })
+                .collect())
+        })
+    }
+
+    /// One object (`namespace` None for a cluster-scoped one); the API server reads the store
+    /// on a cache miss (upstream's namespace getter falls back to a live GET the same way).
+    fn get<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Option<std::sync::Arc<Value>>>> {
+        Box::pin(async move {
+            let all = self.list(group, resource).await?;
+            Ok(all.into_iter().find(|o| {
+                o.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+                    && o.pointer("/metadata/namespace").and_then(Value::as_str) == namespace
+            }))
+        })
+    }
 }
 
 /// How a DELETE proceeds, as the strategy decides it.
