@@ -23,6 +23,8 @@ impl Strategy for Pods {
         };
         default_pod_spec(spec);
         default(spec, "enableServiceLinks", json!(true));
+        // LimitRanger's companion default (upstream SetDefaults_Pod): requests from limits.
+        crate::admission::limitranger::default_requests_from_limits(object);
     }
 
     fn prepare_for_create(&self, object: &mut Value, _uid: &str) {
