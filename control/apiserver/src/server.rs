@@ -313,6 +313,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         authorizer,
         metrics: Default::default(),
         server_address: format!("{}:{}", args.advertise_address, addr.port()),
+        live_lookups: Default::default(),
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     let host = if args.bind_address == "0.0.0.0" {

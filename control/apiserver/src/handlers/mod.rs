@@ -42,7 +42,21 @@ pub struct ApiServer {
     pub metrics: crate::metrics::Metrics,
     /// host:port clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub server_address: String,
+    /// Admission's reads from the store where the cache had nothing in a namespace, kept a
+    /// while (upstream LimitRanger's live-lookup cache).
+    pub live_lookups: LiveLookups,
 }
+
+/// Store reads by key prefix, each good for [`LIVE_LOOKUP_TTL`].
+#[derive(Default)]
+pub struct LiveLookups(
+    parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<Arc<Value>>)>>,
+);
+
+/// How long a live lookup is reused (upstream LimitRanger's `liveTTL`).
+const LIVE_LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many live lookups are kept (upstream's LRU holds 10,000).
+const LIVE_LOOKUP_ENTRIES: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FieldValidation {
@@ -342,8 +356,24 @@ impl Lookup for ApiServer {
             if !cached.is_empty() {
                 return Ok(cached);
             }
+            let now = std::time::Instant::now();
+            if let Some((at, items)) = self.live_lookups.0.lock().get(&prefix) {
+                if now.duration_since(*at) < LIVE_LOOKUP_TTL {
+                    return Ok(items.clone());
+                }
+            }
             let page = self.storage.list(&prefix, None, 0, 0).await?;
-            Ok(page.items.into_iter().map(|s| Arc::new(s.object)).collect())
+            let items: Vec<Arc<Value>> =
+                page.items.into_iter().map(|s| Arc::new(s.object)).collect();
+            let mut live = self.live_lookups.0.lock();
+            if live.len() >= LIVE_LOOKUP_ENTRIES {
+                live.retain(|_, (at, _)| now.duration_since(*at) < LIVE_LOOKUP_TTL);
+                if live.len() >= LIVE_LOOKUP_ENTRIES {
+                    live.clear();
+                }
+            }
+            live.insert(prefix, (now, items.clone()));
+            Ok(items)
         })
     }
 

@@ -61,9 +61,9 @@ pub trait Lookup: Sync {
         resource: &'a str,
     ) -> BoxFuture<'a, ApiResult<Vec<std::sync::Arc<Value>>>>;
 
-    /// The objects of `group`/`resource` in one namespace. The API server reads the store when
-    /// the cache has none there (upstream's LimitRanger does such a live lookup, so a LimitRange
-    /// created a moment ago applies).
+    /// The objects of `group`/`resource` in one namespace. When the cache has none there, the
+    /// API server reads the store and reuses that answer for 30 s (upstream LimitRanger's live
+    /// lookup, so a LimitRange created a moment ago applies).
     fn list_in<'a>(
         &'a self,
         group: &'a str,
