@@ -46,6 +46,10 @@ pub struct ApiServerArgs {
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    /// Upstream's flag: an AdmissionConfiguration file; its `PodSecurity` entry sets the Pod
+    /// Security defaults and exemptions.
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
 }
 
 async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
@@ -279,6 +283,15 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     sans.push(args.advertise_address.clone());
     if args.bind_address != "0.0.0.0" {
         sans.push(args.bind_address.clone());
+    }
+    if let Some(path) = &args.admission_control_config_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let config =
+            crate::admission::podsecurity::config::from_admission_configuration(&text, dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        crate::admission::configure_podsecurity(config);
     }
     let pki = tls::ensure_pki(&args.data_dir, &sans)?;
     let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;

@@ -30,6 +30,9 @@ pub struct ServerArgs {
     /// Authorizers in order (upstream's flag): `Node`, `RBAC`, or `AlwaysAllow` (no checks).
     #[arg(long, default_value = "Node,RBAC")]
     pub authorization_mode: String,
+    /// An AdmissionConfiguration file (upstream's flag): Pod Security defaults and exemptions.
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
     /// Run no scheduler (another one, e.g. upstream's kube-scheduler, binds the pods).
     #[arg(long)]
     pub disable_scheduler: bool,
@@ -79,6 +82,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         tls_sans: args.tls_sans.clone(),
         authorization_mode: args.authorization_mode.clone(),
+        admission_control_config_file: args.admission_control_config_file.clone(),
     })
     .await?;
     // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a

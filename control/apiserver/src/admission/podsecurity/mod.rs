@@ -13,6 +13,7 @@
 //! and validated but has no other effect. `levels` parses the labels, `checks` holds the checks.
 
 pub mod checks;
+pub mod config;
 pub mod levels;
 
 use std::collections::{BTreeMap, HashMap};
