@@ -193,3 +193,6 @@ async fn validate_pod_security(
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;
