@@ -49,7 +49,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
     ("v1\tpods/proxy", "not built"),
     ("v1\tpods/resize", "not built"),
     ("v1\tservices/proxy", "not built"),
-    ("v1\tserviceaccounts/token", "not built"),
     (
         "storage.k8s.io/v1\tcsinodes/status",
         "1.37's CSINode status subresource: not built",

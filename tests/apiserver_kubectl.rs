@@ -1511,7 +1511,13 @@ fn kubectl_against_skiff_server() {
 fn kubectl_against_real_etcd() {
     let etcd = EtcdProcess::start();
     // The namespace controller runs in `skiff server`; on real etcd this test covers the API.
-    let s = ServerProcess::start_apiserver(&etcd.endpoint, None);
+    // No ServiceAccount controller makes `default` accounts here, so pods are admitted without
+    // the ServiceAccount plugin (as on an upstream kube-apiserver with no controller manager).
+    let s = ServerProcess::start_apiserver_with(
+        &etcd.endpoint,
+        None,
+        &["--disable-admission-plugins=ServiceAccount"],
+    );
     let out = s.kubectl_ok(&["get", "ns"]);
     assert!(out.contains("kube-node-lease"), "{out}");
     workloads(&s);

@@ -35,6 +35,20 @@ fn kubectl_as(s: &ServerProcess, kubeconfig: &Path, args: &[&str]) -> std::proce
     cmd.output().unwrap()
 }
 
+/// A GET with a bearer token: (code, body).
+fn raw_get(s: &ServerProcess, token: &str, path: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+        .arg(s.ca())
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{}{path}", s.url()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.to_string(), body.to_string())
+}
+
 /// A merge PATCH with the bearer token of `kubeconfig`: (code, body).
 fn raw_patch(s: &ServerProcess, kubeconfig: &Path, path: &str, body: &str) -> (String, String) {
     let config = std::fs::read_to_string(kubeconfig).unwrap();
@@ -286,6 +300,57 @@ fn rbac_node_authorizer_and_reviews_with_kubectl() {
         list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
         "{list}"
     );
+    // `kubectl create token`: a bound token for the account, which RBAC then judges.
+    let token = s.kubectl_ok(&["create", "token", "bot", "-n", "team", "--duration", "10m"]);
+    let token = token.trim();
+    assert_eq!(
+        raw_get(&s, token, "/api/v1/namespaces/team/configmaps").0,
+        "200"
+    );
+    let (code, body) = raw_get(&s, token, "/api/v1/namespaces/team/secrets");
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains(
+            r#"User \"system:serviceaccount:team:bot\" cannot list resource \"secrets\""#
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        raw_get(&s, "not.a.token", "/api/v1/namespaces/team/configmaps").0,
+        "401"
+    );
+    let review = format!(
+        r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#
+    );
+    let out = s.kubectl_stdin(
+        &[
+            "create",
+            "--validate=false",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.authenticated} {.status.user.username} {.status.user.groups}",
+        ],
+        &review,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("true system:serviceaccount:team:bot")
+            && text.contains("system:serviceaccounts:team"),
+        "{text} {}",
+        stderr(&out)
+    );
+    // Deleting the account revokes its tokens.
+    s.kubectl_ok(&["create", "serviceaccount", "short-lived", "-n", "team"]);
+    let token = s.kubectl_ok(&["create", "token", "short-lived", "-n", "team"]);
+    assert_eq!(
+        raw_get(&s, token.trim(), "/api/v1/namespaces/team/configmaps").0,
+        "403"
+    );
+    s.kubectl_ok(&["delete", "serviceaccount", "short-lived", "-n", "team"]);
+    wait_until("the deleted account's token to stop working", || {
+        raw_get(&s, token.trim(), "/api/v1/namespaces/team/configmaps").0 == "401"
+    });
     // whoami under impersonation.
     let whoami = s.kubectl_ok(&["auth", "whoami", "--as", "alice", "--as-group", "g1"]);
     assert!(
@@ -563,4 +628,203 @@ fn rbac_node_authorizer_and_reviews_with_kubectl() {
     assert!(!s
         .kubectl_ok(&["get", "roles", "-n", "team", "-o", "name"])
         .contains("sneaky"));
+}
+
+/// A node joins as kubeadm's do: a bootstrap token (`skiff token create`) may only ask for a
+/// kubelet client certificate; the controller manager's approver and signer issue it; the
+/// certificate then authenticates as `system:node:<name>` (openssl makes the key and request,
+/// kubectl does the rest).
+#[test]
+fn bootstrap_token_join_gets_a_node_certificate() {
+    let s = ServerProcess::start();
+    let out = Command::new(skiff_bin())
+        .args(["token", "create", "--kubeconfig"])
+        .arg(&s.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(token.len(), 23, "{token}");
+    let listed = Command::new(skiff_bin())
+        .args(["token", "list", "--kubeconfig"])
+        .arg(&s.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&token[..6]));
+
+    // The bootstrap credential: it may create CSRs and nothing else of note.
+    let dir = s.dir.path();
+    let bootstrap = dir.join("bootstrap.kubeconfig");
+    let config = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    let admin_token = s.token();
+    std::fs::write(&bootstrap, config.replace(&admin_token, &token)).unwrap();
+    let whoami = kubectl_as(&s, &bootstrap, &["auth", "whoami"]);
+    let whoami = String::from_utf8_lossy(&whoami.stdout).to_string();
+    assert!(
+        whoami.contains(&format!("system:bootstrap:{}", &token[..6])),
+        "{whoami}"
+    );
+    assert!(
+        whoami.contains("system:bootstrappers:skiff:default-node-token"),
+        "{whoami}"
+    );
+    assert!(!kubectl_as(&s, &bootstrap, &["get", "pods", "-A"])
+        .status
+        .success());
+
+    let key = dir.join("joiner.key");
+    let csr = dir.join("joiner.csr");
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", "/O=system:nodes/CN=system:node:joiner"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let encoded = Command::new("base64")
+        .args(["-w0"])
+        .arg(&csr)
+        .output()
+        .unwrap();
+    let request = String::from_utf8(encoded.stdout).unwrap();
+    let object = format!(
+        r#"{{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{{"name":"node-csr-joiner"}},
+            "spec":{{"request":"{request}","signerName":"kubernetes.io/kube-apiserver-client-kubelet",
+                     "usages":["digital signature","client auth"]}}}}"#
+    );
+    let out = common::run_with_stdin(
+        {
+            let mut c = s.kubectl_cmd(&["create", "-f", "-"]);
+            c.env("KUBECONFIG", &bootstrap);
+            c
+        },
+        &object,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut certificate = String::new();
+    wait_until("the CSR to be approved and issued", || {
+        certificate = s.kubectl_ok(&[
+            "get",
+            "csr",
+            "node-csr-joiner",
+            "-o",
+            "jsonpath={.status.certificate}",
+        ]);
+        !certificate.is_empty()
+    });
+    let csr_view = s.kubectl_ok(&["get", "csr", "node-csr-joiner"]);
+    assert!(csr_view.contains("Approved,Issued"), "{csr_view}");
+    assert!(
+        csr_view.contains(&format!("system:bootstrap:{}", &token[..6])),
+        "{csr_view}"
+    );
+    let cert = dir.join("joiner.crt");
+    let decoded = common::run_with_stdin(
+        {
+            let mut c = Command::new("base64");
+            c.arg("-d");
+            c
+        },
+        certificate.trim(),
+    );
+    std::fs::write(&cert, decoded.stdout).unwrap();
+
+    // The certificate is the node's identity.
+    let node = dir.join("joiner.kubeconfig");
+    let mut cmd = s.kubectl_cmd(&[
+        "config",
+        "set-credentials",
+        "joiner",
+        "--client-certificate",
+    ]);
+    cmd.arg(&cert)
+        .arg("--client-key")
+        .arg(&key)
+        .arg("--embed-certs")
+        .env("KUBECONFIG", &node);
+    assert!(cmd.status().unwrap().success());
+    let server = s.url();
+    for args in [
+        vec![
+            "config",
+            "set-cluster",
+            "skiff",
+            "--server",
+            server.as_str(),
+            "--embed-certs",
+            "--certificate-authority",
+            s.ca().to_str().unwrap(),
+        ],
+        vec![
+            "config",
+            "set-context",
+            "skiff",
+            "--cluster",
+            "skiff",
+            "--user",
+            "joiner",
+        ],
+        vec!["config", "use-context", "skiff"],
+    ] {
+        let mut cmd = s.kubectl_cmd(&args);
+        cmd.env("KUBECONFIG", &node);
+        assert!(cmd.status().unwrap().success());
+    }
+    let out = kubectl_as(&s, &node, &["auth", "whoami"]);
+    let whoami = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        whoami.contains("system:node:joiner") && whoami.contains("system:nodes"),
+        "{whoami} {}",
+        stderr(&out)
+    );
+    let out = kubectl_as(&s, &node, &["get", "node", "joiner"]);
+    assert!(
+        stderr(&out).contains("NotFound") || stderr(&out).contains("not found"),
+        "{}",
+        stderr(&out)
+    );
+    // A certificate from another CA is no identity: the request is anonymous.
+    let stranger = dir.join("stranger");
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+        ])
+        .arg(stranger.with_extension("key"))
+        .arg("-out")
+        .arg(stranger.with_extension("crt"))
+        .args(["-subj", "/O=system:masters/CN=mallory"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(s.ca())
+        .arg("--cert")
+        .arg(stranger.with_extension("crt"))
+        .arg("--key")
+        .arg(stranger.with_extension("key"))
+        .arg(format!("{}/api/v1/namespaces", s.url()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
 }

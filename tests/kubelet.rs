@@ -22,6 +22,7 @@ fn kubelet_runs_pods_end_to_end() {
     a_full_pod_runs_and_serves(&lab);
     logs_follow_and_config_updates(&lab);
     exec_and_cp(&lab);
+    the_pods_token_reaches_the_api(&lab);
     port_forward(&lab);
     attach(&lab);
     restarts_backoff_and_terminal_phases(&lab);
@@ -61,9 +62,19 @@ fn nodes_register_with_their_own_identity(lab: &Lab) {
             "{labels}"
         );
     }
-    // Each kubelet has a credential of its own, not the admin's.
-    let kubeconfig = std::fs::read_to_string(lab.nodes[1].root.join("kubelet.kubeconfig")).unwrap();
-    assert!(kubeconfig.contains("system:node:node-1"), "{kubeconfig}");
+    // Each kubelet has a credential of its own, not the admin's: node-0 a token from the
+    // control plane, node-1 a certificate it asked for with a bootstrap token (TLS bootstrap).
+    let kubeconfig = std::fs::read_to_string(lab.nodes[0].root.join("kubelet.kubeconfig")).unwrap();
+    assert!(kubeconfig.contains("system:node:node-0"), "{kubeconfig}");
+    let csrs = lab.kubectl_ok(&["get", "csr"]);
+    let line = csrs
+        .lines()
+        .find(|l| l.contains("kubernetes.io/kube-apiserver-client-kubelet"))
+        .unwrap_or_else(|| panic!("no kubelet CSR:\n{csrs}"));
+    assert!(
+        line.contains("system:bootstrap:") && line.contains("Approved,Issued"),
+        "{line}"
+    );
     let describe = lab.kubectl_ok(&["describe", "node", "node-0"]);
     for text in [
         "KubeletReady",
@@ -307,6 +318,77 @@ fn exec_and_cp(lab: &Lab) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The projected `kube-api-access-*` volume: the pod's service-account token, the cluster CA
+/// and its namespace, with which it calls the API and gets what RBAC grants its account.
+fn the_pods_token_reaches_the_api(lab: &Lab) {
+    let read = |file: &str| {
+        lab.kubectl_ok(&[
+            "exec",
+            "full",
+            "-c",
+            "web",
+            "--",
+            "cat",
+            &format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}"),
+        ])
+    };
+    let token = read("token");
+    assert_eq!(read("namespace"), "default");
+    let ca = lab.dir.path().join("pod-ca.crt");
+    std::fs::write(&ca, read("ca.crt")).unwrap();
+    let call = |path: &str| {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.nodes[1].netns))
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(&ca)
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .arg(format!("{}{path}", lab.api_url()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or_default();
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = call("/api/v1/namespaces/default/pods");
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains(
+            r#"User \"system:serviceaccount:default:default\" cannot list resource \"pods\""#
+        ),
+        "{body}"
+    );
+    lab.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-lister",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    lab.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-lists-pods",
+        "--role=pod-lister",
+        "--serviceaccount=default:default",
+    ]);
+    lab.wait("the account's binding to apply", 10, || {
+        call("/api/v1/namespaces/default/pods").0 == "200"
+    });
+    assert!(call("/api/v1/namespaces/default/pods")
+        .1
+        .contains("\"name\":\"full\""));
+    assert_eq!(call("/api/v1/namespaces/default/secrets").0, "403");
+    assert_eq!(call("/api/v1/namespaces/kube-system/pods").0, "403");
 }
 
 fn port_forward(lab: &Lab) {

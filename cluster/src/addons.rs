@@ -172,6 +172,8 @@ pub async fn install_dns(
                 "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
                  "spec": {
                    "dnsPolicy": "Default",
+                   // The addon authenticates with its own kubeconfig: no service-account token.
+                   "automountServiceAccountToken": false,
                    "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
                    "containers": [{
                      "name": "dns", "image": DNS_IMAGE,

@@ -269,12 +269,37 @@ impl Lab {
     pub fn start_kubelet(&mut self, i: usize) {
         let node = &self.nodes[i];
         let kubeconfig = node.root.join("kubelet.kubeconfig");
-        if !kubeconfig.exists() {
+        // The first node gets its credential from the control plane (`skiff token node`); the
+        // others join as kubeadm's do: a bootstrap token, then a certificate from a CSR.
+        let bootstrap = node.root.join("bootstrap.kubeconfig");
+        if i == 0 && !kubeconfig.exists() {
             run(Command::new(skiff_bin())
                 .args(["token", "node", &node.name, "--data-dir"])
                 .arg(self.dir.path().join("server"))
                 .args(["--server", &self.api_url(), "--output"])
                 .arg(&kubeconfig));
+        }
+        if i > 0 && !bootstrap.exists() {
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.nodes[0].netns))
+                .arg(skiff_bin())
+                .args(["token", "create", "--kubeconfig"])
+                .arg(&self.kubeconfig)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let admin = std::fs::read_to_string(&self.kubeconfig).unwrap();
+            let admin_token = admin
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("token: "))
+                .unwrap()
+                .to_string();
+            std::fs::write(&bootstrap, admin.replace(&admin_token, &token)).unwrap();
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -287,6 +312,15 @@ impl Lab {
             .arg("kubelet")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .args(if i > 0 {
+                vec![
+                    "--bootstrap-kubeconfig".to_string(),
+                    bootstrap.display().to_string(),
+                    "--rotate-certificates".into(),
+                ]
+            } else {
+                vec![]
+            })
             .args(["--node-name", &node.name, "--node-ip", &node.ip])
             .arg("--root-dir")
             .arg(node.root.join("kubelet"))

@@ -239,10 +239,26 @@ impl ServerProcess {
     /// `skiff apiserver` alone on `etcd` (skiff's store or real etcd). `pki_from` shares another
     /// server's CA and tokens (two API servers of one cluster).
     pub fn start_apiserver(etcd: &str, pki_from: Option<&Path>) -> ServerProcess {
+        ServerProcess::start_apiserver_with(etcd, pki_from, &[])
+    }
+
+    /// `skiff apiserver` alone with extra flags.
+    pub fn start_apiserver_with(
+        etcd: &str,
+        pki_from: Option<&Path>,
+        extra: &[&str],
+    ) -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         if let Some(src) = pki_from {
             std::fs::create_dir_all(dir.path().join("tls")).unwrap();
-            for f in ["ca.crt", "ca.key", "apiserver.crt", "apiserver.key"] {
+            for f in [
+                "ca.crt",
+                "ca.key",
+                "apiserver.crt",
+                "apiserver.key",
+                "sa.key",
+                "sa.pub",
+            ] {
                 std::fs::copy(src.join("tls").join(f), dir.path().join("tls").join(f)).unwrap();
             }
             std::fs::copy(src.join("tokens.csv"), dir.path().join("tokens.csv")).unwrap();
@@ -260,6 +276,7 @@ impl ServerProcess {
                 "--etcd-servers",
                 etcd,
             ])
+            .args(extra)
             .env("RUST_LOG", "warn");
         let child = spawn_until_ready(cmd, "skiff apiserver ready", "skiff apiserver");
         let kubeconfig = dir.path().join("admin.kubeconfig");

@@ -39,6 +39,9 @@ fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
+    // An API object: the audit log's response status and, at RequestResponse, its body.
+    resp.extensions_mut()
+        .insert(crate::audit::ApiObject::of(value));
     resp
 }
 
@@ -161,14 +164,16 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
     Ok(kept.freeze())
 }
 
-async fn handle(State(server): State<Shared>, req: Request) -> Response {
+async fn handle(State(server): State<Shared>, mut req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (verb, resource, resp) = match route(&server, req).await {
+    let audit = server.audit.begin(&mut req);
+    let (verb, resource, resp) = match audit.guard(route(&server, req)).await {
         Ok(r) => r,
         Err((verb, resource, e)) => (verb, resource, error_response(&e)),
     };
+    let resp = audit.finish(resp).await;
     let code = resp.status().as_u16();
     if verb != "watch" {
         server
@@ -201,10 +206,13 @@ async fn route(server: &Shared, req: Request) -> Routed {
     let fail = |verb: &str, e: ApiError| Err((verb.to_string(), String::new(), e));
 
     // Authentication, then impersonation.
-    let user = match authenticate(server, &parts.headers) {
+    let user = match authenticate(server, &parts).await {
         Some(u) => u,
         None => return fail("", ApiError::unauthorized()),
     };
+    let audit = crate::audit::Context::of(&parts.extensions);
+    audit.authenticated(&user);
+    let requester = user.name.clone();
     let user = match crate::auth::impersonation::impersonate(
         &server.authorizer,
         &server.storage,
@@ -216,6 +224,9 @@ async fn route(server: &Shared, req: Request) -> Routed {
         Ok(u) => u,
         Err(e) => return fail("", e),
     };
+    if user.name != requester {
+        audit.impersonated(&user);
+    }
     // Authorization of paths that name no resource (discovery, health, version, OpenAPI).
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let names_resource = match segments.as_slice() {
@@ -230,7 +241,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
             resource: None,
             path: path.clone(),
         };
-        if let Err(e) = authorize(server, &attrs).await {
+        if let Err(e) = authorize(server, &attrs, &audit).await {
             return fail("", e);
         }
     }
@@ -301,6 +312,31 @@ async fn route(server: &Shared, req: Request) -> Routed {
                     ),
                 ));
             }
+            // Service-account issuer discovery (upstream `pkg/routes/openidmetadata.go`).
+            "/.well-known/openid-configuration" | "/openid/v1/jwks" => {
+                let jwks = path == "/openid/v1/jwks";
+                let document = server.service_accounts.as_ref().and_then(|t| {
+                    if jwks {
+                        t.jwks()
+                    } else {
+                        t.openid_configuration()
+                    }
+                });
+                let Some(document) = document else {
+                    return fail("get", ApiError::path_not_found());
+                };
+                let content_type = if jwks {
+                    "application/jwk-set+json"
+                } else {
+                    "application/json"
+                };
+                let mut resp = bytes_response(200, content_type, document);
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=3600"),
+                );
+                return Ok((verb, resource, resp));
+            }
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
@@ -364,7 +400,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
             resource: Some(resource_attributes(&target, version, &ctx)),
             path: path.clone(),
         };
-        if let Err(e) = authorize(server, &attrs).await {
+        let audit = crate::audit::Context::of(&parts.extensions);
+        if let Err(e) = authorize(server, &attrs, &audit).await {
             return Err((verb, resource_label, e));
         }
     }
@@ -402,10 +439,11 @@ async fn route(server: &Shared, req: Request) -> Routed {
     }
 }
 
-/// Who sent the request (upstream's authenticator chain): a valid bearer token names a user;
-/// a request without credentials is `system:anonymous`; credentials that do not check out are
-/// `None` (401, with nothing about why).
-fn authenticate(server: &Shared, headers: &HeaderMap) -> Option<UserInfo> {
+/// Who sent the request (upstream's authenticator chain, in its order): a client certificate
+/// verified against the cluster CA, else a bearer token — the static token file, bootstrap
+/// tokens, service-account tokens. A request without credentials is `system:anonymous`; credentials that do not check
+/// out are `None` (401, with nothing about why).
+async fn authenticate(server: &Shared, parts: &axum::http::request::Parts) -> Option<UserInfo> {
     let Some(tokens) = &server.tokens else {
         // Authentication off: every caller is the admin.
         return Some(UserInfo {
@@ -415,11 +453,26 @@ fn authenticate(server: &Shared, headers: &HeaderMap) -> Option<UserInfo> {
             ..Default::default()
         });
     };
-    let authorization = headers
+    if let Some(user) = crate::auth::x509::authenticate_request(&parts.extensions) {
+        return Some(user);
+    }
+    let authorization = parts
+        .headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("invalid"));
     match authorization {
-        Some(value) if value.starts_with("Bearer ") => tokens.authenticate(Some(value)),
+        Some(value) if value.starts_with("Bearer ") => {
+            if let Some(user) = tokens.authenticate(Some(value)) {
+                return Some(user);
+            }
+            let token = value.trim_start_matches("Bearer ").trim();
+            if let Some(user) = crate::auth::bootstrap_token::authenticate(server, token).await {
+                return Some(user);
+            }
+            let mut user = crate::auth::serviceaccount::authenticate(server, token).await?;
+            user.groups.push("system:authenticated".into());
+            Some(user)
+        }
         // No credentials (or a scheme no authenticator handles): anonymous, as upstream's
         // default `--anonymous-auth=true`; RBAC decides what it may see.
         _ => Some(UserInfo {
@@ -430,12 +483,25 @@ fn authenticate(server: &Shared, headers: &HeaderMap) -> Option<UserInfo> {
     }
 }
 
-/// Runs the authorizer chain; a denial is upstream's 403.
-async fn authorize(server: &Shared, attrs: &crate::auth::Attributes<'_>) -> ApiResult<()> {
-    let decision = server
+/// Runs the authorizer chain, noting the decision for the audit log; a denial is upstream's
+/// 403.
+async fn authorize(
+    server: &Shared,
+    attrs: &crate::auth::Attributes<'_>,
+    audit: &crate::audit::Context,
+) -> ApiResult<()> {
+    let decision = match server
         .authorizer
         .authorize_fresh(&server.storage, attrs)
-        .await?;
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            audit.authorization_error();
+            return Err(e);
+        }
+    };
+    audit.authorization_decision(decision.allowed(), decision.reason());
     if decision.allowed() {
         Ok(())
     } else {
@@ -683,6 +749,11 @@ async fn dispatch(
             let bytes = read_body(body).await?;
             let object = decode_body(content_type, &bytes)?;
             value(server.evict(target, ctx, object).await)
+        }
+        (Method::POST, true, Some(Sub::Token)) => {
+            let bytes = read_body(body).await?;
+            let object = decode_body(content_type, &bytes)?;
+            value(server.create_token(target, ctx, object).await)
         }
         (Method::PUT, true, None)
         | (Method::PUT, true, Some(Sub::Status | Sub::Approval | Sub::Finalize)) => {

@@ -2,6 +2,7 @@
 //! (names follow upstream's `apiserver_request_total` and `apiserver_request_duration_seconds`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,6 +21,8 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+    /// The audit log's counters (`apiserver_audit_*`), shared with its writer.
+    pub audit: Arc<crate::audit::Counters>,
 }
 
 impl Metrics {
@@ -69,6 +72,8 @@ impl Metrics {
                 s.count
             ));
         }
+        drop(map);
+        self.audit.render(&mut out);
         out
     }
 }

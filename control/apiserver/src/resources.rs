@@ -61,6 +61,8 @@ pub enum Sub {
     Finalize,
     /// A CertificateSigningRequest's Approved/Denied conditions (`kubectl certificate approve`).
     Approval,
+    /// A ServiceAccount's TokenRequest (`kubectl create token`, the kubelet's projected tokens).
+    Token,
 }
 
 impl Sub {
@@ -76,6 +78,7 @@ impl Sub {
             Sub::PortForward => "portforward",
             Sub::Finalize => "finalize",
             Sub::Approval => "approval",
+            Sub::Token => "token",
         }
     }
     /// (group, version, kind, verbs) as listed in discovery.
@@ -103,6 +106,7 @@ impl Sub {
             Sub::Attach => ("", "v1", "PodAttachOptions", &["create", "get"]),
             Sub::PortForward => ("", "v1", "PodPortForwardOptions", &["create", "get"]),
             Sub::Finalize => ("", "v1", "Namespace", &["update"]),
+            Sub::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         }
     }
     pub fn parse(name: &str) -> Option<Sub> {
@@ -117,6 +121,7 @@ impl Sub {
             Sub::PortForward,
             Sub::Finalize,
             Sub::Approval,
+            Sub::Token,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -265,7 +270,7 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::core::secrets::STRATEGY),
         resource!("", "v1", "serviceaccounts", "ServiceAccount", "serviceaccount", true, core::ServiceAccount,
-            short: ["sa"], cat: [], sub: [], verbs: ALL_VERBS,
+            short: ["sa"], cat: [], sub: [Token], verbs: ALL_VERBS,
             strategy: &registry::core::serviceaccounts::STRATEGY),
         resource!("", "v1", "events", "Event", "event", true, core::Event,
             short: ["ev"], cat: [], sub: [], verbs: ALL_VERBS,

@@ -50,6 +50,129 @@ pub struct ApiServerArgs {
     /// Security defaults and exemptions.
     #[arg(long)]
     pub admission_control_config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub audit: crate::audit::AuditOptions,
+    #[command(flatten)]
+    pub service_accounts: ServiceAccountArgs,
+    /// Admission plugins to turn off (upstream's names, comma-separated). Only
+    /// `ServiceAccount` can be turned off in skiff; the other built-in plugins always run.
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
+}
+
+/// Service-account tokens: how they are signed and checked (kube-apiserver's flag names).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceAccountArgs {
+    /// The issuer of service-account tokens (their `iss`). Repeatable: the first issues new
+    /// tokens, all are accepted. Default: https://kubernetes.default.svc.cluster.local.
+    #[arg(long = "service-account-issuer")]
+    pub service_account_issuer: Vec<String>,
+    /// PEM files whose public keys (or certificates' keys, or private keys' public halves)
+    /// verify service-account tokens, besides the signing key. Repeatable.
+    #[arg(long = "service-account-key-file")]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// The private key (RSA, P-256 or P-384; PEM) that signs service-account tokens. Default:
+    /// `<data-dir>/tls/sa.key`, a P-256 key created on first start (with `sa.pub`).
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// The audiences a token must be meant for to authenticate to this server
+    /// (comma-separated). Default: the issuers.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// The longest lifetime a TokenRequest gets (a Go duration, e.g. 48h; at least 1h). Default:
+    /// no limit.
+    #[arg(long, value_parser = parse_duration_seconds)]
+    pub service_account_max_token_expiration: Option<i64>,
+    /// Extend the tokens the kubelet requests for pods (1h7s) to a year, with a warning after
+    /// the hour, as upstream does by default.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub service_account_extend_token_expiration: bool,
+    /// The `jwks_uri` in the issuer discovery document. Default:
+    /// https://<advertise-address>:<port>/openid/v1/jwks.
+    #[arg(long)]
+    pub service_account_jwks_uri: Option<String>,
+}
+
+/// A Go duration (`1h30m`, `3600s`, `90m`) in whole seconds.
+fn parse_duration_seconds(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a duration such as 48h, 90m or 3600s");
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(total as i64)
+}
+
+impl ServiceAccountArgs {
+    /// The token issuer: the signing key (created under `<data-dir>/tls` when no file is
+    /// given), the verification keys, issuers and audiences. Also returns the signing key's
+    /// path, which the token controller signs legacy tokens with.
+    pub fn build(
+        &self,
+        data_dir: &std::path::Path,
+        server_address: &str,
+    ) -> anyhow::Result<(crate::auth::serviceaccount::ServiceAccountTokens, PathBuf)> {
+        use crate::auth::serviceaccount::{keys, Options, ServiceAccountTokens};
+        let key_path = match &self.service_account_signing_key_file {
+            Some(path) => path.clone(),
+            None => keys::ensure_signing_key(&data_dir.join("tls"))?,
+        };
+        let signing_key =
+            keys::SigningKey::from_file(&key_path).context("--service-account-signing-key-file")?;
+        let mut verification_keys = Vec::new();
+        for file in &self.service_account_key_file {
+            verification_keys
+                .extend(keys::public_keys_from_file(file).context("--service-account-key-file")?);
+        }
+        let max = self.service_account_max_token_expiration.unwrap_or(0);
+        anyhow::ensure!(
+            max == 0 || (3600..=1 << 32).contains(&max),
+            "the service-account-max-token-expiration must be between 1 hour and 2^32 seconds"
+        );
+        let issuers: Vec<String> = self
+            .service_account_issuer
+            .iter()
+            .filter(|i| !i.is_empty())
+            .cloned()
+            .collect();
+        let jwks_uri = self
+            .service_account_jwks_uri
+            .clone()
+            .unwrap_or_else(|| format!("https://{server_address}/openid/v1/jwks"));
+        let tokens = ServiceAccountTokens::new(Options {
+            issuers,
+            api_audiences: self.api_audiences.clone(),
+            signing_key,
+            verification_keys,
+            max_expiration_seconds: max,
+            extend_expiration: self.service_account_extend_token_expiration,
+            jwks_uri,
+        });
+        Ok((tokens, key_path))
+    }
 }
 
 async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
@@ -265,6 +388,9 @@ pub struct Started {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
     pub server: Arc<ApiServer>,
+    /// The key service-account tokens are signed with (the token controller signs the legacy
+    /// tokens it puts in Secrets with it: `--service-account-private-key-file`).
+    pub service_account_key_file: PathBuf,
 }
 
 impl Started {
@@ -279,6 +405,9 @@ impl Started {
 pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // An invalid audit policy or an unwritable audit log stops the server before anything else.
+    let metrics = crate::metrics::Metrics::default();
+    let audit = crate::audit::Auditor::from_options(&args.audit, metrics.audit.clone())?;
     let mut sans = args.tls_sans.clone();
     sans.push(args.advertise_address.clone());
     if args.bind_address != "0.0.0.0" {
@@ -319,13 +448,25 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     let caches = Caches::new(storage.clone());
     caches.start_all();
     let authorizer = crate::auth::Authorizer::new(&caches, &args.authorization_mode).await?;
+    let server_address = format!("{}:{}", args.advertise_address, addr.port());
+    let (service_accounts, service_account_key_file) = args
+        .service_accounts
+        .build(&args.data_dir, &server_address)?;
+    for plugin in &args.disable_admission_plugins {
+        if plugin != "ServiceAccount" {
+            tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");
+        }
+    }
     let server = Arc::new(ApiServer {
         storage,
         caches,
         tokens: Some(tokens),
         authorizer,
-        metrics: Default::default(),
-        server_address: format!("{}:{}", args.advertise_address, addr.port()),
+        metrics,
+        audit,
+        server_address,
+        service_accounts: Some(service_accounts),
+        disabled_admission_plugins: args.disable_admission_plugins.clone(),
         live_lookups: Default::default(),
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
@@ -348,7 +489,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         )?;
     }
 
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki)?);
+    let client_certs = crate::auth::x509::ClientCertificates::new(&pki.ca_pem)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&pki, client_certs.clone())?);
     let app = crate::http::router(server.clone());
     tokio::spawn(async move {
         loop {
@@ -362,7 +504,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(app.clone());
+            let client_certs = client_certs.clone();
+            let app = app.clone();
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
@@ -371,6 +514,15 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
                         return;
                     }
                 };
+                // The client's certificate, once its chain verified, goes with every request
+                // of the connection (`auth::x509`).
+                let certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| client_certs.verified_leaf(chain));
+                let service =
+                    TowerToHyperService::new(with_connection_info(app, peer, certificate));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder.http2().max_concurrent_streams(1000);
                 // Watch streams write many chunks: queue them (no flattening copy into one
@@ -389,6 +541,29 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         addr,
         kubeconfig,
         server,
+        service_account_key_file,
+    })
+}
+
+/// `service` with what is known of the connection attached to each request: the peer's address
+/// (`ConnectInfo`, the audit log's sourceIPs) and the verified client certificate, if any (the
+/// extension `auth::x509::ClientCertificate`).
+fn with_connection_info<S, B>(
+    service: S,
+    peer: SocketAddr,
+    certificate: Option<crate::auth::x509::ClientCertificate>,
+) -> tower::util::MapRequest<S, impl FnMut(axum::http::Request<B>) -> axum::http::Request<B> + Clone>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    use tower::ServiceExt;
+    service.map_request(move |mut req: axum::http::Request<B>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        if let Some(certificate) = &certificate {
+            req.extensions_mut().insert(certificate.clone());
+        }
+        req
     })
 }
 
@@ -401,6 +576,7 @@ pub async fn run(args: ApiServerArgs) -> anyhow::Result<()> {
         started.kubeconfig.display()
     );
     wait_for_signal().await;
+    started.server.audit.flush(Duration::from_secs(5)).await;
     Ok(())
 }
 
@@ -410,5 +586,79 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: ApiServerArgs,
+    }
+
+    #[test]
+    fn service_account_flags() {
+        Command::command().debug_assert();
+        let c = Command::parse_from(["apiserver"]);
+        let sa = &c.args.service_accounts;
+        assert!(sa.service_account_issuer.is_empty());
+        assert!(sa.service_account_extend_token_expiration);
+        assert_eq!(sa.service_account_max_token_expiration, None);
+        let c = Command::parse_from([
+            "apiserver",
+            "--service-account-issuer=https://a",
+            "--service-account-issuer=https://b",
+            "--api-audiences=x,y",
+            "--service-account-max-token-expiration=48h",
+            "--service-account-extend-token-expiration=false",
+            "--service-account-signing-key-file=/k",
+            "--service-account-key-file=/p1",
+            "--disable-admission-plugins=ServiceAccount",
+        ]);
+        let sa = &c.args.service_accounts;
+        assert_eq!(sa.service_account_issuer, ["https://a", "https://b"]);
+        assert_eq!(sa.api_audiences, ["x", "y"]);
+        assert_eq!(sa.service_account_max_token_expiration, Some(48 * 3600));
+        assert!(!sa.service_account_extend_token_expiration);
+        assert_eq!(c.args.disable_admission_plugins, ["ServiceAccount"]);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration_seconds("1h30m"), Ok(5400));
+        assert_eq!(parse_duration_seconds("3600s"), Ok(3600));
+        assert_eq!(parse_duration_seconds("0"), Ok(0));
+        assert_eq!(parse_duration_seconds("1.5h"), Ok(5400));
+        for bad in ["", "h", "10", "1d", "-1h", "1h x"] {
+            assert!(parse_duration_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_signing_key_is_created_once() {
+        let dir = std::env::temp_dir().join(format!("skiff-sa-{}", uuid::Uuid::new_v4()));
+        let args = Command::parse_from(["apiserver"]).args.service_accounts;
+        let (tokens, path) = args.build(&dir, "10.0.0.1:6443").unwrap();
+        assert_eq!(path, dir.join("tls/sa.key"));
+        assert!(dir.join("tls/sa.pub").exists());
+        assert_eq!(tokens.issuer(), crate::auth::serviceaccount::DEFAULT_ISSUER);
+        let config = tokens.openid_configuration().unwrap();
+        let config: Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(config["jwks_uri"], "https://10.0.0.1:6443/openid/v1/jwks");
+        // A second start keeps the key (tokens already issued stay valid).
+        let (again, _) = args.build(&dir, "10.0.0.1:6443").unwrap();
+        assert_eq!(tokens.jwks(), again.jwks());
+        // The public key file verifies what the private key signs.
+        let with_pub = ServiceAccountArgs {
+            service_account_key_file: vec![dir.join("tls/sa.pub")],
+            ..args.clone()
+        };
+        with_pub.build(&dir, "10.0.0.1:6443").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

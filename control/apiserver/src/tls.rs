@@ -99,7 +99,12 @@ pub fn ensure_pki(dir: &Path, sans: &[String]) -> anyhow::Result<Pki> {
     })
 }
 
-pub fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The serving TLS configuration: the serving certificate, and a request (never a demand) for a
+/// client certificate, judged by `client_certs` (see `auth::x509`).
+pub fn server_config(
+    pki: &Pki,
+    client_certs: Arc<crate::auth::x509::ClientCertificates>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let certs: Vec<_> =
         rustls_pemfile::certs(&mut pki.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
     let key = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes())?
@@ -108,7 +113,7 @@ pub fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
+    .with_client_cert_verifier(client_certs)
     .with_single_cert(certs, key)?;
     // kubectl speaks HTTP/2 when offered; exec/attach upgrades need HTTP/1.1.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -124,11 +129,78 @@ pub fn write_kubeconfig(
     user: &str,
     token: &str,
 ) -> anyhow::Result<()> {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
-         users:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\n\
-         current-context: skiff\n"
+    write_private(
+        path,
+        &kubeconfig_text(server, ca_pem, user, &format!("token: {token}")),
+    )
+}
+
+/// Writes a kubeconfig for `server` that trusts the cluster CA and authenticates as `user` with
+/// a client certificate (`client-certificate-data`/`client-key-data`, both PEM).
+pub fn write_cert_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<()> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let credentials = format!(
+        "client-certificate-data: {}\n    client-key-data: {}",
+        b64(cert_pem),
+        b64(key_pem)
     );
-    write_private(path, &config)
+    write_private(path, &kubeconfig_text(server, ca_pem, user, &credentials))
+}
+
+/// A kubeconfig with one cluster, user and context; `credentials` are the user's fields
+/// (indented by four spaces when several).
+fn kubeconfig_text(server: &str, ca_pem: &str, user: &str, credentials: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+         users:\n- name: {user}\n  user:\n    {credentials}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\n\
+         current-context: skiff\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeconfigs_with_a_token_or_a_certificate() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let token = kubeconfig_text("https://127.0.0.1:6443", "CA", "admin", "token: t0k");
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&token).unwrap();
+        assert_eq!(parsed["users"][0]["user"]["token"], "t0k");
+        assert_eq!(
+            parsed["clusters"][0]["cluster"]["certificate-authority-data"],
+            b64("CA").as_str()
+        );
+        let dir = std::env::temp_dir().join(format!("skiff-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.kubeconfig");
+        write_cert_kubeconfig(
+            &path,
+            "https://h:6443",
+            "CA",
+            "system:node:w",
+            "CERT",
+            "KEY",
+        )
+        .unwrap();
+        let parsed: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let user = &parsed["users"][0];
+        assert_eq!(user["name"], "system:node:w");
+        assert_eq!(
+            user["user"]["client-certificate-data"],
+            b64("CERT").as_str()
+        );
+        assert_eq!(user["user"]["client-key-data"], b64("KEY").as_str());
+        assert_eq!(parsed["current-context"], "skiff");
+    }
 }

@@ -18,10 +18,18 @@
 //! pods deleted for NoExecute taints they do not tolerate) and the pod garbage collector
 //! (`podgc.rs`).
 //!
+//! The certificates controllers (`certificates/`): the CSR approver (kubelet client
+//! certificates, by SubjectAccessReview) and, given the cluster CA
+//! (`--cluster-signing-cert-file`/`--cluster-signing-key-file`), the CSR signer.
+//! Beside them: the ServiceAccount controller (`serviceaccount.rs`, a `default` account per
+//! namespace), the token controller (`serviceaccount_tokens.rs`, legacy tokens in Secrets, when
+//! --service-account-private-key-file is given) and the root CA publisher (`rootcacert.rs`).
+//!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
 //! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
 
 pub mod backoff;
+pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod controller_ref;
 pub mod cronjob;
@@ -48,6 +56,7 @@ pub mod selector;
 pub mod service_lb;
 pub mod service_pods;
 pub mod serviceaccount;
+pub mod serviceaccount_tokens;
 pub mod statefulset;
 pub mod tainteviction;
 pub mod trigger_time;
@@ -119,6 +128,22 @@ pub struct Options {
     /// controller manager's kubeconfig.
     #[arg(long)]
     pub root_ca_file: Option<std::path::PathBuf>,
+    /// The PEM CA certificate the CSR signer issues certificates with (with
+    /// --cluster-signing-key-file); unset: no signer runs, as upstream.
+    #[arg(long)]
+    pub cluster_signing_cert_file: Option<std::path::PathBuf>,
+    /// The PEM (PKCS#8) private key of --cluster-signing-cert-file.
+    #[arg(long)]
+    pub cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// The longest certificate the signer issues (a request's spec.expirationSeconds may ask
+    /// for less).
+    #[arg(long, default_value = "8760h0m0s", value_parser = duration::parse)]
+    pub cluster_signing_duration: Duration,
+    /// The private key (PEM) that signs the legacy tokens put into Secrets of type
+    /// `kubernetes.io/service-account-token` (the API server's signing key); unset: no token
+    /// controller, as upstream.
+    #[arg(long)]
+    pub service_account_private_key_file: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -155,6 +180,10 @@ impl Default for Options {
             unhealthy_zone_threshold: 0.55,
             terminated_pod_gc_threshold: 12500,
             root_ca_file: None,
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(365 * 86400),
+            service_account_private_key_file: None,
         }
     }
 }
@@ -190,6 +219,27 @@ pub async fn start(
         "--node-monitor-period must be positive"
     );
     let root_ca = rootcacert::load_ca(options.root_ca_file.as_deref(), kubeconfig)?;
+    let signing_ca = match (
+        &options.cluster_signing_cert_file,
+        &options.cluster_signing_key_file,
+    ) {
+        (Some(cert), Some(key)) => Some(certificates::authority::Authority::load(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "--cluster-signing-cert-file and --cluster-signing-key-file go together: give both or neither"
+        ),
+    };
+    anyhow::ensure!(
+        !options.cluster_signing_duration.is_zero(),
+        "--cluster-signing-duration must be positive"
+    );
+    let token_key = options
+        .service_account_private_key_file
+        .as_deref()
+        .map(skiff_apiserver::auth::serviceaccount::keys::SigningKey::from_file)
+        .transpose()
+        .context("--service-account-private-key-file")?
+        .map(std::sync::Arc::new);
     let client = client_from_kubeconfig(kubeconfig).await?;
     let config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), config);
@@ -203,6 +253,12 @@ pub async fn start(
                     None => std::future::pending().await,
                 }
             };
+            let tokens = async {
+                match token_key.clone() {
+                    Some(key) => serviceaccount_tokens::run(client.clone(), key, root_ca.clone()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let service_lb = async {
                 match pool {
                     Some(pool) => {
@@ -211,12 +267,31 @@ pub async fn start(
                     None => std::future::pending().await,
                 }
             };
+            let csr_signer = async {
+                match signing_ca {
+                    Some(ca) => {
+                        certificates::signer::run(
+                            client.clone(),
+                            ca,
+                            options.cluster_signing_duration,
+                        )
+                        .await
+                    }
+                    None => {
+                        tracing::info!("no --cluster-signing-cert-file/--cluster-signing-key-file: the CSR signer does not run");
+                        std::future::pending().await
+                    }
+                }
+            };
             tokio::select! {
+                _ = csr_signer => anyhow::bail!("the CSR signer stopped"),
+                _ = certificates::approver::run(client.clone()) => anyhow::bail!("the CSR approver stopped"),
                 _ = service_lb => anyhow::bail!("the service load-balancer controller stopped"),
                 _ = namespace::run(client.clone()) => anyhow::bail!("the namespace controller stopped"),
                 _ = garbage_collector::run(client.clone()) => anyhow::bail!("the garbage collector stopped"),
                 _ = serviceaccount::run(client.clone()) => anyhow::bail!("the serviceaccount controller stopped"),
                 _ = clusterrole_aggregation::run(client.clone()) => anyhow::bail!("the clusterrole aggregation controller stopped"),
+                _ = tokens => anyhow::bail!("the serviceaccount token controller stopped"),
                 _ = rootcacert::run(client.clone(), root_ca.clone()) => anyhow::bail!("the root CA publisher stopped"),
                 _ = node_ipam => anyhow::bail!("the node IPAM controller stopped"),
                 _ = run_workloads(client.clone(), &options) => anyhow::bail!("the workload controllers stopped"),
@@ -320,5 +395,38 @@ pub async fn run_workloads(client: kube::Client, options: &Options) {
         _ = budgets => tracing::error!("disruption controller stopped"),
         _ = cronjobs => tracing::error!("cronjob controller stopped"),
         _ = ttl_after_finished::run(client) => tracing::error!("ttl-after-finished controller stopped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// `skiff server` takes the API server's service-account flags and the controller
+    /// manager's options side by side: no flag may be defined twice.
+    #[derive(Parser)]
+    struct Server {
+        #[command(flatten)]
+        service_accounts: skiff_apiserver::server::ServiceAccountArgs,
+        #[command(flatten)]
+        controllers: super::Options,
+    }
+
+    #[test]
+    fn service_account_flags_do_not_collide() {
+        Server::command().debug_assert();
+        let s = Server::parse_from([
+            "server",
+            "--service-account-private-key-file=/k",
+            "--service-account-signing-key-file=/s",
+        ]);
+        assert_eq!(
+            s.controllers.service_account_private_key_file.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
+        assert!(s
+            .service_accounts
+            .service_account_signing_key_file
+            .is_some());
     }
 }

@@ -8,9 +8,21 @@ use anyhow::Context;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KubeletArgs {
-    /// Credentials of this node (user `system:node:<name>`).
+    /// Credentials of this node (user `system:node:<name>`); with --bootstrap-kubeconfig,
+    /// written by the TLS bootstrap when missing or expired.
     #[arg(long)]
     pub kubeconfig: PathBuf,
+    /// Bootstrap credentials (a bootstrap token) to ask for this node's client certificate
+    /// with when --kubeconfig is missing or its certificate expired (upstream's TLS bootstrap).
+    #[arg(long = "bootstrap-kubeconfig")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// Where the client certificates live (default: <root-dir>/pki).
+    #[arg(long = "cert-dir")]
+    pub cert_dir: Option<PathBuf>,
+    /// Renew the client certificate before it expires (at 70–90 % of its lifetime).
+    #[arg(long = "rotate-certificates", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_certificates: bool,
     /// The Node's name (upstream: --hostname-override).
     #[arg(long = "node-name", alias = "hostname-override")]
     pub node_name: String,
@@ -191,6 +203,32 @@ mod tests {
         assert_eq!(labels["node-role.kubernetes.io/worker"], "");
         assert_eq!(labels["zone"], "a");
         assert_eq!(cli.args.capacity.unwrap()["memory"], "8Gi");
+    }
+
+    #[test]
+    fn tls_bootstrap_flags() {
+        let cli = Cli::parse_from([
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=10.0.0.1",
+            "--bootstrap-kubeconfig=b",
+            "--rotate-certificates",
+        ]);
+        assert_eq!(cli.args.bootstrap_kubeconfig, Some(PathBuf::from("b")));
+        assert!(cli.args.rotate_certificates);
+        assert_eq!(
+            crate::certificate::cert_dir(&cli.args),
+            PathBuf::from("/var/lib/skiff/kubelet/pki")
+        );
+        let cli = Cli::parse_from([
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=10.0.0.1",
+            "--rotate-certificates=false",
+        ]);
+        assert!(!cli.args.rotate_certificates && cli.args.bootstrap_kubeconfig.is_none());
     }
 
     #[test]

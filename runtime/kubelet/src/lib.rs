@@ -9,12 +9,14 @@
 //!    pods/spec.rs     the OCI config.json                                      cgroups.rs  QoS tree
 //!    runtime.rs       skiff-runtime + shim.rs (`skiff shim`: stdio → CRI log, exit code)
 //! node/               registration, status, Lease heartbeat
+//! certificate.rs      TLS bootstrap (--bootstrap-kubeconfig) and client-certificate rotation
 //! server/             the kubelet API (HTTPS :10250), /healthz on 127.0.0.1:10248
 //! ```
 //!
 //! A library with a thin command (`skiff kubelet`), so `skiff agent` can run it beside the
 //! node's network and proxy in one process.
 
+pub mod certificate;
 pub mod cgroups;
 pub mod cni;
 pub mod config;
@@ -125,7 +127,32 @@ pub async fn run(
     for dir in [&args.root_dir, &args.pod_logs_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    certificate::bootstrap(&args).await?;
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let cert_dir = certificate::cert_dir(&args);
+    let rotation =
+        if args.rotate_certificates && certificate::uses_store(&args.kubeconfig, &cert_dir) {
+            Some(certificate::Rotating::new(client.clone()))
+        } else {
+            if args.rotate_certificates {
+                tracing::warn!(
+                "--rotate-certificates: {} does not use a client certificate from {}; not rotating",
+                args.kubeconfig.display(),
+                cert_dir.display()
+            );
+            }
+            None
+        };
+    let client = match &rotation {
+        Some(rotating) => rotating.client(),
+        None => client,
+    };
+    let rotate = async {
+        match rotation {
+            Some(rotating) => certificate::rotate(args.clone(), rotating).await,
+            None => std::future::pending().await,
+        }
+    };
     let images = skiff_image::Store::open(&args.image_root)
         .with_context(|| format!("opening the image store {}", args.image_root.display()))?;
     let shim = std::env::current_exe().context("finding the skiff binary for the shim")?;
@@ -180,6 +207,7 @@ pub async fn run(
     let server = server::serve(kubelet.clone()).await?;
     tracing::info!(node = %args.node_name, port = args.port, "kubelet started");
     tokio::select! {
+        _ = rotate => anyhow::bail!("the client certificate rotation stopped"),
         _ = agent.clone().keep_status(health) => anyhow::bail!("the node status loop stopped"),
         _ = agent.keep_lease() => anyhow::bail!("the node lease loop stopped"),
         r = pods::run(kubelet.clone()) => r,

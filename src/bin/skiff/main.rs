@@ -45,7 +45,8 @@ enum Command {
     /// The loopback forward to a node's namespace, started by `skiff up` (not for people).
     #[command(hide = true)]
     Forward(skiff_cluster::forward::ForwardArgs),
-    /// Credentials: `skiff token node NAME` issues a node's own kubeconfig.
+    /// Credentials: `skiff token create|list|delete` for bootstrap tokens (as `kubeadm token`),
+    /// `skiff token node NAME` for a node's own static kubeconfig.
     Token(token::TokenCommand),
     /// The node's pod network (flannel's role): VXLAN overlay, egress NAT, the `skiff-cni`
     /// plugin's configuration.

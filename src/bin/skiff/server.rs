@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// State directory: `store/` (the store's data), `tls/`, `tokens.csv`, `admin.kubeconfig`.
+    /// State directory: `store/` (the store's data), `tls/` (also the service-account signing
+    /// key `sa.key`), `tokens.csv`, `admin.kubeconfig`.
     #[arg(long, default_value = "/var/lib/skiff/server")]
     pub data_dir: PathBuf,
     #[arg(long, default_value = "0.0.0.0")]
@@ -41,15 +42,25 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_controllers: bool,
     #[command(flatten)]
+    pub service_accounts: skiff_apiserver::server::ServiceAccountArgs,
+    /// Admission plugins to turn off (upstream's names, comma-separated; only
+    /// `ServiceAccount` can be).
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
+    #[command(flatten)]
     pub controllers: skiff_controllers::Options,
     /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
     #[arg(long, default_value = "")]
     pub scheduler_metrics_address: String,
+    #[command(flatten)]
+    pub audit: skiff_apiserver::audit::AuditOptions,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // A bad audit policy stops the server before the store starts.
+    args.audit.load_policy()?;
     // The embedded store stops last, on our word: the controllers still write (their Lease
     // release) after the signal.
     let mut store = None;
@@ -83,18 +94,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_sans: args.tls_sans.clone(),
         authorization_mode: args.authorization_mode.clone(),
         admission_control_config_file: args.admission_control_config_file.clone(),
+        audit: args.audit.clone(),
+        service_accounts: args.service_accounts.clone(),
+        disable_admission_plugins: args.disable_admission_plugins.clone(),
     })
     .await?;
+    // The token controller signs legacy tokens with the API server's key.
+    let mut controller_options = args.controllers.clone();
+    if controller_options
+        .service_account_private_key_file
+        .is_none()
+    {
+        controller_options.service_account_private_key_file =
+            Some(started.service_account_key_file.clone());
+    }
     // On SIGTERM/ctrl-c the controllers and the scheduler stop and release their Leases (so a
     // standby takes over at once), then the store stops. Each acts with its own identity.
     let (stop, stopped) = oneshot::channel::<()>();
     let mut controllers = if args.disable_controllers {
         None
     } else {
+        // The controller manager signs CSRs with the cluster CA (k3s and kubeadm do the same).
+        let mut options = controller_options;
+        if options.cluster_signing_cert_file.is_none() && options.cluster_signing_key_file.is_none()
+        {
+            let tls = args.data_dir.join("tls");
+            options.cluster_signing_cert_file = Some(tls.join("ca.crt"));
+            options.cluster_signing_key_file = Some(tls.join("ca.key"));
+        }
         Some(
             skiff_controllers::start(
                 &started.component_kubeconfig("controller-manager"),
-                args.controllers.clone(),
+                options,
                 async move {
                     let _ = stopped.await;
                 },
@@ -150,6 +181,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("the scheduler did not stop in time"),
         }
     }
+    // The components' last requests are in the audit log before the process ends.
+    started.server.audit.flush(STOP_TIMEOUT).await;
     if let Some((stop, task)) = store {
         let _ = stop.send(());
         let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;

@@ -1,15 +1,20 @@
 //! Who is asking, and may they (upstream `k8s.io/apiserver/pkg/authentication` and
 //! `authorization`): the authenticated caller (`UserInfo`), a request's authorization
-//! `Attributes`, and the parts built on them — `token_file` (static bearer tokens),
-//! `impersonation`, `authorizer` (the chain: system:masters, then `node`, then `rbac`),
-//! `admission` (checks that need the caller: NodeRestriction, RBAC escalation).
+//! `Attributes`, and the parts built on them — authentication by `x509` client certificates,
+//! `token_file` (static bearer tokens), `bootstrap_token` and `serviceaccount` (service-account
+//! tokens and the TokenRequest issuer); `impersonation`; `authorizer`
+//! (the chain: system:masters, then `node`, then `rbac`); `admission` (checks that need the
+//! caller: NodeRestriction, RBAC escalation).
 
 pub mod admission;
 pub mod authorizer;
+pub mod bootstrap_token;
 pub mod impersonation;
 pub mod node;
 pub mod rbac;
+pub mod serviceaccount;
 pub mod token_file;
+pub mod x509;
 
 pub use authorizer::{Authorizer, Decision};
 

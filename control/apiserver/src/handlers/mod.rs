@@ -1,8 +1,9 @@
 //! The REST verbs on stored objects, as upstream's generic registry store
 //! (`apiserver/pkg/registry/generic/registry/store.go`) runs them: `read.rs` (get, list),
 //! `create.rs`, `update.rs` (update, patch, server-side apply, the guaranteed update loop),
-//! `delete.rs` (delete, deletecollection) and `subresources.rs` (scale, and the pod
-//! subresources binding, eviction and the node-agent proxies). The verbs know no resource by
+//! `delete.rs` (delete, deletecollection), `subresources.rs` (scale, and the pod
+//! subresources binding, eviction and the node-agent proxies) and `token.rs` (the
+//! ServiceAccount's TokenRequest). The verbs know no resource by
 //! name: everything resource-specific comes from the resource's strategy (`registry/`). They
 //! return objects; `response.rs` shapes them for the client, `http.rs` routes to them.
 
@@ -10,6 +11,7 @@ mod create;
 mod delete;
 mod read;
 mod subresources;
+mod token;
 mod update;
 
 pub use subresources::ScaleChange;
@@ -40,11 +42,18 @@ pub struct ApiServer {
     /// The authorizer chain (`--authorization-mode`).
     pub authorizer: crate::auth::Authorizer,
     pub metrics: crate::metrics::Metrics,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`).
+    pub audit: crate::audit::Auditor,
     /// host:port clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub server_address: String,
     /// Admission's reads from the store where the cache had nothing in a namespace, kept a
     /// while (upstream LimitRanger's live-lookup cache).
     pub live_lookups: LiveLookups,
+    /// The service-account token issuer and authenticator (`auth::serviceaccount`); `None`:
+    /// no TokenRequest API and no service-account authentication.
+    pub service_accounts: Option<crate::auth::serviceaccount::ServiceAccountTokens>,
+    /// Admission plugins turned off with `--disable-admission-plugins` (upstream's names).
+    pub disabled_admission_plugins: Vec<String>,
 }
 
 /// Store reads by key prefix, each good for [`LIVE_LOOKUP_TTL`].
@@ -385,13 +394,22 @@ impl Lookup for ApiServer {
         name: &'a str,
     ) -> BoxFuture<'a, ApiResult<Option<Arc<Value>>>> {
         Box::pin(async move {
-            let info = served(group, resource)?;
+            let info = resources::RESOURCES
+                .iter()
+                .find(|r| r.group == group && r.resource == resource)
+                .ok_or_else(|| ApiError::internal(format!("{resource}.{group} is not served")))?;
             let key = info.key(namespace, name);
-            if let Some(object) = self.caches.get(info).await?.lookup(&key) {
-                return Ok(Some(object));
+            if let Ok(cacher) = self.caches.get(info).await {
+                if let Some(object) = cacher.lookup(&key) {
+                    return Ok(Some(object));
+                }
             }
             Ok(self.storage.get(&key).await?.map(|s| Arc::new(s.object)))
         })
+    }
+
+    fn admission_enabled(&self, name: &str) -> bool {
+        !self.disabled_admission_plugins.iter().any(|p| p == name)
     }
 }
 

@@ -23,12 +23,19 @@ impl Strategy for TokenReviews {
             .pointer("/spec/audiences")
             .cloned()
             .unwrap_or(json!([]));
+        let audiences = review.audiences.as_ref().map_or(audiences, |a| json!(a));
         object["status"] = match (review.authenticate)(&token) {
-            Some(user) if !token.is_empty() => json!({
-                "authenticated": true,
-                "user": {"username": user.name, "uid": user.uid, "groups": user.groups},
-                "audiences": audiences,
-            }),
+            Some(user) if !token.is_empty() => {
+                let mut status = json!({
+                    "authenticated": true,
+                    "user": {"username": user.name, "uid": user.uid, "groups": user.groups},
+                    "audiences": audiences,
+                });
+                if !user.extra.is_empty() {
+                    status["user"]["extra"] = json!(user.extra);
+                }
+                status
+            }
             _ => json!({"authenticated": false, "error": "invalid bearer token"}),
         };
         object["metadata"]["creationTimestamp"] = Value::Null;

@@ -81,8 +81,9 @@ pub trait Lookup: Sync {
         })
     }
 
-    /// One object (`namespace` None for a cluster-scoped one); the API server reads the store
-    /// on a cache miss (upstream's namespace getter falls back to a live GET the same way).
+    /// The object `namespace/name` of `group`/`resource`, if it exists. The API server reads
+    /// its watch cache and, on a miss, the store (an object created a moment ago may not be in
+    /// the cache yet), as upstream's informer-backed getters fall back to a live read.
     fn get<'a>(
         &'a self,
         group: &'a str,
@@ -91,12 +92,16 @@ pub trait Lookup: Sync {
         name: &'a str,
     ) -> BoxFuture<'a, ApiResult<Option<std::sync::Arc<Value>>>> {
         Box::pin(async move {
-            let all = self.list(group, resource).await?;
-            Ok(all.into_iter().find(|o| {
-                o.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
-                    && o.pointer("/metadata/namespace").and_then(Value::as_str) == namespace
+            Ok(self.list(group, resource).await?.into_iter().find(|o| {
+                o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str() == namespace
             }))
         })
+    }
+
+    /// Whether the admission plugin `name` (upstream's name, e.g. `ServiceAccount`) runs: all
+    /// do unless `--disable-admission-plugins` names them.
+    fn admission_enabled(&self, _name: &str) -> bool {
+        true
     }
 }
 
@@ -241,6 +246,9 @@ pub struct Review<'a> {
     pub authorizer: &'a crate::auth::Authorizer,
     /// The namespace in the URL (LocalSubjectAccessReview).
     pub namespace: Option<&'a str>,
+    /// The audiences a reviewed service-account token was accepted for (the intersection of
+    /// its audiences and the review's); `None` for other tokens.
+    pub audiences: Option<Vec<String>>,
 }
 
 /// Everything a new or updated object must satisfy: its metadata, then the strategy's rules.

@@ -520,6 +520,22 @@ fn downward_files(
 }
 
 /// A token for the pod's service account through the TokenRequest API, bound to the pod.
+/// Tokens fetched for projected volumes, by request, with when to fetch again and when they
+/// expire. [`ensure`] runs on every sync (each second), so a token is reused until 80% of its
+/// lifetime has passed, or a day — upstream's kubelet token manager — instead of asking the API
+/// server (and signing) once a second per pod.
+type TokenCache = std::collections::HashMap<String, (String, jiff::Timestamp, jiff::Timestamp)>;
+static TOKENS: std::sync::LazyLock<std::sync::Mutex<TokenCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// When a token valid for `seconds` until `expires` is fetched again.
+fn refresh_at(expires: jiff::Timestamp, seconds: i64) -> jiff::Timestamp {
+    let issued = expires - jiff::SignedDuration::from_secs(seconds);
+    let by_ttl = expires - jiff::SignedDuration::from_secs(seconds / 5);
+    let by_age = issued + jiff::SignedDuration::from_hours(24);
+    by_ttl.min(by_age)
+}
+
 async fn service_account_token(
     client: &Client,
     pod: &Pod,
@@ -539,10 +555,27 @@ async fn service_account_token(
         .as_ref()
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".into());
+    let seconds = expiration.unwrap_or(3607);
+    let key = format!(
+        "{namespace}/{account}/{}/{}/{seconds}/{}",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default(),
+        audience.as_deref().unwrap_or_default(),
+    );
+    let now = jiff::Timestamp::now();
+    {
+        let mut cache = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (_, _, expires)| *expires > now);
+        if let Some((token, refresh, _)) = cache.get(&key) {
+            if *refresh > now {
+                return Ok(token.clone());
+            }
+        }
+    }
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             audiences: Some(audience.into_iter().collect()),
-            expiration_seconds: Some(expiration.unwrap_or(3607)),
+            expiration_seconds: Some(seconds),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
@@ -564,10 +597,22 @@ async fn service_account_token(
         )
         .await
         .map_err(|e| format!("failed to fetch token: {e}"))?;
-    answer
+    let status = answer
         .status
-        .map(|s| s.token.unwrap_or_default())
-        .ok_or_else(|| "the token request has no status".into())
+        .ok_or_else(|| "the token request has no status".to_string())?;
+    let token = status.token.unwrap_or_default();
+    let granted = answer
+        .spec
+        .as_ref()
+        .and_then(|s| s.expiration_seconds)
+        .unwrap_or(seconds);
+    if let Some(expires) = status.expiration_timestamp.map(|t| t.0) {
+        TOKENS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (token.clone(), refresh_at(expires, granted), expires));
+    }
+    Ok(token)
 }
 
 fn check_relative(path: &str) -> Result<(), String> {
@@ -708,6 +753,23 @@ pub fn sub_path(volume_path: &Path, sub_path: &str, create: bool) -> Result<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_at_four_fifths_of_their_life() {
+        let expires: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let at = refresh_at(expires, 3600);
+        assert_eq!(
+            at,
+            "2026-01-01T00:48:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        // A long-lived token is fetched again after a day.
+        let expires: jiff::Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+        let at = refresh_at(expires, 365 * 86400);
+        assert_eq!(
+            at,
+            "2026-01-02T00:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+    }
 
     fn files(entries: &[(&str, &str)]) -> Files {
         entries

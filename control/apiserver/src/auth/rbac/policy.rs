@@ -69,6 +69,31 @@ fn skiff_policy(policy: &Value) -> Vec<(&'static str, Value)> {
             }),
         ),
     ];
+    // Joining nodes (kubeadm's bindings): bootstrap tokens may ask for a client certificate,
+    // which the approver grants them, and nodes may renew their own.
+    for (name, role, group) in [
+        (
+            "skiff:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            crate::auth::bootstrap_token::DEFAULT_NODE_GROUP,
+        ),
+        (
+            "skiff:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            crate::auth::bootstrap_token::DEFAULT_NODE_GROUP,
+        ),
+        (
+            "skiff:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            "system:nodes",
+        ),
+    ] {
+        out.push(("clusterrolebindings", json!({
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        })));
+    }
     out.push(("clusterrolebindings", json!({
         "metadata": {"name": "skiff:apiserver-kubelet-client", "annotations": {AUTOUPDATE: "true"},
                      "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},

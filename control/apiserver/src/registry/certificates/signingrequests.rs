@@ -7,8 +7,8 @@
 //! approve|deny`. Approved and Denied exclude each other, and none of Approved, Denied and Failed
 //! can be removed once set. Field selectors on spec.signerName; the printer.
 //!
-//! No signer runs yet: an approved request stays `Approved` until something writes its
-//! certificate through `/status`.
+//! The controller manager's signer and approver (`skiff_controllers::certificates`) issue and
+//! approve requests through these subresources, as upstream's csrsigning and csrapproving.
 
 use base64::Engine;
 
@@ -83,6 +83,10 @@ impl Strategy for CertificateSigningRequests {
         }
         if !user.groups.is_empty() {
             spec.insert("groups".into(), json!(user.groups));
+        }
+        // The approver's SubjectAccessReview asks with these too.
+        if !user.extra.is_empty() {
+            spec.insert("extra".into(), json!(user.extra));
         }
     }
 
@@ -589,6 +593,19 @@ mod tests {
         assert_eq!(object["spec"]["username"], "alice");
         assert_eq!(object["spec"]["groups"], json!(["system:authenticated"]));
         assert!(object["spec"].get("uid").is_none() && object["spec"].get("extra").is_none());
+        let user = UserInfo {
+            extra: [(
+                "authentication.kubernetes.io/credential-id".to_string(),
+                vec!["X509SHA256=ab".to_string()],
+            )]
+            .into(),
+            ..user
+        };
+        CERTIFICATE_SIGNING_REQUESTS.record_requester(&mut object, &user);
+        assert_eq!(
+            object["spec"]["extra"],
+            json!({"authentication.kubernetes.io/credential-id": ["X509SHA256=ab"]})
+        );
     }
 
     /// The conditions `kubectl certificate approve` appends.

@@ -1,8 +1,10 @@
 //! Pods (`pkg/registry/core/pod`): defaults and the admission defaults every cluster runs
-//! (ServiceAccount, Priority, DefaultTolerationSeconds), the QoS class, validation, what an
+//! (ServiceAccount — `pods/serviceaccount.rs` —, Priority, DefaultTolerationSeconds), the QoS class, validation, what an
 //! update may change, field selectors, graceful deletion, and the `kubectl get pods` printer.
 //! The pod subresources (binding, eviction, log/exec/attach/portforward) are served by
 //! `handlers/subresources.rs`.
+
+pub mod serviceaccount;
 
 use futures::future::BoxFuture;
 
@@ -23,19 +25,38 @@ impl Strategy for Pods {
         };
         default_pod_spec(spec);
         default(spec, "enableServiceLinks", json!(true));
+        // The deprecated serviceAccount fills an empty serviceAccountName (upstream
+        // SetDefaults_PodSpec); the two are kept equal.
+        let deprecated = spec
+            .get("serviceAccount")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let named = spec
+            .get("serviceAccountName")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if let (Some(account), false) = (deprecated, named) {
+            spec.insert("serviceAccountName".into(), json!(account));
+        }
         // LimitRanger's companion default (upstream SetDefaults_Pod): requests from limits.
         crate::admission::limitranger::default_requests_from_limits(object);
     }
 
     fn prepare_for_create(&self, object: &mut Value, _uid: &str) {
+        let mirror = serviceaccount::is_mirror(object);
         let Some(root) = object.as_object_mut() else {
             return;
         };
         let spec = child(root, "spec");
-        // ServiceAccount admission.
-        default(spec, "serviceAccountName", json!("default"));
-        let sa = spec["serviceAccountName"].clone();
-        default(spec, "serviceAccount", sa);
+        // ServiceAccount admission (`pods/serviceaccount.rs`) names the account; it leaves
+        // mirror pods alone, and so does this (it only matters when the plugin is off).
+        if !mirror {
+            default(spec, "serviceAccountName", json!("default"));
+        }
+        if let Some(sa) = spec.get("serviceAccountName").cloned() {
+            spec.insert("serviceAccount".into(), sa);
+        }
         // DefaultTolerationSeconds admission: 300 s for not-ready and unreachable.
         let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
         if let Some(list) = tolerations.as_array_mut() {
@@ -64,7 +85,10 @@ impl Strategy for Pods {
         lookup: &'a dyn Lookup,
         object: &'a mut Value,
     ) -> Option<BoxFuture<'a, ApiResult<()>>> {
-        Some(Box::pin(priority_admission(lookup, object)))
+        Some(Box::pin(async move {
+            serviceaccount::admit(lookup, object).await?;
+            priority_admission(lookup, object).await
+        }))
     }
 
     fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {

@@ -12,6 +12,9 @@ use crate::table::prelude::*;
 
 pub struct Secrets;
 
+pub const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
+pub const SERVICE_ACCOUNT_NAME: &str = "kubernetes.io/service-account.name";
+
 pub static STRATEGY: Secrets = Secrets;
 
 impl Strategy for Secrets {
@@ -35,6 +38,20 @@ impl Strategy for Secrets {
 
     fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
         validate_keys(object, errors);
+        // A service-account token Secret names its account (the token controller fills it).
+        if object["type"] == SERVICE_ACCOUNT_TOKEN {
+            let named = object
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(SERVICE_ACCOUNT_NAME))
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if !named {
+                errors.push(FieldError::required(
+                    format!("metadata.annotations[{SERVICE_ACCOUNT_NAME}]"),
+                    "",
+                ));
+            }
+        }
     }
 
     fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
@@ -87,5 +104,17 @@ mod tests {
         assert_eq!(s["data"]["a"], "aGk=");
         assert!(s.get("stringData").is_none());
         assert_eq!(s["type"], "Opaque");
+    }
+
+    #[test]
+    fn service_account_token_secrets_name_their_account() {
+        let mut s = json!({"metadata": {"name": "t"}, "type": SERVICE_ACCOUNT_TOKEN});
+        let errors = crate::registry::validate(&STRATEGY, &s);
+        assert_eq!(
+            errors[0].field,
+            "metadata.annotations[kubernetes.io/service-account.name]"
+        );
+        s["metadata"]["annotations"] = json!({SERVICE_ACCOUNT_NAME: "web"});
+        assert!(crate::registry::validate(&STRATEGY, &s).is_empty());
     }
 }
