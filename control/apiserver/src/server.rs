@@ -54,8 +54,9 @@ pub struct ApiServerArgs {
     pub audit: crate::audit::AuditOptions,
     #[command(flatten)]
     pub service_accounts: ServiceAccountArgs,
-    /// Admission plugins to turn off (upstream's names, comma-separated). Only
-    /// `ServiceAccount` can be turned off in skiff; the other built-in plugins always run.
+    /// Admission plugins to turn off (upstream's names, comma-separated). `ServiceAccount`,
+    /// `LimitRanger` and `PodSecurity` can be turned off in skiff; the other built-in plugins
+    /// always run.
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
 }
@@ -453,7 +454,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         .service_accounts
         .build(&args.data_dir, &server_address)?;
     for plugin in &args.disable_admission_plugins {
-        if plugin != "ServiceAccount" {
+        if !["ServiceAccount", "LimitRanger", "PodSecurity"].contains(&plugin.as_str()) {
             tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");
         }
     }

@@ -43,8 +43,8 @@ pub struct ServerArgs {
     pub disable_controllers: bool,
     #[command(flatten)]
     pub service_accounts: skiff_apiserver::server::ServiceAccountArgs,
-    /// Admission plugins to turn off (upstream's names, comma-separated; only
-    /// `ServiceAccount` can be).
+    /// Admission plugins to turn off (upstream's names, comma-separated; `ServiceAccount`,
+    /// `LimitRanger` and `PodSecurity` can be).
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
     #[command(flatten)]

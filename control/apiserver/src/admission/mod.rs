@@ -78,7 +78,11 @@ pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> ApiError
 
 /// The mutating phase on create: LimitRanger's defaults for a pod.
 pub async fn mutate(lookup: &dyn Lookup, req: &Request<'_>, object: &mut Value) -> ApiResult<()> {
-    if req.sub.is_none() && req.operation == Operation::Create && req.is("", "pods") {
+    if req.sub.is_none()
+        && req.operation == Operation::Create
+        && req.is("", "pods")
+        && lookup.admission_enabled("LimitRanger")
+    {
         let ranges = lookup.list_in("", "limitranges", req.namespace()).await?;
         limitranger::mutate_pod(&ranges, object);
     }
@@ -105,7 +109,7 @@ async fn validate_limits(
     object: &Value,
     old: Option<&Value>,
 ) -> ApiResult<()> {
-    if req.sub.is_some() {
+    if req.sub.is_some() || !lookup.admission_enabled("LimitRanger") {
         return Ok(());
     }
     let pods = req.is("", "pods") && req.operation == Operation::Create;
@@ -140,7 +144,10 @@ async fn validate_pod_security(
 ) -> ApiResult<Vec<String>> {
     // Subresources are not checked: of a pod's, only ephemeralcontainers and resize would be,
     // and skiff serves neither; a namespace's status and finalize are not.
-    if req.sub.is_some() || req.operation == Operation::Delete {
+    if req.sub.is_some()
+        || req.operation == Operation::Delete
+        || !lookup.admission_enabled("PodSecurity")
+    {
         return Ok(Vec::new());
     }
     let config = podsecurity_config();

@@ -144,3 +144,34 @@ fn workloads_warn_and_namespaces_list_their_pods() {
         ]
     );
 }
+
+/// `--disable-admission-plugins=LimitRanger,PodSecurity`.
+struct Disabled(Objects);
+
+impl Lookup for Disabled {
+    fn list<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<Arc<Value>>>> {
+        self.0.list(group, resource)
+    }
+    fn admission_enabled(&self, name: &str) -> bool {
+        !["LimitRanger", "PodSecurity"].contains(&name)
+    }
+}
+
+#[test]
+fn disabled_plugins_do_nothing() {
+    let lookup = Disabled(objects());
+    let user = UserInfo::default();
+    let pods = info("", "pods");
+    let mut pod = json!({"metadata": {"name": "p", "namespace": "open"},
+        "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "2"}}}]}});
+    let req = request(pods, Operation::Create, Some("open"), "p", &user);
+    block_on(mutate(&lookup, &req, &mut pod)).unwrap();
+    assert!(pod["metadata"].get("annotations").is_none());
+    assert!(block_on(validate(&lookup, &req, &pod, None)).is_ok());
+    let req = request(pods, Operation::Create, Some("secure"), "p", &user);
+    assert!(block_on(validate(&lookup, &req, &pod, None)).is_ok());
+}
