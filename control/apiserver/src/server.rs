@@ -205,6 +205,7 @@ pub(crate) fn system_ctx() -> Ctx {
         output: Output::Json,
         warnings: parking_lot::Mutex::new(Vec::new()),
         duplicate_fields: Default::default(),
+        audit: crate::audit::Context::of(&Default::default()),
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`validate`], on create and update, after the object is final and before field
 //!   validation: LimitRanger's limits (pods on create, claims on create and update), then
 //!   PodSecurity (pods, workload templates, namespaces). A refusal writes nothing; the
-//!   warnings it answers become `Warning` headers.
+//!   [`Outcome`] — warnings for `Warning` headers, annotations for the audit event — is
+//!   reported either way.
 
 pub mod limitranger;
 pub mod podsecurity;
@@ -42,6 +43,21 @@ impl Request<'_> {
     }
     fn namespace(&self) -> &str {
         self.namespace.unwrap_or_default()
+    }
+}
+
+/// What admission answers besides allowing or refusing: `Warning` headers for the client and
+/// annotations for the request's audit event.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub warnings: Vec<String>,
+    pub audit_annotations: Vec<(String, String)>,
+}
+
+impl Outcome {
+    pub fn annotate(&mut self, key: &str, value: &str) {
+        self.audit_annotations
+            .push((key.to_string(), value.to_string()));
     }
 }
 
@@ -90,15 +106,16 @@ pub async fn mutate(lookup: &dyn Lookup, req: &Request<'_>, object: &mut Value) 
 }
 
 /// The validating phase on create and update (`old`: the stored object): LimitRanger, then
-/// PodSecurity. Answers the warnings to send.
+/// PodSecurity. Warnings and audit annotations go to `out`, refused or not.
 pub async fn validate(
     lookup: &dyn Lookup,
     req: &Request<'_>,
     object: &Value,
     old: Option<&Value>,
-) -> ApiResult<Vec<String>> {
+    out: &mut Outcome,
+) -> ApiResult<()> {
     validate_limits(lookup, req, object, old).await?;
-    validate_pod_security(lookup, req, object, old).await
+    validate_pod_security(lookup, req, object, old, out).await
 }
 
 /// LimitRanger's validation: pods on create, claims on create and update (not of a claim being
@@ -141,41 +158,39 @@ async fn validate_pod_security(
     req: &Request<'_>,
     object: &Value,
     old: Option<&Value>,
-) -> ApiResult<Vec<String>> {
+    out: &mut Outcome,
+) -> ApiResult<()> {
     // Subresources are not checked: of a pod's, only ephemeralcontainers and resize would be,
     // and skiff serves neither; a namespace's status and finalize are not.
     if req.sub.is_some()
         || req.operation == Operation::Delete
         || !lookup.admission_enabled("PodSecurity")
     {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let config = podsecurity_config();
     let group = req.info.group;
     let resource = req.info.resource;
     if req.is("", "namespaces") {
-        return match podsecurity::check_namespace(config, object, old)? {
-            podsecurity::NamespaceCheck::Done(warnings) => Ok(warnings),
+        match podsecurity::check_namespace(config, object, old)? {
+            podsecurity::NamespaceCheck::Done(warnings) => out.warnings.extend(warnings),
             podsecurity::NamespaceCheck::CheckPods(enforce) => {
                 let name = req.name;
-                let pods = match lookup.list_in("", "pods", name).await {
-                    Ok(pods) => pods,
-                    Err(_) => {
-                        return Ok(vec![
-                            "failed to list pods while checking new PodSecurity enforce level"
-                                .to_string(),
-                        ])
-                    }
-                };
-                Ok(podsecurity::evaluate_pods_in_namespace(
-                    config, name, enforce, &pods,
-                ))
+                match lookup.list_in("", "pods", name).await {
+                    Ok(pods) => out.warnings.extend(podsecurity::evaluate_pods_in_namespace(
+                        config, name, enforce, &pods,
+                    )),
+                    Err(_) => out.warnings.push(
+                        "failed to list pods while checking new PodSecurity enforce level".into(),
+                    ),
+                }
             }
-        };
+        }
+        return Ok(());
     }
     let is_pod = req.is("", "pods");
     if !is_pod && !podsecurity::has_pod_template(group, resource) {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let subject = podsecurity::Subject {
         group,
@@ -190,14 +205,10 @@ async fn validate_pod_security(
         .ok()
         .flatten();
     if is_pod {
-        podsecurity::check_pod(config, &subject, namespace.as_deref(), object, old)
+        podsecurity::check_pod(config, &subject, namespace.as_deref(), object, old, out)
     } else {
-        Ok(podsecurity::check_pod_controller(
-            config,
-            &subject,
-            namespace.as_deref(),
-            object,
-        ))
+        podsecurity::check_pod_controller(config, &subject, namespace.as_deref(), object, out);
+        Ok(())
     }
 }
 

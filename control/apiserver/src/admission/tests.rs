@@ -10,6 +10,19 @@ use serde_json::{json, Value};
 use super::*;
 use crate::resources::{self, RESOURCES};
 
+/// The verdict and warnings of the validating phase.
+async fn validate(
+    lookup: &dyn Lookup,
+    req: &Request<'_>,
+    object: &Value,
+    old: Option<&Value>,
+) -> ApiResult<Vec<String>> {
+    let mut out = Outcome::default();
+    super::validate(lookup, req, object, old, &mut out)
+        .await
+        .map(|()| out.warnings)
+}
+
 struct Objects(Vec<(&'static str, Value)>);
 
 impl Lookup for Objects {

@@ -155,8 +155,11 @@ impl ApiServer {
                 Some(&candidate),
                 None,
             )?;
-            let warnings = crate::admission::validate(self, &request, &candidate, None).await?;
-            ctx.warnings.lock().extend(warnings);
+            let mut outcome = crate::admission::Outcome::default();
+            let admitted =
+                crate::admission::validate(self, &request, &candidate, None, &mut outcome).await;
+            ctx.report(outcome);
+            admitted?;
             let errors = registry::validate(info.strategy, &candidate);
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, &name, errors));

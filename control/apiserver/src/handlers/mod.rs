@@ -58,9 +58,10 @@ pub struct ApiServer {
 
 /// Store reads by key prefix, each good for [`LIVE_LOOKUP_TTL`].
 #[derive(Default)]
-pub struct LiveLookups(
-    parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<Arc<Value>>)>>,
-);
+pub struct LiveLookups(parking_lot::Mutex<std::collections::HashMap<String, LiveLookup>>);
+
+/// When a live lookup was read, and what it found.
+type LiveLookup = (std::time::Instant, Vec<Arc<Value>>);
 
 /// How long a live lookup is reused (upstream LimitRanger's `liveTTL`).
 const LIVE_LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -83,9 +84,19 @@ pub struct Ctx {
     /// Duplicate fields found while parsing the request body (json.rs), reported by
     /// `decode_object` under the request's fieldValidation.
     pub duplicate_fields: parking_lot::Mutex<Vec<String>>,
+    /// The request's audit context (annotations from admission).
+    pub audit: crate::audit::Context,
 }
 
 impl Ctx {
+    /// What admission answered besides its verdict: warnings for the response, annotations for
+    /// the audit event.
+    pub fn report(&self, outcome: crate::admission::Outcome) {
+        self.warnings.lock().extend(outcome.warnings);
+        for (key, value) in &outcome.audit_annotations {
+            self.audit.annotate(key, value);
+        }
+    }
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()

@@ -221,9 +221,18 @@ impl ApiServer {
                 name: target.name(),
                 user: &ctx.user,
             };
-            match crate::admission::validate(self, &request, &next, Some(&current.object)).await {
-                Ok(warnings) => ctx.warnings.lock().extend(warnings),
-                Err(e) => answer!(Err(e)),
+            let mut outcome = crate::admission::Outcome::default();
+            let admitted = crate::admission::validate(
+                self,
+                &request,
+                &next,
+                Some(&current.object),
+                &mut outcome,
+            )
+            .await;
+            ctx.report(outcome);
+            if let Err(e) = admitted {
+                answer!(Err(e));
             }
             let mut errors = registry::validate(info.strategy, &next);
             match target.sub {

@@ -9,8 +9,10 @@
 //! - namespaces: invalid label values are refused (422); a stricter enforce level answers
 //!   warnings naming the existing pods that violate it.
 //!
-//! The audit level would only annotate audit events; skiff writes no audit log, so it is parsed
-//! and validated but has no other effect. `levels` parses the labels, `checks` holds the checks.
+//! Every pod write checked also annotates the request's audit event as upstream's does
+//! (`pod-security.kubernetes.io/enforce-policy`, `audit-violations` at the audit level,
+//! `exempt`, `error`). `levels` parses the labels, `checks` holds the checks, `config` reads
+//! the defaults and exemptions.
 
 pub mod checks;
 pub mod config;
@@ -21,9 +23,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use super::Outcome;
+use crate::error::{ApiError, ApiResult, FieldError};
 use checks::{evaluate, forbidden_detail, forbidden_reason, Violation};
 use levels::{labels_of, policy_to_evaluate, Level, LevelVersion, Policy};
+
+/// The audit annotations upstream's plugin adds to a request's audit event (each prefixed with
+/// `pod-security.kubernetes.io/`).
+pub const ENFORCE_POLICY_ANNOTATION: &str = "pod-security.kubernetes.io/enforce-policy";
+pub const AUDIT_VIOLATIONS_ANNOTATION: &str = "pod-security.kubernetes.io/audit-violations";
+pub const EXEMPT_ANNOTATION: &str = "pod-security.kubernetes.io/exempt";
+pub const ERROR_ANNOTATION: &str = "pod-security.kubernetes.io/error";
 
 /// Upstream's `PodSecurityConfiguration`: the policy of unlabelled namespaces and who is exempt.
 /// The API server's default: privileged everywhere, nobody exempt (not even kube-system).
@@ -51,7 +61,7 @@ impl Config {
         let class = spec["runtimeClassName"].as_str().unwrap_or_default();
         !class.is_empty() && self.exemptions.runtime_classes.iter().any(|n| n == class)
     }
-    fn policy(&self, namespace: &Value) -> (Policy, Vec<crate::error::FieldError>) {
+    fn policy(&self, namespace: &Value) -> (Policy, Vec<FieldError>) {
         policy_to_evaluate(&labels_of(namespace), self.defaults)
     }
 }
@@ -99,24 +109,42 @@ fn would_violate(lv: LevelVersion, violations: &[Violation]) -> String {
     )
 }
 
-/// Upstream `EvaluatePod`: the enforce level (when `enforce`) refuses, the warn level warns. A
-/// pod with an exempt runtime class passes.
+/// Upstream `EvaluatePod`: the enforce level (when `enforce`) refuses, the audit level
+/// annotates the audit event, the warn level warns. A pod with an exempt runtime class passes.
 fn evaluate_pod(
     config: &Config,
     policy: &Policy,
+    policy_errors: &[FieldError],
     subject: &Subject,
-    metadata: &Value,
-    spec: &Value,
+    (metadata, spec): (&Value, &Value),
     enforce: bool,
-) -> ApiResult<Vec<String>> {
+    out: &mut Outcome,
+) -> ApiResult<()> {
     if config.exempt_runtime_class(spec) {
-        return Ok(Vec::new());
+        out.annotate(EXEMPT_ANNOTATION, "runtimeClass");
+        return Ok(());
     }
-    let mut enforce_result = None;
+    if !policy_errors.is_empty() {
+        out.annotate(
+            ERROR_ANNOTATION,
+            &format!("Failed to parse policy: {}", aggregate(policy_errors)),
+        );
+    }
+    let mut results: Vec<(LevelVersion, Vec<Violation>)> = Vec::new();
+    let mut result_of = |lv: LevelVersion| -> Vec<Violation> {
+        if let Some((_, cached)) = results.iter().find(|(l, _)| *l == lv) {
+            return cached.clone();
+        }
+        let violations = evaluate(lv, metadata, spec);
+        results.push((lv, violations.clone()));
+        violations
+    };
+    let mut denied = None;
     if enforce {
-        let violations = evaluate(policy.enforce, metadata, spec);
+        out.annotate(ENFORCE_POLICY_ANNOTATION, &policy.enforce.to_string());
+        let violations = result_of(policy.enforce);
         if !violations.is_empty() {
-            return Err(super::forbidden(
+            denied = Some(super::forbidden(
                 subject.group,
                 subject.resource,
                 subject.name,
@@ -127,16 +155,34 @@ fn evaluate_pod(
                 ),
             ));
         }
-        enforce_result = Some(violations);
     }
-    let warn = match enforce_result {
-        Some(cached) if policy.warn == policy.enforce => cached,
-        _ => evaluate(policy.warn, metadata, spec),
-    };
-    if warn.is_empty() {
-        return Ok(Vec::new());
+    let audit = result_of(policy.audit);
+    if !audit.is_empty() {
+        out.annotate(
+            AUDIT_VIOLATIONS_ANNOTATION,
+            &would_violate(policy.audit, &audit),
+        );
     }
-    Ok(vec![would_violate(policy.warn, &warn)])
+    if let Some(denied) = denied {
+        return Err(denied);
+    }
+    let warn = result_of(policy.warn);
+    if !warn.is_empty() {
+        out.warnings.push(would_violate(policy.warn, &warn));
+    }
+    Ok(())
+}
+
+/// Upstream `field.ErrorList.ToAggregate().Error()`.
+fn aggregate(errors: &[FieldError]) -> String {
+    let messages: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    match messages.len() {
+        1 => messages[0].clone(),
+        _ => format!("[{}]", messages.join(", ")),
+    }
 }
 
 /// Upstream `isSignificantPodUpdate`: an update is checked only when it changes what the checks
@@ -165,67 +211,92 @@ pub fn significant_pod_update(new: &Value, old: &Value) -> bool {
 }
 
 /// A pod create or update (upstream `ValidatePod`). `namespace` is the pod's namespace object
-/// (None: it could not be read); `old` the stored pod on update. Answers the warnings.
+/// (None: it could not be read); `old` the stored pod on update. Warnings and audit annotations
+/// go to `out`.
 pub fn check_pod(
     config: &Config,
     subject: &Subject,
     namespace: Option<&Value>,
     pod: &Value,
     old: Option<&Value>,
-) -> ApiResult<Vec<String>> {
-    if config.exempt_namespace(subject.namespace) || config.exempt_user(subject.user) {
-        return Ok(Vec::new());
+    out: &mut Outcome,
+) -> ApiResult<()> {
+    if config.exempt_namespace(subject.namespace) {
+        out.annotate(EXEMPT_ANNOTATION, "namespace");
+        return Ok(());
+    }
+    if config.exempt_user(subject.user) {
+        out.annotate(EXEMPT_ANNOTATION, "user");
+        return Ok(());
     }
     let Some(namespace) = namespace else {
-        return Err(ApiError::internal(format!(
+        let err = ApiError::internal(format!(
             "failed to lookup namespace {:?}",
             subject.namespace
-        )));
+        ));
+        out.annotate(ERROR_ANNOTATION, &err.message);
+        return Err(err);
     };
     let (policy, errors) = config.policy(namespace);
     if errors.is_empty() && policy.fully_privileged() {
-        return Ok(Vec::new());
+        out.annotate(
+            ENFORCE_POLICY_ANNOTATION,
+            &LevelVersion::PRIVILEGED_LATEST.to_string(),
+        );
+        return Ok(());
     }
     if let Some(old) = old {
         if !significant_pod_update(pod, old) {
-            return Ok(Vec::new());
+            return Ok(());
         }
     }
     evaluate_pod(
         config,
         &policy,
+        &errors,
         subject,
-        &pod["metadata"],
-        &pod["spec"],
+        (&pod["metadata"], &pod["spec"]),
         true,
+        out,
     )
 }
 
 /// A workload with a pod template, created or updated (upstream `ValidatePodController`):
-/// warnings only. A namespace that cannot be read allows the write.
+/// warnings and audit annotations only. A namespace that cannot be read allows the write.
 pub fn check_pod_controller(
     config: &Config,
     subject: &Subject,
     namespace: Option<&Value>,
     object: &Value,
-) -> Vec<String> {
-    if config.exempt_namespace(subject.namespace) || config.exempt_user(subject.user) {
-        return Vec::new();
+    out: &mut Outcome,
+) {
+    if config.exempt_namespace(subject.namespace) {
+        out.annotate(EXEMPT_ANNOTATION, "namespace");
+        return;
+    }
+    if config.exempt_user(subject.user) {
+        out.annotate(EXEMPT_ANNOTATION, "user");
+        return;
     }
     let Some(namespace) = namespace else {
-        return Vec::new();
+        out.annotate(
+            ERROR_ANNOTATION,
+            &format!("failed to lookup namespace {:?}", subject.namespace),
+        );
+        return;
     };
     let (policy, errors) = config.policy(namespace);
     if errors.is_empty()
         && policy.warn.level == Level::Privileged
         && policy.audit.level == Level::Privileged
     {
-        return Vec::new();
+        return;
     }
-    let Some((metadata, spec)) = pod_template(subject.resource, object) else {
-        return Vec::new();
+    let Some(template) = pod_template(subject.resource, object) else {
+        return;
     };
-    evaluate_pod(config, &policy, subject, metadata, spec, false).unwrap_or_default()
+    // Never refused: enforce is not evaluated.
+    let _ = evaluate_pod(config, &policy, &errors, subject, template, false, out);
 }
 
 /// What a namespace write needs beyond its own labels.
@@ -266,7 +337,7 @@ pub fn check_namespace(
         return Ok(NamespaceCheck::Done(Vec::new()));
     };
     let (old_policy, old_errors) = config.policy(old);
-    let same_errors = |a: &[crate::error::FieldError], b: &[crate::error::FieldError]| {
+    let same_errors = |a: &[FieldError], b: &[FieldError]| {
         a.len() == b.len()
             && a.iter()
                 .zip(b)

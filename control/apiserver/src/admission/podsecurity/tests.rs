@@ -7,6 +7,29 @@ use serde_json::{json, Value};
 
 use super::*;
 
+/// The plugin's verdict and warnings (annotations are looked at in `audit_annotations`).
+fn check_pod(
+    config: &Config,
+    subject: &Subject,
+    namespace: Option<&Value>,
+    pod: &Value,
+    old: Option<&Value>,
+) -> ApiResult<Vec<String>> {
+    let mut out = Outcome::default();
+    super::check_pod(config, subject, namespace, pod, old, &mut out).map(|()| out.warnings)
+}
+
+fn check_pod_controller(
+    config: &Config,
+    subject: &Subject,
+    namespace: Option<&Value>,
+    object: &Value,
+) -> Vec<String> {
+    let mut out = Outcome::default();
+    super::check_pod_controller(config, subject, namespace, object, &mut out);
+    out.warnings
+}
+
 fn namespace(labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns", "labels": labels}})
 }
@@ -351,4 +374,73 @@ fn exempt_namespaces_are_told_so() {
     let mut s = subject("", "pods", "x");
     s.namespace = "ns";
     assert!(check_pod(&config, &s, Some(&new), &root_pod(), None).is_ok());
+}
+
+#[test]
+fn audit_annotations_are_upstreams() {
+    let annotations = |config: &Config, ns: &Value, pod: &Value| {
+        let mut out = Outcome::default();
+        let _ = super::check_pod(
+            config,
+            &subject("", "pods", "x"),
+            Some(ns),
+            pod,
+            None,
+            &mut out,
+        );
+        out.audit_annotations
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let config = Config::default();
+    // Privileged namespace: the enforced policy only.
+    assert_eq!(
+        annotations(&config, &namespace(json!({})), &root_pod()),
+        [pair(
+            "pod-security.kubernetes.io/enforce-policy",
+            "privileged:latest"
+        )]
+    );
+    // Refused at enforce, with the audit level's violations recorded too.
+    let ns = namespace(json!({"pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/audit": "baseline"}));
+    assert_eq!(
+        annotations(&config, &ns, &root_pod()),
+        [
+            pair(
+                "pod-security.kubernetes.io/enforce-policy",
+                "baseline:latest"
+            ),
+            pair(
+                "pod-security.kubernetes.io/audit-violations",
+                r#"would violate PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#
+            ),
+        ]
+    );
+    // Invalid labels: the parse error.
+    let ns = namespace(json!({"pod-security.kubernetes.io/audit": "nope"}));
+    assert_eq!(
+        annotations(&config, &ns, &root_pod()),
+        [
+            pair(
+                "pod-security.kubernetes.io/error",
+                r#"Failed to parse policy: metadata.labels[pod-security.kubernetes.io/audit]: Invalid value: "nope": must be one of privileged, baseline, restricted"#
+            ),
+            pair(
+                "pod-security.kubernetes.io/enforce-policy",
+                "privileged:latest"
+            ),
+        ]
+    );
+    // Exemptions say why.
+    let exempt = Config {
+        exemptions: Exemptions {
+            usernames: vec!["admin".into()],
+            ..Exemptions::default()
+        },
+        ..Config::default()
+    };
+    assert_eq!(
+        annotations(&exempt, &namespace(json!({})), &root_pod()),
+        [pair("pod-security.kubernetes.io/exempt", "user")]
+    );
 }
