@@ -389,6 +389,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         output,
         warnings: parking_lot::Mutex::new(Vec::new()),
         duplicate_fields: Default::default(),
+        audit: crate::audit::Context::of(&parts.extensions),
     };
     let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = verb_name(&parts.method, &target, is_watch);
@@ -676,6 +677,7 @@ async fn dispatch(
                 output: ctx.output,
                 warnings: parking_lot::Mutex::new(Vec::new()),
                 duplicate_fields: Default::default(),
+                audit: ctx.audit.clone(),
             };
             let collection = Target {
                 name: None,
@@ -851,6 +853,7 @@ mod tests {
             output: Output::Json,
             warnings: parking_lot::Mutex::new(Vec::new()),
             duplicate_fields: Default::default(),
+            audit: crate::audit::Context::of(&Default::default()),
         }
     }
 

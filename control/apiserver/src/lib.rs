@@ -8,8 +8,10 @@
 //! Beside them: `patch` and `apply` (patch types, server-side apply), `protobuf` and `json` (body
 //! formats), `selectors`, `names` (name predicates), `table` (printer machinery), `discovery`,
 //! `openapi`, `tls` (PKI, tokens, kubeconfig), `metrics`, `audit` (the audit log), `server` (flags
-//! and startup).
+//! and startup), `admission` (the LimitRanger and PodSecurity admission plugins the write
+//! handlers call).
 
+pub mod admission;
 pub mod apply;
 pub mod audit;
 pub mod auth;

@@ -277,7 +277,7 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
             strategy: &registry::core::events::STRATEGY),
         resource!("", "v1", "limitranges", "LimitRange", "limitrange", true, core::LimitRange,
             short: ["limits"], cat: [], sub: [], verbs: ALL_VERBS,
-            strategy: &registry::PLAIN),
+            strategy: &crate::admission::limitranger::LIMIT_RANGES),
         resource!("", "v1", "resourcequotas", "ResourceQuota", "resourcequota", true, core::ResourceQuota,
             short: ["quota"], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::core::resourcequotas::STRATEGY),

@@ -46,12 +46,17 @@ pub struct ApiServerArgs {
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    /// Upstream's flag: an AdmissionConfiguration file; its `PodSecurity` entry sets the Pod
+    /// Security defaults and exemptions.
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
     #[command(flatten)]
     pub audit: crate::audit::AuditOptions,
     #[command(flatten)]
     pub service_accounts: ServiceAccountArgs,
-    /// Admission plugins to turn off (upstream's names, comma-separated). Only
-    /// `ServiceAccount` can be turned off in skiff; the other built-in plugins always run.
+    /// Admission plugins to turn off (upstream's names, comma-separated). `ServiceAccount`,
+    /// `LimitRanger` and `PodSecurity` can be turned off in skiff; the other built-in plugins
+    /// always run.
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
 }
@@ -200,6 +205,7 @@ pub(crate) fn system_ctx() -> Ctx {
         output: Output::Json,
         warnings: parking_lot::Mutex::new(Vec::new()),
         duplicate_fields: Default::default(),
+        audit: crate::audit::Context::of(&Default::default()),
     }
 }
 
@@ -409,6 +415,15 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     if args.bind_address != "0.0.0.0" {
         sans.push(args.bind_address.clone());
     }
+    if let Some(path) = &args.admission_control_config_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let config =
+            crate::admission::podsecurity::config::from_admission_configuration(&text, dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        crate::admission::configure_podsecurity(config);
+    }
     let pki = tls::ensure_pki(&args.data_dir, &sans)?;
     let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;
     let mut component_tokens = Vec::new();
@@ -440,7 +455,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         .service_accounts
         .build(&args.data_dir, &server_address)?;
     for plugin in &args.disable_admission_plugins {
-        if plugin != "ServiceAccount" {
+        if !["ServiceAccount", "LimitRanger", "PodSecurity"].contains(&plugin.as_str()) {
             tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");
         }
     }
@@ -454,6 +469,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         server_address,
         service_accounts: Some(service_accounts),
         disabled_admission_plugins: args.disable_admission_plugins.clone(),
+        live_lookups: Default::default(),
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     let host = if args.bind_address == "0.0.0.0" {

@@ -31,6 +31,9 @@ pub struct ServerArgs {
     /// Authorizers in order (upstream's flag): `Node`, `RBAC`, or `AlwaysAllow` (no checks).
     #[arg(long, default_value = "Node,RBAC")]
     pub authorization_mode: String,
+    /// An AdmissionConfiguration file (upstream's flag): Pod Security defaults and exemptions.
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
     /// Run no scheduler (another one, e.g. upstream's kube-scheduler, binds the pods).
     #[arg(long)]
     pub disable_scheduler: bool,
@@ -40,8 +43,8 @@ pub struct ServerArgs {
     pub disable_controllers: bool,
     #[command(flatten)]
     pub service_accounts: skiff_apiserver::server::ServiceAccountArgs,
-    /// Admission plugins to turn off (upstream's names, comma-separated; only
-    /// `ServiceAccount` can be).
+    /// Admission plugins to turn off (upstream's names, comma-separated; `ServiceAccount`,
+    /// `LimitRanger` and `PodSecurity` can be).
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
     #[command(flatten)]
@@ -90,6 +93,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         tls_sans: args.tls_sans.clone(),
         authorization_mode: args.authorization_mode.clone(),
+        admission_control_config_file: args.admission_control_config_file.clone(),
         audit: args.audit.clone(),
         service_accounts: args.service_accounts.clone(),
         disable_admission_plugins: args.disable_admission_plugins.clone(),

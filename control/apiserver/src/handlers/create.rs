@@ -85,7 +85,10 @@ impl ApiServer {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let warnings_before = ctx.warnings.lock().len();
         for attempt in 0..8 {
+            // A retried attempt answers its own admission warnings, not the last one's too.
+            ctx.warnings.lock().truncate(warnings_before);
             let mut candidate = object.clone();
             let name = if explicit_name.is_empty() && !generate_name.is_empty() {
                 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -127,6 +130,16 @@ impl ApiServer {
                 }
             }
             info.strategy.default(&mut candidate);
+            // Upstream's plugin admission (LimitRanger, PodSecurity): mutating first.
+            let request = crate::admission::Request {
+                info,
+                sub: None,
+                operation: Operation::Create,
+                namespace: t.namespace.as_deref(),
+                name: &name,
+                user: &ctx.user,
+            };
+            crate::admission::mutate(self, &request, &mut candidate).await?;
             if let Some(admission) = info.strategy.admit(self, &mut candidate) {
                 admission.await?;
             }
@@ -142,6 +155,11 @@ impl ApiServer {
                 Some(&candidate),
                 None,
             )?;
+            let mut outcome = crate::admission::Outcome::default();
+            let admitted =
+                crate::admission::validate(self, &request, &candidate, None, &mut outcome).await;
+            ctx.report(outcome);
+            admitted?;
             let errors = registry::validate(info.strategy, &candidate);
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, &name, errors));

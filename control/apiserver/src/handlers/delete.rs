@@ -327,6 +327,7 @@ mod tests {
             output: Output::Json,
             warnings: Default::default(),
             duplicate_fields: Default::default(),
+            audit: crate::audit::Context::of(&Default::default()),
         }
     }
 

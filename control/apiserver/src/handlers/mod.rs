@@ -46,12 +46,27 @@ pub struct ApiServer {
     pub audit: crate::audit::Auditor,
     /// host:port clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub server_address: String,
+    /// Admission's reads from the store where the cache had nothing in a namespace, kept a
+    /// while (upstream LimitRanger's live-lookup cache).
+    pub live_lookups: LiveLookups,
     /// The service-account token issuer and authenticator (`auth::serviceaccount`); `None`:
     /// no TokenRequest API and no service-account authentication.
     pub service_accounts: Option<crate::auth::serviceaccount::ServiceAccountTokens>,
     /// Admission plugins turned off with `--disable-admission-plugins` (upstream's names).
     pub disabled_admission_plugins: Vec<String>,
 }
+
+/// Store reads by key prefix, each good for [`LIVE_LOOKUP_TTL`].
+#[derive(Default)]
+pub struct LiveLookups(parking_lot::Mutex<std::collections::HashMap<String, LiveLookup>>);
+
+/// When a live lookup was read, and what it found.
+type LiveLookup = (std::time::Instant, Vec<Arc<Value>>);
+
+/// How long a live lookup is reused (upstream LimitRanger's `liveTTL`).
+const LIVE_LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many live lookups are kept (upstream's LRU holds 10,000).
+const LIVE_LOOKUP_ENTRIES: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FieldValidation {
@@ -69,9 +84,19 @@ pub struct Ctx {
     /// Duplicate fields found while parsing the request body (json.rs), reported by
     /// `decode_object` under the request's fieldValidation.
     pub duplicate_fields: parking_lot::Mutex<Vec<String>>,
+    /// The request's audit context (annotations from admission).
+    pub audit: crate::audit::Context,
 }
 
 impl Ctx {
+    /// What admission answered besides its verdict: warnings for the response, annotations for
+    /// the audit event.
+    pub fn report(&self, outcome: crate::admission::Outcome) {
+        self.warnings.lock().extend(outcome.warnings);
+        for (key, value) in &outcome.audit_annotations {
+            self.audit.annotate(key, value);
+        }
+    }
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -338,6 +363,40 @@ impl Lookup for ApiServer {
         })
     }
 
+    fn list_in<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<Arc<Value>>>> {
+        Box::pin(async move {
+            let info = served(group, resource)?;
+            let prefix = info.namespace_prefix(Some(namespace));
+            let cached = self.caches.get(info).await?.snapshot(&prefix).0;
+            if !cached.is_empty() {
+                return Ok(cached);
+            }
+            let now = std::time::Instant::now();
+            if let Some((at, items)) = self.live_lookups.0.lock().get(&prefix) {
+                if now.duration_since(*at) < LIVE_LOOKUP_TTL {
+                    return Ok(items.clone());
+                }
+            }
+            let page = self.storage.list(&prefix, None, 0, 0).await?;
+            let items: Vec<Arc<Value>> =
+                page.items.into_iter().map(|s| Arc::new(s.object)).collect();
+            let mut live = self.live_lookups.0.lock();
+            if live.len() >= LIVE_LOOKUP_ENTRIES {
+                live.retain(|_, (at, _)| now.duration_since(*at) < LIVE_LOOKUP_TTL);
+                if live.len() >= LIVE_LOOKUP_ENTRIES {
+                    live.clear();
+                }
+            }
+            live.insert(prefix, (now, items.clone()));
+            Ok(items)
+        })
+    }
+
     fn get<'a>(
         &'a self,
         group: &'a str,
@@ -363,6 +422,13 @@ impl Lookup for ApiServer {
     fn admission_enabled(&self, name: &str) -> bool {
         !self.disabled_admission_plugins.iter().any(|p| p == name)
     }
+}
+
+fn served(group: &str, resource: &str) -> ApiResult<&'static ResourceInfo> {
+    resources::RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.resource == resource)
+        .ok_or_else(|| ApiError::internal(format!("{resource}.{group} is not served")))
 }
 
 pub fn parse_rv(rv: &str) -> ApiResult<i64> {

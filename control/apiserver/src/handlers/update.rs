@@ -134,7 +134,11 @@ impl ApiServer {
         let info = target.info;
         let key = target.key();
         let mut try_cache = !ctx.dry_run();
+        let warnings_before = ctx.warnings.lock().len();
         for _ in 0..MAX_RETRIES {
+            // A retried attempt answers its own warnings (decoding, admission), not the last
+            // one's too.
+            ctx.warnings.lock().truncate(warnings_before);
             let cached = if std::mem::take(&mut try_cache) {
                 self.cached(info, &key).await
             } else {
@@ -206,6 +210,28 @@ impl ApiServer {
                 Some(&next),
                 Some(&current.object),
             ) {
+                answer!(Err(e));
+            }
+            // Upstream's plugin admission (LimitRanger, PodSecurity) on the final object.
+            let request = crate::admission::Request {
+                info,
+                sub: target.sub,
+                operation: Operation::Update,
+                namespace: target.namespace.as_deref(),
+                name: target.name(),
+                user: &ctx.user,
+            };
+            let mut outcome = crate::admission::Outcome::default();
+            let admitted = crate::admission::validate(
+                self,
+                &request,
+                &next,
+                Some(&current.object),
+                &mut outcome,
+            )
+            .await;
+            ctx.report(outcome);
+            if let Err(e) = admitted {
                 answer!(Err(e));
             }
             let mut errors = registry::validate(info.strategy, &next);

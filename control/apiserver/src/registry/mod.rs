@@ -61,6 +61,26 @@ pub trait Lookup: Sync {
         resource: &'a str,
     ) -> BoxFuture<'a, ApiResult<Vec<std::sync::Arc<Value>>>>;
 
+    /// The objects of `group`/`resource` in one namespace. When the cache has none there, the
+    /// API server reads the store and reuses that answer for 30 s (upstream LimitRanger's live
+    /// lookup, so a LimitRange created a moment ago applies).
+    fn list_in<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<std::sync::Arc<Value>>>> {
+        Box::pin(async move {
+            let all = self.list(group, resource).await?;
+            Ok(all
+                .into_iter()
+                .filter(|o| {
+                    o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+                })
+                .collect())
+        })
+    }
+
     /// The object `namespace/name` of `group`/`resource`, if it exists. The API server reads
     /// its watch cache and, on a miss, the store (an object created a moment ago may not be in
     /// the cache yet), as upstream's informer-backed getters fall back to a live read.

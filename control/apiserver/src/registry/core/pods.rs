@@ -39,6 +39,8 @@ impl Strategy for Pods {
         if let (Some(account), false) = (deprecated, named) {
             spec.insert("serviceAccountName".into(), json!(account));
         }
+        // LimitRanger's companion default (upstream SetDefaults_Pod): requests from limits.
+        crate::admission::limitranger::default_requests_from_limits(object);
     }
 
     fn prepare_for_create(&self, object: &mut Value, _uid: &str) {
