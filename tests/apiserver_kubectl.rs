@@ -1298,8 +1298,9 @@ fn autoscaling_certificates_admission_flowcontrol(s: &ServerProcess) {
         s.kubectl_ok(&["certificate", "deny", "bob"]).trim(),
         "certificatesigningrequest.certificates.k8s.io/bob denied"
     );
-    let table = get(&["get", "csr"]);
-    let condition = |name: &str| {
+    // The controller manager's signer issues the approved request.
+    let mut table = String::new();
+    let condition = |table: &str, name: &str| {
         table
             .lines()
             .find(|l| l.starts_with(name))
@@ -1307,8 +1308,11 @@ fn autoscaling_certificates_admission_flowcontrol(s: &ServerProcess) {
             .unwrap_or_default()
             .to_string()
     };
-    assert_eq!(condition("alice"), "Approved", "{table}");
-    assert_eq!(condition("bob"), "Denied", "{table}");
+    wait_until("alice's certificate to be issued", || {
+        table = get(&["get", "csr"]);
+        condition(&table, "alice") == "Approved,Issued"
+    });
+    assert_eq!(condition(&table, "bob"), "Denied", "{table}");
     assert_eq!(
         get(&[
             "get",
