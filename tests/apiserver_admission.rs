@@ -1,4 +1,5 @@
-//! The admission plugins LimitRanger and PodSecurity driven by the real kubectl against
+//! The admission plugins LimitRanger, PodSecurity and ResourceQuota (with the controller
+//! manager's quota controller) driven by the real kubectl against
 //! `skiff server`: upstream's refusals, warnings and defaults, word for word. Pods are created
 //! as the admin (system:masters): Pod Security applies to everyone, as upstream.
 
@@ -300,9 +301,265 @@ fn limit_ranger(s: &ServerProcess) {
     create_ok(s, "lr", &BIG_CLAIM.replace("2Gi", "1Gi"));
 }
 
+fn quota_pod(name: &str, cpu: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    resources:
+      requests: {{cpu: {cpu}}}
+      limits: {{memory: 256Mi}}
+"#
+    )
+}
+
+/// Waits until the quota controller has written the quota's status (before that upstream's
+/// admission does not apply it) and answers `status.used.<resource>`.
+fn used(s: &ServerProcess, namespace: &str, quota: &str, resource: &str) -> String {
+    let path = format!("jsonpath={{.status.used.{}}}", resource.replace('.', "\\."));
+    s.kubectl_ok(&["get", "resourcequota", quota, "-n", namespace, "-o", &path])
+}
+
+fn wait_used(s: &ServerProcess, namespace: &str, quota: &str, resource: &str, want: &str) {
+    common::wait_until(&format!("quota {quota} {resource} used {want}"), || {
+        used(s, namespace, quota, resource) == want
+    });
+}
+
+fn resource_quota(s: &ServerProcess) {
+    s.kubectl_ok(&["create", "namespace", "rq"]);
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "compute",
+        "-n",
+        "rq",
+        "--hard=pods=2,requests.cpu=1,limits.memory=1Gi",
+    ]);
+    wait_used(s, "rq", "compute", "pods", "0");
+    // A quota on cpu and memory makes every container state them.
+    let err = s.kubectl_err(&["run", "bare", "--image=busybox", "-n", "rq"]);
+    assert!(
+        err.contains(r#"pods "bare" is forbidden: failed quota: compute: must specify limits.memory for: bare; requests.cpu for: bare"#),
+        "{err}"
+    );
+    create_ok(s, "rq", &quota_pod("p1", "400m"));
+    create_ok(s, "rq", &quota_pod("p2", "400m"));
+    // Charged with the pods, at once: no controller round trip.
+    assert_eq!(used(s, "rq", "compute", "pods"), "2");
+    assert_eq!(used(s, "rq", "compute", "requests.cpu"), "800m");
+    assert_eq!(used(s, "rq", "compute", "limits.memory"), "512Mi");
+    let err = create_err(s, "rq", &quota_pod("p3", "400m"));
+    assert!(
+        err.contains(r#"pods "p3" is forbidden: exceeded quota: compute, requested: pods=1,requests.cpu=400m, used: pods=2,requests.cpu=800m, limited: pods=2,requests.cpu=1"#),
+        "{err}"
+    );
+    assert!(s
+        .kubectl_err(&["get", "pod", "p3", "-n", "rq"])
+        .contains("NotFound"));
+    // kubectl's columns and describe table.
+    let table = s.kubectl_ok(&["get", "quota", "-n", "rq"]);
+    assert!(
+        table.contains("pods: 2/2, requests.cpu: 800m/1")
+            && table.contains("limits.memory: 512Mi/1Gi"),
+        "{table}"
+    );
+    let described = s.kubectl_ok(&["describe", "quota", "compute", "-n", "rq"]);
+    let rows: Vec<Vec<&str>> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for row in [
+        ["pods", "2", "2"],
+        ["requests.cpu", "800m", "1"],
+        ["limits.memory", "512Mi", "1Gi"],
+    ] {
+        assert!(rows.iter().any(|r| r == &row), "{row:?} in\n{described}");
+    }
+    // Deleting a pod gives its share back (the controller recounts), and the next fits.
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "p1",
+        "-n",
+        "rq",
+        "--grace-period=0",
+        "--force",
+    ]);
+    wait_used(s, "rq", "compute", "pods", "1");
+    assert_eq!(used(s, "rq", "compute", "requests.cpu"), "400m");
+    create_ok(s, "rq", &quota_pod("p3", "400m"));
+    // Raising the limit takes effect once the controller copies it to status.hard.
+    s.kubectl_ok(&[
+        "patch",
+        "quota",
+        "compute",
+        "-n",
+        "rq",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"3"}}}"#,
+    ]);
+    common::wait_until("status.hard.pods 3", || {
+        s.kubectl_ok(&[
+            "get",
+            "quota",
+            "compute",
+            "-n",
+            "rq",
+            "-o",
+            "jsonpath={.status.hard.pods}",
+        ]) == "3"
+    });
+    create_ok(s, "rq", &quota_pod("p4", "100m"));
+
+    // Object counts (the namespace already holds kube-root-ca.crt) and node ports.
+    s.kubectl_ok(&["create", "namespace", "rq-count"]);
+    common::wait_until("kube-root-ca.crt", || {
+        s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "rq-count"])
+            .status
+            .success()
+    });
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "objects",
+        "-n",
+        "rq-count",
+        "--hard=count/configmaps=2,services.nodeports=1,services=5",
+    ]);
+    wait_used(s, "rq-count", "objects", "count/configmaps", "1");
+    s.kubectl_ok(&["create", "configmap", "one", "-n", "rq-count"]);
+    let err = s.kubectl_err(&["create", "configmap", "two", "-n", "rq-count"]);
+    assert!(
+        err.contains(r#"configmaps "two" is forbidden: exceeded quota: objects, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"#),
+        "{err}"
+    );
+    s.kubectl_ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "--tcp=80:80",
+        "-n",
+        "rq-count",
+    ]);
+    let err = s.kubectl_err(&[
+        "create",
+        "service",
+        "nodeport",
+        "web2",
+        "--tcp=80:80",
+        "-n",
+        "rq-count",
+    ]);
+    assert!(
+        err.contains("exceeded quota: objects, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1"),
+        "{err}"
+    );
+    s.kubectl_ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "inner",
+        "--tcp=80:80",
+        "-n",
+        "rq-count",
+    ]);
+    // Turning a ClusterIP Service into a NodePort one is an update the quota checks too.
+    let err = s.kubectl_err(&[
+        "patch",
+        "service",
+        "inner",
+        "-n",
+        "rq-count",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert!(err.contains("exceeded quota: objects"), "{err}");
+    s.kubectl_ok(&["delete", "service", "web", "-n", "rq-count"]);
+    wait_used(s, "rq-count", "objects", "services.nodeports", "0");
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "inner",
+        "-n",
+        "rq-count",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+
+    // A scoped quota counts only the pods in its scope.
+    s.kubectl_ok(&["create", "namespace", "rq-scope"]);
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "best-effort",
+        "-n",
+        "rq-scope",
+        "--hard=pods=1",
+        "--scopes=BestEffort",
+    ]);
+    wait_used(s, "rq-scope", "best-effort", "pods", "0");
+    s.kubectl_ok(&["run", "be1", "--image=busybox", "-n", "rq-scope"]);
+    let err = s.kubectl_err(&["run", "be2", "--image=busybox", "-n", "rq-scope"]);
+    assert!(
+        err.contains(
+            "exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+        "{err}"
+    );
+    create_ok(s, "rq-scope", &quota_pod("burstable", "100m"));
+
+    // A ReplicaSet's pods are charged one at a time though created concurrently: exactly the
+    // quota's worth exist, and the controller says why the rest are missing.
+    s.kubectl_ok(&["create", "namespace", "rq-burst"]);
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "three",
+        "-n",
+        "rq-burst",
+        "--hard=pods=3",
+    ]);
+    wait_used(s, "rq-burst", "three", "pods", "0");
+    s.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=8",
+        "-n",
+        "rq-burst",
+    ]);
+    common::wait_until("a FailedCreate event naming the quota", || {
+        s.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            "rq-burst",
+            "--field-selector=reason=FailedCreate",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .contains("exceeded quota: three, requested: pods=1, used: pods=3, limited: pods=3")
+    });
+    let pods = s.kubectl_ok(&["get", "pods", "-n", "rq-burst", "-o", "name"]);
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+    assert_eq!(used(s, "rq-burst", "three", "pods"), "3");
+}
+
 #[test]
 fn admission_plugins_with_kubectl() {
     let s = ServerProcess::start();
     pod_security(&s);
     limit_ranger(&s);
+    resource_quota(&s);
 }

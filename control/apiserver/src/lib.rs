@@ -8,8 +8,9 @@
 //! Beside them: `patch` and `apply` (patch types, server-side apply), `protobuf` and `json` (body
 //! formats), `selectors`, `names` (name predicates), `table` (printer machinery), `discovery`,
 //! `openapi`, `tls` (PKI, tokens, kubeconfig), `metrics`, `audit` (the audit log), `server` (flags
-//! and startup), `admission` (the LimitRanger and PodSecurity admission plugins the write
-//! handlers call).
+//! and startup), `admission` (the LimitRanger, PodSecurity and ResourceQuota admission plugins
+//! the write handlers call), `quota` (what objects cost against a ResourceQuota; the controller
+//! manager's quota controller counts with it too).
 
 pub mod admission;
 pub mod apply;
@@ -27,6 +28,7 @@ pub mod names;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quota;
 pub mod registry;
 pub mod resources;
 pub mod response;

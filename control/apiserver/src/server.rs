@@ -470,6 +470,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         service_accounts: Some(service_accounts),
         disabled_admission_plugins: args.disable_admission_plugins.clone(),
         live_lookups: Default::default(),
+        namespace_locks: Default::default(),
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     let host = if args.bind_address == "0.0.0.0" {

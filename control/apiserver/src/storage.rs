@@ -39,14 +39,24 @@ pub struct Extra {
     /// Must not exist yet; created with the given value.
     pub creates: Vec<(String, Vec<u8>)>,
     pub deletes: Vec<String>,
+    /// Must still be at the given mod_revision; replaced with the given value (the
+    /// ResourceQuotas an admitted object is charged to).
+    pub updates: Vec<(String, Vec<u8>, i64)>,
 }
 
 impl Extra {
     fn compares(&self) -> Vec<Compare> {
-        self.creates
+        let mut compares: Vec<Compare> = self
+            .creates
             .iter()
             .map(|(k, _)| Compare::create_revision(k.as_str(), CompareOp::Equal, 0))
-            .collect()
+            .collect();
+        compares.extend(
+            self.updates
+                .iter()
+                .map(|(k, _, rev)| Compare::mod_revision(k.as_str(), CompareOp::Equal, *rev)),
+        );
+        compares
     }
     fn ops(&self) -> Vec<TxnOp> {
         let mut ops: Vec<TxnOp> = self
@@ -54,6 +64,11 @@ impl Extra {
             .iter()
             .map(|(k, v)| TxnOp::put(k.as_str(), v.clone(), None))
             .collect();
+        ops.extend(
+            self.updates
+                .iter()
+                .map(|(k, v, _)| TxnOp::put(k.as_str(), v.clone(), None)),
+        );
         ops.extend(self.deletes.iter().map(|k| TxnOp::delete(k.as_str(), None)));
         ops
     }

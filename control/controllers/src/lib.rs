@@ -16,7 +16,8 @@
 //! controllers: node lifecycle (`nodelifecycle/`: node health from heartbeats and Leases,
 //! not-ready/unreachable taints, pods marked not ready), taint eviction (`tainteviction.rs`:
 //! pods deleted for NoExecute taints they do not tolerate) and the pod garbage collector
-//! (`podgc.rs`).
+//! (`podgc.rs`). The ResourceQuota controller (`resourcequota.rs`) recounts quotas on the pod
+//! informer's deletions and its own watches of the other counted kinds.
 //!
 //! The certificates controllers (`certificates/`): the CSR approver (kubelet client
 //! certificates, by SubjectAccessReview) and, given the cluster CA
@@ -52,6 +53,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacert;
 pub mod selector;
 pub mod service_lb;
@@ -156,6 +158,10 @@ pub struct Options {
     /// `system:kube-controller-manager` role.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub use_service_account_credentials: bool,
+    /// How often every ResourceQuota's usage is recounted in full (besides the recounts that
+    /// deletions trigger).
+    #[arg(long, default_value = "5m0s", value_parser = duration::parse)]
+    pub resource_quota_sync_period: Duration,
 }
 
 impl Options {
@@ -197,6 +203,7 @@ impl Default for Options {
             cluster_signing_duration: Duration::from_secs(365 * 86400),
             service_account_private_key_file: None,
             use_service_account_credentials: true,
+            resource_quota_sync_period: resourcequota::DEFAULT_SYNC_PERIOD,
         }
     }
 }
@@ -381,6 +388,7 @@ pub mod names {
     pub const CLUSTERROLE_AGGREGATION: &str = "clusterrole-aggregation-controller";
     /// The CSR signer and approver.
     pub const CERTIFICATE: &str = "certificate-controller";
+    pub const RESOURCE_QUOTA: &str = "resourcequota-controller";
 }
 
 /// The workload, service and node controllers on their shared informers. The informers use
@@ -412,6 +420,7 @@ pub async fn run_workloads(
     let node_client = clients.client_for(names::NODE).await?;
     let podgc_client = clients.client_for(names::POD_GARBAGE_COLLECTOR).await?;
     let ttl_client = clients.client_for(names::TTL_AFTER_FINISHED).await?;
+    let quota_client = clients.client_for(names::RESOURCE_QUOTA).await?;
     let pods = informer::Informer::<Pod>::new();
     let replica_sets = informer::Informer::<ReplicaSet>::new();
     let nodes = informer::Informer::<Node>::new();
@@ -484,6 +493,11 @@ pub async fn run_workloads(
     );
     let taint_eviction =
         tainteviction::controller(node_client, nodes.clone(), pods.clone(), &node_recorder);
+    let quotas = resourcequota::controller(
+        quota_client,
+        pods.clone(),
+        options.resource_quota_sync_period,
+    );
     let pod_gc = podgc::run(
         podgc_client,
         pods.clone(),
@@ -513,6 +527,7 @@ pub async fn run_workloads(
         _ = jobs => tracing::error!("job controller stopped"),
         _ = budgets => tracing::error!("disruption controller stopped"),
         _ = cronjobs => tracing::error!("cronjob controller stopped"),
+        _ = quotas => tracing::error!("resourcequota controller stopped"),
         _ = ttl_after_finished::run(ttl_client) => tracing::error!("ttl-after-finished controller stopped"),
     }
     Ok(())

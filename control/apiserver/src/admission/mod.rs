@@ -1,19 +1,24 @@
 //! Upstream admission plugins that read other objects and answer per request, beside the
 //! strategies' own admission (`registry::Strategy::admit`) and the identity checks in
-//! `auth::admission`: LimitRanger (`limitranger`) and PodSecurity (`podsecurity`).
+//! `auth::admission`: LimitRanger (`limitranger`), PodSecurity (`podsecurity`) and
+//! ResourceQuota (`resourcequota`).
 //!
-//! The write handlers call two entry points, in upstream's phase order:
+//! The write handlers call three entry points, in upstream's phase order:
 //! - [`mutate`], on create, before the strategy's admission and create-time defaults (so the
 //!   QoS class sees LimitRange defaults): LimitRanger's defaults for pods;
 //! - [`validate`], on create and update, after the object is final and before field
 //!   validation: LimitRanger's limits (pods on create, claims on create and update), then
 //!   PodSecurity (pods, workload templates, namespaces). A refusal writes nothing; the
 //!   [`Outcome`] — warnings for `Warning` headers, annotations for the audit event — is
-//!   reported either way.
+//!   reported either way;
+//! - [`resourcequota::admit`], last, after field validation (upstream's validating plugin
+//!   runs after the strategy's validation): the quota charges, stored in the object's own
+//!   transaction.
 
 pub mod limitranger;
 pub mod podsecurity;
 pub mod quantity;
+pub mod resourcequota;
 
 use std::sync::OnceLock;
 

@@ -133,9 +133,38 @@ impl Quantity {
         self.nanos == 0
     }
 
-    /// Upstream `Add`: the sum keeps this quantity's format.
+    /// Upstream `Add`: the sum keeps this quantity's format, or takes the other's when this
+    /// one is zero (so `0` plus `512Mi` prints `512Mi`).
     pub fn add(&mut self, other: &Quantity) {
+        if self.nanos == 0 {
+            self.format = other.format;
+        }
         self.nanos += other.nanos;
+    }
+
+    /// Upstream `Sub`: the difference keeps this quantity's format.
+    pub fn sub(&mut self, other: &Quantity) {
+        self.nanos -= other.nanos;
+    }
+
+    /// Upstream `RoundUp(0)`: whole units, keeping the format (`1Gi` stays `1Gi`).
+    pub fn rounded_up(&self) -> Quantity {
+        Quantity {
+            nanos: ceil_div(self.nanos, NANO) * NANO,
+            format: self.format,
+        }
+    }
+
+    pub fn is_negative(&self) -> bool {
+        self.nanos < 0
+    }
+
+    /// A whole number of units (upstream `NewQuantity(n, DecimalSI)`), as object counts are.
+    pub fn from_count(n: i64) -> Quantity {
+        Quantity {
+            nanos: n as i128 * NANO,
+            format: Format::DecimalSI,
+        }
     }
 }
 

@@ -164,14 +164,18 @@ impl ApiServer {
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, &name, errors));
             }
+            // ResourceQuota, the last validating plugin: its charges are written with the object.
+            let quota =
+                crate::admission::resourcequota::admit(self, &request, &candidate, None).await?;
             let key = t.key();
-            let extra = match info
+            let mut extra = match info
                 .strategy
                 .allocate(&self.storage, None, &mut candidate, &key)
             {
                 Some(allocation) => allocation.await?,
                 None => Extra::default(),
             };
+            extra.updates = quota.charges;
             if ctx.dry_run() {
                 return Ok((201, candidate));
             }
@@ -188,7 +192,8 @@ impl ApiServer {
                     if exists {
                         return Err(ApiError::already_exists(info, &name));
                     }
-                    // An allocation raced with another writer: allocate again.
+                    // An allocation or a quota charge raced with another writer: admit and
+                    // allocate again from the new state.
                 }
             }
         }

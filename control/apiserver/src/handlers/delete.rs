@@ -234,8 +234,8 @@ impl ApiServer {
             )));
         }
         let release = Extra {
-            creates: vec![],
             deletes: info.strategy.held_keys(&object),
+            ..Extra::default()
         };
         match self
             .storage

@@ -249,6 +249,17 @@ impl ApiServer {
             if !errors.is_empty() {
                 answer!(Err(ApiError::invalid(info, target.name(), errors)));
             }
+            let quota = match crate::admission::resourcequota::admit(
+                self,
+                &request,
+                &next,
+                Some(&current.object),
+            )
+            .await
+            {
+                Ok(quota) => quota,
+                Err(e) => answer!(Err(e)),
+            };
             let mut extra = Extra::default();
             if target.sub.is_none() {
                 let allocation =
@@ -261,13 +272,14 @@ impl ApiServer {
                     };
                 }
             }
+            extra.updates = quota.charges;
             if ctx.dry_run() {
                 return Ok((200, next));
             }
             if should_delete_after_update(info, &next) {
                 let release = Extra {
-                    creates: vec![],
                     deletes: info.strategy.held_keys(&next),
+                    ..Extra::default()
                 };
                 match self
                     .storage
@@ -294,6 +306,9 @@ impl ApiServer {
                     crate::storage::set_resource_version(&mut next, rev);
                     return Ok((200, next));
                 }
+                // A quota charged with the update changed meanwhile: admit again (the object
+                // itself may be unchanged, so its precondition still holds).
+                Write::Conflict if !extra.updates.is_empty() => continue,
                 Write::Conflict if precondition.is_some() => {
                     answer!(Err(ApiError::modified(info, target.name())))
                 }

@@ -98,11 +98,49 @@ pub trait Lookup: Sync {
         })
     }
 
+    /// The objects of `group`/`resource` in one namespace as the store holds them now, each with
+    /// its revision, for admission that writes them back conditionally (ResourceQuota); when
+    /// there are any, with the namespace's write lock held until the [`Current`] is dropped.
+    /// The API server answers an empty list from its watch cache without asking the store.
+    fn list_current<'a>(
+        &'a self,
+        group: &'a str,
+        resource: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Current>> {
+        Box::pin(async move {
+            let items = self
+                .list_in(group, resource, namespace)
+                .await?
+                .into_iter()
+                .map(|o| {
+                    let rev = o
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                    (o, rev)
+                })
+                .collect();
+            Ok(Current { items, guard: None })
+        })
+    }
+
     /// Whether the admission plugin `name` (upstream's name, e.g. `ServiceAccount`) runs: all
     /// do unless `--disable-admission-plugins` names them.
     fn admission_enabled(&self, _name: &str) -> bool {
         true
     }
+}
+
+/// Objects read from the store for a conditional write-back ([`Lookup::list_current`]).
+#[derive(Default)]
+pub struct Current {
+    pub items: Vec<(std::sync::Arc<Value>, i64)>,
+    /// Held until the write that depends on `items` is done: writers charging the same
+    /// namespace's quotas go one at a time (upstream's quota admission queues them per
+    /// namespace), so they do not spend their retries failing each other's compares.
+    pub guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// How a DELETE proceeds, as the strategy decides it.
