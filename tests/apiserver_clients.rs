@@ -1,4 +1,5 @@
-//! The API server against the other real clients: the Python `kubernetes` package, kube-rs,
+//! The API server against the other real clients: the Python `kubernetes` package (also under
+//! RBAC, as a service account), kube-rs,
 //! curl with bad input, and two API servers sharing one store.
 
 mod common;
@@ -13,26 +14,44 @@ use kube::api::{
 };
 use serde_json::json;
 
-#[test]
-fn python_kubernetes_client() {
+/// Runs `tests/python/<script>` (the Python `kubernetes` package) against `s`; asserts it exits
+/// zero and prints `marker`.
+fn run_python(s: &ServerProcess, script: &str, marker: &str) {
     let python =
         std::env::var("SKIFF_PYTHON").unwrap_or_else(|_| "/opt/skiff/venv/bin/python".into());
-    let s = ServerProcess::start();
     let out = std::process::Command::new(&python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/client_test.py"
+        .arg(format!(
+            "{}/tests/python/{script}",
+            env!("CARGO_MANIFEST_DIR")
         ))
         .env("KUBECONFIG", &s.kubeconfig)
         .output()
         .unwrap_or_else(|e| panic!("run {python} (scripts/setup.sh installs it): {e}"));
     assert!(
         out.status.success(),
-        "python client test failed:\n{}\n{}",
+        "python {script} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("python kubernetes client: OK"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(marker),
+        "{script} did not print {marker:?}"
+    );
+}
+
+#[test]
+fn python_kubernetes_client() {
+    let s = ServerProcess::start();
+    run_python(&s, "client_test.py", "python kubernetes client: OK");
+}
+
+/// The Python client under RBAC: a service account's TokenRequest token with a Role that lets
+/// it read ConfigMaps — upstream's 403 text for the rest, SelfSubjectAccessReview,
+/// SelfSubjectReview, and the admin's TokenReview of the token.
+#[test]
+fn python_client_under_rbac() {
+    let s = ServerProcess::start();
+    run_python(&s, "rbac_test.py", "python rbac: OK");
 }
 
 async fn kube_client(s: &ServerProcess) -> kube::Client {

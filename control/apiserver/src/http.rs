@@ -441,9 +441,12 @@ async fn route(server: &Shared, req: Request) -> Routed {
 
 /// Who sent the request (upstream's authenticator chain, in its order): a client certificate
 /// verified against the cluster CA, else a bearer token — the static token file, bootstrap
-/// tokens, service-account tokens. A request without credentials is `system:anonymous`; credentials that do not check
-/// out are `None` (401, with nothing about why).
+/// tokens, service-account tokens. A request without credentials is `system:anonymous`;
+/// credentials that do not check out are `None` (401, with nothing about why): a bearer token
+/// no authenticator accepts, or a client certificate that did not verify (upstream's union
+/// fails with the x509 authenticator's error unless a token authenticates).
 async fn authenticate(server: &Shared, parts: &axum::http::request::Parts) -> Option<UserInfo> {
+    use crate::auth::x509::CertificateIdentity;
     let Some(tokens) = &server.tokens else {
         // Authentication off: every caller is the admin.
         return Some(UserInfo {
@@ -453,19 +456,18 @@ async fn authenticate(server: &Shared, parts: &axum::http::request::Parts) -> Op
             ..Default::default()
         });
     };
-    if let Some(user) = crate::auth::x509::authenticate_request(&parts.extensions) {
+    let certificate = crate::auth::x509::authenticate_request(&parts.extensions);
+    if let CertificateIdentity::User(user) = certificate {
         return Some(user);
     }
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("invalid"));
-    match authorization {
-        Some(value) if value.starts_with("Bearer ") => {
-            if let Some(user) = tokens.authenticate(Some(value)) {
+    let authorization = parts.headers.get(header::AUTHORIZATION);
+    match authorization.and_then(|value| bearer_token(value.as_bytes())) {
+        Some(token) => {
+            // Bytes that are not UTF-8 are no token anyone issued.
+            let token = std::str::from_utf8(token).ok()?;
+            if let Some(user) = tokens.authenticate_token(token) {
                 return Some(user);
             }
-            let token = value.trim_start_matches("Bearer ").trim();
             if let Some(user) = crate::auth::bootstrap_token::authenticate(server, token).await {
                 return Some(user);
             }
@@ -473,14 +475,27 @@ async fn authenticate(server: &Shared, parts: &axum::http::request::Parts) -> Op
             user.groups.push("system:authenticated".into());
             Some(user)
         }
+        None if certificate == CertificateIdentity::Refused => None,
         // No credentials (or a scheme no authenticator handles): anonymous, as upstream's
         // default `--anonymous-auth=true`; RBAC decides what it may see.
-        _ => Some(UserInfo {
+        None => Some(UserInfo {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
             ..Default::default()
         }),
     }
+}
+
+/// The token of an `Authorization` value, read as upstream's `bearertoken.Authenticator` does:
+/// the value trimmed, then split on spaces into at most three parts; a token only when the
+/// first part is `bearer` in any case and the second is not empty. So `bearer T` and
+/// `Bearer T more` carry `T`; `Bearer  T` (two spaces), `Bearer`, `Basic …` carry none (the
+/// caller is anonymous). The token is raw bytes: HTTP allows bytes above 0x7f in a value.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let mut parts = value.trim_ascii().splitn(3, |&b| b == b' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Runs the authorizer chain, noting the decision for the audit log; a denial is upstream's
@@ -940,6 +955,35 @@ mod tests {
         let value = decode_request(&c, "application/json", body).unwrap();
         crate::handlers::decode_object(info, &c, value).unwrap();
         assert!(c.warnings.lock().is_empty());
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_as_upstream_reads_them() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"Bearer abc", Some(b"abc")),
+            (b"bearer abc", Some(b"abc")),
+            (b"BEARER abc", Some(b"abc")),
+            (b"  Bearer abc  ", Some(b"abc")),
+            (b"Bearer abc more", Some(b"abc")),
+            (b"Bearer \xff\xfe", Some(b"\xff\xfe")),
+            // No token: the caller is anonymous.
+            (b"", None),
+            (b"Bearer", None),
+            (b"Bearer ", None),
+            (b"Bearer  abc", None),
+            (b"Bearer\tabc", None),
+            (b"Basic YWRtaW46YWRtaW4=", None),
+            (b"Token abc", None),
+            (b"abc", None),
+        ];
+        for (value, token) in cases {
+            assert_eq!(
+                bearer_token(value),
+                *token,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
     }
 
     #[test]

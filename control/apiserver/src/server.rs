@@ -518,12 +518,18 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
                     }
                 };
                 // The client's certificate, once its chain verified, goes with every request
-                // of the connection (`auth::x509`).
+                // of the connection; one that did not verify makes them 401s unless a bearer
+                // token authenticates them (`auth::x509`).
                 let certificate = tls
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .and_then(|chain| client_certs.verified_leaf(chain));
+                    .filter(|chain| !chain.is_empty())
+                    .map(|chain| {
+                        client_certs
+                            .verified_leaf(chain)
+                            .ok_or(crate::auth::x509::RefusedClientCertificate)
+                    });
                 let service =
                     TowerToHyperService::new(with_connection_info(app, peer, certificate));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -549,12 +555,14 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
 }
 
 /// `service` with what is known of the connection attached to each request: the peer's address
-/// (`ConnectInfo`, the audit log's sourceIPs) and the verified client certificate, if any (the
-/// extension `auth::x509::ClientCertificate`).
+/// (`ConnectInfo`, the audit log's sourceIPs) and the client certificate, if any: verified (the
+/// extension `auth::x509::ClientCertificate`) or refused (`auth::x509::RefusedClientCertificate`).
 fn with_connection_info<S, B>(
     service: S,
     peer: SocketAddr,
-    certificate: Option<crate::auth::x509::ClientCertificate>,
+    certificate: Option<
+        Result<crate::auth::x509::ClientCertificate, crate::auth::x509::RefusedClientCertificate>,
+    >,
 ) -> tower::util::MapRequest<S, impl FnMut(axum::http::Request<B>) -> axum::http::Request<B> + Clone>
 where
     S: tower::Service<axum::http::Request<B>>,
@@ -563,8 +571,14 @@ where
     service.map_request(move |mut req: axum::http::Request<B>| {
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
-        if let Some(certificate) = &certificate {
-            req.extensions_mut().insert(certificate.clone());
+        match &certificate {
+            Some(Ok(certificate)) => {
+                req.extensions_mut().insert(certificate.clone());
+            }
+            Some(Err(refused)) => {
+                req.extensions_mut().insert(*refused);
+            }
+            None => {}
         }
         req
     })

@@ -136,7 +136,11 @@ impl Tokens {
     }
 
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        self.authenticate_token(authorization?.strip_prefix("Bearer ")?.trim())
+    }
+
+    /// The user of a bearer token (the `Authorization` header already read).
+    pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
         let known = self.by_token.read().get(token).cloned();
         let mut user = match known {
             Some(user) => user,

@@ -12,9 +12,11 @@
 //! proves it holds the key), and the accept loop (`server::start`) then verifies the chain
 //! against the cluster CA with webpki ([`ClientCertificates::verified_leaf`]), client-auth
 //! usage included. Only a verified leaf is attached to the connection's requests, as the
-//! extension [`ClientCertificate`]; a certificate from another CA is not a handshake failure
-//! but no identity, so a request carrying one may still authenticate with a bearer token (as
-//! upstream's union authenticator moves on) or is a 401.
+//! extension [`ClientCertificate`]; a certificate that does not verify (another CA, expired,
+//! not for client auth) is not a handshake failure but the extension
+//! [`RefusedClientCertificate`]: as upstream's x509 authenticator fails and its union
+//! authenticator moves on, a request carrying one may still authenticate with a bearer token,
+//! and is otherwise a 401 — never the anonymous user.
 //!
 //! Authentication order, as upstream's: this first, then bearer tokens (the static token file,
 //! bootstrap tokens, service-account tokens).
@@ -85,10 +87,41 @@ pub fn authenticate(cert_der: &[u8]) -> Option<UserInfo> {
     user_at(&identity(cert_der)?, now())
 }
 
-/// The user of the client certificate attached to a request (the extension
-/// [`ClientCertificate`]), if any: what the request authenticates as first.
-pub fn authenticate_request(extensions: &axum::http::Extensions) -> Option<UserInfo> {
-    extensions.get::<ClientCertificate>()?.user()
+/// The extension on every request of a connection whose client presented a certificate that
+/// did not verify against the cluster CA (see the module doc).
+#[derive(Clone, Copy, Debug)]
+pub struct RefusedClientCertificate;
+
+/// What a request's client certificate says of its sender.
+#[derive(Debug, PartialEq)]
+pub enum CertificateIdentity {
+    /// No certificate, or a verified one that names no user (no CommonName, as upstream's
+    /// `CommonNameUserConversion`): the bearer token, if any, decides.
+    None,
+    User(UserInfo),
+    /// A certificate that did not verify, or is outside its validity period now: upstream's
+    /// authentication error, a 401 unless a bearer token authenticates.
+    Refused,
+}
+
+/// The identity of the client certificate attached to a request (the extensions
+/// [`ClientCertificate`] and [`RefusedClientCertificate`]): what the request authenticates as
+/// first.
+pub fn authenticate_request(extensions: &axum::http::Extensions) -> CertificateIdentity {
+    if extensions.get::<RefusedClientCertificate>().is_some() {
+        return CertificateIdentity::Refused;
+    }
+    let Some(certificate) = extensions.get::<ClientCertificate>() else {
+        return CertificateIdentity::None;
+    };
+    let identity = certificate
+        .identity
+        .get_or_init(|| identity(&certificate.der));
+    match identity.as_ref().map(|i| user_at(i, now())) {
+        None => CertificateIdentity::None,
+        Some(None) => CertificateIdentity::Refused,
+        Some(Some(user)) => CertificateIdentity::User(user),
+    }
 }
 
 fn user_at(identity: &Identity, now: i64) -> Option<UserInfo> {
@@ -498,11 +531,44 @@ mod tests {
             (2020, 1, 1),
             (2099, 1, 1),
         );
+        let name = |ext: &axum::http::Extensions| match authenticate_request(ext) {
+            CertificateIdentity::User(user) => user.name,
+            other => panic!("expected a user, got {other:?}"),
+        };
         let mut ext = axum::http::Extensions::new();
-        assert!(authenticate_request(&ext).is_none());
+        assert_eq!(authenticate_request(&ext), CertificateIdentity::None);
         ext.insert(ClientCertificate::new(der));
-        assert_eq!(authenticate_request(&ext).unwrap().name, "bob");
+        assert_eq!(name(&ext), "bob");
         // Parsed once, checked each time.
-        assert_eq!(authenticate_request(&ext).unwrap().name, "bob");
+        assert_eq!(name(&ext), "bob");
+        // A verified certificate without a CommonName names no one.
+        let nameless = client(
+            &ca,
+            dn(&[(DnType::OrganizationName, "system:masters")]),
+            (2020, 1, 1),
+            (2099, 1, 1),
+        );
+        let mut ext = axum::http::Extensions::new();
+        ext.insert(ClientCertificate::new(nameless));
+        assert_eq!(authenticate_request(&ext), CertificateIdentity::None);
+    }
+
+    #[test]
+    fn a_refused_or_expired_certificate_is_an_authentication_failure() {
+        let ca = ca();
+        // The accept loop marks a connection whose certificate did not verify.
+        let mut ext = axum::http::Extensions::new();
+        ext.insert(RefusedClientCertificate);
+        assert_eq!(authenticate_request(&ext), CertificateIdentity::Refused);
+        // A certificate that verified when the connection opened but has expired since.
+        let expired = client(
+            &ca,
+            dn(&[(DnType::CommonName, "old")]),
+            (2020, 1, 1),
+            (2021, 1, 1),
+        );
+        let mut ext = axum::http::Extensions::new();
+        ext.insert(ClientCertificate::new(expired));
+        assert_eq!(authenticate_request(&ext), CertificateIdentity::Refused);
     }
 }
