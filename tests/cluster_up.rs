@@ -1,6 +1,9 @@
-//! `skiff up` end to end: a 3-node cluster of network-namespace nodes, an image loaded with
-//! `--load`, a Deployment spread over the workers and answering from the `<name>-host`
-//! namespace, kubectl exec and logs through the loopback forward, and `skiff down` leaving
+//! `skiff up` end to end (issue 16's list): a 3-node cluster of network-namespace nodes, an
+//! image loaded with `--load`, a Deployment spread over the workers and answering from the
+//! `<name>-host` namespace; Services by DNS name and ClusterIP, NodePort and LoadBalancer from
+//! outside and through `--publish`; a DaemonSet, a Job, a StatefulSet by stable names; pods
+//! across nodes by IP; logs, exec and port-forward on each worker's pods; a rolling update
+//! under load that drops no request; a lost worker whose pods move; and `skiff down` leaving
 //! nothing behind. Needs root (CI is root); prints a skip line otherwise.
 
 mod common;
@@ -22,7 +25,15 @@ fn skiff_up_runs_a_deployment_across_workers_and_down_removes_everything() {
     let archive = web_image(work.path(), "hello from pod $(hostname) on node $NODE_NAME");
     let name = format!("up{}", std::process::id());
     let kubeconfig = work.path().join("admin.kubeconfig");
-    let (cluster, text) = Cluster::up(&name, 3, "192.168.77.0/24", &archive, &kubeconfig);
+    let publish = common::free_port();
+    let (cluster, text) = Cluster::up_with(
+        &name,
+        3,
+        "192.168.77.0/24",
+        &archive,
+        &kubeconfig,
+        &["--publish", &format!("{publish}:30080")],
+    );
     assert!(text.contains("✓ every node Ready"), "{text}");
     assert!(
         text.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
@@ -62,6 +73,13 @@ spec:
         ports: [{containerPort: 8080}]
         env: [{name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
         readinessProbe: {httpGet: {port: 8080, path: /}, periodSeconds: 1}
+        # Leave the Service's endpoints before the server stops (a rolling update drops no
+        # request).
+        lifecycle: {preStop: {exec: {command: [sleep, "2"]}}}
+      # Leave a lost node after 2 s instead of upstream's default 300 s.
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
 "#;
     let manifest = work.path().join("web.yaml");
     std::fs::write(&manifest, deployment).unwrap();
@@ -275,13 +293,39 @@ spec:
 
     let hostname = cluster.ok(&["exec", "deploy/web", "--", "hostname"]);
     assert!(hostname.starts_with("web-"), "{hostname}");
+
+    // `--publish`: the machine's loopback port reaches the NodePort on the nodes.
+    cluster.apply(
+        work.path(),
+        "web-np",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+"#,
+    );
+    let published = get_retrying(&format!("127.0.0.1:{publish}"));
+    assert!(
+        published.contains("hello from pod web-"),
+        "127.0.0.1:{publish}: {published:?}"
+    );
+
+    workloads(&cluster, work.path(), &name);
+    rolling_update_drops_nothing(&cluster, publish);
+
     let status = Command::new(skiff_bin())
         .args(["status", "--name", &name])
         .output()
         .unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
-    // server, forward, and a kubelet and a netd per node.
-    assert_eq!(status.matches(" running ").count(), 8, "{status}");
+    // server, two forwards (API server, --publish), and a kubelet and a netd per node.
+    assert_eq!(status.matches(" running ").count(), 9, "{status}");
+
+    lose_a_worker(&cluster, &name, &status, publish);
 
     let pids: Vec<i32> = status
         .lines()
@@ -321,6 +365,300 @@ spec:
                     .unwrap_or_default()
                     .contains(") Z"),
             "process {pid} left"
+        );
+    }
+}
+
+/// One HTTP/1.0 GET of `/` at `addr` from this process; the body, or "" on any failure.
+fn get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let timeout = Some(std::time::Duration::from_secs(3));
+    let _ = stream.set_read_timeout(timeout);
+    let _ = stream.set_write_timeout(timeout);
+    if stream.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+fn get_retrying(addr: &str) -> String {
+    for _ in 0..50 {
+        let body = get(addr);
+        if !body.is_empty() {
+            return body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    String::new()
+}
+
+/// `kubectl exec <pod> -- <sh -c script>`'s stdout.
+fn exec_sh(cluster: &Cluster, pod: &str, script: &str) -> String {
+    cluster.ok(&["exec", pod, "--", "sh", "-c", script])
+}
+
+fn fetch_from(cluster: &Cluster, pod: &str, host: &str) -> String {
+    exec_sh(
+        cluster,
+        pod,
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {host} 8080"),
+    )
+}
+
+/// (pod, node, IP) of the running pods with `label` that are not being deleted (a lost
+/// node's pods stay Running, marked for deletion, until their kubelet comes back).
+fn pods_of(cluster: &Cluster, label: &str) -> Vec<(String, String, String)> {
+    cluster
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            label,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .filter(|l| l.split(' ').nth(3).unwrap_or_default().is_empty())
+        .map(|l| {
+            let mut words = l.split(' ').map(str::to_string);
+            (
+                words.next().unwrap_or_default(),
+                words.next().unwrap_or_default(),
+                words.next().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Upstream-style manifests of every workload kind, and the cluster's paths between nodes:
+/// a DaemonSet on both workers, a Job that completes, a StatefulSet behind a headless Service
+/// reached by its pods' stable names, pods on the other node by pod IP, and logs, exec and
+/// port-forward on pods of each worker.
+fn workloads(cluster: &Cluster, dir: &Path, name: &str) {
+    cluster.apply(
+        dir,
+        "workloads",
+        r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: skiff.local/web:1, command: [sleep, "3600"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: job, image: skiff.local/web:1, command: [sh, -c, "echo done on $(hostname)"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: web
+        image: skiff.local/web:1
+        env: [{name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
+        readinessProbe: {httpGet: {port: 8080, path: /}, periodSeconds: 1}
+"#,
+    );
+    cluster.ok(&["rollout", "status", "daemonset/agent", "--timeout=90s"]);
+    let agents = pods_of(cluster, "app=agent");
+    let agent_nodes: BTreeSet<&str> = agents.iter().map(|(_, n, _)| n.as_str()).collect();
+    let workers: BTreeSet<String> = [format!("{name}-worker"), format!("{name}-worker2")].into();
+    assert_eq!(
+        agent_nodes,
+        workers.iter().map(String::as_str).collect(),
+        "one agent per worker, none on the tainted control plane: {agents:?}"
+    );
+    cluster.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/once",
+        "--timeout=90s",
+    ]);
+    let job_log = cluster.ok(&["logs", "job/once"]);
+    assert!(job_log.starts_with("done on once-"), "{job_log}");
+    cluster.ok(&["rollout", "status", "statefulset/db", "--timeout=90s"]);
+
+    // From a web pod on each worker: both StatefulSet pods by their stable DNS names, and the
+    // web pod on the other worker by its pod IP.
+    let web = pods_of(cluster, "app=web");
+    for (pod, node, _) in &web {
+        for ordinal in 0..2 {
+            let host = format!("db-{ordinal}.db.default.svc.cluster.local");
+            let mut answer = String::new();
+            for _ in 0..25 {
+                answer = fetch_from(cluster, pod, &host);
+                if answer.contains("hello from pod") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            assert!(
+                answer.contains(&format!(
+                    "hello from pod db-{ordinal} on node {name}-worker"
+                )),
+                "{pod} → {host}: {answer}"
+            );
+        }
+        let (other, other_node, other_ip) = web
+            .iter()
+            .find(|(_, n, _)| n != node)
+            .expect("web pods on both workers");
+        let answer = fetch_from(cluster, pod, other_ip);
+        assert!(
+            answer.contains(&format!("hello from pod {other} on node {other_node}")),
+            "{pod} on {node} → {other_ip}: {answer}"
+        );
+    }
+
+    // logs, exec and port-forward on a pod of each worker.
+    let mut seen_nodes = BTreeSet::new();
+    for (pod, node, _) in &web {
+        if !seen_nodes.insert(node.clone()) {
+            continue;
+        }
+        let log = cluster.ok(&["logs", pod]);
+        assert!(log.contains("serving on :8080"), "logs of {pod}: {log}");
+        assert_eq!(exec_sh(cluster, pod, "hostname").trim(), pod.as_str());
+        let port = common::free_port();
+        let mut forward = Command::new("kubectl")
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .args([
+                "port-forward",
+                &format!("pod/{pod}"),
+                &format!("{port}:8080"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let answer = get_retrying(&format!("127.0.0.1:{port}"));
+        let _ = forward.kill();
+        let _ = forward.wait();
+        assert_eq!(
+            answer,
+            format!("hello from pod {pod} on node {node}\n"),
+            "port-forward to {pod}"
+        );
+    }
+    assert_eq!(seen_nodes, workers);
+}
+
+/// A rolling update while a client keeps requesting the Service through `--publish`: every
+/// request is answered (readiness gates the new pods, preStop lets the old ones leave the
+/// endpoints first).
+fn rolling_update_drops_nothing(cluster: &Cluster, publish: u16) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if get(&format!("127.0.0.1:{publish}")).contains("hello from pod web-") {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    cluster.ok(&["set", "env", "deployment/web", "ROLLOUT=2"]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("rolling update: {ok} requests answered, {failed} failed");
+    assert!(ok > 20, "the client ran: {ok} answered");
+    assert_eq!(
+        failed, 0,
+        "requests failed during the rolling update ({ok} answered)"
+    );
+}
+
+/// A worker is lost (its kubelet and netd killed, its network cut off): its pods are recreated
+/// on the other worker and the Service keeps answering through `--publish`.
+fn lose_a_worker(cluster: &Cluster, name: &str, status: &str, publish: u16) {
+    let lost = format!("{name}-worker2");
+    let web_before = pods_of(cluster, "app=web");
+    assert!(
+        web_before.iter().any(|(_, n, _)| *n == lost),
+        "{web_before:?}"
+    );
+    for line in status
+        .lines()
+        .filter(|l| l.contains(&lost) && l.contains(" running "))
+    {
+        if let Some(pid) = line.split_whitespace().find_map(|w| w.parse::<i32>().ok()) {
+            // The kubelet and netd `skiff status` recorded for this node, by pid.
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+    let cut = Command::new("ip")
+        .args(["netns", "exec", &lost, "ip", "link", "set", "eth0", "down"])
+        .status()
+        .unwrap();
+    assert!(cut.success());
+    // Upstream's timers: the node is Unknown after the 50 s grace period, its pods evicted
+    // after their 2 s toleration.
+    let limit = std::time::Duration::from_secs(150);
+    common::wait_until_for(
+        "the lost worker's web pods recreated on the other worker",
+        limit,
+        || {
+            let web = pods_of(cluster, "app=web");
+            web.len() == 3
+                && web.iter().all(|(_, n, _)| *n == format!("{name}-worker"))
+                && cluster
+                    .jsonpath(&["get", "deployment", "web"], "{.status.readyReplicas}")
+                    .trim()
+                    == "3"
+        },
+    );
+    let node = cluster.jsonpath(
+        &["get", "node", &lost],
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+    );
+    assert_eq!(node, "Unknown");
+    for _ in 0..5 {
+        let answer = get_retrying(&format!("127.0.0.1:{publish}"));
+        assert!(
+            answer.contains(&format!("on node {name}-worker\n")),
+            "after losing {lost}: {answer:?}"
         );
     }
 }

@@ -49,6 +49,24 @@ pub struct UpArgs {
     /// Leave whatever was made in place when a step fails (for debugging).
     #[arg(long = "keep-on-failure")]
     pub keep_on_failure: bool,
+    /// `HOSTPORT:NODEPORT`: 127.0.0.1:HOSTPORT on this machine forwards to that NodePort on
+    /// the nodes (k3d's `-p`); repeatable.
+    #[arg(long = "publish", value_parser = parse_publish)]
+    pub publish: Vec<(u16, u16)>,
+}
+
+/// `8080:30080` → (8080, 30080).
+fn parse_publish(text: &str) -> Result<(u16, u16), String> {
+    let (host, node) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected HOSTPORT:NODEPORT, e.g. 8080:30080"))?;
+    let port = |p: &str, what: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{text:?}: {what} {p:?} is not a port number"))
+    };
+    Ok((port(host, "HOSTPORT")?, port(node, "NODEPORT")?))
 }
 
 #[derive(Debug, clap::Args)]

@@ -256,6 +256,36 @@ fn bring_up(
         write_private(&recorded.kubeconfig, &(admin + "\n"))?;
         Ok(())
     })?;
+    for &(host_port, node_port) in &args.publish {
+        progress.step(
+            &format!("publish 127.0.0.1:{host_port} → NodePort {node_port}"),
+            || {
+                let log = logs.join(format!("publish-{host_port}.log"));
+                let mut command = vec![
+                    skiff.clone(),
+                    "forward".into(),
+                    "--listen".into(),
+                    format!("127.0.0.1:{host_port}"),
+                    "--netns".into(),
+                    format!("/run/netns/{}", t.host_netns),
+                ];
+                for node in &t.nodes {
+                    command.push("--to".into());
+                    command.push(format!("{}:{node_port}", node.ip));
+                }
+                // Refuse a taken port here, where the user sees it, not in the forward's log.
+                std::net::TcpListener::bind(("127.0.0.1", host_port))
+                    .with_context(|| format!("127.0.0.1:{host_port} is taken"))?;
+                let pid = spawn_in(None, &command, &log)?;
+                recorded.processes.push(Process {
+                    component: format!("publish {host_port}:{node_port}"),
+                    pid,
+                    log,
+                });
+                recorded.write()
+            },
+        )?;
+    }
     for node in &t.nodes {
         progress.step(&format!("kubelet and netd on {}", node.name), || {
             let pid = start_kubelet(t, node, &skiff, &server_dir)?;

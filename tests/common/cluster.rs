@@ -31,6 +31,18 @@ impl Cluster {
         archive: &Path,
         kubeconfig: &Path,
     ) -> (Cluster, String) {
+        Cluster::up_with(name, nodes, node_cidr, archive, kubeconfig, &[])
+    }
+
+    /// `up` with more flags (e.g. `--publish 8080:30080`).
+    pub fn up_with(
+        name: &str,
+        nodes: usize,
+        node_cidr: &str,
+        archive: &Path,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> (Cluster, String) {
         let cluster = Cluster {
             name: name.to_string(),
             kubeconfig: kubeconfig.display().to_string(),
@@ -49,6 +61,7 @@ impl Cluster {
             .arg(archive)
             .arg("--kubeconfig")
             .arg(kubeconfig)
+            .args(extra)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -96,8 +109,8 @@ impl Cluster {
 }
 
 /// `skiff.local/web:1` as an archive in `dir`: busybox-static and `/bin/web`, which writes
-/// `index` (a shell expression, e.g. `$(hostname)`) to its index page and serves it with
-/// httpd on :8080.
+/// `index` (a shell expression, e.g. `$(hostname)`) to its index page, logs a line and serves
+/// it with httpd on :8080.
 pub fn web_image(dir: &Path, index: &str) -> PathBuf {
     let ctx = dir.join("ctx");
     std::fs::create_dir_all(ctx.join("bin")).unwrap();
@@ -110,7 +123,7 @@ pub fn web_image(dir: &Path, index: &str) -> PathBuf {
     }
     std::fs::write(
         ctx.join("bin/web"),
-        format!("#!/bin/sh\nmkdir -p /tmp/www\necho \"{index}\" > /tmp/www/index.html\nexec httpd -f -p 8080 -h /tmp/www\n"),
+        format!("#!/bin/sh\nmkdir -p /tmp/www\necho \"{index}\" > /tmp/www/index.html\necho serving on :8080\nexec httpd -f -p 8080 -h /tmp/www\n"),
     )
     .unwrap();
     std::fs::set_permissions(

@@ -14,8 +14,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Polls `f` every 100 ms until it holds; fails the test after 30 s.
-pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+pub fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    wait_until_for(what, Duration::from_secs(30), f)
+}
+
+/// `wait_until` with its own deadline (for what upstream's timers make slow, e.g. a node
+/// declared lost after its 50 s grace period).
+pub fn wait_until_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
     while !f() {
         assert!(
             std::time::Instant::now() < deadline,
