@@ -54,6 +54,8 @@ pub struct ApiServer {
     pub service_accounts: Option<crate::auth::serviceaccount::ServiceAccountTokens>,
     /// Admission plugins turned off with `--disable-admission-plugins` (upstream's names).
     pub disabled_admission_plugins: Vec<String>,
+    /// How pods/log, exec, attach and portforward reach kubelets (`kubelet_proxy`).
+    pub kubelet_client: crate::kubelet_proxy::KubeletClient,
 }
 
 /// Store reads by key prefix, each good for [`LIVE_LOOKUP_TTL`].
