@@ -128,8 +128,13 @@ pub fn ensure_kubelet_client_certificate(dir: &Path) -> anyhow::Result<(String, 
             crt.display()
         );
     }
-    let ca_key_pem = std::fs::read_to_string(tls.join("ca.key"))
-        .with_context(|| format!("reading {}", tls.join("ca.key").display()))?;
+    let ca_key_pem = std::fs::read_to_string(tls.join("ca.key")).with_context(|| {
+        format!(
+            "reading {} to sign the API server's kubelet client certificate (or pass \
+             --kubelet-client-certificate and --kubelet-client-key)",
+            tls.join("ca.key").display()
+        )
+    })?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).context("the cluster CA's key")?;
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("the cluster CA")?;
     let client_key = KeyPair::generate()?;
