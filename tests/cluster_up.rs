@@ -35,6 +35,12 @@ fn skiff_up_runs_a_deployment_across_workers_and_down_removes_everything() {
         &["--publish", &format!("{publish}:30080")],
     );
     assert!(text.contains("✓ every node Ready"), "{text}");
+    // Each kubelet serves a certificate the cluster issued; skiff up approved the requests
+    // (and the API server verifies it: exec and logs below go through that check).
+    assert!(
+        text.contains("✓ kubelet serving certificates approved"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
         "{text}"

@@ -23,6 +23,7 @@ fn kubelet_runs_pods_end_to_end() {
     logs_follow_and_config_updates(&lab);
     exec_and_cp(&lab);
     the_pods_token_reaches_the_api(&lab);
+    the_kubelet_api_checks_who_calls(&lab);
     port_forward(&lab);
     attach(&lab);
     restarts_backoff_and_terminal_phases(&lab);
@@ -389,6 +390,136 @@ fn the_pods_token_reaches_the_api(lab: &Lab) {
         .contains("\"name\":\"full\""));
     assert_eq!(call("/api/v1/namespaces/default/secrets").0, "403");
     assert_eq!(call("/api/v1/namespaces/kube-system/pods").0, "403");
+}
+
+/// The kubelet API (:10250) authenticates and authorizes as upstream's: it serves a
+/// certificate the cluster CA issued for the node's address; a request without credentials
+/// is a 401; a pod's service-account token is a 403 with upstream's text on every path until
+/// RBAC grants its account `nodes/pods` (then `/pods` opens after the 30 s deny cache, and exec
+/// stays shut: that is `nodes/proxy`); the API server, with its client certificate, still
+/// serves `kubectl exec` and `kubectl logs`.
+fn the_kubelet_api_checks_who_calls(lab: &Lab) {
+    let token = lab.kubectl_ok(&[
+        "exec",
+        "full",
+        "-c",
+        "web",
+        "--",
+        "cat",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ]);
+    let token = token.trim().to_string();
+    let ca = lab.ca_file();
+    // (status, body) of a request to node `i`'s kubelet, verifying its certificate against
+    // the cluster CA for its IP.
+    let call = |i: usize, path: &str, token: Option<&str>| -> (String, String) {
+        let node = &lab.nodes[i];
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", node.netns))
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(&ca);
+        if let Some(token) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        cmd.arg(format!("https://{}:10250{path}", node.ip));
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "curl {path} on {}: {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or_default();
+        (code.to_string(), body.to_string())
+    };
+    let sa = "system:serviceaccount:default:default";
+    let exec = "/exec/default/full/web?command=true&output=1";
+    for i in 0..lab.nodes.len() {
+        assert_eq!(
+            call(i, "/pods", None),
+            ("401".to_string(), "Unauthorized".to_string())
+        );
+        let (code, body) = call(i, "/pods", Some(&token));
+        assert_eq!(code, "403", "{body}");
+        assert_eq!(
+            body,
+            format!(
+                "Forbidden (user={sa}, verb=get, resource=nodes, subresource(s)=[pods proxy])\n"
+            )
+        );
+        let (code, body) = call(i, exec, Some(&token));
+        assert_eq!(code, "403", "{body}");
+        assert_eq!(
+            body,
+            format!("Forbidden (user={sa}, verb=get, resource=nodes, subresource(s)=[proxy])\n")
+        );
+        let (code, body) = call(i, "/containerLogs/default/full/web", Some(&token));
+        assert_eq!(code, "403", "{body}");
+        let (code, body) = call(i, "/healthz", Some(&token));
+        assert_eq!(code, "403", "{body}");
+        assert!(body.contains("subresource(s)=[healthz proxy]"), "{body}");
+    }
+    // Through the API server (its client certificate, system:kubelet-api-admin) all works.
+    assert_eq!(
+        lab.kubectl_ok(&[
+            "exec",
+            "full",
+            "-c",
+            "web",
+            "--",
+            "echo",
+            "via the API server"
+        ])
+        .trim(),
+        "via the API server"
+    );
+    lab.kubectl_ok(&["logs", "full", "-c", "sidecar", "--tail", "1"]);
+    // RBAC grants the account nodes/pods: /pods opens once the denial has left the cache.
+    lab.apply(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: node-pods-reader}
+rules: [{apiGroups: [""], resources: ["nodes/pods"], verbs: ["get"]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: default-reads-node-pods}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node-pods-reader}
+subjects: [{kind: ServiceAccount, name: default, namespace: default}]
+"#,
+    );
+    lab.wait("nodes/pods granted (after the 30 s deny cache)", 60, || {
+        call(0, "/pods", Some(&token)).0 == "200"
+    });
+    let (_, body) = call(0, "/pods", Some(&token));
+    assert!(body.contains("\"kind\":\"PodList\""), "{body}");
+    assert_eq!(call(0, exec, Some(&token)).0, "403");
+    lab.kubectl_ok(&[
+        "delete",
+        "clusterrolebinding/default-reads-node-pods",
+        "clusterrole/node-pods-reader",
+    ]);
+    // The serving certificates were issued for the nodes (and approved like skiff up does).
+    let csrs = lab.kubectl_ok(&["get", "csr"]);
+    for node in &lab.nodes {
+        assert!(
+            csrs.lines()
+                .any(|l| l.contains("kubernetes.io/kubelet-serving")
+                    && l.contains(&format!("system:node:{}", node.name))
+                    && l.contains("Approved,Issued")),
+            "{csrs}"
+        );
+    }
 }
 
 fn port_forward(lab: &Lab) {

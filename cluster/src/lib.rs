@@ -18,6 +18,7 @@
 pub mod addons;
 pub mod forward;
 pub mod network;
+pub mod serving;
 pub mod state;
 pub mod topology;
 pub mod up;

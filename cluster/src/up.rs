@@ -11,6 +11,7 @@ use kube::api::{Api, ListParams};
 
 use crate::addons;
 use crate::network;
+use crate::serving;
 use crate::state::{self, Process, Recorded};
 use crate::topology::{NodeSpec, Topology};
 use crate::UpArgs;
@@ -198,6 +199,10 @@ fn bring_up(
                     "127.0.0.1".into(),
                     "--load-balancer-ip-range".into(),
                     t.load_balancer_range(),
+                    // The kubelets serve with certificates from the cluster CA (approved
+                    // below), so the API server checks that it talks to the real kubelet.
+                    "--kubelet-certificate-authority".into(),
+                    server_dir.join("tls/ca.crt").display().to_string(),
                 ],
                 &server_log,
             )
@@ -342,6 +347,23 @@ fn bring_up(
     progress.step("every node Ready", || {
         wait_nodes_ready(&kubeconfig, t.nodes.len(), &logs)
     })?;
+    progress.step("kubelet serving certificates approved", || {
+        let nodes: Vec<serving::Node> = t
+            .nodes
+            .iter()
+            .map(|n| serving::Node {
+                name: n.name.clone(),
+                ip: n.ip.into(),
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let client = admin_client(&kubeconfig).await?;
+            serving::approve(client, &nodes, Duration::from_secs(60)).await
+        })
+    })?;
     progress.step("cluster DNS image (this skiff binary)", || {
         addons::build_image(t, Path::new(&skiff))
     })?;
@@ -445,6 +467,11 @@ fn start_kubelet(
         ),
         "--healthz-port".into(),
         "0".into(),
+        // The kubelet API: the API server's client certificate (and any other from the
+        // cluster CA) authenticates; a serving certificate from the cluster (`serving.rs`).
+        "--client-ca-file".into(),
+        server_dir.join("tls/ca.crt").display().to_string(),
+        "--rotate-server-certificates".into(),
     ];
     if node.control_plane {
         // Like kubeadm, workloads stay off the control plane — unless it is the only node

@@ -207,7 +207,49 @@ impl Lab {
                 String::from_utf8_lossy(&out.stdout) == "True"
             });
         }
+        lab.approve_serving_certificates();
         lab
+    }
+
+    /// The cluster CA (the API server's `tls/ca.crt`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("server/tls/ca.crt")
+    }
+
+    /// Approves the kubelets' pending serving-certificate requests (signer
+    /// `kubernetes.io/kubelet-serving`, each from its own node), as `skiff up` does, and waits
+    /// until every node has its certificate issued.
+    pub fn approve_serving_certificates(&self) {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("system:node:{}", n.name))
+            .collect();
+        wait_until("the kubelets' serving certificates", || {
+            let out = self.kubectl(&["get", "csr", "-o", "json"]);
+            let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+                return false;
+            };
+            let mut issued = Vec::new();
+            for csr in list["items"].as_array().into_iter().flatten() {
+                let requester = csr["spec"]["username"].as_str().unwrap_or_default();
+                if csr["spec"]["signerName"] != "kubernetes.io/kubelet-serving"
+                    || !nodes.iter().any(|n| n == requester)
+                {
+                    continue;
+                }
+                if csr["status"]["certificate"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    issued.push(requester.to_string());
+                } else if csr["status"]["conditions"].is_null() {
+                    let name = csr["metadata"]["name"].as_str().unwrap_or_default();
+                    let _ = self.kubectl(&["certificate", "approve", name]);
+                }
+            }
+            nodes.iter().all(|n| issued.contains(n))
+        });
     }
 
     /// `skiff.local/busybox:1`: busybox-static with its applets, in every node's store.
@@ -261,6 +303,9 @@ impl Lab {
             ])
             .args(["--store-listen-url", "http://127.0.0.1:2379"])
             .args(["--load-balancer-ip-range", "192.168.56.200-192.168.56.220"])
+            // The kubelets serve with certificates from the cluster CA (`skiff up`'s setup).
+            .arg("--kubelet-certificate-authority")
+            .arg(data.join("tls/ca.crt"))
             .env("RUST_LOG", "warn");
         self.server = Some(spawn_until_ready(cmd, "skiff server ready", "skiff server"));
     }
@@ -338,6 +383,11 @@ impl Lab {
                 node.root.join("cni-bin").display()
             ))
             .args(["--healthz-port", "0"])
+            // The API server's client certificate authenticates; the serving certificate comes
+            // from the cluster (approved by `approve_serving_certificates`).
+            .arg("--client-ca-file")
+            .arg(self.ca_file())
+            .arg("--rotate-server-certificates")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -7,12 +7,24 @@
 //! request goes to the kubelet with its upgrade headers, and once the kubelet answers 101 the
 //! two connections are spliced byte for byte, so the protocol is the kubelet's business.
 //!
-//! The kubelet's serving certificate is self-signed, so it is not verified (upstream's default
-//! without `--kubelet-certificate-authority`); the API server authenticates with its own
-//! token (`kube-apiserver-kubelet-client`), which the kubelet checks with a TokenReview.
+//! Toward kubelets the API server is `kube-apiserver-kubelet-client`, proven by a client
+//! certificate (upstream's `--kubelet-client-certificate`/`--kubelet-client-key`; by default
+//! one the API server makes at start, signed by the cluster CA: `tls.rs`), which a kubelet
+//! with `--client-ca-file` accepts and then asks RBAC about (`system:kubelet-api-admin`). No
+//! bearer token is sent: a token would go to whatever answers at the node's address — with an
+//! unverified kubelet certificate that may be anyone who took the address — and would then
+//! work against every kubelet; a certificate's key never leaves the API server. A kubelet
+//! without `--client-ca-file` therefore refuses the API server (401).
+//!
+//! The kubelet's serving certificate is verified against `--kubelet-certificate-authority`
+//! when that is given (kubelets serving with certificates issued by the cluster,
+//! `--rotate-server-certificates`), for the address dialled; without it, as upstream, it is
+//! not verified (kubelets' default certificates are self-signed).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -22,8 +34,99 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::{ApiServer, Ctx, Target};
 use crate::resources::{self, Sub};
 
-/// The user the API server is toward kubelets.
+/// The user the API server is toward kubelets (its client certificate's CN).
 pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+/// How the API server connects to kubelets (kube-apiserver's flag names).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KubeletClientArgs {
+    /// The client certificate (PEM) presented to kubelets. Default:
+    /// `<data-dir>/tls/apiserver-kubelet-client.crt`, made at start and signed by the cluster
+    /// CA (CN `kube-apiserver-kubelet-client`).
+    #[arg(long, requires = "kubelet_client_key")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// The key of --kubelet-client-certificate (PEM).
+    #[arg(long, requires = "kubelet_client_certificate")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// CA bundle (PEM) the kubelets' serving certificates are verified against, e.g. the
+    /// cluster CA when kubelets run with --rotate-server-certificates. Default: not verified.
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+}
+
+/// The TLS the API server dials kubelets with.
+pub struct KubeletClient {
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl KubeletClient {
+    /// From the flags, or the certificate made in `data_dir` (whose CA must exist: after
+    /// `tls::ensure_pki`).
+    pub fn new(args: &KubeletClientArgs, data_dir: &Path) -> anyhow::Result<KubeletClient> {
+        let (cert_pem, key_pem) = match (&args.kubelet_client_certificate, &args.kubelet_client_key)
+        {
+            (Some(cert), Some(key)) => (
+                std::fs::read_to_string(cert)
+                    .with_context(|| format!("--kubelet-client-certificate {}", cert.display()))?,
+                std::fs::read_to_string(key)
+                    .with_context(|| format!("--kubelet-client-key {}", key.display()))?,
+            ),
+            _ => crate::tls::ensure_kubelet_client_certificate(data_dir)?,
+        };
+        let ca_pem =
+            match &args.kubelet_certificate_authority {
+                Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                    format!("--kubelet-certificate-authority {}", path.display())
+                })?),
+                None => None,
+            };
+        let tls = client_config(&cert_pem, &key_pem, ca_pem.as_deref())?;
+        Ok(KubeletClient { tls })
+    }
+}
+
+/// TLS toward kubelets: presenting `cert_pem`/`key_pem`, verifying the kubelet against the
+/// CAs in `ca_pem` when given.
+fn client_config(
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: Option<&str>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let chain: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .context("reading the kubelet client certificate")?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "the kubelet client certificate file holds no certificate"
+    );
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .context("reading the kubelet client key")?
+        .context("the kubelet client key file holds no private key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match ca_pem {
+        Some(ca_pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+                roots.add(cert.context("reading --kubelet-certificate-authority")?)?;
+            }
+            anyhow::ensure!(
+                !roots.is_empty(),
+                "--kubelet-certificate-authority holds no certificate"
+            );
+            builder.with_root_certificates(roots)
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+    };
+    let mut config = builder
+        .with_client_auth_cert(chain, key)
+        .context("the kubelet client certificate and key do not go together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
 
 /// Serves one of the proxied subresources.
 pub async fn proxy(
@@ -73,11 +176,14 @@ pub async fn proxy(
         .sub
         .ok_or_else(|| ApiError::internal("no subresource"))?;
     let path = kubelet_path(sub, &namespace, &pod_name, &pod, &ctx.query)?;
-    let token = server
-        .tokens
-        .as_ref()
-        .and_then(|t| t.token_of(KUBELET_CLIENT_USER));
-    forward(request, &address, port as u16, &path, token.as_deref()).await
+    forward(
+        request,
+        &address,
+        port as u16,
+        &path,
+        server.kubelet_client.tls.clone(),
+    )
+    .await
 }
 
 /// The node's InternalIP (else its first address).
@@ -220,7 +326,7 @@ async fn forward(
     address: &str,
     port: u16,
     path: &str,
-    token: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
 ) -> ApiResult<Response<Body>> {
     let unreachable = |e: &dyn std::fmt::Display| {
         ApiError::internal(format!(
@@ -231,13 +337,14 @@ async fn forward(
         .await
         .map_err(|e| unreachable(&e))?;
     let _ = tcp.set_nodelay(true);
-    let connector = tokio_rustls::TlsConnector::from(insecure_client_config());
+    let connector = tokio_rustls::TlsConnector::from(tls);
     let server_name = rustls::pki_types::ServerName::try_from(address.to_string())
         .map_err(|e| ApiError::internal(format!("kubelet address {address:?}: {e}")))?;
+    // A certificate that does not verify against --kubelet-certificate-authority ends here.
     let tls = connector
         .connect(server_name, tcp)
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| ApiError::internal(format!("error dialing backend: tls: {e}")))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| unreachable(&e))?;
@@ -253,9 +360,6 @@ async fn forward(
         for value in request.headers().get_all(name) {
             upstream = upstream.header(name, value.clone());
         }
-    }
-    if let Some(token) = token {
-        upstream = upstream.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let upstream = upstream
         .body(Body::empty())
@@ -327,24 +431,8 @@ async fn forward(
     Ok(built)
 }
 
-/// TLS to kubelets without verifying their self-signed certificates.
-fn insecure_client_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
-        })
-        .clone()
-}
-
+/// Accepts any kubelet certificate (no --kubelet-certificate-authority); the handshake
+/// signatures are still checked.
 #[derive(Debug)]
 struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
 
@@ -439,6 +527,106 @@ mod tests {
             kubelet_path(Sub::PortForward, "ns", "p", &pod, &q(&[("ports", "8080")])).unwrap(),
             "/portForward/ns/p?port=8080"
         );
+    }
+
+    /// A kubelet at 192.168.56.11 serving `serving` (certificate, key) and trusting client
+    /// certificates from `client_ca`, checked by a client
+    /// made by `client_config` over an in-memory pipe: the handshake's outcome and whether the
+    /// kubelet saw a client certificate.
+    async fn handshake(
+        serving: (String, String),
+        client_ca: &str,
+        client: Arc<rustls::ClientConfig>,
+    ) -> Result<bool, String> {
+        let chain: Vec<_> = rustls_pemfile::certs(&mut serving.0.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut serving.1.as_bytes())
+            .unwrap()
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in rustls_pemfile::certs(&mut client_ca.as_bytes()) {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        // The kubelet only requests a certificate; whether one arrived is what matters here.
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .unwrap(),
+            )
+            .with_single_cert(chain, key)
+            .unwrap();
+        let server = Arc::new(server);
+        let (near, far) = tokio::io::duplex(1 << 16);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let accepted = tokio::spawn(async move {
+            acceptor
+                .accept(far)
+                .await
+                .map(|tls| tls.get_ref().1.peer_certificates().is_some())
+        });
+        let name = rustls::pki_types::ServerName::try_from("192.168.56.11").unwrap();
+        let connected = tokio_rustls::TlsConnector::from(client)
+            .connect(name, near)
+            .await;
+        match connected {
+            Ok(_) => accepted.await.unwrap().map_err(|e| format!("server: {e}")),
+            Err(e) => Err(format!("client: {e}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn kubelets_are_verified_only_against_the_given_authority() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::tls::ensure_pki(dir.path(), &[]).unwrap();
+        let (cert, key) = crate::tls::ensure_kubelet_client_certificate(dir.path()).unwrap();
+        // A kubelet certificate from the cluster CA for its IP, and a self-signed one.
+        let ca_key = rcgen::KeyPair::from_pem(
+            &std::fs::read_to_string(dir.path().join("tls/ca.key")).unwrap(),
+        )
+        .unwrap();
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&pki.ca_pem, ca_key).unwrap();
+        let kubelet_key = rcgen::KeyPair::generate().unwrap();
+        let issued = rcgen::CertificateParams::new(vec!["192.168.56.11".to_string()])
+            .unwrap()
+            .signed_by(&kubelet_key, &issuer)
+            .unwrap();
+        let issued = (issued.pem(), kubelet_key.serialize_pem());
+        let own = rcgen::generate_simple_self_signed(vec!["192.168.56.11".to_string()]).unwrap();
+        let own = (own.cert.pem(), own.signing_key.serialize_pem());
+
+        let verifying = client_config(&cert, &key, Some(&pki.ca_pem)).unwrap();
+        assert_eq!(
+            handshake(issued.clone(), &pki.ca_pem, verifying.clone()).await,
+            Ok(true)
+        );
+        let refused = handshake(own.clone(), &pki.ca_pem, verifying)
+            .await
+            .unwrap_err();
+        assert!(refused.starts_with("client: "), "{refused}");
+        // Without --kubelet-certificate-authority anything goes (upstream's default); the
+        // client certificate is presented either way.
+        let trusting = client_config(&cert, &key, None).unwrap();
+        assert_eq!(
+            handshake(own, &pki.ca_pem, trusting.clone()).await,
+            Ok(true)
+        );
+        assert_eq!(handshake(issued, &pki.ca_pem, trusting).await, Ok(true));
+        // A key that is not the certificate's is refused at start.
+        assert!(client_config(
+            &cert,
+            &rcgen::KeyPair::generate().unwrap().serialize_pem(),
+            None
+        )
+        .is_err());
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct ApiServerArgs {
     /// always run.
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
+    #[command(flatten)]
+    pub kubelet: crate::kubelet_proxy::KubeletClientArgs,
 }
 
 /// Service-account tokens: how they are signed and checked (kube-apiserver's flag names).
@@ -425,6 +427,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         crate::admission::configure_podsecurity(config);
     }
     let pki = tls::ensure_pki(&args.data_dir, &sans)?;
+    let kubelet_client = crate::kubelet_proxy::KubeletClient::new(&args.kubelet, &args.data_dir)?;
     let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;
     let mut component_tokens = Vec::new();
     for (stem, user) in token_file::COMPONENTS {
@@ -471,6 +474,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         disabled_admission_plugins: args.disable_admission_plugins.clone(),
         live_lookups: Default::default(),
         namespace_locks: Default::default(),
+        kubelet_client,
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     let host = if args.bind_address == "0.0.0.0" {
@@ -481,6 +485,9 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     let url = format!("https://{host}:{}", addr.port());
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     tls::write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, "admin", &admin_token)?;
+    // The API server toward kubelets had a token and a kubeconfig here before it had a client
+    // certificate; the kubeconfig goes (tokens.csv drops the token: `Tokens::ensure`).
+    let _ = std::fs::remove_file(args.data_dir.join("apiserver-kubelet-client.kubeconfig"));
     // Each control-plane component gets a kubeconfig with its own identity.
     for (stem, user, token) in component_tokens {
         tls::write_kubeconfig(
@@ -643,6 +650,31 @@ mod tests {
         assert_eq!(sa.service_account_max_token_expiration, Some(48 * 3600));
         assert!(!sa.service_account_extend_token_expiration);
         assert_eq!(c.args.disable_admission_plugins, ["ServiceAccount"]);
+    }
+
+    #[test]
+    fn kubelet_client_flags() {
+        let c = Command::parse_from(["apiserver"]);
+        assert!(c.args.kubelet.kubelet_certificate_authority.is_none());
+        assert!(c.args.kubelet.kubelet_client_certificate.is_none());
+        let c = Command::parse_from([
+            "apiserver",
+            "--kubelet-client-certificate=/c.crt",
+            "--kubelet-client-key=/c.key",
+            "--kubelet-certificate-authority=/ca.crt",
+        ]);
+        assert_eq!(
+            c.args.kubelet.kubelet_client_key,
+            Some(PathBuf::from("/c.key"))
+        );
+        assert_eq!(
+            c.args.kubelet.kubelet_certificate_authority,
+            Some(PathBuf::from("/ca.crt"))
+        );
+        // A certificate needs its key.
+        assert!(
+            Command::try_parse_from(["apiserver", "--kubelet-client-certificate=/c.crt"]).is_err()
+        );
     }
 
     #[test]

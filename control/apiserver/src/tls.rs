@@ -99,6 +99,80 @@ pub fn ensure_pki(dir: &Path, sans: &[String]) -> anyhow::Result<Pki> {
     })
 }
 
+/// The API server's client certificate toward kubelets (upstream's
+/// `--kubelet-client-certificate`/`--kubelet-client-key`, which kubeadm makes as
+/// `apiserver-kubelet-client.crt`): `dir/tls/apiserver-kubelet-client.{crt,key}`, signed by the
+/// cluster CA, CN `kube-apiserver-kubelet-client` (the user skiff's RBAC policy binds to
+/// `system:kubelet-api-admin`), client-auth usage. Made when missing, expired or not signed by
+/// the current CA; returns (certificate PEM, key PEM).
+///
+/// kubeadm also puts it in the group `kubeadm:cluster-admins`, which kubeadm binds to
+/// `cluster-admin`; skiff leaves the group out, so the certificate, should it be presented to
+/// the API server itself, is worth no more than the kubelet API.
+pub fn ensure_kubelet_client_certificate(dir: &Path) -> anyhow::Result<(String, String)> {
+    let tls = dir.join("tls");
+    let (crt, key) = (
+        tls.join("apiserver-kubelet-client.crt"),
+        tls.join("apiserver-kubelet-client.key"),
+    );
+    let ca_pem = std::fs::read_to_string(tls.join("ca.crt"))
+        .with_context(|| format!("reading {}", tls.join("ca.crt").display()))?;
+    if let (Ok(cert_pem), Ok(key_pem)) =
+        (std::fs::read_to_string(&crt), std::fs::read_to_string(&key))
+    {
+        if issued_by(&cert_pem, &ca_pem) {
+            return Ok((cert_pem, key_pem));
+        }
+        tracing::info!(
+            "{} is expired or not signed by the cluster CA: making a new one",
+            crt.display()
+        );
+    }
+    let ca_key_pem = std::fs::read_to_string(tls.join("ca.key")).with_context(|| {
+        format!(
+            "reading {} to sign the API server's kubelet client certificate (or pass \
+             --kubelet-client-certificate and --kubelet-client-key)",
+            tls.join("ca.key").display()
+        )
+    })?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).context("the cluster CA's key")?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("the cluster CA")?;
+    let client_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        crate::kubelet_proxy::KUBELET_CLIENT_USER,
+    );
+    params.distinguished_name = dn;
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&client_key, &issuer)?;
+    write_private(&key, &client_key.serialize_pem())?;
+    write_private(&crt, &cert.pem())?;
+    Ok((cert.pem(), client_key.serialize_pem()))
+}
+
+/// Whether `cert_pem` is valid now and its signature verifies with the key of `ca_pem`.
+fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
+    let parse = |pem: &str| {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .ok()
+            .map(|(_, block)| block.contents)
+    };
+    let (Some(cert_der), Some(ca_der)) = (parse(cert_pem), parse(ca_pem)) else {
+        return false;
+    };
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        x509_parser::parse_x509_certificate(&cert_der),
+        x509_parser::parse_x509_certificate(&ca_der),
+    ) else {
+        return false;
+    };
+    cert.validity().is_valid() && cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
 /// The serving TLS configuration: the serving certificate, and a request (never a demand) for a
 /// client certificate, judged by `client_certs` (see `auth::x509`).
 pub fn server_config(
@@ -168,6 +242,44 @@ fn kubeconfig_text(server: &str, ca_pem: &str, user: &str, credentials: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kubelet_client_certificate_is_signed_by_the_ca_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ensure_pki(dir.path(), &[]).unwrap();
+        let (cert, key) = ensure_kubelet_client_certificate(dir.path()).unwrap();
+        assert!(issued_by(&cert, &pki.ca_pem));
+        let (_, block) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&block.contents).unwrap();
+        let cn: Vec<_> = parsed
+            .subject()
+            .iter_common_name()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(cn, ["kube-apiserver-kubelet-client"]);
+        assert_eq!(parsed.subject().iter_organization().count(), 0);
+        let usage = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(usage.client_auth && !usage.server_auth);
+        // The auth layer reads it as the user RBAC binds to system:kubelet-api-admin.
+        let user = crate::auth::x509::authenticate(&block.contents).unwrap();
+        assert_eq!(user.name, "kube-apiserver-kubelet-client");
+        // A second start keeps it.
+        assert_eq!(
+            ensure_kubelet_client_certificate(dir.path()).unwrap(),
+            (cert.clone(), key)
+        );
+        // One not signed by the CA is replaced.
+        let stranger = rcgen::generate_simple_self_signed(vec!["x".to_string()]).unwrap();
+        write_private(
+            &dir.path().join("tls/apiserver-kubelet-client.crt"),
+            &stranger.cert.pem(),
+        )
+        .unwrap();
+        let (renewed, _) = ensure_kubelet_client_certificate(dir.path()).unwrap();
+        assert_ne!(renewed, cert);
+        assert!(issued_by(&renewed, &pki.ca_pem));
+        assert!(!issued_by(&stranger.cert.pem(), &pki.ca_pem));
+    }
 
     #[test]
     fn kubeconfigs_with_a_token_or_a_certificate() {

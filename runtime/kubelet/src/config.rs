@@ -23,6 +23,26 @@ pub struct KubeletArgs {
     #[arg(long = "rotate-certificates", num_args = 0..=1, default_value_t = false,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub rotate_certificates: bool,
+    /// Ask the cluster for the kubelet API's serving certificate (signer
+    /// `kubernetes.io/kubelet-serving`, approved by an administrator) and renew it, instead of
+    /// serving with a self-signed one (upstream's serverTLSBootstrap).
+    #[arg(long = "rotate-server-certificates", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_server_certificates: bool,
+    /// CA bundle the kubelet API verifies client certificates against (user = CN, groups =
+    /// O), e.g. the API server's. Without it no client certificate authenticates.
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Let requests to the kubelet API without credentials in as `system:anonymous` (then
+    /// authorized like anyone). Off by default, as kubeadm configures kubelets (upstream's bare
+    /// flag defaults to on).
+    #[arg(long = "anonymous-auth", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+    /// Who may use the kubelet API: `Webhook` asks the API server (a SubjectAccessReview per
+    /// request, cached), `AlwaysAllow` lets every authenticated caller do anything.
+    #[arg(long = "authorization-mode", value_enum, default_value = "Webhook")]
+    pub authorization_mode: AuthorizationMode,
     /// The Node's name (upstream: --hostname-override).
     #[arg(long = "node-name", alias = "hostname-override")]
     pub node_name: String,
@@ -89,6 +109,15 @@ pub struct KubeletArgs {
     /// Registry mirrors and credentials in k3s's registries.yaml format.
     #[arg(long = "registry-config")]
     pub registry_config: Option<PathBuf>,
+}
+
+/// The kubelet API's authorizer (upstream's `authorization.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthorizationMode {
+    #[value(name = "Webhook")]
+    Webhook,
+    #[value(name = "AlwaysAllow")]
+    AlwaysAllow,
 }
 
 impl KubeletArgs {
@@ -229,6 +258,40 @@ mod tests {
             "--rotate-certificates=false",
         ]);
         assert!(!cli.args.rotate_certificates && cli.args.bootstrap_kubeconfig.is_none());
+    }
+
+    #[test]
+    fn kubelet_api_security_flags() {
+        let cli = Cli::parse_from([
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=10.0.0.1",
+        ]);
+        assert!(!cli.args.anonymous_auth && !cli.args.rotate_server_certificates);
+        assert_eq!(cli.args.authorization_mode, AuthorizationMode::Webhook);
+        assert_eq!(cli.args.client_ca_file, None);
+        let cli = Cli::parse_from([
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=10.0.0.1",
+            "--anonymous-auth",
+            "--authorization-mode=AlwaysAllow",
+            "--client-ca-file=/ca.crt",
+            "--rotate-server-certificates=true",
+        ]);
+        assert!(cli.args.anonymous_auth && cli.args.rotate_server_certificates);
+        assert_eq!(cli.args.authorization_mode, AuthorizationMode::AlwaysAllow);
+        assert_eq!(cli.args.client_ca_file, Some(PathBuf::from("/ca.crt")));
+        assert!(Cli::try_parse_from([
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=10.0.0.1",
+            "--authorization-mode=RBAC",
+        ])
+        .is_err());
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //!    pods/spec.rs     the OCI config.json                                      cgroups.rs  QoS tree
 //!    runtime.rs       skiff-runtime + shim.rs (`skiff shim`: stdio → CRI log, exit code)
 //! node/               registration, status, Lease heartbeat
-//! certificate.rs      TLS bootstrap (--bootstrap-kubeconfig) and client-certificate rotation
-//! server/             the kubelet API (HTTPS :10250), /healthz on 127.0.0.1:10248
+//! certificate/        certificates from the cluster: TLS bootstrap (--bootstrap-kubeconfig) and
+//!                     client-certificate rotation, the API's serving certificate
+//!                     (--rotate-server-certificates)
+//! server/             the kubelet API (HTTPS :10250; authentication, authorization), /healthz
+//!                     on 127.0.0.1:10248
 //! ```
 //!
 //! A library with a thin command (`skiff kubelet`), so `skiff agent` can run it beside the
@@ -117,6 +120,15 @@ fn restricted_oom_score_adj() -> Option<i64> {
     Some(own)
 }
 
+/// A task that ends with its owner (returns, errors and all).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the kubelet until `shutdown` completes or a part fails. Containers keep running
 /// when it stops: their shims hold them, and the next start finds them again.
 pub async fn run(
@@ -153,6 +165,19 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
+    // The kubelet API's certificate: self-signed, or (--rotate-server-certificates) issued by
+    // the cluster — asked for now, so the request is out while the node registers.
+    let serving = certificate::serving::initial(&args)?;
+    let mut serving_renewal = AbortOnDrop(tokio::spawn({
+        let (args, client, serving) = (args.clone(), client.clone(), serving.clone());
+        async move {
+            if args.rotate_server_certificates {
+                certificate::serving::keep(args, client, serving).await
+            } else {
+                std::future::pending().await
+            }
+        }
+    }));
     let images = skiff_image::Store::open(&args.image_root)
         .with_context(|| format!("opening the image store {}", args.image_root.display()))?;
     let shim = std::env::current_exe().context("finding the skiff binary for the shim")?;
@@ -204,10 +229,11 @@ pub async fn run(
         }
         }),
     };
-    let server = server::serve(kubelet.clone()).await?;
+    let server = server::serve(kubelet.clone(), serving).await?;
     tracing::info!(node = %args.node_name, port = args.port, "kubelet started");
     tokio::select! {
         _ = rotate => anyhow::bail!("the client certificate rotation stopped"),
+        _ = &mut serving_renewal.0 => anyhow::bail!("the serving certificate rotation stopped"),
         _ = agent.clone().keep_status(health) => anyhow::bail!("the node status loop stopped"),
         _ = agent.keep_lease() => anyhow::bail!("the node lease loop stopped"),
         r = pods::run(kubelet.clone()) => r,

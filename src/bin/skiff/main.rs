@@ -225,3 +225,45 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// clap's own checks over every command (no two flags of one command share a name, …),
+    /// which otherwise only a run of that command would hit.
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from([
+            "skiff",
+            "server",
+            "--kubelet-certificate-authority=/ca.crt",
+            "--authorization-mode=Node,RBAC",
+        ]);
+        let Command::Server(args) = cli.command else {
+            panic!("not skiff server");
+        };
+        assert_eq!(
+            args.kubelet.kubelet_certificate_authority,
+            Some(std::path::PathBuf::from("/ca.crt"))
+        );
+        let cli = Cli::parse_from([
+            "skiff",
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n",
+            "--node-ip=10.0.0.1",
+            "--client-ca-file=/ca.crt",
+            "--rotate-server-certificates",
+            "--authorization-mode=Webhook",
+        ]);
+        let Command::Kubelet(cmd) = cli.command else {
+            panic!("not skiff kubelet");
+        };
+        let args = cmd.serve.expect("kubelet flags");
+        assert!(args.rotate_server_certificates && !args.anonymous_auth);
+    }
+}

@@ -54,6 +54,8 @@ pub struct ServerArgs {
     pub scheduler_metrics_address: String,
     #[command(flatten)]
     pub audit: skiff_apiserver::audit::AuditOptions,
+    #[command(flatten)]
+    pub kubelet: skiff_apiserver::kubelet_proxy::KubeletClientArgs,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -97,6 +99,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         audit: args.audit.clone(),
         service_accounts: args.service_accounts.clone(),
         disable_admission_plugins: args.disable_admission_plugins.clone(),
+        kubelet: args.kubelet.clone(),
     })
     .await?;
     // The token controller signs legacy tokens with the API server's key.

@@ -103,6 +103,9 @@ impl Tokens {
                 &format!("{},admin,admin,\"system:masters\"\n", random_token()),
             )?;
         }
+        if let Some(kept) = without_retired(&std::fs::read_to_string(&path)?) {
+            write_private(&path, &kept)?;
+        }
         let mut tokens = Tokens::load(&path)?;
         let missing: Vec<&str> = COMPONENTS
             .iter()
@@ -159,10 +162,31 @@ impl Tokens {
 pub const COMPONENTS: &[(&str, &str)] = &[
     ("scheduler", "system:kube-scheduler"),
     ("controller-manager", "system:kube-controller-manager"),
-    // The API server toward kubelets (logs, exec, port-forward); no kubeconfig is needed,
-    // but the token is kept with the others.
-    ("apiserver-kubelet-client", "kube-apiserver-kubelet-client"),
 ];
+
+/// Users whose tokens tokens.csv no longer keeps: the API server toward kubelets authenticates
+/// with a client certificate now (`kubelet_proxy`), and its old token would still be worth
+/// `system:kubelet-api-admin` on every node.
+const RETIRED: &[&str] = &["kube-apiserver-kubelet-client"];
+
+/// `text` without the lines of retired users (a line's second field is its user).
+fn without_retired(text: &str) -> Option<String> {
+    let retired = |line: &str| {
+        line.split(',')
+            .nth(1)
+            .is_some_and(|user| RETIRED.contains(&user.trim()))
+    };
+    if !text.lines().any(retired) {
+        return None;
+    }
+    let mut kept: String = text
+        .lines()
+        .filter(|l| !retired(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    kept.push('\n');
+    Some(kept)
+}
 
 /// Adds a credential for node `name` (user `system:node:<name>`, group `system:nodes`, as
 /// upstream's Node authorizer expects) to `dir/tokens.csv`, or returns the one it has.
@@ -185,4 +209,20 @@ pub fn ensure_user_token(dir: &Path, user: &str, groups: &[&str]) -> anyhow::Res
     text.push_str(&format!("{token},{user},{user},\"{}\"\n", groups.join(",")));
     write_private(&path, &text)?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retired_kubelet_client_token_goes() {
+        let text = "a0,admin,admin,\"system:masters\"\nk1,kube-apiserver-kubelet-client,kube-apiserver-kubelet-client\ns2,system:kube-scheduler,system:kube-scheduler\n";
+        assert_eq!(
+            without_retired(text).unwrap(),
+            "a0,admin,admin,\"system:masters\"\ns2,system:kube-scheduler,system:kube-scheduler\n"
+        );
+        assert_eq!(without_retired("a0,admin,admin\n"), None);
+        assert!(COMPONENTS.iter().all(|(_, user)| !RETIRED.contains(user)));
+    }
 }

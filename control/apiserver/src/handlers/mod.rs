@@ -57,6 +57,8 @@ pub struct ApiServer {
     /// Per key prefix, the lock writers hold while they charge what the prefix holds
     /// (`Lookup::list_current`: a namespace's ResourceQuotas).
     pub namespace_locks: NamespaceLocks,
+    /// How pods/log, exec, attach and portforward reach kubelets (`kubelet_proxy`).
+    pub kubelet_client: crate::kubelet_proxy::KubeletClient,
 }
 
 pub type NamespaceLocks =

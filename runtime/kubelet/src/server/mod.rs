@@ -1,22 +1,33 @@
-//! The kubelet API (upstream's `pkg/kubelet/server`): HTTPS on `<node-ip>:10250` with a
-//! self-signed serving certificate, and a plain `/healthz` on 127.0.0.1:10248.
+//! The kubelet API (upstream's `pkg/kubelet/server`): HTTPS on `<node-ip>:10250`, and a plain
+//! `/healthz` on 127.0.0.1:10248.
 //!
-//! Every request but `/healthz` needs a bearer token, checked with a TokenReview against the
-//! API server (upstream's webhook authentication); the answer is cached for two minutes so a
-//! `kubectl logs -f` does not cost a review per request. Anonymous requests get 401.
+//! Every request on :10250 — `/healthz` included, as upstream's — is authenticated
+//! (`authn.rs`: a client certificate from `--client-ca-file`, else a bearer token checked with
+//! a TokenReview, else anonymous when `--anonymous-auth` allows it; otherwise 401) and then
+//! authorized (`authz.rs`: a SubjectAccessReview on the Node's subresource the path maps to,
+//! with `--authorization-mode Webhook`; a denial is upstream's 403). Both answers are cached
+//! (`cache.rs`), so a `kubectl logs -f` or a scrape does not cost a review per request. A
+//! pod's service-account token therefore reaches nothing here unless RBAC grants its account
+//! `nodes/proxy` (or the subresource asked for), while the API server, with its client
+//! certificate `kube-apiserver-kubelet-client` (bound to `system:kubelet-api-admin`), may
+//! serve `kubectl logs/exec/attach/port-forward`.
+//!
+//! The serving certificate is self-signed, or issued by the cluster with
+//! `--rotate-server-certificates` (`certificate/serving.rs`, swapped in without a restart).
 
+pub mod authn;
+pub mod authz;
+pub mod cache;
 pub mod exec;
 pub mod logs;
 pub mod portforward;
 pub mod spdy;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,28 +35,47 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use kube::api::{Api, PostParams};
 
+use crate::certificate::serving::ServingCertificate;
 use crate::Kubelet;
+use authn::{Authenticator, ClientCertificates, PeerCertificate};
+use authz::Authorizer;
 
 struct ServerState {
     k: Arc<Kubelet>,
-    /// token → (authenticated user, when checked)
-    reviewed: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    authn: Authenticator,
+    authz: Authorizer,
 }
 
 type Shared = Arc<ServerState>;
 
-const REVIEW_CACHE: Duration = Duration::from_secs(120);
-
 /// Starts both listeners; the returned future ends only if the HTTPS listener fails.
+/// `serving` is the certificate TLS presents (read at each handshake).
 pub async fn serve(
     k: Arc<Kubelet>,
+    serving: Arc<ServingCertificate>,
 ) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+    let client_certs = match &k.args.client_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                ClientCertificates::new(&pem)
+                    .with_context(|| format!("--client-ca-file {}", path.display()))?,
+            )
+        }
+        None => {
+            tracing::warn!("no --client-ca-file: client certificates do not authenticate to the kubelet API (the API server's included)");
+            None
+        }
+    };
     let state = Arc::new(ServerState {
         k: k.clone(),
-        reviewed: Mutex::new(HashMap::new()),
+        authn: Authenticator::new(k.client.clone(), k.args.anonymous_auth),
+        authz: Authorizer::new(
+            k.args.authorization_mode,
+            k.client.clone(),
+            k.args.node_name.clone(),
+        ),
     });
     let api = Router::new()
         .route(
@@ -62,10 +92,10 @@ pub async fn serve(
             get(port_forward).post(port_forward),
         )
         .route("/pods", get(pods))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state.clone());
-    let tls = tls_config(&k)?;
+    let tls = tls_config(serving, client_certs.clone())?;
     let address = std::net::SocketAddr::new(k.args.node_ip, k.args.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -82,13 +112,23 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     Ok(async move {
         loop {
-            let (tcp, _peer) = listener.accept().await.context("accepting")?;
+            let (tcp, peer) = listener.accept().await.context("accepting")?;
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(api.clone());
+            let client_certs = client_certs.clone();
+            let api = api.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(tls) => tls,
+                    Err(e) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
                 };
+                // The client certificate, judged once per connection, goes with each request.
+                let certificate = client_certs
+                    .as_ref()
+                    .and_then(|c| c.peer(tls.get_ref().1.peer_certificates()));
+                let service = TowerToHyperService::new(with_certificate(api, certificate));
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let _ = builder
                     .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -98,77 +138,58 @@ pub async fn serve(
     })
 }
 
-/// A self-signed serving certificate for the node's IP and name, made at start (upstream's
-/// kubelet does the same without --tls-cert-file).
-fn tls_config(k: &Kubelet) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let names = vec![k.args.node_name.clone(), k.args.node_ip.to_string()];
-    let certified = rcgen::generate_simple_self_signed(names)
-        .context("making the kubelet's serving certificate")?;
-    let cert = certified.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
-        .map_err(|e| anyhow::anyhow!("the kubelet's key: {e}"))?;
+/// `service` with the connection's client certificate (if it sent one) attached to each
+/// request as the extension [`PeerCertificate`].
+fn with_certificate<S, B>(
+    service: S,
+    certificate: Option<PeerCertificate>,
+) -> tower::util::MapRequest<S, impl FnMut(http::Request<B>) -> http::Request<B> + Clone>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    use tower::ServiceExt;
+    service.map_request(move |mut request: http::Request<B>| {
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
+        request
+    })
+}
+
+/// TLS with `serving`'s certificate (whichever is current at the handshake), asking clients
+/// for a certificate when there is a client CA.
+fn tls_config(
+    serving: Arc<ServingCertificate>,
+    client_certs: Option<Arc<ClientCertificates>>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_certs {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(serving);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
-    let Some(token) = token else {
-        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
-    };
-    let cached = state
-        .reviewed
-        .lock()
-        .expect("not poisoned")
-        .get(&token)
-        .filter(|(_, at)| at.elapsed() < REVIEW_CACHE)
-        .map(|(user, _)| user.clone());
-    let user = match cached {
-        Some(user) => user,
-        None => {
-            let review = TokenReview {
-                spec: TokenReviewSpec {
-                    token: token.clone(),
-                    audiences: None,
-                },
-                ..TokenReview::default()
-            };
-            let api: Api<TokenReview> = Api::all(state.k.client.clone());
-            let user = match api.create(&PostParams::default(), &review).await {
-                Ok(answer) => answer
-                    .status
-                    .filter(|s| s.authenticated == Some(true))
-                    .and_then(|s| s.user)
-                    .and_then(|u| u.username),
-                Err(e) => {
-                    tracing::warn!("token review: {e}");
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the API server could not review the token",
-                    )
-                        .into_response();
-                }
-            };
-            let mut reviewed = state.reviewed.lock().expect("not poisoned");
-            if reviewed.len() > 1000 {
-                reviewed.clear();
-            }
-            reviewed.insert(token, (user.clone(), Instant::now()));
-            user
+/// Authentication, then authorization, for every request (upstream's auth filter).
+async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<PeerCertificate>();
+    let user = match state.authn.authenticate(request.headers(), peer).await {
+        Ok(user) => user,
+        Err(why) => {
+            tracing::debug!(path = %request.uri().path(), "unauthorized: {}", why.0);
+            return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
         }
     };
-    if user.is_none() {
-        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    if let Err(refusal) = state
+        .authz
+        .authorize(&user, request.method(), request.uri().path())
+        .await
+    {
+        return (refusal.status, refusal.message).into_response();
     }
     next.run(request).await
 }
