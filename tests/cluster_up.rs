@@ -63,6 +63,23 @@ fn skiff_up_runs_a_deployment_across_workers_and_down_removes_everything() {
         "the control plane's role:\n{nodes}"
     );
 
+    // The workers joined as kubeadm's do: a bootstrap token, then a client certificate from
+    // a CSR the controller manager approved and signed.
+    let csrs = cluster.ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}",
+    ]);
+    let joined = csrs
+        .lines()
+        .filter(|l| {
+            l.starts_with("kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:")
+                && l.ends_with(" Approved")
+        })
+        .count();
+    assert_eq!(joined, 2, "{csrs}");
+
     let deployment = r#"
 apiVersion: apps/v1
 kind: Deployment

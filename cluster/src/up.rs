@@ -293,7 +293,7 @@ fn bring_up(
     }
     for node in &t.nodes {
         progress.step(&format!("kubelet and netd on {}", node.name), || {
-            let pid = start_kubelet(t, node, &skiff, &server_dir)?;
+            let pid = start_kubelet(t, node, &skiff, &server_dir, &recorded.kubeconfig)?;
             recorded.processes.push(Process {
                 component: format!("kubelet {}", node.name),
                 pid,
@@ -424,23 +424,97 @@ fn issue_credential(
     Ok(())
 }
 
+/// A bootstrap token for the workers to join with (`skiff token create`, as `kubeadm token
+/// create`: group `system:bootstrappers:kubeadm:default-node-token`, one hour), made through
+/// the admin kubeconfig, and the bootstrap kubeconfig it goes into: `server` (the control
+/// plane on the node network) and the cluster CA, the token as the only credential.
+fn join_credential(
+    skiff: &str,
+    cluster: &str,
+    admin_kubeconfig: &Path,
+    server_dir: &Path,
+    server: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let created = Command::new(skiff)
+        .args(["token", "create", "--ttl", "1h", "--description"])
+        .arg(format!("skiff up: nodes joining {cluster}"))
+        .arg("--kubeconfig")
+        .arg(admin_kubeconfig)
+        .output()?;
+    anyhow::ensure!(
+        created.status.success(),
+        "creating the bootstrap token: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    // The control plane's own admin kubeconfig with its address on the node network and the
+    // token instead of the admin's.
+    let admin = std::fs::read_to_string(server_dir.join("admin.kubeconfig"))?;
+    let mut replaced = false;
+    let bootstrap: Vec<String> = admin
+        .lines()
+        .map(|l| {
+            if let Some((indent, _)) = l.split_once("token: ") {
+                if indent.trim().is_empty() {
+                    replaced = true;
+                    return format!("{indent}token: {token}");
+                }
+            }
+            if let Some((indent, _)) = l.split_once("server: ") {
+                if indent.trim().is_empty() {
+                    return format!("{indent}server: {server}");
+                }
+            }
+            l.to_string()
+        })
+        .collect();
+    anyhow::ensure!(
+        replaced,
+        "the control plane's admin kubeconfig has no token line"
+    );
+    write_private(out, &(bootstrap.join("\n") + "\n"))
+}
+
 fn start_kubelet(
     t: &Topology,
     node: &NodeSpec,
     skiff: &str,
     server_dir: &Path,
+    admin_kubeconfig: &Path,
 ) -> anyhow::Result<i32> {
     let dir = t.node_dir(node);
     let kubeconfig = dir.join("kubelet.kubeconfig");
-    // The node's own credential, as a joining node gets one.
-    issue_credential(
-        skiff,
-        "node",
-        &node.name,
-        server_dir,
-        &format!("https://{}:6443", t.control_plane().ip),
-        &kubeconfig,
-    )?;
+    // The control plane's kubelet gets its identity from the control plane directly (kubeadm
+    // init writes its kubelet.conf the same way); a worker joins as kubeadm join does: a
+    // bootstrap token, then a client certificate from a CSR the controller manager approves
+    // and signs, rotated before it expires.
+    let join = if node.control_plane {
+        issue_credential(
+            skiff,
+            "node",
+            &node.name,
+            server_dir,
+            &format!("https://{}:6443", t.control_plane().ip),
+            &kubeconfig,
+        )?;
+        vec![]
+    } else {
+        let bootstrap = dir.join("bootstrap-kubelet.kubeconfig");
+        join_credential(
+            skiff,
+            &t.name,
+            admin_kubeconfig,
+            server_dir,
+            &format!("https://{}:6443", t.control_plane().ip),
+            &bootstrap,
+        )?;
+        vec![
+            "--bootstrap-kubeconfig".to_string(),
+            bootstrap.display().to_string(),
+            "--rotate-certificates".into(),
+        ]
+    };
     let mut args = vec![
         skiff.to_string(),
         "kubelet".into(),
@@ -473,6 +547,7 @@ fn start_kubelet(
         server_dir.join("tls/ca.crt").display().to_string(),
         "--rotate-server-certificates".into(),
     ];
+    args.extend(join);
     if node.control_plane {
         // Like kubeadm, workloads stay off the control plane — unless it is the only node
         // (kind's single-node cluster).
