@@ -34,7 +34,8 @@ skiff image --root "$work/store" export -o "$work/web.tar" skiff.local/web:1
 
 say "skiff up: 1 control plane + 2 workers, each a network namespace"
 skiff down --name skiff >/dev/null 2>&1 || true
-skiff up --load "$work/web.tar"
+# --publish: 127.0.0.1:18080 on this machine reaches NodePort 30080 on the nodes (k3d's -p).
+skiff up --load "$work/web.tar" --publish 18080:30080
 export KUBECONFIG=/var/lib/skiff/skiff/admin.kubeconfig
 skiff status
 
@@ -119,6 +120,20 @@ for i in 1 2 3; do
   ip netns exec skiff-host curl -sS --max-time 5 --retry 10 --retry-delay 1 --retry-all-errors "http://$lb_ip/"
 done
 k describe svc web-lb | sed -n '/^Events:/,$p'
+echo "+ a NodePort Service on 30080, published on this machine's loopback by skiff up --publish"
+kubectl apply -f - <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+YAML
+for i in 1 2 3; do
+  echo "+ curl http://127.0.0.1:18080/"
+  curl -sS --max-time 5 --retry 10 --retry-delay 1 --retry-all-errors http://127.0.0.1:18080/
+done
 
 say "inside a pod: kubectl exec, logs, describe"
 pod=$(kubectl get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
