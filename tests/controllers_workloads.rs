@@ -592,11 +592,109 @@ fn disruption_budget(s: &ServerProcess) {
     s.kubectl_ok(&["delete", "deployment", "guarded"]);
 }
 
+/// curl against the controller manager's HTTPS port (self-signed: `-k`): status and body.
+fn curl_controller_manager(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sSk", "-o", "-", "-w", "\n%{http_code}"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = cmd
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A sample's value in Prometheus text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `/healthz` and `/metrics` as upstream's kube-controller-manager serves them on 10257:
+/// health open to anyone, metrics for whoever the API server authorizes (`system:monitoring`,
+/// checked by SubjectAccessReview), the work queue metrics under upstream's names.
+fn controller_manager_endpoints(s: &ServerProcess, port: u16) {
+    assert_eq!(
+        curl_controller_manager(port, "/healthz", None),
+        (200, "ok".into())
+    );
+    let (code, verbose) = curl_controller_manager(port, "/healthz?verbose", None);
+    assert_eq!(code, 200, "{verbose}");
+    assert!(verbose.starts_with("[+]leaderElection ok\n"), "{verbose}");
+    assert!(
+        verbose.contains("[+]deployment-controller ok\n"),
+        "{verbose}"
+    );
+    assert!(verbose.ends_with("healthz check passed\n"), "{verbose}");
+    let (code, body) = curl_controller_manager(port, "/metrics", None);
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(r#"forbidden: User \"system:anonymous\" cannot get path \"/metrics\""#),
+        "{body}"
+    );
+    assert_eq!(
+        curl_controller_manager(port, "/metrics", Some("nope")).0,
+        401
+    );
+    // A service account bound to system:monitoring may scrape; one without may not.
+    s.kubectl_ok(&["create", "serviceaccount", "prometheus"]);
+    s.kubectl_ok(&["create", "serviceaccount", "nobody"]);
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "prometheus-monitoring",
+        "--clusterrole=system:monitoring",
+        "--serviceaccount=default:prometheus",
+    ]);
+    let nobody = s.kubectl_ok(&["create", "token", "nobody"]);
+    let (code, body) = curl_controller_manager(port, "/metrics", Some(nobody.trim()));
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("system:serviceaccount:default:nobody"),
+        "{body}"
+    );
+    let token = s.kubectl_ok(&["create", "token", "prometheus"]);
+    let (code, metrics) = curl_controller_manager(port, "/metrics", Some(token.trim()));
+    assert_eq!(code, 200, "{metrics}");
+    let adds = sample(&metrics, r#"workqueue_adds_total{name="deployment"}"#);
+    assert!(adds.is_some_and(|n| n > 0.0), "{metrics}");
+    let synced = sample(
+        &metrics,
+        r#"workqueue_work_duration_seconds_count{name="deployment"}"#,
+    );
+    assert!(synced.is_some_and(|n| n > 0.0), "{metrics}");
+    assert!(
+        sample(&metrics, r#"workqueue_adds_total{name="replicaset"}"#).is_some_and(|n| n > 0.0)
+    );
+    // The refused template (`bad_template`) failed syncs that went back with a delay.
+    let retries = sample(&metrics, r#"workqueue_retries_total{name="replicaset"}"#);
+    assert!(retries.is_some_and(|n| n > 0.0), "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"leader_election_master_status{name="kube-controller-manager"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "process_resident_memory_bytes").is_some_and(|n| n > 0.0));
+    s.kubectl_ok(&["delete", "clusterrolebinding", "prometheus-monitoring"]);
+}
+
 #[test]
 fn workload_controllers_with_kubectl() {
     // Hollow nodes post no heartbeats: the node lifecycle controller must not declare them
     // unreachable during the test.
-    let s = ServerProcess::start_with(&["--node-monitor-grace-period=1h"]);
+    let kcm_port = common::free_port();
+    let s = ServerProcess::start_with(&[
+        "--node-monitor-grace-period=1h",
+        &format!("--controllers-secure-port={kcm_port}"),
+    ]);
     for name in ["n1", "n2", "n3"] {
         apply(&s, &node_yaml(name));
     }
@@ -612,6 +710,7 @@ fn workload_controllers_with_kubectl() {
     replication_controller(&s);
     bad_template(&s);
     disruption_budget(&s);
+    controller_manager_endpoints(&s, kcm_port);
 
     // Deleting the Deployment takes its ReplicaSets and pods along (garbage collector).
     s.kubectl_ok(&["delete", "deployment", "web"]);

@@ -232,6 +232,14 @@ impl ServerProcess {
             ])
             .args(extra)
             .env("RUST_LOG", "warn");
+        // The controller manager's default port (10257) would collide between tests running
+        // side by side: none unless the test asks for one.
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--controllers-secure-port"))
+        {
+            cmd.arg("--controllers-secure-port=0");
+        }
         let child = spawn_until_ready(cmd, "skiff server ready", "skiff server");
         let kubeconfig = dir.path().join("admin.kubeconfig");
         ServerProcess {

@@ -38,6 +38,8 @@ use kube::Client;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::workqueue::{names, Workqueues};
+
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
 const DISCOVERY_EVERY: Duration = Duration::from_secs(60);
@@ -155,30 +157,43 @@ pub async fn run(client: Client) {
         backoffs: HashMap::new(),
     };
     let mut discovery_tick = tokio::time::interval(DISCOVERY_EVERY);
+    // Upstream's queues: graph changes (the watch events) and attempts to delete (the uids).
+    let graph_changes = Workqueues::global().queue(names::GARBAGE_COLLECTOR_GRAPH_CHANGES);
+    let attempts = Workqueues::global().queue(names::GARBAGE_COLLECTOR_ATTEMPT_TO_DELETE);
     loop {
         tokio::select! {
             biased;
-            Some(update) = updates.recv() => collector.apply(update),
+            Some(update) = updates.recv() => {
+                let started = graph_changes.started();
+                collector.apply(update);
+                graph_changes.done(started);
+            }
             _ = discovery_tick.tick() => {
                 if let Err(e) = collector.watch_new_resources(&updates_tx).await {
                     tracing::warn!("garbage collector discovery: {e}");
                 }
             }
-            Some(uid) = queue.next() => match collector.process(&uid).await {
-                Ok(()) => {
-                    collector.backoffs.remove(&uid);
+            Some(uid) = queue.next() => {
+                let started = attempts.started();
+                let processed = collector.process(&uid).await;
+                attempts.done(started);
+                match processed {
+                    Ok(()) => {
+                        collector.backoffs.remove(&uid);
+                    }
+                    Err(e) => {
+                        let delay = collector
+                            .backoffs
+                            .entry(uid.clone())
+                            .or_default()
+                            .next()
+                            .unwrap_or(MAX_RETRY_AFTER);
+                        tracing::debug!(%uid, "garbage collector: {e}; retrying in {delay:?}");
+                        attempts.retried();
+                        collector.schedule(uid, Instant::now() + delay);
+                    }
                 }
-                Err(e) => {
-                    let delay = collector
-                        .backoffs
-                        .entry(uid.clone())
-                        .or_default()
-                        .next()
-                        .unwrap_or(MAX_RETRY_AFTER);
-                    tracing::debug!(%uid, "garbage collector: {e}; retrying in {delay:?}");
-                    collector.schedule(uid, Instant::now() + delay);
-                }
-            },
+            }
         }
     }
 }

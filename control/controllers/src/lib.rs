@@ -27,7 +27,10 @@
 //! --service-account-private-key-file is given) and the root CA publisher (`rootcacert.rs`).
 //!
 //! Like upstream's kube-controller-manager, the controllers run only on the instance holding
-//! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`).
+//! the Lease `kube-system/kube-controller-manager` (leader election, `skiff-leaderelection`),
+//! and every instance serves `/healthz` and `/metrics` on upstream's port 10257 ([`serve`],
+//! through `skiff-serving`), with upstream's work queue metrics (`workqueue.rs`, taken around
+//! each kube-runtime controller's reconciler).
 
 pub mod backoff;
 pub mod certificates;
@@ -64,6 +67,7 @@ pub mod statefulset;
 pub mod tainteviction;
 pub mod trigger_time;
 pub mod ttl_after_finished;
+pub mod workqueue;
 
 use std::future::Future;
 use std::path::Path;
@@ -216,9 +220,13 @@ impl Default for Options {
 /// (the controllers have stopped; upstream's controller manager exits then, and so does
 /// `skiff server`). When `shutdown` completes, the controllers stop, the Lease is released (so
 /// a standby takes over at once) and the handle ends with `Ok`.
+///
+/// `serving` (port 0: nothing) is where `/healthz` and `/metrics` are served from the start,
+/// on a standby too ([`serve`]); failing to bind it fails the start.
 pub async fn start(
     kubeconfig: &Path,
     options: Options,
+    serving: &skiff_serving::SecureServing,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let ipam = if options.allocate_node_cidrs {
@@ -264,8 +272,20 @@ pub async fn start(
     let client = kube::Client::try_from(config.clone())?;
     let elector_config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), elector_config);
+    let healthz = serve(serving, client.clone(), elector.health()).await?;
+    // Upstream adds a check per controller once they run (controller-manager's
+    // `NamedPingChecker`): /healthz?verbose lists what this leader runs.
+    let running = running_controllers(
+        ipam.is_some(),
+        token_key.is_some(),
+        pool.is_some(),
+        signing_ca.is_some(),
+    );
     Ok(tokio::spawn(elector.run_until(
         move || async move {
+            for name in running {
+                healthz.add(skiff_serving::Check::ping(name));
+            }
             // The controllers' clients are made once this instance leads, as upstream's
             // controller context is; `clients` is dropped when the controllers stop, which
             // ends their token refreshes.
@@ -358,6 +378,76 @@ pub async fn start(
         },
         shutdown,
     )))
+}
+
+/// How long a leader may go without renewing past its lease before `/healthz` fails
+/// (kube-controller-manager's `NewLeaderHealthzAdaptor(time.Second * 20)`).
+pub const LEADER_ELECTION_HEALTHZ_TOLERANCE: Duration = Duration::from_secs(20);
+
+/// Serves `/healthz` (the `leaderElection` check; [`start`] adds one per controller) and
+/// `/metrics` (the work queues, leader election and process metrics) on `serving`, reviewing
+/// requests through `client`. Returns the checks.
+pub async fn serve(
+    serving: &skiff_serving::SecureServing,
+    client: kube::Client,
+    leader: skiff_leaderelection::LeaderHealth,
+) -> anyhow::Result<std::sync::Arc<skiff_serving::Healthz>> {
+    let healthz = std::sync::Arc::new(skiff_serving::Healthz::new(vec![
+        skiff_serving::Check::leader_election(leader.clone(), LEADER_ELECTION_HEALTHZ_TOLERANCE),
+    ]));
+    let mut registry = skiff_serving::metrics::component_registry(Some(leader));
+    workqueue::Workqueues::global().register(&mut registry);
+    let metrics = std::sync::Arc::new(move || skiff_serving::metrics::render(&registry));
+    let endpoints = skiff_serving::Endpoints {
+        healthz: healthz.clone(),
+        metrics,
+    };
+    if let Some(address) = skiff_serving::serve(serving, client, endpoints).await? {
+        tracing::info!("controller manager: /healthz and /metrics on https://{address}");
+    }
+    Ok(healthz)
+}
+
+/// Upstream's names (cmd/kube-controller-manager/names) of the controllers [`start`] runs, in
+/// the order it starts them; some run only when configured.
+fn running_controllers(
+    node_ipam: bool,
+    tokens: bool,
+    service_lb: bool,
+    csr_signing: bool,
+) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    names.extend(csr_signing.then_some("certificatesigningrequest-signing-controller"));
+    names.push("certificatesigningrequest-approving-controller");
+    // The cloud-controller-manager's name for it.
+    names.extend(service_lb.then_some("service-lb-controller"));
+    names.extend([
+        "namespace-controller",
+        "garbage-collector-controller",
+        "serviceaccount-controller",
+        "clusterrole-aggregation-controller",
+    ]);
+    names.extend(tokens.then_some("serviceaccount-token-controller"));
+    names.push("root-ca-certificate-publisher-controller");
+    names.extend(node_ipam.then_some("node-ipam-controller"));
+    names.extend([
+        "node-lifecycle-controller",
+        "taint-eviction-controller",
+        "pod-garbage-collector-controller",
+        "replicaset-controller",
+        "replicationcontroller-controller",
+        "deployment-controller",
+        "daemonset-controller",
+        "statefulset-controller",
+        "endpointslice-controller",
+        "endpoints-controller",
+        "job-controller",
+        "disruption-controller",
+        "cronjob-controller",
+        "resourcequota-controller",
+        "ttl-after-finished-controller",
+    ]);
+    names
 }
 
 /// The service accounts (in `kube-system`) upstream's kube-controller-manager runs each

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::{verbs, ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+
+use crate::workqueue::{self, names};
 
 const FINALIZER: &str = "kubernetes";
 
@@ -106,12 +107,6 @@ fn error_policy(_ns: Arc<Namespace>, error: &Error, _ctx: Arc<Context>) -> Actio
 pub async fn run(client: Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ctx = Arc::new(Context { client });
-    Controller::new(namespaces, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("namespace reconcile: {e}");
-            }
-        })
-        .await;
+    let controller = Controller::new(namespaces, watcher::Config::default());
+    workqueue::run(names::NAMESPACE, controller, reconcile, error_policy, ctx).await;
 }

@@ -40,6 +40,7 @@ use skiff_apiserver::quota::{self, Evaluator, Quota, ResourceList};
 
 use crate::backoff::Backoffs;
 use crate::informer::Informer;
+use crate::workqueue::{self, names};
 
 /// Upstream `--resource-quota-sync-period`'s default.
 pub const DEFAULT_SYNC_PERIOD: Duration = Duration::from_secs(300);
@@ -187,14 +188,14 @@ pub fn controller(
     });
     async move {
         pods.wait_synced().await;
-        let run = controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("resourcequota: {e}");
-                }
-            });
+        let controller = controller.reconcile_on(triggers);
+        let run = workqueue::run(
+            names::RESOURCEQUOTA,
+            controller,
+            reconcile,
+            error_policy,
+            ctx,
+        );
         let (c, r, q) = (client, reader, queue);
         tokio::select! {
             _ = run => {}

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use base64::Engine;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
@@ -22,6 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::backoff::Backoffs;
+use crate::workqueue::{self, names};
 
 pub const NAME: &str = "kube-root-ca.crt";
 pub const KEY: &str = "ca.crt";
@@ -90,7 +90,7 @@ pub async fn run(informers: Client, client: Client, ca: String) {
         ca,
         backoffs: Backoffs::default(),
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<Namespace>::all(informers.clone()),
         watcher::Config::default(),
     )
@@ -103,13 +103,14 @@ pub async fn run(informers: Client, client: Client, ca: String) {
                 .as_deref()
                 .map(ObjectRef::<Namespace>::new)
         },
+    );
+    workqueue::run(
+        names::ROOT_CA_CERT_PUBLISHER,
+        controller,
+        reconcile,
+        error_policy,
+        ctx,
     )
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!("root-ca-cert-publisher: {e}");
-        }
-    })
     .await;
 }
 

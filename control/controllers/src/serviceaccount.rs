@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
@@ -17,6 +16,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::backoff::Backoffs;
+use crate::workqueue::{self, names};
 
 /// The accounts every namespace gets (upstream's `--service-account-names` default).
 pub const DEFAULT_ACCOUNTS: &[&str] = &["default"];
@@ -44,7 +44,7 @@ pub async fn run(informers: Client, client: Client) {
         client,
         backoffs: Backoffs::default(),
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<Namespace>::all(informers.clone()),
         watcher::Config::default(),
     )
@@ -57,13 +57,14 @@ pub async fn run(informers: Client, client: Client) {
                 .as_deref()
                 .map(ObjectRef::<Namespace>::new)
         },
+    );
+    workqueue::run(
+        names::SERVICEACCOUNT,
+        controller,
+        reconcile,
+        error_policy,
+        ctx,
     )
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!("serviceaccount: {e}");
-        }
-    })
     .await;
 }
 

@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
@@ -26,6 +25,7 @@ use skiff_apiserver::auth::serviceaccount::keys::SigningKey;
 use skiff_apiserver::auth::serviceaccount::{legacy_token, Ref};
 
 use crate::backoff::Backoffs;
+use crate::workqueue::{self, names};
 
 pub const SECRET_TYPE: &str = "kubernetes.io/service-account-token";
 pub const NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
@@ -61,28 +61,28 @@ pub async fn run(client: Client, key: Arc<SigningKey>, root_ca: String) {
         watcher::Config::default().fields(&format!("type={SECRET_TYPE}")),
     );
     let secrets = controller.store();
-    controller
-        .watches(
-            Api::<ServiceAccount>::all(client),
-            watcher::Config::default(),
-            move |account| {
-                let namespace = account.namespace();
-                let name = account.name_any();
-                secrets
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.namespace() == namespace && account_of(s) == Some(name.as_str()))
-                    .map(|s| ObjectRef::from_obj(&*s))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("serviceaccount-token: {e}");
-            }
-        })
-        .await;
+    let controller = controller.watches(
+        Api::<ServiceAccount>::all(client),
+        watcher::Config::default(),
+        move |account| {
+            let namespace = account.namespace();
+            let name = account.name_any();
+            secrets
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace() == namespace && account_of(s) == Some(name.as_str()))
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        },
+    );
+    workqueue::run(
+        names::SERVICEACCOUNT_TOKENS,
+        controller,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
 }
 
 fn key_of(secret: &Secret) -> String {

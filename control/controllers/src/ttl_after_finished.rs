@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
@@ -18,6 +17,7 @@ use kube::{Client, ResourceExt};
 
 use crate::backoff::Backoffs;
 use crate::job::conditions;
+use crate::workqueue::{self, names};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,14 +51,15 @@ pub async fn run(client: Client) {
         client,
         backoffs: Backoffs::default(),
     });
-    Controller::new(api, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("ttl-after-finished: {e}");
-            }
-        })
-        .await;
+    let controller = Controller::new(api, watcher::Config::default());
+    workqueue::run(
+        names::TTL_AFTER_FINISHED,
+        controller,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
 }
 
 fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<Context>) -> Action {

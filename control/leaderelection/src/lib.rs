@@ -26,6 +26,7 @@
 mod record;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -142,6 +143,46 @@ pub struct LeaderElector {
     /// The Lease object behind `observed`: its resourceVersion guards the next update.
     lease: Option<Lease>,
     leader: watch::Sender<bool>,
+    /// When the record last seen naming us was observed (None: the last record seen names
+    /// someone else, or nobody), shared with [`LeaderHealth`].
+    held: Arc<Mutex<Option<Instant>>>,
+}
+
+/// What a health check may ask about a candidate, also after [`LeaderElector::run_until`]
+/// took the elector (client-go's `HealthzAdaptor` reads the same from its `LeaderElector`).
+#[derive(Clone, Debug)]
+pub struct LeaderHealth {
+    name: String,
+    lease_duration: Duration,
+    leader: watch::Receiver<bool>,
+    held: Arc<Mutex<Option<Instant>>>,
+}
+
+impl LeaderHealth {
+    /// Whether the candidate leads (runs the work) now.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// The Lease's name (the `name` label of upstream's `leader_election_master_status`).
+    pub fn lease_name(&self) -> &str {
+        &self.name
+    }
+
+    /// client-go's `LeaderElector.Check`: fails when the last record seen names this candidate
+    /// but was observed more than the lease duration plus `max_tolerable_expired` ago — it
+    /// holds the Lease yet has not renewed it, and should have stopped (a stuck process). A
+    /// standby is always healthy.
+    pub fn check(&self, max_tolerable_expired: Duration) -> Result<(), String> {
+        let held = *self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held {
+            Some(at) if at.elapsed() > self.lease_duration + max_tolerable_expired => Err(format!(
+                "failed election to renew leadership on lease {}",
+                self.name
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl LeaderElector {
@@ -152,6 +193,17 @@ impl LeaderElector {
             observed: None,
             lease: None,
             leader: watch::Sender::new(false),
+            held: Arc::default(),
+        }
+    }
+
+    /// A handle for health checks and metrics (see [`LeaderHealth`]).
+    pub fn health(&self) -> LeaderHealth {
+        LeaderHealth {
+            name: self.config.name.clone(),
+            lease_duration: self.config.lease_duration,
+            leader: self.leader.subscribe(),
+            held: self.held.clone(),
         }
     }
 
@@ -335,7 +387,7 @@ impl LeaderElector {
             tracing::info!(lease = %self.lease_name(), holder = %observed.holder(), "observed a new leader");
         }
         let decision = record::decide(&observed, &identity, seconds, now, wall_now);
-        self.observed = Some(observed);
+        self.observe(observed);
         self.lease = Some(current.clone());
 
         // 4. Take or renew it, conditionally on the resourceVersion just read.
@@ -397,11 +449,20 @@ impl LeaderElector {
     /// A record we wrote: as client-go's `setObservedRecord`, observed at the attempt's start
     /// (the conservative end for the holder).
     fn written(&mut self, lease: Lease, at: Instant) {
-        self.observed = Some(Observed {
+        self.observe(Observed {
             spec: lease.spec.clone().unwrap_or_default(),
             at,
         });
         self.lease = Some(lease);
+    }
+
+    /// The record last seen (client-go's `setObservedRecord`), also told to [`LeaderHealth`].
+    fn observe(&mut self, observed: Observed) {
+        let held = observed
+            .is_held_by(&self.config.identity)
+            .then_some(observed.at);
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+        self.observed = Some(observed);
     }
 }
 
@@ -442,6 +503,33 @@ mod tests {
         c.retry_period = Duration::from_secs(9);
         assert!(c.validate().is_err(), "renew deadline ≤ 1.2 × retry period");
         assert!(LeaseConfig::new("kube-system", "x", "").validate().is_err());
+    }
+
+    /// client-go's `Check` with kube-controller-manager's 20 s tolerance: a holder that renewed
+    /// recently, and any standby, are healthy; a holder whose last renewal is older than the
+    /// lease duration plus the tolerance is not.
+    #[test]
+    fn health_fails_only_for_a_holder_that_stopped_renewing() {
+        let elector_config = LeaseConfig::new("kube-system", "kube-controller-manager", "me");
+        let held = Arc::new(Mutex::new(None));
+        let (_leader, leader_rx) = watch::channel(true);
+        let health = LeaderHealth {
+            name: elector_config.name.clone(),
+            lease_duration: elector_config.lease_duration,
+            leader: leader_rx,
+            held: held.clone(),
+        };
+        let tolerance = Duration::from_secs(20);
+        assert!(health.check(tolerance).is_ok(), "standby");
+        *held.lock().unwrap() = Some(Instant::now() - Duration::from_secs(30));
+        assert!(health.check(tolerance).is_ok(), "within 15 s + 20 s");
+        *held.lock().unwrap() = Some(Instant::now() - Duration::from_secs(36));
+        assert_eq!(
+            health.check(tolerance).unwrap_err(),
+            "failed election to renew leadership on lease kube-controller-manager"
+        );
+        assert!(health.is_leader());
+        assert_eq!(health.lease_name(), "kube-controller-manager");
     }
 
     #[test]

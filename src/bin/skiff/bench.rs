@@ -98,6 +98,8 @@ pub async fn start_server(extra: &[&str]) -> anyhow::Result<(tempfile::TempDir, 
             "--store-listen-url",
             &format!("http://127.0.0.1:{}", free_port()?),
         ])
+        // Not the controller manager's fixed port: benches may run beside other servers.
+        .arg("--controllers-secure-port=0")
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

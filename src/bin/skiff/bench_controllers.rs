@@ -277,6 +277,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .arg("controllers")
         .arg("--kubeconfig")
         .arg(dir.path().join("controller-manager.kubeconfig"))
+        // No fixed port (10257) that another process may hold; nothing scrapes it here.
+        .arg("--secure-port=0")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null());
     let ours = measure(&client, "bench", &args, skiff).await?;

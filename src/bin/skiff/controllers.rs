@@ -30,6 +30,37 @@ pub struct ControllersArgs {
     pub kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     pub options: skiff_controllers::Options,
+    #[command(flatten)]
+    pub serving: ServingArgs,
+}
+
+/// Where `/healthz` and `/metrics` are served (upstream's flags and defaults): HTTPS with a
+/// self-signed certificate, every request authenticated and authorized by the API server
+/// (TokenReview, SubjectAccessReview), so listening on every address is as safe as upstream's
+/// — `/metrics` needs a token allowed `get` on it (`system:monitoring`), and only the health
+/// paths are open.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServingArgs {
+    /// The HTTPS port; 0 serves nothing.
+    #[arg(long, default_value_t = 10257)]
+    pub secure_port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+    /// Paths served without authorization (a trailing `*` matches a prefix).
+    #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
+    pub authorization_always_allow_paths: Vec<String>,
+}
+
+impl ServingArgs {
+    pub fn serving(&self) -> skiff_serving::SecureServing {
+        skiff_serving::SecureServing {
+            bind_address: self.bind_address,
+            port: self.secure_port,
+            always_allow_paths: self.authorization_always_allow_paths.clone(),
+            port_flag: "--secure-port",
+        }
+    }
 }
 
 pub async fn run(command: ControllersCommand) -> anyhow::Result<()> {
@@ -41,6 +72,7 @@ pub async fn run(command: ControllersCommand) -> anyhow::Result<()> {
     let handle = skiff_controllers::start(
         &kubeconfig,
         args.options,
+        &args.serving.serving(),
         skiff_apiserver::server::wait_for_signal(),
     )
     .await?;

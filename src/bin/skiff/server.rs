@@ -49,6 +49,17 @@ pub struct ServerArgs {
     pub disable_admission_plugins: Vec<String>,
     #[command(flatten)]
     pub controllers: skiff_controllers::Options,
+    /// The controller manager's HTTPS port for `/healthz` and `/metrics` (`skiff controllers
+    /// --secure-port`, upstream's 10257); 0 serves nothing. Two servers on one network
+    /// namespace need different ports (the tests give 0 or a free one).
+    #[arg(long, default_value_t = 10257)]
+    pub controllers_secure_port: u16,
+    /// The address the controller manager listens on. Loopback, as k3s binds its controller
+    /// manager: the health checks of a control-plane node are local, and `--bind-address`
+    /// (the API server's, 0.0.0.0) is no guide here. 0.0.0.0 lets an in-cluster Prometheus
+    /// scrape it (requests are authenticated either way).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub controllers_bind_address: std::net::IpAddr,
     /// Where the scheduler serves `/metrics` and `/healthz` (plain HTTP); empty: nowhere.
     #[arg(long, default_value = "")]
     pub scheduler_metrics_address: String,
@@ -125,10 +136,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             options.cluster_signing_cert_file = Some(tls.join("ca.crt"));
             options.cluster_signing_key_file = Some(tls.join("ca.key"));
         }
+        let serving = skiff_serving::SecureServing {
+            bind_address: args.controllers_bind_address,
+            port: args.controllers_secure_port,
+            always_allow_paths: skiff_serving::ALWAYS_ALLOW_PATHS.map(String::from).to_vec(),
+            port_flag: "--controllers-secure-port",
+        };
         Some(
             skiff_controllers::start(
                 &started.component_kubeconfig("controller-manager"),
                 options,
+                &serving,
                 async move {
                     let _ = stopped.await;
                 },

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
@@ -27,6 +26,7 @@ use kube::{Client, ResourceExt};
 
 use super::request::{self, Request};
 use crate::backoff::Backoffs;
+use crate::workqueue::{self, names};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -135,17 +135,11 @@ pub async fn run(client: Client) {
         client: client.clone(),
         backoffs: Backoffs::default(),
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<CertificateSigningRequest>::all(client),
         watcher::Config::default(),
-    )
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!("csrapproving: {e}");
-        }
-    })
-    .await;
+    );
+    workqueue::run(names::CERTIFICATE, controller, reconcile, error_policy, ctx).await;
 }
 
 fn error_policy(csr: Arc<CertificateSigningRequest>, error: &Error, ctx: Arc<Context>) -> Action {

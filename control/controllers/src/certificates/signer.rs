@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestStatus,
 };
@@ -27,6 +26,7 @@ use kube::{Client, ResourceExt};
 use super::authority::{self, Authority};
 use super::request;
 use crate::backoff::Backoffs;
+use crate::workqueue::{self, names};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -93,17 +93,11 @@ pub async fn run(client: Client, authority: Authority, max_duration: Duration) {
         max_duration,
         backoffs: Backoffs::default(),
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<CertificateSigningRequest>::all(client),
         watcher::Config::default(),
-    )
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!("csrsigning: {e}");
-        }
-    })
-    .await;
+    );
+    workqueue::run(names::CERTIFICATE, controller, reconcile, error_policy, ctx).await;
 }
 
 fn error_policy(csr: Arc<CertificateSigningRequest>, error: &Error, ctx: Arc<Context>) -> Action {

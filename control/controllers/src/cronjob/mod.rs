@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -32,6 +31,7 @@ use crate::events::{Recorder, NORMAL, WARNING};
 use crate::informer::Informer;
 use crate::job::conditions;
 use crate::replicaset::api_message;
+use crate::workqueue::{self, names};
 use schedule::Schedule;
 
 const COMPONENT: &str = "cronjob-controller";
@@ -98,15 +98,8 @@ pub fn controller(
     });
     async move {
         jobs.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("cronjob sync: {e}");
-                }
-            })
-            .await;
+        let controller = controller.reconcile_on(triggers);
+        workqueue::run(names::CRONJOB, controller, reconcile, error_policy, ctx).await;
     }
 }
 

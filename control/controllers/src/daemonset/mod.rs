@@ -40,7 +40,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -59,6 +58,7 @@ use crate::informer::{controller_uid, Handler, Informer};
 use crate::pods;
 use crate::replicaset::{api_message, slow_start};
 use crate::selector::Selector;
+use crate::workqueue::{self, names};
 use nodes::Fit;
 use pod::HASH_LABEL;
 
@@ -280,15 +280,8 @@ pub fn controller(
         pods.wait_synced().await;
         nodes.wait_synced().await;
         revisions.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("daemonset sync: {e}");
-                }
-            })
-            .await;
+        let controller = controller.reconcile_on(triggers);
+        workqueue::run(names::DAEMONSET, controller, reconcile, error_policy, ctx).await;
     }
 }
 

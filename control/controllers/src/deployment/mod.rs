@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -41,6 +40,7 @@ use crate::controller_ref::{self, owner_ref};
 use crate::events::{Recorder, WARNING};
 use crate::informer::{controller_uid, Handler, Informer};
 use crate::selector::Selector;
+use crate::workqueue::{self, names};
 use sync::Rollout;
 
 pub const COMPONENT: &str = "deployment-controller";
@@ -147,15 +147,8 @@ pub fn controller(
     async move {
         pods.wait_synced().await;
         replica_sets.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("deployment sync: {e}");
-                }
-            })
-            .await;
+        let controller = controller.reconcile_on(triggers);
+        workqueue::run(names::DEPLOYMENT, controller, reconcile, error_policy, ctx).await;
     }
 }
 

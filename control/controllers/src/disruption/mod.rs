@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -32,6 +31,7 @@ use crate::backoff::Backoffs;
 use crate::events::{Recorder, NORMAL, WARNING};
 use crate::informer::Informer;
 use crate::selector::Selector;
+use crate::workqueue::{self, names};
 
 const COMPONENT: &str = "controllermanager";
 pub const CONDITION: &str = "DisruptionAllowed";
@@ -98,15 +98,8 @@ pub fn controller(
     });
     async move {
         pods.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("disruption: {e}");
-                }
-            })
-            .await;
+        let controller = controller.reconcile_on(triggers);
+        workqueue::run(names::DISRUPTION, controller, reconcile, error_policy, ctx).await;
     }
 }
 

@@ -37,6 +37,7 @@ use crate::endpointslice::HEADLESS_LABEL;
 use crate::events::{Recorder, WARNING};
 use crate::informer::Informer;
 use crate::replicaset::api_message;
+use crate::workqueue::{self, names};
 use crate::{service_pods, trigger_time};
 
 /// `source.component` of its events, as upstream.
@@ -163,9 +164,8 @@ pub fn controller(
     async move {
         pods.wait_synced().await;
         endpoints.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
+        let controller = controller.reconcile_on(triggers);
+        workqueue::instrumented(names::ENDPOINT, controller, reconcile, error_policy, ctx)
             .for_each(|result| {
                 let ctx = cleanup.clone();
                 async move {

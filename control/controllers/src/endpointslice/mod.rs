@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -44,6 +43,7 @@ use crate::controller_ref::owner_ref;
 use crate::events::{Recorder, WARNING};
 use crate::informer::Informer;
 use crate::replicaset::api_message;
+use crate::workqueue::{self, names};
 use crate::{service_pods, trigger_time};
 use desired::Group;
 
@@ -200,15 +200,15 @@ pub fn controller(
         pods.wait_synced().await;
         nodes.wait_synced().await;
         slices.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("endpointslice sync: {e}");
-                }
-            })
-            .await;
+        let controller = controller.reconcile_on(triggers);
+        workqueue::run(
+            names::ENDPOINTSLICE,
+            controller,
+            reconcile,
+            error_policy,
+            ctx,
+        )
+        .await;
     }
 }
 

@@ -46,6 +46,7 @@ use crate::backoff::Backoffs;
 use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::informer::{controller_uid, Informer};
+use crate::workqueue::{self, names};
 
 /// The finalizer on every pod a Job creates or adopts.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -283,14 +284,8 @@ pub fn controller(
     async move {
         pods.wait_synced().await;
         let orphan_worker = clean_orphans(ctx.clone(), orphans_tx, orphans_rx);
-        let jobs = controller
-            .reconcile_on(triggers)
-            .run(sync::reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("job sync: {e}");
-                }
-            });
+        let controller = controller.reconcile_on(triggers);
+        let jobs = workqueue::run(names::JOB, controller, sync::reconcile, error_policy, ctx);
         tokio::select! {
             _ = jobs => {}
             _ = orphan_worker => {}

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::NamespaceResourceScope;
@@ -45,6 +44,7 @@ use crate::expectations::Expectations;
 use crate::informer::{controller_uid, Informer};
 use crate::pods;
 use crate::selector::Selector;
+use crate::workqueue;
 use status::{Condition, ManageFailure, ReplicaStatus, Spec};
 
 /// Pods created or deleted per sync at most (upstream's `burstReplicas`).
@@ -76,6 +76,8 @@ pub trait Replicated:
 {
     /// `source.component` of its events, as upstream.
     const COMPONENT: &'static str;
+    /// The name of upstream's work queue (the `workqueue_*` metrics' `name`).
+    const QUEUE: &'static str;
     fn desired_replicas(&self) -> i32;
     fn min_ready_seconds(&self) -> i32;
     fn pod_selector(&self) -> Selector;
@@ -85,6 +87,7 @@ pub trait Replicated:
 
 impl Replicated for ReplicaSet {
     const COMPONENT: &'static str = "replicaset-controller";
+    const QUEUE: &'static str = workqueue::names::REPLICASET;
     fn desired_replicas(&self) -> i32 {
         self.spec.replicas.unwrap_or(1)
     }
@@ -125,6 +128,7 @@ impl Replicated for ReplicaSet {
 
 impl Replicated for ReplicationController {
     const COMPONENT: &'static str = "replication-controller";
+    const QUEUE: &'static str = workqueue::names::REPLICATION;
     fn desired_replicas(&self) -> i32 {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
     }
@@ -289,15 +293,8 @@ pub fn controller<K: Replicated>(
     });
     async move {
         pods.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile::<K>, error_policy::<K>, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(kind = %K::kind(&()), "sync: {e}");
-                }
-            })
-            .await;
+        let controller = controller.reconcile_on(triggers);
+        workqueue::run(K::QUEUE, controller, reconcile::<K>, error_policy::<K>, ctx).await;
     }
 }
 

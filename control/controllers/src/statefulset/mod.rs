@@ -42,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -58,6 +57,7 @@ use crate::history::{self, Created};
 use crate::informer::{controller_uid, Handler, Informer};
 use crate::replicaset::{api_message, slow_start};
 use crate::selector::Selector;
+use crate::workqueue::{self, names};
 use control::{Revision, Step};
 use revision::UpdateRevision;
 
@@ -196,15 +196,8 @@ pub fn controller(
         pods.wait_synced().await;
         revisions.wait_synced().await;
         claims.wait_synced().await;
-        controller
-            .reconcile_on(triggers)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!("statefulset sync: {e}");
-                }
-            })
-            .await;
+        let controller = controller.reconcile_on(triggers);
+        workqueue::run(names::STATEFULSET, controller, reconcile, error_policy, ctx).await;
     }
 }
 
