@@ -32,6 +32,8 @@ fn kubelet_runs_pods_end_to_end() {
     a_killed_kubelet_restarts_no_container(&mut lab);
     deletion_runs_prestop_and_sigterm(&lab);
     pods_on_two_nodes_reach_each_other(&lab);
+    container_logs_rotate(&lab);
+    static_pods_are_mirrored(&mut lab);
     nothing_is_left_behind(&lab);
 }
 
@@ -1027,6 +1029,247 @@ spec:
     );
     let node1_logs = lab.kubectl_ok(&["logs", "remote"]);
     assert_eq!(node1_logs, "");
+}
+
+/// The lab's kubelets rotate container logs at 1Mi and keep 3 files (`lab.rs`): a pod writing
+/// about 270 KiB a second rotates every few seconds. `kubectl logs -f` goes on across the
+/// rotations without losing a line; `kubectl logs` reads the current file (as upstream); the
+/// directory holds the current file, the newest rotated one plain and an older one gzipped.
+fn container_logs_rotate(lab: &Lab) {
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  nodeName: node-0
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "sleep 4; i=0; while [ $i -lt 20 ]; do i=$((i+1)); busybox seq 1 6000; sleep 1; done; echo done; sleep 3600"]
+"#,
+    );
+    lab.wait("chatty Running", 60, || {
+        lab.pod_field("chatty", "{.status.phase}") == "Running"
+    });
+    let mut follow = lab
+        .kubectl_cmd(&["logs", "-f", "chatty"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    // Every line after the first follows its predecessor: 1..6000, 1..6000, …, done.
+    let mut previous: Option<u32> = None;
+    let mut chunks_ended = 0;
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kubectl logs -f stalled (lost the file at a rotation?)");
+        if line == "done" {
+            break;
+        }
+        let n: u32 = line.parse().unwrap_or_else(|_| panic!("line {line:?}"));
+        if let Some(p) = previous {
+            assert!(
+                n == p + 1 || (p == 6000 && n == 1),
+                "{n} after {p}: lines lost"
+            );
+        }
+        if n == 6000 {
+            chunks_ended += 1;
+        }
+        previous = Some(n);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(chunks_ended >= 15, "followed {chunks_ended} chunks of 20");
+    assert_eq!(lab.kubectl_ok(&["logs", "chatty", "--tail=1"]), "done\n");
+    let uid = lab.pod_field("chatty", "{.metadata.uid}");
+    let dir = lab.nodes[0]
+        .root
+        .join("logs")
+        .join(format!("default_chatty_{uid}"))
+        .join("c");
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // The gzip runs in a child of the shim: wait for it to finish. Sorted names: the current
+    // file, the older rotated one gzipped, the newest rotated one plain.
+    lab.wait("3 log files: current, rotated.gz, rotated", 30, || {
+        let names = listing();
+        names.len() == 3 && names[1].ends_with(".gz") && !names[2].ends_with(".gz")
+    });
+    let names = listing();
+    assert_eq!(names[0], "0.log", "{names:?}");
+    let newest = names[2].strip_prefix("0.log.").unwrap();
+    assert!(
+        newest.len() == 15 && newest.as_bytes()[8] == b'-',
+        "{names:?}"
+    );
+    let older = names[1]
+        .strip_prefix("0.log.")
+        .and_then(|n| n.strip_suffix(".gz"))
+        .unwrap();
+    assert!(older < newest, "{names:?}");
+    let rotated = std::fs::metadata(dir.join(&names[2])).unwrap().len();
+    assert!(
+        (1 << 20..2 << 20).contains(&rotated),
+        "rotated at {rotated} bytes"
+    );
+    let unzipped = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(dir.join(&names[1]))
+        .output()
+        .unwrap();
+    assert!(unzipped.status.success());
+    let text = String::from_utf8(unzipped.stdout).unwrap();
+    assert!(
+        text.lines().all(|l| l.contains(" stdout F ")),
+        "CRI lines in the gzipped file"
+    );
+    lab.kubectl_ok(&["delete", "pod", "chatty", "--grace-period=1"]);
+}
+
+/// Static pods (`--pod-manifest-path`, which the lab gives every kubelet as
+/// `<node root>/manifests`): a manifest dropped into node-0's directory runs there and shows
+/// up as the mirror pod `<name>-node-0`; a mirror pod deleted through the API comes back with
+/// the same container running; an edited manifest replaces the pod; the pod keeps running
+/// while the API server is down; a removed manifest stops it and removes the mirror pod.
+fn static_pods_are_mirrored(lab: &mut Lab) {
+    let manifests = lab.nodes[0].root.join("manifests");
+    let write = |text: &str| {
+        // Written beside (a dot file is not read) and renamed: the kubelet never sees half.
+        let tmp = manifests.join(".web.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, manifests.join("web.yaml")).unwrap();
+    };
+    let manifest = |greeting: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: static-web, labels: {{app: static-web}}}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "echo {greeting} > /tmp/index.html; httpd -f -p 8080 -h /tmp"]
+"#
+        )
+    };
+    write(&manifest("static"));
+    let pod = "static-web-node-0";
+    lab.wait("the mirror pod Running", 60, || {
+        lab.pod_field(pod, "{.status.phase}") == "Running"
+    });
+    let listed = lab.kubectl_ok(&["get", "pods"]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(pod))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains("1/1") && row.contains("Running"), "{row}");
+    let annotation = |key: &str| {
+        lab.pod_field(
+            pod,
+            &format!("{{.metadata.annotations.kubernetes\\.io/{key}}}"),
+        )
+    };
+    let hash = annotation("config\\.hash");
+    assert_eq!(hash.len(), 32, "{hash}");
+    assert_eq!(annotation("config\\.mirror"), hash);
+    assert_eq!(annotation("config\\.source"), "file");
+    assert!(!annotation("config\\.seen").is_empty());
+    assert_eq!(
+        lab.pod_field(
+            pod,
+            "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].controller}"
+        ),
+        "Node/node-0/true"
+    );
+    let node_uid = lab.kubectl_ok(&["get", "node", "node-0", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(
+        lab.pod_field(pod, "{.metadata.ownerReferences[0].uid}"),
+        node_uid
+    );
+    assert_eq!(lab.pod_field(pod, "{.spec.nodeName}"), "node-0");
+    let ip = lab.pod_field(pod, "{.status.podIP}");
+    assert!(ip.starts_with("10.244.0."), "pod IP {ip}");
+    assert_eq!(
+        node_wget(lab, 0, &format!("http://{ip}:8080/index.html")),
+        "static\n"
+    );
+    assert!(lab.kubectl(&["logs", pod]).status.success());
+    let container = lab.pod_field(pod, "{.status.containerStatuses[0].containerID}");
+    let mirror_uid = lab.pod_field(pod, "{.metadata.uid}");
+
+    // Deleted through the API: made again, the same container still running.
+    lab.kubectl_ok(&["delete", "pod", pod]);
+    lab.wait("the mirror pod made again and Running", 60, || {
+        let uid = lab.pod_field(pod, "{.metadata.uid}");
+        !uid.is_empty() && uid != mirror_uid && lab.pod_field(pod, "{.status.phase}") == "Running"
+    });
+    assert_eq!(
+        lab.pod_field(pod, "{.status.containerStatuses[0].containerID}"),
+        container
+    );
+    assert_eq!(
+        lab.pod_field(pod, "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+
+    // Edited: a new hash, a new pod in place of the old one.
+    write(&manifest("edited"));
+    lab.wait("the edited static pod Running", 90, || {
+        annotation("config\\.hash") != hash
+            && lab.pod_field(pod, "{.status.phase}") == "Running"
+            && lab.pod_field(pod, "{.status.containerStatuses[0].containerID}") != container
+    });
+    let new_hash = annotation("config\\.hash");
+    let ip = lab.pod_field(pod, "{.status.podIP}");
+    assert_eq!(
+        node_wget(lab, 0, &format!("http://{ip}:8080/index.html")),
+        "edited\n"
+    );
+    let pods_dir = lab.nodes[0].root.join("kubelet/pods");
+    lab.wait("the old static pod's directory removed", 60, || {
+        !pods_dir.join(&hash).exists()
+    });
+
+    // The API server away: the static pod serves on.
+    lab.kill_server();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        node_wget(lab, 0, &format!("http://{ip}:8080/index.html")),
+        "edited\n"
+    );
+    lab.start_server();
+    lab.wait("the API back with the mirror pod", 90, || {
+        lab.pod_field(pod, "{.status.phase}") == "Running"
+    });
+
+    // Removed: the pod stops and the mirror pod goes.
+    std::fs::remove_file(manifests.join("web.yaml")).unwrap();
+    lab.wait("the mirror pod deleted", 60, || {
+        !lab.kubectl(&["get", "pod", pod]).status.success()
+    });
+    lab.wait("the static pod's directory removed", 60, || {
+        !pods_dir.join(&new_hash).exists()
+    });
 }
 
 fn nothing_is_left_behind(lab: &Lab) {

@@ -285,7 +285,16 @@ impl Lab {
         format!("https://{}:6443", self.nodes[0].ip)
     }
 
-    fn start_server(&mut self) {
+    /// SIGKILL of the control plane (`skiff server`); `start_server` brings it back with its
+    /// data.
+    pub fn kill_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn start_server(&mut self) {
         let data = self.dir.path().join("server");
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.nodes[0].netns))
@@ -351,6 +360,9 @@ impl Lab {
             .append(true)
             .open(node.root.join("kubelet.log"))
             .unwrap();
+        // Static pod manifests (tests/kubelet.rs: static_pods_are_mirrored).
+        let manifests = node.root.join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", node.netns))
             .arg(skiff_bin())
@@ -388,6 +400,13 @@ impl Lab {
             .arg("--client-ca-file")
             .arg(self.ca_file())
             .arg("--rotate-server-certificates")
+            .arg("--pod-manifest-path")
+            .arg(&manifests)
+            // Small enough for tests/kubelet.rs to see rotations (container_logs_rotate).
+            .args([
+                "--container-log-max-size=1Mi",
+                "--container-log-max-files=3",
+            ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -97,9 +97,22 @@ pub struct KubeletArgs {
     /// The OCI runtime (default: skiff-runtime beside this binary, else on PATH).
     #[arg(long = "runtime-path")]
     pub runtime_path: Option<PathBuf>,
-    /// Static pod manifests (`*.yaml`, `*.json`) run by this kubelet and mirrored to the API.
+    /// Static pods: a directory of Pod manifests (YAML or JSON; names starting with `.` are
+    /// skipped) or one manifest file, run by this kubelet without the API server and shown in
+    /// the API as mirror pods (upstream's staticPodPath).
     #[arg(long = "pod-manifest-path")]
     pub pod_manifest_path: Option<PathBuf>,
+    /// How often --pod-manifest-path is read again besides inotify (a Go duration: 20s, 1m).
+    #[arg(long = "file-check-frequency", default_value = "20s", value_parser = parse_duration)]
+    pub file_check_frequency: std::time::Duration,
+    /// A container's log is rotated once it reaches this size (a quantity: 10Mi, 500Ki; 0 =
+    /// never).
+    #[arg(long = "container-log-max-size", default_value = "10Mi", value_parser = parse_size)]
+    pub container_log_max_size: u64,
+    /// How many log files a container keeps, the one being written included (at least 2).
+    #[arg(long = "container-log-max-files", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
     /// How often the Node's status is posted (seconds; upstream's nodeStatusUpdateFrequency).
     #[arg(long = "node-status-update-frequency", default_value_t = 10)]
     pub node_status_update_frequency: u64,
@@ -188,6 +201,45 @@ impl KubeletArgs {
     pub fn runtime_root(&self) -> PathBuf {
         self.root_dir.join("runtime")
     }
+}
+
+/// A Go duration (`20s`, `1m30s`, `500ms`, `1h`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 20s, 1m or 500ms");
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut seconds = 0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        seconds += value
+            * match &rest[..unit] {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" => 1.0,
+                "ms" => 0.001,
+                _ => return Err(bad()),
+            };
+        rest = &rest[unit..];
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+/// A byte quantity (`10Mi`, `500Ki`, `1G`, `1048576`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::node::machine::quantity_bytes(text)
+        .ok_or_else(|| format!("{text:?} is not a size such as 10Mi or 500Ki"))
 }
 
 fn parse_map(s: &str) -> Result<BTreeMap<String, String>, String> {
@@ -292,6 +344,50 @@ mod tests {
             "--authorization-mode=RBAC",
         ])
         .is_err());
+    }
+
+    #[test]
+    fn static_pod_and_log_rotation_flags() {
+        let base = [
+            "kubelet",
+            "--kubeconfig=k",
+            "--node-name=n1",
+            "--node-ip=10.0.0.1",
+        ];
+        let cli = Cli::parse_from(base);
+        assert_eq!(cli.args.pod_manifest_path, None);
+        assert_eq!(
+            cli.args.file_check_frequency,
+            std::time::Duration::from_secs(20)
+        );
+        assert_eq!(cli.args.container_log_max_size, 10 << 20);
+        assert_eq!(cli.args.container_log_max_files, 5);
+        let cli = Cli::parse_from(base.into_iter().chain([
+            "--pod-manifest-path=/etc/kubernetes/manifests",
+            "--file-check-frequency=1m30s",
+            "--container-log-max-size=500Ki",
+            "--container-log-max-files=2",
+        ]));
+        assert_eq!(
+            cli.args.pod_manifest_path,
+            Some(PathBuf::from("/etc/kubernetes/manifests"))
+        );
+        assert_eq!(
+            cli.args.file_check_frequency,
+            std::time::Duration::from_secs(90)
+        );
+        assert_eq!(cli.args.container_log_max_size, 500 << 10);
+        assert_eq!(cli.args.container_log_max_files, 2);
+        for bad in [
+            "--container-log-max-files=1",
+            "--container-log-max-size=ten",
+            "--file-check-frequency=20",
+        ] {
+            assert!(
+                Cli::try_parse_from(base.into_iter().chain([bad])).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! (logs, exec, health) on :10250.
 //!
 //! ```text
-//! kube-runtime watcher (pods on this node) ──> pods/mod.rs: a worker per pod
+//! kube-runtime watcher (pods on this node) ─┐
+//! pods/file.rs (static pods, --pod-manifest-path) ─┴─> pods/mod.rs: a worker per pod
+//!    pods/mirror.rs   the static pods' mirror pods in the API
 //!    pods/worker.rs   sandbox → volumes → images → init containers → containers → probes → status
 //!    pods/sandbox.rs  pinned net/ipc/uts namespaces, /etc/hosts, resolv.conf   cni.rs  CNI plugins
 //!    pods/spec.rs     the OCI config.json                                      cgroups.rs  QoS tree
 //!    runtime.rs       skiff-runtime + shim.rs (`skiff shim`: stdio → CRI log, exit code)
+//!    logrotate.rs     container log rotation (done by the shim)
 //! node/               registration, status, Lease heartbeat
 //! certificate/        certificates from the cluster: TLS bootstrap (--bootstrap-kubeconfig) and
 //!                     client-certificate rotation, the API's serving certificate
@@ -23,6 +26,7 @@ pub mod certificate;
 pub mod cgroups;
 pub mod cni;
 pub mod config;
+pub mod logrotate;
 pub mod node;
 pub mod pods;
 pub mod runtime;
@@ -216,6 +220,8 @@ pub async fn run(
         views: Mutex::new(HashMap::new()),
     });
 
+    // Pods start before the node registers: static pods need no API server.
+    let pods = pods::spawn(kubelet.clone());
     let agent = Arc::new(node::NodeAgent::new(client.clone(), args.clone(), recorder));
     agent.register().await?;
     let cni_dir = args.cni_conf_dir.clone();
@@ -236,7 +242,7 @@ pub async fn run(
         _ = &mut serving_renewal.0 => anyhow::bail!("the serving certificate rotation stopped"),
         _ = agent.clone().keep_status(health) => anyhow::bail!("the node status loop stopped"),
         _ = agent.keep_lease() => anyhow::bail!("the node lease loop stopped"),
-        r = pods::run(kubelet.clone()) => r,
+        r = pods => r,
         r = server => r.context("the kubelet API server"),
         _ = shutdown => {
             tracing::info!("kubelet stopping; containers keep running");

@@ -70,13 +70,16 @@ impl Runtime {
 
     /// Creates and starts the container through a new shim; returns the init's pid once it
     /// runs. `dir` is the container's directory (exit.json etc.), `log` its CRI log file;
-    /// `stdin` is Some(stdinOnce) for a container with `stdin: true`.
+    /// `stdin` is Some(stdinOnce) for a container with `stdin: true`; the shim rotates the log
+    /// by `rotation`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         &self,
         id: &str,
         bundle: &Path,
         dir: &Path,
         log: &Path,
+        rotation: crate::logrotate::Policy,
         stdin: Option<bool>,
         join_cgroup: Option<&Path>,
     ) -> Result<i32, RuntimeError> {
@@ -96,7 +99,9 @@ impl Runtime {
             .arg("--dir")
             .arg(dir)
             .arg("--log")
-            .arg(log);
+            .arg(log)
+            .arg(format!("--log-max-size={}", rotation.max_size))
+            .arg(format!("--log-max-files={}", rotation.max_files));
         if let Some(once) = stdin {
             cmd.arg("--stdin");
             if once {

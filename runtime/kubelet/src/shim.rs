@@ -16,6 +16,9 @@
 //! 4. When the init exits, the shim drains the pipes and writes `exit.json` (exit code,
 //!    signal, finish time) atomically into the container's directory, then exits. The kubelet
 //!    reads that file whenever it looks — before or after its own restart.
+//! 5. With `--log-max-size`, the shim rotates the log itself once it reaches that size
+//!    (`logrotate.rs` says why the writer rotates rather than the kubelet) and gzips older
+//!    rotated files in a short-lived child.
 //!
 //! It is synchronous and single-threaded (started before any tokio runtime), so fork is safe
 //! and its footprint is a few hundred KiB of private memory per container.
@@ -55,6 +58,12 @@ pub struct ShimArgs {
     /// Close that stdin when the first attached client leaves (`stdinOnce`).
     #[arg(long)]
     pub stdin_once: bool,
+    /// Rotate the log once it has this many bytes (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub log_max_size: u64,
+    /// Log files kept, the one being written included.
+    #[arg(long, default_value_t = 5)]
+    pub log_max_files: u32,
     /// The container id.
     pub id: String,
 }
@@ -178,7 +187,11 @@ fn monitor(args: &ShimArgs, report: OwnedFd) -> anyhow::Result<()> {
         return Ok(());
     }
     let pid: i32 = fs::read_to_string(&pid_file)?.trim().parse()?;
-    let mut log = LogWriter::open(&args.log)?;
+    let policy = crate::logrotate::Policy {
+        max_size: args.log_max_size,
+        max_files: args.log_max_files.max(2),
+    };
+    let mut log = LogWriter::open(&args.log)?.rotating(policy);
     let started = runtime(args)
         .arg("start")
         .arg(&args.id)
@@ -349,6 +362,38 @@ fn pump_until_exit(
                 *slot = None;
             }
         }
+        compress_in_child(log.take_compressible());
+    }
+}
+
+/// Gzips rotated logs in a child process, so the container's output keeps being drained
+/// meanwhile; the child is reaped with the container's orphans.
+fn compress_in_child(files: Vec<PathBuf>) {
+    if files.is_empty() {
+        return;
+    }
+    // SAFETY: the shim is single-threaded (see the module docs), so the child may allocate
+    // and do file I/O after fork.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // SAFETY: close_range(3, ~0, 0) closes only the descriptors this child inherited
+            // (pipes, sockets); it uses none of them.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                libc::nice(10);
+            }
+            for file in &files {
+                let _ = crate::logrotate::compress(file);
+            }
+            // SAFETY: _exit ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { .. }) => {}
+        Err(_) => {
+            for file in &files {
+                let _ = crate::logrotate::compress(file);
+            }
+        }
     }
 }
 
@@ -482,9 +527,18 @@ impl Stream {
     }
 }
 
-/// The container's log file in the CRI format.
+/// The container's log file in the CRI format, rotated by size when a policy is set.
 pub struct LogWriter {
     file: File,
+    path: PathBuf,
+    /// Bytes in the file being written.
+    size: u64,
+    policy: Option<crate::logrotate::Policy>,
+    /// A rotation could not happen in this second (the name was taken or it failed): the
+    /// next attempt waits for the next second.
+    held_until: Option<i64>,
+    /// Rotated files waiting to be gzipped.
+    compressible: Vec<PathBuf>,
 }
 
 impl LogWriter {
@@ -493,15 +547,67 @@ impl LogWriter {
             fs::create_dir_all(parent)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(LogWriter { file })
+        let size = file.metadata()?.len();
+        Ok(LogWriter {
+            file,
+            path: path.to_path_buf(),
+            size,
+            policy: None,
+            held_until: None,
+            compressible: Vec::new(),
+        })
     }
 
-    /// One entry: `<RFC3339Nano> <stream> <P|F> <text>\n`.
+    /// Rotates the file by `policy` (nothing when its size is 0).
+    pub fn rotating(mut self, policy: crate::logrotate::Policy) -> LogWriter {
+        self.policy = policy.enabled().then_some(policy);
+        self
+    }
+
+    /// One entry: `<RFC3339Nano> <stream> <P|F> <text>\n`; the file is rotated after the
+    /// entry that brings it to the size limit (entries are never split between files).
     pub fn write(&mut self, stream: &str, partial: bool, text: &[u8]) -> io::Result<()> {
-        let mut entry = format_entry_prefix(jiff::Timestamp::now(), stream, partial).into_bytes();
+        let now = jiff::Timestamp::now();
+        let mut entry = format_entry_prefix(now, stream, partial).into_bytes();
         entry.extend_from_slice(text);
         entry.push(b'\n');
-        self.file.write_all(&entry)
+        self.file.write_all(&entry)?;
+        self.size += entry.len() as u64;
+        if let Some(policy) = self.policy {
+            if self.size >= policy.max_size {
+                self.rotate(policy, now);
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, policy: crate::logrotate::Policy, now: jiff::Timestamp) {
+        if self.held_until.is_some_and(|s| now.as_second() <= s) {
+            return;
+        }
+        match crate::logrotate::rotate(&self.path, policy, now) {
+            Ok(Some(to_compress)) => {
+                self.compressible.extend(to_compress);
+                match OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                {
+                    Ok(file) => {
+                        self.file = file;
+                        self.size = 0;
+                    }
+                    // Writing goes on into the rotated file; the next second tries again.
+                    Err(_) => self.held_until = Some(now.as_second()),
+                }
+            }
+            Ok(None) | Err(_) => self.held_until = Some(now.as_second()),
+        }
+    }
+
+    /// The rotated files to gzip now.
+    pub fn take_compressible(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.compressible)
     }
 }
 
@@ -539,6 +645,53 @@ mod tests {
             format_entry_prefix(whole, "stderr", true),
             "2025-01-02T03:04:05.000000000Z stderr P "
         );
+    }
+
+    #[test]
+    fn the_writer_rotates_at_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c").join("0.log");
+        let policy = crate::logrotate::Policy {
+            max_size: 200,
+            max_files: 3,
+        };
+        let mut log = LogWriter::open(&path).unwrap().rotating(policy);
+        // An entry is 40 bytes of prefix, 9 of text and a newline: the fourth reaches 200.
+        for i in 0..4 {
+            log.write("stdout", false, format!("line {i:04}").as_bytes())
+                .unwrap();
+        }
+        assert_eq!(fs::read_to_string(&path).unwrap(), "", "a fresh file");
+        let rotated: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p != &path)
+            .collect();
+        assert_eq!(rotated.len(), 1, "{rotated:?}");
+        let text = fs::read_to_string(&rotated[0]).unwrap();
+        assert_eq!(text.lines().count(), 4);
+        assert!(text.lines().all(|l| l.contains(" stdout F line ")));
+        assert!(log.take_compressible().is_empty());
+        // Within the same second the name is taken: writing goes on in the current file.
+        for i in 4..9 {
+            log.write("stdout", false, format!("line {i:04}").as_bytes())
+                .unwrap();
+        }
+        let current = fs::read_to_string(&path).unwrap();
+        let same_second = rotated[0]
+            .to_string_lossy()
+            .ends_with(&jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
+        if same_second {
+            assert_eq!(current.lines().count(), 5);
+        }
+        // A writer without a policy never rotates.
+        let plain = dir.path().join("plain.log");
+        let mut log = LogWriter::open(&plain).unwrap();
+        for _ in 0..100 {
+            log.write("stderr", false, b"0123456789").unwrap();
+        }
+        assert_eq!(fs::read_to_string(&plain).unwrap().lines().count(), 100);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -61,6 +61,209 @@ pub fn check(
     Ok(())
 }
 
+/// A mirror pod's single owner reference: the creating Node, as controller, without
+/// blockOwnerDeletion (upstream's `admitPodCreate`; the Node's uid is checked by
+/// [`verify_mirror_owner_uid`], which reads the Node).
+fn check_mirror_owner(node: &str, pod: &Value) -> Result<(), String> {
+    let owners = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let owner = match owners {
+        [] => {
+            return Err(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ))
+        }
+        [owner] => owner,
+        _ => {
+            return Err(format!(
+                "node {node:?} can only create pods with a single owner reference set to itself"
+            ))
+        }
+    };
+    let field = |k: &str| owner.get(k).and_then(Value::as_str).unwrap_or_default();
+    if field("apiVersion") != "v1" || field("kind") != "Node" || field("name") != node {
+        return Err(format!(
+            "node {node:?} can only create pods with an owner reference set to itself"
+        ));
+    }
+    if owner.get("controller").and_then(Value::as_bool) != Some(true) {
+        return Err(format!(
+            "node {node:?} can only create pods with a controller owner reference set to itself"
+        ));
+    }
+    if owner.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true) {
+        return Err(format!(
+            "node {node:?} must not set blockOwnerDeletion on an owner reference"
+        ));
+    }
+    Ok(())
+}
+
+/// NodeRestriction's last step for a mirror pod a node creates: its owner reference names the
+/// Node's current uid (upstream: the Node's NotFound, or "UID mismatch").
+pub async fn verify_mirror_owner_uid(
+    lookup: &dyn crate::registry::Lookup,
+    user: &UserInfo,
+    info: &ResourceInfo,
+    name: &str,
+    pod: &Value,
+) -> ApiResult<()> {
+    let Some(node) = node_identity(user) else {
+        return Ok(());
+    };
+    if (info.group, info.resource) != ("", "pods") || node.is_empty() {
+        return Ok(());
+    }
+    let owner_uid = pod
+        .pointer("/metadata/ownerReferences/0/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(stored) = lookup.get("", "nodes", None, node).await? else {
+        return Err(ApiError::not_found(
+            crate::error::Kind {
+                group: "",
+                resource: "nodes",
+                kind: "Node",
+            },
+            node,
+        ));
+    };
+    let node_uid = stored
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if owner_uid != node_uid {
+        return Err(forbidden(
+            info,
+            name,
+            &format!("node {node} UID mismatch: expected {owner_uid} got {node_uid}"),
+        ));
+    }
+    Ok(())
+}
+
+/// What API object a pod references, if any (upstream's `podutil.HasAPIObjectReference`): a
+/// node may not create pods that would make it read objects it could not otherwise.
+pub fn api_object_reference(pod: &Value) -> Option<&'static str> {
+    let spec = &pod["spec"];
+    let named = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    let list = |v: &Value, key: &str| -> Vec<Value> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    if named(spec, "serviceAccountName") {
+        return Some("serviceaccounts");
+    }
+    let containers: Vec<Value> = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| list(spec, k))
+        .collect();
+    let volumes = list(spec, "volumes");
+    let sources = |v: &Value| list(&v["projected"], "sources");
+    let env_refers = |from: &str, key_ref: &str| {
+        containers.iter().any(|c| {
+            list(c, "envFrom")
+                .iter()
+                .any(|e| e.get(from).is_some_and(|r| named(r, "name")))
+                || list(c, "env").iter().any(|e| {
+                    e.get("valueFrom")
+                        .and_then(|v| v.get(key_ref))
+                        .is_some_and(|r| named(r, "name"))
+                })
+        })
+    };
+    let secrets = list(spec, "imagePullSecrets")
+        .iter()
+        .any(|r| named(r, "name"))
+        || env_refers("secretRef", "secretKeyRef")
+        || volumes.iter().any(|v| {
+            v.get("azureFile").is_some_and(|a| named(a, "secretName"))
+                || v.get("secret").is_some_and(|s| named(s, "secretName"))
+                || v.pointer("/csi/nodePublishSecretRef")
+                    .is_some_and(|r| named(r, "name"))
+                || [
+                    "cephfs",
+                    "cinder",
+                    "flexVolume",
+                    "rbd",
+                    "scaleIO",
+                    "iscsi",
+                    "storageos",
+                ]
+                .iter()
+                .any(|k| {
+                    v.get(*k)
+                        .and_then(|s| s.get("secretRef"))
+                        .is_some_and(|r| named(r, "name"))
+                })
+                || sources(v)
+                    .iter()
+                    .any(|s| s.get("secret").is_some_and(|r| named(r, "name")))
+        });
+    if secrets {
+        return Some("secrets");
+    }
+    let config_maps = env_refers("configMapRef", "configMapKeyRef")
+        || volumes.iter().any(|v| {
+            v.get("configMap").is_some_and(|c| named(c, "name"))
+                || sources(v)
+                    .iter()
+                    .any(|s| s.get("configMap").is_some_and(|r| named(r, "name")))
+        });
+    if config_maps {
+        return Some("configmaps");
+    }
+    if !list(spec, "resourceClaims").is_empty() {
+        return Some("resourceclaims");
+    }
+    for v in &volumes {
+        let has = |k: &str| v.get(k).is_some_and(|x| !x.is_null());
+        let refers = [
+            ("configMap", "configmaps (via configmap volumes)"),
+            ("secret", "secrets (via secret volumes)"),
+            ("csi", "csidrivers (via CSI volumes)"),
+            ("glusterfs", "endpoints (via glusterFS volumes)"),
+            ("persistentVolumeClaim", "persistentvolumeclaims"),
+            (
+                "ephemeral",
+                "persistentvolumeclaims (via ephemeral volumes)",
+            ),
+            ("azureFile", "secrets (via azureFile volumes)"),
+        ];
+        if let Some((_, what)) = refers.iter().find(|(k, _)| has(k)) {
+            return Some(what);
+        }
+        for s in sources(v) {
+            let refers = [
+                ("configMap", "configmaps (via projected volumes)"),
+                ("secret", "secrets (via projected volumes)"),
+                (
+                    "serviceAccountToken",
+                    "serviceaccounts (via projected volumes)",
+                ),
+                ("clusterTrustBundle", "clustertrustbundles"),
+                ("podCertificate", "podcertificates"),
+            ];
+            if let Some((_, what)) = refers
+                .iter()
+                .find(|(k, _)| s.get(*k).is_some_and(|x| !x.is_null()))
+            {
+                return Some(what);
+            }
+        }
+    }
+    None
+}
+
 fn node_restriction(
     node: &str,
     info: &ResourceInfo,
@@ -92,6 +295,16 @@ fn node_restriction(
                         &format!(
                             "node {node:?} can only create pods with spec.nodeName set to itself"
                         ),
+                    ));
+                }
+                if let Err(why) = check_mirror_owner(node, pod) {
+                    return Err(forbidden(info, name, &why));
+                }
+                if let Some(what) = api_object_reference(pod) {
+                    return Err(forbidden(
+                        info,
+                        name,
+                        &format!("node {node:?} can not create pods that reference {what}"),
                     ));
                 }
                 Ok(())
@@ -197,5 +410,128 @@ fn node_restriction(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mirror(owners: Value, spec: Value) -> Value {
+        json!({
+            "metadata": {
+                "name": "web-n1",
+                "annotations": {"kubernetes.io/config.mirror": "abc"},
+                "ownerReferences": owners,
+            },
+            "spec": spec,
+        })
+    }
+
+    fn node_owner() -> Value {
+        json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u1", "controller": true}])
+    }
+
+    fn pods() -> &'static ResourceInfo {
+        crate::resources::find("", "v1", "pods").unwrap()
+    }
+
+    fn create(pod: &Value) -> Result<(), String> {
+        node_restriction(
+            "n1",
+            pods(),
+            None,
+            Operation::Create,
+            "web-n1",
+            Some(pod),
+            None,
+        )
+        .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn mirror_pods_as_upstreams_node_restriction_admits_them() {
+        let spec = json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
+            "volumes": [{"name": "h", "hostPath": {"path": "/x"}}, {"name": "e", "emptyDir": {}}]});
+        create(&mirror(node_owner(), spec.clone())).unwrap();
+        let cases = [
+            (
+                json!({"metadata": {"name": "p"}, "spec": spec.clone()}),
+                "can only create mirror pods",
+            ),
+            (
+                mirror(node_owner(), json!({"nodeName": "n2", "containers": []})),
+                "spec.nodeName set to itself",
+            ),
+            (
+                mirror(json!([]), spec.clone()),
+                "with an owner reference set to itself",
+            ),
+            (
+                mirror(json!([node_owner()[0], node_owner()[0]]), spec.clone()),
+                "a single owner reference",
+            ),
+            (
+                mirror(
+                    json!([{"apiVersion": "v1", "kind": "Node", "name": "n2", "uid": "u", "controller": true}]),
+                    spec.clone(),
+                ),
+                "with an owner reference set to itself",
+            ),
+            (
+                mirror(
+                    json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u"}]),
+                    spec.clone(),
+                ),
+                "a controller owner reference",
+            ),
+            (
+                mirror(
+                    json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u", "controller": true, "blockOwnerDeletion": true}]),
+                    spec.clone(),
+                ),
+                "must not set blockOwnerDeletion",
+            ),
+            (
+                mirror(
+                    node_owner(),
+                    json!({"nodeName": "n1", "serviceAccountName": "default", "containers": []}),
+                ),
+                "can not create pods that reference serviceaccounts",
+            ),
+            (
+                mirror(
+                    node_owner(),
+                    json!({"nodeName": "n1", "containers": [{"name": "c", "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "k"}}}]}]}),
+                ),
+                "can not create pods that reference configmaps",
+            ),
+            (
+                mirror(
+                    node_owner(),
+                    json!({"nodeName": "n1", "volumes": [{"name": "s", "secret": {"secretName": "s"}}], "containers": []}),
+                ),
+                "can not create pods that reference secrets",
+            ),
+            (
+                mirror(
+                    node_owner(),
+                    json!({"nodeName": "n1", "volumes": [{"name": "c", "persistentVolumeClaim": {"claimName": "c"}}], "containers": []}),
+                ),
+                "can not create pods that reference persistentvolumeclaims",
+            ),
+            (
+                mirror(
+                    node_owner(),
+                    json!({"nodeName": "n1", "volumes": [{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}], "containers": []}),
+                ),
+                "can not create pods that reference serviceaccounts (via projected volumes)",
+            ),
+        ];
+        for (pod, why) in cases {
+            let err = create(&pod).unwrap_err();
+            assert!(err.contains(why), "{pod}: {err}");
+        }
     }
 }

@@ -155,6 +155,7 @@ impl ApiServer {
                 Some(&candidate),
                 None,
             )?;
+            admission::verify_mirror_owner_uid(self, &ctx.user, info, &name, &candidate).await?;
             let mut outcome = crate::admission::Outcome::default();
             let admitted =
                 crate::admission::validate(self, &request, &candidate, None, &mut outcome).await;

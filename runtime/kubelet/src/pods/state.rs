@@ -63,6 +63,10 @@ pub struct SandboxRecord {
     /// The network was set up (CNI ADD done) and not yet torn down.
     #[serde(default)]
     pub network_ready: bool,
+    /// A static pod's (from --pod-manifest-path): after a kubelet restart, one whose manifest
+    /// is gone or changed is stopped without asking the API server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub static_pod: bool,
 }
 
 /// One instance, with what the kubelet observed of it.

@@ -8,6 +8,11 @@
 //! Pod with a deletionTimestamp (or gone from the API) is terminated: preStop, SIGTERM,
 //! SIGKILL after the grace period, everything removed, then the final delete (grace 0, uid
 //! precondition) that lets the API server drop the object.
+//!
+//! A static pod (from `--pod-manifest-path`, `file.rs`) goes through the same steps; what
+//! differs is the API side: its status goes to its mirror pod (`mirror.rs`) when there is
+//! one, the phase it keeps is its own last status (the file has none), and its end is not a
+//! delete in the API (the mirror pod is `mirror.rs`'s business).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,9 +26,10 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::mirror::MirrorUids;
 use super::probes::{self, Kind};
 use super::state::{self, ContainerRecord, Instance, SandboxRecord, Slot};
-use super::{env, images, sandbox, spec, status, volumes};
+use super::{env, file, images, sandbox, spec, status, volumes};
 use crate::{cgroups, cni, ContainerView, Kubelet, PodView};
 
 /// What the manager tells a worker: the newest Pod, or None once it is gone from the API.
@@ -48,15 +54,21 @@ pub struct Worker {
     probing: std::collections::HashSet<(String, usize)>,
     /// The sandbox of a finished (Succeeded/Failed) pod has been released.
     released: bool,
+    /// A static pod's: where its mirror pod's uid is found (its status goes there).
+    mirror: Option<Arc<MirrorUids>>,
+    /// A static pod's last generated status: what the API's copy is for other pods.
+    local_status: Option<k8s_openapi::api::core::v1::PodStatus>,
 }
 
 impl Worker {
-    /// A worker for `uid`, starting from what was found on disk.
+    /// A worker for `uid`, starting from what was found on disk; `mirror` is Some for a
+    /// static pod.
     pub fn new(
         k: Arc<Kubelet>,
         uid: String,
         sandbox: Option<SandboxRecord>,
         instances: Vec<Instance>,
+        mirror: Option<Arc<MirrorUids>>,
     ) -> Worker {
         let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
         for instance in instances {
@@ -86,12 +98,27 @@ impl Worker {
             probes: JoinSet::new(),
             probing: Default::default(),
             released: false,
+            mirror,
+            local_status: None,
+        }
+    }
+
+    /// The pod as a sync sees it: a static pod carries its own last status.
+    fn with_local_status(&self, pod: Arc<Pod>) -> Arc<Pod> {
+        match (&self.mirror, &self.local_status) {
+            (Some(_), Some(status)) => {
+                let mut pod = (*pod).clone();
+                pod.status = Some(status.clone());
+                Arc::new(pod)
+            }
+            _ => pod,
         }
     }
 
     pub async fn run(mut self, mut updates: PodUpdates) {
         loop {
             let pod = updates.borrow_and_update().clone();
+            let pod = pod.map(|p| self.with_local_status(p));
             if pod.is_some() {
                 self.pod = pod.clone();
             }
@@ -363,6 +390,7 @@ impl Worker {
                     pod_ips: Vec::new(),
                     created_at: jiff::Timestamp::now().to_string(),
                     network_ready: false,
+                    static_pod: file::is_static(pod),
                 };
                 std::fs::create_dir_all(&pod_dir)
                     .map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
@@ -892,6 +920,10 @@ impl Worker {
                 &dir,
                 &dir,
                 &log_path,
+                crate::logrotate::Policy {
+                    max_size: self.k.args.container_log_max_size,
+                    max_files: self.k.args.container_log_max_files,
+                },
                 stdin,
                 self.k
                     .layout
@@ -1232,12 +1264,13 @@ impl Worker {
             while stops.join_next().await.is_some() {}
             self.refresh_exits();
         }
-        if let Some(pod) = &pod {
+        if let Some(pod) = pod.as_ref().filter(|_| self.mirror.is_none()) {
             // The last status (containers terminated) before the object goes.
             self.post_status_terminating(pod).await;
         }
         self.cleanup().await;
-        if let Some(pod) = pod {
+        // A static pod has no object of its own in the API to delete.
+        if let Some(pod) = pod.filter(|_| self.mirror.is_none()) {
             let (ns, name) = names(&pod);
             let api: Api<Pod> = Api::namespaced(self.k.client.clone(), &ns);
             let params = DeleteParams {
@@ -1318,7 +1351,18 @@ impl Worker {
             terminating,
         };
         let status = status::generate(pod, &self.slots, &facts);
-        let body = json!({"metadata": {"uid": self.uid}, "status": status});
+        let uid = match &self.mirror {
+            None => self.uid.clone(),
+            Some(mirrors) => {
+                self.local_status = Some(status.clone());
+                // No mirror pod (yet, or the API server is away): nothing to post to.
+                match mirrors.get(&self.uid) {
+                    Some(uid) => uid,
+                    None => return,
+                }
+            }
+        };
+        let body = json!({"metadata": {"uid": uid}, "status": status});
         if self.last_sent.as_ref() == Some(&body) {
             return;
         }

@@ -153,6 +153,9 @@ pub async fn serve(
     let root = k.args.root_dir.clone();
     tokio::spawn(async move {
         let mut reader = tokio::io::BufReader::new(file);
+        // Following across a rotation (logrotate.rs): once the path names a new file, the
+        // old one is read to its end, then the new one from its start.
+        let mut rotated = false;
         let mut sent = 0usize;
         let limit = options.limit_bytes.unwrap_or(usize::MAX);
         // tailLines: start at the N-th line from the end of what is there now.
@@ -191,6 +194,16 @@ pub async fn serve(
             if n == 0 || !line.ends_with('\n') {
                 if !follow {
                     return;
+                }
+                if n == 0 && (rotated || was_rotated(&path, reader.get_ref()).await) {
+                    if rotated {
+                        match tokio::fs::File::open(&path).await {
+                            Ok(file) => reader = tokio::io::BufReader::new(file),
+                            Err(_) => return,
+                        }
+                    }
+                    rotated = !rotated;
+                    continue;
                 }
                 // A partial line stays for the next read; wait for more or for the end.
                 let ended = crate::pods::state::read_exit(&root, &id).is_some();
@@ -232,6 +245,15 @@ pub async fn serve(
         .header("Content-Type", "text/plain")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Whether `path` names another file than `open` (the shim renamed it and writes a new one).
+async fn was_rotated(path: &std::path::Path, open: &tokio::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (tokio::fs::metadata(path).await, open.metadata().await) {
+        (Ok(now), Ok(open)) => (now.dev(), now.ino()) != (open.dev(), open.ino()),
+        _ => false,
+    }
 }
 
 fn tokio_stream_from(
