@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(m.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
         // What NodeRestriction checks: no API object references.
         assert_eq!(
-            super::super::file::api_reference(&serde_json::to_value(&m).unwrap()),
+            skiff_podutil::api_object_reference(&serde_json::to_value(&m).unwrap()),
             None
         );
     }
