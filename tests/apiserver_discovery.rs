@@ -44,11 +44,8 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "needs conversion between served versions",
     ),
     ("v1\tcomponentstatuses", "not built"),
-    ("v1\tnodes/proxy", "not built"),
     ("v1\tpods/ephemeralcontainers", "not built"),
-    ("v1\tpods/proxy", "not built"),
     ("v1\tpods/resize", "not built"),
-    ("v1\tservices/proxy", "not built"),
     (
         "storage.k8s.io/v1\tcsinodes/status",
         "1.37's CSINode status subresource: not built",

@@ -24,6 +24,7 @@ fn kubelet_runs_pods_end_to_end() {
     exec_and_cp(&lab);
     the_pods_token_reaches_the_api(&lab);
     the_kubelet_api_checks_who_calls(&lab);
+    stats_metrics_and_proxies(&lab);
     port_forward(&lab);
     attach(&lab);
     restarts_backoff_and_terminal_phases(&lab);
@@ -520,6 +521,219 @@ subjects: [{kind: ServiceAccount, name: default, namespace: default}]
                     && l.contains(&format!("system:node:{}", node.name))
                     && l.contains("Approved,Issued")),
             "{csrs}"
+        );
+    }
+}
+
+/// The API server's proxy subresources and the kubelet's stats: `nodes/proxy` reaches the
+/// kubelet's Summary API and resource metrics (through the API server's client certificate),
+/// `pods/proxy` and `services/proxy` reach the pod's HTTP server, and RBAC guards each.
+fn stats_metrics_and_proxies(lab: &Lab) {
+    use serde_json::Value;
+    let summary = |node: &str| -> Value {
+        let raw = lab.kubectl_ok(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
+        ]);
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("summary JSON: {e}: {raw}"))
+    };
+    let full = |s: &Value| -> Option<Value> {
+        s["pods"]
+            .as_array()?
+            .iter()
+            .find(|p| p["podRef"]["name"] == "full" && p["podRef"]["namespace"] == "default")
+            .cloned()
+    };
+    let positive = |v: &Value| v.as_u64().is_some_and(|n| n > 0);
+    // The housekeeping samples every 10 s: the pod's rate appears once it has two samples.
+    lab.wait("the summary lists pod full with a CPU rate", 40, || {
+        full(&summary("node-0")).is_some_and(|p| p["cpu"]["usageNanoCores"].is_u64())
+    });
+    let s = summary("node-0");
+    assert_eq!(s["node"]["nodeName"], "node-0");
+    assert!(
+        positive(&s["node"]["cpu"]["usageCoreNanoSeconds"]),
+        "{}",
+        s["node"]
+    );
+    assert!(
+        positive(&s["node"]["memory"]["workingSetBytes"]),
+        "{}",
+        s["node"]
+    );
+    assert!(positive(&s["node"]["fs"]["capacityBytes"]), "{}", s["node"]);
+    assert!(
+        positive(&s["node"]["runtime"]["imageFs"]["capacityBytes"]),
+        "{}",
+        s["node"]
+    );
+    assert!(positive(&s["node"]["rlimit"]["maxpid"]), "{}", s["node"]);
+    assert_eq!(s["node"]["network"]["name"], "eth0", "{}", s["node"]);
+    let pod = full(&s).unwrap();
+    assert!(positive(&pod["cpu"]["usageCoreNanoSeconds"]), "{pod}");
+    assert!(positive(&pod["memory"]["workingSetBytes"]), "{pod}");
+    assert!(
+        !pod["podRef"]["uid"].as_str().unwrap_or_default().is_empty(),
+        "{pod}"
+    );
+    let containers: Vec<&str> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        containers,
+        ["sidecar", "web"],
+        "running containers only: {pod}"
+    );
+    for c in pod["containers"].as_array().unwrap() {
+        assert!(positive(&c["cpu"]["usageCoreNanoSeconds"]), "{c}");
+        assert!(positive(&c["memory"]["workingSetBytes"]), "{c}");
+        assert!(
+            c["startTime"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{c}"
+        );
+        assert!(c["logs"]["usedBytes"].is_u64(), "{c}");
+        assert!(c["rootfs"]["usedBytes"].is_u64(), "{c}");
+    }
+    // The readiness probes' traffic went through the pod's eth0.
+    assert_eq!(pod["network"]["name"], "eth0", "{pod}");
+    assert!(positive(&pod["network"]["rxBytes"]), "{pod}");
+    let volumes: Vec<&str> = pod["volume"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|v| v["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        volumes.contains(&"www") && volumes.contains(&"work"),
+        "{pod}"
+    );
+    assert!(positive(&pod["ephemeral-storage"]["usedBytes"]), "{pod}");
+    // CPU and memory only, as metrics-server once asked.
+    let only = lab.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes/node-0/proxy/stats/summary?only_cpu_and_memory=true",
+    ]);
+    let only: Value = serde_json::from_str(&only).unwrap();
+    assert!(
+        only["node"].get("fs").is_none() && full(&only).is_some(),
+        "{only}"
+    );
+    assert_eq!(summary("node-1")["node"]["nodeName"], "node-1");
+
+    // metrics-server's endpoint, and the kubelet's own.
+    let resource = lab.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes/node-0/proxy/metrics/resource",
+    ]);
+    for line in [
+        "container_memory_working_set_bytes{container=\"web\",namespace=\"default\",pod=\"full\"} ",
+        "container_cpu_usage_seconds_total{container=\"sidecar\",namespace=\"default\",pod=\"full\"} ",
+        "container_start_time_seconds{container=\"web\",namespace=\"default\",pod=\"full\"} ",
+        "pod_memory_working_set_bytes{namespace=\"default\",pod=\"full\"} ",
+        "\nnode_cpu_usage_seconds_total ",
+        "\nnode_memory_working_set_bytes ",
+        "\nresource_scrape_error 0\n",
+    ] {
+        assert!(resource.contains(line), "no {line:?} in:\n{resource}");
+    }
+    let own = lab.kubectl_ok(&["get", "--raw", "/api/v1/nodes/node-0/proxy/metrics"]);
+    assert!(own.contains("\nkubelet_running_pods "), "{own}");
+    assert!(
+        own.contains("kubelet_running_containers{container_state=\"running\"} "),
+        "{own}"
+    );
+    assert!(
+        own.contains("kubelet_node_name{node=\"node-0\"} 1\n"),
+        "{own}"
+    );
+
+    // pods/proxy: the pod's HTTP server, at the named port or the first declared one.
+    let ip = lab.pod_field("full", "{.status.podIP}");
+    let page = node_wget(lab, 0, &format!("http://{ip}:8080/index.html"));
+    for path in [
+        "/api/v1/namespaces/default/pods/full:8080/proxy/index.html",
+        "/api/v1/namespaces/default/pods/full/proxy/index.html",
+        "/api/v1/namespaces/default/pods/http:full:8080/proxy/index.html",
+    ] {
+        assert_eq!(lab.kubectl_ok(&["get", "--raw", path]), page, "{path}");
+    }
+    // A missing page is the backend's 404, not the API server's.
+    let out = lab.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/full:8080/proxy/no-such-page",
+    ]);
+    assert!(!out.status.success());
+    let out = lab.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/full:9/proxy/",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error trying to reach service"),
+        "a closed port: {stderr}"
+    );
+
+    // services/proxy: a ready endpoint of the Service, by port name or number.
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: full-web}
+spec:
+  selector: {app: full}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#,
+    );
+    lab.wait("the Service's endpoint", 60, || {
+        lab.kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/services/full-web:http/proxy/index.html",
+        ])
+        .status
+        .success()
+    });
+    for path in [
+        "/api/v1/namespaces/default/services/full-web:http/proxy/index.html",
+        "/api/v1/namespaces/default/services/full-web:80/proxy/index.html",
+        "/api/v1/namespaces/default/services/http:full-web:http/proxy/index.html",
+    ] {
+        assert_eq!(lab.kubectl_ok(&["get", "--raw", path]), page, "{path}");
+    }
+    let out = lab.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/full-web:81/proxy/",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no service port 81 found for service \"full-web\""),
+        "{stderr}"
+    );
+    lab.kubectl_ok(&["delete", "service", "full-web"]);
+
+    // RBAC: the proxy subresources are their own permissions.
+    let sa = "system:serviceaccount:default:default";
+    for (path, resource) in [
+        ("/api/v1/nodes/node-0/proxy/stats/summary", "nodes/proxy"),
+        (
+            "/api/v1/namespaces/default/pods/full:8080/proxy/index.html",
+            "pods/proxy",
+        ),
+    ] {
+        let out = lab.kubectl(&["--as", sa, "get", "--raw", path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path} allowed for {sa}");
+        assert!(
+            stderr.contains("Forbidden")
+                && stderr.contains(&format!("cannot get resource \"{resource}\"")),
+            "{path}: {stderr}"
         );
     }
 }

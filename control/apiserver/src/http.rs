@@ -379,6 +379,38 @@ async fn route(server: &Shared, req: Request) -> Routed {
         Some(s) => format!("{}/{}", target.info.resource, s.name()),
         None => target.info.resource.to_string(),
     };
+    if target.sub == Some(Sub::Proxy) {
+        // The path after `/proxy` belongs to the backend, as do the Accept header and the
+        // query: none of it is the API server's to interpret.
+        let ctx = Ctx {
+            user,
+            query,
+            output: Output::Json,
+            warnings: parking_lot::Mutex::new(Vec::new()),
+            duplicate_fields: Default::default(),
+            audit: crate::audit::Context::of(&parts.extensions),
+        };
+        let verb = crate::proxy::verb(&parts.method).to_string();
+        let attrs = crate::auth::Attributes {
+            user: &ctx.user,
+            verb: verb.clone(),
+            resource: Some(resource_attributes(&target, version, &ctx)),
+            path: path.clone(),
+        };
+        let audit = crate::audit::Context::of(&parts.extensions);
+        if let Err(e) = authorize(server, &attrs, &audit).await {
+            return Err((verb, resource_label, e));
+        }
+        // `api/v1` or `apis/<g>/<v>`, then `[namespaces/<ns>/]<resource>/<name>/proxy`.
+        let head = segments.len() - rest.len() + if target.namespace.is_some() { 5 } else { 3 };
+        let raw = parts.uri.path().to_string();
+        let (prefix, tail) = crate::proxy::split_after_segments(&raw, head);
+        let request = Request::from_parts(parts, body);
+        return match crate::proxy::serve(server, &target, &ctx, request, prefix, tail).await {
+            Ok(response) => Ok((verb, resource_label, response)),
+            Err(e) => Err((verb, resource_label, e)),
+        };
+    }
     let output = match output_for(&accept, &query) {
         Ok(o) => o,
         Err(e) => return Err(("".into(), resource_label, e)),
@@ -623,6 +655,8 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
                 [] => t(info, Some(ns), None, None),
                 [name] => t(info, Some(ns), Some(name), None),
                 [name, sub] => t(info, Some(ns), Some(name), Some(sub)),
+                // The proxy subresource's path goes on (the backend's).
+                [name, "proxy", ..] => t(info, Some(ns), Some(name), Some("proxy")),
                 _ => None,
             }
         }
@@ -640,6 +674,13 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
                 return None;
             }
             t(info, None, Some(name), Some(sub))
+        }
+        [r, name, "proxy", ..] => {
+            let info = find(r)?;
+            if info.namespaced {
+                return None;
+            }
+            t(info, None, Some(name), Some("proxy"))
         }
         _ => None,
     }
@@ -1006,5 +1047,26 @@ mod tests {
         );
         assert!(parse_target("", "v1", &["namespaces", "x", "pods", "p", "scale"]).is_none());
         assert!(parse_target("", "v1", &["nosuch"]).is_none());
+        // The proxy subresource takes the rest of the path; others do not.
+        let t = parse_target(
+            "",
+            "v1",
+            &["namespaces", "x", "pods", "web:8080", "proxy", "a", "b"],
+        )
+        .unwrap();
+        assert_eq!(
+            (t.name.as_deref(), t.sub),
+            (Some("web:8080"), Some(Sub::Proxy))
+        );
+        let t = parse_target("", "v1", &["nodes", "n1", "proxy", "stats", "summary"]).unwrap();
+        assert_eq!((t.info.resource, t.sub), ("nodes", Some(Sub::Proxy)));
+        let t = parse_target(
+            "",
+            "v1",
+            &["namespaces", "x", "services", "https:s:443", "proxy"],
+        );
+        assert_eq!(t.unwrap().sub, Some(Sub::Proxy));
+        assert!(parse_target("", "v1", &["namespaces", "x", "pods", "p", "log", "more"]).is_none());
+        assert!(parse_target("", "v1", &["namespaces", "x", "configmaps", "c", "proxy"]).is_none());
     }
 }

@@ -54,9 +54,13 @@ pub struct KubeletClientArgs {
     pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
-/// The TLS the API server dials kubelets with.
+/// The TLS the API server dials kubelets with, and the one for `https:` proxy targets.
 pub struct KubeletClient {
     tls: Arc<rustls::ClientConfig>,
+    /// For pods, services and node ports other than the kubelet's reached over `https:` by
+    /// the proxy subresources: no client certificate, the server's not verified (upstream's
+    /// proxy transport, `InsecureSkipVerify`).
+    insecure: Arc<rustls::ClientConfig>,
 }
 
 impl KubeletClient {
@@ -81,8 +85,34 @@ impl KubeletClient {
                 None => None,
             };
         let tls = client_config(&cert_pem, &key_pem, ca_pem.as_deref())?;
-        Ok(KubeletClient { tls })
+        Ok(KubeletClient {
+            tls,
+            insecure: insecure_config()?,
+        })
     }
+
+    /// TLS toward kubelets (the client certificate; verified with
+    /// --kubelet-certificate-authority).
+    pub fn kubelet_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
+    /// TLS toward other `https:` proxy targets.
+    pub fn insecure_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.insecure.clone()
+    }
+}
+
+/// TLS without a client certificate that accepts any server certificate.
+fn insecure_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// TLS toward kubelets: presenting `cert_pem`/`key_pem`, verifying the kubelet against the
@@ -187,7 +217,7 @@ pub async fn proxy(
 }
 
 /// The node's InternalIP (else its first address).
-fn node_address(node: &Value) -> Option<String> {
+pub(crate) fn node_address(node: &Value) -> Option<String> {
     let addresses = node.pointer("/status/addresses")?.as_array()?;
     addresses
         .iter()
@@ -328,29 +358,10 @@ async fn forward(
     path: &str,
     tls: Arc<rustls::ClientConfig>,
 ) -> ApiResult<Response<Body>> {
-    let unreachable = |e: &dyn std::fmt::Display| {
-        ApiError::internal(format!(
-            "error dialing backend: dial tcp {address}:{port}: {e}"
-        ))
-    };
-    let tcp = tokio::net::TcpStream::connect((address, port))
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let _ = tcp.set_nodelay(true);
-    let connector = tokio_rustls::TlsConnector::from(tls);
-    let server_name = rustls::pki_types::ServerName::try_from(address.to_string())
-        .map_err(|e| ApiError::internal(format!("kubelet address {address:?}: {e}")))?;
     // A certificate that does not verify against --kubelet-certificate-authority ends here.
-    let tls = connector
-        .connect(server_name, tcp)
+    let mut sender = connect(address, port, Some(tls))
         .await
-        .map_err(|e| ApiError::internal(format!("error dialing backend: tls: {e}")))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| unreachable(&e))?;
-    tokio::spawn(async move {
-        let _ = connection.with_upgrades().await;
-    });
+        .map_err(|e| ApiError::internal(format!("error dialing backend: {e}")))?;
     let mut upstream = Request::builder()
         .method(request.method().clone())
         .uri(path)
@@ -386,19 +397,7 @@ async fn forward(
                 "the kubelet switched protocols on a plain request",
             ));
         };
-        let kubelet_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(async move {
-            let (client, kubelet) = match tokio::try_join!(client_upgrade, kubelet_upgrade) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::debug!("kubelet proxy upgrade: {e}");
-                    return;
-                }
-            };
-            let mut client = TokioIo::new(client);
-            let mut kubelet = TokioIo::new(kubelet);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await;
-        });
+        splice(client_upgrade, hyper::upgrade::on(&mut response));
         return reply
             .body(Body::empty())
             .map_err(|e| ApiError::internal(e.to_string()));
@@ -429,6 +428,75 @@ async fn forward(
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     Ok(built)
+}
+
+/// Why a backend could not be reached, worded as Go's dialer words it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    #[error("dial tcp {0}: connect: {1}")]
+    Connect(String, std::io::Error),
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
+    #[error("address {0:?}: {1}")]
+    Name(String, String),
+    #[error("{0}")]
+    Http(hyper::Error),
+}
+
+/// An HTTP/1.1 connection to `address:port` (over TLS with `tls`), ready for one exchange,
+/// upgrades included.
+pub(crate) async fn connect(
+    address: &str,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<hyper::client::conn::http1::SendRequest<Body>, DialError> {
+    let host = if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    };
+    let tcp = tokio::net::TcpStream::connect((address, port))
+        .await
+        .map_err(|e| DialError::Connect(host.clone(), e))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(DialError::Http)?;
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+        });
+        return Ok(sender);
+    };
+    let server_name = rustls::pki_types::ServerName::try_from(address.to_string())
+        .map_err(|e| DialError::Name(address.to_string(), e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(DialError::Tls)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(DialError::Http)?;
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
+    });
+    Ok(sender)
+}
+
+/// Once both sides have switched protocols, copies bytes both ways until either closes.
+pub(crate) fn splice(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::try_join!(client, backend) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!("proxied upgrade: {e}");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut backend = TokioIo::new(backend);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+    });
 }
 
 /// Accepts any kubelet certificate (no --kubelet-certificate-authority); the handshake

@@ -7,7 +7,8 @@
 //!
 //! Beside them: `patch` and `apply` (patch types, server-side apply), `protobuf` and `json` (body
 //! formats), `selectors`, `names` (name predicates), `table` (printer machinery), `discovery`,
-//! `openapi`, `tls` (PKI, tokens, kubeconfig), `metrics`, `audit` (the audit log), `server` (flags
+//! `openapi`, `tls` (PKI, tokens, kubeconfig), `kubelet_proxy` and `proxy` (the subresources
+//! served by kubelets, pods and services: log, exec, attach, portforward, proxy), `metrics`, `audit` (the audit log), `server` (flags
 //! and startup), `admission` (the LimitRanger, PodSecurity and ResourceQuota admission plugins
 //! the write handlers call), `quota` (what objects cost against a ResourceQuota; the controller
 //! manager's quota controller counts with it too).
@@ -28,6 +29,7 @@ pub mod names;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod proxy;
 pub mod quota;
 pub mod registry;
 pub mod resources;

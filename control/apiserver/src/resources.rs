@@ -63,6 +63,9 @@ pub enum Sub {
     Approval,
     /// A ServiceAccount's TokenRequest (`kubectl create token`, the kubelet's projected tokens).
     Token,
+    /// HTTP to a node's kubelet, a pod or a service's endpoint (`proxy.rs`): the path goes on
+    /// after `/proxy`.
+    Proxy,
 }
 
 impl Sub {
@@ -79,6 +82,7 @@ impl Sub {
             Sub::Finalize => "finalize",
             Sub::Approval => "approval",
             Sub::Token => "token",
+            Sub::Proxy => "proxy",
         }
     }
     /// (group, version, kind, verbs) as listed in discovery.
@@ -107,6 +111,16 @@ impl Sub {
             Sub::PortForward => ("", "v1", "PodPortForwardOptions", &["create", "get"]),
             Sub::Finalize => ("", "v1", "Namespace", &["update"]),
             Sub::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
+            Sub::Proxy => (
+                "",
+                "v1",
+                match parent.resource {
+                    "nodes" => "NodeProxyOptions",
+                    "services" => "ServiceProxyOptions",
+                    _ => "PodProxyOptions",
+                },
+                &["create", "delete", "get", "patch", "update"],
+            ),
         }
     }
     pub fn parse(name: &str) -> Option<Sub> {
@@ -122,6 +136,7 @@ impl Sub {
             Sub::Finalize,
             Sub::Approval,
             Sub::Token,
+            Sub::Proxy,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -252,13 +267,13 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
             short: ["ns"], cat: [], sub: [Status, Finalize], verbs: NAMESPACE_VERBS,
             strategy: &registry::core::namespaces::STRATEGY),
         resource!("", "v1", "pods", "Pod", "pod", true, core::Pod,
-            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward], verbs: ALL_VERBS,
+            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward, Proxy], verbs: ALL_VERBS,
             strategy: &registry::core::pods::STRATEGY),
         resource!("", "v1", "nodes", "Node", "node", false, core::Node,
-            short: ["no"], cat: [], sub: [Status], verbs: ALL_VERBS,
+            short: ["no"], cat: [], sub: [Status, Proxy], verbs: ALL_VERBS,
             strategy: &registry::core::nodes::STRATEGY),
         resource!("", "v1", "services", "Service", "service", true, core::Service,
-            short: ["svc"], cat: ["all"], sub: [Status], verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            short: ["svc"], cat: ["all"], sub: [Status, Proxy], verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
             strategy: &registry::core::services::STRATEGY),
         resource!("", "v1", "endpoints", "Endpoints", "endpoints", true, core::Endpoints,
             short: ["ep"], cat: [], sub: [], verbs: ALL_VERBS,

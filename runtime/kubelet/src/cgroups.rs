@@ -375,59 +375,126 @@ pub fn oom_kills(layout: &Layout, path: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (ns) and memory working set (bytes) of a cgroup, for stats.
-pub fn usage(layout: &Layout, path: &str) -> (u64, u64) {
+/// What a cgroup has used, as cAdvisor reads it (its `GetStats` for the v1 and v2 managers).
+/// A field is None when the hierarchy holding it lacks the cgroup or the file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupStats {
+    /// Cumulative CPU time, in nanoseconds (v1 `cpuacct.usage`, v2 `cpu.stat` usage_usec).
+    pub cpu_usage_ns: Option<u64>,
+    /// Memory charged, page cache included (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub memory_usage: Option<u64>,
+    /// Usage less inactive file pages: what the kubelet evicts and metrics-server reports.
+    pub working_set: Option<u64>,
+    /// Anonymous memory (v1 `total_rss`, v2 `anon`).
+    pub rss: Option<u64>,
+    pub page_faults: Option<u64>,
+    pub major_page_faults: Option<u64>,
+    /// The memory limit, None when unlimited.
+    pub memory_limit: Option<u64>,
+    /// Tasks in the cgroup (`pids.current`).
+    pub pids: Option<u64>,
+}
+
+/// cAdvisor's bound above which a memory limit means none (`1 << 62`).
+const UNLIMITED: u64 = 1 << 62;
+
+fn read_u64(dir: &Path, file: &str) -> Option<u64> {
+    fs::read_to_string(dir.join(file))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// The value of `key` in a flat-keyed file (`memory.stat`, `cpu.stat`, /proc/meminfo).
+fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        let k = parts.next()?;
+        if k.trim_end_matches(':') != key {
+            return None;
+        }
+        parts.next()?.parse().ok()
+    })
+}
+
+impl Layout {
+    /// Whether the cgroup exists (in the hierarchy with the memory controller, or v2's).
+    pub fn exists(&self, path: &str) -> bool {
+        self.dir("memory", path).is_some_and(|d| d.is_dir())
+    }
+
+    /// When the cgroup was made: the earliest modification time of its directories (cgroup
+    /// filesystems never change a directory's time afterwards; cAdvisor's creation time).
+    pub fn creation_time(&self, path: &str) -> Option<std::time::SystemTime> {
+        self.all_dirs(path)
+            .iter()
+            .filter_map(|d| fs::metadata(d).and_then(|m| m.modified()).ok())
+            .min()
+    }
+}
+
+/// Reads the usage of cgroup `path` (below the hierarchy roots; "/" is the root cgroup, whose
+/// v2 memory comes from /proc/meminfo as cAdvisor's does). None when the cgroup is gone.
+pub fn read_stats(layout: &Layout, path: &str) -> Option<CgroupStats> {
+    if !layout.exists(path) {
+        return None;
+    }
+    let root = path.trim_matches('/').is_empty();
+    let mut out = CgroupStats::default();
     match layout {
         Layout::V1(_) => {
-            let cpu = layout
+            out.cpu_usage_ns = layout
                 .dir("cpuacct", path)
-                .and_then(|d| fs::read_to_string(d.join("cpuacct.usage")).ok())
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0);
-            let dir = layout.dir("memory", path);
-            let usage: u64 = dir
-                .as_ref()
-                .and_then(|d| fs::read_to_string(d.join("memory.usage_in_bytes")).ok())
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0);
-            let inactive = dir
-                .and_then(|d| fs::read_to_string(d.join("memory.stat")).ok())
-                .and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("total_inactive_file "))
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                })
-                .unwrap_or(0);
-            (cpu, usage.saturating_sub(inactive))
+                .and_then(|d| read_u64(&d, "cpuacct.usage"));
+            if let Some(dir) = layout.dir("memory", path) {
+                out.memory_usage = read_u64(&dir, "memory.usage_in_bytes");
+                let stat = fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+                out.rss = stat_value(&stat, "total_rss");
+                out.page_faults = stat_value(&stat, "total_pgfault");
+                out.major_page_faults = stat_value(&stat, "total_pgmajfault");
+                let inactive = stat_value(&stat, "total_inactive_file").unwrap_or(0);
+                out.working_set = out.memory_usage.map(|u| u.saturating_sub(inactive));
+                out.memory_limit =
+                    read_u64(&dir, "memory.limit_in_bytes").filter(|l| *l < UNLIMITED);
+            }
+            out.pids = layout
+                .dir("pids", path)
+                .and_then(|d| read_u64(&d, "pids.current"));
         }
         Layout::V2(_) => {
-            let dir = layout.dir("cpu", path);
-            let cpu = dir
-                .as_ref()
-                .and_then(|d| fs::read_to_string(d.join("cpu.stat")).ok())
-                .and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("usage_usec "))
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                })
-                .map(|us| us * 1000)
-                .unwrap_or(0);
-            let usage: u64 = dir
-                .as_ref()
-                .and_then(|d| fs::read_to_string(d.join("memory.current")).ok())
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0);
-            let inactive = dir
-                .and_then(|d| fs::read_to_string(d.join("memory.stat")).ok())
-                .and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("inactive_file "))
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                })
-                .unwrap_or(0);
-            (cpu, usage.saturating_sub(inactive))
+            let dir = layout.dir("memory", path)?;
+            let cpu = fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+            out.cpu_usage_ns = stat_value(&cpu, "usage_usec").map(|us| us * 1000);
+            let stat = fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+            out.memory_usage = read_u64(&dir, "memory.current");
+            out.rss = stat_value(&stat, "anon");
+            out.page_faults = stat_value(&stat, "pgfault");
+            out.major_page_faults = stat_value(&stat, "pgmajfault");
+            let mut inactive = stat_value(&stat, "inactive_file").unwrap_or(0);
+            if root && out.memory_usage.is_none() {
+                // The root cgroup has no memory.current: the machine's numbers instead.
+                let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+                let kib = |k: &str| stat_value(&meminfo, k).map(|v| v * 1024);
+                out.memory_usage = kib("MemTotal")
+                    .zip(kib("MemFree"))
+                    .map(|(t, f)| t.saturating_sub(f));
+                inactive = kib("Inactive(file)").unwrap_or(0);
+            }
+            out.working_set = out.memory_usage.map(|u| u.saturating_sub(inactive));
+            out.memory_limit = fs::read_to_string(dir.join("memory.max"))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .filter(|l| *l < UNLIMITED);
+            out.pids = read_u64(&dir, "pids.current");
         }
     }
+    Some(out)
+}
+
+/// CPU time (ns) and memory working set (bytes) of a cgroup.
+pub fn usage(layout: &Layout, path: &str) -> (u64, u64) {
+    read_stats(layout, path)
+        .map(|s| (s.cpu_usage_ns.unwrap_or(0), s.working_set.unwrap_or(0)))
+        .unwrap_or((0, 0))
 }
 
 #[cfg(test)]
@@ -475,6 +542,69 @@ mod tests {
         assert_eq!(cpu_quota(1), 1000);
         assert_eq!(cpu_weight(1024), 39);
         assert_eq!(cpu_weight(2), 1);
+    }
+
+    #[test]
+    fn stats_read_as_cadvisor_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |rel: &str, file: &str, text: &str| {
+            let d = dir.path().join(rel);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(file), text).unwrap();
+        };
+        // v1: one hierarchy per controller.
+        put("cpuacct/k/pod1", "cpuacct.usage", "123456789\n");
+        put("memory/k/pod1", "memory.usage_in_bytes", "10485760\n");
+        put(
+            "memory/k/pod1",
+            "memory.stat",
+            "cache 1\nrss 2\ntotal_rss 4194304\ntotal_pgfault 100\ntotal_pgmajfault 3\ntotal_inactive_file 2097152\n",
+        );
+        put(
+            "memory/k/pod1",
+            "memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        put("pids/k/pod1", "pids.current", "4\n");
+        let v1 = Layout::V1(vec![
+            (vec!["cpuacct".into()], dir.path().join("cpuacct")),
+            (vec!["memory".into()], dir.path().join("memory")),
+            (vec!["pids".into()], dir.path().join("pids")),
+        ]);
+        let stats = read_stats(&v1, "/k/pod1").unwrap();
+        assert_eq!(
+            stats,
+            CgroupStats {
+                cpu_usage_ns: Some(123_456_789),
+                memory_usage: Some(10 << 20),
+                working_set: Some(8 << 20),
+                rss: Some(4 << 20),
+                page_faults: Some(100),
+                major_page_faults: Some(3),
+                memory_limit: None,
+                pids: Some(4),
+            }
+        );
+        assert_eq!(usage(&v1, "/k/pod1"), (123_456_789, 8 << 20));
+        assert!(read_stats(&v1, "/k/gone").is_none());
+        assert!(v1.creation_time("/k/pod1").is_some());
+        // v2: one directory.
+        put("v2/k/pod2", "cpu.stat", "usage_usec 2500\nuser_usec 2000\n");
+        put("v2/k/pod2", "memory.current", "3000\n");
+        put(
+            "v2/k/pod2",
+            "memory.stat",
+            "anon 1000\nfile 2000\ninactive_file 500\npgfault 7\npgmajfault 1\n",
+        );
+        put("v2/k/pod2", "memory.max", "65536\n");
+        let v2 = Layout::V2(dir.path().join("v2"));
+        let stats = read_stats(&v2, "/k/pod2").unwrap();
+        assert_eq!(stats.cpu_usage_ns, Some(2_500_000));
+        assert_eq!(stats.working_set, Some(2500));
+        assert_eq!(stats.rss, Some(1000));
+        assert_eq!(stats.memory_limit, Some(65536));
+        assert_eq!(stats.pids, None);
+        assert_eq!(stat_value("MemTotal:  1024 kB\n", "MemTotal"), Some(1024));
     }
 
     #[test]

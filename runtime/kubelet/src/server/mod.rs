@@ -20,8 +20,10 @@ pub mod authz;
 pub mod cache;
 pub mod exec;
 pub mod logs;
+pub mod metrics;
 pub mod portforward;
 pub mod spdy;
+pub mod stats;
 
 use std::sync::Arc;
 
@@ -45,6 +47,8 @@ struct ServerState {
     k: Arc<Kubelet>,
     authn: Authenticator,
     authz: Authorizer,
+    /// The last CPU sample of every cgroup, for `usageNanoCores` (`stats.rs`).
+    stats: Arc<stats::Sampler>,
 }
 
 type Shared = Arc<ServerState>;
@@ -76,7 +80,9 @@ pub async fn serve(
             k.client.clone(),
             k.args.node_name.clone(),
         ),
+        stats: Arc::new(stats::Sampler::default()),
     });
+    tokio::spawn(stats::housekeeping(k.clone(), state.stats.clone()));
     let api = Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
@@ -92,6 +98,9 @@ pub async fn serve(
             get(port_forward).post(port_forward),
         )
         .route("/pods", get(pods))
+        .route("/stats/summary", get(stats_summary))
+        .route("/metrics/resource", get(resource_metrics))
+        .route("/metrics", get(kubelet_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state.clone());
@@ -235,6 +244,59 @@ async fn port_forward(
     >,
 ) -> Response {
     portforward::serve(&state.k, &namespace, &pod, upgrade).await
+}
+
+/// The Summary, read in a blocking task.
+async fn summary(state: &Shared, only_cpu_and_memory: bool) -> Result<stats::Summary, Response> {
+    let (k, sampler) = (state.k.clone(), state.stats.clone());
+    tokio::task::spawn_blocking(move || stats::summary(&k, &sampler, only_cpu_and_memory))
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Internal Error: failed to get node info: {e}"),
+            )
+                .into_response()
+        })
+}
+
+/// `/stats/summary` (`?only_cpu_and_memory=true` for CPU and memory alone).
+async fn stats_summary(
+    State(state): State<Shared>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let only = query
+        .iter()
+        .any(|(k, v)| k == "only_cpu_and_memory" && v == "true");
+    match summary(&state, only).await {
+        Ok(summary) => axum::Json(summary).into_response(),
+        Err(response) => response,
+    }
+}
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `/metrics/resource`: CPU and memory for metrics-server.
+async fn resource_metrics(State(state): State<Shared>) -> Response {
+    let text = match summary(&state, true).await {
+        Ok(summary) => metrics::resource_metrics(&summary),
+        Err(_) => metrics::resource_scrape_failed(),
+    };
+    ([(http::header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response()
+}
+
+/// `/metrics`: the kubelet's own metrics.
+async fn kubelet_metrics(State(state): State<Shared>) -> Response {
+    let views: Vec<crate::PodView> = state
+        .k
+        .views
+        .lock()
+        .expect("not poisoned")
+        .values()
+        .cloned()
+        .collect();
+    let text = metrics::kubelet_metrics(&state.k.args.node_name, &views);
+    ([(http::header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response()
 }
 
 /// `/pods`: the pods this kubelet runs (names, uids, IPs, containers) as a v1 PodList.
