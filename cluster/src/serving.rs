@@ -178,7 +178,7 @@ pub async fn approve(
                         &approved,
                     )
                     .await?;
-                    tracing::info!(csr = %name, node = %node.name, "approved the kubelet's serving certificate request");
+                    tracing::debug!(csr = %name, node = %node.name, "approved the kubelet's serving certificate request");
                 }
                 Verdict::Leave(why) => {
                     tracing::debug!(csr = %name, "not approving: {why}");
