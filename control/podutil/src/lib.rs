@@ -133,7 +133,10 @@ mod tests {
     #[test]
     fn references_are_named_as_upstream_names_them() {
         let pod = |spec: Value| json!({"spec": spec});
-        assert_eq!(api_object_reference(&pod(json!({"containers": [{"name": "c"}]}))), None);
+        assert_eq!(
+            api_object_reference(&pod(json!({"containers": [{"name": "c"}]}))),
+            None
+        );
         assert_eq!(
             api_object_reference(&pod(json!({"serviceAccountName": "x"}))),
             Some("serviceaccounts")

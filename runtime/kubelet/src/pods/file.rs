@@ -89,7 +89,9 @@ pub fn decode(data: &[u8], file: &Path, node: &str) -> Result<Pod, String> {
         return Err("invalid pod: name is needed for the pod".into());
     }
     validate(&pod)?;
-    if let Some(what) = skiff_podutil::api_object_reference(&serde_json::to_value(&pod).map_err(|e| e.to_string())?) {
+    if let Some(what) =
+        skiff_podutil::api_object_reference(&serde_json::to_value(&pod).map_err(|e| e.to_string())?)
+    {
         return Err(format!("static pods may not reference {what}"));
     }
     let uid = match pod.metadata.uid.clone().filter(|u| !u.is_empty()) {
