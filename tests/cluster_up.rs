@@ -597,6 +597,40 @@ spec:
         );
     }
     assert_eq!(seen_nodes, workers);
+
+    // A static pod: a manifest in the node's directory runs there and shows as a mirror pod.
+    let manifests = format!("/var/lib/skiff/{name}/{name}-worker/manifests");
+    std::fs::write(
+        format!("{manifests}/static-web.yaml"),
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: static-web}
+spec:
+  containers:
+  - name: web
+    image: skiff.local/web:1
+    env: [{name: NODE_NAME, value: static}]
+"#,
+    )
+    .unwrap();
+    let mirror = format!("static-web-{name}-worker");
+    common::wait_until_for(
+        "the static pod's mirror pod Running",
+        std::time::Duration::from_secs(60),
+        || cluster.jsonpath(&["get", "pod", &mirror], "{.status.phase}") == "Running",
+    );
+    let source = cluster.jsonpath(
+        &["get", "pod", &mirror],
+        "{.metadata.annotations.kubernetes\\.io/config\\.source}",
+    );
+    assert_eq!(source, "file");
+    std::fs::remove_file(format!("{manifests}/static-web.yaml")).unwrap();
+    common::wait_until_for(
+        "the mirror pod gone with its manifest",
+        std::time::Duration::from_secs(60),
+        || !cluster.kubectl(&["get", "pod", &mirror]).status.success(),
+    );
 }
 
 /// A rolling update while a client keeps requesting the Service through `--publish`: every

@@ -166,6 +166,7 @@ fn bring_up(
         for node in &t.nodes {
             let dir = t.node_dir(node);
             std::fs::create_dir_all(dir.join("cni"))?;
+            std::fs::create_dir_all(dir.join("manifests"))?;
             let store = skiff_image::Store::open(dir.join("images"))?;
             for archive in &args.load {
                 skiff_image::archive::import(&store, archive, None)
@@ -546,6 +547,9 @@ fn start_kubelet(
         "--client-ca-file".into(),
         server_dir.join("tls/ca.crt").display().to_string(),
         "--rotate-server-certificates".into(),
+        // Static pods: manifests dropped here run on this node without the API server.
+        "--pod-manifest-path".into(),
+        dir.join("manifests").display().to_string(),
     ];
     args.extend(join);
     if node.control_plane {
