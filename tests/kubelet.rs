@@ -1431,8 +1431,10 @@ spec:
     let container = lab.pod_field(pod, "{.status.containerStatuses[0].containerID}");
     let mirror_uid = lab.pod_field(pod, "{.metadata.uid}");
 
-    // Deleted through the API: made again, the same container still running.
-    lab.kubectl_ok(&["delete", "pod", pod]);
+    // Deleted through the API: made again, the same container still running. (`--wait=false`:
+    // kubectl's wait for the old uid hung once in three runs when the kubelet made the new
+    // mirror pod at once — the new uid is awaited below instead.)
+    lab.kubectl_ok(&["delete", "pod", pod, "--wait=false"]);
     lab.wait("the mirror pod made again and Running", 60, || {
         let uid = lab.pod_field(pod, "{.metadata.uid}");
         !uid.is_empty() && uid != mirror_uid && lab.pod_field(pod, "{.status.phase}") == "Running"
