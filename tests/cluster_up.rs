@@ -541,8 +541,17 @@ spec:
         for ordinal in 0..2 {
             let host = format!("db-{ordinal}.db.default.svc.cluster.local");
             let mut answer = String::new();
-            for _ in 0..25 {
-                answer = fetch_from(cluster, pod, &host);
+            // The name resolves once the DNS addon has seen the pod's endpoint: retry until.
+            for _ in 0..50 {
+                let out = cluster.kubectl(&[
+                    "exec",
+                    pod,
+                    "--",
+                    "sh",
+                    "-c",
+                    &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {host} 8080"),
+                ]);
+                answer = String::from_utf8_lossy(&out.stdout).into_owned();
                 if answer.contains("hello from pod") {
                     break;
                 }
