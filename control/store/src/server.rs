@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tonic::transport::server::TcpIncoming;
 
+use futures::TryStreamExt;
+
+use crate::authority::AuthorityFix;
 use crate::grpc::{ApiConfig, EtcdApi};
 use crate::mvcc::Limits;
 use crate::store::{Store, StoreConfig};
@@ -200,7 +203,9 @@ pub async fn run_until(
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .map_ok(AuthorityFix::new),
                     stop,
                 )
                 .await
