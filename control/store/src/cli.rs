@@ -26,6 +26,9 @@ pub enum StoreAction {
     },
     /// Run the same etcd v3 workload against real etcd and skiff's store; print both and the ratio.
     Bench(crate::bench::BenchArgs),
+    /// Run etcd's own load generators (`etcdctl check perf`, etcd's `benchmark`) against real
+    /// etcd and skiff's store, one after the other; print both and the ratio.
+    BenchTools(crate::bench::tools::ToolsArgs),
 }
 
 pub fn main(cmd: StoreCommand) -> anyhow::Result<()> {
@@ -51,5 +54,6 @@ pub fn main(cmd: StoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
         Some(StoreAction::Bench(args)) => runtime.block_on(crate::bench::run(args)),
+        Some(StoreAction::BenchTools(args)) => runtime.block_on(crate::bench::tools::run(args)),
     }
 }

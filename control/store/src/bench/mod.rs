@@ -3,14 +3,18 @@
 //! and the ratio. Both keep their default durability (etcd: WAL fsync per raft batch; skiff:
 //! fdatasync per group commit).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::Barrier;
+
+use servers::{connect_when_ready, start_etcd, start_skiff};
+
+mod servers;
+pub mod tools;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -38,77 +42,6 @@ pub struct BenchArgs {
     /// Where both stores keep their data (a temporary dir under /var/tmp by default, on disk).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-}
-
-/// A server process owned by the benchmark, killed (by its own pid) when dropped.
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn connect_when_ready(endpoint: &str, server: &mut Server) -> anyhow::Result<Client> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            bail!("{endpoint}: server exited during start-up ({status})");
-        }
-        if let Ok(mut c) = Client::connect([endpoint], None).await {
-            if c.status().await.is_ok() {
-                return Ok(c);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("{endpoint}: not ready after 30s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn start_etcd(bin: &Path, dir: &Path) -> anyhow::Result<(Server, String)> {
-    let (client, peer) = (free_port()?, free_port()?);
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new(bin)
-        .args(["--name", "bench", "--data-dir"])
-        .arg(dir)
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("bench={peer_url}")])
-        .args(["--log-level", "error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {} (apt-get install etcd-server)", bin.display()))?;
-    Ok((Server { child }, client_url))
-}
-
-fn start_skiff(dir: &Path) -> anyhow::Result<(Server, String)> {
-    let port = free_port()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(std::env::current_exe()?)
-        .args(["store", "--data-dir"])
-        .arg(dir)
-        .args(["--listen-client-urls", &url])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting skiff store")?;
-    Ok((Server { child }, url))
 }
 
 #[derive(Debug, Clone, Copy)]
