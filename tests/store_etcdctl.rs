@@ -296,3 +296,43 @@ fn etcdctl_maintenance_snapshot_and_members() {
             .nth(1)
     );
 }
+
+/// etcdctl over the store's Unix socket (`unix://PATH`, as with etcd), which `skiff server`'s
+/// API server uses to reach its embedded store; grpc-go sends the socket's path as the HTTP/2
+/// authority there, which the store's authority layer takes too.
+#[test]
+fn etcdctl_over_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("store.sock");
+    let store = StoreProcess::start_with_socket(&dir.path().join("data"), &socket);
+    let tcp = Ctl::new(&store);
+    let unix = Ctl {
+        endpoint: format!("unix://{}", socket.display()),
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only root may use the socket");
+    unix.ok(&["put", "over", "the-socket"]);
+    assert_eq!(
+        tcp.ok(&["get", "over", "--print-value-only"]),
+        "the-socket\n"
+    );
+    tcp.ok(&["put", "over", "tcp"]);
+    assert_eq!(unix.ok(&["get", "over", "--print-value-only"]), "tcp\n");
+    let status = unix.ok(&["endpoint", "status"]);
+    assert!(status.contains(", 3.4.0, "), "{status}");
+    let members = unix.ok(&["member", "list"]);
+    assert!(
+        members.contains(&format!("unix://{}", socket.display())),
+        "{members}"
+    );
+    // A clean stop removes the socket.
+    let pid = store.child.id() as i32;
+    // SAFETY: signalling the child this test started, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!socket.exists(), "the socket outlived the store");
+}

@@ -56,12 +56,30 @@ impl StoreProcess {
         Self::start_with(data_dir, free_port(), &[])
     }
 
+    /// Also serving on the Unix socket `socket` (`unix://` URL).
+    pub fn start_with_socket(data_dir: &Path, socket: &Path) -> StoreProcess {
+        Self::start_listening(data_dir, free_port(), &[], Some(socket))
+    }
+
     pub fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> StoreProcess {
+        Self::start_listening(data_dir, port, extra, None)
+    }
+
+    fn start_listening(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        socket: Option<&Path>,
+    ) -> StoreProcess {
         let endpoint = format!("http://127.0.0.1:{port}");
+        let mut urls = endpoint.clone();
+        if let Some(socket) = socket {
+            urls.push_str(&format!(",unix://{}", socket.display()));
+        }
         let mut child = Command::new(skiff_bin())
             .args(["store", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen-client-urls", &endpoint])
+            .args(["--listen-client-urls", &urls])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

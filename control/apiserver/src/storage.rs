@@ -113,6 +113,21 @@ pub fn encode_value(object: &Value) -> Vec<u8> {
     serde_json::to_vec(&copy).expect("a serde_json::Value always serialises")
 }
 
+/// An etcd client over a Unix socket: a tonic channel whose connector dials the socket (the
+/// URI is a placeholder tonic requires; the authority h2 sends is `localhost`).
+async fn connect_unix(path: std::path::PathBuf) -> anyhow::Result<Client> {
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(&path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await?;
+    Ok(Client::from_channel(etcd_client::Channel::Tonic(channel), None).await?)
+}
+
 /// Upper bound of a prefix range (etcd's `prefix_end`).
 pub fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
@@ -126,7 +141,19 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 impl Storage {
+    /// Connects to etcd endpoints (`http://HOST:PORT`, balanced) or to one store on a Unix
+    /// socket (`unix://PATH`, etcd's form; `skiff server` reaches its embedded store so).
     pub async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
+        if let [only] = endpoints {
+            if let Some(path) = only.strip_prefix("unix://") {
+                return Ok(Storage {
+                    client: connect_unix(std::path::PathBuf::from(path)).await?,
+                });
+            }
+        }
+        if let Some(unix) = endpoints.iter().find(|e| e.starts_with("unix://")) {
+            anyhow::bail!("{unix}: a Unix socket endpoint must be the only one");
+        }
         let client = Client::connect(endpoints, None).await?;
         Ok(Storage { client })
     }

@@ -10,7 +10,9 @@
 //! maintainers keep that strictness on purpose (hyperium/h2#525), so the fix lives here, in
 //! front of h2: [`AuthorityFix`] wraps each accepted connection, reads the client's frames, and
 //! rewrites an authority of the form `scheme://host:port[/…]` to `host:port` — what the client
-//! meant, and what Go's server would report as the request's host.
+//! meant, and what Go's server would report as the request's host. Over a Unix socket grpc-go
+//! sends the socket's path (`/run/skiff/store.sock`) or `unix:///…` the same way; those become
+//! `localhost`.
 //!
 //! To rewrite one header the whole HPACK state has to be followed: a header block is decoded
 //! against the client's dynamic table, which every block may change. So every HEADERS (and
@@ -247,7 +249,7 @@ impl Frames {
         let mut rewrite = false;
         let decoded = self.decoder.decode_with_cb(&block.fragment, |name, value| {
             let value = if &*name == b":authority" {
-                match authority_without_scheme(&value) {
+                match fixed_authority(&value) {
                     Some(fixed) => {
                         rewrite = true;
                         fixed.to_vec()
@@ -350,9 +352,15 @@ fn size_update(size: usize) -> Vec<u8> {
     bytes
 }
 
-/// `host:port` of an authority sent as `scheme://host:port[/path]`; `None` when the value has
-/// no scheme (it is left as it is, valid or not).
-fn authority_without_scheme(value: &[u8]) -> Option<&[u8]> {
+/// What h2 can take for an authority it would refuse: `host:port` of `scheme://host:port[/…]`,
+/// and `localhost` for a Unix socket (`unix:///run/x.sock`, or the bare path `/run/x.sock`
+/// that grpc-go sends when it dials a socket, as HTTP/2 gRPC clients over sockets do).
+/// `None`: the value is left as it is, valid or not.
+fn fixed_authority(value: &[u8]) -> Option<&[u8]> {
+    const LOCALHOST: &[u8] = b"localhost";
+    if value.first() == Some(&b'/') {
+        return Some(LOCALHOST);
+    }
     let at = value.windows(3).position(|w| w == b"://")?;
     let scheme = &value[..at];
     if scheme.is_empty()
@@ -362,6 +370,9 @@ fn authority_without_scheme(value: &[u8]) -> Option<&[u8]> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
     {
         return None;
+    }
+    if scheme.eq_ignore_ascii_case(b"unix") || scheme.eq_ignore_ascii_case(b"unixs") {
+        return Some(LOCALHOST);
     }
     let rest = &value[at + 3..];
     let end = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
@@ -638,16 +649,22 @@ mod tests {
 
     #[test]
     fn authority_forms() {
+        let fixed = |v: &[u8]| fixed_authority(v).map(|f| String::from_utf8(f.to_vec()).unwrap());
         assert_eq!(
-            authority_without_scheme(b"http://127.0.0.1:2379"),
-            Some(&b"127.0.0.1:2379"[..])
+            fixed(b"http://127.0.0.1:2379").as_deref(),
+            Some("127.0.0.1:2379")
+        );
+        assert_eq!(fixed(b"https://h:1/x/y").as_deref(), Some("h:1"));
+        assert_eq!(
+            fixed(b"unix:///run/skiff/store.sock").as_deref(),
+            Some("localhost")
         );
         assert_eq!(
-            authority_without_scheme(b"https://h:1/x/y"),
-            Some(&b"h:1"[..])
+            fixed(b"/run/skiff/store.sock").as_deref(),
+            Some("localhost")
         );
-        assert_eq!(authority_without_scheme(b"127.0.0.1:2379"), None);
-        assert_eq!(authority_without_scheme(b"://x"), None);
-        assert_eq!(authority_without_scheme(b"/var/run/x.sock"), None);
+        assert_eq!(fixed(b"127.0.0.1:2379"), None);
+        assert_eq!(fixed(b"localhost"), None);
+        assert_eq!(fixed(b"://x"), None);
     }
 }

@@ -96,12 +96,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
-fn parse_listen_url(url: &str) -> anyhow::Result<SocketAddr> {
+/// Where the store serves: a TCP address (`http://IP:PORT`) or a Unix socket (`unix://PATH`,
+/// etcd's form; `unix:///run/x.sock` is absolute). Over the socket the embedded store's API
+/// server skips the TCP stack (see `skiff server --store-listen-url`).
+#[derive(Debug, Clone, PartialEq)]
+enum ListenUrl {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+fn parse_listen_url(url: &str) -> anyhow::Result<ListenUrl> {
+    if let Some(path) = url.strip_prefix("unix://") {
+        if path.is_empty() {
+            bail!("{url}: expected unix://PATH");
+        }
+        return Ok(ListenUrl::Unix(PathBuf::from(path)));
+    }
     let Some(rest) = url.strip_prefix("http://") else {
         if url.starts_with("https://") {
-            bail!("{url}: TLS client URLs are not supported by skiff store yet; listen on http:// (loopback or a private network)");
+            bail!("{url}: TLS client URLs are not supported by skiff store yet; listen on http:// (loopback or a private network) or unix://");
         }
-        bail!("{url}: expected a client URL like http://127.0.0.1:2379");
+        bail!("{url}: expected a client URL like http://127.0.0.1:2379 or unix:///run/skiff/store.sock");
     };
     let rest = rest.trim_end_matches('/');
     let rest = if let Some(port) = rest.strip_prefix("localhost:") {
@@ -110,7 +125,52 @@ fn parse_listen_url(url: &str) -> anyhow::Result<SocketAddr> {
         rest.to_string()
     };
     rest.parse()
+        .map(ListenUrl::Tcp)
         .with_context(|| format!("{url}: expected http://IP:PORT"))
+}
+
+/// A listener of either kind.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+impl Listener {
+    async fn bind(url: &ListenUrl) -> anyhow::Result<Listener> {
+        match url {
+            ListenUrl::Tcp(addr) => Ok(Listener::Tcp(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?,
+            )),
+            ListenUrl::Unix(path) => {
+                // A socket left by a store that was killed is replaced; any other file is not.
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if !meta.file_type().is_socket() {
+                        bail!("{}: exists and is not a socket", path.display());
+                    }
+                    std::fs::remove_file(path)
+                        .with_context(|| format!("removing the stale socket {}", path.display()))?;
+                }
+                let listener = tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("listening on {}", path.display()))?;
+                // Like the data dir: the store has no authentication, so only root may connect.
+                std::fs::set_permissions(
+                    path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )?;
+                Ok(Listener::Unix(listener, path.clone()))
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Listener::Tcp(l) => format!("http://{}", l.local_addr().expect("bound")),
+            Listener::Unix(_, path) => format!("unix://{}", path.display()),
+        }
+    }
 }
 
 fn split_urls(s: &str) -> Vec<String> {
@@ -140,7 +200,7 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listen = split_urls(&args.listen_client_urls);
-    let addrs: Vec<SocketAddr> = listen
+    let addrs: Vec<ListenUrl> = listen
         .iter()
         .map(|u| parse_listen_url(u))
         .collect::<Result<_, _>>()?;
@@ -160,16 +220,9 @@ pub async fn run_until(
     .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let mut listeners = Vec::new();
     for addr in &addrs {
-        listeners.push(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr}"))?,
-        );
+        listeners.push(Listener::bind(addr).await?);
     }
-    let bound: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("http://{}", l.local_addr().expect("bound")))
-        .collect();
+    let bound: Vec<String> = listeners.iter().map(Listener::url).collect();
     let advertise = args
         .advertise_client_urls
         .as_deref()
@@ -192,26 +245,36 @@ pub async fn run_until(
 
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let mut servers = tokio::task::JoinSet::new();
+    let mut sockets = Vec::new();
     for listener in listeners {
-        let routes = api.routes();
+        let server = tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                oversized_is_resource_exhausted,
+            ))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_routes(api.routes());
         let stop = shutdown.clone();
-        servers.spawn(async move {
-            tonic::transport::Server::builder()
-                .layer(tower::util::MapResponseLayer::new(
-                    oversized_is_resource_exhausted,
-                ))
-                .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
+        match listener {
+            Listener::Tcp(listener) => servers.spawn(
+                server.serve_with_incoming_shutdown(
                     TcpIncoming::from(listener)
                         .with_nodelay(Some(true))
                         .map_ok(AuthorityFix::new),
                     stop,
+                ),
+            ),
+            Listener::Unix(listener, path) => {
+                sockets.push(path);
+                servers.spawn(
+                    server.serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::UnixListenerStream::new(listener)
+                            .map_ok(AuthorityFix::new),
+                        stop,
+                    ),
                 )
-                .await
-        });
+            }
+        };
     }
-    // Printed once everything is ready; tests and scripts wait for this line.
     println!(
         "skiff store ready: name={} data-dir={} revision={} client-urls={}",
         args.name,
@@ -228,6 +291,9 @@ pub async fn run_until(
         }
     }
     store.shutdown();
+    for path in sockets {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
@@ -290,6 +356,40 @@ async fn auto_compact(store: Arc<Store>, retention: Duration) {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_urls() {
+        assert_eq!(
+            parse_listen_url("http://127.0.0.1:2379").unwrap(),
+            ListenUrl::Tcp("127.0.0.1:2379".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_url("http://localhost:2379/").unwrap(),
+            ListenUrl::Tcp("127.0.0.1:2379".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_url("unix:///run/skiff/store.sock").unwrap(),
+            ListenUrl::Unix("/run/skiff/store.sock".into())
+        );
+        // etcd's own form: a socket named after host:port in the working directory.
+        assert_eq!(
+            parse_listen_url("unix://localhost:2379").unwrap(),
+            ListenUrl::Unix("localhost:2379".into())
+        );
+        for bad in [
+            "unix://",
+            "https://127.0.0.1:2379",
+            "127.0.0.1:2379",
+            "http://x:y",
+        ] {
+            assert!(parse_listen_url(bad).is_err(), "{bad}");
         }
     }
 }

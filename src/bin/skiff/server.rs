@@ -20,7 +20,9 @@ pub struct ServerArgs {
     pub secure_port: u16,
     #[arg(long, default_value = "127.0.0.1")]
     pub advertise_address: String,
-    /// Where the embedded store serves the etcd v3 API.
+    /// Where the embedded store serves the etcd v3 API: comma-separated `http://IP:PORT` and
+    /// `unix://PATH` URLs (a second server on one machine needs another port). When a Unix
+    /// socket is among them, the API server reaches the store through it.
     #[arg(long, default_value = "http://127.0.0.1:2379")]
     pub store_listen_url: String,
     /// Use this etcd cluster instead of the embedded store.
@@ -95,7 +97,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 }
             });
             store = Some((stop, task));
-            args.store_listen_url.clone()
+            // A Unix socket among the store's URLs is the API server's way in (no TCP stack).
+            args.store_listen_url
+                .split(',')
+                .map(str::trim)
+                .find(|u| u.starts_with("unix://"))
+                .map_or_else(|| args.store_listen_url.clone(), str::to_string)
         }
     };
     let started = skiff_apiserver::start(skiff_apiserver::ApiServerArgs {
