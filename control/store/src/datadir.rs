@@ -6,10 +6,11 @@
 //! DIR/member/snap/<lsn>.snap      newest checkpoint (state through WAL record <lsn>)
 //! DIR/member/wal/<lsn>.wal        WAL records after <lsn>
 //! ```
-//! A checkpoint writes a new snapshot (temp file, fsync, rename, fsync dir), starts a new WAL
-//! file, then removes the older files. A crash at any step leaves a set of files from which
-//! recovery rebuilds exactly the acknowledged state: it loads the newest snapshot and replays
-//! every WAL record after it.
+//! A checkpoint starts a new WAL file at the captured record (the WAL goes on there at once),
+//! writes the snapshot (temp file, fsync, rename, fsync dir) while writes continue, then removes
+//! the files the snapshot covers. A crash at any step leaves a set of files from which recovery
+//! rebuilds exactly the acknowledged state: it loads the newest snapshot and replays every WAL
+//! record after it, across as many WAL files as there are.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -56,7 +57,10 @@ pub struct Disk {
     member: PathBuf,
     wal: File,
     wal_path: PathBuf,
+    /// Bytes in the current WAL file.
     wal_size: u64,
+    /// Bytes in older WAL files the newest snapshot does not cover yet.
+    older_wal_bytes: u64,
     snap_size: u64,
     _lock: File,
 }
@@ -101,6 +105,13 @@ fn write_durably(path: &Path, data: &[u8]) -> Result<(), DataDirError> {
     f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     fsync_dir(path.parent().expect("file in a dir"))
+}
+
+/// Writes a snapshot file durably; returns its size.
+pub fn write_snapshot(path: &Path, state: &SnapshotState) -> Result<u64, DataDirError> {
+    let data = encode_snapshot(state);
+    write_durably(path, &data)?;
+    Ok(data.len() as u64)
 }
 
 fn lock(member: &Path) -> Result<File, DataDirError> {
@@ -209,6 +220,7 @@ impl Disk {
         let wals = numbered_files(&wal_dir, "wal")?;
         let mut lsn = snap_lsn;
         let mut last_valid = None;
+        let mut older_wal_bytes = 0;
         for (i, (start, path)) in wals.iter().enumerate() {
             let data = fs::read(path).map_err(io_err(path))?;
             let is_last = i + 1 == wals.len();
@@ -243,6 +255,8 @@ impl Disk {
             }
             if is_last {
                 last_valid = Some((path.clone(), log.valid_len as u64, data.len() as u64));
+            } else {
+                older_wal_bytes += data.len() as u64;
             }
         }
 
@@ -275,6 +289,7 @@ impl Disk {
             wal,
             wal_path,
             wal_size,
+            older_wal_bytes,
             snap_size,
             _lock: lock,
         };
@@ -303,44 +318,71 @@ impl Disk {
         Ok(())
     }
 
+    /// WAL bytes not yet covered by a snapshot (all WAL files).
     pub fn wal_size(&self) -> u64 {
-        self.wal_size
+        self.older_wal_bytes + self.wal_size
+    }
+
+    pub fn snap_size(&self) -> u64 {
+        self.snap_size
     }
 
     /// Bytes on disk: newest snapshot plus the WAL.
     pub fn size(&self) -> u64 {
-        self.wal_size + self.snap_size
+        self.wal_size() + self.snap_size
     }
 
-    /// Writes `state` as the new checkpoint and starts an empty WAL after it. Every record up
-    /// to `state.lsn` must already be appended.
-    pub fn checkpoint(&mut self, state: &SnapshotState) -> Result<(), DataDirError> {
+    /// Starts a new WAL file for the records after `lsn` (every record up to `lsn` must already
+    /// be appended). The old files stay until a snapshot at `lsn` covers them ([`Disk::retire`]).
+    pub fn rotate(&mut self, lsn: u64) -> Result<(), DataDirError> {
+        let wal_dir = self.member.join("wal");
+        let wal_path = wal_dir.join(hex_name(lsn, "wal"));
+        if wal_path == self.wal_path {
+            return Ok(());
+        }
+        let wal = File::create(&wal_path).map_err(io_err(&wal_path))?;
+        fsync_dir(&wal_dir)?;
+        self.wal = wal;
+        self.wal_path = wal_path;
+        self.older_wal_bytes += self.wal_size;
+        self.wal_size = 0;
+        Ok(())
+    }
+
+    /// Where the snapshot of record `lsn` is written ([`write_snapshot`] needs no lock on the
+    /// disk, so the WAL goes on meanwhile).
+    pub fn snapshot_path(&self, lsn: u64) -> PathBuf {
+        self.member.join("snap").join(hex_name(lsn, "snap"))
+    }
+
+    /// Removes the snapshots and WAL files that the durable snapshot of record `lsn` covers.
+    pub fn retire(&mut self, lsn: u64, snap_size: u64) -> Result<(), DataDirError> {
         let snap_dir = self.member.join("snap");
         let wal_dir = self.member.join("wal");
-        let data = encode_snapshot(state);
-        write_durably(&snap_dir.join(hex_name(state.lsn, "snap")), &data)?;
-
-        let wal_path = wal_dir.join(hex_name(state.lsn, "wal"));
-        if wal_path != self.wal_path {
-            let wal = File::create(&wal_path).map_err(io_err(&wal_path))?;
-            fsync_dir(&wal_dir)?;
-            self.wal = wal;
-            self.wal_path = wal_path;
-            self.wal_size = 0;
-        }
-        // Older files are now covered by the new snapshot.
-        for (lsn, path) in numbered_files(&snap_dir, "snap")? {
-            if lsn < state.lsn {
+        for (older, path) in numbered_files(&snap_dir, "snap")? {
+            if older < lsn {
                 fs::remove_file(&path).map_err(io_err(&path))?;
             }
         }
-        for (lsn, path) in numbered_files(&wal_dir, "wal")? {
-            if lsn < state.lsn {
+        let mut left = 0;
+        for (start, path) in numbered_files(&wal_dir, "wal")? {
+            if start < lsn {
                 fs::remove_file(&path).map_err(io_err(&path))?;
+            } else if path != self.wal_path {
+                left += fs::metadata(&path).map_err(io_err(&path))?.len();
             }
         }
-        self.snap_size = data.len() as u64;
+        self.older_wal_bytes = left;
+        self.snap_size = snap_size;
         Ok(())
+    }
+
+    /// Writes `state` as the new checkpoint and starts an empty WAL after it, all at once (the
+    /// caller holds off writes). Every record up to `state.lsn` must already be appended.
+    pub fn checkpoint(&mut self, state: &SnapshotState) -> Result<(), DataDirError> {
+        self.rotate(state.lsn)?;
+        let size = write_snapshot(&self.snapshot_path(state.lsn), state)?;
+        self.retire(state.lsn, size)
     }
 
     /// Writes a data dir from a snapshot file (`skiff store restore`). The target must not
