@@ -247,35 +247,39 @@ fn check_perf(args: &ToolsArgs, endpoint: &str, load: &str) -> anyhow::Result<Re
         .output()
         .context("running etcdctl check perf")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let number_after = |marker: &str| -> anyhow::Result<f64> {
-        let line = text
-            .lines()
-            .find(|l| l.contains(marker))
-            .with_context(|| format!("no {marker:?} in etcdctl's output:\n{text}"))?;
-        let rest = &line[line.find(marker).expect("found") + marker.len()..];
-        let number: String = rest
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        number
-            .parse()
-            .with_context(|| format!("reading a number in {line:?}"))
-    };
     Ok(vec![
         (
             "throughput",
             "writes/s",
             true,
-            number_after("Throughput is")?,
+            number_after(&text, "Throughput")?,
         ),
         (
             "slowest",
             "ms",
             false,
-            number_after("Slowest request took")? * 1000.0,
+            number_after(&text, "Slowest request took")? * 1000.0,
         ),
     ])
+}
+
+/// The first number after `marker` on the line holding it: check perf prints
+/// `PASS: Throughput is 14995 writes/s` or `FAIL: Throughput too low: 7334 writes/s`, and
+/// `PASS: Slowest request took 0.29s` or `Slowest request took too long: 0.61s`.
+fn number_after(text: &str, marker: &str) -> anyhow::Result<f64> {
+    let line = text
+        .lines()
+        .find(|l| l.contains(marker))
+        .with_context(|| format!("no {marker:?} in etcdctl's output:\n{text}"))?;
+    let rest = &line[line.find(marker).expect("found") + marker.len()..];
+    let number: String = rest
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number
+        .parse()
+        .with_context(|| format!("reading a number in {line:?}"))
 }
 
 /// put / txn-put / range at one client count, as etcd's performance guide runs them: 8-byte
@@ -434,6 +438,18 @@ mod tests {
     use super::*;
 
     const WATCH: &str = "Watch creation summary:\n\nSummary:\n  Total:\t0.0298 secs.\n  Requests/sec:\t1343.6818\n\nLatency distribution:\n  50% in 0.0009 secs.\n  99% in 0.0197 secs.\nWatch events received summary:\n\nSummary:\n  Total:\t0.3091 secs.\n  Requests/sec:\t25880.0646\n\nLatency distribution:\n  10% in 0.0000 secs.\n  50% in 0.0001 secs.\n  99% in 0.0003 secs.\n  99.9% in 0.0002 secs.\n";
+
+    #[test]
+    fn reads_check_perf_pass_and_fail_lines() {
+        let pass = "PASS: Throughput is 14995 writes/s\nPASS: Slowest request took 0.293410s\n";
+        assert_eq!(number_after(pass, "Throughput").unwrap(), 14995.0);
+        assert_eq!(number_after(pass, "Slowest request took").unwrap(), 0.29341);
+        let fail =
+            "FAIL: Throughput too low: 7334 writes/s\nSlowest request took too long: 0.612000s\n";
+        assert_eq!(number_after(fail, "Throughput").unwrap(), 7334.0);
+        assert_eq!(number_after(fail, "Slowest request took").unwrap(), 0.612);
+        assert!(number_after("nothing", "Throughput").is_err());
+    }
 
     #[test]
     fn reads_each_section_of_benchmarks_report() {
