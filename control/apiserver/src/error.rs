@@ -113,6 +113,50 @@ impl FieldError {
             ),
         }
     }
+    /// A value of the wrong type (`field.TypeInvalid`): shown as `Invalid value`.
+    pub fn type_invalid(
+        field: impl Into<String>,
+        value: &Value,
+        detail: impl AsRef<str>,
+    ) -> FieldError {
+        FieldError {
+            reason: "FieldValueTypeInvalid",
+            ..FieldError::invalid(field, value, detail)
+        }
+    }
+    /// `field.TooLong`: the value is left out of the message.
+    pub fn too_long(field: impl Into<String>, max: u64) -> FieldError {
+        let unit = if max == 1 { "byte" } else { "bytes" };
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooLong",
+            message: format!("Too long: may not be more than {max} {unit}"),
+        }
+    }
+    /// `field.TooMany`: a list or map with more entries than allowed.
+    pub fn too_many(field: impl Into<String>, actual: u64, max: u64) -> FieldError {
+        let unit = if max == 1 { "item" } else { "items" };
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooMany",
+            message: format!("Too many: {actual}: must have at most {max} {unit}"),
+        }
+    }
+    /// `field.NotSupported` with the allowed values already quoted.
+    pub fn not_supported_values(
+        field: impl Into<String>,
+        value: &Value,
+        supported: &[String],
+    ) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                supported.join(", ")
+            ),
+        }
+    }
     pub fn duplicate(field: impl Into<String>, value: &Value) -> FieldError {
         FieldError {
             field: field.into(),

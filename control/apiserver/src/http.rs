@@ -276,7 +276,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/api" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r = json_response(200, &discovery::aggregated(true), &[]);
+                    let mut r = json_response(200, &discovery::aggregated(&server.custom, true), &[]);
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
@@ -289,14 +289,14 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/apis" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r = json_response(200, &discovery::aggregated(false), &[]);
+                    let mut r = json_response(200, &discovery::aggregated(&server.custom, false), &[]);
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
                     );
                     r
                 } else {
-                    json_response(200, &discovery::api_group_list(), &[])
+                    json_response(200, &discovery::api_group_list(&server.custom), &[])
                 };
                 return Ok((verb, resource, resp));
             }
@@ -355,7 +355,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (g, v, rest),
         ["apis", g] if parts.method == Method::GET => {
-            return match discovery::api_group(g) {
+            return match discovery::api_group(&server.custom, g) {
                 Some(doc) => Ok(plain_ok("get", json_response(200, &doc, &[]))),
                 None => fail("get", ApiError::path_not_found()),
             };
@@ -366,12 +366,12 @@ async fn route(server: &Shared, req: Request) -> Routed {
         if parts.method != Method::GET {
             return fail("", ApiError::method_not_allowed());
         }
-        return match discovery::resource_list(group, version) {
+        return match discovery::resource_list(&server.custom, group, version) {
             Some(doc) => Ok(plain_ok("get", json_response(200, &doc, &[]))),
             None => fail("get", ApiError::path_not_found()),
         };
     }
-    let target = match parse_target(group, version, rest) {
+    let target = match parse_target(&server.custom, group, version, rest) {
         Some(t) => t,
         None => return fail("", ApiError::path_not_found()),
     };
@@ -451,6 +451,20 @@ async fn route(server: &Shared, req: Request) -> Routed {
         };
     }
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_string();
+    if target.info.is_custom()
+        && content_type.split(';').next().map(str::trim) == Some(crate::protobuf::MEDIA_TYPE)
+    {
+        // Custom objects have no protobuf form: JSON and YAML only, as upstream's handler.
+        return Err((
+            verb,
+            resource_label,
+            ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            ),
+        ));
+    }
     let result = dispatch(
         server,
         &parts.method,
@@ -616,8 +630,16 @@ fn verb_name(method: &Method, target: &Target, watch: bool) -> String {
 }
 
 /// Splits the path after `/api/v1` or `/apis/<g>/<v>` into a target.
-fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
-    let find = |r: &str| resources::find(group, version, r);
+fn parse_target(
+    custom: &crate::customresource::Registry,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Option<Target> {
+    // Built-ins first: a CRD never shadows a resource the server itself serves.
+    let find = |r: &str| {
+        resources::find(group, version, r).or_else(|| custom.find(group, version, r))
+    };
     let t =
         |info, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| -> Option<Target> {
             let sub = match sub {
@@ -1029,27 +1051,26 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = parse_target("", "v1", &["namespaces", "blue", "finalize"]).unwrap();
+        let t = parse_target(&Default::default(), "", "v1", &["namespaces", "blue", "finalize"]).unwrap();
         assert_eq!(
             (t.info.resource, t.name.as_deref(), t.sub),
             ("namespaces", Some("blue"), Some(Sub::Finalize))
         );
-        let t = parse_target("", "v1", &["namespaces", "blue", "pods", "p", "status"]).unwrap();
+        let t = parse_target(&Default::default(), "", "v1", &["namespaces", "blue", "pods", "p", "status"]).unwrap();
         assert_eq!(
             (t.info.resource, t.namespace.as_deref(), t.sub),
             ("pods", Some("blue"), Some(Sub::Status))
         );
-        let t = parse_target("apps", "v1", &["deployments"]).unwrap();
+        let t = parse_target(&Default::default(), "apps", "v1", &["deployments"]).unwrap();
         assert!(t.namespace.is_none() && t.name.is_none());
         assert!(
-            parse_target("", "v1", &["pods", "p"]).is_none(),
+            parse_target(&Default::default(), "", "v1", &["pods", "p"]).is_none(),
             "namespaced item needs a namespace"
         );
-        assert!(parse_target("", "v1", &["namespaces", "x", "pods", "p", "scale"]).is_none());
-        assert!(parse_target("", "v1", &["nosuch"]).is_none());
+        assert!(parse_target(&Default::default(), "", "v1", &["namespaces", "x", "pods", "p", "scale"]).is_none());
+        assert!(parse_target(&Default::default(), "", "v1", &["nosuch"]).is_none());
         // The proxy subresource takes the rest of the path; others do not.
-        let t = parse_target(
-            "",
+        let t = parse_target(&Default::default(), "",
             "v1",
             &["namespaces", "x", "pods", "web:8080", "proxy", "a", "b"],
         )
@@ -1058,15 +1079,14 @@ mod tests {
             (t.name.as_deref(), t.sub),
             (Some("web:8080"), Some(Sub::Proxy))
         );
-        let t = parse_target("", "v1", &["nodes", "n1", "proxy", "stats", "summary"]).unwrap();
+        let t = parse_target(&Default::default(), "", "v1", &["nodes", "n1", "proxy", "stats", "summary"]).unwrap();
         assert_eq!((t.info.resource, t.sub), ("nodes", Some(Sub::Proxy)));
-        let t = parse_target(
-            "",
+        let t = parse_target(&Default::default(), "",
             "v1",
             &["namespaces", "x", "services", "https:s:443", "proxy"],
         );
         assert_eq!(t.unwrap().sub, Some(Sub::Proxy));
-        assert!(parse_target("", "v1", &["namespaces", "x", "pods", "p", "log", "more"]).is_none());
-        assert!(parse_target("", "v1", &["namespaces", "x", "configmaps", "c", "proxy"]).is_none());
+        assert!(parse_target(&Default::default(), "", "v1", &["namespaces", "x", "pods", "p", "log", "more"]).is_none());
+        assert!(parse_target(&Default::default(), "", "v1", &["namespaces", "x", "configmaps", "c", "proxy"]).is_none());
     }
 }

@@ -3,6 +3,7 @@
 //! resource's behaviour (`registry/`). Adding a resource is adding its registry file and its line
 //! here.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use k8s_openapi::api::{
     admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
     authorization::v1 as authz, autoscaling::v2 as autoscaling, batch::v1 as batch,
@@ -172,6 +173,9 @@ pub struct ResourceInfo {
     pub typed: TypedOps,
     /// The resource's behaviour: defaults, validation, printer, hooks.
     pub strategy: &'static dyn Strategy,
+    /// A custom resource's schema and settings (the same object as `strategy`); `None` for
+    /// built-in resources.
+    pub custom: Option<&'static crate::customresource::CustomResource>,
 }
 
 impl<'a> From<&'a ResourceInfo> for Kind<'a> {
@@ -237,6 +241,9 @@ impl ResourceInfo {
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
+    pub fn is_custom(&self) -> bool {
+        self.custom.is_some()
+    }
 }
 
 macro_rules! resource {
@@ -256,6 +263,7 @@ macro_rules! resource {
             verbs: $verbs,
             typed: typed!($ty),
             strategy: $strategy,
+            custom: None,
         }
     };
 }
@@ -368,6 +376,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicybindings", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybinding", false, admission::MutatingAdmissionPolicyBinding,
             short: [], cat: ["api-extensions"], sub: [], verbs: ALL_VERBS,
             strategy: &registry::admissionregistration::MUTATING_ADMISSION_POLICY_BINDINGS),
+        resource!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", "customresourcedefinition", false, apiextensions::CustomResourceDefinition,
+            short: ["crd", "crds"], cat: ["api-extensions"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::apiextensions::CUSTOM_RESOURCE_DEFINITIONS),
         resource!("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", "flowschema", false, flowcontrol::FlowSchema,
             short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::flowcontrol::FLOW_SCHEMAS),

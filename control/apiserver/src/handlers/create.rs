@@ -15,6 +15,13 @@ use crate::{registry, timestamps};
 impl ApiServer {
     pub async fn create(&self, target: &Target, ctx: &Ctx, body: Value) -> ApiResult<(u16, Value)> {
         let info = target.info;
+        if info.custom.is_some_and(|c| c.terminating) {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
         let mut object = decode_object(info, ctx, body)?;
         if info.is_virtual() {
             // Reviews have no table printer: upstream's default convertor refuses them.

@@ -42,6 +42,14 @@ impl ApiServer {
         body: &[u8],
     ) -> ApiResult<(u16, Value)> {
         let info = target.info;
+        if info.is_custom() && patch_type == PatchType::Strategic {
+            // Custom resources have no patch strategies to merge by (upstream refuses too).
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
         let definition = (info.typed.definition)().to_string();
         let body = body.to_vec();
         // A patch is conditional only if it sets metadata.resourceVersion itself.
@@ -356,7 +364,9 @@ impl ApiServer {
         info.strategy.prepare_for_update(&mut new, old);
         if info.strategy.tracks_generation() {
             let generation = old_meta["generation"].as_i64().unwrap_or(1);
-            let changed = old.get("spec") != new.get("spec");
+            let changed = info
+                .strategy
+                .generation_changed(old, &new, info.has(Sub::Status));
             meta_mut(&mut new).insert(
                 "generation".into(),
                 json!(if changed { generation + 1 } else { generation }),
