@@ -307,7 +307,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
                     bytes_response(
                         200,
                         "application/json",
-                        crate::openapi::documents().root.clone(),
+                        crate::openapi::root(&server.custom),
                     ),
                 ));
             }
@@ -339,11 +339,11 @@ async fn route(server: &Shared, req: Request) -> Routed {
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-            return match crate::openapi::documents().by_path.get(gv) {
-                Some((_, doc)) => Ok((
+            return match crate::openapi::gv_document(&server.custom, gv) {
+                Some(doc) => Ok((
                     verb,
                     resource,
-                    bytes_response(200, "application/json", doc.clone()),
+                    bytes_response(200, "application/json", doc),
                 )),
                 None => fail("get", ApiError::path_not_found()),
             };
@@ -476,7 +476,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
     )
     .await;
     match result {
-        Ok(Reply::Value(code, value)) => {
+        Ok(Reply::Value(code, mut value)) => {
+            served_version(target.info, &mut value);
             let warnings = ctx.warnings.lock().clone();
             Ok((verb, resource_label, json_response(code, &value, &warnings)))
         }
@@ -885,6 +886,24 @@ async fn dispatch(
             value(server.delete_collection(target, ctx, &options).await)
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// Custom objects (and lists of them) read or written through a version other than their
+/// storage version are answered in the version the request named.
+fn served_version(info: &resources::ResourceInfo, value: &mut Value) {
+    if info.custom.is_none() {
+        return;
+    }
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if kind == info.kind {
+        crate::handlers::to_served(info, value);
+    } else if kind == info.list_kind() {
+        if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items {
+                crate::handlers::to_served(info, item);
+            }
+        }
     }
 }
 

@@ -370,6 +370,42 @@ const UNTYPED: TypedOps = TypedOps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// Server-side apply merges `x-kubernetes-list-type: map` lists by their key and records
+    /// the items' keys in managedFields; other lists are atomic.
+    #[test]
+    fn apply_merges_map_lists_by_key() {
+        let schema: &'static schema::Schema = Box::leak(Box::new(schema::Schema::from_json(
+            &json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+                "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                          "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+                "args": {"type": "array", "items": {"type": "string"}}
+            }}}}),
+        )));
+        let name = crate::patch::custom_type_name(schema);
+        let original = json!({"apiVersion": "x.io/v1", "kind": "K", "metadata": {"name": "a"},
+            "spec": {"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}], "args": ["x", "y"]}});
+        let patched = crate::patch::apply_patch(
+            &name,
+            &original,
+            crate::patch::PatchType::Apply,
+            br#"{"apiVersion": "x.io/v1", "kind": "K", "spec": {"ports": [{"name": "b", "port": 3}], "args": ["z"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            patched["spec"]["ports"],
+            json!([{"name": "a", "port": 1}, {"name": "b", "port": 3}])
+        );
+        assert_eq!(patched["spec"]["args"], json!(["z"]));
+        let fields = crate::apply::field_set(
+            &name,
+            &json!({"spec": {"ports": [{"name": "b", "port": 3}]}}),
+        );
+        assert!(fields["f:spec"]["f:ports"]
+            .get(r#"k:{"name":"b"}"#)
+            .is_some());
+    }
 
     #[test]
     fn versions_sort_as_kubernetes_does() {

@@ -187,7 +187,9 @@ impl ApiServer {
             if ctx.dry_run() {
                 return Ok((201, candidate));
             }
-            match self.storage.create(&key, &candidate, &extra).await? {
+            let mut stored = candidate.clone();
+            super::to_storage(info, &mut stored);
+            match self.storage.create(&key, &stored, &extra).await? {
                 Write::Done(rev) => {
                     crate::storage::set_resource_version(&mut candidate, rev);
                     return Ok((201, candidate));

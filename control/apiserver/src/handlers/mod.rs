@@ -307,6 +307,23 @@ fn decode_custom(
     Ok(decoded)
 }
 
+/// A custom object in the version it is stored in (its CRD's storage version). Conversion
+/// between a CRD's versions is the `None` strategy: only `apiVersion` changes.
+pub(crate) fn to_storage(info: &ResourceInfo, object: &mut Value) {
+    if let Some(custom) = info.custom {
+        if custom.storage_version != info.version {
+            custom.convert(object, &format!("{}/{}", info.group, custom.storage_version));
+        }
+    }
+}
+
+/// A stored custom object in the version the request named.
+pub(crate) fn to_served(info: &ResourceInfo, object: &mut Value) {
+    if let Some(custom) = info.custom {
+        custom.convert(object, &info.api_version());
+    }
+}
+
 /// ObjectMeta's collections are `omitempty` upstream: a patch that removes the last finalizer
 /// leaves no `finalizers` field, not `[]` (clients read "no finalizers" either way, but
 /// `kubectl get -o jsonpath` and watchers comparing objects see the difference).

@@ -50,7 +50,12 @@ impl ApiServer {
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
-        let definition = (info.typed.definition)().to_string();
+        // The type patches and applies merge by: a custom resource's schema, or the built-in
+        // type's entry in the patch strategies.
+        let definition = match info.custom.and_then(|c| c.schema.as_ref()) {
+            Some(schema) => patch::custom_type_name(schema),
+            None => (info.typed.definition)().to_string(),
+        };
         let body = body.to_vec();
         // A patch is conditional only if it sets metadata.resourceVersion itself.
         let precondition = serde_json::from_slice::<Value>(&body).ok().and_then(|p| {
@@ -153,13 +158,14 @@ impl ApiServer {
                 None
             };
             let from_cache = cached.is_some();
-            let current = match cached {
+            let mut current = match cached {
                 Some(current) => current,
                 None => match self.storage.get(&key).await? {
                     Some(current) => current,
                     None => return Err(ApiError::not_found(info, target.name())),
                 },
             };
+            super::to_served(info, &mut current.object);
             // An answer that a stale cached copy may have caused: retry from the store.
             macro_rules! answer {
                 ($result:expr) => {
@@ -305,9 +311,11 @@ impl ApiServer {
                 // Nothing changed: no write, the same resourceVersion (as upstream).
                 answer!(Ok((200, next)));
             }
+            let mut stored = next.clone();
+            super::to_storage(info, &mut stored);
             match self
                 .storage
-                .update(&key, &next, current.mod_revision, &extra)
+                .update(&key, &stored, current.mod_revision, &extra)
                 .await?
             {
                 Write::Done(rev) => {
