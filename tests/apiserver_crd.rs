@@ -517,6 +517,29 @@ fn versions_and_scope(s: &ServerProcess) {
         "toys.example.com/v1"
     );
 
+    // CEL rules (v1's schema has them), with their messages; a transition rule on update.
+    let bad = "apiVersion: toys.example.com/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: -1}\n";
+    let err = stderr(&apply_stdin(s, &[], bad));
+    assert!(err.contains(r#"spec: Invalid value: "object": size must not be negative"#), "{err}");
+    let black = bad.replace("size: -1", "size: 3, color: black");
+    let err = stderr(&apply_stdin(s, &[], &black));
+    assert!(err.contains(r#"spec: Invalid value: "object": a black widget must be larger than 10, not 3"#), "{err}");
+    let red = bad.replace("name: bad", "name: red").replace("size: -1", "size: 1, color: red");
+    assert!(apply_stdin(s, &[], &red).status.success());
+    let err = s.kubectl_err(&["patch", "widget", "red", "--type=merge", "-p", r#"{"spec":{"color":"green","size":2}}"#]);
+    assert!(err.contains(r#"spec.color: Invalid value: "string": color is immutable"#), "{err}");
+    s.kubectl_ok(&["patch", "widget", "red", "--type=merge", "-p", r#"{"spec":{"size":2}}"#]);
+    s.kubectl_ok(&["delete", "widget", "red"]);
+    let broken = std::fs::read_to_string(data("widget.yaml"))
+        .unwrap()
+        .replace("widgets.toys.example.com", "gadgets.toys.example.com")
+        .replace("plural: widgets", "plural: gadgets")
+        .replace("singular: widget", "singular: gadget")
+        .replace("kind: Widget", "kind: Gadget")
+        .replace("rule: self == oldSelf", "rule: self ==");
+    let err = stderr(&apply_stdin(s, &[], &broken));
+    assert!(err.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[color].x-kubernetes-validations[0].rule: Invalid value: \"self ==\": compilation failed"), "{err}");
+
     // The finalizer holds the object until it is removed.
     s.kubectl_ok(&["delete", "widget", &name, "--wait=false"]);
     let held = get_json(s, &["widget", &name]);

@@ -13,6 +13,7 @@
 //! - `prune.rs`, `default.rs`, `validate.rs`, `formats.rs`: what a write goes through —
 //!   unknown fields dropped (reported under `fieldValidation`), defaults filled in, the value
 //!   validated with upstream's messages;
+//! - `cel.rs`: the CEL rules of `x-kubernetes-validations` (transition rules on updates);
 //! - `columns.rs`: `additionalPrinterColumns` (and the JSONPath they use);
 //! - `scale.rs`: the scale subresource's paths;
 //! - `controller.rs`: the CRD controllers upstream runs beside its handler — names
@@ -23,6 +24,7 @@
 //! `&'static` entries). One is built per distinct CRD state that gets served and reused while
 //! the CRD does not change, so what stays behind is one small entry per CRD change.
 
+pub mod cel;
 pub mod columns;
 pub mod controller;
 pub mod default;
@@ -111,10 +113,39 @@ impl Strategy for CustomResource {
 
     fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
         if let Some(schema) = &self.schema {
-            errors.extend(validate::validate(object, schema));
+            let structural = validate::validate(object, schema);
+            // CEL rules run on values of the right shape only (upstream skips them too when
+            // the schema validation failed).
+            if structural.is_empty() {
+                cel::validate(object, None, schema, "", errors);
+            }
+            errors.extend(structural);
         }
         if let Some(scale) = &self.scale {
             scale.validate(object, errors);
+        }
+    }
+
+    /// Transition rules (those naming `oldSelf`) compare the update with the stored object.
+    fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
+        let Some(schema) = &self.schema else {
+            return;
+        };
+        if !validate::validate(new, schema).is_empty() {
+            return;
+        }
+        let mut all = Vec::new();
+        cel::validate(new, Some(old), schema, "", &mut all);
+        // Rules without oldSelf were checked by `validate` already.
+        let mut plain = Vec::new();
+        cel::validate(new, None, schema, "", &mut plain);
+        for e in all {
+            if !plain
+                .iter()
+                .any(|p| p.field == e.field && p.message == e.message)
+            {
+                errors.push(e);
+            }
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Schema {
     pub any_of: Vec<Schema>,
     pub one_of: Vec<Schema>,
     pub not: Option<Box<Schema>>,
+    /// `x-kubernetes-validations`, compiled.
+    pub rules: Vec<super::cel::Rule>,
     /// The JSON the node was read from (OpenAPI publishing hands it on as it is).
     pub raw: Value,
 }
@@ -173,6 +175,7 @@ impl Schema {
                 .get("not")
                 .filter(|n| n.is_object())
                 .map(|n| Box::new(Schema::from_json(n))),
+            rules: super::cel::rules(v),
             raw: v.clone(),
         }
     }

@@ -223,6 +223,7 @@ fn node(s: &Value, level: Level, path: &str, errors: &mut Vec<FieldError>) {
         }
     }
     extensions(s, kind, path, errors);
+    super::cel::check_rules(s, path, errors);
     for combinator in ["allOf", "anyOf", "oneOf"] {
         if let Some(list) = map.get(combinator).and_then(Value::as_array) {
             let int_or_string_pattern = combinator == "anyOf"
