@@ -75,7 +75,10 @@ fn crd_lifecycle(s: &ServerProcess) {
     assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
     assert_eq!(crd["spec"]["names"]["listKind"], "CronTabList");
     let out = s.kubectl_ok(&["get", "crd"]);
-    assert!(out.starts_with("NAME") && out.contains("CREATED AT"), "{out}");
+    assert!(
+        out.starts_with("NAME") && out.contains("CREATED AT"),
+        "{out}"
+    );
     assert!(out.contains("crontabs.stable.example.com"), "{out}");
 
     let resources = s.kubectl_ok(&["api-resources", "--api-group=stable.example.com"]);
@@ -98,7 +101,10 @@ fn crd_lifecycle(s: &ServerProcess) {
         explain.contains("cronSpec\t<string> -required-"),
         "{explain}"
     );
-    assert!(explain.contains("The schedule, in cron format."), "{explain}");
+    assert!(
+        explain.contains("The schedule, in cron format."),
+        "{explain}"
+    );
 
     // Invalid definitions are refused with upstream's messages.
     let bad = r#"
@@ -124,7 +130,10 @@ spec:
     let out = apply_stdin(s, &[], bad);
     let err = stderr(&out);
     assert!(!out.status.success());
-    assert!(err.contains(r#"The CustomResourceDefinition "things.example.com" is invalid"#), "{err}");
+    assert!(
+        err.contains(r#"The CustomResourceDefinition "things.example.com" is invalid"#),
+        "{err}"
+    );
     assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"), "{err}");
     assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[sizes].items: Required value: must be specified"), "{err}");
     let no_storage = bad
@@ -132,7 +141,10 @@ spec:
         .replace("name: things.example.com", "name: stuff.example.com");
     let err = stderr(&apply_stdin(s, &[], &no_storage));
     assert!(err.contains("metadata.name: Invalid value: \"stuff.example.com\": must be spec.names.plural+\".\"+spec.group"), "{err}");
-    assert!(err.contains("must have exactly one version marked as storage version"), "{err}");
+    assert!(
+        err.contains("must have exactly one version marked as storage version"),
+        "{err}"
+    );
 
     // A name another CRD of the group holds is not accepted, and the CRD is not served.
     let conflict = r#"
@@ -208,7 +220,10 @@ fn objects(s: &ServerProcess) {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(&row[..7], ["my-new-cron-object", "*", "*", "*", "*", "*/5", "1"]);
+    assert_eq!(
+        &row[..7],
+        ["my-new-cron-object", "*", "*", "*", "*", "*/5", "1"]
+    );
     let wide = s.kubectl_ok(&["get", "ct", "-o", "wide"]);
     assert!(wide.lines().next().unwrap().contains("IMAGE"), "{wide}");
     assert!(wide.contains("my-awesome-cron-image"), "{wide}");
@@ -253,7 +268,10 @@ fn objects(s: &ServerProcess) {
         "-p",
         r#"{"spec":{"replicas":"three"}}"#,
     ]);
-    assert!(err.contains(r#"The CronTab "my-new-cron-object" is invalid"#), "{err}");
+    assert!(
+        err.contains(r#"The CronTab "my-new-cron-object" is invalid"#),
+        "{err}"
+    );
     assert!(err.contains(r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#), "{err}");
     let err = s.kubectl_err(&[
         "patch",
@@ -264,8 +282,16 @@ fn objects(s: &ServerProcess) {
         r#"{"spec":{"replicas":11,"cronSpec":"often","mode":"Medium","image":null}}"#,
     ]);
     assert!(err.contains("spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"), "{err}");
-    assert!(err.contains(r#"spec.cronSpec: Invalid value: "often": spec.cronSpec in body should match"#), "{err}");
-    assert!(err.contains(r#"spec.mode: Unsupported value: "Medium": supported values: "Fast", "Slow""#), "{err}");
+    assert!(
+        err.contains(
+            r#"spec.cronSpec: Invalid value: "often": spec.cronSpec in body should match"#
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"spec.mode: Unsupported value: "Medium": supported values: "Fast", "Slow""#),
+        "{err}"
+    );
     let missing = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: empty}\nspec: {image: x}\n";
     let err = stderr(&apply_stdin(s, &[], missing));
     assert!(err.contains("spec.cronSpec: Required value"), "{err}");
@@ -393,7 +419,10 @@ fn verbs(s: &ServerProcess) {
         all.extend_from_slice(args);
         s.kubectl_ok(&all).lines().map(str::to_string).collect()
     };
-    assert_eq!(names(&["-l", "tier=web"]), ["crontab.stable.example.com/applied"]);
+    assert_eq!(
+        names(&["-l", "tier=web"]),
+        ["crontab.stable.example.com/applied"]
+    );
     assert_eq!(
         names(&["--field-selector", "metadata.name=my-new-cron-object"]),
         ["crontab.stable.example.com/my-new-cron-object"]
@@ -403,7 +432,10 @@ fn verbs(s: &ServerProcess) {
         ["crontab.stable.example.com/applied"]
     );
     let err = s.kubectl_err(&["get", "ct", "--field-selector", "spec.cronSpec=x"]);
-    assert!(err.contains("field label not supported: spec.cronSpec"), "{err}");
+    assert!(
+        err.contains("field label not supported: spec.cronSpec"),
+        "{err}"
+    );
 
     // Chunked lists.
     assert_eq!(names(&["--chunk-size=1"]).len(), 2);
@@ -460,7 +492,10 @@ fn verbs(s: &ServerProcess) {
         "/apis/stable.example.com/v1/namespaces/default/crontabs",
     ]))
     .unwrap();
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     s.kubectl_ok(&["delete", "ct", "watched"]);
     let events = s.kubectl_ok(&[
         "get",
@@ -518,17 +553,45 @@ fn versions_and_scope(s: &ServerProcess) {
     );
 
     // CEL rules (v1's schema has them), with their messages; a transition rule on update.
-    let bad = "apiVersion: toys.example.com/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: -1}\n";
+    let bad =
+        "apiVersion: toys.example.com/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: -1}\n";
     let err = stderr(&apply_stdin(s, &[], bad));
-    assert!(err.contains(r#"spec: Invalid value: "object": size must not be negative"#), "{err}");
+    assert!(
+        err.contains(r#"spec: Invalid value: "object": size must not be negative"#),
+        "{err}"
+    );
     let black = bad.replace("size: -1", "size: 3, color: black");
     let err = stderr(&apply_stdin(s, &[], &black));
-    assert!(err.contains(r#"spec: Invalid value: "object": a black widget must be larger than 10, not 3"#), "{err}");
-    let red = bad.replace("name: bad", "name: red").replace("size: -1", "size: 1, color: red");
+    assert!(
+        err.contains(
+            r#"spec: Invalid value: "object": a black widget must be larger than 10, not 3"#
+        ),
+        "{err}"
+    );
+    let red = bad
+        .replace("name: bad", "name: red")
+        .replace("size: -1", "size: 1, color: red");
     assert!(apply_stdin(s, &[], &red).status.success());
-    let err = s.kubectl_err(&["patch", "widget", "red", "--type=merge", "-p", r#"{"spec":{"color":"green","size":2}}"#]);
-    assert!(err.contains(r#"spec.color: Invalid value: "string": color is immutable"#), "{err}");
-    s.kubectl_ok(&["patch", "widget", "red", "--type=merge", "-p", r#"{"spec":{"size":2}}"#]);
+    let err = s.kubectl_err(&[
+        "patch",
+        "widget",
+        "red",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"color":"green","size":2}}"#,
+    ]);
+    assert!(
+        err.contains(r#"spec.color: Invalid value: "string": color is immutable"#),
+        "{err}"
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "widget",
+        "red",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":2}}"#,
+    ]);
     s.kubectl_ok(&["delete", "widget", "red"]);
     let broken = std::fs::read_to_string(data("widget.yaml"))
         .unwrap()
@@ -601,9 +664,17 @@ fn realistic(s: &ServerProcess) {
     ]);
     let table = s.kubectl_ok(&["get", "smon"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "JOB", "ENDPOINTS", "READY", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "JOB", "ENDPOINTS", "READY", "AGE"],
+        "{table}"
+    );
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..4], ["web", "app.kubernetes.io/name", "2", "True"], "{table}");
+    assert_eq!(
+        &row[..4],
+        ["web", "app.kubernetes.io/name", "2", "True"],
+        "{table}"
+    );
     // Invalid input deep inside.
     let bad = std::fs::read_to_string(data("monitor-object.yaml"))
         .unwrap()
@@ -651,7 +722,10 @@ fn kube_rs(s: &ServerProcess) {
             .into_iter()
             .filter_map(|o| o.metadata.name)
             .collect();
-        assert!(names.contains(&"my-new-cron-object".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"my-new-cron-object".to_string()),
+            "{names:?}"
+        );
         let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
         let patched = api
             .patch(
@@ -728,8 +802,15 @@ fn crd_deletion(s: &ServerProcess) {
         .clone();
     assert_eq!(terminating["status"], "True");
     assert_eq!(terminating["reason"], "InstanceDeletionInProgress");
-    assert!(!s.kubectl(&["get", "ct", "elsewhere", "-n", "other"]).status.success());
-    let err = stderr(&apply_stdin(s, &[], &CRONTAB.replace("my-new-cron-object", "late")));
+    assert!(!s
+        .kubectl(&["get", "ct", "elsewhere", "-n", "other"])
+        .status
+        .success());
+    let err = stderr(&apply_stdin(
+        s,
+        &[],
+        &CRONTAB.replace("my-new-cron-object", "late"),
+    ));
     assert!(
         err.contains("create not allowed while custom resource definition is terminating"),
         "{err}"
@@ -763,7 +844,10 @@ fn python(s: &ServerProcess) {
     let python =
         std::env::var("SKIFF_PYTHON").unwrap_or_else(|_| "/opt/skiff/venv/bin/python".into());
     let out = std::process::Command::new(&python)
-        .arg(format!("{}/tests/python/crd_test.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(format!(
+            "{}/tests/python/crd_test.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
         .env("KUBECONFIG", &s.kubeconfig)
         .output()
         .unwrap_or_else(|e| panic!("run {python} (scripts/setup.sh installs it): {e}"));

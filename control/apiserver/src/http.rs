@@ -276,7 +276,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/api" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r = json_response(200, &discovery::aggregated(&server.custom, true), &[]);
+                    let mut r =
+                        json_response(200, &discovery::aggregated(&server.custom, true), &[]);
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
@@ -289,7 +290,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/apis" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r = json_response(200, &discovery::aggregated(&server.custom, false), &[]);
+                    let mut r =
+                        json_response(200, &discovery::aggregated(&server.custom, false), &[]);
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
@@ -340,11 +342,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
             return match crate::openapi::gv_document(&server.custom, gv) {
-                Some(doc) => Ok((
-                    verb,
-                    resource,
-                    bytes_response(200, "application/json", doc),
-                )),
+                Some(doc) => Ok((verb, resource, bytes_response(200, "application/json", doc))),
                 None => fail("get", ApiError::path_not_found()),
             };
         }
@@ -638,9 +636,8 @@ fn parse_target(
     rest: &[&str],
 ) -> Option<Target> {
     // Built-ins first: a CRD never shadows a resource the server itself serves.
-    let find = |r: &str| {
-        resources::find(group, version, r).or_else(|| custom.find(group, version, r))
-    };
+    let find =
+        |r: &str| resources::find(group, version, r).or_else(|| custom.find(group, version, r));
     let t =
         |info, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| -> Option<Target> {
             let sub = match sub {
@@ -895,7 +892,10 @@ fn served_version(info: &resources::ResourceInfo, value: &mut Value) {
     if info.custom.is_none() {
         return;
     }
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if kind == info.kind {
         crate::handlers::to_served(info, value);
     } else if kind == info.list_kind() {
@@ -1070,12 +1070,24 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = parse_target(&Default::default(), "", "v1", &["namespaces", "blue", "finalize"]).unwrap();
+        let t = parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "blue", "finalize"],
+        )
+        .unwrap();
         assert_eq!(
             (t.info.resource, t.name.as_deref(), t.sub),
             ("namespaces", Some("blue"), Some(Sub::Finalize))
         );
-        let t = parse_target(&Default::default(), "", "v1", &["namespaces", "blue", "pods", "p", "status"]).unwrap();
+        let t = parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "blue", "pods", "p", "status"],
+        )
+        .unwrap();
         assert_eq!(
             (t.info.resource, t.namespace.as_deref(), t.sub),
             ("pods", Some("blue"), Some(Sub::Status))
@@ -1086,10 +1098,18 @@ mod tests {
             parse_target(&Default::default(), "", "v1", &["pods", "p"]).is_none(),
             "namespaced item needs a namespace"
         );
-        assert!(parse_target(&Default::default(), "", "v1", &["namespaces", "x", "pods", "p", "scale"]).is_none());
+        assert!(parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "x", "pods", "p", "scale"]
+        )
+        .is_none());
         assert!(parse_target(&Default::default(), "", "v1", &["nosuch"]).is_none());
         // The proxy subresource takes the rest of the path; others do not.
-        let t = parse_target(&Default::default(), "",
+        let t = parse_target(
+            &Default::default(),
+            "",
             "v1",
             &["namespaces", "x", "pods", "web:8080", "proxy", "a", "b"],
         )
@@ -1098,14 +1118,34 @@ mod tests {
             (t.name.as_deref(), t.sub),
             (Some("web:8080"), Some(Sub::Proxy))
         );
-        let t = parse_target(&Default::default(), "", "v1", &["nodes", "n1", "proxy", "stats", "summary"]).unwrap();
+        let t = parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["nodes", "n1", "proxy", "stats", "summary"],
+        )
+        .unwrap();
         assert_eq!((t.info.resource, t.sub), ("nodes", Some(Sub::Proxy)));
-        let t = parse_target(&Default::default(), "",
+        let t = parse_target(
+            &Default::default(),
+            "",
             "v1",
             &["namespaces", "x", "services", "https:s:443", "proxy"],
         );
         assert_eq!(t.unwrap().sub, Some(Sub::Proxy));
-        assert!(parse_target(&Default::default(), "", "v1", &["namespaces", "x", "pods", "p", "log", "more"]).is_none());
-        assert!(parse_target(&Default::default(), "", "v1", &["namespaces", "x", "configmaps", "c", "proxy"]).is_none());
+        assert!(parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "x", "pods", "p", "log", "more"]
+        )
+        .is_none());
+        assert!(parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "x", "configmaps", "c", "proxy"]
+        )
+        .is_none());
     }
 }

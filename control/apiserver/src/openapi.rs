@@ -201,7 +201,9 @@ fn build_custom_gv(custom: &Registry, group: &str, version: &str) -> Option<Valu
             .custom
             .and_then(|c| c.schema.as_ref())
             .map(|s| s.raw.clone())
-            .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            );
         if let Some(o) = schema.as_object_mut() {
             let props = o
                 .entry("properties")

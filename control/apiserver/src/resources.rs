@@ -3,7 +3,6 @@
 //! resource's behaviour (`registry/`). Adding a resource is adding its registry file and its line
 //! here.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use k8s_openapi::api::{
     admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
     authorization::v1 as authz, autoscaling::v2 as autoscaling, batch::v1 as batch,
@@ -12,6 +11,7 @@ use k8s_openapi::api::{
     node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra,
     scheduling::v1 as scheduling, storage::v1 as storage, storagemigration::v1 as storagemigration,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 

@@ -217,12 +217,9 @@ pub fn validate(
                     if schema.list_type.as_deref() != Some("map") {
                         return None;
                     }
-                    old?.as_array()?.iter().find(|o| {
-                        schema
-                            .list_map_keys
-                            .iter()
-                            .all(|k| o.get(k) == item.get(k))
-                    })
+                    old?.as_array()?
+                        .iter()
+                        .find(|o| schema.list_map_keys.iter().all(|k| o.get(k) == item.get(k)))
                 };
                 for (i, item) in items.iter().enumerate() {
                     validate(
@@ -241,7 +238,10 @@ pub fn validate(
 
 /// The CRD's check of its rules: each compiles, and says something.
 pub fn check_rules(node: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    let Some(list) = node.get("x-kubernetes-validations").and_then(Value::as_array) else {
+    let Some(list) = node
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    else {
         return;
     };
     for (i, r) in list.iter().enumerate() {
@@ -330,9 +330,16 @@ mod tests {
 
     #[test]
     fn rules_with_upstream_messages() {
-        assert!(messages(json!({"spec": {"replicas": 1, "maxReplicas": 2, "ratio": 1, "name": "w-a"}}), None).is_empty());
+        assert!(messages(
+            json!({"spec": {"replicas": 1, "maxReplicas": 2, "ratio": 1, "name": "w-a"}}),
+            None
+        )
+        .is_empty());
         assert_eq!(
-            messages(json!({"spec": {"replicas": 3, "maxReplicas": 2, "ratio": 2, "name": "x"}}), None),
+            messages(
+                json!({"spec": {"replicas": 3, "maxReplicas": 2, "ratio": 2, "name": "x"}}),
+                None
+            ),
             vec![
                 r#"spec: Invalid value: "object": replicas must not exceed maxReplicas"#,
                 r#"spec: Invalid value: "object": failed rule: !has(self.ratio) || self.ratio < 1.5"#,
@@ -342,7 +349,10 @@ mod tests {
         // Transition rules run on updates only.
         let old = json!({"spec": {"replicas": 1, "maxReplicas": 2, "name": "w-a"}});
         assert_eq!(
-            messages(json!({"spec": {"replicas": 1, "maxReplicas": 2, "name": "w-b"}}), Some(old)),
+            messages(
+                json!({"spec": {"replicas": 1, "maxReplicas": 2, "name": "w-b"}}),
+                Some(old)
+            ),
             vec![r#"spec.name: Invalid value: "string": name is immutable"#]
         );
     }
@@ -355,7 +365,11 @@ mod tests {
             "spec.versions[0].schema.openAPIV3Schema",
             &mut errors,
         );
-        assert!(errors[0].message.contains("compilation failed"), "{:?}", errors[0]);
+        assert!(
+            errors[0].message.contains("compilation failed"),
+            "{:?}",
+            errors[0]
+        );
         assert_eq!(
             errors[1].field,
             "spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[1].rule"

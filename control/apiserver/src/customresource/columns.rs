@@ -80,7 +80,9 @@ impl Columns {
 
 impl Convertor for Columns {
     fn column_definitions(&self) -> Value {
-        let mut out = vec![json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DESC, "priority": 0})];
+        let mut out = vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DESC, "priority": 0}),
+        ];
         for c in &self.0 {
             out.push(json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}));
         }
@@ -255,8 +257,7 @@ pub fn eval<'a>(steps: &[Step], v: &'a Value) -> Vec<&'a Value> {
                 Step::Index(i) => {
                     if let Some(items) = node.as_array() {
                         let idx = if *i < 0 { items.len() as i64 + i } else { *i };
-                        if let Some(child) = usize::try_from(idx).ok().and_then(|i| items.get(i))
-                        {
+                        if let Some(child) = usize::try_from(idx).ok().and_then(|i| items.get(i)) {
                             next.push(child);
                         }
                     }

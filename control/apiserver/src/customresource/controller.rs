@@ -25,9 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::handlers::{Shared, Target};
-use crate::registry::apiextensions::{
-    condition, is_true, set_condition, CLEANUP_FINALIZER,
-};
+use crate::registry::apiextensions::{condition, is_true, set_condition, CLEANUP_FINALIZER};
 use crate::resources::{self, ResourceInfo, Sub};
 
 fn crds() -> &'static ResourceInfo {
@@ -81,7 +79,12 @@ pub async fn run(server: Shared) {
 /// One pass over every CRD; returns whether a deletion is waiting for objects to go.
 async fn reconcile(server: &Shared, mut all: Vec<Value>) -> bool {
     all.sort_by(|a, b| {
-        let created = |v: &Value| v.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or_default().to_string();
+        let created = |v: &Value| {
+            v.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         created(a).cmp(&created(b)).then(name(a).cmp(name(b)))
     });
     let mut waiting = false;
@@ -139,7 +142,9 @@ fn has_cleanup_finalizer(crd: &Value) -> bool {
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn list(v: &Value, pointer: &str) -> Vec<String> {
@@ -167,10 +172,7 @@ fn names_and_conditions(crd: &mut Value, others: &[&Value]) {
     let group = text(crd, "/spec/group").to_string();
     let mut resources_used = HashSet::new();
     let mut kinds_used = HashSet::new();
-    for other in others
-        .iter()
-        .filter(|o| text(o, "/spec/group") == group)
-    {
+    for other in others.iter().filter(|o| text(o, "/spec/group") == group) {
         let names = other
             .pointer("/status/acceptedNames")
             .cloned()
@@ -198,7 +200,11 @@ fn names_and_conditions(crd: &mut Value, others: &[&Value]) {
         ("plural", "PluralConflict", &resources_used),
         ("singular", "SingularConflict", &resources_used),
     ] {
-        match fresh(text(&requested, &format!("/{key}")), text(&accepted, &format!("/{key}")), used) {
+        match fresh(
+            text(&requested, &format!("/{key}")),
+            text(&accepted, &format!("/{key}")),
+            used,
+        ) {
             Ok(()) => new_names[key] = requested[key].clone(),
             Err(e) => problem = Some((reason, e)),
         }
@@ -229,13 +235,19 @@ fn names_and_conditions(crd: &mut Value, others: &[&Value]) {
         }
     }
     for (key, reason) in [("kind", "KindConflict"), ("listKind", "ListKindConflict")] {
-        match fresh(text(&requested, &format!("/{key}")), text(&accepted, &format!("/{key}")), &kinds_used) {
+        match fresh(
+            text(&requested, &format!("/{key}")),
+            text(&accepted, &format!("/{key}")),
+            &kinds_used,
+        ) {
             Ok(()) => new_names[key] = requested[key].clone(),
             Err(e) => problem = Some((reason, e)),
         }
     }
     match requested.get("categories") {
-        Some(c) if c.as_array().is_some_and(|a| !a.is_empty()) => new_names["categories"] = c.clone(),
+        Some(c) if c.as_array().is_some_and(|a| !a.is_empty()) => {
+            new_names["categories"] = c.clone()
+        }
         _ => {
             if let Some(o) = new_names.as_object_mut() {
                 o.remove("categories");
@@ -248,7 +260,13 @@ fn names_and_conditions(crd: &mut Value, others: &[&Value]) {
     crd["status"]["acceptedNames"] = new_names;
     match &problem {
         Some((reason, message)) => set_condition(crd, "NamesAccepted", "False", reason, message),
-        None => set_condition(crd, "NamesAccepted", "True", "NoConflicts", "no conflicts found"),
+        None => set_condition(
+            crd,
+            "NamesAccepted",
+            "True",
+            "NoConflicts",
+            "no conflicts found",
+        ),
     }
     let established = is_true(crd, "Established");
     if !established {
@@ -261,7 +279,13 @@ fn names_and_conditions(crd: &mut Value, others: &[&Value]) {
                 "the initial names have been accepted",
             );
         } else if condition(crd, "Established").is_none() {
-            set_condition(crd, "Established", "False", "NotAccepted", "not all names are accepted");
+            set_condition(
+                crd,
+                "Established",
+                "False",
+                "NotAccepted",
+                "not all names are accepted",
+            );
         }
     }
 }
@@ -385,9 +409,18 @@ mod tests {
     fn names_are_accepted_unless_taken() {
         let mut first = crd("widgets.example.com", "widgets", "Widget", &["wd"]);
         names_and_conditions(&mut first, &[]);
-        assert_eq!(condition(&first, "NamesAccepted").unwrap()["reason"], "NoConflicts");
-        assert_eq!(condition(&first, "Established").unwrap()["reason"], "InitialNamesAccepted");
-        assert_eq!(first["status"]["acceptedNames"]["shortNames"], json!(["wd"]));
+        assert_eq!(
+            condition(&first, "NamesAccepted").unwrap()["reason"],
+            "NoConflicts"
+        );
+        assert_eq!(
+            condition(&first, "Established").unwrap()["reason"],
+            "InitialNamesAccepted"
+        );
+        assert_eq!(
+            first["status"]["acceptedNames"]["shortNames"],
+            json!(["wd"])
+        );
         let mut second = crd("gadgets.example.com", "gadgets", "Widget", &["wd"]);
         names_and_conditions(&mut second, &[&first]);
         let c = condition(&second, "NamesAccepted").unwrap();
@@ -395,7 +428,10 @@ mod tests {
         // Every name is checked; the last conflict found is the one reported, as upstream's.
         assert_eq!(c["reason"], "ListKindConflict");
         assert_eq!(c["message"], "\"WidgetList\" is already in use");
-        assert_eq!(condition(&second, "Established").unwrap()["reason"], "NotAccepted");
+        assert_eq!(
+            condition(&second, "Established").unwrap()["reason"],
+            "NotAccepted"
+        );
         assert_eq!(second["status"]["acceptedNames"]["plural"], "gadgets");
         assert!(second["status"]["acceptedNames"].get("kind").is_none());
         assert!(!is_true(&second, "Established"));

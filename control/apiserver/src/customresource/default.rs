@@ -60,7 +60,10 @@ mod tests {
         }));
         let mut v = json!({"metadata": {"name": "w"}});
         apply(&mut v, &schema);
-        assert_eq!(v["spec"], json!({"replicas": 1, "mode": "fast", "note": "n"}));
+        assert_eq!(
+            v["spec"],
+            json!({"replicas": 1, "mode": "fast", "note": "n"})
+        );
         let mut v = json!({"spec": {"replicas": 3, "mode": null, "note": null, "ports": [{}]}});
         apply(&mut v, &schema);
         assert_eq!(

@@ -212,7 +212,12 @@ pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 impl Registry {
-    pub fn find(&self, group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
+    pub fn find(
+        &self,
+        group: &str,
+        version: &str,
+        resource: &str,
+    ) -> Option<&'static ResourceInfo> {
         self.inner
             .read()
             .served
@@ -440,7 +445,9 @@ mod tests {
 
     #[test]
     fn versions_sort_as_kubernetes_does() {
-        let mut v = vec!["v1alpha1", "foo", "v2", "v1beta1", "v1", "v1beta2", "bar", "v10"];
+        let mut v = vec![
+            "v1alpha1", "foo", "v2", "v1beta1", "v1", "v1beta2", "bar", "v10",
+        ];
         v.sort_by(|a, b| version_order(a, b));
         assert_eq!(
             v,

@@ -48,7 +48,12 @@ impl ScalePaths {
     /// The object's Scale.
     pub fn scale_of(&self, object: &Value) -> Value {
         let m = &object["metadata"];
-        let int = |path: &str| object.pointer(&pointer(path)).and_then(Value::as_i64).unwrap_or(0);
+        let int = |path: &str| {
+            object
+                .pointer(&pointer(path))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
         let selector = self
             .label_selector
             .as_deref()

@@ -57,7 +57,10 @@ fn node(s: &Value, level: Level, path: &str, errors: &mut Vec<FieldError>) {
         ));
     }
     if kind == "array" && !map.contains_key("items") {
-        errors.push(FieldError::required(format!("{path}.items"), "must be specified"));
+        errors.push(FieldError::required(
+            format!("{path}.items"),
+            "must be specified",
+        ));
     }
     if let Some(items) = map.get("items") {
         if items.is_array() {
@@ -192,9 +195,9 @@ fn node(s: &Value, level: Level, path: &str, errors: &mut Vec<FieldError>) {
                 let allowed = metadata.as_object().is_none_or(|m| {
                     m.iter().all(|(k, v)| match k.as_str() {
                         "type" => true,
-                        "properties" => v.as_object().is_none_or(|p| {
-                            p.keys().all(|n| n == "name" || n == "generateName")
-                        }),
+                        "properties" => v
+                            .as_object()
+                            .is_none_or(|p| p.keys().all(|n| n == "name" || n == "generateName")),
                         _ => false,
                     })
                 });
@@ -302,13 +305,11 @@ fn extensions(s: &Value, kind: &str, path: &str, errors: &mut Vec<FieldError>) {
                 format!("{path}.items"),
                 "must have a schema if x-kubernetes-list-type is map",
             )),
-            Some(items) if str_of(items, "type") != "object" => {
-                errors.push(FieldError::invalid(
-                    format!("{path}.items.type"),
-                    &Value::from(str_of(items, "type")),
-                    "must be object if parent array's x-kubernetes-list-type is map",
-                ))
-            }
+            Some(items) if str_of(items, "type") != "object" => errors.push(FieldError::invalid(
+                format!("{path}.items.type"),
+                &Value::from(str_of(items, "type")),
+                "must be object if parent array's x-kubernetes-list-type is map",
+            )),
             Some(_) => {}
         }
     }
@@ -342,10 +343,22 @@ fn value_validation(s: &Value, int_or_string: bool, path: &str, errors: &mut Vec
             "x-kubernetes-embedded-resource",
             "must be false to be structural",
         ),
-        ("x-kubernetes-int-or-string", "must be false to be structural"),
-        ("x-kubernetes-list-map-keys", "must be empty to be structural"),
-        ("x-kubernetes-list-type", "must be undefined to be structural"),
-        ("x-kubernetes-map-type", "must be undefined to be structural"),
+        (
+            "x-kubernetes-int-or-string",
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-list-map-keys",
+            "must be empty to be structural",
+        ),
+        (
+            "x-kubernetes-list-type",
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-map-type",
+            "must be undefined to be structural",
+        ),
         ("x-kubernetes-validations", "must be empty to be structural"),
     ];
     if map.contains_key("type") && !int_or_string {

@@ -76,7 +76,11 @@ fn node(value: &Value, schema: &Schema, path: &str, root: bool, errors: &mut Vec
             errors.push(FieldError::type_invalid(
                 path,
                 &Value::from("null"),
-                format!("{} must be of type {}: \"null\"", subject(path), schema.kind),
+                format!(
+                    "{} must be of type {}: \"null\"",
+                    subject(path),
+                    schema.kind
+                ),
             ));
         }
         return;
@@ -136,7 +140,11 @@ fn node(value: &Value, schema: &Schema, path: &str, root: bool, errors: &mut Vec
             }
             if schema.embedded && !root {
                 for key in ["apiVersion", "kind"] {
-                    if !map.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+                    let empty = map
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty);
+                    if empty {
                         errors.push(FieldError::required(child(path, key), "must not be empty"));
                     }
                 }
@@ -161,7 +169,11 @@ fn embedded_meta(key: &str, v: &Value, path: &str, errors: &mut Vec<FieldError>)
         _ => v.is_string(),
     };
     if !ok {
-        let want = if key == "metadata" { "object" } else { "string" };
+        let want = if key == "metadata" {
+            "object"
+        } else {
+            "string"
+        };
         errors.push(FieldError::type_invalid(
             path,
             &Value::from(type_name(v)),
@@ -216,11 +228,7 @@ fn values(value: &Value, schema: &Schema, path: &str, errors: &mut Vec<FieldErro
                 errors.push(FieldError::type_invalid(
                     path,
                     value,
-                    format!(
-                        "{} must be of type {}: {s:?}",
-                        subject(path),
-                        schema.format
-                    ),
+                    format!("{} must be of type {}: {s:?}", subject(path), schema.format),
                 ));
             }
         }
@@ -247,7 +255,11 @@ fn values(value: &Value, schema: &Schema, path: &str, errors: &mut Vec<FieldErro
                 if schema.exclusive_minimum && x <= min {
                     invalid(
                         errors,
-                        format!("{} should be greater than {}", subject(path), go_number(min)),
+                        format!(
+                            "{} should be greater than {}",
+                            subject(path),
+                            go_number(min)
+                        ),
                     );
                 } else if x < min {
                     invalid(
@@ -332,16 +344,26 @@ fn values(value: &Value, schema: &Schema, path: &str, errors: &mut Vec<FieldErro
         } else {
             invalid(
                 errors,
-                format!("{} must validate at least one schema (anyOf)", subject(path)),
+                format!(
+                    "{} must validate at least one schema (anyOf)",
+                    subject(path)
+                ),
             );
         }
     }
     if !schema.one_of.is_empty() {
-        let passing = schema.one_of.iter().filter(|s| passes(value, s, path)).count();
+        let passing = schema
+            .one_of
+            .iter()
+            .filter(|s| passes(value, s, path))
+            .count();
         if passing != 1 {
             invalid(
                 errors,
-                format!("{} must validate one and only one schema (oneOf)", subject(path)),
+                format!(
+                    "{} must validate one and only one schema (oneOf)",
+                    subject(path)
+                ),
             );
         }
     }
@@ -476,7 +498,9 @@ mod tests {
     fn upstream_messages() {
         assert_eq!(
             messages(json!({"spec": {"cronSpec": "* * * * *", "replicas": "three"}})),
-            vec![r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#]
+            vec![
+                r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#
+            ]
         );
         assert_eq!(
             messages(json!({"spec": {"replicas": 11}})),
@@ -486,7 +510,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            messages(json!({"spec": {"cronSpec": "x", "image": "nginx:1.25", "mode": "medium", "tags": ["a", "b", "a"]}})),
+            messages(
+                json!({"spec": {"cronSpec": "x", "image": "nginx:1.25", "mode": "medium", "tags": ["a", "b", "a"]}})
+            ),
             vec![
                 r#"spec.cronSpec: Invalid value: "x": spec.cronSpec in body should match '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'"#,
                 "spec.image: Too long: may not be more than 5 bytes",
@@ -496,14 +522,22 @@ mod tests {
             ]
         );
         assert_eq!(
-            messages(json!({"spec": {"cronSpec": "* * * * *", "port": true, "ports": [{"name": "a"}, {"name": "a"}], "when": "yesterday"}})),
+            messages(
+                json!({"spec": {"cronSpec": "* * * * *", "port": true, "ports": [{"name": "a"}, {"name": "a"}], "when": "yesterday"}})
+            ),
             vec![
                 r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
                 r#"spec.ports[1]: Duplicate value: {"name":"a"}"#,
                 r#"spec.when: Invalid value: "yesterday": spec.when in body must be of type date-time: "yesterday""#,
             ]
         );
-        assert!(messages(json!({"spec": {"cronSpec": "*/5 * * * *", "port": "http", "replicas": 3}})).is_empty());
-        assert!(messages(json!({"spec": {"cronSpec": "*/5 * * * *", "port": 80, "replicas": 3.0}})).is_empty());
+        assert!(messages(
+            json!({"spec": {"cronSpec": "*/5 * * * *", "port": "http", "replicas": 3}})
+        )
+        .is_empty());
+        assert!(messages(
+            json!({"spec": {"cronSpec": "*/5 * * * *", "port": 80, "replicas": 3.0}})
+        )
+        .is_empty());
     }
 }

@@ -312,7 +312,10 @@ fn decode_custom(
 pub(crate) fn to_storage(info: &ResourceInfo, object: &mut Value) {
     if let Some(custom) = info.custom {
         if custom.storage_version != info.version {
-            custom.convert(object, &format!("{}/{}", info.group, custom.storage_version));
+            custom.convert(
+                object,
+                &format!("{}/{}", info.group, custom.storage_version),
+            );
         }
     }
 }

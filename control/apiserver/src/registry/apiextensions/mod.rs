@@ -141,7 +141,12 @@ impl Strategy for CustomResourceDefinitions {
         add_stored_version(new);
     }
 
-    fn prepare_for_subresource_update(&self, _sub: crate::resources::Sub, new: &mut Value, _old: &Value) {
+    fn prepare_for_subresource_update(
+        &self,
+        _sub: crate::resources::Sub,
+        new: &mut Value,
+        _old: &Value,
+    ) {
         add_stored_version(new);
     }
 
@@ -213,7 +218,8 @@ mod tests {
         assert_eq!(crd["spec"]["conversion"]["strategy"], "None");
         CUSTOM_RESOURCE_DEFINITIONS.prepare_for_create(&mut crd, "u");
         assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
-        crd["spec"]["versions"] = json!([{"name": "v1", "storage": false}, {"name": "v2", "storage": true}]);
+        crd["spec"]["versions"] =
+            json!([{"name": "v1", "storage": false}, {"name": "v2", "storage": true}]);
         let old = crd.clone();
         CUSTOM_RESOURCE_DEFINITIONS.prepare_for_update(&mut crd, &old);
         assert_eq!(crd["status"]["storedVersions"], json!(["v1", "v2"]));
@@ -223,6 +229,9 @@ mod tests {
             DeletePlan::Marked { delete_now: false }
         );
         assert_eq!(next["metadata"]["finalizers"], json!([CLEANUP_FINALIZER]));
-        assert_eq!(condition(&next, "Terminating").unwrap()["reason"], "InstanceDeletionPending");
+        assert_eq!(
+            condition(&next, "Terminating").unwrap()["reason"],
+            "InstanceDeletionPending"
+        );
     }
 }

@@ -31,7 +31,9 @@ fn subdomain(s: &str) -> Vec<String> {
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `spec.names` or `status.acceptedNames`.
@@ -123,7 +125,11 @@ fn validate_column(col: &Value, path: &str, errors: &mut Vec<FieldError>) {
     if kind.is_empty() {
         errors.push(FieldError::required(format!("{path}.type"), &must));
     } else if !COLUMN_TYPES.contains(&kind) {
-        errors.push(FieldError::invalid(format!("{path}.type"), &json!(kind), &must));
+        errors.push(FieldError::invalid(
+            format!("{path}.type"),
+            &json!(kind),
+            &must,
+        ));
     }
     let format = text(col, "/format");
     if !format.is_empty() && !COLUMN_FORMATS.contains(&format) {
@@ -301,7 +307,10 @@ pub fn validate(crd: &Value, errors: &mut Vec<FieldError>) {
             &["Cluster", "Namespaced"],
         )),
     }
-    let versions: &[Value] = spec["versions"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let versions: &[Value] = spec["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let top_schema = spec.pointer("/validation/openAPIV3Schema");
     let preserve_unknown = spec["preserveUnknownFields"].as_bool().unwrap_or(false);
     if versions.is_empty() {
@@ -397,7 +406,10 @@ pub fn validate(crd: &Value, errors: &mut Vec<FieldError>) {
     validate_names(&spec["names"], "spec.names", errors);
     match text(spec, "/conversion/strategy") {
         "" | "None" => {
-            if spec.pointer("/conversion/webhook").is_some_and(|w| !w.is_null()) {
+            if spec
+                .pointer("/conversion/webhook")
+                .is_some_and(|w| !w.is_null())
+            {
                 errors.push(FieldError::forbidden(
                     "spec.conversion.webhook",
                     "should not be set when strategy is not set to Webhook",
@@ -436,7 +448,10 @@ pub fn validate(crd: &Value, errors: &mut Vec<FieldError>) {
 
 /// `status.storedVersions` holds the storage version, and only versions still in spec.
 fn validate_stored_versions(crd: &Value, errors: &mut Vec<FieldError>) {
-    let Some(stored) = crd.pointer("/status/storedVersions").and_then(Value::as_array) else {
+    let Some(stored) = crd
+        .pointer("/status/storedVersions")
+        .and_then(Value::as_array)
+    else {
         return;
     };
     let path = "status.storedVersions";
@@ -564,12 +579,18 @@ mod tests {
         c["spec"]["versions"][0]["schema"] = Value::Null;
         let m = messages(&c);
         assert!(m.contains(&"metadata.name: Invalid value: \"widget.example.com\": must be spec.names.plural+\".\"+spec.group".to_string()), "{m:?}");
-        assert!(m.contains(&"spec.group: Invalid value: \"example\": should be a domain with at least one dot".to_string()));
+        assert!(m.contains(
+            &"spec.group: Invalid value: \"example\": should be a domain with at least one dot"
+                .to_string()
+        ));
         assert!(m.contains(&"spec.versions[0].schema.openAPIV3Schema: Required value".to_string()));
-        assert!(m.iter().any(|e| e.ends_with("must have exactly one version marked as storage version")));
+        assert!(m
+            .iter()
+            .any(|e| e.ends_with("must have exactly one version marked as storage version")));
         let mut c = crd();
         c["spec"]["group"] = json!("things.k8s.io");
         c["metadata"]["name"] = json!("widgets.things.k8s.io");
-        assert!(messages(&c)[0].starts_with("metadata.annotations[api-approved.kubernetes.io]: Required value"));
+        assert!(messages(&c)[0]
+            .starts_with("metadata.annotations[api-approved.kubernetes.io]: Required value"));
     }
 }
