@@ -79,6 +79,15 @@ impl FieldError {
             message: format!("Invalid value: {shown}: {}", detail.as_ref()),
         }
     }
+    /// `field.Invalid` with the value left out (upstream's `OmitValueType`, for objects and
+    /// lists).
+    pub fn invalid_omitted(field: impl Into<String>, detail: impl AsRef<str>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {}", detail.as_ref()),
+        }
+    }
     pub fn required(field: impl Into<String>, detail: impl AsRef<str>) -> FieldError {
         let detail = detail.as_ref();
         FieldError {

@@ -4,7 +4,8 @@
 //! (the value before an update; a rule naming `oldSelf` is checked only on updates where the old
 //! value exists, as upstream's).
 //!
-//! A failed rule is upstream's field error: `Invalid value: "<schema type>": <message>`, where
+//! A failed rule is upstream's field error: `Invalid value: <value>: <message>` (objects and lists
+//! leave the value out: `spec: Invalid value: <message>`), where
 //! the message is the rule's `messageExpression` result, else its `message`, else `failed rule:
 //! <rule>`; `reason` picks the error type (`FieldValueForbidden`, `FieldValueRequired`,
 //! `FieldValueDuplicate`) and `fieldPath` the field it names. A rule that does not compile is
@@ -111,7 +112,9 @@ fn to_cel(v: &Value, schema: Option<&Schema>) -> cel::Value {
     }
 }
 
-fn error_for(rule: &Rule, path: &str, kind: &str, message: String) -> FieldError {
+/// A failed rule's error: the value is shown for scalars and left out for objects and lists,
+/// as upstream's.
+fn error_for(rule: &Rule, path: &str, value: &Value, message: String) -> FieldError {
     let path = if rule.field_path.is_empty() {
         path.to_string()
     } else if path.is_empty() {
@@ -119,22 +122,17 @@ fn error_for(rule: &Rule, path: &str, kind: &str, message: String) -> FieldError
     } else {
         format!("{path}{}", rule.field_path)
     };
+    let composite = value.is_object() || value.is_array();
     match rule.reason.as_str() {
         "FieldValueForbidden" => FieldError::forbidden(path, message),
         "FieldValueRequired" => FieldError::required(path, message),
-        "FieldValueDuplicate" => FieldError::duplicate(path, &Value::from(kind)),
-        _ => FieldError::invalid(path, &Value::from(kind), message),
-    }
-}
-
-/// The schema type upstream names in a failed rule's `Invalid value`.
-fn type_name(schema: &Schema) -> &str {
-    if schema.int_or_string {
-        "string"
-    } else if schema.kind.is_empty() {
-        "object"
-    } else {
-        &schema.kind
+        "FieldValueDuplicate" if composite => FieldError {
+            message: "Duplicate value".into(),
+            ..FieldError::duplicate(path, value)
+        },
+        "FieldValueDuplicate" => FieldError::duplicate(path, value),
+        _ if composite => FieldError::invalid_omitted(path, message),
+        _ => FieldError::invalid(path, value, message),
     }
 }
 
@@ -162,7 +160,6 @@ pub fn validate(
             if let Some(b) = &before {
                 context.add_variable_from_value("oldSelf", b.clone());
             }
-            let kind = type_name(schema);
             match rule.program.execute(&context) {
                 Ok(cel::Value::Bool(true)) => {}
                 Ok(cel::Value::Bool(false)) => {
@@ -177,18 +174,18 @@ pub fn validate(
                         })
                         .or_else(|| (!rule.message.is_empty()).then(|| rule.message.clone()))
                         .unwrap_or_else(|| format!("failed rule: {}", rule.rule));
-                    errors.push(error_for(rule, path, kind, message));
+                    errors.push(error_for(rule, path, value, message));
                 }
                 Ok(other) => errors.push(error_for(
                     rule,
                     path,
-                    kind,
+                    value,
                     format!(
                         "rule evaluation error: the rule {:?} returned {other:?}, not a bool",
                         rule.rule
                     ),
                 )),
-                Err(e) => errors.push(error_for(rule, path, kind, e.to_string())),
+                Err(e) => errors.push(error_for(rule, path, value, e.to_string())),
             }
         }
     }
@@ -341,8 +338,8 @@ mod tests {
                 None
             ),
             vec![
-                r#"spec: Invalid value: "object": replicas must not exceed maxReplicas"#,
-                r#"spec: Invalid value: "object": failed rule: !has(self.ratio) || self.ratio < 1.5"#,
+                "spec: Invalid value: replicas must not exceed maxReplicas",
+                "spec: Invalid value: failed rule: !has(self.ratio) || self.ratio < 1.5",
                 "spec.name: Forbidden: name x must start with w-",
             ]
         );
@@ -353,7 +350,7 @@ mod tests {
                 json!({"spec": {"replicas": 1, "maxReplicas": 2, "name": "w-b"}}),
                 Some(old)
             ),
-            vec![r#"spec.name: Invalid value: "string": name is immutable"#]
+            vec![r#"spec.name: Invalid value: "w-b": name is immutable"#]
         );
     }
 

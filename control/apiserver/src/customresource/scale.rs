@@ -32,6 +32,14 @@ fn go_type(v: &Value) -> &'static str {
     }
 }
 
+/// Go's `%v` of a value: strings without quotes.
+fn go_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 impl ScalePaths {
     pub fn from_json(v: &Value) -> Option<ScalePaths> {
         Some(ScalePaths {
@@ -103,7 +111,8 @@ impl ScalePaths {
                 path,
                 &json!(0),
                 format!(
-                    "{path} accessor error: {v} is of the type {}, expected int64",
+                    "{path} accessor error: {} is of the type {}, expected int64",
+                    go_value(v),
                     go_type(v)
                 ),
             )),
@@ -131,7 +140,8 @@ impl ScalePaths {
                     path.as_str(),
                     &json!(""),
                     format!(
-                        "{path} accessor error: {v} is of the type {}, expected string",
+                        "{path} accessor error: {} is of the type {}, expected string",
+                        go_value(v),
                         go_type(v)
                     ),
                 ));

@@ -96,6 +96,8 @@ fn node(value: &Value, schema: &Schema, path: &str, root: bool, errors: &mut Vec
                     type_name(value)
                 ),
             ));
+            // The node's own `anyOf` (integer or string) fails too, and says so.
+            values(value, schema, path, errors);
             return;
         }
     } else if !type_matches(&schema.kind, value) {
@@ -339,17 +341,12 @@ fn values(value: &Value, schema: &Schema, path: &str, errors: &mut Vec<FieldErro
         node_values(value, s, path, errors);
     }
     if !schema.any_of.is_empty() && !schema.any_of.iter().any(|s| passes(value, s, path)) {
-        if schema.any_of.len() == 2 && schema.int_or_string {
-            // int-or-string's own anyOf: already checked by type.
-        } else {
-            invalid(
-                errors,
-                format!(
-                    "{} must validate at least one schema (anyOf)",
-                    subject(path)
-                ),
-            );
-        }
+        // kube-openapi's composite error (no field of its own), then why the first
+        // alternative failed.
+        errors.push(composite(format!(
+            "{path:?} must validate at least one schema (anyOf)"
+        )));
+        node_values(value, &schema.any_of[0], path, errors);
     }
     if !schema.one_of.is_empty() {
         let passing = schema
@@ -358,22 +355,32 @@ fn values(value: &Value, schema: &Schema, path: &str, errors: &mut Vec<FieldErro
             .filter(|s| passes(value, s, path))
             .count();
         if passing != 1 {
-            invalid(
-                errors,
-                format!(
-                    "{} must validate one and only one schema (oneOf)",
-                    subject(path)
-                ),
-            );
+            let found = if passing == 0 {
+                "Found none valid".to_string()
+            } else {
+                format!("Found {passing} valid alternatives")
+            };
+            errors.push(composite(format!(
+                "{path:?} must validate one and only one schema (oneOf). {found}"
+            )));
         }
     }
     if let Some(not) = &schema.not {
         if passes(value, not, path) {
-            invalid(
-                errors,
-                format!("{} must not validate the schema (not)", subject(path)),
-            );
+            errors.push(composite(format!(
+                "{path:?} must not validate the schema (not)"
+            )));
         }
+    }
+}
+
+/// A composite error of kube-openapi (anyOf, oneOf, not): it names no field, and upstream's
+/// conversion shows it as `<nil>: Invalid value: "": <sentence>`.
+fn composite(sentence: String) -> FieldError {
+    FieldError {
+        field: "<nil>".into(),
+        reason: "FieldValueInvalid",
+        message: format!("Invalid value: \"\": {sentence}"),
     }
 }
 

@@ -265,6 +265,17 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
             )
             .collect();
         match ctx.field_validation()? {
+            // Custom resources answer with the decoder's whole sentence, as upstream's
+            // unstructured decoder does.
+            FieldValidation::Strict if info.is_custom() => {
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    info.kind,
+                    info.version,
+                    info.kind,
+                    list.join(", ")
+                )))
+            }
             FieldValidation::Strict => {
                 return Err(ApiError::bad_request(format!(
                     "strict decoding error: {}",

@@ -316,6 +316,13 @@ pub fn validate(crd: &Value, errors: &mut Vec<FieldError>) {
     if versions.is_empty() {
         errors.push(FieldError::required("spec.versions", ""));
     }
+    // Upstream validates its internal form, where a schema every version shares is the CRD's
+    // top-level `spec.validation`: its errors are named there.
+    let schemas: Vec<Option<&Value>> = versions
+        .iter()
+        .map(|v| v.pointer("/schema/openAPIV3Schema"))
+        .collect();
+    let shared = schemas.len() > 0 && schemas.iter().all(|s| s.is_some() && *s == schemas[0]);
     let mut storage = 0;
     let mut names_seen: Vec<&str> = Vec::new();
     let mut unique = true;
@@ -344,8 +351,13 @@ pub fn validate(crd: &Value, errors: &mut Vec<FieldError>) {
                 "",
             )),
             None => {}
+            Some(_) if shared && i > 0 => {}
             Some(s) => {
-                let schema_path = format!("{path}.schema.openAPIV3Schema");
+                let schema_path = if shared {
+                    "spec.validation.openAPIV3Schema".to_string()
+                } else {
+                    format!("{path}.schema.openAPIV3Schema")
+                };
                 errors.extend(structural::check(s, &schema_path));
                 validate_formats(s, &schema_path, errors);
             }
@@ -384,17 +396,56 @@ pub fn validate(crd: &Value, errors: &mut Vec<FieldError>) {
             }
         }
     }
+    // The versions as upstream prints its internal type (Go's field names; what is shared by
+    // every version has moved to the top level and shows as null).
+    let shown = || -> Value {
+        let every = |key: &str| {
+            versions
+                .iter()
+                .all(|v| v.get(key).is_some() && v.get(key) == versions[0].get(key))
+        };
+        let (schema, subresources, columns, fields) = (
+            every("schema"),
+            every("subresources"),
+            every("additionalPrinterColumns"),
+            every("selectableFields"),
+        );
+        let own = |v: &Value, key: &str, hoisted: bool| {
+            if hoisted {
+                Value::Null
+            } else {
+                v.get(key).cloned().unwrap_or(Value::Null)
+            }
+        };
+        Value::Array(
+            versions
+                .iter()
+                .map(|v| {
+                    json!({
+                        "Name": v["name"], "Served": v["served"].as_bool().unwrap_or(false),
+                        "Storage": v["storage"].as_bool().unwrap_or(false),
+                        "Deprecated": v["deprecated"].as_bool().unwrap_or(false),
+                        "DeprecationWarning": v.get("deprecationWarning").cloned().unwrap_or(Value::Null),
+                        "Schema": own(v, "schema", schema),
+                        "Subresources": own(v, "subresources", subresources),
+                        "AdditionalPrinterColumns": own(v, "additionalPrinterColumns", columns),
+                        "SelectableFields": own(v, "selectableFields", fields),
+                    })
+                })
+                .collect(),
+        )
+    };
     if !unique {
         errors.push(FieldError::invalid(
             "spec.versions",
-            &spec["versions"],
+            &shown(),
             "must contain unique version names",
         ));
     }
     if !versions.is_empty() && storage != 1 {
         errors.push(FieldError::invalid(
             "spec.versions",
-            &spec["versions"],
+            &shown(),
             "must have exactly one version marked as storage version",
         ));
     }
@@ -458,7 +509,7 @@ fn validate_stored_versions(crd: &Value, errors: &mut Vec<FieldError>) {
     if stored.is_empty() {
         errors.push(FieldError::invalid(
             path,
-            &json!(stored),
+            &Value::Null,
             "must have at least one stored version",
         ));
         return;
