@@ -74,12 +74,26 @@ fn crd_lifecycle(s: &ServerProcess) {
     assert_eq!(crd["status"]["acceptedNames"]["shortNames"][0], "ct");
     assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
     assert_eq!(crd["spec"]["names"]["listKind"], "CronTabList");
+    // Upstream 1.37's CRD columns.
     let out = s.kubectl_ok(&["get", "crd"]);
-    assert!(
-        out.starts_with("NAME") && out.contains("CREATED AT"),
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "SCOPE", "VERSIONS", "CREATED", "AT"],
         "{out}"
     );
-    assert!(out.contains("crontabs.stable.example.com"), "{out}");
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..3],
+        ["crontabs.stable.example.com", "Namespaced", "v1(storage)"]
+    );
+    let wide = s.kubectl_ok(&["get", "crd", "-o", "wide"]);
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[4..],
+        ["stable.example.com", "CronTab", "ct", "true"],
+        "{wide}"
+    );
 
     let resources = s.kubectl_ok(&["api-resources", "--api-group=stable.example.com"]);
     let line = resources
@@ -543,6 +557,9 @@ fn versions_and_scope(s: &ServerProcess) {
     ]))
     .unwrap();
     assert_eq!(list["items"][0]["apiVersion"], "toys.example.com/v1beta1");
+    let out = s.kubectl_ok(&["get", "crd", "widgets.toys.example.com"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[1..3], ["Cluster", "v1(storage),v1beta1"], "{out}");
     // The preferred version is the highest one.
     let group: Value =
         serde_json::from_str(&s.kubectl_ok(&["get", "--raw", "/apis/toys.example.com"])).unwrap();
@@ -599,7 +616,10 @@ fn versions_and_scope(s: &ServerProcess) {
         .replace("kind: Widget", "kind: Gadget")
         .replace("rule: self == oldSelf", "rule: self ==");
     let err = stderr(&apply_stdin(s, &[], &broken));
-    assert!(err.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[color]"), "{err}");
+    assert!(
+        err.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[color]"),
+        "{err}"
+    );
     assert!(err.contains("compilation failed"), "{err}");
 
     // The finalizer holds the object until it is removed.

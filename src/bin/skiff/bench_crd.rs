@@ -129,14 +129,21 @@ async fn load(
         .collect::<Vec<u64>>()
         .await;
     watched.retain(|n| *n < args.objects as u64);
-    anyhow::ensure!(watched.is_empty(), "some watchers missed events: {watched:?}");
+    anyhow::ensure!(
+        watched.is_empty(),
+        "some watchers missed events: {watched:?}"
+    );
     let all_watched_secs = began.elapsed().as_secs_f64();
     let mut list_lat = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
         let list = api.list(&ListParams::default().labels("app=bench")).await?;
         list_lat.push(t.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(list.items.len() == args.objects, "listed {}", list.items.len());
+        anyhow::ensure!(
+            list.items.len() == args.objects,
+            "listed {}",
+            list.items.len()
+        );
     }
     Ok(Run {
         creates_per_second: args.objects as f64 / create_secs,
@@ -148,8 +155,8 @@ async fn load(
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (dir, _server) = bench::start_server(&[]).await?;
-    let client = skiff_controllers::client_from_kubeconfig(&dir.path().join("admin.kubeconfig"))
-        .await?;
+    let client =
+        skiff_controllers::client_from_kubeconfig(&dir.path().join("admin.kubeconfig")).await?;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     for ns in ["bench-configmaps", "bench-crontabs"] {
         namespaces
@@ -199,7 +206,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "## skiff apiserver bench-crd: {} objects, {} clients, {} watchers each (2 cores shared by server and clients)\n",
         args.objects, args.clients, args.watchers
     );
-    println!("| metric | ConfigMaps (anchor) | CronTabs (custom resource) | ratio custom / anchor |");
+    println!(
+        "| metric | ConfigMaps (anchor) | CronTabs (custom resource) | ratio custom / anchor |"
+    );
     println!("|---|---|---|---|");
     let (a, c) = (&anchor, &custom);
     println!(

@@ -13,8 +13,6 @@
 
 pub mod validation;
 
-use serde_json::{json, Value};
-
 use crate::error::FieldError;
 use crate::registry::{DeletePlan, Strategy};
 use crate::timestamps;
@@ -182,10 +180,65 @@ impl Strategy for CustomResourceDefinitions {
         DeletePlan::Marked { delete_now: false }
     }
 
-    fn printer(&self) -> &'static crate::table::Printer {
-        &crate::table::BUILTIN_DEFAULT
+    fn printer(&self) -> &'static Printer {
+        &PRINTER
     }
 }
+
+// ---------------------------------------------------------------- table
+
+use crate::table::prelude::*;
+
+/// Upstream 1.37's CRD table (`registry/customresourcedefinition/tableconvertor`).
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Scope", "string", "Cluster/Namespaced"),
+    col("Versions", "string", "Served versions"),
+    col("Created At", "date", CREATED_DESC),
+    wide("Group", "string", "API group"),
+    wide("Kind", "string", "CustomResource kind"),
+    wide("ShortNames", "string", "Short names"),
+    wide("Established", "boolean", "Established status"),
+];
+
+fn cells(crd: &Value, _now: Timestamp) -> Vec<Value> {
+    let mut versions: Vec<String> = list(crd, &["spec", "versions"])
+        .iter()
+        .filter(|v| boolean(v, &["served"]))
+        .map(|v| {
+            let name = text(v, &["name"]).to_string();
+            if boolean(v, &["storage"]) {
+                format!("{name}(storage)")
+            } else {
+                name
+            }
+        })
+        .collect();
+    versions.sort();
+    let created = timestamp(crd, &["metadata", "creationTimestamp"])
+        .map(|ts| {
+            Timestamp::from_second(ts.as_second())
+                .unwrap_or(ts)
+                .to_string()
+        })
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string());
+    let short: Vec<&str> = list(crd, &["spec", "names", "shortNames"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    vec![
+        name(crd),
+        json!(text(crd, &["spec", "scope"])),
+        json!(versions.join(",")),
+        json!(created),
+        json!(text(crd, &["spec", "group"])),
+        json!(text(crd, &["spec", "names", "kind"])),
+        json!(short.join(",")),
+        json!(is_true(crd, "Established")),
+    ]
+}
+
+pub static PRINTER: Printer = Printer::new(COLUMNS, cells);
 
 /// A new storage version joins `status.storedVersions` (upstream's PrepareForUpdate).
 fn add_stored_version(crd: &mut Value) {
