@@ -322,7 +322,7 @@ pub fn validate(crd: &Value, errors: &mut Vec<FieldError>) {
         .iter()
         .map(|v| v.pointer("/schema/openAPIV3Schema"))
         .collect();
-    let shared = schemas.len() > 0 && schemas.iter().all(|s| s.is_some() && *s == schemas[0]);
+    let shared = !schemas.is_empty() && schemas.iter().all(|s| s.is_some() && *s == schemas[0]);
     let mut storage = 0;
     let mut names_seen: Vec<&str> = Vec::new();
     let mut unique = true;
