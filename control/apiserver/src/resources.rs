@@ -1,7 +1,9 @@
 //! The table of served resources: one line per REST resource with everything discovery,
 //! storage, the OpenAPI documents and typed decoding need, and the strategy that holds the
 //! resource's behaviour (`registry/`). Adding a resource is adding its registry file and its line
-//! here.
+//! here. Custom resources are lines of the same shape built at run time from Established CRDs
+//! (`customresource::Registry`, with `custom` set); routing, discovery and OpenAPI look here
+//! first, then there.
 
 use k8s_openapi::api::{
     admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
