@@ -16,14 +16,6 @@ use serde_json::Value;
 /// Resources (`group/version<TAB>resource`) upstream serves that skiff does not yet, and why.
 const NOT_SERVED: &[(&str, &str)] = &[
     (
-        "apiextensions.k8s.io/v1\tcustomresourcedefinitions",
-        "CRDs: the API extensions issue",
-    ),
-    (
-        "apiextensions.k8s.io/v1\tcustomresourcedefinitions/status",
-        "CRDs: the API extensions issue",
-    ),
-    (
         "apiregistration.k8s.io/v1\tapiservices",
         "aggregation: the API extensions issue",
     ),

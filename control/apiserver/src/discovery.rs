@@ -1,9 +1,12 @@
 //! API discovery: legacy (`APIVersions`, `APIGroupList`, `APIResourceList`, for Python and kube-rs)
 //! and aggregated v2 (`APIGroupDiscoveryList`, what kubectl asks for first), both built from the
-//! resource registry.
+//! resource registry: the built-in table, then the custom resources of Established CRDs
+//! (`customresource::Registry`), which change while the server runs — discovery is built per
+//! request, so a new CRD shows up in the next discovery read.
 
 use serde_json::{json, Value};
 
+use crate::customresource::Registry;
 use crate::resources::{group_versions, ResourceInfo, RESOURCES};
 
 pub const AGGREGATED_CONTENT_TYPE: &str =
@@ -27,8 +30,20 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_entry(group: &str) -> Value {
-    let versions: Vec<Value> = group_versions()
+/// Every served group version: built-ins in their order, then custom groups (versions by
+/// Kubernetes' priority, the preferred first).
+fn all_group_versions(custom: &Registry) -> Vec<(&'static str, &'static str)> {
+    let mut out = group_versions();
+    for r in custom.all() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+fn group_entry(custom: &Registry, group: &str) -> Value {
+    let versions: Vec<Value> = all_group_versions(custom)
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -36,9 +51,9 @@ fn group_entry(group: &str) -> Value {
     json!({"name": group, "versions": versions.clone(), "preferredVersion": versions[0].clone()})
 }
 
-fn groups() -> Vec<&'static str> {
+fn groups(custom: &Registry) -> Vec<&'static str> {
     let mut out = Vec::new();
-    for (g, _) in group_versions() {
+    for (g, _) in all_group_versions(custom) {
         if !g.is_empty() && !out.contains(&g) {
             out.push(g);
         }
@@ -46,30 +61,35 @@ fn groups() -> Vec<&'static str> {
     out
 }
 
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups().into_iter().map(group_entry).collect();
+pub fn api_group_list(custom: &Registry) -> Value {
+    let groups: Vec<Value> = groups(custom)
+        .into_iter()
+        .map(|g| group_entry(custom, g))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn api_group(group: &str) -> Option<Value> {
-    if !groups().contains(&group) {
+pub fn api_group(custom: &Registry, group: &str) -> Option<Value> {
+    if !groups(custom).contains(&group) {
         return None;
     }
-    let mut g = group_entry(group);
+    let mut g = group_entry(custom, group);
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
     Some(g)
 }
 
-fn in_gv<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+fn in_gv(custom: &Registry, group: &str, version: &str) -> Vec<&'static ResourceInfo> {
     RESOURCES
         .iter()
-        .filter(move |r| r.group == group && r.version == version)
+        .chain(custom.all())
+        .filter(|r| r.group == group && r.version == version)
+        .collect()
 }
 
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+pub fn resource_list(custom: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in in_gv(group, version) {
+    for r in in_gv(custom, group, version) {
         let mut entry = json!({
             "name": r.resource,
             "singularName": r.singular,
@@ -107,12 +127,13 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-fn aggregated_group(group: &str) -> Value {
-    let versions: Vec<Value> = group_versions()
+fn aggregated_group(custom: &Registry, group: &str) -> Value {
+    let versions: Vec<Value> = all_group_versions(custom)
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {
-            let resources: Vec<Value> = in_gv(g, v)
+            let resources: Vec<Value> = in_gv(custom, g, v)
+                .into_iter()
                 .map(|r| {
                     let subs: Vec<Value> = r
                         .subresources
@@ -148,11 +169,14 @@ fn aggregated_group(group: &str) -> Value {
 }
 
 /// `GET /api` (core only) or `GET /apis` (every other group) in aggregated form.
-pub fn aggregated(core: bool) -> Value {
+pub fn aggregated(custom: &Registry, core: bool) -> Value {
     let items: Vec<Value> = if core {
-        vec![aggregated_group("")]
+        vec![aggregated_group(custom, "")]
     } else {
-        groups().into_iter().map(aggregated_group).collect()
+        groups(custom)
+            .into_iter()
+            .map(|g| aggregated_group(custom, g))
+            .collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
@@ -163,7 +187,7 @@ mod tests {
 
     #[test]
     fn deployments_scale_is_autoscaling() {
-        let list = resource_list("apps", "v1").unwrap();
+        let list = resource_list(&Registry::default(), "apps", "v1").unwrap();
         let scale = list["resources"]
             .as_array()
             .unwrap()
@@ -172,12 +196,12 @@ mod tests {
             .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
-        assert!(resource_list("nope", "v1").is_none());
+        assert!(resource_list(&Registry::default(), "nope", "v1").is_none());
     }
 
     #[test]
     fn aggregated_has_all_category() {
-        let agg = aggregated(true);
+        let agg = aggregated(&Registry::default(), true);
         let pods = agg["items"][0]["versions"][0]["resources"]
             .as_array()
             .unwrap()

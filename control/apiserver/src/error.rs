@@ -79,6 +79,15 @@ impl FieldError {
             message: format!("Invalid value: {shown}: {}", detail.as_ref()),
         }
     }
+    /// `field.Invalid` with the value left out (upstream's `OmitValueType`, for objects and
+    /// lists).
+    pub fn invalid_omitted(field: impl Into<String>, detail: impl AsRef<str>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {}", detail.as_ref()),
+        }
+    }
     pub fn required(field: impl Into<String>, detail: impl AsRef<str>) -> FieldError {
         let detail = detail.as_ref();
         FieldError {
@@ -110,6 +119,50 @@ impl FieldError {
             message: format!(
                 "Unsupported value: {value}: supported values: {}",
                 list.join(", ")
+            ),
+        }
+    }
+    /// A value of the wrong type (`field.TypeInvalid`): shown as `Invalid value`.
+    pub fn type_invalid(
+        field: impl Into<String>,
+        value: &Value,
+        detail: impl AsRef<str>,
+    ) -> FieldError {
+        FieldError {
+            reason: "FieldValueTypeInvalid",
+            ..FieldError::invalid(field, value, detail)
+        }
+    }
+    /// `field.TooLong`: the value is left out of the message.
+    pub fn too_long(field: impl Into<String>, max: u64) -> FieldError {
+        let unit = if max == 1 { "byte" } else { "bytes" };
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooLong",
+            message: format!("Too long: may not be more than {max} {unit}"),
+        }
+    }
+    /// `field.TooMany`: a list or map with more entries than allowed.
+    pub fn too_many(field: impl Into<String>, actual: u64, max: u64) -> FieldError {
+        let unit = if max == 1 { "item" } else { "items" };
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooMany",
+            message: format!("Too many: {actual}: must have at most {max} {unit}"),
+        }
+    }
+    /// `field.NotSupported` with the allowed values already quoted.
+    pub fn not_supported_values(
+        field: impl Into<String>,
+        value: &Value,
+        supported: &[String],
+    ) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                supported.join(", ")
             ),
         }
     }

@@ -276,7 +276,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/api" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r = json_response(200, &discovery::aggregated(true), &[]);
+                    let mut r =
+                        json_response(200, &discovery::aggregated(&server.custom, true), &[]);
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
@@ -289,14 +290,15 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/apis" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r = json_response(200, &discovery::aggregated(false), &[]);
+                    let mut r =
+                        json_response(200, &discovery::aggregated(&server.custom, false), &[]);
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
                     );
                     r
                 } else {
-                    json_response(200, &discovery::api_group_list(), &[])
+                    json_response(200, &discovery::api_group_list(&server.custom), &[])
                 };
                 return Ok((verb, resource, resp));
             }
@@ -307,7 +309,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
                     bytes_response(
                         200,
                         "application/json",
-                        crate::openapi::documents().root.clone(),
+                        crate::openapi::root(&server.custom),
                     ),
                 ));
             }
@@ -339,12 +341,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-            return match crate::openapi::documents().by_path.get(gv) {
-                Some((_, doc)) => Ok((
-                    verb,
-                    resource,
-                    bytes_response(200, "application/json", doc.clone()),
-                )),
+            return match crate::openapi::gv_document(&server.custom, gv) {
+                Some(doc) => Ok((verb, resource, bytes_response(200, "application/json", doc))),
                 None => fail("get", ApiError::path_not_found()),
             };
         }
@@ -355,7 +353,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (g, v, rest),
         ["apis", g] if parts.method == Method::GET => {
-            return match discovery::api_group(g) {
+            return match discovery::api_group(&server.custom, g) {
                 Some(doc) => Ok(plain_ok("get", json_response(200, &doc, &[]))),
                 None => fail("get", ApiError::path_not_found()),
             };
@@ -366,12 +364,12 @@ async fn route(server: &Shared, req: Request) -> Routed {
         if parts.method != Method::GET {
             return fail("", ApiError::method_not_allowed());
         }
-        return match discovery::resource_list(group, version) {
+        return match discovery::resource_list(&server.custom, group, version) {
             Some(doc) => Ok(plain_ok("get", json_response(200, &doc, &[]))),
             None => fail("get", ApiError::path_not_found()),
         };
     }
-    let target = match parse_target(group, version, rest) {
+    let target = match parse_target(&server.custom, group, version, rest) {
         Some(t) => t,
         None => return fail("", ApiError::path_not_found()),
     };
@@ -451,6 +449,20 @@ async fn route(server: &Shared, req: Request) -> Routed {
         };
     }
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_string();
+    if target.info.is_custom()
+        && content_type.split(';').next().map(str::trim) == Some(crate::protobuf::MEDIA_TYPE)
+    {
+        // Custom objects have no protobuf form: JSON and YAML only, as upstream's handler.
+        return Err((
+            verb,
+            resource_label,
+            ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            ),
+        ));
+    }
     let result = dispatch(
         server,
         &parts.method,
@@ -462,7 +474,8 @@ async fn route(server: &Shared, req: Request) -> Routed {
     )
     .await;
     match result {
-        Ok(Reply::Value(code, value)) => {
+        Ok(Reply::Value(code, mut value)) => {
+            served_version(target.info, &mut value);
             let warnings = ctx.warnings.lock().clone();
             Ok((verb, resource_label, json_response(code, &value, &warnings)))
         }
@@ -616,8 +629,15 @@ fn verb_name(method: &Method, target: &Target, watch: bool) -> String {
 }
 
 /// Splits the path after `/api/v1` or `/apis/<g>/<v>` into a target.
-fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
-    let find = |r: &str| resources::find(group, version, r);
+fn parse_target(
+    custom: &crate::customresource::Registry,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Option<Target> {
+    // Built-ins first: a CRD never shadows a resource the server itself serves.
+    let find =
+        |r: &str| resources::find(group, version, r).or_else(|| custom.find(group, version, r));
     let t =
         |info, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| -> Option<Target> {
             let sub = match sub {
@@ -866,6 +886,27 @@ async fn dispatch(
     }
 }
 
+/// Custom objects (and lists of them) read or written through a version other than their
+/// storage version are answered in the version the request named.
+fn served_version(info: &resources::ResourceInfo, value: &mut Value) {
+    if info.custom.is_none() {
+        return;
+    }
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind == info.kind {
+        crate::handlers::to_served(info, value);
+    } else if kind == info.list_kind() {
+        if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items {
+                crate::handlers::to_served(info, item);
+            }
+        }
+    }
+}
+
 async fn delete_options(content_type: &str, body: Body) -> ApiResult<Value> {
     let bytes = read_body(body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -1029,26 +1070,45 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = parse_target("", "v1", &["namespaces", "blue", "finalize"]).unwrap();
+        let t = parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "blue", "finalize"],
+        )
+        .unwrap();
         assert_eq!(
             (t.info.resource, t.name.as_deref(), t.sub),
             ("namespaces", Some("blue"), Some(Sub::Finalize))
         );
-        let t = parse_target("", "v1", &["namespaces", "blue", "pods", "p", "status"]).unwrap();
+        let t = parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "blue", "pods", "p", "status"],
+        )
+        .unwrap();
         assert_eq!(
             (t.info.resource, t.namespace.as_deref(), t.sub),
             ("pods", Some("blue"), Some(Sub::Status))
         );
-        let t = parse_target("apps", "v1", &["deployments"]).unwrap();
+        let t = parse_target(&Default::default(), "apps", "v1", &["deployments"]).unwrap();
         assert!(t.namespace.is_none() && t.name.is_none());
         assert!(
-            parse_target("", "v1", &["pods", "p"]).is_none(),
+            parse_target(&Default::default(), "", "v1", &["pods", "p"]).is_none(),
             "namespaced item needs a namespace"
         );
-        assert!(parse_target("", "v1", &["namespaces", "x", "pods", "p", "scale"]).is_none());
-        assert!(parse_target("", "v1", &["nosuch"]).is_none());
+        assert!(parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "x", "pods", "p", "scale"]
+        )
+        .is_none());
+        assert!(parse_target(&Default::default(), "", "v1", &["nosuch"]).is_none());
         // The proxy subresource takes the rest of the path; others do not.
         let t = parse_target(
+            &Default::default(),
             "",
             "v1",
             &["namespaces", "x", "pods", "web:8080", "proxy", "a", "b"],
@@ -1058,15 +1118,34 @@ mod tests {
             (t.name.as_deref(), t.sub),
             (Some("web:8080"), Some(Sub::Proxy))
         );
-        let t = parse_target("", "v1", &["nodes", "n1", "proxy", "stats", "summary"]).unwrap();
+        let t = parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["nodes", "n1", "proxy", "stats", "summary"],
+        )
+        .unwrap();
         assert_eq!((t.info.resource, t.sub), ("nodes", Some(Sub::Proxy)));
         let t = parse_target(
+            &Default::default(),
             "",
             "v1",
             &["namespaces", "x", "services", "https:s:443", "proxy"],
         );
         assert_eq!(t.unwrap().sub, Some(Sub::Proxy));
-        assert!(parse_target("", "v1", &["namespaces", "x", "pods", "p", "log", "more"]).is_none());
-        assert!(parse_target("", "v1", &["namespaces", "x", "configmaps", "c", "proxy"]).is_none());
+        assert!(parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "x", "pods", "p", "log", "more"]
+        )
+        .is_none());
+        assert!(parse_target(
+            &Default::default(),
+            "",
+            "v1",
+            &["namespaces", "x", "configmaps", "c", "proxy"]
+        )
+        .is_none());
     }
 }

@@ -11,13 +11,16 @@
 //! served by kubelets, pods and services: log, exec, attach, portforward, proxy), `metrics`, `audit` (the audit log), `server` (flags
 //! and startup), `admission` (the LimitRanger, PodSecurity and ResourceQuota admission plugins
 //! the write handlers call), `quota` (what objects cost against a ResourceQuota; the controller
-//! manager's quota controller counts with it too).
+//! manager's quota controller counts with it too), `customresource` (CustomResourceDefinitions:
+//! what an Established CRD adds to the resource table, its schema, columns, scale and the CRD
+//! controllers).
 
 pub mod admission;
 pub mod apply;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod customresource;
 pub mod discovery;
 pub mod error;
 pub mod handlers;

@@ -1,7 +1,9 @@
 //! The table of served resources: one line per REST resource with everything discovery,
 //! storage, the OpenAPI documents and typed decoding need, and the strategy that holds the
 //! resource's behaviour (`registry/`). Adding a resource is adding its registry file and its line
-//! here.
+//! here. Custom resources are lines of the same shape built at run time from Established CRDs
+//! (`customresource::Registry`, with `custom` set); routing, discovery and OpenAPI look here
+//! first, then there.
 
 use k8s_openapi::api::{
     admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
@@ -11,6 +13,7 @@ use k8s_openapi::api::{
     node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra,
     scheduling::v1 as scheduling, storage::v1 as storage, storagemigration::v1 as storagemigration,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -172,6 +175,9 @@ pub struct ResourceInfo {
     pub typed: TypedOps,
     /// The resource's behaviour: defaults, validation, printer, hooks.
     pub strategy: &'static dyn Strategy,
+    /// A custom resource's schema and settings (the same object as `strategy`); `None` for
+    /// built-in resources.
+    pub custom: Option<&'static crate::customresource::CustomResource>,
 }
 
 impl<'a> From<&'a ResourceInfo> for Kind<'a> {
@@ -237,6 +243,9 @@ impl ResourceInfo {
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
+    pub fn is_custom(&self) -> bool {
+        self.custom.is_some()
+    }
 }
 
 macro_rules! resource {
@@ -256,6 +265,7 @@ macro_rules! resource {
             verbs: $verbs,
             typed: typed!($ty),
             strategy: $strategy,
+            custom: None,
         }
     };
 }
@@ -368,6 +378,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicybindings", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybinding", false, admission::MutatingAdmissionPolicyBinding,
             short: [], cat: ["api-extensions"], sub: [], verbs: ALL_VERBS,
             strategy: &registry::admissionregistration::MUTATING_ADMISSION_POLICY_BINDINGS),
+        resource!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", "customresourcedefinition", false, apiextensions::CustomResourceDefinition,
+            short: ["crd", "crds"], cat: ["api-extensions"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::apiextensions::CUSTOM_RESOURCE_DEFINITIONS),
         resource!("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", "flowschema", false, flowcontrol::FlowSchema,
             short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::flowcontrol::FLOW_SCHEMAS),

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
 use crate::resources::ResourceInfo;
-use crate::table::Printer;
+use crate::table::Convertor;
 
 /// What the client asked to get back.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,7 +62,7 @@ pub fn object(info: &ResourceInfo, output: Output, object: Value) -> Value {
                 .unwrap_or_default()
                 .to_string();
             table(
-                info.strategy.printer(),
+                info.strategy.convertor(),
                 &[object],
                 &rv,
                 None,
@@ -90,7 +90,7 @@ pub fn list(info: &ResourceInfo, output: Output, list: List) -> Value {
     match output {
         Output::Table(include) => {
             let mut t = table(
-                info.strategy.printer(),
+                info.strategy.convertor(),
                 &list.items,
                 &rv,
                 list.next.as_deref(),
@@ -123,7 +123,7 @@ pub fn partial_metadata(object: &Value) -> Value {
 /// first event of a stream, as upstream's.
 pub struct WatchShaper {
     output: Output,
-    printer: &'static Printer,
+    printer: &'static dyn Convertor,
     sent_columns: bool,
 }
 
@@ -131,7 +131,7 @@ impl WatchShaper {
     pub fn new(info: &ResourceInfo, output: Output) -> WatchShaper {
         WatchShaper {
             output,
-            printer: info.strategy.printer(),
+            printer: info.strategy.convertor(),
             sent_columns: false,
         }
     }
@@ -166,13 +166,18 @@ impl WatchShaper {
 }
 
 /// One table row: `{"cells":[…],"object":…}` (plus `conditions` where the printer gives them).
-pub fn row(printer: &Printer, object: &Value, include: IncludeObject, now: Timestamp) -> Value {
+pub fn row(
+    printer: &dyn Convertor,
+    object: &Value,
+    include: IncludeObject,
+    now: Timestamp,
+) -> Value {
     let mut row = Map::new();
     row.insert(
         "cells".to_string(),
-        Value::Array((printer.cells)(object, now)),
+        Value::Array(printer.cells(object, now)),
     );
-    if let Some(conditions) = (printer.conditions)(object) {
+    if let Some(conditions) = printer.conditions(object) {
         row.insert("conditions".to_string(), conditions);
     }
     match include {
@@ -189,7 +194,7 @@ pub fn row(printer: &Printer, object: &Value, include: IncludeObject, now: Times
 
 /// A whole `meta.k8s.io/v1` Table for a list (or a single object, as a one-element slice).
 pub fn table(
-    printer: &Printer,
+    printer: &dyn Convertor,
     objects: &[Value],
     resource_version: &str,
     continue_token: Option<&str>,

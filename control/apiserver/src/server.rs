@@ -475,8 +475,11 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         live_lookups: Default::default(),
         namespace_locks: Default::default(),
         kubelet_client,
+        custom: Default::default(),
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
+    // The CRD controllers (names, establishing, cleanup), which also keep `server.custom`.
+    tokio::spawn(crate::customresource::controller::run(server.clone()));
     let host = if args.bind_address == "0.0.0.0" {
         "127.0.0.1".to_string()
     } else {

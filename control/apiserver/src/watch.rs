@@ -58,10 +58,21 @@ impl WatchFilter {
 /// other outputs are shaped by `response`.
 struct Encoder {
     shaper: WatchShaper,
+    /// The apiVersion objects are shown in, when it is not the one they are stored in (a
+    /// custom resource watched through a version other than its storage version).
+    convert_to: Option<String>,
 }
 
 impl Encoder {
     fn line(&mut self, ev: &WatchEvent, kind: EventType, object: &Value) -> Bytes {
+        if let Some(api_version) = &self.convert_to {
+            let mut converted = object.clone();
+            converted["apiVersion"] = Value::from(api_version.as_str());
+            return match self.shaper.shape(&converted) {
+                None => encode_line(kind.as_str(), &converted),
+                Some(shaped) => encode_line(kind.as_str(), &shaped),
+            };
+        }
         match self.shaper.shape(object) {
             None if kind == ev.kind => ev.json_line(),
             None => encode_line(kind.as_str(), object),
@@ -106,6 +117,10 @@ pub async fn watch(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Res
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let mut encoder = Encoder {
         shaper: WatchShaper::new(info, ctx.output),
+        convert_to: info
+            .custom
+            .filter(|c| c.storage_version != info.version)
+            .map(|_| info.api_version()),
     };
     match cacher.start_watch(from, &prefix) {
         Err(e) => {

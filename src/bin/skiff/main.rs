@@ -63,6 +63,7 @@ mod bench;
 mod bench_apiserver;
 mod bench_authz;
 mod bench_controllers;
+mod bench_crd;
 mod bench_dns;
 mod bench_kubelet;
 mod bench_netd;
@@ -139,6 +140,9 @@ enum ApiserverAction {
     /// The cost of authorization: one load with checks off and with RBAC (1,000 roles and
     /// bindings), as a non-admin user; prints the throughput ratio.
     BenchAuthz(bench_authz::BenchArgs),
+    /// What custom resources cost: 10,000 objects of a CRD created and watched, beside as many
+    /// ConfigMaps; prints both and the ratio.
+    BenchCrd(bench_crd::BenchArgs),
 }
 
 /// SIGTERM or ctrl-c.
@@ -178,6 +182,7 @@ fn main() -> anyhow::Result<()> {
                 None => runtime.block_on(skiff_apiserver::run(cmd.serve)),
                 Some(ApiserverAction::Bench(args)) => runtime.block_on(bench_apiserver::run(args)),
                 Some(ApiserverAction::BenchAuthz(args)) => runtime.block_on(bench_authz::run(args)),
+                Some(ApiserverAction::BenchCrd(args)) => runtime.block_on(bench_crd::run(args)),
             }
         }
         Command::Image(cmd) => skiff_image::cli::main(cmd),

@@ -15,6 +15,13 @@ use crate::{registry, timestamps};
 impl ApiServer {
     pub async fn create(&self, target: &Target, ctx: &Ctx, body: Value) -> ApiResult<(u16, Value)> {
         let info = target.info;
+        if info.custom.is_some_and(|c| c.terminating) {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
         let mut object = decode_object(info, ctx, body)?;
         if info.is_virtual() {
             // Reviews have no table printer: upstream's default convertor refuses them.
@@ -180,7 +187,9 @@ impl ApiServer {
             if ctx.dry_run() {
                 return Ok((201, candidate));
             }
-            match self.storage.create(&key, &candidate, &extra).await? {
+            let mut stored = candidate.clone();
+            super::to_storage(info, &mut stored);
+            match self.storage.create(&key, &stored, &extra).await? {
                 Write::Done(rev) => {
                     crate::storage::set_resource_version(&mut candidate, rev);
                     return Ok((201, candidate));

@@ -59,6 +59,8 @@ pub struct ApiServer {
     pub namespace_locks: NamespaceLocks,
     /// How pods/log, exec, attach and portforward reach kubelets (`kubelet_proxy`).
     pub kubelet_client: crate::kubelet_proxy::KubeletClient,
+    /// The custom resources served now (Established CRDs), kept by the CRD controller.
+    pub custom: crate::customresource::Registry,
 }
 
 pub type NamespaceLocks =
@@ -236,14 +238,20 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
             obj.insert("kind".into(), json!(info.kind));
         }
     }
-    let decoded = (info.typed.normalize)(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {e}",
-            info.kind, info.version, info.kind
-        ))
-    })?;
     let mut unknown = Vec::new();
-    unknown_fields(&body, &decoded, "", &mut unknown);
+    let decoded = match info.custom {
+        Some(custom) => decode_custom(info, custom, &body, &mut unknown)?,
+        None => {
+            let decoded = (info.typed.normalize)(&body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {e}",
+                    info.kind, info.version, info.kind
+                ))
+            })?;
+            unknown_fields(&body, &decoded, "", &mut unknown);
+            decoded
+        }
+    };
     let duplicates = std::mem::take(&mut *ctx.duplicate_fields.lock());
     if !unknown.is_empty() || !duplicates.is_empty() {
         // Unknown fields first, then duplicates: the order upstream's conformance suite reads.
@@ -257,6 +265,17 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
             )
             .collect();
         match ctx.field_validation()? {
+            // Custom resources answer with the decoder's whole sentence, as upstream's
+            // unstructured decoder does.
+            FieldValidation::Strict if info.is_custom() => {
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    info.kind,
+                    info.version,
+                    info.kind,
+                    list.join(", ")
+                )))
+            }
             FieldValidation::Strict => {
                 return Err(ApiError::bad_request(format!(
                     "strict decoding error: {}",
@@ -272,6 +291,51 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
     let mut decoded = decoded;
     drop_empty_metadata(&mut decoded);
     Ok(decoded)
+}
+
+/// A custom object: its metadata decoded as ObjectMeta (a mistyped metadata field is a 400, as
+/// upstream's), the rest pruned against the schema. Unknown fields are what pruning dropped.
+fn decode_custom(
+    info: &ResourceInfo,
+    custom: &crate::customresource::CustomResource,
+    body: &Value,
+    unknown: &mut Vec<String>,
+) -> ApiResult<Value> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let mut decoded = body.clone();
+    if let Some(metadata) = body.get("metadata").filter(|m| !m.is_null()) {
+        let typed: ObjectMeta = serde_json::from_value(metadata.clone()).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                info.kind, info.version, info.kind
+            ))
+        })?;
+        let normalized = serde_json::to_value(typed).unwrap_or_else(|_| json!({}));
+        unknown_fields(metadata, &normalized, "metadata", unknown);
+        decoded["metadata"] = normalized;
+    }
+    unknown.extend(custom.prune(&mut decoded));
+    Ok(decoded)
+}
+
+/// A custom object in the version it is stored in (its CRD's storage version). Conversion
+/// between a CRD's versions is the `None` strategy: only `apiVersion` changes.
+pub(crate) fn to_storage(info: &ResourceInfo, object: &mut Value) {
+    if let Some(custom) = info.custom {
+        if custom.storage_version != info.version {
+            custom.convert(
+                object,
+                &format!("{}/{}", info.group, custom.storage_version),
+            );
+        }
+    }
+}
+
+/// A stored custom object in the version the request named.
+pub(crate) fn to_served(info: &ResourceInfo, object: &mut Value) {
+    if let Some(custom) = info.custom {
+        custom.convert(object, &info.api_version());
+    }
 }
 
 /// ObjectMeta's collections are `omitempty` upstream: a patch that removes the last finalizer

@@ -67,7 +67,10 @@ impl ApiServer {
                 None if !rv.is_empty() && rv_match == "Exact" => (None, parse_rv(rv)?),
                 None => (None, 0),
             };
-            if let (Some(name), None) = (fields.exact_name(), &start) {
+            // One key holds the object only when the namespace is known (or there is none): a
+            // list across all namespaces reads them all.
+            let one_key = !info.namespaced || target.namespace.is_some();
+            if let (Some(name), None, true) = (fields.exact_name(), &start, one_key) {
                 // metadata.name=x reads one key (kubectl delete/rollout status wait this way).
                 let key = format!("{prefix}{name}");
                 let page = self.storage.list(&key, None, revision, 1).await?;

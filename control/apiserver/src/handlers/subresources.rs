@@ -18,6 +18,9 @@ use crate::timestamps;
 
 impl ApiServer {
     pub fn scale_of(&self, info: &ResourceInfo, object: &Value) -> Value {
+        if let Some(paths) = info.custom.and_then(|c| c.scale.as_ref()) {
+            return paths.scale_of(object);
+        }
         let m = meta(object);
         // A LabelSelector's matchLabels, or a ReplicationController's plain label map.
         let selector = object
@@ -94,7 +97,10 @@ impl ApiServer {
                     ));
                 }
                 let mut next = current.clone();
-                next["spec"]["replicas"] = json!(replicas);
+                match info.custom.and_then(|c| c.scale.as_ref()) {
+                    Some(paths) => paths.set_replicas(&mut next, replicas),
+                    None => next["spec"]["replicas"] = json!(replicas),
+                }
                 Ok(next)
             })
             .await?;

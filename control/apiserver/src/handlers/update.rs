@@ -42,7 +42,20 @@ impl ApiServer {
         body: &[u8],
     ) -> ApiResult<(u16, Value)> {
         let info = target.info;
-        let definition = (info.typed.definition)().to_string();
+        if info.is_custom() && patch_type == PatchType::Strategic {
+            // Custom resources have no patch strategies to merge by (upstream refuses too).
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
+        // The type patches and applies merge by: a custom resource's schema, or the built-in
+        // type's entry in the patch strategies.
+        let definition = match info.custom.and_then(|c| c.schema.as_ref()) {
+            Some(schema) => patch::custom_type_name(schema),
+            None => (info.typed.definition)().to_string(),
+        };
         let body = body.to_vec();
         // A patch is conditional only if it sets metadata.resourceVersion itself.
         let precondition = serde_json::from_slice::<Value>(&body).ok().and_then(|p| {
@@ -145,13 +158,14 @@ impl ApiServer {
                 None
             };
             let from_cache = cached.is_some();
-            let current = match cached {
+            let mut current = match cached {
                 Some(current) => current,
                 None => match self.storage.get(&key).await? {
                     Some(current) => current,
                     None => return Err(ApiError::not_found(info, target.name())),
                 },
             };
+            super::to_served(info, &mut current.object);
             // An answer that a stale cached copy may have caused: retry from the store.
             macro_rules! answer {
                 ($result:expr) => {
@@ -297,9 +311,11 @@ impl ApiServer {
                 // Nothing changed: no write, the same resourceVersion (as upstream).
                 answer!(Ok((200, next)));
             }
+            let mut stored = next.clone();
+            super::to_storage(info, &mut stored);
             match self
                 .storage
-                .update(&key, &next, current.mod_revision, &extra)
+                .update(&key, &stored, current.mod_revision, &extra)
                 .await?
             {
                 Write::Done(rev) => {
@@ -356,7 +372,9 @@ impl ApiServer {
         info.strategy.prepare_for_update(&mut new, old);
         if info.strategy.tracks_generation() {
             let generation = old_meta["generation"].as_i64().unwrap_or(1);
-            let changed = old.get("spec") != new.get("spec");
+            let changed = info
+                .strategy
+                .generation_changed(old, &new, info.has(Sub::Status));
             meta_mut(&mut new).insert(
                 "generation".into(),
                 json!(if changed { generation + 1 } else { generation }),

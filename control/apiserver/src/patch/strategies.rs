@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use crate::customresource::schema::Schema as CustomSchema;
+
 /// How a list field is patched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListStrategy {
@@ -41,10 +43,25 @@ struct StrategyTable {
 static STRATEGIES: LazyLock<StrategyTable> =
     LazyLock::new(|| parse_strategy_table(include_str!("../patch_strategies.txt")));
 
+/// Custom resources' schemas by the type name their versions patch under
+/// ([`custom_type_name`]).
+static CUSTOM: LazyLock<parking_lot::RwLock<HashMap<String, &'static CustomSchema>>> =
+    LazyLock::new(Default::default);
+
+/// The type name a custom resource version's patches and applies use: its schema, which
+/// lives as long as the process (`customresource`), registered under its address.
+pub(crate) fn custom_type_name(schema: &'static CustomSchema) -> String {
+    let name = format!("custom:{:p}", schema);
+    CUSTOM.write().entry(name.clone()).or_insert(schema);
+    name
+}
+
 /// The schema of a top-level object of `type_name` (Unknown for types the table lacks).
 pub(crate) fn schema_for(type_name: &str) -> Schema {
     if STRATEGIES.types.contains_key(type_name) {
         Schema::Type(type_name.to_string())
+    } else if let Some(custom) = CUSTOM.read().get(type_name) {
+        Schema::Custom(custom)
     } else {
         Schema::Unknown
     }
@@ -106,6 +123,10 @@ pub(crate) enum Schema {
     Type(String),
     /// A map whose values are all of this type (or unknown).
     MapOf(Option<String>),
+    /// A node of a custom resource's schema: lists merge as its `x-kubernetes-list-type` says
+    /// (`map` with one key: by that key; `set`: as a set; otherwise atomic, upstream's default
+    /// for custom resources), objects field by field.
+    Custom(&'static CustomSchema),
     /// Nothing: maps are merged, lists replaced.
     Unknown,
 }
@@ -152,6 +173,31 @@ pub(crate) fn lookup_field(schema: &Schema, key: &str) -> FieldMeta {
             list: ListStrategy::Atomic,
             child: Schema::Type(value_type.clone()),
         },
+        Schema::Custom(node) => {
+            let Some(child) = node.field(key) else {
+                return unknown;
+            };
+            if child.kind == "array" {
+                let list = match (child.list_type.as_deref(), child.list_map_keys.as_slice()) {
+                    (Some("map"), [key]) => ListStrategy::MergeByKey(key.clone()),
+                    (Some("set"), _) => ListStrategy::MergePrimitives,
+                    _ => ListStrategy::Atomic,
+                };
+                FieldMeta {
+                    list,
+                    child: child
+                        .items
+                        .as_deref()
+                        .map(Schema::Custom)
+                        .unwrap_or(Schema::Unknown),
+                }
+            } else {
+                FieldMeta {
+                    list: ListStrategy::Atomic,
+                    child: Schema::Custom(child),
+                }
+            }
+        }
         Schema::MapOf(None) | Schema::Unknown => unknown,
     }
 }

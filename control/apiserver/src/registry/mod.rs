@@ -19,6 +19,7 @@
 //! PartialObjectMetadata) → HTTP.
 
 pub mod admissionregistration;
+pub mod apiextensions;
 pub mod apiregistration;
 pub mod apps;
 pub mod authentication;
@@ -170,6 +171,12 @@ pub trait Strategy: Sync {
         false
     }
 
+    /// Whether an update makes a new generation (when generations are tracked): a change of
+    /// `spec` for built-ins; custom resources count any change outside metadata and status.
+    fn generation_changed(&self, old: &Value, new: &Value, _status_subresource: bool) -> bool {
+        old.get("spec") != new.get("spec")
+    }
+
     /// Resources with a status subresource get their status from the server, not from the
     /// creating client — except those whose status is the creator's to set (nodes, namespaces).
     fn keeps_status_on_create(&self) -> bool {
@@ -233,6 +240,12 @@ pub trait Strategy: Sync {
     /// The table printer for `kubectl get`.
     fn printer(&self) -> &'static Printer {
         &table::BUILTIN_DEFAULT
+    }
+
+    /// What makes the Table rows: the printer, unless the resource's columns are data (custom
+    /// resources).
+    fn convertor(&self) -> &dyn table::Convertor {
+        self.printer()
     }
 
     /// Allocations written in the same transaction as the object (service IPs and node ports);

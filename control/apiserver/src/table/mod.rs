@@ -120,6 +120,31 @@ fn no_conditions(_: &Value) -> Option<Value> {
     None
 }
 
+/// What turns objects into Table rows: a built-in resource's [`Printer`], or a custom
+/// resource's columns (`customresource/columns.rs`), which are data rather than code.
+pub trait Convertor: Sync {
+    /// The Table's `columnDefinitions`.
+    fn column_definitions(&self) -> Value;
+    /// One object's cells, one per column.
+    fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value>;
+    /// Row conditions (`TableRow.conditions`).
+    fn conditions(&self, _object: &Value) -> Option<Value> {
+        None
+    }
+}
+
+impl Convertor for Printer {
+    fn column_definitions(&self) -> Value {
+        Printer::column_definitions(self)
+    }
+    fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
+        (self.cells)(object, now)
+    }
+    fn conditions(&self, object: &Value) -> Option<Value> {
+        (self.conditions)(object)
+    }
+}
+
 impl Printer {
     pub const fn new(
         columns: &'static [Column],
