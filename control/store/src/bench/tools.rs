@@ -123,7 +123,11 @@ pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
         let [etcd, skiff] = <[Report; 2]>::try_from(figures).expect("two servers");
         for ((figure, unit, higher_is_better, e), (_, _, _, s)) in etcd.into_iter().zip(skiff) {
             let row = Row {
-                test: format!("{} {figure}", test.name),
+                test: if figure.is_empty() {
+                    test.name.clone()
+                } else {
+                    format!("{} {figure}", test.name)
+                },
                 unit,
                 higher_is_better,
                 etcd: e,
