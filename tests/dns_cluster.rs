@@ -184,7 +184,10 @@ fn pods_resolve_services_pods_and_forwarded_names() {
         &kubeconfig,
         &["--resolv-conf", resolv.to_str().unwrap()],
     );
-    assert!(text.contains("✓ cluster DNS (kube-system/skiff-dns"), "{text}");
+    assert!(
+        text.contains("✓ cluster DNS (kube-system/skiff-dns"),
+        "{text}"
+    );
     // Declared after the cluster: stopped (and its socket closed) before `skiff down`.
     let upstream = TestUpstream::start(&format!("{name}-host"));
 
@@ -283,10 +286,7 @@ spec:
 
     // A short name through the search path (ndots:5): the C library's resolver walks
     // `default.svc.cluster.local` first; busybox nc connects to what it resolved.
-    let through = in_pod(
-        &cluster,
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc web 80",
-    );
+    let through = in_pod(&cluster, "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc web 80");
     assert!(through.contains("hello from pod client-"), "{through}");
 
     // A headless service: one A record per ready pod; each StatefulSet pod by its hostname.
@@ -312,11 +312,7 @@ spec:
     for ip in db.values() {
         assert!(answer.contains(&format!("Address: {ip}")), "{answer}");
     }
-    let answer = nslookup_until(
-        &cluster,
-        "db-0.db.default.svc.cluster.local",
-        &db["db-0"],
-    );
+    let answer = nslookup_until(&cluster, "db-0.db.default.svc.cluster.local", &db["db-0"]);
     assert!(
         answer.contains("Name:\tdb-0.db.default.svc.cluster.local")
             && answer.contains(&format!("Address: {}", db["db-0"]))
@@ -347,7 +343,11 @@ spec:
     }
 
     // PTR: a ClusterIP back to its service, a StatefulSet pod's IP back to its hostname.
-    let answer = nslookup_until(&cluster, &format!("-type=ptr {}", reverse(&web_ip)), "name =");
+    let answer = nslookup_until(
+        &cluster,
+        &format!("-type=ptr {}", reverse(&web_ip)),
+        "name =",
+    );
     assert!(
         answer.contains(&format!(
             "{}\tname = web.default.svc.cluster.local",
@@ -355,7 +355,11 @@ spec:
         )),
         "{answer}"
     );
-    let answer = nslookup_until(&cluster, &format!("-type=ptr {}", reverse(&db["db-0"])), "name =");
+    let answer = nslookup_until(
+        &cluster,
+        &format!("-type=ptr {}", reverse(&db["db-0"])),
+        "name =",
+    );
     assert!(
         answer.contains("name = db-0.db.default.svc.cluster.local"),
         "{answer}"

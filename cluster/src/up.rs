@@ -179,9 +179,8 @@ fn bring_up(
     // when they start) never depend on a file the user may remove.
     let resolv_conf = match &args.resolv_conf {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("--resolv-conf {}: cannot read it", path.display())
-            })?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--resolv-conf {}: cannot read it", path.display()))?;
             anyhow::ensure!(
                 text.lines()
                     .any(|l| l.split_whitespace().next() == Some("nameserver")),
