@@ -37,7 +37,7 @@ pub struct BenchArgs {
     pub outstanding: usize,
     /// Queries per second (dnsperf -Q) of the fixed-rate run, below both servers'
     /// saturation; 0 skips it.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub rate: u64,
     /// Concurrent API clients creating the services.
     #[arg(long, default_value_t = 32)]
@@ -57,15 +57,26 @@ struct Run {
     avg_ms: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// p99 of the cluster names (hits, SRV and NXDOMAIN) and of the forwarded names.
+    p99_cluster_ms: f64,
+    p99_forwarded_ms: f64,
     lost: u64,
     cpu: f64,
     qps_per_cpu: f64,
     rss_mib: f64,
 }
 
+/// Resident memory: (total, anonymous, file-backed) MiB.
+fn rss(pid: u32) -> (f64, f64, f64) {
+    let mib = |field| memory_kib(pid, field) as f64 / 1024.0;
+    (mib("VmRSS:"), mib("RssAnon:"), mib("RssFile:"))
+}
+
 /// A server's whole measurement: memory after the sync, and the runs.
 struct Measured {
     synced_rss_mib: f64,
+    synced_anon_mib: f64,
+    synced_file_mib: f64,
     saturated: Run,
     fixed: Option<Run>,
 }
@@ -176,20 +187,40 @@ fn dnsperf(
     let avg_ms = field("Average Latency (s):") * 1e3;
     let lost = field("Queries lost:") as u64;
     // `-v`: one line per response, "> NOERROR name type latency".
-    let mut latencies: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with("> "))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .collect();
+    let mut latencies = Vec::new();
+    let mut cluster = Vec::new();
+    let mut forwarded = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("> ")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(name), Some(Ok(latency))) =
+            (fields.get(2), fields.last().map(|l| l.parse::<f64>()))
+        else {
+            continue;
+        };
+        latencies.push(latency);
+        if name.trim_end_matches('.').ends_with(".cluster.local") {
+            cluster.push(latency);
+        } else {
+            forwarded.push(latency);
+        }
+    }
+    let p99 = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        bench::percentile(&v, 0.99) * 1e3
+    };
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let p50_ms = bench::percentile(&latencies, 0.50) * 1e3;
     let p99_ms = bench::percentile(&latencies, 0.99) * 1e3;
+    let p99_cluster_ms = p99(cluster);
+    let p99_forwarded_ms = p99(forwarded);
     anyhow::ensure!(qps.is_finite(), "dnsperf printed no result:\n{text}");
     Ok(Run {
         qps,
         avg_ms,
         p50_ms,
         p99_ms,
+        p99_cluster_ms,
+        p99_forwarded_ms,
         lost,
         cpu,
         qps_per_cpu: qps * args.seconds as f64 / cpu.max(1e-9),
@@ -200,7 +231,7 @@ fn dnsperf(
 /// Warms the server (1 s: the forwarder's cache fills, as in a running cluster), then the
 /// saturation run and the fixed-rate run.
 fn measure(args: &BenchArgs, queries: &Path, port: u16, pid: u32) -> anyhow::Result<Measured> {
-    let synced_rss_mib = memory_kib(pid, "VmRSS:") as f64 / 1024.0;
+    let (synced_rss_mib, synced_anon_mib, synced_file_mib) = rss(pid);
     let _ = Command::new("dnsperf")
         .args(["-s", "127.0.0.1", "-p", &port.to_string()])
         .args(["-l", "1", "-c", "2", "-q", "50"])
@@ -217,17 +248,22 @@ fn measure(args: &BenchArgs, queries: &Path, port: u16, pid: u32) -> anyhow::Res
     };
     Ok(Measured {
         synced_rss_mib,
+        synced_anon_mib,
+        synced_file_mib,
         saturated,
         fixed,
     })
 }
 
 fn print(name: &str, m: &Measured) {
-    println!("{name}: RSS {:.1} MiB after the sync", m.synced_rss_mib);
+    println!(
+        "{name}: RSS {:.1} MiB after the sync ({:.1} anonymous, {:.1} file-backed)",
+        m.synced_rss_mib, m.synced_anon_mib, m.synced_file_mib
+    );
     let line = |mode: &str, r: &Run| {
         println!(
-            "  {mode:<22} {:>7.0} qps  avg {:>5.2} ms  p50 {:>5.2} ms  p99 {:>6.2} ms  lost {:>5}  CPU {:>5.2} s  {:>7.0} qps/CPU-s  RSS {:>6.1} MiB",
-            r.qps, r.avg_ms, r.p50_ms, r.p99_ms, r.lost, r.cpu, r.qps_per_cpu, r.rss_mib
+            "  {mode:<10} {:>7.0} qps  avg {:>5.2} ms  p50 {:>5.2} ms  p99 {:>6.2} ms (cluster {:>6.2}, forwarded {:>6.2})  lost {:>5}  CPU {:>5.2} s  {:>7.0} qps/CPU-s  RSS {:>6.1} MiB",
+            r.qps, r.avg_ms, r.p50_ms, r.p99_ms, r.p99_cluster_ms, r.p99_forwarded_ms, r.lost, r.cpu, r.qps_per_cpu, r.rss_mib
         )
     };
     line("saturation", &m.saturated);
