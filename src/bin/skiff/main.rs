@@ -73,8 +73,9 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 /// Measured with 10,000 services (docs/benchmarks.md): transparent huge pages (mimalloc asks
 /// for them on its arenas) held ~10 MiB of mostly empty 2 MiB pages, and mimalloc's delayed
 /// purge kept the sync's transient allocations (the list of full objects) resident until the
-/// thread allocated again — an idle addon never does. Without THP and with immediate purging
-/// the RSS after the sync went from 86 MiB to 50 MiB; throughput did not change measurably.
+/// thread allocated again — an idle addon never does. With both, the RSS right after the sync
+/// went from 86–88 MiB to 71 MiB in the bench run of 2026-12-04 (42 MiB anonymous; the rest is
+/// the binary's pages); throughput did not change measurably.
 fn dns_memory_settings() {
     // SAFETY: prctl(PR_SET_THP_DISABLE) takes integer arguments and only sets a flag of this
     // process; mi_option_get/set read and write one of mimalloc's option slots, the index
