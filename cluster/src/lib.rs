@@ -54,6 +54,11 @@ pub struct UpArgs {
     /// the nodes (k3d's `-p`); repeatable.
     #[arg(long = "publish", value_parser = parse_publish)]
     pub publish: Vec<(u16, u16)>,
+    /// The nodes' resolv.conf (k3s's `--resolv-conf`, handed to every kubelet): pods with
+    /// dnsPolicy Default get it, the cluster DNS among them, which forwards names outside the
+    /// cluster to its nameservers. Default: this machine's /etc/resolv.conf.
+    #[arg(long = "resolv-conf")]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// `8080:30080` → (8080, 30080).

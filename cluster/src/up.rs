@@ -175,6 +175,24 @@ fn bring_up(
         }
         Ok(())
     })?;
+    // The nodes' resolv.conf, copied into the cluster's state so the kubelets (which read it
+    // when they start) never depend on a file the user may remove.
+    let resolv_conf = match &args.resolv_conf {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--resolv-conf {}: cannot read it", path.display()))?;
+            anyhow::ensure!(
+                text.lines()
+                    .any(|l| l.split_whitespace().next() == Some("nameserver")),
+                "--resolv-conf {}: no `nameserver` line (the cluster DNS would have no upstream)",
+                path.display()
+            );
+            let copy = state_dir.join("resolv.conf");
+            std::fs::write(&copy, text)?;
+            Some(copy)
+        }
+        None => None,
+    };
     let cp = t.control_plane();
     let server_dir = state_dir.join("server");
     let server_log = logs.join("server.log");
@@ -294,7 +312,14 @@ fn bring_up(
     }
     for node in &t.nodes {
         progress.step(&format!("kubelet and netd on {}", node.name), || {
-            let pid = start_kubelet(t, node, &skiff, &server_dir, &recorded.kubeconfig)?;
+            let pid = start_kubelet(
+                t,
+                node,
+                &skiff,
+                &server_dir,
+                &recorded.kubeconfig,
+                resolv_conf.as_deref(),
+            )?;
             recorded.processes.push(Process {
                 component: format!("kubelet {}", node.name),
                 pid,
@@ -483,6 +508,7 @@ fn start_kubelet(
     skiff: &str,
     server_dir: &Path,
     admin_kubeconfig: &Path,
+    resolv_conf: Option<&Path>,
 ) -> anyhow::Result<i32> {
     let dir = t.node_dir(node);
     let kubeconfig = dir.join("kubelet.kubeconfig");
@@ -552,6 +578,10 @@ fn start_kubelet(
         dir.join("manifests").display().to_string(),
     ];
     args.extend(join);
+    if let Some(path) = resolv_conf {
+        args.push("--resolv-conf".into());
+        args.push(path.display().to_string());
+    }
     if node.control_plane {
         // Like kubeadm, workloads stay off the control plane — unless it is the only node
         // (kind's single-node cluster).

@@ -1,10 +1,18 @@
 //! The cluster's DNS records, built from trimmed API objects into one immutable snapshot.
 //!
 //! Why a snapshot rather than CoreDNS's answer-at-query-time over informer indexes: a query is
-//! then one hash lookup with no lock held and no allocation beyond cloning the answer, and the
-//! rules of the Kubernetes DNS specification (schema 1.1.0) live in one pure function, [`build`],
-//! that the unit tests exercise without a server. The watch task calls it again after every
-//! change (10,000 services take a few milliseconds) and swaps the result in atomically.
+//! then one hash lookup with no lock held (the key is made on the stack from the question's
+//! labels), and the rules of the Kubernetes DNS specification (schema 1.1.0) live in one pure
+//! function, [`build`], that the unit tests exercise without a server. The watch task calls it
+//! again after every change (10,000 services take a few milliseconds) and swaps the result in
+//! atomically.
+//!
+//! Memory: the snapshot keeps per owner name only what the records need (addresses, SRV
+//! port/weight/target, a PTR or CNAME target shared through an `Arc<Name>`) and makes hickory
+//! `Record`s when a question asks for them. Stored as `Record`s (272 bytes each plus the owner
+//! name's heap copy, an SRV's additional records beside it) 10,000 services took 52 MB of heap;
+//! in this shape 7 MB (counted with a counting allocator over [`build`], 40,006 names). During a
+//! rebuild the old and the new snapshot both exist for a moment.
 //!
 //! What it holds, for zone `<zone>` (normally `cluster.local.`):
 //! - `<svc>.<ns>.svc.<zone>`: A/AAAA of the ClusterIPs; for a headless service the ready
@@ -25,6 +33,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -98,12 +107,81 @@ pub struct ZoneConfig {
     pub ttl: u32,
 }
 
-/// The records at one owner name. An empty node is a name that exists with no data (NODATA).
-#[derive(Clone, Debug, Default)]
+/// The target of a PTR or CNAME, or a record that lives once per zone.
+#[derive(Clone, Debug, PartialEq)]
+enum Target {
+    Ptr(Arc<Name>),
+    Cname(Arc<Name>),
+    /// `dns-version.<zone>`: TXT with the schema version.
+    SchemaVersion,
+    /// The apex: its SOA.
+    Soa,
+}
+
+/// One SRV record and the addresses of its target (sent as additional records).
+#[derive(Clone, Debug, PartialEq)]
+struct Srv {
+    weight: u16,
+    port: u16,
+    target: Arc<Name>,
+    addrs: Box<[IpAddr]>,
+}
+
+/// What one owner name holds. Records are made when a question asks for them: a hickory
+/// `Record` is 272 bytes plus its owner name's heap copy, and 10,000 services stored as
+/// records (A, SRV with its additional, PTR, the empty `_tcp` level) took 52 MB; this shape
+/// takes about a tenth of that. An empty node is a name that exists with no data (NODATA).
+#[derive(Debug, Default)]
 struct Node {
-    records: Vec<Record>,
-    /// Addresses of SRV targets, sent as additional records with SRV answers.
-    additionals: Vec<Record>,
+    /// A and AAAA at this name.
+    addrs: Box<[IpAddr]>,
+    srv: Box<[Srv]>,
+    target: Option<Target>,
+}
+
+/// A node while the snapshot is built.
+#[derive(Debug, Default)]
+struct Draft {
+    addrs: Vec<IpAddr>,
+    srv: Vec<Srv>,
+    target: Option<Target>,
+}
+
+/// The longest key: a name is at most 255 bytes on the wire.
+const MAX_KEY: usize = 256;
+
+/// A name as a map key, without allocating: its labels lowercased, each after its length
+/// (the wire format without the root label).
+struct KeyBuf {
+    bytes: [u8; MAX_KEY],
+    len: usize,
+}
+
+impl KeyBuf {
+    fn of(name: &Name) -> KeyBuf {
+        let mut k = KeyBuf {
+            bytes: [0; MAX_KEY],
+            len: 0,
+        };
+        for label in name.iter() {
+            if k.len + 1 + label.len() > MAX_KEY {
+                // Not a valid name (hickory keeps names within 255 bytes): never matches.
+                k.len = MAX_KEY;
+                break;
+            }
+            k.bytes[k.len] = label.len() as u8;
+            k.len += 1;
+            for (slot, b) in k.bytes[k.len..].iter_mut().zip(label) {
+                *slot = b.to_ascii_lowercase();
+            }
+            k.len += label.len();
+        }
+        k
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// The answer to one question.
@@ -133,7 +211,8 @@ pub struct Snapshot {
     ttl: u32,
     synced: bool,
     serial: u32,
-    nodes: HashMap<LowerName, Node>,
+    /// By [`KeyBuf`] bytes.
+    nodes: HashMap<Box<[u8]>, Node>,
     namespaces: HashSet<String>,
     soa_zone: Record,
     soa_in_addr: Record,
@@ -203,27 +282,19 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
     };
     let zone = config.zone.clone();
     let ttl = config.ttl;
-    let soa_zone = soa(&zone, ttl, serial, &zone);
-    b.insert(zone.clone(), soa_zone.clone());
+    b.target(&zone, Target::Soa);
     if let Some(n) = name(&format!("dns-version.{zone}")) {
-        b.insert(
-            n,
-            Record::from_rdata(
-                name(&format!("dns-version.{zone}")).unwrap(),
-                ttl,
-                RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
-            ),
-        );
+        b.target(&n, Target::SchemaVersion);
     }
     for fixed in ["svc", "pod"] {
         if let Some(n) = name(&format!("{fixed}.{zone}")) {
-            b.exists(n);
+            b.exists(&n);
         }
     }
     for ns in &inputs.namespaces {
         for kind in ["svc", "pod"] {
             if let Some(n) = name(&format!("{ns}.{kind}.{zone}")) {
-                b.exists(n);
+                b.exists(&n);
             }
         }
     }
@@ -241,9 +312,10 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
         let Some(svc_fqdn) = name(&format!("{svc_name}.{ns}.svc.{zone}")) else {
             continue;
         };
+        let svc_fqdn = Arc::new(svc_fqdn);
         // A namespace with services exists even before its Namespace object is seen.
         if let Some(n) = name(&format!("{ns}.pod.{zone}")) {
-            b.exists(n);
+            b.exists(&n);
         }
         let svc_slices = slices
             .get(&(ns.as_str(), svc_name.as_str()))
@@ -276,15 +348,12 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
                 let Some(target) = name(&format!("{target}.")) else {
                     continue;
                 };
-                b.insert(
-                    svc_fqdn.clone(),
-                    Record::from_rdata(svc_fqdn.clone(), ttl, RData::CNAME(CNAME(target))),
-                );
+                b.target(&svc_fqdn, Target::Cname(Arc::new(target)));
                 continue;
             }
             ServiceKind::ClusterIp(ips) => {
                 for ip in ips {
-                    b.insert(svc_fqdn.clone(), address_record(svc_fqdn.clone(), ttl, *ip));
+                    b.addr(&svc_fqdn, *ip);
                     b.ptr(*ip, svc_fqdn.clone(), true);
                 }
                 for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
@@ -293,22 +362,20 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
                     else {
                         continue;
                     };
-                    b.insert(
-                        owner.clone(),
-                        Record::from_rdata(
-                            owner.clone(),
-                            ttl,
-                            RData::SRV(SRV::new(0, 100, port.port, svc_fqdn.clone())),
-                        ),
+                    b.srv(
+                        &owner,
+                        Srv {
+                            weight: 100,
+                            port: port.port,
+                            target: svc_fqdn.clone(),
+                            addrs: ips.clone().into_boxed_slice(),
+                        },
                     );
-                    for ip in ips {
-                        b.additional(owner.clone(), address_record(svc_fqdn.clone(), ttl, *ip));
-                    }
                 }
             }
             ServiceKind::Headless => {
                 for (_, ip) in ready.keys() {
-                    b.insert(svc_fqdn.clone(), address_record(svc_fqdn.clone(), ttl, *ip));
+                    b.addr(&svc_fqdn, *ip);
                 }
                 // SRV: ready endpoints × named ports, weights shared equally (CoreDNS).
                 let hosts: BTreeSet<&String> = ready.keys().map(|(label, _)| label).collect();
@@ -317,27 +384,34 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
                 } else {
                     (100 / hosts.len()).max(1) as u16
                 };
+                let targets: Vec<(Arc<Name>, Box<[IpAddr]>)> = hosts
+                    .iter()
+                    .filter_map(|host| {
+                        let target = name(&format!("{host}.{svc_fqdn}"))?;
+                        let addrs = ready
+                            .keys()
+                            .filter(|(label, _)| label == *host)
+                            .map(|(_, ip)| *ip)
+                            .collect();
+                        Some((Arc::new(target), addrs))
+                    })
+                    .collect();
                 for port in &ep_ports {
                     let Some(owner) =
                         name(&format!("_{}._{}.{svc_fqdn}", port.name, port.protocol))
                     else {
                         continue;
                     };
-                    for host in &hosts {
-                        let Some(target) = name(&format!("{host}.{svc_fqdn}")) else {
-                            continue;
-                        };
-                        b.insert(
-                            owner.clone(),
-                            Record::from_rdata(
-                                owner.clone(),
-                                ttl,
-                                RData::SRV(SRV::new(0, weight, port.port, target.clone())),
-                            ),
+                    for (target, addrs) in &targets {
+                        b.srv(
+                            &owner,
+                            Srv {
+                                weight,
+                                port: port.port,
+                                target: target.clone(),
+                                addrs: addrs.clone(),
+                            },
                         );
-                        for (_, ip) in ready.keys().filter(|(label, _)| label == *host) {
-                            b.additional(owner.clone(), address_record(target.clone(), ttl, *ip));
-                        }
                     }
                 }
             }
@@ -348,21 +422,36 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
             let Some(owner) = name(&format!("{label}.{svc_fqdn}")) else {
                 continue;
             };
-            b.insert(owner.clone(), address_record(owner.clone(), ttl, *ip));
-            b.ptr(*ip, owner, false);
+            b.addr(&owner, *ip);
+            b.ptr(*ip, Arc::new(owner), false);
         }
     }
 
     let Builder {
-        mut nodes, reverse, ..
+        nodes: drafts,
+        reverse,
+        ..
     } = b;
+    let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::with_capacity(drafts.len() + reverse.len());
+    for (key, d) in drafts {
+        nodes.insert(
+            key,
+            Node {
+                addrs: d.addrs.into_boxed_slice(),
+                srv: d.srv.into_boxed_slice(),
+                target: d.target,
+            },
+        );
+    }
     for (ip, (target, _)) in reverse {
         let owner = Name::from(ip);
-        nodes
-            .entry(LowerName::from(&owner))
-            .or_default()
-            .records
-            .push(Record::from_rdata(owner, ttl, RData::PTR(PTR(target))));
+        nodes.insert(
+            Box::from(KeyBuf::of(&owner).as_slice()),
+            Node {
+                target: Some(Target::Ptr(target)),
+                ..Node::default()
+            },
+        );
     }
     let in_addr = name("in-addr.arpa.").unwrap();
     let ip6 = name("ip6.arpa.").unwrap();
@@ -373,7 +462,7 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
         serial,
         nodes,
         namespaces: inputs.namespaces.iter().cloned().collect(),
-        soa_zone,
+        soa_zone: soa(&zone, ttl, serial, &zone),
         soa_in_addr: soa(&in_addr, ttl, serial, &zone),
         soa_ip6: soa(&ip6, ttl, serial, &zone),
         in_addr: LowerName::from(&in_addr),
@@ -384,47 +473,52 @@ pub fn build(inputs: &Inputs, config: &ZoneConfig, serial: u32, synced: bool) ->
 
 struct Builder {
     zone: Name,
-    nodes: HashMap<LowerName, Node>,
+    nodes: HashMap<Box<[u8]>, Draft>,
     /// ip → (PTR target, is a service IP). A service IP wins over an endpoint; otherwise the
     /// first (in namespace/name order) wins: one PTR per address, as CoreDNS.
-    reverse: HashMap<IpAddr, (Name, bool)>,
+    reverse: HashMap<IpAddr, (Arc<Name>, bool)>,
 }
 
 impl Builder {
-    /// Marks `owner` and its ancestors down to the zone as existing.
-    fn exists(&mut self, owner: Name) {
-        let mut n = owner;
-        loop {
-            let key = LowerName::from(&n);
-            if self.nodes.contains_key(&key) {
-                // Its ancestors were added with it.
-                return;
+    /// Marks `owner` and its ancestors down to the zone as existing; its node.
+    fn exists(&mut self, owner: &Name) -> &mut Draft {
+        let key = KeyBuf::of(owner);
+        if !self.nodes.contains_key(key.as_slice()) {
+            self.nodes
+                .insert(Box::from(key.as_slice()), Draft::default());
+            let mut n = owner.clone();
+            while n.num_labels() > self.zone.num_labels() {
+                n = n.base_name();
+                let k = KeyBuf::of(&n);
+                if self.nodes.contains_key(k.as_slice()) {
+                    // Its ancestors were added with it.
+                    break;
+                }
+                self.nodes.insert(Box::from(k.as_slice()), Draft::default());
             }
-            self.nodes.insert(key, Node::default());
-            if n.num_labels() <= self.zone.num_labels() {
-                return;
-            }
-            n = n.base_name();
+        }
+        self.nodes.get_mut(key.as_slice()).expect("inserted above")
+    }
+
+    fn addr(&mut self, owner: &Name, ip: IpAddr) {
+        let node = self.exists(owner);
+        if !node.addrs.contains(&ip) {
+            node.addrs.push(ip);
         }
     }
 
-    fn insert(&mut self, owner: Name, record: Record) {
-        self.exists(owner.clone());
-        let node = self.nodes.get_mut(&LowerName::from(&owner)).unwrap();
-        if !node.records.contains(&record) {
-            node.records.push(record);
+    fn srv(&mut self, owner: &Name, srv: Srv) {
+        let node = self.exists(owner);
+        if !node.srv.contains(&srv) {
+            node.srv.push(srv);
         }
     }
 
-    fn additional(&mut self, owner: Name, record: Record) {
-        if let Some(node) = self.nodes.get_mut(&LowerName::from(&owner)) {
-            if !node.additionals.contains(&record) {
-                node.additionals.push(record);
-            }
-        }
+    fn target(&mut self, owner: &Name, target: Target) {
+        self.exists(owner).target = Some(target);
     }
 
-    fn ptr(&mut self, ip: IpAddr, target: Name, service: bool) {
+    fn ptr(&mut self, ip: IpAddr, target: Arc<Name>, service: bool) {
         match self.reverse.get(&ip) {
             Some((_, true)) => {}
             Some((_, false)) if !service => {}
@@ -467,14 +561,18 @@ impl Snapshot {
         self.nodes.is_empty()
     }
 
+    fn node(&self, qname: &LowerName) -> Option<&Node> {
+        self.nodes.get(KeyBuf::of(qname).as_slice())
+    }
+
     /// The answer to `qname`/`qtype` (class IN).
     pub fn answer(&self, qname: &LowerName, qtype: RecordType) -> Answer {
         if self.zone.zone_of(qname) {
             if !self.synced {
                 return Answer::NotReady;
             }
-            return match self.nodes.get(qname) {
-                Some(node) => self.node_answer(node, qtype, &self.soa_zone),
+            return match self.node(qname) {
+                Some(node) => self.node_answer(qname, node, qtype, &self.soa_zone),
                 None => match self.pod(qname, qtype) {
                     Some(answer) => answer,
                     None => Answer::NxDomain {
@@ -492,41 +590,86 @@ impl Snapshot {
         };
         // Reverse names we hold answer here; the rest fall through to the upstreams (kubeadm's
         // `fallthrough in-addr.arpa ip6.arpa`).
-        match self.nodes.get(qname) {
-            Some(node) => self.node_answer(node, qtype, reverse_soa),
+        match self.node(qname) {
+            Some(node) => self.node_answer(qname, node, qtype, reverse_soa),
             None => Answer::Forward,
         }
     }
 
-    fn node_answer(&self, node: &Node, qtype: RecordType, soa: &Record) -> Answer {
-        if let Some(cname) = node
-            .records
-            .iter()
-            .find(|r| r.record_type() == RecordType::CNAME)
-        {
+    fn node_answer(
+        &self,
+        qname: &LowerName,
+        node: &Node,
+        qtype: RecordType,
+        soa: &Record,
+    ) -> Answer {
+        let owner = || Name::from(qname);
+        let any = qtype == RecordType::ANY;
+        if let Some(Target::Cname(target)) = &node.target {
+            let record =
+                Record::from_rdata(owner(), self.ttl, RData::CNAME(CNAME((**target).clone())));
             if qtype != RecordType::CNAME {
-                if let RData::CNAME(CNAME(target)) = &cname.data {
-                    return Answer::Cname {
-                        record: cname.clone(),
-                        target: target.clone(),
-                    };
+                return Answer::Cname {
+                    record,
+                    target: (**target).clone(),
+                };
+            }
+            return Answer::Records {
+                answers: vec![record],
+                additionals: Vec::new(),
+            };
+        }
+        let mut answers = Vec::new();
+        for ip in node.addrs.iter() {
+            let wanted = match ip {
+                IpAddr::V4(_) => RecordType::A,
+                IpAddr::V6(_) => RecordType::AAAA,
+            };
+            if any || qtype == wanted {
+                answers.push(address_record(owner(), self.ttl, *ip));
+            }
+        }
+        let mut additionals = Vec::new();
+        if any || qtype == RecordType::SRV {
+            for srv in node.srv.iter() {
+                answers.push(Record::from_rdata(
+                    owner(),
+                    self.ttl,
+                    RData::SRV(SRV::new(0, srv.weight, srv.port, (*srv.target).clone())),
+                ));
+                if qtype == RecordType::SRV {
+                    for ip in srv.addrs.iter() {
+                        let record = address_record((*srv.target).clone(), self.ttl, *ip);
+                        if !additionals.contains(&record) {
+                            additionals.push(record);
+                        }
+                    }
                 }
             }
         }
-        let answers: Vec<Record> = node
-            .records
-            .iter()
-            .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
-            .cloned()
-            .collect();
+        match &node.target {
+            Some(Target::Ptr(target)) if any || qtype == RecordType::PTR => {
+                answers.push(Record::from_rdata(
+                    owner(),
+                    self.ttl,
+                    RData::PTR(PTR((**target).clone())),
+                ));
+            }
+            Some(Target::SchemaVersion) if any || qtype == RecordType::TXT => {
+                answers.push(Record::from_rdata(
+                    owner(),
+                    self.ttl,
+                    RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
+                ));
+            }
+            Some(Target::Soa) if any || qtype == RecordType::SOA => {
+                answers.push(self.soa_zone.clone());
+            }
+            _ => {}
+        }
         if answers.is_empty() {
             return Answer::NoData { soa: soa.clone() };
         }
-        let additionals = if qtype == RecordType::SRV {
-            node.additionals.clone()
-        } else {
-            Vec::new()
-        };
         Answer::Records {
             answers,
             additionals,

@@ -26,15 +26,19 @@ pub struct BenchArgs {
     /// Services in the API.
     #[arg(long, default_value_t = 10_000)]
     pub services: usize,
-    /// Seconds dnsperf runs per server.
+    /// Seconds dnsperf runs per server and mode.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// dnsperf clients (-c).
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
-    /// Queries outstanding (-q).
+    /// Queries outstanding (-q) in the saturation run.
     #[arg(long, default_value_t = 200)]
     pub outstanding: usize,
+    /// Queries per second (dnsperf -Q) of the fixed-rate run, below both servers'
+    /// saturation; 0 skips it.
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u64,
     /// Concurrent API clients creating the services.
     #[arg(long, default_value_t = 32)]
     pub create_clients: usize,
@@ -47,14 +51,34 @@ pub struct BenchArgs {
 /// kubernetes/Scaling_CoreDNS.md).
 const PUBLISHED_QPS_PER_VCPU: f64 = 17_000.0;
 
-struct Result {
+/// One dnsperf run against one server.
+struct Run {
     qps: f64,
     avg_ms: f64,
+    p50_ms: f64,
     p99_ms: f64,
+    /// p99 of the cluster names (hits, SRV and NXDOMAIN) and of the forwarded names.
+    p99_cluster_ms: f64,
+    p99_forwarded_ms: f64,
     lost: u64,
     cpu: f64,
     qps_per_cpu: f64,
     rss_mib: f64,
+}
+
+/// Resident memory: (total, anonymous, file-backed) MiB.
+fn rss(pid: u32) -> (f64, f64, f64) {
+    let mib = |field| memory_kib(pid, field) as f64 / 1024.0;
+    (mib("VmRSS:"), mib("RssAnon:"), mib("RssFile:"))
+}
+
+/// A server's whole measurement: memory after the sync, and the runs.
+struct Measured {
+    synced_rss_mib: f64,
+    synced_anon_mib: f64,
+    synced_file_mib: f64,
+    saturated: Run,
+    fixed: Option<Run>,
 }
 
 fn query_file(path: &Path, services: usize) -> anyhow::Result<()> {
@@ -123,35 +147,27 @@ fn skiff_dns(
     spawn_ready(cmd, "skiff dns ready", "skiff dns")
 }
 
-/// dnsperf against `port`; `pid` is the server whose CPU is counted.
-fn dnsperf(args: &BenchArgs, queries: &Path, port: u16, pid: u32) -> anyhow::Result<Result> {
+/// dnsperf against `port` (saturation with -q, or a fixed rate with -Q); `pid` is the server
+/// whose CPU and memory are counted.
+fn dnsperf(
+    args: &BenchArgs,
+    queries: &Path,
+    port: u16,
+    pid: u32,
+    rate: Option<u64>,
+) -> anyhow::Result<Run> {
     let pid_s = pid.to_string();
-    // Warm the forwarder's cache and the server (1 s), as a resolver in a running cluster is.
-    let _ = Command::new("dnsperf")
-        .args([
-            "-s",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-l",
-            "1",
-            "-c",
-            "2",
-            "-q",
-            "50",
-        ])
-        .arg("-d")
-        .arg(queries)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
     let cpu_before = cpu_seconds(&pid_s);
-    let out = Command::new("dnsperf")
-        .args(["-s", "127.0.0.1", "-p", &port.to_string()])
+    let mut cmd = Command::new("dnsperf");
+    cmd.args(["-s", "127.0.0.1", "-p", &port.to_string()])
         .args(["-l", &args.seconds.to_string()])
         .args(["-c", &args.clients.to_string()])
-        .args(["-q", &args.outstanding.to_string()])
-        .args(["-T", "1", "-v"])
+        .args(["-T", "1", "-v"]);
+    match rate {
+        Some(qps) => cmd.args(["-q", "1000", "-Q", &qps.to_string()]),
+        None => cmd.args(["-q", &args.outstanding.to_string()]),
+    };
+    let out = cmd
         .arg("-d")
         .arg(queries)
         .stderr(Stdio::null())
@@ -171,18 +187,40 @@ fn dnsperf(args: &BenchArgs, queries: &Path, port: u16, pid: u32) -> anyhow::Res
     let avg_ms = field("Average Latency (s):") * 1e3;
     let lost = field("Queries lost:") as u64;
     // `-v`: one line per response, "> NOERROR name type latency".
-    let mut latencies: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with("> "))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .collect();
+    let mut latencies = Vec::new();
+    let mut cluster = Vec::new();
+    let mut forwarded = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("> ")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(name), Some(Ok(latency))) =
+            (fields.get(2), fields.last().map(|l| l.parse::<f64>()))
+        else {
+            continue;
+        };
+        latencies.push(latency);
+        if name.trim_end_matches('.').ends_with(".cluster.local") {
+            cluster.push(latency);
+        } else {
+            forwarded.push(latency);
+        }
+    }
+    let p99 = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        bench::percentile(&v, 0.99) * 1e3
+    };
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p50_ms = bench::percentile(&latencies, 0.50) * 1e3;
     let p99_ms = bench::percentile(&latencies, 0.99) * 1e3;
+    let p99_cluster_ms = p99(cluster);
+    let p99_forwarded_ms = p99(forwarded);
     anyhow::ensure!(qps.is_finite(), "dnsperf printed no result:\n{text}");
-    Ok(Result {
+    Ok(Run {
         qps,
         avg_ms,
+        p50_ms,
         p99_ms,
+        p99_cluster_ms,
+        p99_forwarded_ms,
         lost,
         cpu,
         qps_per_cpu: qps * args.seconds as f64 / cpu.max(1e-9),
@@ -190,20 +228,67 @@ fn dnsperf(args: &BenchArgs, queries: &Path, port: u16, pid: u32) -> anyhow::Res
     })
 }
 
-fn print(name: &str, r: &Result) {
-    println!(
-        "{name:<10} {:>9.0} qps  avg {:>6.2} ms  p99 {:>6.2} ms  lost {:>5}  server CPU {:>5.2} s  {:>8.0} qps per CPU-second  RSS {:>6.1} MiB",
-        r.qps, r.avg_ms, r.p99_ms, r.lost, r.cpu, r.qps_per_cpu, r.rss_mib
-    );
+/// Warms the server (1 s: the forwarder's cache fills, as in a running cluster), then the
+/// saturation run and the fixed-rate run.
+fn measure(args: &BenchArgs, queries: &Path, port: u16, pid: u32) -> anyhow::Result<Measured> {
+    let (synced_rss_mib, synced_anon_mib, synced_file_mib) = rss(pid);
+    let _ = Command::new("dnsperf")
+        .args(["-s", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-l", "1", "-c", "2", "-q", "50"])
+        .arg("-d")
+        .arg(queries)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let saturated = dnsperf(args, queries, port, pid, None)?;
+    let fixed = if args.rate > 0 {
+        Some(dnsperf(args, queries, port, pid, Some(args.rate))?)
+    } else {
+        None
+    };
+    Ok(Measured {
+        synced_rss_mib,
+        synced_anon_mib,
+        synced_file_mib,
+        saturated,
+        fixed,
+    })
 }
 
+fn print(name: &str, m: &Measured) {
+    println!(
+        "{name}: RSS {:.1} MiB after the sync ({:.1} anonymous, {:.1} file-backed)",
+        m.synced_rss_mib, m.synced_anon_mib, m.synced_file_mib
+    );
+    let line = |mode: &str, r: &Run| {
+        println!(
+            "  {mode:<10} {:>7.0} qps  avg {:>5.2} ms  p50 {:>5.2} ms  p99 {:>6.2} ms (cluster {:>6.2}, forwarded {:>6.2})  lost {:>5}  CPU {:>5.2} s  {:>7.0} qps/CPU-s  RSS {:>6.1} MiB",
+            r.qps, r.avg_ms, r.p50_ms, r.p99_ms, r.p99_cluster_ms, r.p99_forwarded_ms, r.lost, r.cpu, r.qps_per_cpu, r.rss_mib
+        )
+    };
+    line("saturation", &m.saturated);
+    if let Some(r) = &m.fixed {
+        line("fixed rate", r);
+    }
+}
+
+fn last_rss(m: &Measured) -> f64 {
+    m.fixed.as_ref().unwrap_or(&m.saturated).rss_mib
+}
+
+/// A Corefile shaped like kubeadm's (kubernetes with `pods insecure` and fallthrough for the
+/// reverse zones, prometheus, health, ready, forward, cache with the cluster zone excluded),
+/// on loopback, forwarding to the same test upstream as skiff dns.
 fn corefile(dir: &Path, kubeconfig: &Path, port: u16, upstream: u16) -> anyhow::Result<PathBuf> {
     let path = dir.join("Corefile");
     std::fs::write(
         &path,
         format!(
-            ".:{port} {{\n  bind 127.0.0.1\n  errors\n  kubernetes cluster.local in-addr.arpa ip6.arpa {{\n    kubeconfig {}\n    pods insecure\n    fallthrough in-addr.arpa ip6.arpa\n    ttl 5\n  }}\n  forward . 127.0.0.1:{upstream}\n  cache 30 {{\n    disable success cluster.local\n    disable denial cluster.local\n  }}\n}}\n",
-            kubeconfig.display()
+            ".:{port} {{\n  bind 127.0.0.1\n  errors\n  health 127.0.0.1:{health}\n  ready 127.0.0.1:{ready}\n  kubernetes cluster.local in-addr.arpa ip6.arpa {{\n    kubeconfig {kubeconfig}\n    pods insecure\n    fallthrough in-addr.arpa ip6.arpa\n    ttl 5\n  }}\n  prometheus 127.0.0.1:{metrics}\n  forward . 127.0.0.1:{upstream} {{\n    max_concurrent 1000\n  }}\n  cache 30 {{\n    disable success cluster.local\n    disable denial cluster.local\n  }}\n}}\n",
+            kubeconfig = kubeconfig.display(),
+            health = free_port()?,
+            ready = free_port()?,
+            metrics = free_port()?,
         ),
     )?;
     Ok(path)
@@ -253,16 +338,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         &format!("127.0.0.1:{upstream_port}"),
     )?;
     println!(
-        "skiff dns synced {} services in {:.2} s; RSS {:.1} MiB",
+        "skiff dns synced {} services in {:.2} s",
         args.services,
         sync.elapsed().as_secs_f64(),
-        memory_kib(dns.pid(), "VmRSS:") as f64 / 1024.0
     );
     println!(
-        "dnsperf -c {} -q {} -T 1 -l {}: 60% A, 10% SRV, 20% NXDOMAIN, 10% forwarded",
-        args.clients, args.outstanding, args.seconds
+        "dnsperf -c {} -T 1 -l {}, saturation -q {}, fixed rate -Q {}: 60% A, 10% SRV, 20% NXDOMAIN, 10% forwarded",
+        args.clients, args.seconds, args.outstanding, args.rate
     );
-    let ours = dnsperf(&args, &queries, port, dns.pid())?;
+    let ours = measure(&args, &queries, port, dns.pid())?;
     print("skiff dns", &ours);
     drop(dns);
 
@@ -270,42 +354,64 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let port = free_port()?;
         let corefile = corefile(dir.path(), &kubeconfig, port, upstream_port)?;
         let mut cmd = Command::new(&args.anchor);
-        cmd.arg("-conf").arg(&corefile).stdout(Stdio::null());
+        cmd.arg("-conf")
+            .arg(&corefile)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let sync = Instant::now();
         let coredns = ServerChild(cmd.spawn().context("starting coredns")?);
         // CoreDNS has no ready line on stdout here: wait until it answers a cluster name.
         let deadline = Instant::now() + Duration::from_secs(60);
+        let last = format!("svc-{}.default.svc.cluster.local", args.services - 1);
         loop {
             let ok = Command::new("dig")
-                .args([
-                    "@127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "+short",
-                    "+tries=1",
-                    "+time=1",
-                ])
-                .arg("svc-0.default.svc.cluster.local")
+                .args(["@127.0.0.1", "-p", &port.to_string()])
+                .args(["+short", "+tries=1", "+time=1"])
+                .arg(&last)
                 .output()
                 .is_ok_and(|o| !o.stdout.is_empty());
             if ok {
                 break;
             }
             anyhow::ensure!(Instant::now() < deadline, "coredns never answered");
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let theirs = dnsperf(&args, &queries, port, coredns.pid())?;
-        print("coredns", &theirs);
         println!(
-            "ratio skiff/coredns: {:.2}× qps, {:.2}× qps per CPU-second",
-            ours.qps / theirs.qps,
-            ours.qps_per_cpu / theirs.qps_per_cpu
+            "coredns synced {} services in {:.2} s",
+            args.services,
+            sync.elapsed().as_secs_f64()
+        );
+        let theirs = measure(&args, &queries, port, coredns.pid())?;
+        print("coredns", &theirs);
+        let ratio = |mode: &str, a: &Run, b: &Run| {
+            println!(
+                "ratio skiff/coredns, {mode:<10}: {:.2}× qps per CPU-second, p99 {:.2} ms vs {:.2} ms ({:.2}×)",
+                a.qps_per_cpu / b.qps_per_cpu,
+                a.p99_ms,
+                b.p99_ms,
+                a.p99_ms / b.p99_ms
+            )
+        };
+        ratio("saturation", &ours.saturated, &theirs.saturated);
+        if let (Some(a), Some(b)) = (&ours.fixed, &theirs.fixed) {
+            ratio("fixed rate", a, b);
+        }
+        println!(
+            "ratio skiff/coredns, RSS at {} services: {:.1} MiB vs {:.1} MiB after the sync ({:.2}×), {:.1} MiB vs {:.1} MiB after the runs ({:.2}×)",
+            args.services,
+            ours.synced_rss_mib,
+            theirs.synced_rss_mib,
+            ours.synced_rss_mib / theirs.synced_rss_mib,
+            last_rss(&ours),
+            last_rss(&theirs),
+            last_rss(&ours) / last_rss(&theirs)
         );
     } else {
         println!(
             "anchor: {} not found; published CoreDNS: ≈{:.0} qps per vCPU (33,669 qps on 2 vCPUs, GCE n1-standard-2, Scaling_CoreDNS.md); skiff dns here: {:.2}× that per CPU-second",
             args.anchor.display(),
             PUBLISHED_QPS_PER_VCPU,
-            ours.qps_per_cpu / PUBLISHED_QPS_PER_VCPU
+            ours.saturated.qps_per_cpu / PUBLISHED_QPS_PER_VCPU
         );
     }
     drop(upstream);
