@@ -22,6 +22,7 @@ fn kubelet_runs_pods_end_to_end() {
     a_full_pod_runs_and_serves(&lab);
     logs_follow_and_config_updates(&lab);
     exec_and_cp(&lab);
+    exec_terminal_resizes(&lab);
     the_pods_token_reaches_the_api(&lab);
     the_kubelet_api_checks_who_calls(&lab);
     stats_metrics_and_proxies(&lab);
@@ -29,6 +30,7 @@ fn kubelet_runs_pods_end_to_end() {
     attach(&lab);
     restarts_backoff_and_terminal_phases(&lab);
     bad_input_gets_upstream_reasons(&lab);
+    seccomp_profiles_filter_syscalls(&lab);
     limits_reach_the_cgroups_and_oom_is_reported(&lab);
     a_killed_kubelet_restarts_no_container(&mut lab);
     deletion_runs_prestop_and_sigterm(&lab);
@@ -322,6 +324,82 @@ fn exec_and_cp(lab: &Lab) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs a command under a pseudo-terminal of 33 rows and 111 columns (its controlling
+/// terminal), waits for `first` in its output, resizes the terminal to 40×100 (the kernel
+/// sends SIGWINCH to the command) and waits for `second`; prints everything it read.
+const RESIZING_TERMINAL: &str = r#"
+import fcntl, os, select, struct, subprocess, sys, termios
+first, second, argv = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3:]
+master, slave = os.openpty()
+def size(rows, cols):
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+size(33, 111)
+child = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+seen = b""
+def until(text):
+    global seen
+    while text not in seen:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            sys.exit("no %r in %r" % (text, seen))
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            sys.exit("output ended without %r: %r" % (text, seen))
+        seen += data
+until(first)
+size(40, 100)
+until(second)
+child.wait(timeout=120)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(child.returncode)
+"#;
+
+fn exec_terminal_resizes(lab: &Lab) {
+    // kubectl exec -it sends its terminal's size at the start and on every SIGWINCH
+    // (channel 4); the kubelet holds the exec's pty master and sets the size on it.
+    let kubectl = lab.kubectl_cmd(&[
+        "exec",
+        "-it",
+        "full",
+        "-c",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "stty size; while [ \"$(stty size)\" = \"33 111\" ]; do sleep 0.1; done; stty size; exit 7",
+    ]);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(RESIZING_TERMINAL)
+        .args(["33 111", "40 100"])
+        .arg(kubectl.get_program())
+        .args(kubectl.get_args());
+    for (key, value) in kubectl.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The process's exit code comes back through the terminal session too.
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sizes: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(" 111") || l.ends_with(" 100"))
+        .collect();
+    assert_eq!(sizes, ["33 111", "40 100"], "{text}");
 }
 
 /// The projected `kube-api-access-*` volume: the pod's service-account token, the cluster CA
@@ -1004,6 +1082,111 @@ spec:
         "nocommand",
         "noport",
         "novolume",
+        "--grace-period=1",
+    ]);
+}
+
+fn seccomp_profiles_filter_syscalls(lab: &Lab) {
+    // Localhost profiles live under <root-dir>/seccomp on the node.
+    let profiles = lab.nodes[0].root.join("kubelet/seccomp/profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let script = "grep Seccomp: /proc/self/status; \
+                  if unshare -U true; then echo unshare=ok; else echo unshare=denied; fi; \
+                  if mkdir /tmp/d; then echo mkdir=ok; else echo mkdir=denied; fi";
+    let pod = |name: &str, profile: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: node-0
+  restartPolicy: Never
+  securityContext: {{seccompProfile: {profile}}}
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", {script:?}]
+"#
+        )
+    };
+    let mut yaml = String::new();
+    for (name, profile) in [
+        ("sc-default", "{type: RuntimeDefault}"),
+        ("sc-unconfined", "{type: Unconfined}"),
+        ("sc-local", "{type: Localhost, localhostProfile: profiles/no-mkdir.json}"),
+        ("sc-missing", "{type: Localhost, localhostProfile: profiles/missing.json}"),
+    ] {
+        yaml.push_str(&pod(name, profile));
+        yaml.push_str("---\n");
+    }
+    lab.apply(&yaml);
+    for name in ["sc-default", "sc-unconfined", "sc-local"] {
+        lab.wait(&format!("{name} Succeeded"), 60, || {
+            lab.pod_field(name, "{.status.phase}") == "Succeeded"
+        });
+    }
+    // RuntimeDefault: a filter (mode 2) that refuses a user namespace with EPERM, as
+    // containerd's default profile does for a container without CAP_SYS_ADMIN.
+    let logs = lab.kubectl_ok(&["logs", "sc-default"]);
+    for text in [
+        "Seccomp:\t2",
+        "unshare(0x10000000): Operation not permitted",
+        "unshare=denied",
+        "mkdir=ok",
+    ] {
+        assert!(logs.contains(text), "sc-default lacks {text:?}:\n{logs}");
+    }
+    let logs = lab.kubectl_ok(&["logs", "sc-unconfined"]);
+    for text in ["Seccomp:\t0", "unshare=ok", "mkdir=ok"] {
+        assert!(logs.contains(text), "sc-unconfined lacks {text:?}:\n{logs}");
+    }
+    let logs = lab.kubectl_ok(&["logs", "sc-local"]);
+    for text in ["Seccomp:\t2", "Permission denied", "mkdir=denied", "unshare=ok"] {
+        assert!(logs.contains(text), "sc-local lacks {text:?}:\n{logs}");
+    }
+    // A profile that is not on the node: CreateContainerError, as containerd reports it.
+    lab.wait("sc-missing in CreateContainerError", 60, || {
+        lab.pod_field(
+            "sc-missing",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "CreateContainerError"
+    });
+    let message = lab.pod_field(
+        "sc-missing",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        message.contains("cannot load seccomp profile")
+            && message.contains("seccomp/profiles/missing.json"),
+        "{message}"
+    );
+    let table = lab.kubectl_ok(&["get", "pods", "sc-default", "sc-missing"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("sc-default ") && l.contains("Completed")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("sc-missing ") && l.contains("CreateContainerError")),
+        "{table}"
+    );
+    lab.kubectl_ok(&[
+        "delete",
+        "pod",
+        "sc-default",
+        "sc-unconfined",
+        "sc-local",
+        "sc-missing",
         "--grace-period=1",
     ]);
 }

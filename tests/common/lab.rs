@@ -260,7 +260,7 @@ impl Lab {
         for applet in [
             "sh", "ls", "cat", "echo", "sleep", "httpd", "wget", "nc", "tail", "head", "tar",
             "true", "false", "env", "id", "grep", "mkdir", "touch", "date", "hostname", "ps",
-            "kill", "ip", "ping",
+            "kill", "ip", "ping", "unshare", "stty",
         ] {
             std::os::unix::fs::symlink("busybox", ctx.join(applet)).unwrap();
         }

@@ -119,6 +119,11 @@ pub struct KubeletArgs {
     /// The node Lease's duration (seconds); it is renewed every quarter of it.
     #[arg(long = "node-lease-duration-seconds", default_value_t = 40)]
     pub node_lease_duration_seconds: i32,
+    /// Containers without a seccompProfile get RuntimeDefault instead of Unconfined
+    /// (upstream's seccompDefault).
+    #[arg(long = "seccomp-default", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub seccomp_default: bool,
     /// Registry mirrors and credentials in k3s's registries.yaml format.
     #[arg(long = "registry-config")]
     pub registry_config: Option<PathBuf>,

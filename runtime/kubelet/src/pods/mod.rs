@@ -17,6 +17,7 @@ pub mod images;
 pub mod mirror;
 pub mod probes;
 pub mod sandbox;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod status;
