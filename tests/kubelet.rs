@@ -31,10 +31,12 @@ fn kubelet_runs_pods_end_to_end() {
     restarts_backoff_and_terminal_phases(&lab);
     bad_input_gets_upstream_reasons(&lab);
     seccomp_profiles_filter_syscalls(&lab);
+    grpc_probes_call_the_health_service(&lab);
     limits_reach_the_cgroups_and_oom_is_reported(&lab);
     a_killed_kubelet_restarts_no_container(&mut lab);
     deletion_runs_prestop_and_sigterm(&lab);
     pods_on_two_nodes_reach_each_other(&lab);
+    unused_images_are_collected(&mut lab);
     container_logs_rotate(&lab);
     static_pods_are_mirrored(&mut lab);
     nothing_is_left_behind(&lab);
@@ -391,8 +393,9 @@ fn exec_terminal_resizes(lab: &Lab) {
     assert_eq!(
         out.status.code(),
         Some(7),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.kubelet_log(0)
     );
     let sizes: Vec<&str> = text
         .lines()
@@ -1120,8 +1123,14 @@ spec:
     for (name, profile) in [
         ("sc-default", "{type: RuntimeDefault}"),
         ("sc-unconfined", "{type: Unconfined}"),
-        ("sc-local", "{type: Localhost, localhostProfile: profiles/no-mkdir.json}"),
-        ("sc-missing", "{type: Localhost, localhostProfile: profiles/missing.json}"),
+        (
+            "sc-local",
+            "{type: Localhost, localhostProfile: profiles/no-mkdir.json}",
+        ),
+        (
+            "sc-missing",
+            "{type: Localhost, localhostProfile: profiles/missing.json}",
+        ),
     ] {
         yaml.push_str(&pod(name, profile));
         yaml.push_str("---\n");
@@ -1148,7 +1157,12 @@ spec:
         assert!(logs.contains(text), "sc-unconfined lacks {text:?}:\n{logs}");
     }
     let logs = lab.kubectl_ok(&["logs", "sc-local"]);
-    for text in ["Seccomp:\t2", "Permission denied", "mkdir=denied", "unshare=ok"] {
+    for text in [
+        "Seccomp:\t2",
+        "Permission denied",
+        "mkdir=denied",
+        "unshare=ok",
+    ] {
         assert!(logs.contains(text), "sc-local lacks {text:?}:\n{logs}");
     }
     // A profile that is not on the node: CreateContainerError, as containerd reports it.
@@ -1189,6 +1203,160 @@ spec:
         "sc-missing",
         "--grace-period=1",
     ]);
+}
+
+/// A `grpc.health.v1.Health/Check` server on plain HTTP/2, in a node's network namespace:
+/// answers with the status in `status` (1 SERVING, 2 NOT_SERVING) and remembers the last
+/// request's service and user agent. Stops when `stop` is set (checked between connections).
+struct HealthServer {
+    status: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    seen: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HealthServer {
+    fn start(netns: &str, address: &str) -> HealthServer {
+        use std::sync::atomic::{AtomicBool, AtomicI32};
+        use std::sync::{Arc, Mutex};
+        let status = Arc::new(AtomicI32::new(1));
+        let seen = Arc::new(Mutex::new((String::new(), String::new())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let netns = format!("/run/netns/{netns}");
+        let address = address.to_string();
+        let (st, sn, sp) = (status.clone(), seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            // setns moves only this thread into the node's namespace; the listening socket
+            // stays there.
+            let ns = std::fs::File::open(&netns).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace fd we opened; it affects only this thread.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
+                ready_tx.send(()).unwrap();
+                while !sp.load(std::sync::atomic::Ordering::SeqCst) {
+                    let accepted =
+                        tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+                    let Ok(Ok((tcp, _))) = accepted else { continue };
+                    let (st, sn) = (st.clone(), sn.clone());
+                    tokio::spawn(async move {
+                        let _ = serve_health(tcp, st, sn).await;
+                    });
+                }
+            });
+        });
+        ready_rx.recv().unwrap();
+        HealthServer {
+            status,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve_health(
+    tcp: tokio::net::TcpStream,
+    status: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    seen: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+) -> Result<(), h2::Error> {
+    let mut connection = h2::server::handshake(tcp).await?;
+    while let Some(request) = connection.accept().await {
+        let (request, mut respond) = request?;
+        let agent = request
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let path = request.uri().path().to_string();
+        let mut body = request.into_body();
+        let mut message = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            message.extend_from_slice(&chunk);
+        }
+        // A gRPC frame (flag, length) holding HealthCheckRequest{service = 1}.
+        let service = message
+            .get(7..)
+            .map(|s| String::from_utf8_lossy(s).to_string())
+            .unwrap_or_default();
+        *seen.lock().unwrap() = (service, agent);
+        let response = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut send = respond.send_response(response, false)?;
+        let mut trailers = http::HeaderMap::new();
+        if path == "/grpc.health.v1.Health/Check" {
+            let code = status.load(std::sync::atomic::Ordering::SeqCst) as u8;
+            send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, code]), false)?;
+            trailers.insert("grpc-status", "0".parse().unwrap());
+        } else {
+            trailers.insert("grpc-status", "12".parse().unwrap());
+        }
+        send.send_trailers(trailers)?;
+    }
+    Ok(())
+}
+
+fn grpc_probes_call_the_health_service(lab: &Lab) {
+    // A hostNetwork pod's probes go to the node's address, where the test serves the health
+    // service itself (tests/kubelet.rs `HealthServer`).
+    let server = HealthServer::start(&lab.nodes[0].netns, "192.168.56.10:50051");
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: grpc}
+spec:
+  nodeName: node-0
+  hostNetwork: true
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sleep", "3600"]
+    readinessProbe: {grpc: {port: 50051, service: skiff}, periodSeconds: 1}
+"#,
+    );
+    let ready = || lab.pod_field("grpc", "{.status.conditions[?(@.type==\"Ready\")].status}");
+    lab.wait("grpc Ready (SERVING)", 60, || ready() == "True");
+    let (service, agent) = server.seen.lock().unwrap().clone();
+    assert_eq!(service, "skiff");
+    assert!(agent.starts_with("kube-probe/1.32"), "{agent}");
+    server.status.store(2, std::sync::atomic::Ordering::SeqCst);
+    lab.wait("grpc not Ready (NOT_SERVING)", 60, || ready() == "False");
+    lab.wait("the Unhealthy event", 60, || {
+        lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=grpc,reason=Unhealthy",
+        ])
+        .contains("Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")")
+    });
+    lab.kubectl_ok(&["delete", "pod", "grpc", "--grace-period=1"]);
+    drop(server);
 }
 
 /// A file of the lab's cgroup `relative` in a v1 hierarchy (`controller`) or, with "", in
@@ -1381,6 +1549,105 @@ spec:
     );
     let gone = lab.kubectl(&["get", "pod", "graceful"]);
     assert!(!gone.status.success());
+}
+
+/// `skiff image list` of node `i`'s store.
+fn node_images(lab: &Lab, i: usize) -> String {
+    let out = std::process::Command::new(common::skiff_bin())
+        .args(["image", "--root"])
+        .arg(lab.nodes[i].root.join("images"))
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn unused_images_are_collected(lab: &mut Lab) {
+    // An image no container uses, beside busybox which a running pod uses.
+    let out = std::process::Command::new(common::skiff_bin())
+        .args(["image", "--root"])
+        .arg(lab.nodes[1].root.join("images"))
+        .args(["build", "skiff.local/unused:1", "--from"])
+        .arg(lab.dir.path().join("image"))
+        .args(["--cmd", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(node_images(lab, 1).contains("skiff.local/unused:1"));
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: gc-keeper}
+spec:
+  nodeName: node-1
+  containers: [{name: c, image: skiff.local/busybox:1, command: ["sleep", "3600"]}]
+"#,
+    );
+    lab.wait("gc-keeper Running", 60, || {
+        lab.pod_field("gc-keeper", "{.status.phase}") == "Running"
+    });
+    // Thresholds every disk is over (1 % high, 0 % low), no minimum age, a round a second.
+    lab.nodes[1].kubelet_args = [
+        "--image-gc-high-threshold=1",
+        "--image-gc-low-threshold=0",
+        "--minimum-image-ttl-duration=0s",
+        "--image-gc-period=1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    lab.kill_kubelet(1);
+    lab.start_kubelet(1);
+    lab.wait("the unused image collected", 60, || {
+        !node_images(lab, 1).contains("skiff.local/unused:1")
+    });
+    // The image in use stays; everything else was not enough to get to 0 %: upstream's
+    // FreeDiskSpaceFailed on the Node.
+    assert!(node_images(lab, 1).contains("skiff.local/busybox:1"));
+    lab.wait("FreeDiskSpaceFailed on node-1", 60, || {
+        lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Node,involvedObject.name=node-1,reason=FreeDiskSpaceFailed",
+        ])
+        .contains("Failed to garbage collect required amount of images. Attempted to free")
+    });
+    assert_eq!(lab.pod_field("gc-keeper", "{.status.phase}"), "Running");
+    // A low threshold not below the high one is refused at start, in upstream's words.
+    let refused = std::process::Command::new(common::skiff_bin())
+        .args([
+            "kubelet",
+            "--kubeconfig",
+            "/nonexistent",
+            "--node-name",
+            "x",
+        ])
+        .args(["--node-ip", "127.0.0.1", "--image-gc-high-threshold=50"])
+        .arg("--image-gc-low-threshold=60")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "imageGCLowThresholdPercent (--image-gc-low-threshold) 60 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 50"
+        ),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    lab.nodes[1].kubelet_args.clear();
+    lab.kill_kubelet(1);
+    lab.start_kubelet(1);
+    lab.kubectl_ok(&["delete", "pod", "gc-keeper", "--grace-period=1"]);
 }
 
 fn pods_on_two_nodes_reach_each_other(lab: &Lab) {

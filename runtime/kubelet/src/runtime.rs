@@ -193,7 +193,12 @@ impl Runtime {
     /// caller wires its stdio.
     /// `skiff-runtime exec`; with `console_socket`, under a terminal whose master the runtime
     /// sends to that socket (it still waits for the process and exits with its code).
-    pub fn exec_command(&self, id: &str, command: &[String], console_socket: Option<&str>) -> Command {
+    pub fn exec_command(
+        &self,
+        id: &str,
+        command: &[String],
+        console_socket: Option<&str>,
+    ) -> Command {
         let mut cmd = self.command();
         if let Some(dir) = self.unified_dir_of(id) {
             if let Err(e) = join_cgroup_before_exec(cmd.as_std_mut(), &dir) {

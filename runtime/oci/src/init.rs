@@ -199,7 +199,7 @@ pub fn container_init(
     // Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN: before dropping
     // capabilities. With it, as late as possible.
     let seccomp = linux.seccomp().as_ref();
-    let no_new_privs = process.no_new_privileges().is_some();
+    let no_new_privs = process.no_new_privileges() == Some(true);
     if let Some(seccomp) = seccomp.filter(|_| !no_new_privs) {
         load_seccomp(seccomp)?;
     }

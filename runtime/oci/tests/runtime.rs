@@ -553,6 +553,9 @@ fn seccomp_masked_equal_reads_like_runc() {
                   /bin/true && echo fork=ok";
     let mut env = Env::new(&["sh", "-c", script]);
     env.edit_config(|c| {
+        // As the kubelet writes it: no_new_privs off, no CAP_SYS_ADMIN in the container's
+        // set (the filter must be loaded while the runtime still holds it).
+        c["process"]["noNewPrivileges"] = json!(false);
         c["linux"]["seccomp"] = json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{

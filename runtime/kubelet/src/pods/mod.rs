@@ -13,6 +13,7 @@
 
 pub mod env;
 pub mod file;
+pub mod grpc_health;
 pub mod images;
 pub mod mirror;
 pub mod probes;

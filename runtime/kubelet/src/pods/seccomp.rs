@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::SeccompProfile;
 use serde_json::{json, Value};
 
 /// Syscalls every container may make.
+#[rustfmt::skip]
 pub const ALLOWED: &[&str] = &[
     // files and directories
     "access", "chdir", "chmod", "chown", "chown32", "close", "close_range", "copy_file_range",
@@ -117,6 +118,7 @@ const ARCHITECTURES: &[&str] = &["SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64"];
 const ARCHITECTURES: &[&str] = &[];
 
 /// Syscalls allowed when the container's bounding set holds the capability that guards them.
+#[rustfmt::skip]
 pub const BY_CAPABILITY: &[(&str, &[&str])] = &[
     ("CAP_DAC_READ_SEARCH", &["open_by_handle_at"]),
     (
@@ -226,7 +228,10 @@ pub fn filter(profile: &Profile, bounding: &[String]) -> Result<Option<Value>, S
         Profile::RuntimeDefault => Ok(Some(runtime_default(bounding))),
         Profile::Localhost(path) => {
             let text = std::fs::read(path).map_err(|e| {
-                format!("cannot load seccomp profile {:?}: {e}", path.display().to_string())
+                format!(
+                    "cannot load seccomp profile {:?}: {e}",
+                    path.display().to_string()
+                )
             })?;
             let parsed: Value = serde_json::from_slice(&text).map_err(|e| {
                 format!(
@@ -235,7 +240,10 @@ pub fn filter(profile: &Profile, bounding: &[String]) -> Result<Option<Value>, S
                 )
             })?;
             localhost(&parsed, bounding).map(Some).map_err(|e| {
-                format!("cannot load seccomp profile {:?}: {e}", path.display().to_string())
+                format!(
+                    "cannot load seccomp profile {:?}: {e}",
+                    path.display().to_string()
+                )
             })
         }
     }
@@ -303,10 +311,18 @@ fn localhost(profile: &Value, bounding: &[String]) -> Result<Value, String> {
             .as_array()
             .map(|maps| {
                 maps.iter()
-                    .filter(|m| ARCHITECTURES.first().is_some_and(|a| m["architecture"] == *a))
+                    .filter(|m| {
+                        ARCHITECTURES
+                            .first()
+                            .is_some_and(|a| m["architecture"] == *a)
+                    })
                     .flat_map(|m| {
-                        std::iter::once(m["architecture"].clone())
-                            .chain(m["subArchitectures"].as_array().cloned().unwrap_or_default())
+                        std::iter::once(m["architecture"].clone()).chain(
+                            m["subArchitectures"]
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default(),
+                        )
                     })
                     .collect()
             })
@@ -376,16 +392,33 @@ mod tests {
             assert!(names.iter().any(|n| n == ok), "{ok} must be allowed");
         }
         for denied in [
-            "unshare", "mount", "setns", "kexec_load", "keyctl", "add_key", "init_module",
-            "reboot", "bpf", "userfaultfd", "io_uring_setup", "clone3", "chroot",
+            "unshare",
+            "mount",
+            "setns",
+            "kexec_load",
+            "keyctl",
+            "add_key",
+            "init_module",
+            "reboot",
+            "bpf",
+            "userfaultfd",
+            "io_uring_setup",
+            "clone3",
+            "chroot",
         ] {
-            assert!(!names.iter().any(|n| n == denied), "{denied} must be denied");
+            assert!(
+                !names.iter().any(|n| n == denied),
+                "{denied} must be denied"
+            );
         }
         let rules = plain["syscalls"].as_array().unwrap();
         assert!(rules
             .iter()
             .any(|r| r["names"] == json!(["clone3"]) && r["errnoRet"] == ENOSYS));
-        let clone = rules.iter().find(|r| r["names"] == json!(["clone"])).unwrap();
+        let clone = rules
+            .iter()
+            .find(|r| r["names"] == json!(["clone"]))
+            .unwrap();
         assert_eq!(clone["args"][0]["value"], 0x7E02_0000u64);
 
         let admin = runtime_default(&caps(&["CAP_SYS_ADMIN", "CAP_SYS_CHROOT"]));
@@ -406,10 +439,19 @@ mod tests {
         let root = Path::new("/var/lib/kubelet");
         let p = |v: Value| -> SeccompProfile { serde_json::from_value(v).unwrap() };
         assert_eq!(profile(None, false, false, root), Ok(Profile::Unconfined));
-        assert_eq!(profile(None, false, true, root), Ok(Profile::RuntimeDefault));
+        assert_eq!(
+            profile(None, false, true, root),
+            Ok(Profile::RuntimeDefault)
+        );
         let rd = p(json!({"type": "RuntimeDefault"}));
-        assert_eq!(profile(Some(&rd), false, false, root), Ok(Profile::RuntimeDefault));
-        assert_eq!(profile(Some(&rd), true, false, root), Ok(Profile::Unconfined));
+        assert_eq!(
+            profile(Some(&rd), false, false, root),
+            Ok(Profile::RuntimeDefault)
+        );
+        assert_eq!(
+            profile(Some(&rd), true, false, root),
+            Ok(Profile::Unconfined)
+        );
         let local = p(json!({"type": "Localhost", "localhostProfile": "profiles/audit.json"}));
         assert_eq!(
             profile(Some(&local), false, false, root),

@@ -275,7 +275,8 @@ async fn fail<S>(sink: &mut S, message: String)
 where
     S: futures::Sink<Message> + Unpin,
 {
-    let status = json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"});
+    let status =
+        json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"});
     let _ = sink
         .send(Message::Binary(
             channel(STATUS, status.to_string().as_bytes()).into(),
@@ -370,6 +371,17 @@ async fn session(
                 streams.stdin = Some(Box::new(tokio::fs::File::from_std(writer)));
             }
             streams.terminal = Some(master);
+            // The runtime's own complaints (it is not in the terminal).
+            if let Some(mut err) = child.stderr.take() {
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let mut text = String::new();
+                    let _ = err.read_to_string(&mut text).await;
+                    if !text.trim().is_empty() {
+                        tracing::warn!(container = %id, "exec with a terminal: {}", text.trim());
+                    }
+                });
+            }
         }
     }
     let code = pump(&mut sink, &mut incoming, streams, &options, v5, &mut child).await;
