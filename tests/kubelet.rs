@@ -374,7 +374,10 @@ fn exec_terminal_resizes(lab: &Lab) {
         "--",
         "sh",
         "-c",
-        "stty size; while [ \"$(stty size)\" = \"33 111\" ]; do sleep 0.1; done; stty size; exit 7",
+        // The first size comes with kubectl's first resize message, which may arrive just
+        // after the process started (as upstream's): wait for it, then for the change.
+        "until [ \"$(stty size 2>/dev/null)\" = \"33 111\" ]; do sleep 0.1; done; stty size; \
+         while [ \"$(stty size 2>/dev/null)\" = \"33 111\" ]; do sleep 0.1; done; stty size; exit 7",
     ]);
     let mut cmd = std::process::Command::new("python3");
     cmd.arg("-c")
