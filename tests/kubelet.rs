@@ -1235,10 +1235,8 @@ impl HealthServer {
             let ns = std::fs::File::open(&netns).unwrap();
             use std::os::fd::AsRawFd;
             // SAFETY: setns on a namespace fd we opened; it affects only this thread.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
+            let entered = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns {netns}");
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
