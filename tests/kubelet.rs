@@ -22,6 +22,7 @@ fn kubelet_runs_pods_end_to_end() {
     a_full_pod_runs_and_serves(&lab);
     logs_follow_and_config_updates(&lab);
     exec_and_cp(&lab);
+    exec_terminal_resizes(&lab);
     the_pods_token_reaches_the_api(&lab);
     the_kubelet_api_checks_who_calls(&lab);
     stats_metrics_and_proxies(&lab);
@@ -29,10 +30,13 @@ fn kubelet_runs_pods_end_to_end() {
     attach(&lab);
     restarts_backoff_and_terminal_phases(&lab);
     bad_input_gets_upstream_reasons(&lab);
+    seccomp_profiles_filter_syscalls(&lab);
+    grpc_probes_call_the_health_service(&lab);
     limits_reach_the_cgroups_and_oom_is_reported(&lab);
     a_killed_kubelet_restarts_no_container(&mut lab);
     deletion_runs_prestop_and_sigterm(&lab);
     pods_on_two_nodes_reach_each_other(&lab);
+    unused_images_are_collected(&mut lab);
     container_logs_rotate(&lab);
     static_pods_are_mirrored(&mut lab);
     nothing_is_left_behind(&lab);
@@ -322,6 +326,86 @@ fn exec_and_cp(lab: &Lab) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs a command under a pseudo-terminal of 33 rows and 111 columns (its controlling
+/// terminal), waits for `first` in its output, resizes the terminal to 40×100 (the kernel
+/// sends SIGWINCH to the command) and waits for `second`; prints everything it read.
+const RESIZING_TERMINAL: &str = r#"
+import fcntl, os, select, struct, subprocess, sys, termios
+first, second, argv = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3:]
+master, slave = os.openpty()
+def size(rows, cols):
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+size(33, 111)
+child = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+seen = b""
+def until(text):
+    global seen
+    while text not in seen:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            sys.exit("no %r in %r" % (text, seen))
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            sys.exit("output ended without %r: %r" % (text, seen))
+        seen += data
+until(first)
+size(40, 100)
+until(second)
+child.wait(timeout=120)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(child.returncode)
+"#;
+
+fn exec_terminal_resizes(lab: &Lab) {
+    // kubectl exec -it sends its terminal's size at the start and on every SIGWINCH
+    // (channel 4); the kubelet holds the exec's pty master and sets the size on it.
+    let kubectl = lab.kubectl_cmd(&[
+        "exec",
+        "-it",
+        "full",
+        "-c",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        // The first size comes with kubectl's first resize message, which may arrive just
+        // after the process started (as upstream's): wait for it, then for the change.
+        "until [ \"$(stty size 2>/dev/null)\" = \"33 111\" ]; do sleep 0.1; done; stty size; \
+         while [ \"$(stty size 2>/dev/null)\" = \"33 111\" ]; do sleep 0.1; done; stty size; exit 7",
+    ]);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(RESIZING_TERMINAL)
+        .args(["33 111", "40 100"])
+        .arg(kubectl.get_program())
+        .args(kubectl.get_args());
+    for (key, value) in kubectl.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The process's exit code comes back through the terminal session too.
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.kubelet_log(0)
+    );
+    let sizes: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(" 111") || l.ends_with(" 100"))
+        .collect();
+    assert_eq!(sizes, ["33 111", "40 100"], "{text}");
 }
 
 /// The projected `kube-api-access-*` volume: the pod's service-account token, the cluster CA
@@ -1008,6 +1092,274 @@ spec:
     ]);
 }
 
+fn seccomp_profiles_filter_syscalls(lab: &Lab) {
+    // Localhost profiles live under <root-dir>/seccomp on the node.
+    let profiles = lab.nodes[0].root.join("kubelet/seccomp/profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let script = "grep Seccomp: /proc/self/status; \
+                  if unshare -U true; then echo unshare=ok; else echo unshare=denied; fi; \
+                  if mkdir /tmp/d; then echo mkdir=ok; else echo mkdir=denied; fi";
+    let pod = |name: &str, profile: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: node-0
+  restartPolicy: Never
+  securityContext: {{seccompProfile: {profile}}}
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", {script:?}]
+"#
+        )
+    };
+    let mut yaml = String::new();
+    for (name, profile) in [
+        ("sc-default", "{type: RuntimeDefault}"),
+        ("sc-unconfined", "{type: Unconfined}"),
+        (
+            "sc-local",
+            "{type: Localhost, localhostProfile: profiles/no-mkdir.json}",
+        ),
+        (
+            "sc-missing",
+            "{type: Localhost, localhostProfile: profiles/missing.json}",
+        ),
+    ] {
+        yaml.push_str(&pod(name, profile));
+        yaml.push_str("---\n");
+    }
+    lab.apply(&yaml);
+    for name in ["sc-default", "sc-unconfined", "sc-local"] {
+        lab.wait(&format!("{name} Succeeded"), 60, || {
+            lab.pod_field(name, "{.status.phase}") == "Succeeded"
+        });
+    }
+    // RuntimeDefault: a filter (mode 2) that refuses a user namespace with EPERM, as
+    // containerd's default profile does for a container without CAP_SYS_ADMIN.
+    let logs = lab.kubectl_ok(&["logs", "sc-default"]);
+    for text in [
+        "Seccomp:\t2",
+        "unshare(0x10000000): Operation not permitted",
+        "unshare=denied",
+        "mkdir=ok",
+    ] {
+        assert!(logs.contains(text), "sc-default lacks {text:?}:\n{logs}");
+    }
+    let logs = lab.kubectl_ok(&["logs", "sc-unconfined"]);
+    for text in ["Seccomp:\t0", "unshare=ok", "mkdir=ok"] {
+        assert!(logs.contains(text), "sc-unconfined lacks {text:?}:\n{logs}");
+    }
+    let logs = lab.kubectl_ok(&["logs", "sc-local"]);
+    for text in [
+        "Seccomp:\t2",
+        "Permission denied",
+        "mkdir=denied",
+        "unshare=ok",
+    ] {
+        assert!(logs.contains(text), "sc-local lacks {text:?}:\n{logs}");
+    }
+    // A profile that is not on the node: CreateContainerError, as containerd reports it.
+    lab.wait("sc-missing in CreateContainerError", 60, || {
+        lab.pod_field(
+            "sc-missing",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "CreateContainerError"
+    });
+    let message = lab.pod_field(
+        "sc-missing",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        message.contains("cannot load seccomp profile")
+            && message.contains("seccomp/profiles/missing.json"),
+        "{message}"
+    );
+    let table = lab.kubectl_ok(&["get", "pods", "sc-default", "sc-missing"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("sc-default ") && l.contains("Completed")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("sc-missing ") && l.contains("CreateContainerError")),
+        "{table}"
+    );
+    lab.kubectl_ok(&[
+        "delete",
+        "pod",
+        "sc-default",
+        "sc-unconfined",
+        "sc-local",
+        "sc-missing",
+        "--grace-period=1",
+    ]);
+}
+
+/// A `grpc.health.v1.Health/Check` server on plain HTTP/2, in a node's network namespace:
+/// answers with the status in `status` (1 SERVING, 2 NOT_SERVING) and remembers the last
+/// request's service and user agent. Stops when `stop` is set (checked between connections).
+struct HealthServer {
+    status: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    seen: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HealthServer {
+    fn start(netns: &str, address: &str) -> HealthServer {
+        use std::sync::atomic::{AtomicBool, AtomicI32};
+        use std::sync::{Arc, Mutex};
+        let status = Arc::new(AtomicI32::new(1));
+        let seen = Arc::new(Mutex::new((String::new(), String::new())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let netns = format!("/run/netns/{netns}");
+        let address = address.to_string();
+        let (st, sn, sp) = (status.clone(), seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            // setns moves only this thread into the node's namespace; the listening socket
+            // stays there.
+            let ns = std::fs::File::open(&netns).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace fd we opened; it affects only this thread.
+            let entered = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns {netns}");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
+                ready_tx.send(()).unwrap();
+                while !sp.load(std::sync::atomic::Ordering::SeqCst) {
+                    let accepted =
+                        tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+                    let Ok(Ok((tcp, _))) = accepted else { continue };
+                    let (st, sn) = (st.clone(), sn.clone());
+                    tokio::spawn(async move {
+                        let _ = serve_health(tcp, st, sn).await;
+                    });
+                }
+            });
+        });
+        ready_rx.recv().unwrap();
+        HealthServer {
+            status,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve_health(
+    tcp: tokio::net::TcpStream,
+    status: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    seen: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+) -> Result<(), h2::Error> {
+    let mut connection = h2::server::handshake(tcp).await?;
+    while let Some(request) = connection.accept().await {
+        let (request, mut respond) = request?;
+        let agent = request
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let path = request.uri().path().to_string();
+        let mut body = request.into_body();
+        let mut message = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            message.extend_from_slice(&chunk);
+        }
+        // A gRPC frame (flag, length) holding HealthCheckRequest{service = 1}.
+        let service = message
+            .get(7..)
+            .map(|s| String::from_utf8_lossy(s).to_string())
+            .unwrap_or_default();
+        *seen.lock().unwrap() = (service, agent);
+        let response = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut send = respond.send_response(response, false)?;
+        let mut trailers = http::HeaderMap::new();
+        if path == "/grpc.health.v1.Health/Check" {
+            let code = status.load(std::sync::atomic::Ordering::SeqCst) as u8;
+            send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, code]), false)?;
+            trailers.insert("grpc-status", "0".parse().unwrap());
+        } else {
+            trailers.insert("grpc-status", "12".parse().unwrap());
+        }
+        send.send_trailers(trailers)?;
+    }
+    Ok(())
+}
+
+fn grpc_probes_call_the_health_service(lab: &Lab) {
+    // A hostNetwork pod's probes go to the node's address, where the test serves the health
+    // service itself (tests/kubelet.rs `HealthServer`).
+    let server = HealthServer::start(&lab.nodes[0].netns, "192.168.56.10:50051");
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: grpc}
+spec:
+  nodeName: node-0
+  hostNetwork: true
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sleep", "3600"]
+    readinessProbe: {grpc: {port: 50051, service: skiff}, periodSeconds: 1}
+"#,
+    );
+    let ready = || lab.pod_field("grpc", "{.status.conditions[?(@.type==\"Ready\")].status}");
+    lab.wait("grpc Ready (SERVING)", 60, || ready() == "True");
+    let (service, agent) = server.seen.lock().unwrap().clone();
+    assert_eq!(service, "skiff");
+    assert!(agent.starts_with("kube-probe/1.32"), "{agent}");
+    server.status.store(2, std::sync::atomic::Ordering::SeqCst);
+    lab.wait("grpc not Ready (NOT_SERVING)", 60, || ready() == "False");
+    lab.wait("the Unhealthy event", 60, || {
+        lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=grpc,reason=Unhealthy",
+        ])
+        .contains("Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")")
+    });
+    lab.kubectl_ok(&["delete", "pod", "grpc", "--grace-period=1"]);
+    drop(server);
+}
+
 /// A file of the lab's cgroup `relative` in a v1 hierarchy (`controller`) or, with "", in
 /// the unified one.
 fn cgroup_file(lab: &Lab, controller: &str, relative: &str, file: &str) -> String {
@@ -1198,6 +1550,105 @@ spec:
     );
     let gone = lab.kubectl(&["get", "pod", "graceful"]);
     assert!(!gone.status.success());
+}
+
+/// `skiff image list` of node `i`'s store.
+fn node_images(lab: &Lab, i: usize) -> String {
+    let out = std::process::Command::new(common::skiff_bin())
+        .args(["image", "--root"])
+        .arg(lab.nodes[i].root.join("images"))
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn unused_images_are_collected(lab: &mut Lab) {
+    // An image no container uses, beside busybox which a running pod uses.
+    let out = std::process::Command::new(common::skiff_bin())
+        .args(["image", "--root"])
+        .arg(lab.nodes[1].root.join("images"))
+        .args(["build", "skiff.local/unused:1", "--from"])
+        .arg(lab.dir.path().join("image"))
+        .args(["--cmd", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(node_images(lab, 1).contains("skiff.local/unused:1"));
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: gc-keeper}
+spec:
+  nodeName: node-1
+  containers: [{name: c, image: skiff.local/busybox:1, command: ["sleep", "3600"]}]
+"#,
+    );
+    lab.wait("gc-keeper Running", 60, || {
+        lab.pod_field("gc-keeper", "{.status.phase}") == "Running"
+    });
+    // Thresholds every disk is over (1 % high, 0 % low), no minimum age, a round a second.
+    lab.nodes[1].kubelet_args = [
+        "--image-gc-high-threshold=1",
+        "--image-gc-low-threshold=0",
+        "--minimum-image-ttl-duration=0s",
+        "--image-gc-period=1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    lab.kill_kubelet(1);
+    lab.start_kubelet(1);
+    lab.wait("the unused image collected", 60, || {
+        !node_images(lab, 1).contains("skiff.local/unused:1")
+    });
+    // The image in use stays; everything else was not enough to get to 0 %: upstream's
+    // FreeDiskSpaceFailed on the Node.
+    assert!(node_images(lab, 1).contains("skiff.local/busybox:1"));
+    lab.wait("FreeDiskSpaceFailed on node-1", 60, || {
+        lab.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Node,involvedObject.name=node-1,reason=FreeDiskSpaceFailed",
+        ])
+        .contains("Failed to garbage collect required amount of images. Attempted to free")
+    });
+    assert_eq!(lab.pod_field("gc-keeper", "{.status.phase}"), "Running");
+    // A low threshold not below the high one is refused at start, in upstream's words.
+    let refused = std::process::Command::new(common::skiff_bin())
+        .args([
+            "kubelet",
+            "--kubeconfig",
+            "/nonexistent",
+            "--node-name",
+            "x",
+        ])
+        .args(["--node-ip", "127.0.0.1", "--image-gc-high-threshold=50"])
+        .arg("--image-gc-low-threshold=60")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "imageGCLowThresholdPercent (--image-gc-low-threshold) 60 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 50"
+        ),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    lab.nodes[1].kubelet_args.clear();
+    lab.kill_kubelet(1);
+    lab.start_kubelet(1);
+    lab.kubectl_ok(&["delete", "pod", "gc-keeper", "--grace-period=1"]);
 }
 
 fn pods_on_two_nodes_reach_each_other(lab: &Lab) {

@@ -24,6 +24,8 @@ pub struct LabNode {
     pub root: PathBuf,
     pub kubelet: Option<Child>,
     pub netd: Option<Child>,
+    /// More flags for this node's kubelet at its next (re)start.
+    pub kubelet_args: Vec<String>,
 }
 
 /// How pods are networked in a lab.
@@ -166,6 +168,7 @@ impl Lab {
                 root,
                 kubelet: None,
                 netd: None,
+                kubelet_args: Vec::new(),
             });
         }
         // Pod ranges of the other nodes through their node address (host-gw style).
@@ -260,7 +263,7 @@ impl Lab {
         for applet in [
             "sh", "ls", "cat", "echo", "sleep", "httpd", "wget", "nc", "tail", "head", "tar",
             "true", "false", "env", "id", "grep", "mkdir", "touch", "date", "hostname", "ps",
-            "kill", "ip", "ping",
+            "kill", "ip", "ping", "unshare", "stty",
         ] {
             std::os::unix::fs::symlink("busybox", ctx.join(applet)).unwrap();
         }
@@ -407,6 +410,7 @@ impl Lab {
                 "--container-log-max-size=1Mi",
                 "--container-log-max-files=3",
             ])
+            .args(&node.kubelet_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -119,6 +119,26 @@ pub struct KubeletArgs {
     /// The node Lease's duration (seconds); it is renewed every quarter of it.
     #[arg(long = "node-lease-duration-seconds", default_value_t = 40)]
     pub node_lease_duration_seconds: i32,
+    /// Image garbage collection starts when the image filesystem is this full (percent; 100
+    /// turns it off).
+    #[arg(long = "image-gc-high-threshold", default_value_t = 85,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// ... and deletes unused images until it is down to this (percent, below the high one).
+    #[arg(long = "image-gc-low-threshold", default_value_t = 80,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// An image first seen more recently than this is never collected (a Go duration).
+    #[arg(long = "minimum-image-ttl-duration", default_value = "2m", value_parser = parse_duration)]
+    pub minimum_image_ttl_duration: std::time::Duration,
+    /// How often image usage is checked (upstream's fixed 5 minutes; skiff's flag).
+    #[arg(long = "image-gc-period", default_value = "5m", value_parser = parse_duration)]
+    pub image_gc_period: std::time::Duration,
+    /// Containers without a seccompProfile get RuntimeDefault instead of Unconfined
+    /// (upstream's seccompDefault).
+    #[arg(long = "seccomp-default", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub seccomp_default: bool,
     /// Registry mirrors and credentials in k3s's registries.yaml format.
     #[arg(long = "registry-config")]
     pub registry_config: Option<PathBuf>,

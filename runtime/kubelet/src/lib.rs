@@ -26,6 +26,7 @@ pub mod certificate;
 pub mod cgroups;
 pub mod cni;
 pub mod config;
+pub mod imagegc;
 pub mod logrotate;
 pub mod node;
 pub mod pods;
@@ -139,6 +140,15 @@ pub async fn run(
     args: KubeletArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if args.image_gc_high_threshold < 100
+        && args.image_gc_low_threshold >= args.image_gc_high_threshold
+    {
+        anyhow::bail!(
+            "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) {} must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) {}",
+            args.image_gc_low_threshold,
+            args.image_gc_high_threshold
+        );
+    }
     let args = Arc::new(args);
     for dir in [&args.root_dir, &args.pod_logs_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -235,6 +245,7 @@ pub async fn run(
         }
         }),
     };
+    let _image_gc = AbortOnDrop(tokio::spawn(imagegc::keep(kubelet.clone())));
     let server = server::serve(kubelet.clone(), serving).await?;
     tracing::info!(node = %args.node_name, port = args.port, "kubelet started");
     tokio::select! {

@@ -191,7 +191,14 @@ impl Runtime {
 
     /// A command to run an interactive exec session in the container (`kubectl exec`): the
     /// caller wires its stdio.
-    pub fn exec_command(&self, id: &str, command: &[String], tty: bool) -> Command {
+    /// `skiff-runtime exec`; with `console_socket`, under a terminal whose master the runtime
+    /// sends to that socket (it still waits for the process and exits with its code).
+    pub fn exec_command(
+        &self,
+        id: &str,
+        command: &[String],
+        console_socket: Option<&str>,
+    ) -> Command {
         let mut cmd = self.command();
         if let Some(dir) = self.unified_dir_of(id) {
             if let Err(e) = join_cgroup_before_exec(cmd.as_std_mut(), &dir) {
@@ -199,8 +206,8 @@ impl Runtime {
             }
         }
         cmd.arg("exec");
-        if tty {
-            cmd.arg("--tty");
+        if let Some(socket) = console_socket {
+            cmd.args(["--tty", "--console-socket", socket]);
         }
         cmd.arg(id).args(command);
         cmd

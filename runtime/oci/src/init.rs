@@ -199,7 +199,7 @@ pub fn container_init(
     // Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN: before dropping
     // capabilities. With it, as late as possible.
     let seccomp = linux.seccomp().as_ref();
-    let no_new_privs = process.no_new_privileges().is_some();
+    let no_new_privs = process.no_new_privileges() == Some(true);
     if let Some(seccomp) = seccomp.filter(|_| !no_new_privs) {
         load_seccomp(seccomp)?;
     }
@@ -265,7 +265,8 @@ fn home_of(passwd: &str, uid: u32) -> Option<&str> {
 }
 
 fn load_seccomp(seccomp: &libcontainer::oci_spec::runtime::LinuxSeccomp) -> Result<()> {
-    let notify_fd = libcontainer::seccomp::initialize_seccomp(seccomp)
+    let seccomp = masked_equal_as_runc(seccomp);
+    let notify_fd = libcontainer::seccomp::initialize_seccomp(&seccomp)
         .context("cannot load the seccomp filter")?;
     if let Some(fd) = notify_fd {
         // SAFETY: initialize_seccomp handed us this fd; closing it once is ours to do.
@@ -273,6 +274,43 @@ fn load_seccomp(seccomp: &libcontainer::oci_spec::runtime::LinuxSeccomp) -> Resu
         bail!("seccomp notify actions need a listener path");
     }
     Ok(())
+}
+
+/// runc reads `SCMP_CMP_MASKED_EQ` as `(arg & value) == valueTwo` (libseccomp's datum_a is
+/// the mask), and docker's and containerd's profiles are written that way (their `clone` rule:
+/// `value` = the namespace flags, `valueTwo` = 0). libcontainer 0.7 hands `valueTwo` to
+/// libseccomp as the mask, which turns that rule into "always allowed"; swapping the two here
+/// gives profiles the meaning they have under runc (tests/runtime.rs
+/// `seccomp_masked_equal_reads_like_runc`).
+fn masked_equal_as_runc(
+    seccomp: &libcontainer::oci_spec::runtime::LinuxSeccomp,
+) -> libcontainer::oci_spec::runtime::LinuxSeccomp {
+    use libcontainer::oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompOperator};
+    let mut seccomp = seccomp.clone();
+    let Some(mut syscalls) = seccomp.syscalls().clone() else {
+        return seccomp;
+    };
+    for syscall in syscalls.iter_mut() {
+        let Some(mut args) = syscall.args().clone() else {
+            continue;
+        };
+        for arg in args.iter_mut() {
+            if arg.op() == LinuxSeccompOperator::ScmpCmpMaskedEq {
+                let swapped = LinuxSeccompArgBuilder::default()
+                    .index(arg.index())
+                    .value(arg.value_two().unwrap_or(0))
+                    .value_two(arg.value())
+                    .op(arg.op())
+                    .build();
+                if let Ok(swapped) = swapped {
+                    *arg = swapped;
+                }
+            }
+        }
+        syscall.set_args(Some(args));
+    }
+    seccomp.set_syscalls(Some(syscalls));
+    seccomp
 }
 
 fn remount_root_propagation(flags: MsFlags) -> Result<()> {

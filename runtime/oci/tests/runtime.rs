@@ -540,6 +540,38 @@ fn isolation() {
     }
 }
 
+/// `SCMP_CMP_MASKED_EQ` means `(arg & value) == valueTwo`, as runc reads it and as docker's and
+/// containerd's default profiles are written (their `clone` rule: no namespace flag set).
+#[test]
+fn seccomp_masked_equal_reads_like_runc() {
+    if skip() {
+        return;
+    }
+    // unshare(2) is refused when its flags, masked with NEWUSER|NEWNS, are exactly NEWUSER.
+    let script = "if unshare -U true 2>/dev/null; then echo user=ok; else echo user=denied; fi; \
+                  if unshare -U -m true 2>/dev/null; then echo user+mount=ok; else echo user+mount=denied; fi; \
+                  /bin/true && echo fork=ok";
+    let mut env = Env::new(&["sh", "-c", script]);
+    env.edit_config(|c| {
+        // As the kubelet writes it: no_new_privs off, no CAP_SYS_ADMIN in the container's
+        // set (the filter must be loaded while the runtime still holds it).
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{
+                "names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                "args": [{"index": 0, "value": 0x1002_0000u64, "valueTwo": 0x1000_0000u64, "op": "SCMP_CMP_MASKED_EQ"}]
+            }]
+        });
+    });
+    let out = env.run("maskedeq");
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    for expected in ["user=denied", "user+mount=ok", "fork=ok"] {
+        assert!(output.contains(expected), "missing {expected} in {output}");
+    }
+}
+
 #[test]
 fn memory_limit_oom_kills() {
     if skip() {

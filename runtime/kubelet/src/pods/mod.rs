@@ -13,10 +13,12 @@
 
 pub mod env;
 pub mod file;
+pub mod grpc_health;
 pub mod images;
 pub mod mirror;
 pub mod probes;
 pub mod sandbox;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod status;

@@ -91,7 +91,8 @@ pub async fn run(
         };
     }
     if let Some(grpc) = &probe.grpc {
-        return grpc_health(pod_ip, grpc.port as u16, timeout).await;
+        let service = grpc.service.clone().unwrap_or_default();
+        return super::grpc_health::check(pod_ip, grpc.port as u16, &service, timeout).await;
     }
     Err("no probe handler specified".into())
 }
@@ -242,21 +243,6 @@ async fn http_get(
     match tokio::time::timeout(timeout, request).await {
         Ok(r) => r,
         Err(_) => Err(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
-    }
-}
-
-/// gRPC health probes need an HTTP/2 client in the probe path; until then they connect only.
-async fn grpc_health(pod_ip: &str, port: u16, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, TcpStream::connect((pod_ip, port))).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!(
-            "failed to connect service \"{pod_ip}:{port}\" within {}s: {e}",
-            timeout.as_secs()
-        )),
-        Err(_) => Err(format!(
-            "timeout: failed to connect service \"{pod_ip}:{port}\" within {}s",
-            timeout.as_secs()
-        )),
     }
 }
 

@@ -87,7 +87,7 @@ pub fn command_line(container: &Container, entrypoint: &[String], cmd: &[String]
 }
 
 /// Merges the pod-level security context's user fields under the container's.
-fn effective_security(pod: &Pod, container: &Container) -> SecurityContext {
+pub fn effective_security(pod: &Pod, container: &Container) -> SecurityContext {
     let mut sc = container.security_context.clone().unwrap_or_default();
     if let Some(pod_sc) = pod.spec.as_ref().and_then(|s| s.security_context.clone()) {
         sc.run_as_user = sc.run_as_user.or(pod_sc.run_as_user);

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -48,7 +48,7 @@ pub struct Worker {
     sandbox: Option<SandboxRecord>,
     slots: BTreeMap<String, Slot>,
     start_time: Option<Time>,
-    last_sent: Option<serde_json::Value>,
+    last_sent: Option<Value>,
     probes: JoinSet<ProbeResult>,
     /// Probes in flight, by (container name, kind): one at a time each.
     probing: std::collections::HashSet<(String, usize)>,
@@ -150,6 +150,30 @@ impl Worker {
 
     fn pod_dir(&self) -> PathBuf {
         state::pod_dir(&self.k.args.root_dir, &self.uid)
+    }
+
+    /// Puts the container's seccomp filter (`seccomp.rs`) into its finished spec, whose
+    /// bounding set decides what RuntimeDefault lets through.
+    fn seccomp(&self, pod: &Pod, c: &Container, config: &mut Value) -> Result<(), String> {
+        let sc = spec::effective_security(pod, c);
+        let profile = super::seccomp::profile(
+            sc.seccomp_profile.as_ref(),
+            sc.privileged.unwrap_or(false),
+            self.k.args.seccomp_default,
+            &self.k.args.root_dir,
+        )?;
+        let bounding: Vec<String> =
+            serde_json::from_value(config["process"]["capabilities"]["bounding"].clone())
+                .unwrap_or_default();
+        match super::seccomp::filter(&profile, &bounding)? {
+            Some(filter) => config["linux"]["seccomp"] = filter,
+            None => {
+                if let Some(linux) = config["linux"].as_object_mut() {
+                    linux.remove("seccomp");
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
@@ -885,6 +909,11 @@ impl Worker {
                 &termination_log,
             )
             .map_err(|e| StartFailure::Config(e.0))
+            .and_then(|mut config| {
+                self.seccomp(pod, c, &mut config)
+                    .map_err(StartFailure::Create)?;
+                Ok(config)
+            })
         });
         let config = match built {
             Ok(config) => config,
@@ -1457,7 +1486,7 @@ fn grace_period(pod: &Pod) -> Duration {
 }
 
 /// hostPort mappings for CNI's portmap plugin.
-fn port_mappings(pod: &Pod) -> Vec<serde_json::Value> {
+fn port_mappings(pod: &Pod) -> Vec<Value> {
     let mut mappings = Vec::new();
     for c in all_containers(pod) {
         for p in c.ports.iter().flatten() {

@@ -5,8 +5,10 @@
 //! stdin that way). The command runs through `skiff-runtime exec`, as containerd's exec goes
 //! through runc.
 //!
-//! Not yet: terminal resize (the runtime's pty is not handed to us, so a resize is ignored)
-//! and the SPDY fallback kubectl uses only when WebSockets are refused.
+//! With `tty`, the runtime hands the process's pty master to the kubelet (`tty.rs`), which
+//! applies channel 4's resize messages to it.
+//!
+//! Not yet: the SPDY fallback kubectl uses only when WebSockets are refused.
 
 use std::process::Stdio;
 
@@ -25,6 +27,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
+const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 /// The request's options (`command` repeated; the rest flags).
@@ -84,11 +87,12 @@ pub async fn serve(
             .into_response();
     };
     let runtime = k.runtime.clone();
+    let dir = crate::pods::state::container_dir(&k.args.root_dir, &id);
     upgrade
         .protocols(PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let v5 = socket.protocol().and_then(|p| p.to_str().ok()) == Some(PROTOCOLS[0]);
-            if let Err(e) = session(socket, runtime, id, options, v5).await {
+            if let Err(e) = session(socket, runtime, dir, id, options, v5).await {
                 tracing::debug!("exec session: {e}");
             }
         })
@@ -255,63 +259,173 @@ pub fn exit_status(command: &[String], code: i32) -> serde_json::Value {
     })
 }
 
+type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// The exec'd process's ends: pipes, or with a terminal the pty master (`tty.rs`).
+struct Streams {
+    stdin: Option<Writer>,
+    outputs: Vec<(Reader, u8)>,
+    /// The pty master resize messages apply to; kept open while the session runs.
+    terminal: Option<std::os::fd::OwnedFd>,
+}
+
+/// Sends a failure Status and closes the stream.
+async fn fail<S>(sink: &mut S, message: String)
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    let status =
+        json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"});
+    let _ = sink
+        .send(Message::Binary(
+            channel(STATUS, status.to_string().as_bytes()).into(),
+        ))
+        .await;
+    let _ = sink.close().await;
+}
+
 async fn session(
     socket: WebSocket,
     runtime: crate::runtime::Runtime,
+    container_dir: std::path::PathBuf,
     id: String,
     options: ExecOptions,
     v5: bool,
 ) -> anyhow::Result<()> {
-    let mut command = runtime.exec_command(&id, &options.command, options.tty);
+    let (mut sink, mut incoming) = socket.split();
+    let console = if options.tty {
+        match super::tty::ConsoleListener::bind(&container_dir) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                fail(&mut sink, format!("making the console socket: {e}")).await;
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+    let mut command = runtime.exec_command(
+        &id,
+        &options.command,
+        console.as_ref().map(|c| c.path()).as_deref(),
+    );
     command
-        .stdin(if options.stdin {
+        .stdin(if options.stdin && !options.tty {
             Stdio::piped()
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::piped())
-        .stderr(if options.tty {
+        .stdout(if options.tty {
             Stdio::null()
         } else {
             Stdio::piped()
-        });
-    let (mut sink, mut incoming) = socket.split();
+        })
+        // With a terminal, the runtime's own errors.
+        .stderr(Stdio::piped());
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let status = json!({"metadata": {}, "status": "Failure", "message": format!("running the runtime: {e}"), "reason": "InternalError"});
-            let _ = sink
-                .send(Message::Binary(
-                    channel(STATUS, status.to_string().as_bytes()).into(),
-                ))
-                .await;
-            let _ = sink.close().await;
+            fail(&mut sink, format!("running the runtime: {e}")).await;
             return Ok(());
         }
     };
+    let mut streams = Streams {
+        stdin: child.stdin.take().map(|s| Box::new(s) as Writer),
+        outputs: Vec::new(),
+        terminal: None,
+    };
+    if let Some(out) = child.stdout.take() {
+        streams.outputs.push((Box::new(out), STDOUT));
+    }
+    match &console {
+        None => {
+            if let Some(err) = child.stderr.take() {
+                streams.outputs.push((Box::new(err), STDERR));
+            }
+        }
+        Some(console) => {
+            let received = tokio::select! {
+                master = console.receive() => master.map_err(|e| e.to_string()),
+                _ = child.wait() => Err("the process ended before its terminal was ready".to_string()),
+            };
+            let master = match received {
+                Ok(master) => master,
+                Err(e) => {
+                    let mut why = String::new();
+                    if let Some(mut err) = child.stderr.take() {
+                        let _ = err.read_to_string(&mut why).await;
+                    }
+                    let _ = child.kill().await;
+                    let why = why.trim();
+                    fail(&mut sink, if why.is_empty() { e } else { why.to_string() }).await;
+                    return Ok(());
+                }
+            };
+            let reader = std::fs::File::from(master.try_clone()?);
+            let writer = std::fs::File::from(master.try_clone()?);
+            streams
+                .outputs
+                .push((Box::new(tokio::fs::File::from_std(reader)), STDOUT));
+            if options.stdin {
+                streams.stdin = Some(Box::new(tokio::fs::File::from_std(writer)));
+            }
+            streams.terminal = Some(master);
+            // The runtime's own complaints (it is not in the terminal).
+            if let Some(mut err) = child.stderr.take() {
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let mut text = String::new();
+                    let _ = err.read_to_string(&mut text).await;
+                    if !text.trim().is_empty() {
+                        tracing::warn!(container = %id, "exec with a terminal: {}", text.trim());
+                    }
+                });
+            }
+        }
+    }
+    let code = pump(&mut sink, &mut incoming, streams, &options, v5, &mut child).await;
+    drop(console);
+    if let Some(code) = code {
+        let status = exit_status(&options.command, code);
+        let _ = sink
+            .send(Message::Binary(
+                channel(STATUS, status.to_string().as_bytes()).into(),
+            ))
+            .await;
+        // A normal closure (1000): kubectl treats a close without a code as an error.
+        let frame = axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    Ok(())
+}
+
+/// Copies between the process and the stream until its output ends; its exit code, or None
+/// when the client went away.
+async fn pump<S, I>(
+    sink: &mut S,
+    incoming: &mut I,
+    streams: Streams,
+    options: &ExecOptions,
+    v5: bool,
+    child: &mut tokio::process::Child,
+) -> Option<i32>
+where
+    S: futures::Sink<Message> + Unpin,
+    I: futures::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    use std::os::fd::AsRawFd;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(32);
     let mut pumps = Vec::new();
-    for (reader, ch) in [
-        (
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            STDOUT,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            STDERR,
-        ),
-    ] {
-        let Some(mut reader) = reader else { continue };
+    for (mut reader, ch) in streams.outputs {
         let tx = tx.clone();
         pumps.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
+                // A pty master reads EIO once the process's side is closed: the end.
                 match reader.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -324,7 +438,8 @@ async fn session(
         }));
     }
     drop(tx);
-    let mut stdin = child.stdin.take();
+    let mut stdin = streams.stdin;
+    let terminal = streams.terminal;
     let wants_stdout = options.stdout || options.tty;
     let wants_stderr = options.stderr;
     let mut output_done = false;
@@ -347,17 +462,31 @@ async fn session(
                 Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
                     STDIN => {
                         if let Some(s) = stdin.as_mut() {
-                            if s.write_all(&data[1..]).await.is_err() {
+                            if s.write_all(&data[1..]).await.is_err() || s.flush().await.is_err() {
                                 stdin = None;
                             }
                         }
                     }
-                    CLOSE if v5 && data.get(1) == Some(&STDIN) => stdin = None,
+                    RESIZE => {
+                        if let (Some(master), Some((columns, rows))) =
+                            (terminal.as_ref(), super::tty::parse_size(&data[1..]))
+                        {
+                            if let Err(e) = super::tty::resize(master.as_raw_fd(), columns, rows) {
+                                tracing::debug!("resizing an exec's terminal: {e}");
+                            }
+                        }
+                    }
+                    // A terminal's input has no end of its own: the process reads on.
+                    CLOSE if v5 && data.get(1) == Some(&STDIN) && terminal.is_none() => stdin = None,
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                     reading_done = true;
                     stdin = None;
+                    if terminal.is_some() {
+                        // The client is gone and the terminal would keep the process alive.
+                        let _ = child.start_kill();
+                    }
                 }
                 Some(Ok(_)) => {}
             },
@@ -376,21 +505,8 @@ async fn session(
         .await
         .map(|s| s.code().unwrap_or(255))
         .unwrap_or(255);
-    if !send_failed {
-        let status = exit_status(&options.command, code);
-        let _ = sink
-            .send(Message::Binary(
-                channel(STATUS, status.to_string().as_bytes()).into(),
-            ))
-            .await;
-        // A normal closure (1000): kubectl treats a close without a code as an error.
-        let frame = axum::extract::ws::CloseFrame {
-            code: axum::extract::ws::close_code::NORMAL,
-            reason: "".into(),
-        };
-        let _ = sink.send(Message::Close(Some(frame))).await;
-    }
-    Ok(())
+    drop(terminal);
+    (!send_failed).then_some(code)
 }
 
 fn channel(ch: u8, data: &[u8]) -> Vec<u8> {

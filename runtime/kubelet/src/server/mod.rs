@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod portforward;
 pub mod spdy;
 pub mod stats;
+pub mod tty;
 
 use std::sync::Arc;
 

@@ -65,8 +65,9 @@ fn build_and_wait(root: &Path, args: &ExecArgs, process: Option<PathBuf>) -> Res
     let builder = containers::with_stdio(builder)?;
     let mut tenant = builder
         .as_tenant()
-        // libcontainer takes a console socket only from a "detached" caller; we still wait.
-        .with_detach(args.detach || console.is_some())
+        // libcontainer takes a console socket only from a "detached" caller; we still wait
+        // (also with the caller's own --console-socket, as runc's foreground exec does).
+        .with_detach(args.detach || args.tty)
         .with_cwd(args.cwd.as_ref())
         .with_env(libcontainer::utils::parse_env(&args.env))
         .with_process(process.as_ref())
