@@ -74,10 +74,13 @@ impl Row {
 /// What one run of a tool reports: figure name → value.
 type Report = Vec<(&'static str, &'static str, bool, f64)>;
 
-/// A test: how to run the tool against one endpoint, and what to read from its output.
+/// Runs a tool against one endpoint (`host:port`) and reads its output.
+type RunTool = Box<dyn Fn(&ToolsArgs, &str) -> anyhow::Result<Report>>;
+
+/// A test: its name and how to run it.
 struct Test {
     name: String,
-    run: Box<dyn Fn(&ToolsArgs, &str) -> anyhow::Result<Report>>,
+    run: RunTool,
 }
 
 pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
