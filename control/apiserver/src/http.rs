@@ -453,6 +453,9 @@ async fn route(server: &Shared, req: Request) -> Routed {
         && content_type.split(';').next().map(str::trim) == Some(crate::protobuf::MEDIA_TYPE)
     {
         // Custom objects have no protobuf form: JSON and YAML only, as upstream's handler.
+        // The body is read first (within the usual limit): an HTTP/2 reply that ends the stream
+        // while the client still sends makes curl report a framing error instead of the 415.
+        let _ = read_body(body).await;
         return Err((
             verb,
             resource_label,
