@@ -336,3 +336,135 @@ fn etcdctl_over_a_unix_socket() {
     }
     assert!(!socket.exists(), "the socket outlived the store");
 }
+
+/// The `kvs` part of `etcdctl get -w json` (the header names the member, which differs).
+fn kvs(ctl: &Ctl, args: &[&str]) -> String {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-w", "json"]);
+    let out = ctl.ok(&full);
+    out.split("\"kvs\"")
+        .nth(1)
+        .unwrap_or("(no kvs)")
+        .to_string()
+}
+
+fn revision(ctl: &Ctl) -> i64 {
+    let out = ctl.ok(&["get", "nothing-here", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["header"]["revision"].as_i64().unwrap()
+}
+
+/// Backups cross between skiff and etcd in both directions. `etcdctl snapshot save` from skiff
+/// gives etcd's format (a bbolt database and its sha256): `etcdctl snapshot status` reads it and
+/// `etcdctl snapshot restore` makes a real etcd member of it with the same keys, revisions,
+/// history, compaction and leases; a snapshot of real etcd restores a skiff store the same way.
+#[test]
+fn snapshots_cross_between_skiff_and_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProcess::start(&dir.path().join("skiff"));
+    let ctl = Ctl::new(&store);
+    for i in 0..40 {
+        ctl.ok(&["put", &format!("x/{}", i % 10), &format!("v{i}")]);
+    }
+    let compact_at = revision(&ctl) - 15;
+    ctl.with_stdin(&["txn"], "\n\nput x/a one\nput x/b two\n\n");
+    let before_delete = revision(&ctl);
+    ctl.ok(&["del", "x/3"]);
+    let lease = ctl.ok(&["lease", "grant", "600"]);
+    let lease = lease.split_whitespace().nth(1).unwrap().to_string();
+    ctl.ok(&["put", "x/leased", "l", &format!("--lease={lease}")]);
+    ctl.ok(&["compact", &compact_at.to_string()]);
+    let head = revision(&ctl);
+
+    let file = dir.path().join("skiff.db");
+    ctl.ok(&["snapshot", "save", file.to_str().unwrap()]);
+    let status: serde_json::Value = serde_json::from_str(&ctl.ok(&[
+        "snapshot",
+        "status",
+        file.to_str().unwrap(),
+        "-w",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(status["revision"].as_i64(), Some(head), "{status}");
+
+    // skiff's backup → a real etcd member.
+    let peer = common::free_port();
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let data = etcd_dir.path().join("etcd");
+    ctl.ok(&[
+        "snapshot",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "default",
+        "--initial-cluster",
+        &format!("default={peer_url}"),
+        "--initial-advertise-peer-urls",
+        &peer_url,
+    ]);
+    let etcd = common::EtcdProcess::start_on(etcd_dir, &data, peer);
+    let ectl = Ctl {
+        endpoint: etcd.endpoint.clone(),
+    };
+    assert_eq!(revision(&ectl), head);
+    assert_eq!(
+        kvs(&ectl, &["--prefix", "x/"]),
+        kvs(&ctl, &["--prefix", "x/"])
+    );
+    let old = before_delete.to_string();
+    assert_eq!(
+        kvs(&ectl, &["x/3", "--rev", &old]),
+        kvs(&ctl, &["x/3", "--rev", &old])
+    );
+    assert!(kvs(&ectl, &["x/3", "--rev", &old]).contains("\"mod_revision\""));
+    let compacted = (compact_at - 1).to_string();
+    assert!(ectl
+        .fails(&["get", "x/1", "--rev", &compacted])
+        .contains("required revision has been compacted"));
+    assert!(ectl.ok(&["lease", "list"]).contains(&lease));
+
+    // etcd goes on, then its backup → a skiff store.
+    for i in 0..10 {
+        ectl.ok(&["put", &format!("y/{i}"), &format!("w{i}")]);
+    }
+    ectl.ok(&["del", "x/a"]);
+    let etcd_file = dir.path().join("etcd.db");
+    ectl.ok(&["snapshot", "save", etcd_file.to_str().unwrap()]);
+    let target = dir.path().join("from-etcd");
+    let out = common::restore(&etcd_file, &target);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = StoreProcess::start(&target);
+    let rctl = Ctl::new(&restored);
+    assert_eq!(revision(&rctl), revision(&ectl));
+    assert_eq!(kvs(&rctl, &["--prefix", ""]), kvs(&ectl, &["--prefix", ""]));
+    assert_eq!(
+        kvs(&rctl, &["x/a", "--rev", &head.to_string()]),
+        kvs(&ectl, &["x/a", "--rev", &head.to_string()])
+    );
+    assert!(rctl.ok(&["lease", "list"]).contains(&lease));
+
+    // A damaged backup is refused before anything is written.
+    let mut bytes = std::fs::read(&etcd_file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    let bad = dir.path().join("bad.db");
+    std::fs::write(&bad, &bytes).unwrap();
+    let bad_target = dir.path().join("from-bad");
+    let out = common::restore(&bad, &bad_target);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sha256 mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!bad_target.join("member").exists());
+}

@@ -424,12 +424,19 @@ pub struct EtcdProcess {
 impl EtcdProcess {
     pub fn start() -> EtcdProcess {
         let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
+        let data = dir.path().join("etcd");
+        EtcdProcess::start_on(dir, &data, free_port())
+    }
+
+    /// Real etcd on `data`, which may hold a member made beforehand (`etcdctl snapshot restore
+    /// --name default --initial-cluster default=http://127.0.0.1:PEER`).
+    pub fn start_on(dir: tempfile::TempDir, data: &Path, peer: u16) -> EtcdProcess {
+        let client = free_port();
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new("/usr/bin/etcd")
             .arg("--data-dir")
-            .arg(dir.path().join("etcd"))
+            .arg(data)
             .args([
                 "--listen-client-urls",
                 &endpoint,

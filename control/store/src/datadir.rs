@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::mvcc::Mvcc;
 use crate::record::SnapshotState;
-use crate::snapshot::{decode_snapshot, encode_snapshot};
+use crate::snapshot::{decode_any, decode_snapshot, encode_snapshot};
 use crate::wal::decode_log;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum DataDirError {
     Locked(PathBuf),
     #[error("data dir is damaged: {0}. Restore it from a snapshot (skiff store restore) or move it aside")]
     Damaged(String),
+    #[error("the snapshot cannot be restored: {0}. Nothing was written")]
+    BadSnapshot(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
@@ -388,9 +390,9 @@ impl Disk {
     /// Writes a data dir from a snapshot file (`skiff store restore`). The target must not
     /// hold a store already.
     pub fn restore(snapshot: &[u8], dir: &Path) -> Result<SnapshotState, DataDirError> {
-        let state = decode_snapshot(snapshot).map_err(DataDirError::Damaged)?;
+        let state = decode_any(snapshot).map_err(DataDirError::BadSnapshot)?;
         // Validate fully before writing anything.
-        Mvcc::from_snapshot(state.clone()).map_err(DataDirError::Damaged)?;
+        Mvcc::from_snapshot(state.clone()).map_err(DataDirError::BadSnapshot)?;
         let member = dir.join("member");
         if member.exists() {
             return Err(DataDirError::Io {
@@ -406,7 +408,7 @@ impl Disk {
         for d in [&snap_dir, &wal_dir] {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        write_durably(&snap_dir.join(hex_name(state.lsn, "snap")), snapshot)?;
+        write_snapshot(&snap_dir.join(hex_name(state.lsn, "snap")), &state)?;
         let wal_path = wal_dir.join(hex_name(state.lsn, "wal"));
         File::create(&wal_path).map_err(io_err(&wal_path))?;
         fsync_dir(&wal_dir)?;

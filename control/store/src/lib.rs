@@ -8,6 +8,7 @@
 //! - [`server`]: flags and the `skiff store` daemon; [`bench`]: the etcd comparison.
 
 pub mod authority;
+pub mod bbolt;
 pub mod bench;
 pub mod cli;
 pub mod datadir;

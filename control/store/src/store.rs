@@ -27,7 +27,6 @@ use crate::datadir::{write_snapshot, DataDirError, Disk, Identity};
 use crate::error::{Result, StoreError};
 use crate::mvcc::{check_put, Limits, Mvcc, RevisionRecord};
 use crate::record::{SnapshotState, WalRecord};
-use crate::snapshot::encode_snapshot;
 use crate::wal::encode_record;
 
 #[derive(Debug, Clone)]
@@ -314,11 +313,12 @@ impl Store {
         written
     }
 
-    /// The full state in snapshot-file format, everything in it durable (`Maintenance/Snapshot`).
+    /// The full state as an etcd snapshot (bbolt and its sha256), everything in it durable
+    /// (`Maintenance/Snapshot`). Encoded after the locks are released.
     pub fn snapshot(&self) -> std::result::Result<Vec<u8>, DataDirError> {
         let (state, disk) = self.capture()?;
         drop(disk);
-        Ok(encode_snapshot(&state))
+        Ok(crate::snapshot::etcd::encode(&state))
     }
 
     pub fn disk_bytes(&self) -> u64 {

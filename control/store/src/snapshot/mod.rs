@@ -1,5 +1,7 @@
-//! The snapshot file: the store's checkpoint on disk, the `Maintenance/Snapshot` stream, and
-//! the input of `skiff store restore` are all this one format.
+//! Snapshot files. skiff's checkpoints on disk use the format below (compact, written and read
+//! in one pass); `Maintenance/Snapshot` sends etcd's format ([`etcd`]: a bbolt database and its
+//! sha256), so `etcdctl snapshot save|status|restore` work on it and a backup of skiff restores a
+//! real etcd member. `skiff store restore` reads both ([`decode_any`]).
 //!
 //! ```text
 //! "SKIFFSNP" | u32 format (1) | u64 payload length | payload (protobuf SnapshotState)
@@ -12,6 +14,8 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::record::SnapshotState;
+
+pub mod etcd;
 
 const MAGIC: &[u8; 8] = b"SKIFFSNP";
 const FORMAT: u32 = 1;
@@ -44,9 +48,7 @@ pub fn decode_snapshot(data: &[u8]) -> Result<SnapshotState, String> {
         return Err("sha256 mismatch: the snapshot is damaged or truncated".into());
     }
     if &body[..8] != MAGIC {
-        return Err(
-            "not a skiff snapshot (bad magic; etcd's bbolt snapshots are not supported)".into(),
-        );
+        return Err("neither an etcd snapshot nor a skiff checkpoint (bad magic)".into());
     }
     let format = u32::from_le_bytes(body[8..12].try_into().unwrap());
     if format != FORMAT {
@@ -58,6 +60,15 @@ pub fn decode_snapshot(data: &[u8]) -> Result<SnapshotState, String> {
     }
     SnapshotState::decode(&body[PREFIX..PREFIX + len])
         .map_err(|e| format!("undecodable snapshot payload: {e}"))
+}
+
+/// An etcd snapshot (or a member's bbolt db) or a skiff checkpoint file, by its content.
+pub fn decode_any(data: &[u8]) -> Result<SnapshotState, String> {
+    if crate::bbolt::is_bbolt(data) {
+        etcd::decode(data)
+    } else {
+        decode_snapshot(data)
+    }
 }
 
 #[cfg(test)]
