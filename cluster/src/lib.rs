@@ -59,6 +59,12 @@ pub struct UpArgs {
     /// cluster to its nameservers. Default: this machine's /etc/resolv.conf.
     #[arg(long = "resolv-conf")]
     pub resolv_conf: Option<PathBuf>,
+    /// Start the control plane's store from a backup (`skiff backup create`, or `etcdctl
+    /// snapshot save` of any etcd): every object with its resourceVersion, and the cluster's
+    /// keys, so kubeconfigs and tokens issued before keep working. Checked before anything is
+    /// made.
+    #[arg(long)]
+    pub restore: Option<PathBuf>,
 }
 
 /// `8080:30080` → (8080, 30080).

@@ -103,6 +103,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         // Leftovers of a cluster whose processes are gone (a reboot): clear them first.
         teardown(&existing);
     }
+    // A backup that cannot be restored stops `up` before anything is made.
+    let restore = match &args.restore {
+        Some(path) => Some(read_backup(path)?),
+        None => None,
+    };
     anyhow::ensure!(t.nodes.len() == 1 || args.control_planes == 1, "several control planes need the HA issue (an etcd cluster); use --control-planes 1 for now");
     let state_dir = t.state_dir();
     std::fs::create_dir_all(state_dir.join("logs"))?;
@@ -121,7 +126,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut progress = Progress {
         started: Instant::now(),
     };
-    let result = bring_up(&args, &t, &mut recorded, &mut progress);
+    let result = bring_up(&args, &t, &mut recorded, &mut progress, restore.as_deref());
     recorded.write()?;
     match result {
         Ok(()) => {
@@ -148,11 +153,23 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A backup's bytes, once they are known to restore (checksum, format, consistent history).
+fn read_backup(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let data = std::fs::read(path)
+        .with_context(|| format!("--restore {}: cannot read it", path.display()))?;
+    let state = skiff_store::snapshot::decode_any(&data)
+        .map_err(|e| anyhow::anyhow!("--restore {}: {e}; nothing was changed", path.display()))?;
+    skiff_store::mvcc::Mvcc::from_snapshot(state)
+        .map_err(|e| anyhow::anyhow!("--restore {}: {e}; nothing was changed", path.display()))?;
+    Ok(data)
+}
+
 fn bring_up(
     args: &UpArgs,
     t: &Topology,
     recorded: &mut Recorded,
     progress: &mut Progress,
+    restore: Option<&[u8]>,
 ) -> anyhow::Result<()> {
     let skiff = skiff()?.display().to_string();
     let state_dir = t.state_dir();
@@ -196,6 +213,17 @@ fn bring_up(
     let cp = t.control_plane();
     let server_dir = state_dir.join("server");
     let server_log = logs.join("server.log");
+    if let Some(backup) = restore {
+        let from = args
+            .restore
+            .as_deref()
+            .unwrap_or(Path::new("backup"))
+            .display();
+        progress.step(&format!("store restored from {from}"), || {
+            skiff_store::datadir::Disk::restore(backup, &server_dir.join("store"))?;
+            Ok(())
+        })?;
+    }
     progress.step(
         &format!("control plane (skiff server on {})", cp.name),
         || {

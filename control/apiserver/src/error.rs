@@ -14,6 +14,9 @@ pub struct ApiError {
     pub message: String,
     /// Boxed: errors travel through every `Result` of a request, and most carry none.
     pub details: Option<Box<StatusDetails>>,
+    /// `metadata.continue` of the Status: a 410 for a compacted continue token carries one to
+    /// go on with an inconsistent list (upstream's `handleCompactedErrorForPaging`).
+    pub continue_token: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -178,6 +181,7 @@ impl FieldError {
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
+            continue_token: None,
             code,
             reason,
             message: message.into(),
@@ -190,6 +194,7 @@ impl ApiError {
     pub fn not_found<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
         let info = info.into();
         ApiError {
+            continue_token: None,
             details: Some(Box::new(info.details(name, info.resource))),
             ..ApiError::new(
                 404,
@@ -208,6 +213,7 @@ impl ApiError {
     pub fn already_exists<'a>(info: impl Into<Kind<'a>>, name: &str) -> ApiError {
         let info = info.into();
         ApiError {
+            continue_token: None,
             details: Some(Box::new(info.details(name, info.resource))),
             ..ApiError::new(
                 409,
@@ -219,6 +225,7 @@ impl ApiError {
     pub fn conflict<'a>(info: impl Into<Kind<'a>>, name: &str, why: &str) -> ApiError {
         let info = info.into();
         ApiError {
+            continue_token: None,
             details: Some(Box::new(info.details(name, info.resource))),
             ..ApiError::new(
                 409,
@@ -256,6 +263,7 @@ impl ApiError {
         };
         let causes: Vec<StatusCause> = causes.iter().map(FieldError::to_cause).collect();
         ApiError {
+            continue_token: None,
             details: Some(Box::new(StatusDetails {
                 causes: Some(causes),
                 ..info.details(name, info.kind)
@@ -312,7 +320,10 @@ impl ApiError {
 
     pub fn to_status(&self) -> Value {
         let status = Status {
-            metadata: ListMeta::default(),
+            metadata: ListMeta {
+                continue_: self.continue_token.clone(),
+                ..ListMeta::default()
+            },
             status: Some("Failure".into()),
             message: Some(self.message.clone()),
             reason: Some(self.reason.into()),

@@ -20,6 +20,8 @@ pub mod apply;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod cluster_keys;
+pub mod compactor;
 pub mod customresource;
 pub mod discovery;
 pub mod error;

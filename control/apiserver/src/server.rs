@@ -61,6 +61,10 @@ pub struct ApiServerArgs {
     pub disable_admission_plugins: Vec<String>,
     #[command(flatten)]
     pub kubelet: crate::kubelet_proxy::KubeletClientArgs,
+    /// How often the store's history is compacted (upstream's flag and default; 0 turns it
+    /// off): each time to the revision seen one interval earlier.
+    #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = parse_go_duration)]
+    pub etcd_compaction_interval: Duration,
 }
 
 /// Service-account tokens: how they are signed and checked (kube-apiserver's flag names).
@@ -94,6 +98,14 @@ pub struct ServiceAccountArgs {
     /// https://<advertise-address>:<port>/openid/v1/jwks.
     #[arg(long)]
     pub service_account_jwks_uri: Option<String>,
+}
+
+/// A Go duration as a [`Duration`] (whole seconds; negative is refused).
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let seconds = parse_duration_seconds(text)?;
+    u64::try_from(seconds)
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{text:?}: a duration cannot be negative"))
 }
 
 /// A Go duration (`1h30m`, `3600s`, `90m`) in whole seconds.
@@ -426,6 +438,18 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         crate::admission::configure_podsecurity(config);
     }
+    let endpoints: Vec<String> = args
+        .etcd_servers
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let storage = connect(&endpoints).await?;
+    // A store restored from a backup brings the cluster's keys back before new ones are made.
+    let restored = crate::cluster_keys::restore(&storage, &args.data_dir).await?;
+    if restored > 0 {
+        tracing::info!("{restored} cluster key files restored from the store");
+    }
     let pki = tls::ensure_pki(&args.data_dir, &sans)?;
     let kubelet_client = crate::kubelet_proxy::KubeletClient::new(&args.kubelet, &args.data_dir)?;
     let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;
@@ -436,13 +460,6 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
             .with_context(|| format!("tokens.csv has no token for {user}"))?;
         component_tokens.push((stem, user, token));
     }
-    let endpoints: Vec<String> = args
-        .etcd_servers
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    let storage = connect(&endpoints).await?;
     let bind: SocketAddr = format!("{}:{}", args.bind_address, args.secure_port)
         .parse()
         .with_context(|| format!("--bind-address {} is not an IP address", args.bind_address))?;
@@ -457,6 +474,11 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     let (service_accounts, service_account_key_file) = args
         .service_accounts
         .build(&args.data_dir, &server_address)?;
+    crate::cluster_keys::save(&storage, &args.data_dir).await?;
+    tokio::spawn(crate::compactor::run(
+        storage.clone(),
+        args.etcd_compaction_interval,
+    ));
     for plugin in &args.disable_admission_plugins {
         if !["ServiceAccount", "LimitRanger", "PodSecurity"].contains(&plugin.as_str()) {
             tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");

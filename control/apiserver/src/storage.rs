@@ -237,12 +237,9 @@ impl Storage {
             .get(from, Some(options))
             .await
             .map_err(|e| match &e {
+                // A paged list's handler turns this into upstream's inconsistent-continue answer.
                 etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => {
-                    ApiError::expired(format!(
-                "The provided continue parameter is too old to display a consistent list result. \
-                 You can start a new list without the continue parameter. ({})",
-                s.message()
-            ))
+                    ApiError::expired("The resourceVersion for the provided list is too old.")
                 }
                 _ => ApiError::from(e),
             })?;

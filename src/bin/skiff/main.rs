@@ -38,6 +38,9 @@ enum Command {
     Up(skiff_cluster::UpArgs),
     /// Remove everything `skiff up` made.
     Down(skiff_cluster::NameArgs),
+    /// `skiff backup create`: a snapshot of the cluster's store in etcd's format (objects,
+    /// revisions, the cluster's keys); `skiff up --restore FILE` brings a cluster back from it.
+    Backup(backup::BackupCommand),
     /// The local cluster's components and their processes.
     Status(skiff_cluster::NameArgs),
     /// Put image archives into every node of the local cluster.
@@ -88,6 +91,7 @@ fn dns_memory_settings() {
     }
 }
 
+mod backup;
 mod bench;
 mod bench_apiserver;
 mod bench_authz;
@@ -233,6 +237,7 @@ fn main() -> anyhow::Result<()> {
         },
         Command::Up(args) => skiff_cluster::up::up(args),
         Command::Down(args) => skiff_cluster::down(args),
+        Command::Backup(cmd) => backup::main(cmd),
         Command::Status(args) => skiff_cluster::status(args),
         Command::Load(args) => skiff_cluster::load(args),
         // Before any thread: it enters the node's network namespace.

@@ -70,6 +70,14 @@ pub struct ServerArgs {
     pub audit: skiff_apiserver::audit::AuditOptions,
     #[command(flatten)]
     pub kubelet: skiff_apiserver::kubelet_proxy::KubeletClientArgs,
+    /// How often the store's history is compacted (kube-apiserver's flag and default; 0 turns
+    /// it off).
+    #[arg(
+        long = "etcd-compaction-interval",
+        default_value = "5m",
+        value_parser = skiff_apiserver::server::parse_go_duration
+    )]
+    pub etcd_compaction_interval: Duration,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -126,6 +134,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_accounts: args.service_accounts.clone(),
         disable_admission_plugins: args.disable_admission_plugins.clone(),
         kubelet: args.kubelet.clone(),
+        etcd_compaction_interval: args.etcd_compaction_interval,
     })
     .await?;
     // The token controller signs legacy tokens with the API server's key.

@@ -87,6 +87,7 @@ pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> ApiError
         format!("{resource}.{group}")
     };
     ApiError {
+        continue_token: None,
         details: Some(Box::new(StatusDetails {
             name: Some(name.to_string()),
             group: Some(group.to_string()),

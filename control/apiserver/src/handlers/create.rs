@@ -132,9 +132,7 @@ impl ApiServer {
                 }
             }
             if info.has(Sub::Status) && !info.strategy.keeps_status_on_create() {
-                if let Some(o) = candidate.as_object_mut() {
-                    o.remove("status");
-                }
+                super::clear_status(info, &mut candidate);
             }
             info.strategy.default(&mut candidate);
             // Upstream's plugin admission (LimitRanger, PodSecurity): mutating first.

@@ -67,6 +67,10 @@ impl ApiServer {
                 None if !rv.is_empty() && rv_match == "Exact" => (None, parse_rv(rv)?),
                 None => (None, 0),
             };
+            // A token from a compacted list's 410 (rv -1) goes on at the latest revision.
+            if revision < 0 {
+                revision = 0;
+            }
             // One key holds the object only when the namespace is known (or there is none): a
             // list across all namespaces reads them all.
             let one_key = !info.namespaced || target.namespace.is_some();
@@ -91,10 +95,16 @@ impl ApiServer {
                     } else {
                         0
                     };
-                    let page = self
+                    let page = match self
                         .storage
                         .list(&prefix, start.as_deref(), revision, want.max(0))
-                        .await?;
+                        .await
+                    {
+                        Err(e) if e.code == 410 && continue_token.is_some() => {
+                            return Err(compacted_continue(start.as_deref().unwrap_or(&prefix)))
+                        }
+                        page => page?,
+                    };
                     revision = page.revision;
                     items.extend(
                         page.items
@@ -127,6 +137,20 @@ impl ApiServer {
 fn encode_continue(next_key: &str, revision: i64) -> String {
     let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": next_key});
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+/// A continue token whose revision was compacted: 410 with a token that continues from the same
+/// key at the latest revision (upstream's `handleCompactedErrorForPaging`, and its words).
+fn compacted_continue(key: &str) -> ApiError {
+    let mut e = ApiError::expired(
+        "The provided continue parameter is too old to display a consistent list result. You \
+         can start a new list without the continue parameter, or use the continue token in this \
+         response to retrieve the remainder of the results. Continuing with the provided token \
+         results in an inconsistent list - objects that were created, modified, or deleted \
+         between the time the first chunk was returned and now may show up in the list.",
+    );
+    e.continue_token = Some(encode_continue(key, -1));
+    e
 }
 
 fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Option<String>, i64)> {

@@ -362,11 +362,7 @@ impl ApiServer {
         if info.has(Sub::Status) {
             match old.get("status") {
                 Some(s) => new["status"] = s.clone(),
-                None => {
-                    if let Some(o) = new.as_object_mut() {
-                        o.remove("status");
-                    }
-                }
+                None => super::clear_status(info, &mut new),
             }
         }
         info.strategy.prepare_for_update(&mut new, old);

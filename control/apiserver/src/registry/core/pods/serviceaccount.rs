@@ -59,6 +59,7 @@ fn admission_name(pod: &Value) -> String {
 /// Upstream's `admission.NewForbidden` for a pod.
 fn forbidden(pod_name: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError {
+        continue_token: None,
         details: Some(Box::new(StatusDetails {
             name: Some(pod_name.to_string()),
             group: Some(String::new()),

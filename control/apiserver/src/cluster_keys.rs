@@ -1,0 +1,85 @@
+//! The cluster's keys kept in the store, so that a snapshot of the store is a whole backup (k3s
+//! keeps its "bootstrap data" in its datastore for the same reason): the CA, the API server's
+//! serving and kubelet-client certificates, the service-account signing key and `tokens.csv`.
+//! A control plane restored from a snapshot onto an empty data dir gets them back before it
+//! would make new ones, so node certificates, service-account tokens and the admin kubeconfig
+//! issued before the backup keep working.
+//!
+//! They live under `/skiff/cluster-keys/`, outside `/registry/`, so the API never serves them;
+//! whoever can read the store can read them — as with Secrets, the store is the cluster's most
+//! sensitive part (upstream keeps its CA key on the control plane's disk, which a backup of
+//! the data dir carries just the same).
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::storage::{prefix_end, Storage};
+
+const PREFIX: &str = "/skiff/cluster-keys/";
+
+/// The files, relative to the data dir.
+const FILES: &[&str] = &[
+    "tls/ca.crt",
+    "tls/ca.key",
+    "tls/apiserver.crt",
+    "tls/apiserver.key",
+    "tls/apiserver-kubelet-client.crt",
+    "tls/apiserver-kubelet-client.key",
+    "tls/sa.key",
+    "tls/sa.pub",
+    "tokens.csv",
+];
+
+/// When the data dir has no CA yet and the store holds keys (a restored snapshot), writes them
+/// (private files 0600) before anything would generate new ones. Returns how many were written.
+pub async fn restore(storage: &Storage, data_dir: &Path) -> anyhow::Result<usize> {
+    if data_dir.join("tls/ca.crt").exists() {
+        return Ok(0);
+    }
+    let resp = storage
+        .client()
+        .kv_client()
+        .get(
+            PREFIX,
+            Some(etcd_client::GetOptions::new().with_range(prefix_end(PREFIX))),
+        )
+        .await
+        .context("reading the cluster keys from the store")?;
+    let mut written = 0;
+    for kv in resp.kvs() {
+        let Some(name) = kv
+            .key_str()
+            .ok()
+            .and_then(|k| k.strip_prefix(PREFIX))
+            .filter(|n| FILES.contains(n))
+        else {
+            continue;
+        };
+        let path = data_dir.join(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        crate::tls::write_private(&path, &String::from_utf8_lossy(kv.value()))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Puts every key file that exists into the store where the store's copy differs.
+pub async fn save(storage: &Storage, data_dir: &Path) -> anyhow::Result<()> {
+    let mut kv = storage.client().kv_client();
+    for name in FILES {
+        let Ok(content) = std::fs::read(data_dir.join(name)) else {
+            continue;
+        };
+        let key = format!("{PREFIX}{name}");
+        let current = kv.get(key.as_str(), None).await?;
+        if current.kvs().first().map(|k| k.value()) != Some(&content[..]) {
+            kv.put(key, content, None)
+                .await
+                .with_context(|| format!("keeping {name} in the store"))?;
+        }
+    }
+    Ok(())
+}
