@@ -826,10 +826,10 @@ fn allocator_bindings_and_whoami(s: &ServerProcess) {
 
     // A Binding posted to the legacy collection binds the pod it names.
     assert!(apply("apiVersion: v1\nkind: Pod\nmetadata: {name: unbound}\nspec:\n  schedulerName: nobody\n  containers: [{name: c, image: busybox}]\n").status.success());
-    // Through `--raw`: kubectl's client-side validation of a create-only kind falls back to
-    // /openapi/v2, which skiff does not serve yet.
+    // kubectl's client-side validation of a create-only kind (no patch operation in the v3
+    // document) falls back to /openapi/v2, served in gnostic's protobuf.
     let out = s.kubectl_stdin(
-        &["create", "--raw", "/api/v1/namespaces/default/bindings", "-f", "-"],
+        &["create", "-f", "-"],
         r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"unbound"},"target":{"kind":"Node","name":"node-a"}}"#,
     );
     assert!(

@@ -104,4 +104,19 @@ with tempfile.TemporaryDirectory() as cache_dir:
     check(len(ours) == 6, f"dynamic list: {len(ours)}")
     deploys = dyn.resources.get(api_version="apps/v1", kind="Deployment").get(namespace=NS)
     check(deploys.items[0].metadata.name == "web", "dynamic deployments")
+
+# The OpenAPI documents through the client's own ApiClient: v2 (one Swagger 2.0 document, the
+# kinds under their upstream definition names) and a v3 group version whose paths declare their
+# path parameters.
+api = client.ApiClient()
+v2, status, headers = api.call_api("/openapi/v2", "GET", auth_settings=["BearerToken"], response_type="object", _return_http_data_only=False)
+check(status == 200 and v2["swagger"] == "2.0", "openapi v2")
+check(headers.get("ETag", "").startswith('"'), "openapi v2 ETag")
+pod = v2["definitions"]["io.k8s.api.core.v1.Pod"]
+check(pod["x-kubernetes-group-version-kind"] == [{"group": "", "version": "v1", "kind": "Pod"}], "v2 Pod kind")
+check(v2["paths"]["/api/v1/namespaces/{namespace}/pods"]["get"]["operationId"] == "listCoreV1NamespacedPod", "v2 operation id")
+v3 = api.call_api("/openapi/v3/apis/apps/v1", "GET", auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True)
+item = v3["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
+declared = sorted(p["name"] for p in item["parameters"] if p["in"] == "path")
+check(declared == ["name", "namespace"], f"v3 path parameters: {declared}")
 print("python kubernetes client: OK")
