@@ -55,6 +55,12 @@ fn bytes_response(code: u16, content_type: &'static str, body: Bytes) -> Respons
 
 const APPLICATION_JSON: &str = "application/json";
 
+/// Upstream's `prefixFromUserAgent`: the field manager of a write that names none.
+fn manager_from_user_agent(headers: &HeaderMap) -> String {
+    let agent = header_str(headers, header::USER_AGENT);
+    agent.split('/').next().unwrap_or_default().to_string()
+}
+
 /// An OpenAPI document with its `ETag`; `304 Not Modified` when the client's `If-None-Match`
 /// names it, as upstream's OpenAPI handlers answer.
 fn openapi_response(
@@ -444,6 +450,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
             warnings: parking_lot::Mutex::new(Vec::new()),
             duplicate_fields: Default::default(),
             audit: crate::audit::Context::of(&parts.extensions),
+            default_manager: manager_from_user_agent(&parts.headers),
         };
         let verb = crate::proxy::verb(&parts.method).to_string();
         let attrs = crate::auth::Attributes {
@@ -477,6 +484,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         warnings: parking_lot::Mutex::new(Vec::new()),
         duplicate_fields: Default::default(),
         audit: crate::audit::Context::of(&parts.extensions),
+        default_manager: manager_from_user_agent(&parts.headers),
     };
     let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = verb_name(&parts.method, &target, is_watch);
@@ -814,6 +822,7 @@ async fn dispatch(
                 warnings: parking_lot::Mutex::new(Vec::new()),
                 duplicate_fields: Default::default(),
                 audit: ctx.audit.clone(),
+                default_manager: ctx.default_manager.clone(),
             };
             let collection = Target {
                 name: None,
@@ -1011,6 +1020,7 @@ mod tests {
             warnings: parking_lot::Mutex::new(Vec::new()),
             duplicate_fields: Default::default(),
             audit: crate::audit::Context::of(&Default::default()),
+            default_manager: String::new(),
         }
     }
 
