@@ -432,7 +432,15 @@ fn with_status_from(current: &Value, proposed: &Value) -> Value {
             }
         }
     }
-    for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+    // managedFields too: an apply on /status brings its entry (an update without them keeps
+    // the stored ones, `apply::record_update`).
+    for k in [
+        "labels",
+        "annotations",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+    ] {
         match meta(proposed).get(k) {
             Some(v) => {
                 meta_mut(&mut next).insert(k.into(), v.clone());
