@@ -53,8 +53,11 @@ static BUILTIN: LazyLock<(Map<String, Value>, Map<String, Value>)> = LazyLock::n
     (paths, definitions)
 });
 
+/// The custom group versions a document includes: (path, hash of its v3 document).
+type CustomKey = Vec<(String, String)>;
+
 /// The last document served, keyed by the custom group versions' documents it includes.
-static CACHE: Mutex<Option<(Vec<(String, String)>, Arc<Spec>)>> = Mutex::new(None);
+static CACHE: Mutex<Option<(CustomKey, Arc<Spec>)>> = Mutex::new(None);
 
 /// The document with the custom resources served now.
 pub fn spec(custom: &Registry) -> Arc<Spec> {
@@ -65,7 +68,7 @@ pub fn spec(custom: &Registry) -> Arc<Spec> {
         .iter()
         .filter_map(|(g, v)| Some((gv_path(g, v), build_custom_gv(custom, g, v)?)))
         .collect();
-    let key: Vec<(String, String)> = docs
+    let key: CustomKey = docs
         .iter()
         .map(|(path, doc)| (path.clone(), super::hash_of(doc.to_string().as_bytes())))
         .collect();
