@@ -631,6 +631,198 @@ fn server_side_apply(s: &ServerProcess) {
     assert!(text.contains("fieldManager: Required value"), "{text}");
 }
 
+/// Field ownership of ordinary writes, as upstream records it: `Update` entries per manager
+/// (the `--field-manager` kubectl sends, or its user agent's first word), an apply that would
+/// change a field an updater owns conflicts until forced, apply and update on subresources get
+/// entries of their own.
+fn update_managers(s: &ServerProcess) {
+    let stdin_ok = |args: &[&str], input: &str| {
+        let out = s.kubectl_stdin(args, input);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let entries = |what: &str| {
+        let out = s.kubectl_ok(&["get", what, "-o", "json", "--show-managed-fields"]);
+        let object: serde_json::Value = serde_json::from_str(&out).expect("object");
+        object["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                (
+                    format!(
+                        "{} {} {}",
+                        e["manager"].as_str().unwrap_or_default(),
+                        e["operation"].as_str().unwrap_or_default(),
+                        e["subresource"].as_str().unwrap_or_default()
+                    )
+                    .trim_end()
+                    .to_string(),
+                    e["fieldsV1"].to_string(),
+                )
+            })
+            .collect::<Vec<(String, String)>>()
+    };
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "owned",
+        "--from-literal=x=one",
+        "--from-literal=y=two",
+    ]);
+    assert_eq!(
+        entries("configmap/owned"),
+        [(
+            "kubectl-create Update".to_string(),
+            r#"{"f:data":{"f:x":{},"f:y":{}}}"#.to_string()
+        )]
+    );
+    // kubectl edit (its editor a sed script) changes x: x moves to kubectl-edit.
+    let out = s
+        .kubectl_cmd(&["edit", "configmap", "owned"])
+        .env("KUBE_EDITOR", "sed -i s/one/edited/")
+        .output()
+        .expect("kubectl edit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        entries("configmap/owned"),
+        [
+            (
+                "kubectl-create Update".to_string(),
+                r#"{"f:data":{"f:y":{}}}"#.to_string()
+            ),
+            (
+                "kubectl-edit Update".to_string(),
+                r#"{"f:data":{"f:x":{}}}"#.to_string()
+            ),
+        ]
+    );
+    // An apply that changes x conflicts with the editor, in upstream's words.
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owned}\ndata: {x: applied}\n";
+    let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], manifest);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl-edit" using v1: .data.x"#
+        ),
+        "{err}"
+    );
+    // Forced, the applier takes x; the editor's entry, left with nothing, goes.
+    stdin_ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        manifest,
+    );
+    assert_eq!(
+        entries("configmap/owned"),
+        [
+            (
+                "kubectl-create Update".to_string(),
+                r#"{"f:data":{"f:y":{}}}"#.to_string()
+            ),
+            (
+                "kubectl Apply".to_string(),
+                r#"{"f:data":{"f:x":{}}}"#.to_string()
+            ),
+        ]
+    );
+    // The same value applied by a second applier is shared: the first leaving it out removes
+    // nothing; when the second leaves it out too, nobody owns it and it goes.
+    let second = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owned}\ndata: {x: applied}\n";
+    stdin_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=second",
+            "-f",
+            "-",
+        ],
+        second,
+    );
+    let empty = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owned}\n";
+    stdin_ok(&["apply", "--server-side", "-f", "-"], empty);
+    let data = || s.kubectl_ok(&["get", "configmap", "owned", "-o", "jsonpath={.data}"]);
+    assert_eq!(data(), r#"{"x":"applied","y":"two"}"#);
+    stdin_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=second",
+            "-f",
+            "-",
+        ],
+        empty,
+    );
+    assert_eq!(data(), r#"{"y":"two"}"#);
+
+    // Client-side apply patches as kubectl-client-side-apply.
+    stdin_ok(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: csa}\ndata: {k: v}\n",
+    );
+    stdin_ok(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: csa}\ndata: {k: w}\n",
+    );
+    let managers: Vec<String> = entries("configmap/csa")
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(managers, ["kubectl-client-side-apply Update"]);
+
+    // Subresources: `kubectl scale` updates through /scale (manager from kubectl's user agent),
+    // an apply on /status records `subresource: status`.
+    s.kubectl_ok(&[
+        "create",
+        "deployment",
+        "owned",
+        "--image=nginx",
+        "--replicas=0",
+    ]);
+    s.kubectl_ok(&["scale", "deployment", "owned", "--replicas=2"]);
+    let found = entries("deployment/owned");
+    let scale = found.iter().find(|(m, _)| m == "kubectl Update scale");
+    assert_eq!(
+        scale.map(|(_, f)| f.as_str()),
+        Some(r#"{"f:spec":{"f:replicas":{}}}"#),
+        "{found:?}"
+    );
+    s.kubectl_ok(&["delete", "deployment", "owned"]);
+    // A ClusterIP Service's status is nobody else's.
+    s.kubectl_ok(&["create", "service", "clusterip", "owned", "--tcp=80:80"]);
+    stdin_ok(
+        &["apply", "--server-side", "--subresource=status", "--field-manager=prober", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: owned}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.7}]}}\n",
+    );
+    let found = entries("service/owned");
+    let status = found.iter().find(|(m, _)| m == "prober Apply status");
+    assert_eq!(
+        status.map(|(_, f)| f.as_str()),
+        Some(r#"{"f:status":{"f:loadBalancer":{"f:ingress":{}}}}"#),
+        "{found:?}"
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "service",
+            "owned",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}"
+        ]),
+        "192.0.2.7"
+    );
+    s.kubectl_ok(&["delete", "service", "owned"]);
+    s.kubectl_ok(&["delete", "configmap", "owned", "csa"]);
+}
+
 /// storage.k8s.io and node.k8s.io through kubectl: StorageClasses with upstream's columns and
 /// immutable provisioning fields, DefaultStorageClass admission for claims, CSIDriver defaults,
 /// RuntimeClasses with a validated handler, all in `kubectl api-resources`.
@@ -826,10 +1018,10 @@ fn allocator_bindings_and_whoami(s: &ServerProcess) {
 
     // A Binding posted to the legacy collection binds the pod it names.
     assert!(apply("apiVersion: v1\nkind: Pod\nmetadata: {name: unbound}\nspec:\n  schedulerName: nobody\n  containers: [{name: c, image: busybox}]\n").status.success());
-    // Through `--raw`: kubectl's client-side validation of a create-only kind falls back to
-    // /openapi/v2, which skiff does not serve yet.
+    // kubectl's client-side validation of a create-only kind (no patch operation in the v3
+    // document) falls back to /openapi/v2, served in gnostic's protobuf.
     let out = s.kubectl_stdin(
-        &["create", "--raw", "/api/v1/namespaces/default/bindings", "-f", "-"],
+        &["create", "-f", "-"],
         r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"unbound"},"target":{"kind":"Node","name":"node-a"}}"#,
     );
     assert!(
@@ -1505,6 +1697,7 @@ fn kubectl_against_skiff_server() {
     tooling(&s);
     watch(&s);
     server_side_apply(&s);
+    update_managers(&s);
     storage_and_runtime_classes(&s);
     allocator_bindings_and_whoami(&s);
     dynamic_resources(&s);

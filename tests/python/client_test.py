@@ -104,4 +104,34 @@ with tempfile.TemporaryDirectory() as cache_dir:
     check(len(ours) == 6, f"dynamic list: {len(ours)}")
     deploys = dyn.resources.get(api_version="apps/v1", kind="Deployment").get(namespace=NS)
     check(deploys.items[0].metadata.name == "web", "dynamic deployments")
+
+# The OpenAPI documents through the client's own ApiClient: v2 (one Swagger 2.0 document, the
+# kinds under their upstream definition names) and a v3 group version whose paths declare their
+# path parameters.
+import json
+
+api = client.ApiClient()
+
+
+def raw_get(path):
+    request = api.param_serialize(method="GET", resource_path=path, auth_settings=["BearerToken"])
+    response = api.call_api(*request)
+    response.read()
+    return response
+
+
+r = raw_get("/openapi/v2")
+v2 = json.loads(r.data)
+check(r.status == 200 and v2["swagger"] == "2.0", "openapi v2")
+check((r.getheader("ETag") or "").startswith('"'), "openapi v2 ETag")
+pod = v2["definitions"]["io.k8s.api.core.v1.Pod"]
+check(pod["x-kubernetes-group-version-kind"] == [{"group": "", "version": "v1", "kind": "Pod"}], "v2 Pod kind")
+check(v2["paths"]["/api/v1/namespaces/{namespace}/pods"]["get"]["operationId"] == "listCoreV1NamespacedPod", "v2 operation id")
+v3 = json.loads(raw_get("/openapi/v3/apis/apps/v1").data)
+item = v3["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
+declared = sorted(p["name"] for p in item["parameters"] if p["in"] == "path")
+check(declared == ["name", "namespace"], f"v3 path parameters: {declared}")
+# The typed calls above wrote as the client's user agent names it.
+managers = [m.manager for m in core.read_namespaced_config_map("l0", NS).metadata.managed_fields or []]
+check(managers and all(m == "OpenAPI-Generator" for m in managers), f"managers: {managers}")
 print("python kubernetes client: OK")

@@ -53,6 +53,49 @@ fn bytes_response(code: u16, content_type: &'static str, body: Bytes) -> Respons
     resp
 }
 
+const APPLICATION_JSON: &str = "application/json";
+
+/// Upstream's `prefixFromUserAgent`: the field manager of a write that names none.
+fn manager_from_user_agent(headers: &HeaderMap) -> String {
+    let agent = header_str(headers, header::USER_AGENT);
+    agent.split('/').next().unwrap_or_default().to_string()
+}
+
+/// An OpenAPI document with its `ETag`; `304 Not Modified` when the client's `If-None-Match`
+/// names it, as upstream's OpenAPI handlers answer.
+fn openapi_response(
+    headers: &HeaderMap,
+    etag: &str,
+    immutable: bool,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response {
+    let matches = header_str(headers, header::IF_NONE_MATCH)
+        .split(',')
+        .any(|t| t.trim() == etag || t.trim() == "*");
+    let mut resp = if matches {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        bytes_response(200, content_type, body)
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if immutable {
+            "public, immutable"
+        } else {
+            "no-cache, private"
+        }),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
 fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.to_status(), &[])
 }
@@ -302,6 +345,19 @@ async fn route(server: &Shared, req: Request) -> Routed {
                 };
                 return Ok((verb, resource, resp));
             }
+            "/openapi/v2" => {
+                let spec = crate::openapi::v2::spec(&server.custom);
+                let (content_type, body) = if crate::openapi::v2::wants_protobuf(&accept) {
+                    (
+                        crate::openapi::v2::PROTOBUF_CONTENT_TYPE,
+                        spec.protobuf.clone(),
+                    )
+                } else {
+                    (APPLICATION_JSON, spec.json.clone())
+                };
+                let resp = openapi_response(&parts.headers, &spec.etag, false, content_type, body);
+                return Ok((verb, resource, resp));
+            }
             "/openapi/v3" => {
                 return Ok((
                     verb,
@@ -342,7 +398,14 @@ async fn route(server: &Shared, req: Request) -> Routed {
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
             return match crate::openapi::gv_document(&server.custom, gv) {
-                Some(doc) => Ok((verb, resource, bytes_response(200, "application/json", doc))),
+                Some((hash, doc)) => {
+                    // A client that names the current hash may keep the document for good.
+                    let immutable = query.iter().any(|(k, v)| k == "hash" && *v == hash);
+                    let etag = format!("\"{hash}\"");
+                    let resp =
+                        openapi_response(&parts.headers, &etag, immutable, APPLICATION_JSON, doc);
+                    Ok((verb, resource, resp))
+                }
                 None => fail("get", ApiError::path_not_found()),
             };
         }
@@ -387,6 +450,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
             warnings: parking_lot::Mutex::new(Vec::new()),
             duplicate_fields: Default::default(),
             audit: crate::audit::Context::of(&parts.extensions),
+            default_manager: manager_from_user_agent(&parts.headers),
         };
         let verb = crate::proxy::verb(&parts.method).to_string();
         let attrs = crate::auth::Attributes {
@@ -420,6 +484,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
         warnings: parking_lot::Mutex::new(Vec::new()),
         duplicate_fields: Default::default(),
         audit: crate::audit::Context::of(&parts.extensions),
+        default_manager: manager_from_user_agent(&parts.headers),
     };
     let is_watch = ctx.param("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = verb_name(&parts.method, &target, is_watch);
@@ -757,6 +822,7 @@ async fn dispatch(
                 warnings: parking_lot::Mutex::new(Vec::new()),
                 duplicate_fields: Default::default(),
                 audit: ctx.audit.clone(),
+                default_manager: ctx.default_manager.clone(),
             };
             let collection = Target {
                 name: None,
@@ -954,6 +1020,7 @@ mod tests {
             warnings: parking_lot::Mutex::new(Vec::new()),
             duplicate_fields: Default::default(),
             audit: crate::audit::Context::of(&Default::default()),
+            default_manager: String::new(),
         }
     }
 

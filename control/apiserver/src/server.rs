@@ -220,6 +220,7 @@ pub(crate) fn system_ctx() -> Ctx {
         warnings: parking_lot::Mutex::new(Vec::new()),
         duplicate_fields: Default::default(),
         audit: crate::audit::Context::of(&Default::default()),
+        default_manager: "kube-apiserver".into(),
     }
 }
 

@@ -437,6 +437,7 @@ mod tests {
         let fields = crate::apply::field_set(
             &name,
             &json!({"spec": {"ports": [{"name": "b", "port": 3}]}}),
+            false,
         );
         assert!(fields["f:spec"]["f:ports"]
             .get(r#"k:{"name":"b"}"#)

@@ -6,6 +6,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::{decode_object, meta, meta_mut, ApiServer, Ctx, Target};
+use crate::apply;
 use crate::auth::admission::{self, Operation};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::Sub;
@@ -135,6 +136,23 @@ impl ApiServer {
                 super::clear_status(info, &mut candidate);
             }
             info.strategy.default(&mut candidate);
+            // The creator owns what it set (an apply that creates brings its own entry).
+            if candidate.pointer("/metadata/managedFields").is_none() {
+                let owner = apply::Owner {
+                    manager: ctx.manager(),
+                    operation: apply::Operation::Update,
+                    subresource: "",
+                };
+                apply::record_update(
+                    &json!({}),
+                    &mut candidate,
+                    &apply::type_name(info),
+                    &owner,
+                    &info.api_version(),
+                    &timestamps::now_rfc3339(),
+                    !info.has(Sub::Status),
+                );
+            }
             // Upstream's plugin admission (LimitRanger, PodSecurity): mutating first.
             let request = crate::admission::Request {
                 info,

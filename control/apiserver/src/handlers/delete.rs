@@ -328,6 +328,7 @@ mod tests {
             warnings: Default::default(),
             duplicate_fields: Default::default(),
             audit: crate::audit::Context::of(&Default::default()),
+            default_manager: String::new(),
         }
     }
 

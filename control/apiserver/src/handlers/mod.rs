@@ -96,6 +96,9 @@ pub struct Ctx {
     pub duplicate_fields: parking_lot::Mutex<Vec<String>>,
     /// The request's audit context (annotations from admission).
     pub audit: crate::audit::Context,
+    /// The field manager when the request names none: the user agent up to its first `/`
+    /// (upstream's `managerOrUserAgent`), e.g. `kubectl-edit`, `OpenAPI-Generator`.
+    pub default_manager: String,
 }
 
 impl Ctx {
@@ -119,6 +122,12 @@ impl Ctx {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+    /// The manager whose fields this write sets (`?fieldManager=`, else the user agent's).
+    pub fn manager(&self) -> &str {
+        self.param("fieldManager")
+            .filter(|m| !m.is_empty())
+            .unwrap_or(&self.default_manager)
     }
     pub fn dry_run(&self) -> bool {
         self.param("dryRun").is_some_and(|v| v == "All")

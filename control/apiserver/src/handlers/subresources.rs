@@ -64,7 +64,7 @@ impl ApiServer {
             ..target.clone()
         };
         let (code, object) = self
-            .guaranteed_update(&main, ctx, None, |current| {
+            .guaranteed_update(&main, ctx, None, Some("scale"), |current| {
                 let scale = self.scale_of(info, current);
                 let new_scale = match &change {
                     ScaleChange::Replace(s) => s.clone(),

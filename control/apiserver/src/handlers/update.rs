@@ -30,8 +30,15 @@ impl ApiServer {
             .as_str()
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        self.guaranteed_update(target, ctx, precondition, move |_current| Ok(new.clone()))
-            .await
+        let subresource = target.sub.map(Sub::name).unwrap_or_default();
+        self.guaranteed_update(
+            target,
+            ctx,
+            precondition,
+            Some(subresource),
+            move |_current| Ok(new.clone()),
+        )
+        .await
     }
 
     pub async fn patch(
@@ -50,12 +57,8 @@ impl ApiServer {
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
-        // The type patches and applies merge by: a custom resource's schema, or the built-in
-        // type's entry in the patch strategies.
-        let definition = match info.custom.and_then(|c| c.schema.as_ref()) {
-            Some(schema) => patch::custom_type_name(schema),
-            None => (info.typed.definition)().to_string(),
-        };
+        let definition = apply::type_name(info);
+        let subresource = target.sub.map(Sub::name).unwrap_or_default();
         let body = body.to_vec();
         // A patch is conditional only if it sets metadata.resourceVersion itself.
         let precondition = serde_json::from_slice::<Value>(&body).ok().and_then(|p| {
@@ -75,29 +78,36 @@ impl ApiServer {
                 ));
             }
             let config = Value::Object(patch::parse_apply_config(&body).map_err(patch_error)?);
-            let fields = apply::field_set(&definition, &config);
+            let fields = apply::field_set(&definition, &config, subresource == "status");
             Some((manager, config, fields))
         } else {
             None
         };
+        // An apply records its own entry; any other patch is an update of its manager's.
+        let update_of = applier.is_none().then_some(subresource);
         let result = self
-            .guaranteed_update(target, ctx, precondition, |current| {
+            .guaranteed_update(target, ctx, precondition, update_of, |current| {
                 let mut patched = patch::apply_patch(&definition, current, patch_type, &body)
                     .map_err(patch_error)?;
                 if let Some((manager, _, fields)) = &applier {
-                    let conflicts = apply::conflicts(current, &patched, fields, manager);
+                    let owner = apply::Owner {
+                        manager,
+                        operation: apply::Operation::Apply,
+                        subresource,
+                    };
+                    let conflicts = apply::conflicts(current, &patched, fields, &owner);
                     if !conflicts.is_empty() {
                         if ctx.param("force") != Some("true") {
                             return Err(apply::conflict_error(&conflicts));
                         }
                         apply::take_over(&mut patched, &conflicts);
                     }
-                    let previous = apply::previous(current, manager);
-                    let others = apply::others(current, manager);
+                    let previous = apply::previous(current, &owner);
+                    let others = apply::others(current, &owner);
                     apply::remove_dropped(&mut patched, &previous, fields, &others);
                     apply::record(
                         &mut patched,
-                        manager,
+                        &owner,
                         &info.api_version(),
                         fields.clone(),
                         &timestamps::now_rfc3339(),
@@ -114,9 +124,14 @@ impl ApiServer {
                 if !object["metadata"].is_object() {
                     object["metadata"] = json!({});
                 }
+                let owner = apply::Owner {
+                    manager: &manager,
+                    operation: apply::Operation::Apply,
+                    subresource: "",
+                };
                 apply::record(
                     &mut object,
-                    &manager,
+                    &owner,
                     &info.api_version(),
                     fields,
                     &timestamps::now_rfc3339(),
@@ -134,11 +149,16 @@ impl ApiServer {
     /// stale, so anything it leads to short of a successful write — a failed compare, a
     /// precondition or validation error, "nothing changed" — is retried from the store before
     /// it is answered.
+    ///
+    /// `update_of`: the subresource (`""` for the main resource) whose `Update` entry of the
+    /// request's manager records the fields this write changes; `None` for an apply, which
+    /// records its own.
     pub(super) async fn guaranteed_update<F>(
         &self,
         target: &Target,
         ctx: &Ctx,
         precondition: Option<String>,
+        update_of: Option<&str>,
         modify: F,
     ) -> ApiResult<(u16, Value)>
     where
@@ -214,6 +234,22 @@ impl ApiServer {
                     .prepare_for_subresource_update(sub, &mut next, &current.object);
             }
             info.strategy.default(&mut next);
+            if let Some(subresource) = update_of {
+                let owner = apply::Owner {
+                    manager: ctx.manager(),
+                    operation: apply::Operation::Update,
+                    subresource,
+                };
+                apply::record_update(
+                    &current.object,
+                    &mut next,
+                    &apply::type_name(info),
+                    &owner,
+                    &info.api_version(),
+                    &timestamps::now_rfc3339(),
+                    subresource == "status" || !info.has(Sub::Status),
+                );
+            }
             if let Err(e) = admission::check(
                 &self.authorizer,
                 &ctx.user,
@@ -392,7 +428,15 @@ fn with_status_from(current: &Value, proposed: &Value) -> Value {
             }
         }
     }
-    for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+    // managedFields too: an apply on /status brings its entry (an update without them keeps
+    // the stored ones, `apply::record_update`).
+    for k in [
+        "labels",
+        "annotations",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+    ] {
         match meta(proposed).get(k) {
             Some(v) => {
                 meta_mut(&mut next).insert(k.into(), v.clone());

@@ -52,7 +52,9 @@ use json_patch::apply_json_patch;
 use merge_patch::apply_merge_patch;
 use strategic::{apply_strategic_patch, strategic_merge};
 
-pub(crate) use strategies::{custom_type_name, lookup_field, schema_for, ListStrategy, Schema};
+pub(crate) use strategies::{
+    custom_type_name, lookup_field, merged_lists, schema_for, ListStrategy, Schema,
+};
 
 /// How deeply nested (objects and arrays) a patched object may be. serde_json
 /// refuses to parse documents nested deeper than 128 levels, so anything

@@ -67,6 +67,18 @@ pub(crate) fn schema_for(type_name: &str) -> Schema {
     }
 }
 
+/// Every list field that strategic merge patch merges rather than replaces: (type, field,
+/// how). The OpenAPI documents publish them as `x-kubernetes-patch-strategy`/`-merge-key`.
+pub(crate) fn merged_lists(
+) -> impl Iterator<Item = (&'static str, &'static str, &'static ListStrategy)> {
+    STRATEGIES.types.iter().flat_map(|(ty, fields)| {
+        fields
+            .iter()
+            .filter(|(_, f)| f.shape == FieldShape::List && f.list != ListStrategy::Atomic)
+            .map(move |(field, f)| (ty.as_str(), field.as_str(), &f.list))
+    })
+}
+
 /// Parses `patch_strategies.txt` (format described in gen/patch_table.py).
 /// The file is generated and compiled in, so a malformed line is a build
 /// mistake: it is skipped (and caught by the unit test that checks the
