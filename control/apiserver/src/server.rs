@@ -458,7 +458,16 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         .service_accounts
         .build(&args.data_dir, &server_address)?;
     for plugin in &args.disable_admission_plugins {
-        if !["ServiceAccount", "LimitRanger", "PodSecurity"].contains(&plugin.as_str()) {
+        if ![
+            "ServiceAccount",
+            "LimitRanger",
+            "PodSecurity",
+            "MutatingAdmissionWebhook",
+            "ValidatingAdmissionWebhook",
+            "ValidatingAdmissionPolicy",
+        ]
+        .contains(&plugin.as_str())
+        {
             tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");
         }
     }
