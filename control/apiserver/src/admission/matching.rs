@@ -86,7 +86,14 @@ pub fn object_selector_matches(
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> Result<bool, String> {
-    Ok(selector_matches(selector, labels(object))? || selector_matches(selector, labels(old))?)
+    let matches = |o: Option<&Value>| match o {
+        Some(o) => selector_matches(selector, labels(Some(o))),
+        None => Ok(false),
+    };
+    if selector.is_null() || selector.as_object().is_some_and(Map::is_empty) {
+        return Ok(true);
+    }
+    Ok(matches(object)? || matches(old)?)
 }
 
 /// Whether `namespaceSelector` must be checked for this request and against which object:
@@ -261,7 +268,6 @@ mod tests {
         );
         let exists = json!({"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]});
         assert_eq!(namespace_selector_matches(&exists, Some(&a)), Ok(true));
-        let skip = json!({"metadata": {"labels": {"skip": ""}}});
         assert_eq!(namespace_selector_matches(&exists, Some(&skip)), Ok(false));
         assert!(selector_matches(
             &json!({"matchExpressions": [{"key": "k", "operator": "Bad"}]}),
