@@ -266,7 +266,13 @@ mod tests {
             object_selector_matches(&json!({}), Some(&b), None),
             Ok(true)
         );
+        // No old object on a create: only the new one can match.
         let exists = json!({"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]});
+        let skip = json!({"metadata": {"labels": {"skip": ""}}});
+        assert_eq!(
+            object_selector_matches(&exists, Some(&skip), None),
+            Ok(false)
+        );
         assert_eq!(namespace_selector_matches(&exists, Some(&a)), Ok(true));
         assert_eq!(namespace_selector_matches(&exists, Some(&skip)), Ok(false));
         assert!(selector_matches(
