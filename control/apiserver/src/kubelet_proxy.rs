@@ -450,6 +450,17 @@ pub(crate) async fn connect(
     port: u16,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<hyper::client::conn::http1::SendRequest<Body>, DialError> {
+    connect_as(address, port, tls, address).await
+}
+
+/// [`connect`], with TLS verifying the server as `server_name` rather than the address dialled
+/// (an admission webhook's Service endpoint proves `<service>.<namespace>.svc`).
+pub(crate) async fn connect_as(
+    address: &str,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    server_name: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Body>, DialError> {
     let host = if address.contains(':') {
         format!("[{address}]:{port}")
     } else {
@@ -468,8 +479,8 @@ pub(crate) async fn connect(
         });
         return Ok(sender);
     };
-    let server_name = rustls::pki_types::ServerName::try_from(address.to_string())
-        .map_err(|e| DialError::Name(address.to_string(), e.to_string()))?;
+    let server_name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| DialError::Name(server_name.to_string(), e.to_string()))?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await

@@ -481,7 +481,16 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         args.etcd_compaction_interval,
     ));
     for plugin in &args.disable_admission_plugins {
-        if !["ServiceAccount", "LimitRanger", "PodSecurity"].contains(&plugin.as_str()) {
+        if ![
+            "ServiceAccount",
+            "LimitRanger",
+            "PodSecurity",
+            "MutatingAdmissionWebhook",
+            "ValidatingAdmissionWebhook",
+            "ValidatingAdmissionPolicy",
+        ]
+        .contains(&plugin.as_str())
+        {
             tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");
         }
     }

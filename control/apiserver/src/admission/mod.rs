@@ -15,10 +15,14 @@
 //!   runs after the strategy's validation): the quota charges, stored in the object's own
 //!   transaction.
 
+pub mod cel;
 pub mod limitranger;
+pub mod matching;
 pub mod podsecurity;
+pub mod policy;
 pub mod quantity;
 pub mod resourcequota;
+pub mod webhook;
 
 use std::sync::OnceLock;
 
@@ -40,6 +44,8 @@ pub struct Request<'a> {
     pub namespace: Option<&'a str>,
     pub name: &'a str,
     pub user: &'a UserInfo,
+    /// `dryRun=All`: webhooks with side effects refuse it.
+    pub dry_run: bool,
 }
 
 impl Request<'_> {
@@ -216,6 +222,60 @@ async fn validate_pod_security(
         podsecurity::check_pod_controller(config, &subject, namespace.as_deref(), object, out);
         Ok(())
     }
+}
+
+/// The dynamic mutating phase, after the built-in mutating plugins and the strategy's
+/// admission: MutatingAdmissionWebhook (`webhook`). The caller defaults the object again
+/// afterwards, as upstream defaults a patched object.
+pub async fn mutate_dynamic(
+    lookup: &dyn Lookup,
+    req: &Request<'_>,
+    object: &mut Value,
+    old: Option<&Value>,
+    out: &mut Outcome,
+) -> ApiResult<()> {
+    if !lookup.admission_enabled("MutatingAdmissionWebhook") {
+        return Ok(());
+    }
+    if !webhook::mutate(lookup, req, object, old, out).await? {
+        return Ok(());
+    }
+    // A patched object is decoded again (unknown fields dropped, wrong types refused) and
+    // defaulted, as upstream decodes and defaults a webhook's result; its identity stays.
+    let identity = ["name", "namespace", "uid", "creationTimestamp"]
+        .map(|k| (k, object.pointer(&format!("/metadata/{k}")).cloned()));
+    if req.info.custom.is_none() {
+        *object =
+            (req.info.typed.normalize)(object).map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    req.info.strategy.default(object);
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for (key, value) in identity {
+            match value {
+                Some(v) => meta.insert(key.to_string(), v),
+                None => meta.remove(key),
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The dynamic validating phase, after field validation and before ResourceQuota:
+/// ValidatingAdmissionPolicy (`policy`), then ValidatingAdmissionWebhook (`webhook`).
+pub async fn validate_dynamic(
+    lookup: &dyn Lookup,
+    req: &Request<'_>,
+    object: Option<&Value>,
+    old: Option<&Value>,
+    out: &mut Outcome,
+) -> ApiResult<()> {
+    if lookup.admission_enabled("ValidatingAdmissionPolicy") {
+        policy::validate(lookup, req, object, old, out).await?;
+    }
+    if lookup.admission_enabled("ValidatingAdmissionWebhook") {
+        webhook::validate(lookup, req, object, old, out).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

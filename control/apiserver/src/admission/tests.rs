@@ -81,6 +81,7 @@ fn request<'a>(
         namespace,
         name,
         user,
+        dry_run: false,
     }
 }
 

@@ -83,6 +83,12 @@ pub fn rules(node: &Value) -> Vec<Rule> {
         .collect()
 }
 
+/// A JSON value as CEL sees it without a schema (integral numbers are ints), as admission's
+/// expressions see objects, requests and params.
+pub fn value(v: &Value) -> cel::Value {
+    to_cel(v, None)
+}
+
 /// A JSON value as CEL sees it, typed by its schema node.
 fn to_cel(v: &Value, schema: Option<&Schema>) -> cel::Value {
     match v {

@@ -161,11 +161,24 @@ impl ApiServer {
                 namespace: t.namespace.as_deref(),
                 name: &name,
                 user: &ctx.user,
+                dry_run: ctx.dry_run(),
             };
             crate::admission::mutate(self, &request, &mut candidate).await?;
             if let Some(admission) = info.strategy.admit(self, &mut candidate) {
                 admission.await?;
             }
+            // Then the mutating webhooks, last of the mutating plugins.
+            let mut outcome = crate::admission::Outcome::default();
+            let mutated = crate::admission::mutate_dynamic(
+                self,
+                &request,
+                &mut candidate,
+                None,
+                &mut outcome,
+            )
+            .await;
+            ctx.report(outcome);
+            mutated?;
             info.strategy.prepare_for_create(&mut candidate, &uid);
             info.strategy.record_requester(&mut candidate, &ctx.user);
             admission::check(
@@ -188,6 +201,18 @@ impl ApiServer {
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, &name, errors));
             }
+            // ValidatingAdmissionPolicies and validating webhooks see only valid objects.
+            let mut outcome = crate::admission::Outcome::default();
+            let admitted = crate::admission::validate_dynamic(
+                self,
+                &request,
+                Some(&candidate),
+                None,
+                &mut outcome,
+            )
+            .await;
+            ctx.report(outcome);
+            admitted?;
             // ResourceQuota, the last validating plugin: its charges are written with the object.
             let quota =
                 crate::admission::resourcequota::admit(self, &request, &candidate, None).await?;

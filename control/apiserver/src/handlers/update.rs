@@ -234,6 +234,29 @@ impl ApiServer {
                     .prepare_for_subresource_update(sub, &mut next, &current.object);
             }
             info.strategy.default(&mut next);
+            let request = crate::admission::Request {
+                info,
+                sub: target.sub,
+                operation: Operation::Update,
+                namespace: target.namespace.as_deref(),
+                name: target.name(),
+                user: &ctx.user,
+                dry_run: ctx.dry_run(),
+            };
+            // The mutating webhooks.
+            let mut outcome = crate::admission::Outcome::default();
+            let mutated = crate::admission::mutate_dynamic(
+                self,
+                &request,
+                &mut next,
+                Some(&current.object),
+                &mut outcome,
+            )
+            .await;
+            ctx.report(outcome);
+            if let Err(e) = mutated {
+                answer!(Err(e));
+            }
             if let Some(subresource) = update_of {
                 let owner = apply::Owner {
                     manager: ctx.manager(),
@@ -263,14 +286,6 @@ impl ApiServer {
                 answer!(Err(e));
             }
             // Upstream's plugin admission (LimitRanger, PodSecurity) on the final object.
-            let request = crate::admission::Request {
-                info,
-                sub: target.sub,
-                operation: Operation::Update,
-                namespace: target.namespace.as_deref(),
-                name: target.name(),
-                user: &ctx.user,
-            };
             let mut outcome = crate::admission::Outcome::default();
             let admitted = crate::admission::validate(
                 self,
@@ -298,6 +313,20 @@ impl ApiServer {
             }
             if !errors.is_empty() {
                 answer!(Err(ApiError::invalid(info, target.name(), errors)));
+            }
+            // ValidatingAdmissionPolicies and validating webhooks.
+            let mut outcome = crate::admission::Outcome::default();
+            let admitted = crate::admission::validate_dynamic(
+                self,
+                &request,
+                Some(&next),
+                Some(&current.object),
+                &mut outcome,
+            )
+            .await;
+            ctx.report(outcome);
+            if let Err(e) = admitted {
+                answer!(Err(e));
             }
             let quota = match crate::admission::resourcequota::admit(
                 self,
