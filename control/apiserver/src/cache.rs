@@ -408,7 +408,7 @@ impl Caches {
     pub fn start_all(&self) {
         for info in crate::resources::RESOURCES
             .iter()
-            .filter(|r| !r.is_virtual())
+            .filter(|r| r.is_stored())
         {
             self.cacher(info);
         }
