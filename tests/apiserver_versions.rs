@@ -32,7 +32,10 @@ fn watch_events(s: &ServerProcess, path: &str) -> Vec<(String, Value)> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("watch line");
-            (v["type"].as_str().unwrap_or_default().to_string(), v["object"].clone())
+            (
+                v["type"].as_str().unwrap_or_default().to_string(),
+                v["object"].clone(),
+            )
         })
         .collect()
 }
@@ -111,7 +114,10 @@ fn events(s: &ServerProcess) {
         "--field-selector",
         "involvedObject.name=web",
     ]);
-    assert!(err.contains("field label not supported: involvedObject.name"), "{err}");
+    assert!(
+        err.contains("field label not supported: involvedObject.name"),
+        "{err}"
+    );
 
     // The table, printed from the stored event as upstream prints its internal type.
     let table = s.kubectl_ok(&["get", "events.v1.events.k8s.io"]);
@@ -119,7 +125,10 @@ fn events(s: &ServerProcess) {
     for column in ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"] {
         assert!(header.contains(column), "{table}");
     }
-    assert!(table.contains("deployment/web") && table.contains("scaled up"), "{table}");
+    assert!(
+        table.contains("deployment/web") && table.contains("scaled up"),
+        "{table}"
+    );
 
     // A watch through each version sees the writes made through the other, converted.
     let seen = watch_events(
@@ -187,10 +196,22 @@ fn autoscalers(s: &ServerProcess) {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(&row[..5], ["web", "Deployment/web", "cpu:", "<unknown>/80%", "2"], "{table}");
+    assert_eq!(
+        &row[..5],
+        ["web", "Deployment/web", "cpu:", "<unknown>/80%", "2"],
+        "{table}"
+    );
 
     let v2 = json(s, &["get", "hpa.v2.autoscaling", "web"]);
     assert_eq!(v2["apiVersion"], "autoscaling/v2");
@@ -248,7 +269,10 @@ fn component_statuses(s: &ServerProcess) {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "STATUS", "MESSAGE", "ERROR"]);
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
-    assert!(rows.iter().any(|r| r[..] == ["etcd-0", "Healthy", "ok"]), "{stdout}");
+    assert!(
+        rows.iter().any(|r| r[..] == ["etcd-0", "Healthy", "ok"]),
+        "{stdout}"
+    );
     for name in ["scheduler", "controller-manager"] {
         assert!(rows.iter().any(|r| r[0] == name), "{stdout}");
     }
@@ -295,7 +319,8 @@ fn python(s: &ServerProcess) {
         .output()
         .unwrap_or_else(|e| panic!("run {python} (scripts/setup.sh installs it): {e}"));
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("python versions: OK"),
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("python versions: OK"),
         "versions_test.py failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

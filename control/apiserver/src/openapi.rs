@@ -111,6 +111,12 @@ fn add_paths(r: &ResourceInfo, schema_ref: &str, paths: &mut Map<String, Value>)
         paths.insert(collection, json!({"post": operation(r, "post", &format!("create{op_base}"), schema_ref, true, false)}));
         return;
     }
+    if !r.is_stored() {
+        // Computed on read (componentstatuses): get and list only.
+        paths.insert(collection.clone(), json!({"get": operation(r, "list", &format!("list{op_base}"), schema_ref, false, false)}));
+        paths.insert(format!("{collection}/{{name}}"), json!({"get": operation(r, "get", &format!("read{op_base}"), schema_ref, false, false)}));
+        return;
+    }
     paths.insert(
         collection.clone(),
         json!({

@@ -15,8 +15,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::cache::{encode_line, EventType, WatchEvent};
 use crate::error::{ApiError, ApiResult};
-use crate::resources::ResourceInfo;
 use crate::handlers::{parse_rv, Ctx, Shared, Target};
+use crate::resources::ResourceInfo;
 use crate::response::WatchShaper;
 use crate::selectors::{FieldSelector, LabelSelector};
 
@@ -114,7 +114,9 @@ pub async fn watch(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Res
     let mut encoder = Encoder {
         shaper: WatchShaper::new(info, ctx.output),
         convert: (info.conversion.is_some()
-            || info.custom.is_some_and(|c| c.storage_version != info.version))
+            || info
+                .custom
+                .is_some_and(|c| c.storage_version != info.version))
         .then_some(info),
     };
     match cacher.start_watch(from, &prefix) {

@@ -39,7 +39,8 @@ impl ApiServer {
     pub async fn list(&self, target: &Target, ctx: &Ctx) -> ApiResult<List> {
         let info = target.info;
         let labels = LabelSelector::parse(ctx.param("labelSelector").unwrap_or_default())?;
-        let fields = FieldSelector::for_resource(info, ctx.param("fieldSelector").unwrap_or_default())?;
+        let fields =
+            FieldSelector::for_resource(info, ctx.param("fieldSelector").unwrap_or_default())?;
         if let Some(objects) = self.computed(info, ctx).await {
             let items = objects
                 .into_iter()
@@ -151,7 +152,11 @@ impl ApiServer {
 
 impl ApiServer {
     /// A computed resource's objects (`Strategy::computed`), with its deprecation warning.
-    async fn computed(&self, info: &crate::resources::ResourceInfo, ctx: &Ctx) -> Option<Vec<Value>> {
+    async fn computed(
+        &self,
+        info: &crate::resources::ResourceInfo,
+        ctx: &Ctx,
+    ) -> Option<Vec<Value>> {
         let probes = crate::registry::Probes {
             storage: self.storage.clone(),
             insecure_tls: self.kubelet_client.insecure_tls(),

@@ -213,6 +213,10 @@ pub trait Strategy: Sync {
     /// Field rules for a new or updated object (the name is checked generically).
     fn validate(&self, _object: &Value, _errors: &mut Vec<FieldError>) {}
 
+    /// Rules only a new object must meet (beyond `validate`, which both creates and updates
+    /// meet).
+    fn validate_create(&self, _object: &Value, _errors: &mut Vec<FieldError>) {}
+
     /// Rules that compare an update with the stored object (immutable fields).
     fn validate_update(&self, _old: &Value, _new: &Value, _errors: &mut Vec<FieldError>) {}
 

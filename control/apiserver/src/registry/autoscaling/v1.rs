@@ -40,7 +40,9 @@ fn annotations(object: &mut Value) -> &mut Map<String, Value> {
     if !object["metadata"].is_object() {
         object["metadata"] = json!({});
     }
-    let meta = object["metadata"].as_object_mut().expect("metadata is an object");
+    let meta = object["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object");
     if !meta.get("annotations").is_some_and(Value::is_object) {
         meta.insert("annotations".into(), json!({}));
     }
@@ -168,7 +170,11 @@ fn metric_spec_to_v1(m: &Value) -> Value {
             o.insert("metricName".into(), s["metric"]["name"].clone());
             o.insert(
                 "targetValue".into(),
-                if t["value"].is_null() { json!("0") } else { t["value"].clone() },
+                if t["value"].is_null() {
+                    json!("0")
+                } else {
+                    t["value"].clone()
+                },
             );
             put(&mut o, "selector", s["metric"].get("selector"));
             put(&mut o, "averageValue", t.get("averageValue"));
@@ -181,19 +187,31 @@ fn metric_spec_to_v1(m: &Value) -> Value {
             o.insert("metricName".into(), s["metric"]["name"].clone());
             o.insert(
                 "targetAverageValue".into(),
-                if t["averageValue"].is_null() { json!("0") } else { t["averageValue"].clone() },
+                if t["averageValue"].is_null() {
+                    json!("0")
+                } else {
+                    t["averageValue"].clone()
+                },
             );
             put(&mut o, "selector", s["metric"].get("selector"));
             out.insert("pods".into(), Value::Object(o));
         }
         "Resource" | "ContainerResource" => {
-            let field = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let field = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let s = &m[field];
             let t = target(s);
             let mut o = Map::new();
             o.insert("name".into(), s["name"].clone());
             put(&mut o, "container", s.get("container"));
-            put(&mut o, "targetAverageUtilization", t.get("averageUtilization"));
+            put(
+                &mut o,
+                "targetAverageUtilization",
+                t.get("averageUtilization"),
+            );
             put(&mut o, "targetAverageValue", t.get("averageValue"));
             out.insert(field.into(), Value::Object(o));
         }
@@ -224,7 +242,11 @@ fn metric_status_to_v1(m: &Value) -> Value {
             o.insert("metricName".into(), s["metric"]["name"].clone());
             o.insert(
                 "currentValue".into(),
-                if c["value"].is_null() { json!("0") } else { c["value"].clone() },
+                if c["value"].is_null() {
+                    json!("0")
+                } else {
+                    c["value"].clone()
+                },
             );
             put(&mut o, "selector", s["metric"].get("selector"));
             put(&mut o, "averageValue", c.get("averageValue"));
@@ -237,22 +259,38 @@ fn metric_status_to_v1(m: &Value) -> Value {
             o.insert("metricName".into(), s["metric"]["name"].clone());
             o.insert(
                 "currentAverageValue".into(),
-                if c["averageValue"].is_null() { json!("0") } else { c["averageValue"].clone() },
+                if c["averageValue"].is_null() {
+                    json!("0")
+                } else {
+                    c["averageValue"].clone()
+                },
             );
             put(&mut o, "selector", s["metric"].get("selector"));
             out.insert("pods".into(), Value::Object(o));
         }
         "Resource" | "ContainerResource" => {
-            let field = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let field = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let s = &m[field];
             let c = &s["current"];
             let mut o = Map::new();
             o.insert("name".into(), s["name"].clone());
             put(&mut o, "container", s.get("container"));
-            put(&mut o, "currentAverageUtilization", c.get("averageUtilization"));
+            put(
+                &mut o,
+                "currentAverageUtilization",
+                c.get("averageUtilization"),
+            );
             o.insert(
                 "currentAverageValue".into(),
-                if c["averageValue"].is_null() { json!("0") } else { c["averageValue"].clone() },
+                if c["averageValue"].is_null() {
+                    json!("0")
+                } else {
+                    c["averageValue"].clone()
+                },
             );
             out.insert(field.into(), Value::Object(o));
         }
@@ -264,7 +302,11 @@ fn metric_status_to_v1(m: &Value) -> Value {
             put(&mut o, "metricSelector", s["metric"].get("selector"));
             o.insert(
                 "currentValue".into(),
-                if c["value"].is_null() { json!("0") } else { c["value"].clone() },
+                if c["value"].is_null() {
+                    json!("0")
+                } else {
+                    c["value"].clone()
+                },
             );
             put(&mut o, "currentAverageValue", c.get("averageValue"));
             out.insert("external".into(), Value::Object(o));
@@ -303,7 +345,11 @@ fn behavior_from_go(b: &Value) -> Option<Value> {
     let rules = |r: &Value| -> Option<Value> {
         let r = r.as_object()?;
         let mut out = Map::new();
-        put(&mut out, "stabilizationWindowSeconds", r.get("StabilizationWindowSeconds"));
+        put(
+            &mut out,
+            "stabilizationWindowSeconds",
+            r.get("StabilizationWindowSeconds"),
+        );
         put(&mut out, "selectPolicy", r.get("SelectPolicy"));
         if let Some(policies) = r.get("Policies").and_then(Value::as_array) {
             let policies: Vec<Value> = policies
@@ -452,13 +498,21 @@ fn metric_spec_from_v1(m: &Value) -> Value {
             );
         }
         "Resource" | "ContainerResource" => {
-            let field = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let field = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let s = &m[field];
             let utilization = s.get("targetAverageUtilization").filter(|v| !v.is_null());
             let mut target = Map::new();
             target.insert(
                 "type".into(),
-                json!(if utilization.is_some() { "Utilization" } else { "AverageValue" }),
+                json!(if utilization.is_some() {
+                    "Utilization"
+                } else {
+                    "AverageValue"
+                }),
             );
             put(&mut target, "averageUtilization", utilization);
             put(&mut target, "averageValue", s.get("targetAverageValue"));
@@ -474,7 +528,11 @@ fn metric_spec_from_v1(m: &Value) -> Value {
             let mut target = Map::new();
             target.insert(
                 "type".into(),
-                json!(if value.is_some() { "Value" } else { "AverageValue" }),
+                json!(if value.is_some() {
+                    "Value"
+                } else {
+                    "AverageValue"
+                }),
             );
             put(&mut target, "value", value);
             put(&mut target, "averageValue", s.get("targetAverageValue"));
@@ -517,10 +575,18 @@ fn metric_status_from_v1(m: &Value) -> Value {
             );
         }
         "Resource" | "ContainerResource" => {
-            let field = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let field = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let s = &m[field];
             let mut current = Map::new();
-            put(&mut current, "averageUtilization", s.get("currentAverageUtilization"));
+            put(
+                &mut current,
+                "averageUtilization",
+                s.get("currentAverageUtilization"),
+            );
             put(&mut current, "averageValue", s.get("currentAverageValue"));
             let mut o = Map::new();
             o.insert("name".into(), s["name"].clone());
@@ -546,7 +612,10 @@ fn metric_status_from_v1(m: &Value) -> Value {
 fn is_zero(quantity: &Value) -> bool {
     match quantity {
         Value::Null => true,
-        Value::String(s) => s.trim_start_matches(['+', '-']).chars().all(|c| c == '0' || c == '.'),
+        Value::String(s) => s
+            .trim_start_matches(['+', '-'])
+            .chars()
+            .all(|c| c == '0' || c == '.'),
         Value::Number(n) => n.as_f64() == Some(0.0),
         _ => false,
     }

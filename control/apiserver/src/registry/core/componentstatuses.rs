@@ -146,7 +146,11 @@ fn component_status_cells(obj: &Value, _now: Timestamp) -> Vec<Value> {
         .find(|c| c["type"] == "Healthy");
     let (state, message, error) = match healthy {
         Some(c) => (
-            if c["status"] == "True" { "Healthy" } else { "Unhealthy" },
+            if c["status"] == "True" {
+                "Healthy"
+            } else {
+                "Unhealthy"
+            },
             text(c, &["message"]),
             text(c, &["error"]),
         ),
@@ -166,7 +170,15 @@ mod tests {
             component_status_cells(&ok, Timestamp::now()),
             vec![json!("etcd-0"), json!("Healthy"), json!("ok"), json!("")]
         );
-        let down = status("scheduler", "Unknown", "", "Get \"https://127.0.0.1:10259/healthz\": x");
-        assert_eq!(component_status_cells(&down, Timestamp::now())[1], json!("Unhealthy"));
+        let down = status(
+            "scheduler",
+            "Unknown",
+            "",
+            "Get \"https://127.0.0.1:10259/healthz\": x",
+        );
+        assert_eq!(
+            component_status_cells(&down, Timestamp::now())[1],
+            json!("Unhealthy")
+        );
     }
 }

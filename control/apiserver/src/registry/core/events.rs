@@ -54,7 +54,6 @@ pub const EVENT_COLUMNS: &[Column] = &[
 
 pub static EVENT_PRINTER: Printer = Printer::new(EVENT_COLUMNS, core_event_cells);
 
-
 /// Where the fields upstream's event printer reads live.
 struct EventFields {
     first_timestamp: &'static str,
@@ -160,7 +159,10 @@ pub static EVENTS_V1: Conversion = Conversion {
         ("regarding.name", "involvedObject.name"),
         ("regarding.uid", "involvedObject.uid"),
         ("regarding.apiVersion", "involvedObject.apiVersion"),
-        ("regarding.resourceVersion", "involvedObject.resourceVersion"),
+        (
+            "regarding.resourceVersion",
+            "involvedObject.resourceVersion",
+        ),
         ("regarding.fieldPath", "involvedObject.fieldPath"),
         ("reportingController", "reportingComponent"),
         ("type", "type"),
@@ -214,10 +216,14 @@ impl Strategy for EventsV1 {
         &EVENT_PRINTER
     }
 
-    /// Upstream's `ValidateEventCreate` for events.k8s.io/v1: the legacy rules, then the strict
-    /// ones (paths name the internal, core fields, as upstream's do).
+    /// Upstream's legacy event rules, which creates and updates through events.k8s.io/v1 meet.
     fn validate(&self, event: &Value, errors: &mut Vec<FieldError>) {
         legacy_validate(event, errors);
+    }
+
+    /// Upstream's `ValidateEventCreate` for events.k8s.io/v1 beyond the legacy rules (paths
+    /// name the internal, core fields, as upstream's do).
+    fn validate_create(&self, event: &Value, errors: &mut Vec<FieldError>) {
         validate_series(event, errors);
         let set = |k: &str| event.get(k).is_some_and(|v| !v.is_null());
         if !set("eventTime") {
@@ -340,7 +346,12 @@ fn legacy_validate(event: &Value, errors: &mut Vec<FieldError>) {
     if instance.is_empty() {
         errors.push(FieldError::required("reportingInstance", ""));
     }
-    too_long("reportingInstance", instance, REPORTING_INSTANCE_LIMIT, errors);
+    too_long(
+        "reportingInstance",
+        instance,
+        REPORTING_INSTANCE_LIMIT,
+        errors,
+    );
     let action = fields::str_at(event, "/action");
     if action.is_empty() {
         errors.push(FieldError::required("action", ""));
@@ -351,7 +362,12 @@ fn legacy_validate(event: &Value, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::required("reason", ""));
     }
     too_long("reason", reason, REASON_LIMIT, errors);
-    too_long("message", fields::str_at(event, "/message"), NOTE_LIMIT, errors);
+    too_long(
+        "message",
+        fields::str_at(event, "/message"),
+        NOTE_LIMIT,
+        errors,
+    );
 }
 
 #[cfg(test)]
@@ -395,11 +411,15 @@ mod tests {
         let core = json!({"metadata": {"name": "e", "namespace": "default"}, "type": "Odd",
             "count": 2, "message": "x".repeat(1025)});
         EVENTS_V1_STRATEGY.validate(&core, &mut errors);
+        EVENTS_V1_STRATEGY.validate_create(&core, &mut errors);
         let got: Vec<String> = errors
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect();
-        assert!(got.contains(&"eventTime: Required value".to_string()), "{got:?}");
+        assert!(
+            got.contains(&"eventTime: Required value".to_string()),
+            "{got:?}"
+        );
         assert!(got.contains(&"type: Invalid value: \"\": has invalid value: Odd".to_string()));
         assert!(got.contains(&"count: Invalid value: \"\": needs to be unset".to_string()));
         let mut errors = Vec::new();
@@ -407,7 +427,13 @@ mod tests {
             "eventTime": "2026-01-01T00:00:00.000000Z", "message": "x".repeat(1025)});
         EVENTS_V1_STRATEGY.validate(&core, &mut errors);
         let got: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
-        for field in ["reportingController", "reportingInstance", "action", "reason", "message"] {
+        for field in [
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+            "message",
+        ] {
             assert!(got.iter().any(|f| f == field), "{field}: {got:?}");
         }
     }
