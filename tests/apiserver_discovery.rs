@@ -23,8 +23,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "apiregistration.k8s.io/v1\tapiservices/status",
         "aggregation: the API extensions issue",
     ),
-    ("v1\tpods/ephemeralcontainers", "not built"),
-    ("v1\tpods/resize", "not built"),
 ];
 
 fn get_json(s: &ServerProcess, path: &str) -> Value {

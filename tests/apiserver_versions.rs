@@ -9,6 +9,7 @@
 //!   annotations.
 //! - `kubectl get cs` (componentstatuses, with upstream's deprecation warning).
 //! - csinodes/status.
+//! - pods/ephemeralcontainers (`kubectl debug --target`, a change refused) and pods/resize.
 
 mod common;
 
@@ -213,13 +214,19 @@ fn autoscalers(s: &ServerProcess) {
         "{table}"
     );
 
-    let v2 = json(s, &["get", "hpa.v2.autoscaling", "web"]);
+    let v2 = json(
+        s,
+        &["get", "horizontalpodautoscalers.v2.autoscaling", "web"],
+    );
     assert_eq!(v2["apiVersion"], "autoscaling/v2");
     assert_eq!(
         v2["spec"]["metrics"],
         serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}])
     );
-    let v1 = json(s, &["get", "hpa.v1.autoscaling", "web"]);
+    let v1 = json(
+        s,
+        &["get", "horizontalpodautoscalers.v1.autoscaling", "web"],
+    );
     assert_eq!(v1["apiVersion"], "autoscaling/v1");
     assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 80);
     assert_eq!(v1["spec"]["minReplicas"], 2);
@@ -234,7 +241,10 @@ fn autoscalers(s: &ServerProcess) {
          \x20 - type: Pods\n    pods:\n      metric:\n        name: qps\n      target:\n        type: AverageValue\n        averageValue: \"10\"\n\
          \x20 - type: Resource\n    resource:\n      name: cpu\n      target:\n        type: Utilization\n        averageUtilization: 50\n",
     );
-    let v1 = json(s, &["get", "hpa.v1.autoscaling", "many"]);
+    let v1 = json(
+        s,
+        &["get", "horizontalpodautoscalers.v1.autoscaling", "many"],
+    );
     assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
     let metrics: Value = serde_json::from_str(
         v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]
@@ -243,10 +253,24 @@ fn autoscalers(s: &ServerProcess) {
     )
     .unwrap();
     assert_eq!(metrics[0]["pods"]["metricName"], "qps");
-    s.kubectl_ok(&["label", "hpa.v1.autoscaling", "many", "team=a"]);
-    let v2 = json(s, &["get", "hpa.v2.autoscaling", "many"]);
+    s.kubectl_ok(&[
+        "label",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "many",
+        "team=a",
+    ]);
+    let v2 = json(
+        s,
+        &["get", "horizontalpodautoscalers.v2.autoscaling", "many"],
+    );
     assert_eq!(v2["metadata"]["labels"]["team"], "a");
-    assert!(v2["metadata"].get("annotations").is_none(), "{v2}");
+    let annotations = v2["metadata"]["annotations"].as_object().unwrap();
+    assert!(
+        annotations
+            .keys()
+            .all(|k| !k.starts_with("autoscaling.alpha.kubernetes.io/")),
+        "{v2}"
+    );
     let names: Vec<&str> = v2["spec"]["metrics"]
         .as_array()
         .unwrap()
@@ -307,6 +331,129 @@ fn csinode_status(s: &ServerProcess) {
     assert!(node["status"]["storageHealth"].is_null(), "{node}");
 }
 
+fn ephemeral_containers(s: &ServerProcess) {
+    apply(
+        s,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dbg\n  namespace: default\n\
+         spec:\n  containers:\n  - name: app\n    image: nginx\n",
+    );
+    // kubectl debug adds the container through a strategic merge patch on the subresource.
+    s.kubectl_ok(&[
+        "debug",
+        "dbg",
+        "--image=busybox",
+        "--target=app",
+        "-c",
+        "debugger",
+    ]);
+    let pod = json(s, &["get", "pod", "dbg"]);
+    let added = &pod["spec"]["ephemeralContainers"][0];
+    assert_eq!(added["name"], "debugger");
+    assert_eq!(added["image"], "busybox");
+    assert_eq!(added["targetContainerName"], "app");
+    assert_eq!(pod["spec"]["containers"].as_array().unwrap().len(), 1);
+    let sub = raw(s, "/api/v1/namespaces/default/pods/dbg/ephemeralcontainers");
+    assert_eq!(sub["kind"], "Pod");
+
+    // Existing ephemeral containers may not change.
+    let path = "/api/v1/namespaces/default/pods/dbg/ephemeralcontainers";
+    let (code, body) = s.curl(
+        "PATCH",
+        path,
+        "application/json-patch+json",
+        br#"[{"op":"replace","path":"/spec/ephemeralContainers/0/image","value":"alpine"}]"#,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(r#"spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be changed"#),
+        "{body}"
+    );
+    // A second one with a name already taken and ports is refused (the patch puts it first).
+    let (code, body) = s.curl(
+        "PATCH",
+        path,
+        "application/strategic-merge-patch+json",
+        br#"{"spec":{"ephemeralContainers":[{"name":"app","image":"busybox","ports":[{"containerPort":80}]}]}}"#,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(r#"spec.ephemeralContainers[0].name: Duplicate value: \"app\""#),
+        "{body}"
+    );
+    assert!(
+        body.contains("spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container"),
+        "{body}"
+    );
+    // Only this subresource adds them: not a create.
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dbg2\n  namespace: default\n\
+         spec:\n  containers:\n  - name: app\n    image: nginx\n\
+         \x20 ephemeralContainers:\n  - name: e\n    image: busybox\n",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("spec.ephemeralContainers: Forbidden: cannot be set on create"));
+}
+
+fn resize(s: &ServerProcess) {
+    apply(
+        s,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: rs\n  namespace: default\n\
+         spec:\n  containers:\n  - name: app\n    image: nginx\n    resources:\n\
+         \x20     requests:\n        cpu: 100m\n        memory: 64Mi\n      limits:\n        memory: 128Mi\n",
+    );
+    // Resources change in place; anything else in the request is ignored.
+    s.kubectl_ok(&[
+        "patch",
+        "pod",
+        "rs",
+        "--subresource=resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"app","image":"httpd","resources":{"requests":{"cpu":"200m"}}}]}}"#,
+    ]);
+    let pod = json(s, &["get", "pod", "rs"]);
+    let app = &pod["spec"]["containers"][0];
+    assert_eq!(app["resources"]["requests"]["cpu"], "200m");
+    assert_eq!(app["resources"]["requests"]["memory"], "64Mi");
+    assert_eq!(app["image"], "nginx");
+    // The main resource still refuses resource changes; resize refuses removing a limit.
+    let err = s.kubectl_err(&[
+        "patch",
+        "pod",
+        "rs",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"app","resources":{"requests":{"cpu":"300m"}}}]}}"#,
+    ]);
+    assert!(err.contains("pod updates may not change fields"), "{err}");
+    let err = s.kubectl_err(&[
+        "patch",
+        "pod",
+        "rs",
+        "--subresource=resize",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/containers/0/resources/limits"}]"#,
+    ]);
+    assert!(
+        err.contains(
+            "spec.containers[0].resources.limits: Forbidden: resource limits cannot be removed"
+        ),
+        "{err}"
+    );
+    let err = s.kubectl_err(&[
+        "patch",
+        "pod",
+        "rs",
+        "--subresource=resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"app","resources":{"limits":{"memory":"128Mi","cpu":"1"},"requests":{"cpu":"1","memory":"128Mi"}}}]}}"#,
+    ]);
+    assert!(
+        err.contains("Pod QOS Class may not change as a result of resizing"),
+        "{err}"
+    );
+}
+
 fn python(s: &ServerProcess) {
     let python =
         std::env::var("SKIFF_PYTHON").unwrap_or_else(|_| "/opt/skiff/venv/bin/python".into());
@@ -334,5 +481,7 @@ fn versions() {
     autoscalers(&s);
     component_statuses(&s);
     csinode_status(&s);
+    ephemeral_containers(&s);
+    resize(&s);
     python(&s);
 }

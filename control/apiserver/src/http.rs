@@ -766,7 +766,11 @@ async fn dispatch(
                 .await
                 .map(Reply::Response)
         }
-        (Method::GET, true, None | Some(Sub::Status | Sub::Approval)) => {
+        (
+            Method::GET,
+            true,
+            None | Some(Sub::Status | Sub::Approval | Sub::EphemeralContainers | Sub::Resize),
+        ) => {
             if !verb_allowed("get") {
                 return Err(ApiError::method_not_allowed());
             }
@@ -836,7 +840,17 @@ async fn dispatch(
             value(server.create_token(target, ctx, object).await)
         }
         (Method::PUT, true, None)
-        | (Method::PUT, true, Some(Sub::Status | Sub::Approval | Sub::Finalize)) => {
+        | (
+            Method::PUT,
+            true,
+            Some(
+                Sub::Status
+                | Sub::Approval
+                | Sub::Finalize
+                | Sub::EphemeralContainers
+                | Sub::Resize,
+            ),
+        ) => {
             if !verb_allowed("update") {
                 return Err(ApiError::method_not_allowed());
             }
@@ -854,7 +868,16 @@ async fn dispatch(
             )
         }
         (Method::PATCH, true, sub)
-            if matches!(sub, None | Some(Sub::Status | Sub::Approval | Sub::Scale)) =>
+            if matches!(
+                sub,
+                None | Some(
+                    Sub::Status
+                        | Sub::Approval
+                        | Sub::Scale
+                        | Sub::EphemeralContainers
+                        | Sub::Resize
+                )
+            ) =>
         {
             if !verb_allowed("patch") {
                 return Err(ApiError::method_not_allowed());

@@ -70,6 +70,11 @@ pub enum Sub {
     /// HTTP to a node's kubelet, a pod or a service's endpoint (`proxy.rs`): the path goes on
     /// after `/proxy`.
     Proxy,
+    /// A pod's `spec.ephemeralContainers`, which only this subresource may add to (`kubectl
+    /// debug`).
+    EphemeralContainers,
+    /// A pod's container resources and resize policies, changed in place.
+    Resize,
 }
 
 impl Sub {
@@ -87,6 +92,8 @@ impl Sub {
             Sub::Approval => "approval",
             Sub::Token => "token",
             Sub::Proxy => "proxy",
+            Sub::EphemeralContainers => "ephemeralcontainers",
+            Sub::Resize => "resize",
         }
     }
     /// (group, version, kind, verbs) as listed in discovery.
@@ -100,7 +107,7 @@ impl Sub {
         &'static [&'static str],
     ) {
         match self {
-            Sub::Status | Sub::Approval => (
+            Sub::Status | Sub::Approval | Sub::EphemeralContainers | Sub::Resize => (
                 parent.group,
                 parent.version,
                 parent.kind,
@@ -141,6 +148,8 @@ impl Sub {
             Sub::Approval,
             Sub::Token,
             Sub::Proxy,
+            Sub::EphemeralContainers,
+            Sub::Resize,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -328,7 +337,7 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
             short: ["ns"], cat: [], sub: [Status, Finalize], verbs: NAMESPACE_VERBS,
             strategy: &registry::core::namespaces::STRATEGY),
         resource!("", "v1", "pods", "Pod", "pod", true, core::Pod,
-            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward, Proxy], verbs: ALL_VERBS,
+            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward, Proxy, EphemeralContainers, Resize], verbs: ALL_VERBS,
             strategy: &registry::core::pods::STRATEGY),
         resource!("", "v1", "nodes", "Node", "node", false, core::Node,
             short: ["no"], cat: [], sub: [Status, Proxy], verbs: ALL_VERBS,

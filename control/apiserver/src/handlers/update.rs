@@ -219,6 +219,8 @@ impl ApiServer {
                     n["spec"]["finalizers"] = proposed["spec"]["finalizers"].clone();
                     n
                 }
+                // The strategy takes from the request what these may change.
+                Some(Sub::EphemeralContainers | Sub::Resize) => proposed,
                 _ => self.prepare_update(info, &current.object, proposed),
             };
             if let Some(sub) = target.sub {
