@@ -7,6 +7,7 @@ Run by tests/apiserver_versions.rs with KUBECONFIG pointing at a server. Exits n
 first failed check.
 """
 import datetime
+import json
 import os
 import sys
 
@@ -52,13 +53,19 @@ core.create_namespaced_event(NS, client.CoreV1Event(
     source=client.V1EventSource(component="py"),
     first_timestamp=now, last_timestamp=now,
 ))
-got = events.read_namespaced_event("py-old", NS)
-check(got.note == "written through v1", f"events.k8s.io note: {got.note}")
-check(got.regarding.name == "web-1", "events.k8s.io regarding")
-check(got.deprecated_count == 3, "events.k8s.io deprecatedCount")
-check(got.deprecated_source.component == "py", "events.k8s.io deprecatedSource")
-listed = events.list_namespaced_event(NS, field_selector="regarding.name=web-1")
-check([e.metadata.name for e in listed.items] == ["py-old"], "field selector regarding.name")
+# A core event has no eventTime, which the client's EventsV1Event model requires (it fails the
+# same way on upstream's server): read the JSON as the server sends it.
+got = json.loads(events.read_namespaced_event("py-old", NS, _preload_content=False).data)
+check(got["apiVersion"] == "events.k8s.io/v1", f"apiVersion: {got['apiVersion']}")
+check(got["note"] == "written through v1", f"events.k8s.io note: {got.get('note')}")
+check(got["regarding"]["name"] == "web-1", "events.k8s.io regarding")
+check(got["deprecatedCount"] == 3, "events.k8s.io deprecatedCount")
+check(got["deprecatedSource"]["component"] == "py", "events.k8s.io deprecatedSource")
+listed = json.loads(events.list_namespaced_event(
+    NS, field_selector="regarding.name=web-1", _preload_content=False).data)
+check([e["metadata"]["name"] for e in listed["items"]] == ["py-old"], "field selector regarding.name")
+listed = events.list_namespaced_event(NS, field_selector="reportingController=example.com/py")
+check([e.metadata.name for e in listed.items] == ["py-new"], "field selector reportingController")
 
 try:
     events.create_namespaced_event(NS, client.EventsV1Event(
@@ -67,12 +74,7 @@ try:
     check(True, "")
 except ApiException as e:
     check(False, f"a complete event refused: {e.body}")
-try:
-    events.create_namespaced_event(NS, {"metadata": {"name": "py-worse"}, "type": "Normal",
-                                        "reportingController": "c"})
-    check(False, "an event without eventTime accepted")
-except ApiException as e:
-    check(e.status == 422 and "eventTime: Required value" in e.body, f"refusal: {e.body}")
+# (A refused events.k8s.io event is checked with kubectl: this client refuses it locally.)
 
 hpa_v1.create_namespaced_horizontal_pod_autoscaler(NS, client.V1HorizontalPodAutoscaler(
     metadata=client.V1ObjectMeta(name="py-hpa"),
