@@ -23,25 +23,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "apiregistration.k8s.io/v1\tapiservices/status",
         "aggregation: the API extensions issue",
     ),
-    (
-        "autoscaling/v1\thorizontalpodautoscalers",
-        "needs conversion between served versions",
-    ),
-    (
-        "autoscaling/v1\thorizontalpodautoscalers/status",
-        "needs conversion between served versions",
-    ),
-    (
-        "events.k8s.io/v1\tevents",
-        "needs conversion between served versions",
-    ),
-    ("v1\tcomponentstatuses", "not built"),
-    ("v1\tpods/ephemeralcontainers", "not built"),
-    ("v1\tpods/resize", "not built"),
-    (
-        "storage.k8s.io/v1\tcsinodes/status",
-        "1.37's CSINode status subresource: not built",
-    ),
 ];
 
 fn get_json(s: &ServerProcess, path: &str) -> Value {

@@ -406,10 +406,7 @@ impl Caches {
     /// Starts the caches of every resource (upstream starts them with the server, so a watch
     /// never waits for an initial list).
     pub fn start_all(&self) {
-        for info in crate::resources::RESOURCES
-            .iter()
-            .filter(|r| !r.is_virtual())
-        {
+        for info in crate::resources::RESOURCES.iter().filter(|r| r.is_stored()) {
             self.cacher(info);
         }
     }

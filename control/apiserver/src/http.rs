@@ -543,7 +543,7 @@ async fn route(server: &Shared, req: Request) -> Routed {
     .await;
     match result {
         Ok(Reply::Value(code, mut value)) => {
-            served_version(target.info, &mut value);
+            crate::handlers::served_view(target.info, &mut value);
             let warnings = ctx.warnings.lock().clone();
             Ok((verb, resource_label, json_response(code, &value, &warnings)))
         }
@@ -832,7 +832,11 @@ async fn dispatch(
                 .await
                 .map(Reply::Response)
         }
-        (Method::GET, true, None | Some(Sub::Status | Sub::Approval)) => {
+        (
+            Method::GET,
+            true,
+            None | Some(Sub::Status | Sub::Approval | Sub::EphemeralContainers | Sub::Resize),
+        ) => {
             if !verb_allowed("get") {
                 return Err(ApiError::method_not_allowed());
             }
@@ -902,7 +906,17 @@ async fn dispatch(
             value(server.create_token(target, ctx, object).await)
         }
         (Method::PUT, true, None)
-        | (Method::PUT, true, Some(Sub::Status | Sub::Approval | Sub::Finalize)) => {
+        | (
+            Method::PUT,
+            true,
+            Some(
+                Sub::Status
+                | Sub::Approval
+                | Sub::Finalize
+                | Sub::EphemeralContainers
+                | Sub::Resize,
+            ),
+        ) => {
             if !verb_allowed("update") {
                 return Err(ApiError::method_not_allowed());
             }
@@ -920,7 +934,16 @@ async fn dispatch(
             )
         }
         (Method::PATCH, true, sub)
-            if matches!(sub, None | Some(Sub::Status | Sub::Approval | Sub::Scale)) =>
+            if matches!(
+                sub,
+                None | Some(
+                    Sub::Status
+                        | Sub::Approval
+                        | Sub::Scale
+                        | Sub::EphemeralContainers
+                        | Sub::Resize
+                )
+            ) =>
         {
             if !verb_allowed("patch") {
                 return Err(ApiError::method_not_allowed());
@@ -952,27 +975,6 @@ async fn dispatch(
             value(server.delete_collection(target, ctx, &options).await)
         }
         _ => Err(ApiError::method_not_allowed()),
-    }
-}
-
-/// Custom objects (and lists of them) read or written through a version other than their
-/// storage version are answered in the version the request named.
-fn served_version(info: &resources::ResourceInfo, value: &mut Value) {
-    if info.custom.is_none() {
-        return;
-    }
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if kind == info.kind {
-        crate::handlers::to_served(info, value);
-    } else if kind == info.list_kind() {
-        if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
-            for item in items {
-                crate::handlers::to_served(info, item);
-            }
-        }
     }
 }
 

@@ -7,11 +7,12 @@
 
 use k8s_openapi::api::{
     admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
-    authorization::v1 as authz, autoscaling::v2 as autoscaling, batch::v1 as batch,
-    certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
-    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra,
-    scheduling::v1 as scheduling, storage::v1 as storage, storagemigration::v1 as storagemigration,
+    authorization::v1 as authz, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling,
+    batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    flowcontrol::v1 as flowcontrol, networking::v1 as networking, node::v1 as node,
+    policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra, scheduling::v1 as scheduling,
+    storage::v1 as storage, storagemigration::v1 as storagemigration,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde::{de::DeserializeOwned, Serialize};
@@ -69,6 +70,11 @@ pub enum Sub {
     /// HTTP to a node's kubelet, a pod or a service's endpoint (`proxy.rs`): the path goes on
     /// after `/proxy`.
     Proxy,
+    /// A pod's `spec.ephemeralContainers`, which only this subresource may add to (`kubectl
+    /// debug`).
+    EphemeralContainers,
+    /// A pod's container resources and resize policies, changed in place.
+    Resize,
 }
 
 impl Sub {
@@ -86,6 +92,8 @@ impl Sub {
             Sub::Approval => "approval",
             Sub::Token => "token",
             Sub::Proxy => "proxy",
+            Sub::EphemeralContainers => "ephemeralcontainers",
+            Sub::Resize => "resize",
         }
     }
     /// (group, version, kind, verbs) as listed in discovery.
@@ -99,7 +107,7 @@ impl Sub {
         &'static [&'static str],
     ) {
         match self {
-            Sub::Status | Sub::Approval => (
+            Sub::Status | Sub::Approval | Sub::EphemeralContainers | Sub::Resize => (
                 parent.group,
                 parent.version,
                 parent.kind,
@@ -140,6 +148,8 @@ impl Sub {
             Sub::Approval,
             Sub::Token,
             Sub::Proxy,
+            Sub::EphemeralContainers,
+            Sub::Resize,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -160,6 +170,8 @@ const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 const CREATE_ONLY: &[&str] = &["create"];
+/// Computed on each read, never stored (componentstatuses).
+const GET_LIST: &[&str] = &["get", "list"];
 
 pub struct ResourceInfo {
     pub group: &'static str,
@@ -178,6 +190,38 @@ pub struct ResourceInfo {
     /// A custom resource's schema and settings (the same object as `strategy`); `None` for
     /// built-in resources.
     pub custom: Option<&'static crate::customresource::CustomResource>,
+    /// For a built-in version served beside the one its objects are stored in (events.k8s.io/v1
+    /// beside core v1 Events, autoscaling/v1 beside autoscaling/v2): where they are stored and
+    /// how they convert. `None`: this line is its own storage version.
+    pub conversion: Option<&'static Conversion>,
+}
+
+/// A served version of a built-in resource whose objects are stored in another version
+/// (upstream's scheme conversion between a version and the internal type, with one version as
+/// the storage version). The request's body is converted to the storage version as soon as it
+/// is decoded, so the strategy — defaults, validation, the table printer — and the store see the
+/// storage version only, as upstream's see the internal type; answers and watch events are
+/// converted back (`handlers::served_view`). Adding a version of a built-in resource is adding
+/// its line in `RESOURCES` with a `Conversion` beside the resource's registry file.
+pub struct Conversion {
+    /// The storage version's (group, version, resource): its storage keys are this line's.
+    pub storage: (&'static str, &'static str, &'static str),
+    /// A decoded object of this version → the storage version (apiVersion included).
+    pub to_storage: fn(&mut Value),
+    /// A stored object → this version (apiVersion included).
+    pub from_storage: fn(&mut Value),
+    /// Field selector labels of this version and the storage version's label each stands for
+    /// (upstream's `AddFieldLabelConversionFunc`); empty: the storage version's labels.
+    pub field_labels: &'static [(&'static str, &'static str)],
+}
+
+impl Conversion {
+    pub fn storage_api_version(&self) -> String {
+        match self.storage.0 {
+            "" => self.storage.1.to_string(),
+            g => format!("{g}/{}", self.storage.1),
+        }
+    }
 }
 
 impl<'a> From<&'a ResourceInfo> for Kind<'a> {
@@ -219,13 +263,21 @@ impl ResourceInfo {
     pub fn is_virtual(&self) -> bool {
         self.verbs == CREATE_ONLY
     }
+    /// Whether objects of this resource live in the store (not reviews, not computed ones).
+    pub fn is_stored(&self) -> bool {
+        !self.is_virtual() && self.verbs != GET_LIST
+    }
     /// Storage prefix, following upstream's layout (`/registry/pods/`, `/registry/deployments/`),
     /// with the group added for non-core groups so plural names never collide.
     pub fn key_prefix(&self) -> String {
-        if self.group.is_empty() {
-            format!("/registry/{}/", self.resource)
+        let (group, resource) = match self.conversion {
+            Some(c) => (c.storage.0, c.storage.2),
+            None => (self.group, self.resource),
+        };
+        if group.is_empty() {
+            format!("/registry/{resource}/")
         } else {
-            format!("/registry/{}/{}/", self.group, self.resource)
+            format!("/registry/{group}/{resource}/")
         }
     }
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
@@ -252,6 +304,13 @@ macro_rules! resource {
     ($group:expr, $version:expr, $resource:expr, $kind:expr, $singular:expr, $namespaced:expr, $ty:ty,
      short: [$($short:expr),*], cat: [$($cat:expr),*], sub: [$($sub:expr),*], verbs: $verbs:expr,
      strategy: $strategy:expr) => {
+        resource!($group, $version, $resource, $kind, $singular, $namespaced, $ty,
+            short: [$($short),*], cat: [$($cat),*], sub: [$($sub),*], verbs: $verbs,
+            strategy: $strategy, conversion: None)
+    };
+    ($group:expr, $version:expr, $resource:expr, $kind:expr, $singular:expr, $namespaced:expr, $ty:ty,
+     short: [$($short:expr),*], cat: [$($cat:expr),*], sub: [$($sub:expr),*], verbs: $verbs:expr,
+     strategy: $strategy:expr, conversion: $conversion:expr) => {
         ResourceInfo {
             group: $group,
             version: $version,
@@ -266,6 +325,7 @@ macro_rules! resource {
             typed: typed!($ty),
             strategy: $strategy,
             custom: None,
+            conversion: $conversion,
         }
     };
 }
@@ -277,7 +337,7 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
             short: ["ns"], cat: [], sub: [Status, Finalize], verbs: NAMESPACE_VERBS,
             strategy: &registry::core::namespaces::STRATEGY),
         resource!("", "v1", "pods", "Pod", "pod", true, core::Pod,
-            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward, Proxy], verbs: ALL_VERBS,
+            short: ["po"], cat: ["all"], sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward, Proxy, EphemeralContainers, Resize], verbs: ALL_VERBS,
             strategy: &registry::core::pods::STRATEGY),
         resource!("", "v1", "nodes", "Node", "node", false, core::Node,
             short: ["no"], cat: [], sub: [Status, Proxy], verbs: ALL_VERBS,
@@ -315,6 +375,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("", "v1", "replicationcontrollers", "ReplicationController", "replicationcontroller", true, core::ReplicationController,
             short: ["rc"], cat: ["all"], sub: [Scale, Status], verbs: ALL_VERBS,
             strategy: &registry::core::replicationcontrollers::STRATEGY),
+        resource!("", "v1", "componentstatuses", "ComponentStatus", "componentstatus", false, core::ComponentStatus,
+            short: ["cs"], cat: [], sub: [], verbs: GET_LIST,
+            strategy: &registry::core::componentstatuses::STRATEGY),
         resource!("", "v1", "bindings", "Binding", "binding", true, core::Binding,
             short: [], cat: [], sub: [], verbs: CREATE_ONLY,
             strategy: &registry::PLAIN),
@@ -336,6 +399,10 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("apps", "v1", "controllerrevisions", "ControllerRevision", "controllerrevision", true, apps::ControllerRevision,
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::apps::controllerrevisions::STRATEGY),
+        resource!("events.k8s.io", "v1", "events", "Event", "event", true, events::Event,
+            short: ["ev"], cat: [], sub: [], verbs: ALL_VERBS,
+            strategy: &registry::core::events::EVENTS_V1_STRATEGY,
+            conversion: Some(&registry::core::events::EVENTS_V1)),
         resource!("batch", "v1", "jobs", "Job", "job", true, batch::Job,
             short: [], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::batch::jobs::STRATEGY),
@@ -351,6 +418,10 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler", true, autoscaling::HorizontalPodAutoscaler,
             short: ["hpa"], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::autoscaling::HORIZONTAL_POD_AUTOSCALERS),
+        resource!("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler", true, autoscaling_v1::HorizontalPodAutoscaler,
+            short: ["hpa"], cat: ["all"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::autoscaling::HORIZONTAL_POD_AUTOSCALERS,
+            conversion: Some(&registry::autoscaling::v1::V1)),
         resource!("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", "certificatesigningrequest", false, certificates::CertificateSigningRequest,
             short: ["csr"], cat: [], sub: [Status, Approval], verbs: ALL_VERBS,
             strategy: &registry::certificates::CERTIFICATE_SIGNING_REQUESTS),
@@ -415,7 +486,7 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
             short: [], cat: [], sub: [], verbs: ALL_VERBS,
             strategy: &registry::storage::CSI_DRIVERS),
         resource!("storage.k8s.io", "v1", "csinodes", "CSINode", "csinode", false, storage::CSINode,
-            short: [], cat: [], sub: [], verbs: ALL_VERBS,
+            short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::storage::CSI_NODES),
         resource!("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", "volumeattachment", false, storage::VolumeAttachment,
             short: [], cat: [], sub: [Status], verbs: ALL_VERBS,

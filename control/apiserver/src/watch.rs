@@ -16,6 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::cache::{encode_line, EventType, WatchEvent};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{parse_rv, Ctx, Shared, Target};
+use crate::resources::ResourceInfo;
 use crate::response::WatchShaper;
 use crate::selectors::{FieldSelector, LabelSelector};
 
@@ -58,20 +59,18 @@ impl WatchFilter {
 /// other outputs are shaped by `response`.
 struct Encoder {
     shaper: WatchShaper,
-    /// The apiVersion objects are shown in, when it is not the one they are stored in (a
-    /// custom resource watched through a version other than its storage version).
-    convert_to: Option<String>,
+    /// The resource, when objects are shown in a version other than the one they are stored
+    /// in (`handlers::served_view`): a built-in version with a conversion, or a custom
+    /// resource watched through a version other than its storage version.
+    convert: Option<&'static ResourceInfo>,
 }
 
 impl Encoder {
     fn line(&mut self, ev: &WatchEvent, kind: EventType, object: &Value) -> Bytes {
-        if let Some(api_version) = &self.convert_to {
-            let mut converted = object.clone();
-            converted["apiVersion"] = Value::from(api_version.as_str());
-            return match self.shaper.shape(&converted) {
-                None => encode_line(kind.as_str(), &converted),
-                Some(shaped) => encode_line(kind.as_str(), &shaped),
-            };
+        if let Some(info) = self.convert {
+            let mut shaped = self.shaper.shape(object).unwrap_or_else(|| object.clone());
+            crate::handlers::served_view(info, &mut shaped);
+            return encode_line(kind.as_str(), &shaped);
         }
         match self.shaper.shape(object) {
             None if kind == ev.kind => ev.json_line(),
@@ -87,10 +86,7 @@ pub async fn watch(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Res
     let info = target.info;
     let filter = WatchFilter {
         labels: LabelSelector::parse(ctx.param("labelSelector").unwrap_or_default())?,
-        fields: FieldSelector::parse(
-            ctx.param("fieldSelector").unwrap_or_default(),
-            info.strategy.selectable_fields(),
-        )?,
+        fields: FieldSelector::for_resource(info, ctx.param("fieldSelector").unwrap_or_default())?,
     };
     let timeout = match ctx.param("timeoutSeconds") {
         Some(t) => Duration::from_secs(
@@ -117,10 +113,11 @@ pub async fn watch(server: &Shared, target: &Target, ctx: &Ctx) -> ApiResult<Res
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let mut encoder = Encoder {
         shaper: WatchShaper::new(info, ctx.output),
-        convert_to: info
-            .custom
-            .filter(|c| c.storage_version != info.version)
-            .map(|_| info.api_version()),
+        convert: (info.conversion.is_some()
+            || info
+                .custom
+                .is_some_and(|c| c.storage_version != info.version))
+        .then_some(info),
     };
     match cacher.start_watch(from, &prefix) {
         Err(e) => {

@@ -380,6 +380,7 @@ fn build(crd: &Value, version: &Value) -> Option<&'static ResourceInfo> {
         typed: UNTYPED,
         strategy: custom,
         custom: Some(custom),
+        conversion: None,
     };
     Some(Box::leak(Box::new(info)))
 }

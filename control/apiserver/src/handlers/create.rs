@@ -197,7 +197,8 @@ impl ApiServer {
                 crate::admission::validate(self, &request, &candidate, None, &mut outcome).await;
             ctx.report(outcome);
             admitted?;
-            let errors = registry::validate(info.strategy, &candidate);
+            let mut errors = registry::validate(info.strategy, &candidate);
+            info.strategy.validate_create(&candidate, &mut errors);
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, &name, errors));
             }

@@ -263,10 +263,8 @@ impl ApiServer {
     ) -> ApiResult<(u16, Value)> {
         let info = target.info;
         let labels = LabelSelector::parse(ctx.param("labelSelector").unwrap_or_default())?;
-        let fields = FieldSelector::parse(
-            ctx.param("fieldSelector").unwrap_or_default(),
-            info.strategy.selectable_fields(),
-        )?;
+        let fields =
+            FieldSelector::for_resource(info, ctx.param("fieldSelector").unwrap_or_default())?;
         let page = self
             .storage
             .list(

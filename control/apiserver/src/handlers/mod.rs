@@ -319,6 +319,10 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
     }
     let mut decoded = decoded;
     drop_empty_metadata(&mut decoded);
+    if let Some(conversion) = info.conversion {
+        // From here on a built-in object is in its storage version (upstream's internal type).
+        (conversion.to_storage)(&mut decoded);
+    }
     Ok(decoded)
 }
 
@@ -360,10 +364,56 @@ pub(crate) fn to_storage(info: &ResourceInfo, object: &mut Value) {
     }
 }
 
-/// A stored custom object in the version the request named.
+/// A stored object in the version the request named: a custom object's apiVersion, or a
+/// built-in object through its line's `Conversion`. Objects not in the storage version (already
+/// converted, or another kind's) are left alone, so converting twice is harmless.
 pub(crate) fn to_served(info: &ResourceInfo, object: &mut Value) {
     if let Some(custom) = info.custom {
         custom.convert(object, &info.api_version());
+    }
+    if let Some(conversion) = info.conversion {
+        let stored = object.get("apiVersion").and_then(Value::as_str)
+            == Some(conversion.storage_api_version().as_str());
+        if stored {
+            (conversion.from_storage)(object);
+        }
+    }
+}
+
+/// What the client sees of an answer for a resource served in a version other than its storage
+/// version: the object, a list's items or a Table's embedded objects converted (`to_served`).
+/// Tables' cells are printed from the stored objects, as upstream prints its internal type.
+pub(crate) fn served_view(info: &ResourceInfo, value: &mut Value) {
+    if info.custom.is_none() && info.conversion.is_none() {
+        return;
+    }
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if kind == info.kind {
+        to_served(info, value);
+    } else if kind == info.list_kind() {
+        for item in value
+            .get_mut("items")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            to_served(info, item);
+        }
+    } else if kind == "Table" {
+        for row in value
+            .get_mut("rows")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(object) = row.get_mut("object") {
+                to_served(info, object);
+            }
+        }
     }
 }
 

@@ -10,7 +10,23 @@ use crate::response::List;
 use crate::selectors::{FieldSelector, LabelSelector};
 
 impl ApiServer {
-    pub async fn get(&self, target: &Target, _ctx: &Ctx) -> ApiResult<Value> {
+    pub async fn get(&self, target: &Target, ctx: &Ctx) -> ApiResult<Value> {
+        if let Some(objects) = self.computed(target.info, ctx).await {
+            let name = target.name();
+            return objects
+                .into_iter()
+                .find(|o| o["metadata"]["name"] == name)
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        crate::error::Kind {
+                            group: target.info.group,
+                            resource: target.info.singular,
+                            kind: target.info.kind,
+                        },
+                        name,
+                    )
+                });
+        }
         let stored = self
             .storage
             .get(&target.key())
@@ -23,10 +39,20 @@ impl ApiServer {
     pub async fn list(&self, target: &Target, ctx: &Ctx) -> ApiResult<List> {
         let info = target.info;
         let labels = LabelSelector::parse(ctx.param("labelSelector").unwrap_or_default())?;
-        let fields = FieldSelector::parse(
-            ctx.param("fieldSelector").unwrap_or_default(),
-            info.strategy.selectable_fields(),
-        )?;
+        let fields =
+            FieldSelector::for_resource(info, ctx.param("fieldSelector").unwrap_or_default())?;
+        if let Some(objects) = self.computed(info, ctx).await {
+            let items = objects
+                .into_iter()
+                .filter(|o| labels.matches(o) && fields.matches(o))
+                .collect();
+            return Ok(List {
+                items,
+                revision: 0,
+                next: None,
+                remaining: None,
+            });
+        }
         let limit: i64 = match ctx.param("limit") {
             None | Some("") => 0,
             Some(l) => l
@@ -131,6 +157,25 @@ impl ApiServer {
             next,
             remaining,
         })
+    }
+}
+
+impl ApiServer {
+    /// A computed resource's objects (`Strategy::computed`), with its deprecation warning.
+    async fn computed(
+        &self,
+        info: &crate::resources::ResourceInfo,
+        ctx: &Ctx,
+    ) -> Option<Vec<Value>> {
+        let probes = crate::registry::Probes {
+            storage: self.storage.clone(),
+            insecure_tls: self.kubelet_client.insecure_tls(),
+        };
+        let objects = info.strategy.computed(&probes)?.await;
+        if let Some(warning) = info.strategy.deprecated() {
+            ctx.warnings.lock().push(warning.to_string());
+        }
+        Some(objects)
     }
 }
 

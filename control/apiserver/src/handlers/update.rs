@@ -185,7 +185,19 @@ impl ApiServer {
                     None => return Err(ApiError::not_found(info, target.name())),
                 },
             };
-            super::to_served(info, &mut current.object);
+            if info.is_custom() {
+                super::to_served(info, &mut current.object);
+            }
+            // A built-in object stays in its storage version; the patch or the caller's check
+            // sees it in the version the request named.
+            let view = match info.conversion {
+                Some(_) => {
+                    let mut view = current.object.clone();
+                    super::to_served(info, &mut view);
+                    std::borrow::Cow::Owned(view)
+                }
+                None => std::borrow::Cow::Borrowed(&current.object),
+            };
             // An answer that a stale cached copy may have caused: retry from the store.
             macro_rules! answer {
                 ($result:expr) => {
@@ -201,7 +213,7 @@ impl ApiServer {
                     answer!(Err(ApiError::modified(info, target.name())));
                 }
             }
-            let proposed = match modify(&current.object) {
+            let proposed = match modify(&view) {
                 Ok(proposed) => proposed,
                 Err(e) => answer!(Err(e)),
             };
@@ -227,6 +239,8 @@ impl ApiServer {
                     n["spec"]["finalizers"] = proposed["spec"]["finalizers"].clone();
                     n
                 }
+                // The strategy takes from the request what these may change.
+                Some(Sub::EphemeralContainers | Sub::Resize) => proposed,
                 _ => self.prepare_update(info, &current.object, proposed),
             };
             if let Some(sub) = target.sub {

@@ -9,9 +9,10 @@
 //! The generic verbs in `handlers/` know no resource by name: they ask the strategy.
 //!
 //! Layout: `core/` (the legacy group, a file per resource; services are a folder with their
-//! allocator), `apps/` and `batch/` (a file per resource), and a file per smaller group. Groups
-//! not served yet (apiregistration, events.k8s.io) already have their table printers here, so
-//! serving them is adding a strategy and a line in `resources.rs`.
+//! allocator), `apps/` and `batch/` (a file per resource), and a file per smaller group. A group
+//! not served yet (apiregistration) already has its table printer here, so serving it is adding
+//! a strategy and a line in `resources.rs`; a further version of a served resource is a line
+//! with a `resources::Conversion`.
 //!
 //! The request path: HTTP (`http.rs`: routing, authentication, body decoding) → the verbs
 //! (`handlers/`: decode and check the object, call the strategy, read-modify-write through
@@ -212,6 +213,10 @@ pub trait Strategy: Sync {
     /// Field rules for a new or updated object (the name is checked generically).
     fn validate(&self, _object: &Value, _errors: &mut Vec<FieldError>) {}
 
+    /// Rules only a new object must meet (beyond `validate`, which both creates and updates
+    /// meet).
+    fn validate_create(&self, _object: &Value, _errors: &mut Vec<FieldError>) {}
+
     /// Rules that compare an update with the stored object (immutable fields).
     fn validate_update(&self, _old: &Value, _new: &Value, _errors: &mut Vec<FieldError>) {}
 
@@ -230,6 +235,18 @@ pub trait Strategy: Sync {
         errors: &mut Vec<FieldError>,
     ) {
         self.validate_update(old, new, errors)
+    }
+
+    /// A resource whose objects are computed on each read instead of stored (upstream's
+    /// componentstatuses): every object, now. `None` for stored resources.
+    fn computed<'a>(&'a self, _probes: &'a Probes) -> Option<BoxFuture<'a, Vec<Value>>> {
+        None
+    }
+
+    /// The `Warning` every request on a deprecated resource gets (upstream's
+    /// `APILifecycleDeprecated`).
+    fn deprecated(&self) -> Option<&'static str> {
+        None
     }
 
     /// Field paths a field selector may name beyond metadata.name and metadata.namespace.
@@ -308,6 +325,12 @@ pub fn validate(strategy: &dyn Strategy, object: &Value) -> Vec<FieldError> {
     metadata::validate(strategy.name_rule(), object, &mut errors);
     strategy.validate(object, &mut errors);
     errors
+}
+
+/// What a computed resource may reach: the store and TLS toward local components.
+pub struct Probes {
+    pub storage: Storage,
+    pub insecure_tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// A resource whose only behaviour of its own is its printer.

@@ -10,7 +10,8 @@
 use crate::error::FieldError;
 use crate::names::{is_dns1123_subdomain, qualified_name_messages, DNS1123_SUBDOMAIN_MSG};
 use crate::registry::fields::{check_enum, default, str_at};
-use crate::registry::{Printed, Strategy};
+use crate::registry::Strategy;
+use crate::resources::Sub;
 use crate::table::prelude::*;
 
 /// The annotation that marks the default StorageClass.
@@ -91,7 +92,31 @@ impl Strategy for CsiDrivers {
     }
 }
 
-pub static CSI_NODES: Printed = Printed(&CSI_NODE_PRINTER);
+/// CSINodes (`pkg/registry/storage/csinode`): since 1.37 with a `status` written through
+/// `csinodes/status` (the generic status rules keep it out of creates and main-resource
+/// updates). Its only field, `storageHealth`, is behind the CSIVolumeHealth gate (alpha, off):
+/// dropped unless the stored object already has it, as upstream's `dropDisabledCSINodeFields`.
+pub struct CsiNodes;
+
+pub static CSI_NODES: CsiNodes = CsiNodes;
+
+impl Strategy for CsiNodes {
+    fn printer(&self) -> &'static Printer {
+        &CSI_NODE_PRINTER
+    }
+
+    fn prepare_for_subresource_update(&self, _sub: Sub, new: &mut Value, old: &Value) {
+        let had = old
+            .pointer("/status/storageHealth")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if !had {
+            if let Some(status) = new.get_mut("status").and_then(Value::as_object_mut) {
+                status.remove("storageHealth");
+            }
+        }
+    }
+}
 
 pub struct VolumeAttachments;
 

@@ -1,5 +1,6 @@
 //! The core ("legacy", `/api/v1`) group: a file per resource.
 
+pub mod componentstatuses;
 pub mod configmaps;
 pub mod endpoints;
 pub mod events;

@@ -2,8 +2,11 @@
 //! (ServiceAccount — `pods/serviceaccount.rs` —, Priority, DefaultTolerationSeconds), the QoS class, validation, what an
 //! update may change, field selectors, graceful deletion, and the `kubectl get pods` printer.
 //! The pod subresources (binding, eviction, log/exec/attach/portforward) are served by
-//! `handlers/subresources.rs`.
+//! `handlers/subresources.rs`; what `ephemeralcontainers` and `resize` may change is
+//! `pods/ephemeral.rs` and `pods/resize.rs`.
 
+pub mod ephemeral;
+pub mod resize;
 pub mod serviceaccount;
 
 use futures::future::BoxFuture;
@@ -12,6 +15,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::registry::core::podspec::{default_pod_spec, validate_pod_spec};
 use crate::registry::fields::{child, default, spec_of};
 use crate::registry::{DeletePlan, Lookup, Strategy};
+use crate::resources::Sub;
 use crate::table::prelude::*;
 
 pub struct Pods;
@@ -93,6 +97,21 @@ impl Strategy for Pods {
 
     fn validate(&self, object: &Value, errors: &mut Vec<FieldError>) {
         validate_pod_spec("spec", &object["spec"], errors);
+        ephemeral::validate(&object["spec"], errors);
+    }
+
+    /// Ephemeral containers come only through `pods/ephemeralcontainers` (upstream's
+    /// `ValidatePodCreate`).
+    fn validate_create(&self, object: &Value, errors: &mut Vec<FieldError>) {
+        let set = object["spec"]["ephemeralContainers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        if set {
+            errors.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                "cannot be set on create",
+            ));
+        }
     }
 
     fn validate_update(&self, old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
@@ -122,6 +141,29 @@ impl Strategy for Pods {
         };
         if strip(&old["spec"]) != strip(&new["spec"]) {
             errors.push(FieldError::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
+        }
+    }
+
+    /// What `pods/ephemeralcontainers` and `pods/resize` take from the request (`pods/`).
+    fn prepare_for_subresource_update(&self, sub: Sub, new: &mut Value, old: &Value) {
+        match sub {
+            Sub::EphemeralContainers => ephemeral::prepare(new, old),
+            Sub::Resize => resize::prepare(new, old),
+            _ => {}
+        }
+    }
+
+    fn validate_subresource_update(
+        &self,
+        sub: Sub,
+        old: &Value,
+        new: &Value,
+        errors: &mut Vec<FieldError>,
+    ) {
+        match sub {
+            Sub::EphemeralContainers => ephemeral::validate_update(old, new, errors),
+            Sub::Resize => resize::validate_update(old, new, errors),
+            _ => self.validate_update(old, new, errors),
         }
     }
 
@@ -246,7 +288,7 @@ async fn priority_admission(lookup: &dyn Lookup, pod: &mut Value) -> ApiResult<(
 }
 
 /// QoS class from requests/limits (upstream `GetPodQOS`, simplified to cpu and memory).
-fn qos_class(spec: &Value) -> &'static str {
+pub(crate) fn qos_class(spec: &Value) -> &'static str {
     let containers = spec
         .get("containers")
         .and_then(Value::as_array)

@@ -4,9 +4,10 @@
 //! into (the scale target, the replica bounds, metric sources and targets, scaling policies),
 //! generation tracking and a status written through `/status`; the printer.
 //!
-//! Only v2 is served: autoscaling/v1 is the same object in another shape and needs conversion
-//! between versions, which the API server does not do. Nothing scales yet — the object is stored
-//! for a controller to act on.
+//! v2 is the storage version; autoscaling/v1 serves the same objects through the conversion in
+//! `v1.rs`. Nothing scales yet — the object is stored for a controller to act on.
+
+pub mod v1;
 
 use crate::error::FieldError;
 use crate::names::is_dns1123_label;
