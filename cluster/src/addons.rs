@@ -115,6 +115,13 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
     let object: K = serde_json::from_value(object)?;
+    // Already there (a restored cluster): keep it. A Service's create would not say 409 but
+    // 422, as upstream's: its ClusterIP is allocated before the name is checked.
+    if let Some(name) = object.meta().name.as_deref() {
+        if api.get_opt(name).await?.is_some() {
+            return Ok(());
+        }
+    }
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),

@@ -139,10 +139,12 @@ fn issued(csr: &CertificateSigningRequest) -> bool {
 }
 
 /// Approves the nodes' serving requests as they come and waits (at most `timeout`) until every
-/// node has a serving certificate issued.
+/// node has a serving certificate issued from a request made `since` then — a restored cluster
+/// also holds the requests its nodes made before the backup, issued to kubelets long gone.
 pub async fn approve(
     client: kube::Client,
     nodes: &[Node],
+    since: jiff::Timestamp,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let api: Api<CertificateSigningRequest> = Api::all(client);
@@ -185,7 +187,13 @@ pub async fn approve(
                 }
                 Verdict::Ignore => {}
             }
-            if csr.spec.signer_name == KUBELET_SERVING && issued(csr) {
+            // Creation times have whole seconds.
+            let recent = csr
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0.as_second() >= since.as_second());
+            if csr.spec.signer_name == KUBELET_SERVING && issued(csr) && recent {
                 let requester = csr.spec.username.as_deref().unwrap_or_default();
                 waiting.retain(|n| requester != format!("system:node:{n}"));
             }

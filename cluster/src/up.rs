@@ -338,6 +338,8 @@ fn bring_up(
             },
         )?;
     }
+    // Serving-certificate requests from before this moment belong to kubelets of a backup.
+    let kubelets_started = jiff::Timestamp::now();
     for node in &t.nodes {
         progress.step(&format!("kubelet and netd on {}", node.name), || {
             let pid = start_kubelet(
@@ -415,7 +417,7 @@ fn bring_up(
             .build()?;
         runtime.block_on(async {
             let client = admin_client(&kubeconfig).await?;
-            serving::approve(client, &nodes, Duration::from_secs(60)).await
+            serving::approve(client, &nodes, kubelets_started, Duration::from_secs(60)).await
         })
     })?;
     progress.step("cluster DNS image (this skiff binary)", || {

@@ -66,6 +66,17 @@ pub async fn restore(storage: &Storage, data_dir: &Path) -> anyhow::Result<usize
     Ok(written)
 }
 
+/// Keeps the store's copies current: tokens are added to `tokens.csv` while the server runs
+/// (`skiff token node|user`), so the files are compared again every `every`.
+pub async fn keep(storage: Storage, data_dir: std::path::PathBuf, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = save(&storage, &data_dir).await {
+            tracing::warn!("keeping the cluster keys in the store: {e:#}");
+        }
+    }
+}
+
 /// Puts every key file that exists into the store where the store's copy differs.
 pub async fn save(storage: &Storage, data_dir: &Path) -> anyhow::Result<()> {
     let mut kv = storage.client().kv_client();

@@ -476,6 +476,11 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         .service_accounts
         .build(&args.data_dir, &server_address)?;
     crate::cluster_keys::save(&storage, &args.data_dir).await?;
+    tokio::spawn(crate::cluster_keys::keep(
+        storage.clone(),
+        args.data_dir.clone(),
+        Duration::from_secs(5),
+    ));
     tokio::spawn(crate::compactor::run(
         storage.clone(),
         args.etcd_compaction_interval,

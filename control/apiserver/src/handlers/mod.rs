@@ -190,16 +190,47 @@ pub(crate) fn finalizers(v: &Value) -> Vec<String> {
 }
 
 /// Clears an object's status the way upstream's strategies do: built-in types hold `status` as
-/// a Go struct, which always serializes (`"status": {}` at least) — clients patch under it, e.g.
-/// the conformance suite's JSON patch `add /status/conditions` needs the parent to exist;
+/// a Go struct, which always serializes — `{}`, plus the fields Go writes even at their zero
+/// value (an HPA's `desiredReplicas: 0`; clients' models require them) — and clients patch under
+/// it (the conformance suite's JSON patch `add /status/conditions` needs the parent to exist);
 /// custom resources are unstructured, so theirs goes away.
 pub(crate) fn clear_status(info: &ResourceInfo, object: &mut Value) {
-    if let Some(obj) = object.as_object_mut() {
-        if info.is_custom() {
+    if info.is_custom() {
+        if let Some(obj) = object.as_object_mut() {
             obj.remove("status");
-        } else {
-            obj.insert("status".into(), json!({}));
         }
+        return;
+    }
+    let empty = empty_status(info, object);
+    if let Some(obj) = object.as_object_mut() {
+        obj.insert("status".into(), empty);
+    }
+}
+
+/// The zero-value status of `info`'s type, learned once per type from the first object (the
+/// typed round trip of an empty status writes the fields Go never omits).
+fn empty_status(info: &ResourceInfo, object: &Value) -> Value {
+    static LEARNED: std::sync::LazyLock<
+        parking_lot::Mutex<std::collections::HashMap<String, Value>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let key = format!("{}/{}", info.api_version(), info.resource);
+    if let Some(known) = LEARNED.lock().get(&key) {
+        return known.clone();
+    }
+    let mut probe = object.clone();
+    probe["status"] = json!({});
+    match (info.typed.normalize)(&probe) {
+        Ok(normalized) => {
+            let status = normalized
+                .get("status")
+                .filter(|s| s.is_object())
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            LEARNED.lock().insert(key, status.clone());
+            status
+        }
+        // The object itself does not decode (validation reports it): no default to learn.
+        Err(_) => json!({}),
     }
 }
 

@@ -79,7 +79,11 @@ fn refs(generator: &mut SchemaGenerator, def: &str) -> paths::Refs {
         status: reference::<Status>(generator),
         kind,
         sub: Box::new(move |sub| match sub {
-            Sub::Status | Sub::Approval | Sub::Finalize => Some(parent.clone()),
+            Sub::Status
+            | Sub::Approval
+            | Sub::Finalize
+            | Sub::EphemeralContainers
+            | Sub::Resize => Some(parent.clone()),
             Sub::Scale => Some(scale.clone()),
             Sub::Binding => Some(binding.clone()),
             Sub::Eviction => Some(eviction.clone()),

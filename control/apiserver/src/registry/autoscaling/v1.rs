@@ -137,6 +137,10 @@ fn from_storage(object: &mut Value) {
         if !conditions.is_empty() {
             extra.push((CONDITIONS_ANNOTATION, Value::Array(conditions)));
         }
+        // v1's replica counts are plain int32s in Go (no omitempty): 0 when unset.
+        for key in ["currentReplicas", "desiredReplicas"] {
+            out.entry(key).or_insert(Value::from(0));
+        }
         v1_status = Some(Value::Object(out));
     }
     if let Some(behavior) = spec.get("behavior").filter(|b| !b.is_null()) {
