@@ -44,25 +44,6 @@ impl LabelSelector {
         LabelSelector::default()
     }
 
-    /// The `fieldSelector` of a request on `info`: its strategy's fields, or for a version
-    /// served through a conversion, that version's labels read as the storage version's.
-    pub fn for_resource(
-        info: &crate::resources::ResourceInfo,
-        input: &str,
-    ) -> ApiResult<FieldSelector> {
-        let Some(conversion) = info.conversion.filter(|c| !c.field_labels.is_empty()) else {
-            return FieldSelector::parse(input, info.strategy.selectable_fields());
-        };
-        let labels: Vec<&str> = conversion.field_labels.iter().map(|(l, _)| *l).collect();
-        let mut selector = FieldSelector::parse(input, &labels)?;
-        for (field, _, _) in &mut selector.reqs {
-            if let Some((_, stored)) = conversion.field_labels.iter().find(|(l, _)| l == field) {
-                *field = stored.to_string();
-            }
-        }
-        Ok(selector)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.reqs.is_empty()
     }
