@@ -67,12 +67,29 @@ pub async fn restore(storage: &Storage, data_dir: &Path) -> anyhow::Result<usize
 }
 
 /// Keeps the store's copies current: tokens are added to `tokens.csv` while the server runs
-/// (`skiff token node|user`), so the files are compared again every `every`.
+/// (`skiff token node|user`), so the files are read again every `every`; only a file that
+/// changed since the last round costs a store request (the first round writes each once).
 pub async fn keep(storage: Storage, data_dir: std::path::PathBuf, every: std::time::Duration) {
+    let mut last: Vec<Option<Vec<u8>>> = vec![None; FILES.len()];
     loop {
         tokio::time::sleep(every).await;
-        if let Err(e) = save(&storage, &data_dir).await {
-            tracing::warn!("keeping the cluster keys in the store: {e:#}");
+        for (name, known) in FILES.iter().zip(last.iter_mut()) {
+            let Ok(content) = std::fs::read(data_dir.join(name)) else {
+                continue;
+            };
+            if known.as_deref() == Some(&content[..]) {
+                continue;
+            }
+            let key = format!("{PREFIX}{name}");
+            match storage
+                .client()
+                .kv_client()
+                .put(key, content.clone(), None)
+                .await
+            {
+                Ok(_) => *known = Some(content),
+                Err(e) => tracing::warn!("keeping {name} in the store: {e}"),
+            }
         }
     }
 }
