@@ -61,6 +61,8 @@ pub struct ApiServer {
     pub kubelet_client: crate::kubelet_proxy::KubeletClient,
     /// The custom resources served now (Established CRDs), kept by the CRD controller.
     pub custom: crate::customresource::Registry,
+    /// The group versions extension servers serve, and the front proxy's credentials.
+    pub aggregator: crate::aggregator::Aggregator,
 }
 
 pub type NamespaceLocks =
