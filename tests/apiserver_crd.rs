@@ -720,6 +720,17 @@ fn realistic(s: &ServerProcess) {
         pod_template.get("type").is_none() && pod_template.get("properties").is_none(),
         "{pod_template}"
     );
+    // A default added to the schema later reaches objects written before it when they are
+    // read (upstream defaults what it decodes from storage).
+    s.kubectl_ok(&[
+        "patch", "crd", "scrapemonitors.observability.example.com", "--type=json", "-p",
+        r#"[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/tier","value":{"type":"string","default":"standard"}}]"#,
+    ]);
+    wait_until("the new default on read", || {
+        get_json(s, &["smon", "web"])["spec"]["tier"] == "standard"
+    });
+    let listed = get_json(s, &["smon"]);
+    assert_eq!(listed["items"][0]["spec"]["tier"], "standard");
     for flag in [
         "x-kubernetes-embedded-resource",
         "x-kubernetes-int-or-string",

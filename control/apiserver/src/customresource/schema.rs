@@ -96,6 +96,14 @@ pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
 }
 
 impl Schema {
+    /// Whether any node of the schema has a `default`.
+    pub fn has_defaults(&self) -> bool {
+        self.default.is_some()
+            || self.properties.values().any(Schema::has_defaults)
+            || self.items.as_ref().is_some_and(|i| i.has_defaults())
+            || matches!(&self.additional, Additional::Schema(s) if s.has_defaults())
+    }
+
     pub fn from_json(v: &Value) -> Schema {
         let additional = match v.get("additionalProperties") {
             Some(Value::Bool(allowed)) => Additional::Allowed(*allowed),

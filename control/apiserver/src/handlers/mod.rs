@@ -403,6 +403,11 @@ pub(crate) fn to_storage(info: &ResourceInfo, object: &mut Value) {
 pub(crate) fn to_served(info: &ResourceInfo, object: &mut Value) {
     if let Some(custom) = info.custom {
         custom.convert(object, &info.api_version());
+        // Defaults added to the schema after an object was written apply when it is read, as
+        // upstream's decoding from storage defaults.
+        if custom.schema.as_ref().is_some_and(|s| s.has_defaults()) {
+            info.strategy.default(object);
+        }
     }
     if let Some(conversion) = info.conversion {
         let stored = object.get("apiVersion").and_then(Value::as_str)
