@@ -65,6 +65,40 @@ pub struct ApiServerArgs {
     /// off): each time to the revision seen one interval earlier.
     #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = parse_go_duration)]
     pub etcd_compaction_interval: Duration,
+    #[command(flatten)]
+    pub flow_control: FlowControlArgs,
+}
+
+/// How many requests run at once (kube-apiserver's flags and defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlowControlArgs {
+    /// API Priority and Fairness: requests classified by FlowSchemas and queued fairly per
+    /// priority level. Off: the max-in-flight limits alone (no queuing).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_priority_and_fairness: bool,
+    /// Read-only requests at once (0: no limit); with priority and fairness, part of the seats
+    /// the priority levels share.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating requests at once (0: no limit); with priority and fairness, part of the seats
+    /// the priority levels share.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// A request's deadline (a Go duration). skiff uses it for how long a request may wait in
+    /// a priority level's queue (a quarter of it, at most a minute), not to cut handlers short.
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
+    pub request_timeout: Duration,
+}
+
+impl FlowControlArgs {
+    pub fn options(&self) -> crate::flowcontrol::Options {
+        crate::flowcontrol::Options {
+            enabled: self.enable_priority_and_fairness,
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 /// Service-account tokens: how they are signed and checked (kube-apiserver's flag names).
@@ -499,6 +533,10 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
             tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");
         }
     }
+    let flow_control = crate::flowcontrol::FlowControl::new(
+        args.flow_control.options(),
+        metrics.flowcontrol.clone(),
+    );
     let server = Arc::new(ApiServer {
         storage,
         caches,
@@ -513,8 +551,13 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         namespace_locks: Default::default(),
         kubelet_client,
         custom: Default::default(),
+        flow_control,
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
+    if args.flow_control.enable_priority_and_fairness {
+        // The configuration controller's status writes (FlowSchemas' `Dangling`).
+        tokio::spawn(crate::flowcontrol::status::run(server.clone()));
+    }
     // The CRD controllers (names, establishing, cleanup), which also keep `server.custom`.
     tokio::spawn(crate::customresource::controller::run(server.clone()));
     let host = if args.bind_address == "0.0.0.0" {

@@ -61,6 +61,8 @@ pub struct ApiServer {
     pub kubelet_client: crate::kubelet_proxy::KubeletClient,
     /// The custom resources served now (Established CRDs), kept by the CRD controller.
     pub custom: crate::customresource::Registry,
+    /// API Priority and Fairness (or the max-in-flight limits when it is off).
+    pub flow_control: crate::flowcontrol::FlowControl,
 }
 
 pub type NamespaceLocks =
