@@ -113,7 +113,12 @@ pub async fn admit(
     }
     let config = flow_control.config(&server.caches).await;
     let limit = wait_limit(info, query, flow_control.options.request_timeout);
-    match flow_control.admit(&config, info, user, limit).await {
+    let stored = if super::width::counts_objects(info, query) {
+        stored_objects(server, info).await
+    } else {
+        None
+    };
+    match flow_control.admit(&config, info, user, stored, limit).await {
         None => Ok(Admitted::default()),
         Some(Decision::Execute(classification, seat)) => Ok(Admitted {
             classification: Some(classification),
@@ -135,6 +140,16 @@ pub async fn admit(
             Err(response)
         }
     }
+}
+
+/// How many objects of the request's resource the watch cache holds (built-in resources).
+async fn stored_objects(server: &ApiServer, info: &RequestInfo) -> Option<usize> {
+    let resource = crate::resources::find(&info.api_group, &info.api_version, &info.resource)?;
+    if !resource.is_stored() {
+        return None;
+    }
+    let cacher = server.caches.get(resource).await.ok()?;
+    Some(cacher.len())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! The pieces, one per file: `request_info` (upstream's RequestInfo: what a request is before
 //! routing), `matching` (does a schema match), `config` (the objects compiled into matching
 //! order and seat limits), `shuffle_sharding` (a flow's queues), `queueset` (fair queuing in
-//! virtual time), `retry_after` (the 429's `Retry-After`), `filter` (the HTTP side: long-running
+//! virtual time), `width` (how many seats a request takes), `retry_after` (the 429's `Retry-After`), `filter` (the HTTP side: long-running
 //! requests, the wait limit, the headers and the 429), `max_in_flight` (the older limits used
 //! with `--enable-priority-and-fairness=false`), `status` (the configuration controller's
 //! `Dangling` conditions), `metrics` and `debug` (`/debug/api_priority_and_fairness/*`).
@@ -27,6 +27,7 @@ pub mod request_info;
 pub mod retry_after;
 pub mod shuffle_sharding;
 pub mod status;
+pub mod width;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -285,15 +286,18 @@ impl FlowControl {
         Some((classification, level, hash))
     }
 
-    /// Waits (at most `wait_limit`) for a seat of the request's level.
+    /// Waits (at most `wait_limit`) for the seats of the request's level it needs: one, or for
+    /// a list one per hundred of the `stored` objects (`width`).
     pub async fn admit(
         &self,
         config: &Config,
         info: &RequestInfo,
         user: &UserInfo,
+        stored: Option<usize>,
         wait_limit: Duration,
     ) -> Option<Decision> {
         let (classification, level, hash) = FlowControl::classify(config, info, user)?;
+        let seats = width::seats(stored, width::max_seats(&level.spec.lock()));
         let meta = RequestMeta {
             flow_schema: classification.flow_schema.clone(),
             distinguisher: classification.distinguisher.clone(),
@@ -312,7 +316,7 @@ impl FlowControl {
                 info.subresource.clone(),
             ],
         };
-        let start = level.queues.lock().start(Instant::now(), hash, 1, meta);
+        let start = level.queues.lock().start(Instant::now(), hash, seats, meta);
         let (id, rx) = match start {
             Start::Execute(execution) => {
                 let seat = Seat {
@@ -533,7 +537,8 @@ mod tests {
         let flood = user("flood", &["system:authenticated"]);
         let info = RequestInfo::new(&Method::GET, "/api/v1/namespaces/a/configmaps", &[]);
         let wait = Duration::from_secs(3600);
-        let Some(Decision::Execute(c, first)) = fc.admit(&config, &info, &flood, wait).await else {
+        let Some(Decision::Execute(c, first)) = fc.admit(&config, &info, &flood, None, wait).await
+        else {
             panic!("first executes");
         };
         assert_eq!(
@@ -545,7 +550,7 @@ mod tests {
                 (fc.clone(), config.clone(), info.clone(), flood.clone());
             async move {
                 matches!(
-                    fc.admit(&config, &info, &flood, wait).await,
+                    fc.admit(&config, &info, &flood, None, wait).await,
                     Some(Decision::Execute(..))
                 )
             }
@@ -554,7 +559,7 @@ mod tests {
         while fc.metrics.series("tiny", "tiny").inqueue == 0 {
             tokio::task::yield_now().await;
         }
-        let third = fc.admit(&config, &info, &flood, wait).await;
+        let third = fc.admit(&config, &info, &flood, None, wait).await;
         assert!(matches!(
             third,
             Some(Decision::Reject(_, Reject::QueueFull))
@@ -562,7 +567,7 @@ mod tests {
         // Another user falls in catch-all and is served meanwhile.
         let other = user("other", &["system:authenticated"]);
         assert!(matches!(
-            fc.admit(&config, &info, &other, wait).await,
+            fc.admit(&config, &info, &other, None, wait).await,
             Some(Decision::Execute(..))
         ));
         drop(first);
@@ -594,13 +599,13 @@ mod tests {
         let flood = user("flood", &[]);
         let info = RequestInfo::new(&Method::GET, "/api/v1/configmaps", &[]);
         let Some(Decision::Execute(_, _seat)) = fc
-            .admit(&config, &info, &flood, Duration::from_millis(50))
+            .admit(&config, &info, &flood, None, Duration::from_millis(50))
             .await
         else {
             panic!("first executes");
         };
         let second = fc
-            .admit(&config, &info, &flood, Duration::from_millis(50))
+            .admit(&config, &info, &flood, None, Duration::from_millis(50))
             .await;
         assert!(matches!(second, Some(Decision::Reject(_, Reject::TimeOut))));
         let series = fc.metrics.series("tiny", "tiny");
