@@ -124,6 +124,10 @@ impl Held {
         parse(&child.wait_with_output().unwrap().stdout)
     }
 
+    fn running(&mut self) -> bool {
+        matches!(self.0.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
     fn wait(mut self) -> Reply {
         let child = self.0.take().unwrap();
         parse(&child.wait_with_output().unwrap().stdout)
@@ -302,6 +306,27 @@ fn a_flooded_level_queues_rejects_and_leaves_others_served() {
     assert_eq!(metric(&s, timed_out), Some(1));
     let created = held.finish(r#"{"metadata":{"name":"held2"}}"#);
     assert_eq!(created.status, 201, "{}", created.body);
+
+    // A watch holds a seat only while it is set up: with one open, flood-a's next request
+    // still gets the level's only seat (were it held, the request would time out: a 429).
+    let dispatched = flood_column(&s, "DispatchedRequests");
+    let mut watch = background_get(
+        &s,
+        "flood-a",
+        "/api/v1/namespaces/default/configmaps?watch=1",
+    );
+    wait_until("the watch dispatched and its seat given back", || {
+        flood_column(&s, "DispatchedRequests") == dispatched + 1
+            && flood_column(&s, "ExecutingRequests") == 0
+    });
+    let r = curl(
+        &s,
+        Some("flood-a"),
+        "/api/v1/namespaces/default/configmaps?timeout=4s",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(watch.running(), "the watch is still open");
+    drop(watch);
 
     // The configuration controller marks the schema whose level does not exist.
     wait_until("orphan's Dangling condition", || {

@@ -736,6 +736,35 @@ mod tests {
     }
 
     #[test]
+    fn flow_control_flags() {
+        let c = Command::parse_from(["apiserver"]);
+        let options = c.args.flow_control.options();
+        assert!(options.enabled);
+        assert_eq!(
+            (
+                options.max_requests_inflight,
+                options.max_mutating_requests_inflight
+            ),
+            (400, 200)
+        );
+        assert_eq!(options.request_timeout, Duration::from_secs(60));
+        let c = Command::parse_from([
+            "apiserver",
+            "--enable-priority-and-fairness=false",
+            "--max-requests-inflight=10",
+            "--max-mutating-requests-inflight=5",
+            "--request-timeout=2m",
+        ]);
+        let options = c.args.flow_control.options();
+        assert!(!options.enabled);
+        assert_eq!(
+            options.max_requests_inflight + options.max_mutating_requests_inflight,
+            15
+        );
+        assert_eq!(options.request_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
     fn kubelet_client_flags() {
         let c = Command::parse_from(["apiserver"]);
         assert!(c.args.kubelet.kubelet_certificate_authority.is_none());
