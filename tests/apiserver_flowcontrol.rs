@@ -364,8 +364,15 @@ fn without_priority_and_fairness_no_classification() {
     let r = curl(&s, None, "/api/v1/namespaces/default/configmaps");
     assert_eq!(r.status, 200);
     assert!(r.header("X-Kubernetes-PF-FlowSchema-UID").is_none());
-    let dump = curl(&s, None, "/metrics");
-    assert!(!dump
+    let metrics = curl(&s, None, "/metrics");
+    assert!(!metrics
         .body
         .contains("apiserver_flowcontrol_dispatched_requests_total{"));
+    // The debug dumps are not served either.
+    let dump = curl(
+        &s,
+        None,
+        "/debug/api_priority_and_fairness/dump_priority_levels",
+    );
+    assert_eq!(dump.status, 404);
 }

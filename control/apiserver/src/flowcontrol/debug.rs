@@ -6,6 +6,10 @@ use super::FlowControl;
 
 /// The dump at `path`, if it is one.
 pub fn dump(flow_control: &FlowControl, path: &str, query: &[(String, String)]) -> Option<String> {
+    if !flow_control.options.enabled {
+        // Not installed when priority and fairness is off, as upstream.
+        return None;
+    }
     let which = path.strip_prefix("/debug/api_priority_and_fairness/")?;
     let levels = flow_control.levels();
     let mut rows: Vec<Vec<String>> = Vec::new();

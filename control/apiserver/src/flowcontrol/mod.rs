@@ -192,7 +192,9 @@ impl FlowControl {
             max_in_flight,
         };
         // Until the caches answer: the mandatory objects alone.
-        flow_control.install(config::compile(&[], &[], flow_control.server_limit()), None);
+        if flow_control.options.enabled {
+            flow_control.install(config::compile(&[], &[], flow_control.server_limit()), None);
+        }
         flow_control
     }
 
