@@ -761,6 +761,27 @@ mod tests {
         assert!(rx.try_recv().is_ok());
     }
 
+    /// A wide request takes its seats at once. Another flow's narrow request, whose queue's
+    /// head finishes first in virtual time, runs beside the first wide one while the second
+    /// wide one waits for two seats.
+    #[test]
+    fn wide_requests_take_several_seats() {
+        let mut qs = set(2, 1, 10, 3);
+        let now = Instant::now();
+        let wide = execute(qs.start(now, 0, 2, meta("a")));
+        let Start::Wait { rx: mut second, .. } = qs.start(now, 0, 2, meta("a")) else {
+            panic!("2 + 2 seats do not fit in 3");
+        };
+        let narrow = execute(qs.start(now, 1, 1, meta("b")));
+        assert_eq!(qs.totals().executing, 2);
+        assert!(second.try_recv().is_err());
+        qs.finish(now, wide);
+        let second = second.try_recv().expect("two seats free now").0;
+        qs.finish(now, second);
+        qs.finish(now, narrow);
+        assert!(qs.totals().idle);
+    }
+
     #[test]
     fn seat_seconds_format() {
         assert_eq!(seat_seconds(0.0), "0.00000000ss");
