@@ -173,6 +173,15 @@ impl Cacher {
         }
     }
 
+    /// How many objects the cache holds (flow control's estimate of a list's work).
+    pub fn len(&self) -> usize {
+        self.state.lock().objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The cached object at `key`, if any.
     pub fn lookup(&self, key: &str) -> Option<Arc<Value>> {
         self.state.lock().objects.get(key).cloned()

@@ -245,7 +245,6 @@ async fn route(server: &Shared, req: Request) -> Routed {
     };
     let query = parse_query(parts.uri.query());
     let accept = header_str(&parts.headers, header::ACCEPT).to_string();
-    let plain = |name: &str| (name.to_string(), String::new());
     let fail = |verb: &str, e: ApiError| Err((verb.to_string(), String::new(), e));
 
     // Authentication, then impersonation.
@@ -270,6 +269,37 @@ async fn route(server: &Shared, req: Request) -> Routed {
     if user.name != requester {
         audit.impersonated(&user);
     }
+    // API Priority and Fairness: a seat of the request's priority level, held until the
+    // response is built (a watch's until its stream is set up), or a 429.
+    let info =
+        crate::flowcontrol::request_info::RequestInfo::new(&parts.method, parts.uri.path(), &query);
+    let admitted = match crate::flowcontrol::filter::admit(server, &info, &query, &user).await {
+        Ok(a) => a,
+        Err(response) => return Ok((info.verb, String::new(), response)),
+    };
+    let routed = route_admitted(server, parts, body, path, query, accept, user).await;
+    let (verb, resource, mut response) = match routed {
+        Ok(r) => r,
+        Err((verb, resource, e)) => (verb, resource, error_response(&e)),
+    };
+    admitted.stamp(&mut response);
+    Ok((verb, resource, response))
+}
+
+/// The rest of `route`, once the request has its seat.
+#[allow(clippy::result_large_err)]
+async fn route_admitted(
+    server: &Shared,
+    parts: axum::http::request::Parts,
+    body: Body,
+    path: String,
+    query: Vec<(String, String)>,
+    accept: String,
+    user: UserInfo,
+) -> Routed {
+    let plain = |name: &str| (name.to_string(), String::new());
+    let fail = |verb: &str, e: ApiError| Err((verb.to_string(), String::new(), e));
+    let audit = crate::audit::Context::of(&parts.extensions);
     // Authorization of paths that name no resource (discovery, health, version, OpenAPI).
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let names_resource = matches!(
@@ -308,6 +338,16 @@ async fn route(server: &Shared, req: Request) -> Routed {
                     )
                 };
                 return Ok((verb, resource, resp));
+            }
+            p if p.starts_with("/debug/api_priority_and_fairness/") => {
+                if let Some(text) = crate::flowcontrol::debug::dump(&server.flow_control, p, &query)
+                {
+                    return Ok((
+                        verb,
+                        resource,
+                        bytes_response(200, "text/plain; charset=utf-8", Bytes::from(text)),
+                    ));
+                }
             }
             "/metrics" => {
                 let text = server.metrics.render();

@@ -11,7 +11,9 @@
 //! served by kubelets, pods and services: log, exec, attach, portforward, proxy), `metrics`, `audit` (the audit log), `server` (flags
 //! and startup), `admission` (the LimitRanger, PodSecurity and ResourceQuota admission plugins
 //! the write handlers call), `quota` (what objects cost against a ResourceQuota; the controller
-//! manager's quota controller counts with it too), `customresource` (CustomResourceDefinitions:
+//! manager's quota controller counts with it too), `flowcontrol` (API Priority and Fairness:
+//! classifying, queuing and limiting requests between authentication and authorization),
+//! `customresource` (CustomResourceDefinitions:
 //! what an Established CRD adds to the resource table, its schema, columns, scale and the CRD
 //! controllers).
 
@@ -26,6 +28,7 @@ pub mod compactor;
 pub mod customresource;
 pub mod discovery;
 pub mod error;
+pub mod flowcontrol;
 pub mod handlers;
 pub mod http;
 pub mod json;

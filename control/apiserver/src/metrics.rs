@@ -1,5 +1,6 @@
 //! Prometheus text metrics at `/metrics`: request counts and latency by verb, resource and code
-//! (names follow upstream's `apiserver_request_total` and `apiserver_request_duration_seconds`).
+//! (names follow upstream's `apiserver_request_total` and `apiserver_request_duration_seconds`),
+//! the audit log's counters and API Priority and Fairness' series.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
     /// The audit log's counters (`apiserver_audit_*`), shared with its writer.
     pub audit: Arc<crate::audit::Counters>,
+    /// API Priority and Fairness' series (`apiserver_flowcontrol_*`), shared with its queues.
+    pub flowcontrol: Arc<crate::flowcontrol::metrics::Counters>,
 }
 
 impl Metrics {
@@ -74,6 +77,7 @@ impl Metrics {
         }
         drop(map);
         self.audit.render(&mut out);
+        self.flowcontrol.render(&mut out);
         out
     }
 }

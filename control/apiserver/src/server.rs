@@ -67,6 +67,40 @@ pub struct ApiServerArgs {
     /// off): each time to the revision seen one interval earlier.
     #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = parse_go_duration)]
     pub etcd_compaction_interval: Duration,
+    #[command(flatten)]
+    pub flow_control: FlowControlArgs,
+}
+
+/// How many requests run at once (kube-apiserver's flags and defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlowControlArgs {
+    /// API Priority and Fairness: requests classified by FlowSchemas and queued fairly per
+    /// priority level. Off: the max-in-flight limits alone (no queuing).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_priority_and_fairness: bool,
+    /// Read-only requests at once (0: no limit); with priority and fairness, part of the seats
+    /// the priority levels share.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating requests at once (0: no limit); with priority and fairness, part of the seats
+    /// the priority levels share.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// A request's deadline (a Go duration). skiff uses it for how long a request may wait in
+    /// a priority level's queue (a quarter of it, at most a minute), not to cut handlers short.
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
+    pub request_timeout: Duration,
+}
+
+impl FlowControlArgs {
+    pub fn options(&self) -> crate::flowcontrol::Options {
+        crate::flowcontrol::Options {
+            enabled: self.enable_priority_and_fairness,
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 /// Service-account tokens: how they are signed and checked (kube-apiserver's flag names).
@@ -545,6 +579,10 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
             tracing::warn!("--disable-admission-plugins: {plugin} cannot be turned off in skiff; it keeps running");
         }
     }
+    let flow_control = crate::flowcontrol::FlowControl::new(
+        args.flow_control.options(),
+        metrics.flowcontrol.clone(),
+    );
     let server = Arc::new(ApiServer {
         storage,
         caches,
@@ -560,10 +598,15 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         kubelet_client,
         custom: Default::default(),
         aggregator: crate::aggregator::Aggregator::new(proxy_client),
+        flow_control,
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     publish_authentication_config(&server).await?;
     tokio::spawn(crate::aggregator::controller::run(server.clone()));
+    if args.flow_control.enable_priority_and_fairness {
+        // The configuration controller's status writes (FlowSchemas' `Dangling`).
+        tokio::spawn(crate::flowcontrol::status::run(server.clone()));
+    }
     // The CRD controllers (names, establishing, cleanup), which also keep `server.custom`.
     tokio::spawn(crate::customresource::controller::run(server.clone()));
     let host = if args.bind_address == "0.0.0.0" {
@@ -739,6 +782,35 @@ mod tests {
         assert_eq!(sa.service_account_max_token_expiration, Some(48 * 3600));
         assert!(!sa.service_account_extend_token_expiration);
         assert_eq!(c.args.disable_admission_plugins, ["ServiceAccount"]);
+    }
+
+    #[test]
+    fn flow_control_flags() {
+        let c = Command::parse_from(["apiserver"]);
+        let options = c.args.flow_control.options();
+        assert!(options.enabled);
+        assert_eq!(
+            (
+                options.max_requests_inflight,
+                options.max_mutating_requests_inflight
+            ),
+            (400, 200)
+        );
+        assert_eq!(options.request_timeout, Duration::from_secs(60));
+        let c = Command::parse_from([
+            "apiserver",
+            "--enable-priority-and-fairness=false",
+            "--max-requests-inflight=10",
+            "--max-mutating-requests-inflight=5",
+            "--request-timeout=2m",
+        ]);
+        let options = c.args.flow_control.options();
+        assert!(!options.enabled);
+        assert_eq!(
+            options.max_requests_inflight + options.max_mutating_requests_inflight,
+            15
+        );
+        assert_eq!(options.request_timeout, Duration::from_secs(120));
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn dns_memory_settings() {
 
 mod backup;
 mod bench;
+mod bench_apf;
 mod bench_apiserver;
 mod bench_authz;
 mod bench_controllers;
@@ -176,6 +177,9 @@ enum ApiserverAction {
     /// What custom resources cost: 10,000 objects of a CRD created and watched, beside as many
     /// ConfigMaps; prints both and the ratio.
     BenchCrd(bench_crd::BenchArgs),
+    /// API Priority and Fairness: one user's latency alone and under another user's flood of
+    /// lists, on skiff with and without it and on kube-apiserver; prints the ratios.
+    BenchApf(bench_apf::BenchArgs),
 }
 
 /// SIGTERM or ctrl-c.
@@ -216,6 +220,7 @@ fn main() -> anyhow::Result<()> {
                 Some(ApiserverAction::Bench(args)) => runtime.block_on(bench_apiserver::run(args)),
                 Some(ApiserverAction::BenchAuthz(args)) => runtime.block_on(bench_authz::run(args)),
                 Some(ApiserverAction::BenchCrd(args)) => runtime.block_on(bench_crd::run(args)),
+                Some(ApiserverAction::BenchApf(args)) => runtime.block_on(bench_apf::run(args)),
             }
         }
         Command::Image(cmd) => skiff_image::cli::main(cmd),

@@ -80,6 +80,9 @@ pub struct ServerArgs {
         value_parser = skiff_apiserver::server::parse_go_duration
     )]
     pub etcd_compaction_interval: Duration,
+    /// API Priority and Fairness and the in-flight limits (kube-apiserver's flags).
+    #[command(flatten)]
+    pub flow_control: skiff_apiserver::server::FlowControlArgs,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -138,6 +141,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubelet: args.kubelet.clone(),
         aggregator: args.aggregator.clone(),
         etcd_compaction_interval: args.etcd_compaction_interval,
+        flow_control: args.flow_control.clone(),
     })
     .await?;
     // The token controller signs legacy tokens with the API server's key.

@@ -63,6 +63,8 @@ pub struct ApiServer {
     pub custom: crate::customresource::Registry,
     /// The group versions extension servers serve, and the front proxy's credentials.
     pub aggregator: crate::aggregator::Aggregator,
+    /// API Priority and Fairness (or the max-in-flight limits when it is off).
+    pub flow_control: crate::flowcontrol::FlowControl,
 }
 
 pub type NamespaceLocks =

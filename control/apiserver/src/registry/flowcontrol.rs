@@ -5,10 +5,9 @@
 //! objects, whose specs may not be changed, and the suggested ones, all created at start when
 //! absent (`server.rs`) and marked for automatic update as upstream marks them.
 //!
-//! Flow control itself — classifying requests by these schemas and queuing them per priority
-//! level — is not built: the objects are served so that clients and controllers that read them
-//! (kubectl, informers, `kubectl get flowschemas`) see what a kube-apiserver has. No controller
-//! writes their status conditions (`Dangling`) yet.
+//! Flow control itself — classifying requests by these schemas, queuing them per priority
+//! level, the `Dangling` status conditions — is `crate::flowcontrol`, which reads these objects
+//! from the watch cache.
 
 use crate::error::FieldError;
 use crate::names::{
