@@ -263,6 +263,21 @@ spec: {{group: wardle.example.com, version: v1alpha1, groupPriorityMinimum: 2000
         resources.contains("flunders")
     });
     assert!(resources.contains("fischers"), "{resources}");
+    // Its OpenAPI v3 document, through /openapi/v3: kubectl explain reads extension types.
+    let mut explained = String::new();
+    wait_until("kubectl explain flunders", || {
+        let out = s.kubectl(&["explain", "flunders.spec"]);
+        explained = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    for line in [
+        "GROUP:      wardle.example.com",
+        "KIND:       Flunder",
+        "VERSION:    v1alpha1",
+        "FIELD: spec <FlunderSpec>",
+    ] {
+        assert!(explained.contains(line), "{explained}");
+    }
     apply(
         &s,
         "apiVersion: wardle.example.com/v1alpha1\nkind: Flunder\nmetadata: {name: my-flunder, namespace: default}\nspec: {}\n",

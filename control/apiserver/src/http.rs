@@ -415,7 +415,7 @@ async fn route_admitted(
                     bytes_response(
                         200,
                         "application/json",
-                        crate::openapi::root(&server.custom),
+                        crate::openapi::root(&server.custom, &server.aggregator.routes()),
                     ),
                 ));
             }
@@ -447,6 +447,23 @@ async fn route_admitted(
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+            // An extension server's document comes from it, as the aggregator asks for it.
+            let routes = server.aggregator.routes();
+            let remote = gv
+                .strip_prefix("apis/")
+                .and_then(|gv| gv.split_once('/'))
+                .filter(|(g, v)| !discovery::served_locally(&server.custom, g, v))
+                .and_then(|(g, v)| routes.find(g, v));
+            if let Some(remote) = remote {
+                let path_and_query = parts
+                    .uri
+                    .path_and_query()
+                    .map_or(path.as_str(), |p| p.as_str());
+                return match crate::aggregator::proxy::fetch(server, remote, path_and_query).await {
+                    Ok(resp) => Ok((verb, resource, resp)),
+                    Err(e) => fail("get", ApiError::unavailable(e)),
+                };
+            }
             return match crate::openapi::gv_document(&server.custom, gv) {
                 Some((hash, doc)) => {
                     // A client that names the current hash may keep the document for good.

@@ -21,7 +21,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::Body;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
@@ -253,11 +252,15 @@ async fn reconcile(server: &Shared, objects: &[Value]) -> Routes {
             resources: previous
                 .find(&group, &version)
                 .and_then(|r| r.resources.clone()),
+            openapi_v3: previous
+                .find(&group, &version)
+                .and_then(|r| r.openapi_v3.clone()),
         };
         let (availability, resources) = check(server, &entry).await;
         entry.available = availability.0 == "True";
         if resources.is_some() {
             entry.resources = resources;
+            entry.openapi_v3 = openapi_v3_url(server, &entry).await;
         }
         write_condition(server, object, availability).await;
         remote.insert((group, version), entry);
@@ -378,29 +381,34 @@ fn has_ready_address(slice: &Value, port_name: &str) -> bool {
 
 /// `GET /apis/<group>/<version>` on the backend as the aggregator itself.
 async fn fetch_discovery(server: &Shared, remote: &Remote) -> Result<Value, String> {
-    let location = super::proxy::location(server, remote).await?;
     let path = format!("/apis/{}/{}", remote.group, remote.version);
-    let mut request = axum::http::Request::get(&path)
-        .header(axum::http::header::ACCEPT, "application/json")
-        .body(Body::empty())
-        .map_err(|e| e.to_string())?;
-    let aggregator = crate::auth::UserInfo {
-        name: "system:kube-aggregator".into(),
-        groups: vec!["system:masters".into()],
-        ..Default::default()
-    };
-    super::proxy::set_identity(request.headers_mut(), &aggregator);
-    let response = crate::proxy::forward(request, &location, "", &path)
+    let list = fetch_json(server, remote, &path).await?;
+    if list["kind"] != "APIResourceList" {
+        return Err("the discovery answer is not an APIResourceList".into());
+    }
+    Ok(list)
+}
+
+/// The backend's address of its OpenAPI v3 document for the group version, from its
+/// `/openapi/v3` (none when it serves no OpenAPI v3, as older extension servers do not).
+async fn openapi_v3_url(server: &Shared, remote: &Remote) -> Option<String> {
+    let root = tokio::time::timeout(CHECK_TIMEOUT, fetch_json(server, remote, "/openapi/v3"))
         .await
-        .map_err(|e| e.message)?;
+        .ok()?
+        .ok()?;
+    let key = format!("apis/{}/{}", remote.group, remote.version);
+    let url = root["paths"][key.as_str()]["serverRelativeURL"].as_str()?;
+    url.starts_with(&format!("/openapi/v3/{key}"))
+        .then(|| url.to_string())
+}
+
+/// `GET path` on the backend as the aggregator (`system:kube-aggregator` in
+/// `system:masters`), decoded as JSON.
+async fn fetch_json(server: &Shared, remote: &Remote, path: &str) -> Result<Value, String> {
+    let response = super::proxy::fetch(server, remote, path).await?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!(
-            "bad status from https://{}:{}{path}: {}",
-            location.host,
-            location.port,
-            status.as_u16()
-        ));
+        return Err(format!("bad status from {path}: {}", status.as_u16()));
     }
     let body = response
         .into_body()
@@ -408,12 +416,7 @@ async fn fetch_discovery(server: &Shared, remote: &Remote) -> Result<Value, Stri
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    let list: Value =
-        serde_json::from_slice(&body).map_err(|e| format!("decoding the discovery answer: {e}"))?;
-    if list["kind"] != "APIResourceList" {
-        return Err("the discovery answer is not an APIResourceList".into());
-    }
-    Ok(list)
+    serde_json::from_slice(&body).map_err(|e| format!("decoding the answer to {path}: {e}"))
 }
 
 /// Writes `availability` as the object's `Available` condition when it differs from what is

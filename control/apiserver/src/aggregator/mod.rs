@@ -12,7 +12,9 @@
 //! autoregister and crdregistration controllers), writes every APIService's `Available`
 //! condition (the local and remote availability controllers, with upstream's reasons), and
 //! fetches each remote group version's resource list, which discovery ([`crate::discovery`])
-//! merges into `/apis` — legacy and aggregated — as upstream's discovery aggregator does.
+//! merges into `/apis` — legacy and aggregated — as upstream's discovery aggregator does, and
+//! where its OpenAPI v3 document is, which `/openapi/v3` lists and fetches from the backend
+//! (upstream's OpenAPI v3 aggregator), so `kubectl explain` reads extension types.
 //!
 //! Backends are reached at a ready endpoint of their Service (upstream's
 //! `--enable-aggregator-routing`), as admission webhooks are: `skiff server` alone runs no
@@ -44,6 +46,9 @@ pub struct Remote {
     pub available: bool,
     /// The backend's `APIResourceList` for this group version, from its last good answer.
     pub resources: Option<Value>,
+    /// Where the backend's OpenAPI v3 document of this group version is
+    /// (`/openapi/v3/apis/<group>/<version>?hash=…`, from its `/openapi/v3`), if it has one.
+    pub openapi_v3: Option<String>,
 }
 
 /// Every remote group version, by (group, version).

@@ -101,6 +101,31 @@ pub(crate) fn set_identity(headers: &mut axum::http::HeaderMap, user: &UserInfo)
     }
 }
 
+/// `GET path` on `remote`'s extension server as the aggregator itself
+/// (`system:kube-aggregator` in `system:masters`, as upstream's availability checks and
+/// OpenAPI aggregation ask): the backend's answer as it comes.
+pub(crate) async fn fetch(
+    server: &ApiServer,
+    remote: &Remote,
+    path_and_query: &str,
+) -> Result<Response<Body>, String> {
+    let location = location(server, remote).await?;
+    let mut request = Request::get(path_and_query)
+        .header(header::ACCEPT, "application/json")
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let aggregator = UserInfo {
+        name: "system:kube-aggregator".into(),
+        groups: vec!["system:masters".into()],
+        ..Default::default()
+    };
+    set_identity(request.headers_mut(), &aggregator);
+    let path = request.uri().path().to_string();
+    crate::proxy::forward(request, &location, "", &path)
+        .await
+        .map_err(|e| e.message)
+}
+
 /// Sends `request` (already authorized for `user`) to `remote`'s extension server.
 pub async fn serve(
     server: &ApiServer,

@@ -253,10 +253,21 @@ pub(super) fn hash_of(doc: &[u8]) -> String {
         .collect()
 }
 
-/// `GET /openapi/v3`: the built-in group versions, then the custom ones served now.
-pub fn root(custom: &Registry) -> Bytes {
+/// `GET /openapi/v3`: the built-in group versions, then the custom ones served now, and those
+/// of extension servers.
+pub fn root(custom: &Registry, remote: &crate::aggregator::Routes) -> Bytes {
     let docs = documents();
     let mut root_paths = docs.root_paths.clone();
+    // Extension servers' group versions, at the addresses their servers give (fetched through
+    // this server: `http.rs`).
+    for r in remote.remote.values() {
+        if let Some(url) = &r.openapi_v3 {
+            let path = gv_path(&r.group, &r.version);
+            root_paths
+                .entry(path)
+                .or_insert_with(|| json!({"serverRelativeURL": url}));
+        }
+    }
     let mut seen = Vec::new();
     for r in custom.all() {
         if seen.contains(&(r.group, r.version)) {
