@@ -65,6 +65,7 @@ pub struct Endpoints {
 
 struct Shared {
     endpoints: Endpoints,
+    readyz: Option<Arc<Healthz>>,
     auth: delegated::Delegated,
 }
 
@@ -80,6 +81,9 @@ pub struct Options {
     /// [`User`] in the request's extensions). Without a fallback of their own: unknown paths
     /// are the plain `404 page not found`.
     pub routes: Option<Router>,
+    /// Checks only `/readyz` runs, after the endpoints' own (metrics-server's
+    /// `metric-storage-ready`: not ready before it can answer).
+    pub readyz: Option<Arc<Healthz>>,
 }
 
 /// How long a client gets to finish its TLS handshake.
@@ -130,6 +134,7 @@ pub async fn serve_with(
     let bound = listener.local_addr()?;
     let state = Arc::new(Shared {
         endpoints,
+        readyz: options.readyz,
         auth: delegated::Delegated::with_client_certs(
             client,
             serving.always_allow_paths.clone(),
@@ -384,7 +389,14 @@ async fn livez_endpoint(State(state): State<Arc<Shared>>, RawQuery(q): RawQuery)
 }
 
 async fn readyz_endpoint(State(state): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
-    health(&state, "readyz", q)
+    let Some(more) = &state.readyz else {
+        return health(&state, "readyz", q);
+    };
+    let mut checks = state.endpoints.healthz.checks();
+    checks.extend(more.checks());
+    let answer = Healthz::new(checks).answer("readyz", q.as_deref());
+    let code = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    text(code, answer.body)
 }
 
 async fn metrics_endpoint(State(state): State<Arc<Shared>>) -> Response {
@@ -412,6 +424,7 @@ mod tests {
         let registry = metrics::component_registry(None);
         router(
             Arc::new(Shared {
+                readyz: None,
                 endpoints: Endpoints {
                     healthz: Arc::new(Healthz::new(checks)),
                     metrics: Arc::new(move || metrics::render(&registry)),
