@@ -26,7 +26,6 @@ pub mod storage;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -82,9 +81,8 @@ fn client_certs(args: &MetricsServerArgs) -> anyhow::Result<skiff_serving::Clien
     }))
 }
 
-/// A reflector on `api`: the store, filled in the background; `synced` turns true after the
-/// first list.
-fn cache<K>(api: kube::Api<K>) -> (reflector::Store<K>, Arc<std::sync::atomic::AtomicBool>)
+/// A reflector on `api`: the store, filled in the background.
+fn cache<K>(api: kube::Api<K>) -> reflector::Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -95,16 +93,9 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = synced.clone();
     let stream = reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .touched_objects();
-    let ready = reader.clone();
-    tokio::spawn(async move {
-        let _ = ready.wait_until_ready().await;
-        flag.store(true, Ordering::Relaxed);
-    });
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
@@ -113,7 +104,21 @@ where
             }
         }
     });
-    (reader, synced)
+    reader
+}
+
+/// A check that passes once `store` has its first list (upstream's informer-sync checks).
+fn synced<K>(name: &str, store: reflector::Store<K>) -> Check
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let plural = K::plural(&()).to_string();
+    Check::new(name, move || {
+        match futures::FutureExt::now_or_never(store.wait_until_ready()) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(format!("the {plural} cache has not synced")),
+        }
+    })
 }
 
 /// Reads the certificate files of `--kubelet-certificate-authority` as DER.
@@ -151,8 +156,8 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
             timeout: resolution.mul_f64(0.9),
         },
     );
-    let (nodes, nodes_synced) = cache(kube::Api::<Node>::all(client.clone()));
-    let (pods, pods_synced) = cache(kube::Api::<Pod>::all(client.clone()));
+    let nodes = cache(kube::Api::<Node>::all(client.clone()));
+    let pods = cache(kube::Api::<Pod>::all(client.clone()));
     let storage = Arc::new(RwLock::new(storage::Storage::new(resolution)));
     let last_tick = Arc::new(AtomicI64::new(scraper::now_ns()));
 
@@ -172,16 +177,7 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
                 }
             })
         },
-        {
-            let synced = pods_synced.clone();
-            Check::new("metadata-informer-sync", move || {
-                if synced.load(Ordering::Relaxed) {
-                    Ok(())
-                } else {
-                    Err("the pod cache has not synced".into())
-                }
-            })
-        },
+        synced("metadata-informer-sync", pods.clone()),
     ]));
     let readyz = Arc::new(Healthz::new(vec![
         {
@@ -190,20 +186,11 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
                 if storage.read().ready() {
                     Ok(())
                 } else {
-                    Err("not metrics to serve".into())
+                    Err("no metrics to serve".into())
                 }
             })
         },
-        {
-            let synced = nodes_synced.clone();
-            Check::new("metric-informer-sync", move || {
-                if synced.load(Ordering::Relaxed) {
-                    Ok(())
-                } else {
-                    Err("the node cache has not synced".into())
-                }
-            })
-        },
+        synced("metric-informer-sync", nodes.clone()),
     ]));
     let registry = skiff_serving::metrics::component_registry(None);
     let routes = api::router(api::Sources {
@@ -279,6 +266,3 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
     }
 }
-
-/// How long to wait before a round, for tests.
-pub const DEFAULT_RESOLUTION: Duration = Duration::from_secs(15);
