@@ -523,5 +523,16 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     let (code, body) = curl(&admin, "/metrics");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("process_cpu_seconds_total"), "{body}");
+    assert!(
+        body.contains("metrics_server_kubelet_request_total{success=\"true\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("metrics_server_storage_points{type=\"node\"} 2"),
+        "{body}"
+    );
+    // Everyone else may not.
+    let (code, _) = curl(&jane, "/metrics");
+    assert_eq!(code, 403);
     assert!(!server_log().contains("panicked"), "{}", server_log());
 }

@@ -89,7 +89,10 @@ pub async fn install_metrics_server(
     let bindings = Api::<ClusterRoleBinding>::all(client.clone());
     for (name, role) in [
         ("system:metrics-server", "system:metrics-server"),
-        ("metrics-server:system:auth-delegator", "system:auth-delegator"),
+        (
+            "metrics-server:system:auth-delegator",
+            "system:auth-delegator",
+        ),
     ] {
         create(
             &bindings,

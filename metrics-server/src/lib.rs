@@ -21,6 +21,7 @@ pub mod api;
 pub mod args;
 pub mod decode;
 pub mod format;
+pub mod metrics;
 pub mod scraper;
 pub mod storage;
 
@@ -192,7 +193,8 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
         },
         synced("metric-informer-sync", nodes.clone()),
     ]));
-    let registry = skiff_serving::metrics::component_registry(None);
+    let mut registry = skiff_serving::metrics::component_registry(None);
+    let server_metrics = metrics::ServerMetrics::register(&mut registry);
     let routes = api::router(api::Sources {
         storage: storage.clone(),
         nodes: nodes.clone(),
@@ -234,13 +236,22 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
         loop {
             ticker.tick().await;
             last_tick.store(scraper::now_ns(), Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let round = scraper.round(nodes.state()).await;
+            for (node, success, seconds, at) in &round.requests {
+                server_metrics.kubelet_request(node, *success, *seconds, *at);
+            }
             for (_, why) in &round.failures {
                 tracing::warn!("{why}");
             }
             let scraped = round.batches.len();
             storage.write().store(round.batches);
             let (node_points, container_points) = storage.read().points();
+            server_metrics.round(
+                started.elapsed().as_secs_f64(),
+                node_points,
+                container_points,
+            );
             tracing::debug!(
                 scraped,
                 failed = round.failures.len(),

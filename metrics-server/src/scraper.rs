@@ -35,10 +35,12 @@ pub struct Scraper {
     clients: Mutex<HashMap<String, kube::Client>>,
 }
 
-/// The outcome of a round: the batches, and the nodes that failed with why.
+/// The outcome of a round: the batches, the nodes that failed with why, and every request
+/// made (node, success, seconds, start in seconds since the epoch).
 pub struct Round {
     pub batches: BTreeMap<String, Batch>,
     pub failures: Vec<(String, String)>,
+    pub requests: Vec<(String, bool, f64, f64)>,
 }
 
 /// The URL of `node`'s kubelet: its first address of a preferred type.
@@ -116,19 +118,31 @@ impl Scraper {
     pub async fn round(&self, nodes: Vec<Arc<Node>>) -> Round {
         let scrapes = nodes.iter().map(|node| async move {
             let name = node.metadata.name.clone().unwrap_or_default();
-            let result = match kubelet_url(node, &self.options) {
-                Some(url) => self.scrape(&url).await.map_err(|e| {
-                    format!("unable to fetch metrics from node {name} ({url}): {e:#}")
-                }),
-                None => Err(format!("node {name}: no address of a preferred type")),
+            let Some(url) = kubelet_url(node, &self.options) else {
+                let why = format!("node {name}: no address of a preferred type");
+                return (name, Err(why), None);
             };
-            (name, result)
+            let at = now_ns() as f64 / 1e9;
+            let started = std::time::Instant::now();
+            let result = self
+                .scrape(&url)
+                .await
+                .map_err(|e| format!("unable to fetch metrics from node {name} ({url}): {e:#}"));
+            let request = (
+                name.clone(),
+                result.is_ok(),
+                started.elapsed().as_secs_f64(),
+                at,
+            );
+            (name, result, Some(request))
         });
         let mut round = Round {
             batches: BTreeMap::new(),
             failures: Vec::new(),
+            requests: Vec::new(),
         };
-        for (name, result) in futures::future::join_all(scrapes).await {
+        for (name, result, request) in futures::future::join_all(scrapes).await {
+            round.requests.extend(request);
             match result {
                 Ok(batch) => {
                     round.batches.insert(name, batch);
