@@ -10,7 +10,8 @@
 //! - a user without RBAC is 403 (by header and by token), a certificate from another CA or a
 //!   token the API server does not know is 401, no credential is the anonymous user (403, as
 //!   upstream's metrics-server with anonymous authentication on); `/readyz` passes only once
-//!   usage can be answered.
+//!   usage can be answered;
+//! - a new front-proxy CA published in the ConfigMap applies while the server runs (watched).
 //!
 //! Needs root; prints a skip line otherwise. One cluster, `skiff down` at the end (also when
 //! the test fails: `Cluster`'s drop), the server stopped by its pid before.
@@ -237,27 +238,32 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     // (create or replace: a server that already made the ConfigMap keeps its name).
     let (proxy_ca, proxy_cert, proxy_key) =
         certificates(dir, "front-proxy-ca", "front-proxy-client");
-    let (_, stranger_cert, stranger_key) = certificates(dir, "other-ca", "front-proxy-client");
-    let configmap = cluster.ok(&[
-        "create",
-        "configmap",
-        "extension-apiserver-authentication",
-        "-n",
-        "kube-system",
-        &format!("--from-file=client-ca-file=/var/lib/skiff/{NAME}/server/tls/ca.crt"),
-        &format!("--from-file=requestheader-client-ca-file={proxy_ca}"),
-        r#"--from-literal=requestheader-allowed-names=["front-proxy-client"]"#,
-        r#"--from-literal=requestheader-username-headers=["X-Remote-User"]"#,
-        r#"--from-literal=requestheader-group-headers=["X-Remote-Group"]"#,
-        r#"--from-literal=requestheader-extra-headers-prefix=["X-Remote-Extra-"]"#,
-        r#"--from-literal=requestheader-uid-headers=["X-Remote-Uid"]"#,
-        "--dry-run=client",
-        "-o",
-        "yaml",
-    ]);
-    let file = dir.join("configmap.yaml");
-    std::fs::write(&file, configmap).unwrap();
-    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let (other_ca, stranger_cert, stranger_key) =
+        certificates(dir, "other-ca", "front-proxy-client");
+    // Create or replace (`apply`): the API server may have made it already.
+    let publish = |requestheader_ca: &str| {
+        let configmap = cluster.ok(&[
+            "create",
+            "configmap",
+            "extension-apiserver-authentication",
+            "-n",
+            "kube-system",
+            &format!("--from-file=client-ca-file=/var/lib/skiff/{NAME}/server/tls/ca.crt"),
+            &format!("--from-file=requestheader-client-ca-file={requestheader_ca}"),
+            r#"--from-literal=requestheader-allowed-names=["front-proxy-client"]"#,
+            r#"--from-literal=requestheader-username-headers=["X-Remote-User"]"#,
+            r#"--from-literal=requestheader-group-headers=["X-Remote-Group"]"#,
+            r#"--from-literal=requestheader-extra-headers-prefix=["X-Remote-Extra-"]"#,
+            r#"--from-literal=requestheader-uid-headers=["X-Remote-Uid"]"#,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ]);
+        let file = dir.join("configmap.yaml");
+        std::fs::write(&file, configmap).unwrap();
+        cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    };
+    publish(&proxy_ca);
     cluster.ok(&["rollout", "status", "deployment/busy", "--timeout=90s"]);
 
     let log = std::fs::File::create(dir.join("metrics-server.log")).unwrap();
@@ -534,5 +540,23 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     // Everyone else may not.
     let (code, _) = curl(&jane, "/metrics");
     assert_eq!(code, 403);
+
+    // A new front-proxy CA in the ConfigMap applies without a restart: the other CA's
+    // certificate now speaks for users, the first one's no longer.
+    publish(&other_ca);
+    let stranger_as_jane = [
+        "--cert",
+        stranger_cert.as_str(),
+        "--key",
+        stranger_key.as_str(),
+        "-H",
+        "X-Remote-User: jane",
+    ];
+    wait_until_for(
+        "the rotated front-proxy CA",
+        Duration::from_secs(30),
+        || curl(&stranger_as_jane, "/apis/metrics.k8s.io/v1beta1/nodes").0 == 200,
+    );
+    assert_eq!(curl(&jane, "/apis/metrics.k8s.io/v1beta1/nodes").0, 401);
     assert!(!server_log().contains("panicked"), "{}", server_log());
 }
