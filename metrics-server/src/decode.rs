@@ -281,6 +281,14 @@ resource_scrape_error 0
         assert_eq!((s.value, s.labels.len()), (1e6, 0));
     }
 
+    proptest::proptest! {
+        /// Any text: points or an error, never a panic.
+        #[test]
+        fn any_text_decodes_or_fails(text in "((node|container)_[a-z_]{0,30}|[{}\",= a-z0-9.e+\\-]|\n){0,80}") {
+            let _ = decode(&text, 1);
+        }
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for bad in [

@@ -137,7 +137,7 @@ impl Storage {
 
     /// The previous point of `container` once `new` is stored.
     fn previous(&self, pod: &PodKey, container: &str, new: &Point) -> Option<Point> {
-        let age = new.timestamp_ns - new.start_ns;
+        let age = new.timestamp_ns.saturating_sub(new.start_ns);
         if new.start_ns < new.timestamp_ns
             && age < self.resolution_ns
             && age >= FRESH_CONTAINER_MIN_AGE_NS
@@ -313,6 +313,24 @@ mod tests {
             resource_usage(&point(10, 1.0, 1), &point(5, 2.0, 1)),
             Err("unexpected decrease in cumulative CPU usage value")
         );
+    }
+
+    /// Extreme values from a kubelet (a start time of -Inf, counters at the top): no panic.
+    #[test]
+    fn extreme_points_do_not_panic() {
+        let mut s = Storage::new(std::time::Duration::from_secs(15));
+        let odd = Point {
+            start_ns: i64::MIN,
+            timestamp_ns: i64::MAX,
+            cpu_ns: u64::MAX,
+            memory: u64::MAX,
+        };
+        s.store(round(Some(odd), &[("web", "a", odd)]));
+        s.store(round(
+            Some(point(1, 0.0, 0)),
+            &[("web", "a", point(1, 0.0, 0))],
+        ));
+        let _ = (s.node("n1"), s.pod(&web()));
     }
 
     #[test]

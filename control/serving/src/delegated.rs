@@ -635,6 +635,39 @@ mod tests {
         }
     }
 
+    /// Whatever the path and query, an answer and no panic.
+    #[test]
+    fn any_request_line_is_read() {
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(
+                &(
+                    "(/|apis|api|namespaces|watch|x|%|\\.|[a-z]{1,3}){0,9}",
+                    proptest::option::of("[a-zA-Z=&%+,.!0-9]{0,40}"),
+                    proptest::sample::select(vec!["GET", "POST", "DELETE", "HEAD", "BREW"]),
+                ),
+                |(path, query, method)| {
+                    let attributes = Attributes::of(method, &path, query.as_deref());
+                    let _ = forbidden("u", &attributes, "");
+                    Ok(())
+                },
+            )
+            .unwrap();
+        for (path, query) in [
+            ("/apis//", None),
+            ("/api", None),
+            ("//", Some("fieldSelector=%")),
+            ("/apis/g/v/watch", Some("watch")),
+            (
+                "/apis/g/v/pods",
+                Some("fieldSelector=metadata.name%3D%2e%2e"),
+            ),
+            ("/apis/g/v/pods", Some("fieldSelector=%zz&watch=%")),
+        ] {
+            let _ = Attributes::of("GET", path, query);
+        }
+    }
+
     #[test]
     fn resource_forbidden_as_upstream() {
         let list = Attributes::of("GET", "/apis/metrics.k8s.io/v1beta1/nodes", None);
