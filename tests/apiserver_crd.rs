@@ -419,6 +419,33 @@ fn verbs(s: &ServerProcess) {
     let obj = get_json(s, &["ct", "applied"]);
     assert!(obj["metadata"]["labels"].get("owner").is_none(), "{obj}");
 
+    // Under fieldValidation=Strict (kubectl's default) an apply that sets a field the schema
+    // does not declare is refused, as structured-merge-diff refuses to type it upstream.
+    let out = apply_stdin(
+        s,
+        &["--server-side"],
+        &ssa.replace("image: nginx", "image: nginx\n  bogus: 1"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("failed to create typed patch object (default/applied; stable.example.com/v1, Kind=CronTab): .spec.bogus: field not declared in schema"),
+        "{}",
+        stderr(&out)
+    );
+    // A key given twice in a YAML body (kubectl would merge them before sending).
+    let twice = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: applied\nspec:\n  image: a\n  image: b\n";
+    let (code, body) = s.curl(
+        "PATCH",
+        "/apis/stable.example.com/v1/namespaces/default/crontabs/applied?fieldManager=kubectl&fieldValidation=Strict",
+        "application/apply-patch+yaml",
+        twice.as_bytes(),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(r#"error strict decoding patch: yaml: unmarshal errors:\n  line 7: key \"image\" already set in map"#),
+        "{body}"
+    );
+
     // Dry run stores nothing.
     let dry = ssa.replace("name: applied", "name: dry");
     let out = s.kubectl_stdin(&["create", "-f", "-", "--dry-run=server"], &dry);
@@ -666,6 +693,42 @@ fn realistic(s: &ServerProcess) {
         obj["spec"]["extraConfig"]["global"]["external_labels"]["cluster"],
         "lab"
     );
+    // OpenAPI v2 as upstream's CRD builder makes it for kubectl's client-side validation:
+    // ObjectMeta by reference, and nodes that keep unknown fields without a type or
+    // properties (kubectl would refuse the fields it does not see listed).
+    let v2: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", "/openapi/v2"])).unwrap();
+    let (_, def) = v2["definitions"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.ends_with(".ScrapeMonitor"))
+        .expect("the ScrapeMonitor definition");
+    assert_eq!(
+        def["properties"]["metadata"]["$ref"],
+        "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    );
+    assert_eq!(
+        def["x-kubernetes-group-version-kind"][0]["kind"],
+        "ScrapeMonitor"
+    );
+    let pod_template = &def["properties"]["spec"]["properties"]["podTemplate"];
+    assert_eq!(
+        pod_template["x-kubernetes-preserve-unknown-fields"], true,
+        "{pod_template}"
+    );
+    assert!(
+        pod_template.get("type").is_none() && pod_template.get("properties").is_none(),
+        "{pod_template}"
+    );
+    for flag in [
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-int-or-string",
+    ] {
+        assert!(
+            !def.to_string().contains(&format!("\"{flag}\":false")),
+            "{def}"
+        );
+    }
     assert_eq!(obj["spec"]["podTemplate"]["kind"], "Pod");
     assert_eq!(
         obj["spec"]["podTemplate"]["spec"]["containers"][0]["image"],

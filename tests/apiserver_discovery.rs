@@ -14,16 +14,7 @@ use common::ServerProcess;
 use serde_json::Value;
 
 /// Resources (`group/version<TAB>resource`) upstream serves that skiff does not yet, and why.
-const NOT_SERVED: &[(&str, &str)] = &[
-    (
-        "apiregistration.k8s.io/v1\tapiservices",
-        "aggregation: the API extensions issue",
-    ),
-    (
-        "apiregistration.k8s.io/v1\tapiservices/status",
-        "aggregation: the API extensions issue",
-    ),
-];
+const NOT_SERVED: &[(&str, &str)] = &[];
 
 fn get_json(s: &ServerProcess, path: &str) -> Value {
     serde_json::from_str(&s.kubectl_ok(&["get", "--raw", path])).expect("discovery JSON")

@@ -220,6 +220,36 @@ fn validating_webhooks(s: &ServerProcess, hooks: &WebhookServer) {
     assert_eq!(hooks.get("/last")["dryRun"], true);
     assert_eq!(hooks.get("/last")["options"]["dryRun"][0], "All");
     s.kubectl_ok(&["delete", "validatingwebhookconfiguration", "deny"]);
+
+    // Deletions are admitted too: the webhook gets the object being deleted as oldObject.
+    namespace(s, "vwh-delete");
+    create_ok(s, "vwh-delete", &configmap("kept", "deny: x"));
+    apply(
+        s,
+        &validating("protect", "vwh-delete", &client, "").replace("[CREATE, UPDATE]", "[DELETE]"),
+    );
+    let mut refusal = String::new();
+    wait_until("the deletion to be refused", || {
+        let out = s.kubectl(&["delete", "-n", "vwh-delete", "cm", "kept"]);
+        refusal = stderr(&out);
+        !out.status.success()
+    });
+    assert!(
+        refusal.contains(r#"admission webhook "protect.example.com" denied the request: the label deny is not allowed here"#),
+        "{refusal}"
+    );
+    let last = hooks.get("/last");
+    assert_eq!(last["operation"], "DELETE");
+    assert!(last["object"].is_null(), "{last}");
+    assert_eq!(last["oldObject"]["metadata"]["name"], "kept");
+    assert_eq!(last["options"]["kind"], "DeleteOptions");
+    s.kubectl_ok(&["get", "-n", "vwh-delete", "cm", "kept"]);
+    s.kubectl_ok(&["delete", "validatingwebhookconfiguration", "protect"]);
+    wait_until("the deletion to go through", || {
+        s.kubectl(&["delete", "-n", "vwh-delete", "cm", "kept"])
+            .status
+            .success()
+    });
 }
 
 fn failure_policies(s: &ServerProcess, hooks: &WebhookServer) {

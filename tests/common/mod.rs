@@ -290,6 +290,10 @@ impl ServerProcess {
                 "apiserver.key",
                 "sa.key",
                 "sa.pub",
+                "front-proxy-ca.crt",
+                "front-proxy-ca.key",
+                "front-proxy-client.crt",
+                "front-proxy-client.key",
             ] {
                 std::fs::copy(src.join("tls").join(f), dir.path().join("tls").join(f)).unwrap();
             }

@@ -5,7 +5,8 @@ test made, one behaviour per path. Prints its port, then serves until killed.
 
 POST paths answer AdmissionReviews:
   /allow     allows everything (the benchmark's no-op webhook)
-  /validate  refuses objects labelled `deny` (code 403, a message), warns about ones
+  /validate  refuses objects labelled `deny` (code 403, a message; for a deletion, the
+             object being deleted), warns about ones
              labelled `warn`, and adds an audit annotation
   /mutate    adds the label `mutated: "yes"` with a JSONPatch
   /slow      answers after 5 seconds
@@ -26,7 +27,8 @@ STATE = {"last": None, "count": 0}
 
 def answer(request, path):
     uid = request["uid"]
-    obj = request.get("object") or {}
+    # A deletion has no new object: its labels are the old one's.
+    obj = request.get("object") or request.get("oldObject") or {}
     labels = (obj.get("metadata") or {}).get("labels") or {}
     response = {"uid": uid, "allowed": True}
     if path == "/validate":

@@ -28,6 +28,10 @@ const FILES: &[&str] = &[
     "tls/apiserver-kubelet-client.key",
     "tls/sa.key",
     "tls/sa.pub",
+    "tls/front-proxy-ca.crt",
+    "tls/front-proxy-ca.key",
+    "tls/front-proxy-client.crt",
+    "tls/front-proxy-client.key",
     "tokens.csv",
 ];
 

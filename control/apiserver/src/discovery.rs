@@ -2,10 +2,13 @@
 //! and aggregated v2 (`APIGroupDiscoveryList`, what kubectl asks for first), both built from the
 //! resource registry: the built-in table, then the custom resources of Established CRDs
 //! (`customresource::Registry`), which change while the server runs — discovery is built per
-//! request, so a new CRD shows up in the next discovery read.
+//! request, so a new CRD shows up in the next discovery read. Group versions served by
+//! extension API servers (`aggregator::Routes`) follow the local groups, by their APIServices'
+//! priorities; their resources come from each backend's last resource list.
 
 use serde_json::{json, Value};
 
+use crate::aggregator::Routes;
 use crate::customresource::Registry;
 use crate::resources::{group_versions, ResourceInfo, RESOURCES};
 
@@ -42,6 +45,14 @@ fn all_group_versions(custom: &Registry) -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// Whether this server serves `group/version` itself (built in, or a custom resource's).
+pub fn served_locally(custom: &Registry, group: &str, version: &str) -> bool {
+    RESOURCES
+        .iter()
+        .chain(custom.all())
+        .any(|r| r.group == group && r.version == version)
+}
+
 fn group_entry(custom: &Registry, group: &str) -> Value {
     let versions: Vec<Value> = all_group_versions(custom)
         .into_iter()
@@ -61,19 +72,45 @@ fn groups(custom: &Registry) -> Vec<&'static str> {
     out
 }
 
-pub fn api_group_list(custom: &Registry) -> Value {
-    let groups: Vec<Value> = groups(custom)
+/// The groups only extension servers serve, in their order.
+fn remote_groups(custom: &Registry, remote: &Routes) -> Vec<String> {
+    let local = groups(custom);
+    remote
+        .groups()
+        .into_iter()
+        .filter(|g| !local.contains(&g.as_str()))
+        .collect()
+}
+
+/// A remote group's discovery entry (upstream's `convertToDiscoveryAPIGroup`).
+fn remote_group_entry(remote: &Routes, group: &str) -> Value {
+    let versions: Vec<Value> = remote
+        .versions_of(group)
+        .into_iter()
+        .map(|r| json!({"groupVersion": format!("{group}/{}", r.version), "version": r.version}))
+        .collect();
+    json!({"name": group, "versions": versions.clone(), "preferredVersion": versions[0].clone()})
+}
+
+pub fn api_group_list(custom: &Registry, remote: &Routes) -> Value {
+    let mut groups: Vec<Value> = groups(custom)
         .into_iter()
         .map(|g| group_entry(custom, g))
         .collect();
+    for g in remote_groups(custom, remote) {
+        groups.push(remote_group_entry(remote, &g));
+    }
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn api_group(custom: &Registry, group: &str) -> Option<Value> {
-    if !groups(custom).contains(&group) {
+pub fn api_group(custom: &Registry, remote: &Routes, group: &str) -> Option<Value> {
+    let mut g = if groups(custom).contains(&group) {
+        group_entry(custom, group)
+    } else if remote_groups(custom, remote).iter().any(|g| g == group) {
+        remote_group_entry(remote, group)
+    } else {
         return None;
-    }
-    let mut g = group_entry(custom, group);
+    };
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
     Some(g)
@@ -168,15 +205,69 @@ fn aggregated_group(custom: &Registry, group: &str) -> Value {
     json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
 }
 
+/// A remote group in aggregated form, from the backends' resource lists (upstream's discovery
+/// aggregator converts legacy answers the same way). A version whose backend never answered
+/// is left out; one whose APIService is no longer Available is `Stale`.
+fn remote_aggregated_group(remote: &Routes, group: &str) -> Option<Value> {
+    let versions: Vec<Value> = remote
+        .versions_of(group)
+        .into_iter()
+        .filter_map(|r| {
+            let list = r.resources.as_ref()?;
+            let entries = list["resources"].as_array().cloned().unwrap_or_default();
+            let mut resources: Vec<Value> = Vec::new();
+            for e in entries.iter() {
+                let name = e["name"].as_str().unwrap_or_default();
+                let kind = |e: &Value| json!({
+                    "group": e["group"].as_str().unwrap_or(group),
+                    "version": e["version"].as_str().unwrap_or(&r.version),
+                    "kind": e["kind"],
+                });
+                if let Some((parent, sub)) = name.split_once('/') {
+                    let entry = json!({"subresource": sub, "responseKind": kind(e), "verbs": e["verbs"]});
+                    if let Some(p) = resources.iter_mut().find(|p| p["resource"] == parent) {
+                        match p["subresources"].as_array_mut() {
+                            Some(subs) => subs.push(entry),
+                            None => p["subresources"] = json!([entry]),
+                        }
+                    }
+                    continue;
+                }
+                let mut out = json!({
+                    "resource": name,
+                    "responseKind": kind(e),
+                    "scope": if e["namespaced"].as_bool().unwrap_or(false) { "Namespaced" } else { "Cluster" },
+                    "singularResource": e["singularName"],
+                    "verbs": e["verbs"],
+                });
+                for key in ["shortNames", "categories"] {
+                    if e[key].as_array().is_some_and(|a| !a.is_empty()) {
+                        out[key] = e[key].clone();
+                    }
+                }
+                resources.push(out);
+            }
+            let freshness = if r.available { "Current" } else { "Stale" };
+            Some(json!({"version": r.version, "resources": resources, "freshness": freshness}))
+        })
+        .collect();
+    (!versions.is_empty()).then(
+        || json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions}),
+    )
+}
+
 /// `GET /api` (core only) or `GET /apis` (every other group) in aggregated form.
-pub fn aggregated(custom: &Registry, core: bool) -> Value {
+pub fn aggregated(custom: &Registry, remote: &Routes, core: bool) -> Value {
     let items: Vec<Value> = if core {
         vec![aggregated_group(custom, "")]
     } else {
-        groups(custom)
+        let local = groups(custom)
             .into_iter()
-            .map(|g| aggregated_group(custom, g))
-            .collect()
+            .map(|g| aggregated_group(custom, g));
+        let others = remote_groups(custom, remote)
+            .into_iter()
+            .filter_map(|g| remote_aggregated_group(remote, &g));
+        local.chain(others).collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
@@ -201,7 +292,7 @@ mod tests {
 
     #[test]
     fn aggregated_has_all_category() {
-        let agg = aggregated(&Registry::default(), true);
+        let agg = aggregated(&Registry::default(), &Routes::default(), true);
         let pods = agg["items"][0]["versions"][0]["resources"]
             .as_array()
             .unwrap()

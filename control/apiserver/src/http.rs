@@ -319,8 +319,11 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/api" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r =
-                        json_response(200, &discovery::aggregated(&server.custom, true), &[]);
+                    let mut r = json_response(
+                        200,
+                        &discovery::aggregated(&server.custom, &server.aggregator.routes(), true),
+                        &[],
+                    );
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
@@ -333,15 +336,22 @@ async fn route(server: &Shared, req: Request) -> Routed {
             }
             "/apis" => {
                 let resp = if discovery::wants_aggregated(&accept) {
-                    let mut r =
-                        json_response(200, &discovery::aggregated(&server.custom, false), &[]);
+                    let mut r = json_response(
+                        200,
+                        &discovery::aggregated(&server.custom, &server.aggregator.routes(), false),
+                        &[],
+                    );
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
                     );
                     r
                 } else {
-                    json_response(200, &discovery::api_group_list(&server.custom), &[])
+                    json_response(
+                        200,
+                        &discovery::api_group_list(&server.custom, &server.aggregator.routes()),
+                        &[],
+                    )
                 };
                 return Ok((verb, resource, resp));
             }
@@ -411,12 +421,54 @@ async fn route(server: &Shared, req: Request) -> Routed {
         }
     }
 
+    // Group versions an extension server serves go there (`aggregator`).
+    if let ["apis", g, v, ..] = segments.as_slice() {
+        if !discovery::served_locally(&server.custom, g, v) {
+            let routes = server.aggregator.routes();
+            if let Some(remote) = routes.find(g, v) {
+                let uri = parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| parts.uri.path().to_string(), |p| p.to_string());
+                let info = crate::audit::RequestInfo::resolve(parts.method.as_str(), &uri);
+                let resource_label = match info.subresource.as_str() {
+                    "" => info.resource.clone(),
+                    sub => format!("{}/{sub}", info.resource),
+                };
+                if info.is_resource_request && !info.resource.is_empty() {
+                    let attrs = crate::auth::Attributes {
+                        user: &user,
+                        verb: info.verb.clone(),
+                        resource: Some(crate::auth::ResourceAttributes {
+                            namespace: info.namespace.clone(),
+                            api_group: info.api_group.clone(),
+                            api_version: info.api_version.clone(),
+                            resource: info.resource.clone(),
+                            subresource: info.subresource.clone(),
+                            name: info.name.clone(),
+                            field_selector: String::new(),
+                        }),
+                        path: path.clone(),
+                    };
+                    if let Err(e) = authorize(server, &attrs, &audit).await {
+                        return Err((info.verb, resource_label, e));
+                    }
+                }
+                let request = Request::from_parts(parts, body);
+                return match crate::aggregator::proxy::serve(server, remote, &user, request).await {
+                    Ok(response) => Ok((info.verb, resource_label, response)),
+                    Err(e) => Err((info.verb, resource_label, e)),
+                };
+            }
+        }
+    }
+
     // API group paths.
     let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (g, v, rest),
         ["apis", g] if parts.method == Method::GET => {
-            return match discovery::api_group(&server.custom, g) {
+            return match discovery::api_group(&server.custom, &server.aggregator.routes(), g) {
                 Some(doc) => Ok(plain_ok("get", json_response(200, &doc, &[]))),
                 None => fail("get", ApiError::path_not_found()),
             };

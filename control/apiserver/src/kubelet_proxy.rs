@@ -117,7 +117,7 @@ fn insecure_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
 
 /// TLS toward kubelets: presenting `cert_pem`/`key_pem`, verifying the kubelet against the
 /// CAs in `ca_pem` when given.
-fn client_config(
+pub(crate) fn client_config(
     cert_pem: &str,
     key_pem: &str,
     ca_pem: Option<&str>,

@@ -16,6 +16,7 @@
 //! controllers).
 
 pub mod admission;
+pub mod aggregator;
 pub mod apply;
 pub mod audit;
 pub mod auth;

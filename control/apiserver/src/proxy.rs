@@ -42,15 +42,18 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{ApiServer, Ctx, Target};
-use crate::kubelet_proxy::{connect, node_address, splice};
+use crate::kubelet_proxy::{connect_as, node_address, splice};
 use crate::resources;
 
 /// Where a proxied request goes.
 #[derive(Debug, Clone)]
-struct Location {
-    host: String,
-    port: u16,
-    tls: Option<Arc<rustls::ClientConfig>>,
+pub(crate) struct Location {
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name TLS verifies the backend as, when not `host` (an aggregated API server's
+    /// Service: `<service>.<namespace>.svc`).
+    pub server_name: Option<String>,
 }
 
 impl Location {
@@ -194,6 +197,7 @@ async fn node_location(server: &Arc<ApiServer>, ctx: &Ctx, id: &str) -> ApiResul
             host,
             port: kubelet_port,
             tls: Some(server.kubelet_client.kubelet_tls()),
+            server_name: None,
         });
     }
     let port = parse_port(port, id)?;
@@ -201,6 +205,7 @@ async fn node_location(server: &Arc<ApiServer>, ctx: &Ctx, id: &str) -> ApiResul
         host,
         port,
         tls: (scheme == "https").then(|| server.kubelet_client.insecure_tls()),
+        server_name: None,
     })
 }
 
@@ -241,6 +246,7 @@ async fn pod_location(
         host,
         port,
         tls: (scheme == "https").then(|| server.kubelet_client.insecure_tls()),
+        server_name: None,
     })
 }
 
@@ -295,6 +301,7 @@ async fn service_location(
             host: address.0,
             port,
             tls: (scheme == "https").then(|| server.kubelet_client.insecure_tls()),
+            server_name: None,
         });
     }
     Err(no_endpoints())
@@ -528,7 +535,7 @@ pub fn rewrite_location(location: &str, backend: &str, request_host: &str, prefi
     format!("{keep}{}{path}{tail}", prefix.trim_end_matches('/'))
 }
 
-async fn forward(
+pub(crate) async fn forward(
     mut request: Request<Body>,
     location: &Location,
     prefix: &str,
@@ -587,9 +594,15 @@ async fn forward(
         .body(Body::new(request.into_body()))
         .map_err(|e| ApiError::bad_request(format!("proxying: {e}")))?;
     *upstream.headers_mut() = headers;
-    let mut sender = connect(&location.host, location.port, location.tls.clone())
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let server_name = location.server_name.as_deref().unwrap_or(&location.host);
+    let mut sender = connect_as(
+        &location.host,
+        location.port,
+        location.tls.clone(),
+        server_name,
+    )
+    .await
+    .map_err(|e| unreachable(&e))?;
     let mut response = sender
         .send_request(upstream)
         .await

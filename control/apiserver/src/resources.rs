@@ -15,6 +15,7 @@ use k8s_openapi::api::{
     storage::v1 as storage, storagemigration::v1 as storagemigration,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -452,6 +453,9 @@ pub static RESOURCES: std::sync::LazyLock<Vec<ResourceInfo>> = std::sync::LazyLo
         resource!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", "customresourcedefinition", false, apiextensions::CustomResourceDefinition,
             short: ["crd", "crds"], cat: ["api-extensions"], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::apiextensions::CUSTOM_RESOURCE_DEFINITIONS),
+        resource!("apiregistration.k8s.io", "v1", "apiservices", "APIService", "apiservice", false, apiregistration::APIService,
+            short: [], cat: ["api-extensions"], sub: [Status], verbs: ALL_VERBS,
+            strategy: &registry::apiregistration::API_SERVICES),
         resource!("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", "flowschema", false, flowcontrol::FlowSchema,
             short: [], cat: [], sub: [Status], verbs: ALL_VERBS,
             strategy: &registry::flowcontrol::FLOW_SCHEMAS),

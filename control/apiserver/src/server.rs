@@ -61,6 +61,8 @@ pub struct ApiServerArgs {
     pub disable_admission_plugins: Vec<String>,
     #[command(flatten)]
     pub kubelet: crate::kubelet_proxy::KubeletClientArgs,
+    #[command(flatten)]
+    pub aggregator: crate::aggregator::front_proxy::AggregatorArgs,
     /// How often the store's history is compacted (upstream's flag and default; 0 turns it
     /// off): each time to the revision seen one interval earlier.
     #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = parse_go_duration)]
@@ -400,6 +402,45 @@ pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow
     Ok(())
 }
 
+/// `kube-system/extension-apiserver-authentication`: whom extension servers trust (upstream's
+/// `ClientCARegistrationHook`), written at every start so that it follows the flags.
+async fn publish_authentication_config(server: &ApiServer) -> anyhow::Result<()> {
+    const NAME: &str = "extension-apiserver-authentication";
+    let info = resources::find("", "v1", "configmaps").context("configmaps are registered")?;
+    let data = server.aggregator.identity.published.clone();
+    let existing = server
+        .storage
+        .get(&info.key(Some("kube-system"), NAME))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let target = Target {
+        info,
+        namespace: Some("kube-system".into()),
+        name: None,
+        sub: None,
+    };
+    let result = match existing {
+        None => {
+            let object =
+                json!({"metadata": {"name": NAME, "namespace": "kube-system"}, "data": data});
+            server.create(&target, &system_ctx(), object).await
+        }
+        Some(stored) if stored.object["data"] == data => return Ok(()),
+        Some(stored) => {
+            let mut object = stored.object;
+            object["data"] = data;
+            let target = Target {
+                name: Some(NAME.into()),
+                ..target
+            };
+            server.update(&target, &system_ctx(), object).await
+        }
+    };
+    result
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("publishing kube-system/{NAME}: {}", e.message))
+}
+
 /// A running API server (for `skiff server` and tests): where it listens and its admin files.
 pub struct Started {
     pub addr: SocketAddr,
@@ -452,6 +493,11 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         tracing::info!("{restored} cluster key files restored from the store");
     }
     let pki = tls::ensure_pki(&args.data_dir, &sans)?;
+    let proxy_client = crate::aggregator::front_proxy::ProxyClient::ensure(
+        &args.aggregator,
+        &args.data_dir,
+        &pki.ca_pem,
+    )?;
     let kubelet_client = crate::kubelet_proxy::KubeletClient::new(&args.kubelet, &args.data_dir)?;
     let (tokens, admin_token) = Tokens::ensure(&args.data_dir)?;
     let mut component_tokens = Vec::new();
@@ -513,8 +559,11 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         namespace_locks: Default::default(),
         kubelet_client,
         custom: Default::default(),
+        aggregator: crate::aggregator::Aggregator::new(proxy_client),
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
+    publish_authentication_config(&server).await?;
+    tokio::spawn(crate::aggregator::controller::run(server.clone()));
     // The CRD controllers (names, establishing, cleanup), which also keep `server.custom`.
     tokio::spawn(crate::customresource::controller::run(server.clone()));
     let host = if args.bind_address == "0.0.0.0" {

@@ -70,6 +70,8 @@ pub struct ServerArgs {
     pub audit: skiff_apiserver::audit::AuditOptions,
     #[command(flatten)]
     pub kubelet: skiff_apiserver::kubelet_proxy::KubeletClientArgs,
+    #[command(flatten)]
+    pub aggregator: skiff_apiserver::aggregator::front_proxy::AggregatorArgs,
     /// How often the store's history is compacted (kube-apiserver's flag and default; 0 turns
     /// it off).
     #[arg(
@@ -134,6 +136,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_accounts: args.service_accounts.clone(),
         disable_admission_plugins: args.disable_admission_plugins.clone(),
         kubelet: args.kubelet.clone(),
+        aggregator: args.aggregator.clone(),
         etcd_compaction_interval: args.etcd_compaction_interval,
     })
     .await?;

@@ -97,6 +97,28 @@ impl ApiServer {
                     }
                 }
             }
+            // ValidatingAdmissionPolicies and validating webhooks see the object as it is
+            // (`oldObject`; a deletion has no new one), as upstream's deleteValidation.
+            let request = crate::admission::Request {
+                info,
+                sub: None,
+                operation: Operation::Delete,
+                namespace: target.namespace.as_deref(),
+                name: target.name(),
+                user: &ctx.user,
+                dry_run,
+            };
+            let mut outcome = crate::admission::Outcome::default();
+            let admitted = crate::admission::validate_dynamic(
+                self,
+                &request,
+                None,
+                Some(&object),
+                &mut outcome,
+            )
+            .await;
+            ctx.report(outcome);
+            admitted?;
             let mut next = object.clone();
             let already_deleting = !meta(&object)["deletionTimestamp"].is_null();
             let grace =

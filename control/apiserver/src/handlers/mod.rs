@@ -61,6 +61,8 @@ pub struct ApiServer {
     pub kubelet_client: crate::kubelet_proxy::KubeletClient,
     /// The custom resources served now (Established CRDs), kept by the CRD controller.
     pub custom: crate::customresource::Registry,
+    /// The group versions extension servers serve, and the front proxy's credentials.
+    pub aggregator: crate::aggregator::Aggregator,
 }
 
 pub type NamespaceLocks =
@@ -359,7 +361,7 @@ pub fn decode_object(info: &ResourceInfo, ctx: &Ctx, mut body: Value) -> ApiResu
 
 /// A custom object: its metadata decoded as ObjectMeta (a mistyped metadata field is a 400, as
 /// upstream's), the rest pruned against the schema. Unknown fields are what pruning dropped.
-fn decode_custom(
+pub(super) fn decode_custom(
     info: &ResourceInfo,
     custom: &crate::customresource::CustomResource,
     body: &Value,

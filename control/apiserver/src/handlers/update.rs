@@ -78,6 +78,9 @@ impl ApiServer {
                 ));
             }
             let config = Value::Object(patch::parse_apply_config(&body).map_err(patch_error)?);
+            if ctx.field_validation()? == super::FieldValidation::Strict {
+                strict_apply_checks(target, &config, &body)?;
+            }
             let fields = apply::field_set(&definition, &config, subresource == "status");
             Some((manager, config, fields))
         } else {
@@ -542,4 +545,39 @@ pub(super) fn patch_error(e: patch::PatchError) -> ApiError {
         }));
     }
     err
+}
+
+/// What upstream's apply refuses under `fieldValidation=Strict` besides what decoding the
+/// result refuses: fields a custom resource's schema does not declare (structured-merge-diff
+/// cannot type the patch: a 500 naming each field) and a key given twice in a YAML body
+/// (its strict YAML decoding, with the line).
+fn strict_apply_checks(target: &Target, config: &Value, body: &[u8]) -> ApiResult<()> {
+    let info = target.info;
+    if let Some(custom) = info.custom {
+        let mut unknown = Vec::new();
+        // A metadata that does not decode is refused with the object, later.
+        let _ = super::decode_custom(info, custom, config, &mut unknown);
+        if !unknown.is_empty() {
+            let fields: Vec<String> = unknown
+                .iter()
+                .map(|path| format!(".{path}: field not declared in schema"))
+                .collect();
+            let detail = match fields.as_slice() {
+                [one] => one.clone(),
+                many => format!("errors:\n  {}", many.join("\n  ")),
+            };
+            let namespace = target.namespace.as_deref().unwrap_or_default();
+            let kind = format!("{}, Kind={}", info.api_version(), info.kind);
+            return Err(ApiError::internal(format!(
+                "failed to create typed patch object ({namespace}/{}; {kind}): {detail}",
+                target.name()
+            )));
+        }
+    }
+    if let Some(duplicate) = patch::yaml_duplicate_key(body) {
+        return Err(ApiError::bad_request(format!(
+            "error strict decoding patch: yaml: unmarshal errors:\n  {duplicate}"
+        )));
+    }
+    Ok(())
 }

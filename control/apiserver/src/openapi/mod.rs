@@ -109,8 +109,8 @@ fn list_schema(r: &ResourceInfo, def: &str, list_meta: &str) -> Value {
     })
 }
 
-const API_VERSION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
-const KIND: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+pub(super) const API_VERSION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+pub(super) const KIND: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 
 /// Marks the lists strategic merge patch merges, as upstream's documents do.
 fn add_patch_strategies(schemas: &mut Map<String, Value>) {
@@ -175,7 +175,7 @@ fn build_gv(group: &str, version: &str) -> Value {
 
 /// Upstream's definition name for a custom kind: the group reversed, then version and kind
 /// (`com.example.stable.v1.CronTab`).
-fn custom_definition(r: &ResourceInfo) -> String {
+pub(super) fn custom_definition(r: &ResourceInfo) -> String {
     let mut parts: Vec<&str> = r.group.split('.').collect();
     parts.reverse();
     format!("{}.{}.{}", parts.join("."), r.version, r.kind)

@@ -78,16 +78,24 @@ pub fn spec(custom: &Registry) -> Arc<Spec> {
             return spec.clone();
         }
     }
-    let spec = Arc::new(build(docs.iter().map(|(_, d)| d)));
+    let kinds: Vec<(String, Value)> = custom
+        .all()
+        .into_iter()
+        .map(|r| (super::custom_definition(r), custom_resource(r)))
+        .collect();
+    let spec = Arc::new(build(docs.iter().map(|(_, d)| d), kinds));
     *cache = Some((key, spec.clone()));
     spec
 }
 
-fn build<'a>(custom: impl Iterator<Item = &'a Value>) -> Spec {
+/// `custom`: the custom group versions' v3 documents; `kinds`: each custom kind's v2
+/// definition, which replaces the converted v3 one.
+fn build<'a>(custom: impl Iterator<Item = &'a Value>, kinds: Vec<(String, Value)>) -> Spec {
     let (mut paths, mut definitions) = BUILTIN.clone();
     for doc in custom {
         merge(doc, &mut paths, &mut definitions);
     }
+    definitions.extend(kinds);
     let doc = json!({
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": "v1.37.2"},
@@ -205,6 +213,148 @@ pub(super) fn schema(v: &Value) -> Value {
     Value::Object(out)
 }
 
+/// A custom kind's v2 definition as upstream's CRD OpenAPI builder publishes it for v2
+/// (`buildKubeNative` with `V2`): a schema that keeps unknown fields at its root (or none) is
+/// just `type: object` — kubectl's v2 validation would refuse every field not listed —
+/// otherwise the schema made v2-safe ([`structural_v2`]) with apiVersion, kind and metadata,
+/// and those three inside every embedded resource.
+fn custom_resource(r: &crate::resources::ResourceInfo) -> Value {
+    let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+    let raw = r.custom.and_then(|c| c.schema.as_ref()).map(|s| &s.raw);
+    let Some(raw) = raw.filter(|s| s["x-kubernetes-preserve-unknown-fields"] != json!(true)) else {
+        return json!({"type": "object", "x-kubernetes-group-version-kind": gvk});
+    };
+    let mut v3 = raw.clone();
+    structural_v2(&mut v3, 0);
+    add_type_meta(&mut v3);
+    add_embedded_type_meta(&mut v3, 0);
+    let mut out = schema(&v3);
+    out["x-kubernetes-group-version-kind"] = gvk;
+    out
+}
+
+/// v3 `metadata` (a reference with a description) and v2-style apiVersion and kind properties.
+fn add_type_meta(s: &mut Value) {
+    let Some(o) = s.as_object_mut() else {
+        return;
+    };
+    let props = o.entry("properties").or_insert_with(|| json!({}));
+    if let Some(props) = props.as_object_mut() {
+        props.insert(
+            "metadata".into(),
+            json!({"description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+                   "allOf": [{"$ref": format!("{SCHEMAS}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")}]}),
+        );
+        props.insert(
+            "apiVersion".into(),
+            json!({"type": "string", "description": super::API_VERSION}),
+        );
+        props.insert(
+            "kind".into(),
+            json!({"type": "string", "description": super::KIND}),
+        );
+    }
+}
+
+/// Upstream's `addEmbeddedProperties` for v2: apiVersion, kind and metadata (required kind
+/// and apiVersion) in every `x-kubernetes-embedded-resource` schema, except one that keeps
+/// unknown fields.
+fn add_embedded_type_meta(s: &mut Value, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let Some(o) = s.as_object_mut() else {
+        return;
+    };
+    if let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) {
+        props
+            .values_mut()
+            .for_each(|p| add_embedded_type_meta(p, depth + 1));
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = o.get_mut(key).filter(|c| c.is_object()) {
+            add_embedded_type_meta(child, depth + 1);
+        }
+    }
+    if o.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true))
+        || o.get("x-kubernetes-embedded-resource") != Some(&json!(true))
+    {
+        return;
+    }
+    add_type_meta(s);
+    let required = s
+        .as_object_mut()
+        .expect("an object")
+        .entry("required")
+        .or_insert_with(|| json!([]));
+    if let Some(list) = required.as_array_mut() {
+        for key in ["kind", "apiVersion"] {
+            if !list.iter().any(|k| k == key) {
+                list.push(json!(key));
+            }
+        }
+    }
+}
+
+/// Upstream's `ToStructuralOpenAPIV2`: no junctors (`allOf`, `oneOf`, `anyOf`, `not`); a
+/// nullable schema loses its type, items and properties, and its name leaves the parent's
+/// `required`; a schema that keeps unknown fields loses items and properties, and `object` as
+/// its type; an array left without items loses its type.
+fn structural_v2(s: &mut Value, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let Some(o) = s.as_object_mut() else {
+        return;
+    };
+    for key in ["allOf", "oneOf", "anyOf", "not"] {
+        o.remove(key);
+    }
+    if o.get("nullable") == Some(&json!(true)) {
+        for key in ["type", "nullable", "items", "properties"] {
+            o.remove(key);
+        }
+    }
+    let preserve = o.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
+    if preserve {
+        o.remove("items");
+        o.remove("properties");
+    }
+    if !o.contains_key("items") && o.get("type") == Some(&json!("array")) {
+        o.remove("type");
+    }
+    if preserve && o.get("type") == Some(&json!("object")) {
+        o.remove("type");
+    }
+    let nullable_props: Vec<String> = o
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| p["nullable"] == json!(true))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(required) = o.get_mut("required").and_then(Value::as_array_mut) {
+        required.retain(|r| !nullable_props.iter().any(|n| r == n.as_str()));
+    }
+    if o.get("additionalProperties")
+        .is_some_and(|a| a["nullable"] == json!(true))
+    {
+        o.remove("required");
+    }
+    if let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) {
+        props.values_mut().for_each(|p| structural_v2(p, depth + 1));
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = o.get_mut(key).filter(|c| c.is_object()) {
+            structural_v2(child, depth + 1);
+        }
+    }
+}
+
 /// A v3 parameter (`schema: {type}`) as v2 (`type` beside the name).
 fn parameter(p: &Value) -> Value {
     let mut out = Map::new();
@@ -305,7 +455,7 @@ mod tests {
     use super::*;
 
     fn builtin() -> Value {
-        let spec = build(std::iter::empty());
+        let spec = build(std::iter::empty(), Vec::new());
         serde_json::from_slice(&spec.json).unwrap()
     }
 

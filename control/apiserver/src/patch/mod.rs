@@ -228,6 +228,60 @@ pub(crate) fn parse_apply_config(body: &[u8]) -> Result<Map<String, Value>, Patc
     }
 }
 
+/// The first key a YAML body sets twice in one mapping, as Go's strict YAML decoding words it
+/// (`line 9: key "foo" already set in map`); `None` for JSON bodies and bodies without one.
+pub(crate) fn yaml_duplicate_key(body: &[u8]) -> Option<String> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return None;
+    }
+    // serde_yaml refuses a mapping with a repeated key, naming the path to the mapping and
+    // where it starts: `spec: duplicate entry with key "foo" at line 7 column 3`.
+    let error = serde_yaml::from_slice::<serde_yaml::Value>(body).err()?;
+    let text = error.to_string();
+    let marker = "duplicate entry with key ";
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let key = rest.split(" at line ").next()?;
+    // Go names the line of the second key.
+    let mapping = error.location()?;
+    let name: String = serde_json::from_str(key).ok()?;
+    let line =
+        second_key_line(body, mapping.line(), mapping.column(), &name).unwrap_or(mapping.line());
+    Some(format!("line {line}: key {key} already set in map"))
+}
+
+/// The line (1-based) of the second block-style `name:` key of the mapping whose first key is
+/// at `line`, `column`.
+fn second_key_line(body: &[u8], line: usize, column: usize, name: &str) -> Option<usize> {
+    let text = std::str::from_utf8(body).ok()?;
+    let indent = column.checked_sub(1)?;
+    let mut seen = 0;
+    for (i, l) in text.lines().enumerate().skip(line.checked_sub(1)?) {
+        let trimmed = l.trim_start();
+        let at = l.len() - trimmed.len();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if at < indent && i + 1 > line {
+            return None;
+        }
+        let is_key = at == indent
+            && [
+                format!("{name}:"),
+                format!("\"{name}\":"),
+                format!("'{name}':"),
+            ]
+            .iter()
+            .any(|k| trimmed.starts_with(k.as_str()));
+        if is_key {
+            seen += 1;
+            if seen == 2 {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
 fn apply_apply_patch(type_name: &str, original: &Value, body: &[u8]) -> Result<Value, PatchError> {
     let config = parse_apply_config(body)?;
 
@@ -297,6 +351,17 @@ fn node_count(value: &Value, limit: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn yaml_keys_set_twice_are_named_with_their_line() {
+        let body = b"\napiVersion: v1\nkind: X\nmetadata:\n  name: a\nspec:\n  unknown: uk1\n  foo: foo1\n  foo: foo2\n";
+        assert_eq!(
+            yaml_duplicate_key(body).as_deref(),
+            Some("line 9: key \"foo\" already set in map")
+        );
+        assert_eq!(yaml_duplicate_key(b"a: 1\nb: 2\n"), None);
+        assert_eq!(yaml_duplicate_key(b"{\"a\": 1, \"a\": 2}"), None);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -30,9 +30,9 @@ use crate::registry::Lookup;
 pub struct Endpoint {
     /// The URL as upstream's errors print it (with `?timeout=`).
     pub url: String,
-    address: String,
-    port: u16,
-    server_name: String,
+    pub(crate) address: String,
+    pub(crate) port: u16,
+    pub(crate) server_name: String,
     path: String,
 }
 

@@ -73,6 +73,60 @@ pub fn is_true(crd: &Value, type_: &str) -> bool {
     condition(crd, type_).is_some_and(|c| c["status"] == "True")
 }
 
+/// JSONSchemaProps' plain Go booleans, `omitempty` in Go's JSON: a false one is not kept (Go's
+/// protobuf writes them even when false, and a JSON body may spell them out). The pointer
+/// `x-kubernetes-preserve-unknown-fields` keeps an explicit false, as upstream's does.
+const OMITTED_WHEN_FALSE: &[&str] = &[
+    "exclusiveMaximum",
+    "exclusiveMinimum",
+    "uniqueItems",
+    "nullable",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-int-or-string",
+];
+
+/// Removes the false [`OMITTED_WHEN_FALSE`] flags from `schema` and every schema inside it.
+fn drop_false_flags(schema: &mut Value, depth: usize) {
+    // Deeper schemas than this are refused by validation anyway.
+    if depth > 64 {
+        return;
+    }
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    for key in OMITTED_WHEN_FALSE {
+        if object.get(*key) == Some(&Value::Bool(false)) {
+            object.remove(*key);
+        }
+    }
+    for key in [
+        "properties",
+        "patternProperties",
+        "definitions",
+        "dependencies",
+    ] {
+        if let Some(map) = object.get_mut(key).and_then(Value::as_object_mut) {
+            for child in map.values_mut() {
+                drop_false_flags(child, depth + 1);
+            }
+        }
+    }
+    for key in ["allOf", "oneOf", "anyOf", "items"] {
+        match object.get_mut(key) {
+            Some(Value::Array(list)) => {
+                list.iter_mut().for_each(|c| drop_false_flags(c, depth + 1))
+            }
+            Some(child) => drop_false_flags(child, depth + 1),
+            None => {}
+        }
+    }
+    for key in ["not", "additionalProperties", "additionalItems"] {
+        if let Some(child) = object.get_mut(key) {
+            drop_false_flags(child, depth + 1);
+        }
+    }
+}
+
 impl Strategy for CustomResourceDefinitions {
     fn tracks_generation(&self) -> bool {
         true
@@ -102,6 +156,13 @@ impl Strategy for CustomResourceDefinitions {
                 .is_none_or(str::is_empty);
             if list_kind_empty && !kind.is_empty() {
                 names.insert("listKind".into(), json!(format!("{kind}List")));
+            }
+        }
+        if let Some(versions) = spec.get_mut("versions").and_then(Value::as_array_mut) {
+            for version in versions {
+                if let Some(schema) = version.pointer_mut("/schema/openAPIV3Schema") {
+                    drop_false_flags(schema, 0);
+                }
             }
         }
         let conversion = spec.entry("conversion").or_insert_with(|| json!({}));
