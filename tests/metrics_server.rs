@@ -1,9 +1,11 @@
-//! `skiff metrics-server` on a `skiff up` cluster, seen as the API server's aggregation layer
-//! will see it: it runs inside the control plane's network namespace with an identity of its
-//! own (upstream's RBAC for `system:metrics-server`), scrapes both kubelets, and is asked over
-//! HTTPS with a front-proxy client certificate (from a CA this test makes and publishes in
-//! `kube-system/extension-apiserver-authentication`, as the API server does) and `X-Remote-*`
-//! headers:
+//! `skiff metrics-server` on a `skiff up` cluster: it runs inside the control plane's network
+//! namespace with an identity of its own (upstream's RBAC for `system:metrics-server`) and
+//! scrapes both kubelets. First through the API server's aggregation layer (an APIService
+//! whose Service's EndpointSlice names the control plane, the front-proxy credentials the API
+//! server published): `kubectl top node`, `kubectl top pod`, `kubectl get nodes.metrics.k8s.io`.
+//! Then straight over HTTPS with a front-proxy client certificate from a CA this test makes
+//! and publishes in `kube-system/extension-apiserver-authentication` (replacing the API
+//! server's) and `X-Remote-*` headers:
 //!
 //! - node and pod metrics appear with non-zero usage (a pod that burns a little CPU), single
 //!   objects, label and field selectors, a Table, discovery, NotFound in upstream's words;
@@ -148,6 +150,35 @@ fn issue(name: &str, groups: &[&str], out: &Path) {
     );
 }
 
+const APISERVICE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system}
+spec:
+  ports: [{name: https, port: 443, protocol: TCP, targetPort: 4443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server-test
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: metrics-server}
+addressType: IPv4
+ports: [{name: https, port: 4443, protocol: TCP}]
+endpoints: [{addresses: ["192.168.79.10"], conditions: {ready: true}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+"#;
+
 const RBAC: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -263,7 +294,6 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
         std::fs::write(&file, configmap).unwrap();
         cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
     };
-    publish(&proxy_ca);
     cluster.ok(&["rollout", "status", "deployment/busy", "--timeout=90s"]);
 
     let log = std::fs::File::create(dir.join("metrics-server.log")).unwrap();
@@ -309,6 +339,53 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     // Ready only once usage can be answered (two scrapes).
     wait_until_for("/readyz", Duration::from_secs(90), || {
         curl(&[], "/readyz").0 == 200
+    });
+
+    // Through the API server's aggregation layer, with the front-proxy credentials it
+    // published: `kubectl top` and `kubectl get` of the metrics. The Service has no selector:
+    // its EndpointSlice names the control plane, where the server runs.
+    cluster.apply(dir, "apiservice", APISERVICE);
+    wait_until_for("the APIService Available", Duration::from_secs(60), || {
+        cluster.jsonpath(
+            &["get", "apiservice", "v1beta1.metrics.k8s.io"],
+            "{.status.conditions[?(@.type==\"Available\")].status}",
+        ) == "True"
+    });
+    let mut top = String::new();
+    wait_until_for("kubectl top node", Duration::from_secs(60), || {
+        top = String::from_utf8_lossy(&cluster.kubectl(&["top", "node"]).stdout).into_owned();
+        top.contains(&format!("{NAME}-control-plane")) && top.contains(&format!("{NAME}-worker"))
+    });
+    assert!(
+        top.starts_with("NAME") && top.contains("CPU(cores)"),
+        "{top}"
+    );
+    let mut top_pod = String::new();
+    wait_until_for("kubectl top pod", Duration::from_secs(60), || {
+        top_pod =
+            String::from_utf8_lossy(&cluster.kubectl(&["top", "pod", "-l", "app=busy"]).stdout)
+                .into_owned();
+        top_pod.contains("busy-")
+    });
+    let table = cluster.ok(&["get", "nodes.metrics.k8s.io"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("WINDOW"),
+        "{table}"
+    );
+
+    // From here on, a front proxy this test makes (create or replace the ConfigMap), and
+    // requests straight to the server.
+    publish(&proxy_ca);
+    let probe = [
+        "--cert",
+        proxy_cert.as_str(),
+        "--key",
+        proxy_key.as_str(),
+        "-H",
+        "X-Remote-User: jane",
+    ];
+    wait_until_for("the test's front-proxy CA", Duration::from_secs(30), || {
+        curl(&probe, "/apis/metrics.k8s.io/v1beta1").0 == 200
     });
 
     // Both nodes, with usage.
