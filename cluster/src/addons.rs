@@ -110,7 +110,7 @@ pub fn kubeconfig(
     Ok(out.to_path_buf())
 }
 
-async fn create<K>(api: &Api<K>, object: serde_json::Value) -> anyhow::Result<()>
+pub(crate) async fn create<K>(api: &Api<K>, object: serde_json::Value) -> anyhow::Result<()>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {

@@ -17,6 +17,7 @@
 
 pub mod addons;
 pub mod forward;
+pub mod metrics_server;
 pub mod network;
 pub mod serving;
 pub mod state;

@@ -76,6 +76,11 @@ impl Healthz {
         self.checks.write().push(check);
     }
 
+    /// The checks, in order.
+    pub fn checks(&self) -> Vec<Check> {
+        self.checks.read().clone()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.checks.read().iter().map(|c| c.name.clone()).collect()
     }

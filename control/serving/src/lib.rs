@@ -12,12 +12,20 @@
 //!   (upstream's controller manager 1.37 serves only `/healthz` and answers 404 there);
 //! - `/metrics` in the Prometheus text format ([`metrics`]: process and leader election
 //!   metrics, plus whatever the component registers).
+//!
+//! A server behind the API server's aggregation layer (metrics-server) serves more through
+//! [`serve_with`] ([`Options`]): its own routes (an API group) behind the same authentication
+//! and authorization, a certificate from files (`--tls-cert-file`), and client certificates
+//! ([`requestheader`]: the front proxy's, from `extension-apiserver-authentication`).
 
 pub mod delegated;
 pub mod healthz;
 pub mod metrics;
+pub mod requestheader;
+pub mod x509;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +40,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
-pub use delegated::ALWAYS_ALLOW_PATHS;
+pub use delegated::{Attributes, User, ALWAYS_ALLOW_PATHS};
 pub use healthz::{Check, Healthz};
+pub use requestheader::ClientCertSource;
 
 /// Where and how to serve (upstream's `--bind-address`, `--secure-port`,
 /// `--authorization-always-allow-paths`).
@@ -56,7 +65,25 @@ pub struct Endpoints {
 
 struct Shared {
     endpoints: Endpoints,
+    readyz: Option<Arc<Healthz>>,
     auth: delegated::Delegated,
+}
+
+/// What a server serves beyond health and metrics, and how it takes clients.
+#[derive(Default)]
+pub struct Options {
+    /// The serving certificate chain and key (PEM; upstream's `--tls-cert-file`,
+    /// `--tls-private-key-file`). None: a self-signed one made at start.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Which client certificates authenticate (none by default).
+    pub client_certs: ClientCertSource,
+    /// More routes, authenticated and authorized as the rest (the handlers find the
+    /// [`User`] in the request's extensions). Without a fallback of their own: unknown paths
+    /// are the plain `404 page not found`.
+    pub routes: Option<Router>,
+    /// Checks only `/readyz` runs, after the endpoints' own (metrics-server's
+    /// `metric-storage-ready`: not ready before it can answer).
+    pub readyz: Option<Arc<Healthz>>,
 }
 
 /// How long a client gets to finish its TLS handshake.
@@ -70,11 +97,32 @@ pub async fn serve(
     client: kube::Client,
     endpoints: Endpoints,
 ) -> anyhow::Result<Option<SocketAddr>> {
+    serve_with(serving, client, endpoints, Options::default()).await
+}
+
+/// [`serve`] with more ([`Options`]).
+pub async fn serve_with(
+    serving: &SecureServing,
+    client: kube::Client,
+    endpoints: Endpoints,
+    options: Options,
+) -> anyhow::Result<Option<SocketAddr>> {
     if serving.port == 0 {
         return Ok(None);
     }
     let address = SocketAddr::new(serving.bind_address, serving.port);
-    let tls = tls_config(serving.bind_address)?;
+    let client_certs = match options.client_certs {
+        ClientCertSource::None => None,
+        ClientCertSource::Fixed(config) => Some(requestheader::DynamicClientCerts::fixed(config)),
+        ClientCertSource::Cluster => Some(requestheader::DynamicClientCerts::watch_cluster(
+            client.clone(),
+        )),
+    };
+    let tls = tls_config(
+        serving.bind_address,
+        options.tls_files.as_ref(),
+        client_certs.is_some(),
+    )?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| {
@@ -86,9 +134,14 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let state = Arc::new(Shared {
         endpoints,
-        auth: delegated::Delegated::new(client, serving.always_allow_paths.clone()),
+        readyz: options.readyz,
+        auth: delegated::Delegated::with_client_certs(
+            client,
+            serving.always_allow_paths.clone(),
+            client_certs.unwrap_or_default(),
+        ),
     });
-    let app = router(state);
+    let app = router(state, options.routes);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::spawn(async move {
         loop {
@@ -101,13 +154,28 @@ pub async fn serve(
                 }
             };
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(app.clone());
+            let app = app.clone();
             tokio::spawn(async move {
                 let Ok(Ok(tls)) =
                     tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 else {
                     return;
                 };
+                // The client's certificates ride along with each of its requests.
+                let peer = tls.get_ref().1.peer_certificates().map(|chain| {
+                    x509::PeerCertificates(Arc::new(
+                        chain.iter().map(|c| c.clone().into_owned()).collect(),
+                    ))
+                });
+                let service = TowerToHyperService::new(tower::util::MapRequest::new(
+                    app,
+                    move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                        if let Some(peer) = &peer {
+                            request.extensions_mut().insert(peer.clone());
+                        }
+                        request
+                    },
+                ));
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
@@ -117,20 +185,76 @@ pub async fn serve(
     Ok(Some(bound))
 }
 
-fn router(state: Arc<Shared>) -> Router {
-    Router::new()
+fn router(state: Arc<Shared>, routes: Option<Router>) -> Router {
+    let base = Router::new()
         .route("/healthz", any(healthz_endpoint))
         .route("/livez", any(livez_endpoint))
         .route("/readyz", any(readyz_endpoint))
         .route("/metrics", any(metrics_endpoint))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .with_state(state)
+        .with_state(state.clone());
+    let app = match routes {
+        Some(routes) => base.merge(routes),
+        None => base,
+    };
+    app.layer(middleware::from_fn_with_state(state, guard))
+}
+
+/// The serving configuration: the certificate from `files` or a self-signed one, and client
+/// certificates asked for (not required) when `client_certs`.
+fn tls_config(
+    bind_address: IpAddr,
+    files: Option<&(PathBuf, PathBuf)>,
+    client_certs: bool,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (chain, key) = match files {
+        Some((cert, key)) => certificate_files(cert, key)?,
+        None => self_signed(bind_address)?,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    let builder = if client_certs {
+        builder.with_client_cert_verifier(x509::RequestClientCert::new())
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+type CertifiedKey = (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+fn certificate_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<CertifiedKey> {
+    let pem = std::fs::read(cert).with_context(|| format!("--tls-cert-file {}", cert.display()))?;
+    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--tls-cert-file {}", cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "--tls-cert-file {}: no certificate",
+        cert.display()
+    );
+    let pem =
+        std::fs::read(key).with_context(|| format!("--tls-private-key-file {}", key.display()))?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .with_context(|| format!("--tls-private-key-file {}", key.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!("--tls-private-key-file {}: no private key", key.display())
+        })?;
+    Ok((chain, key))
 }
 
 /// A self-signed serving certificate (upstream's in-memory default: `localhost`, `127.0.0.1`;
 /// here also the bind address when it is a specific one).
-fn tls_config(bind_address: IpAddr) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+fn self_signed(bind_address: IpAddr) -> anyhow::Result<CertifiedKey> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if !bind_address.is_unspecified() && !bind_address.is_loopback() {
         names.push(bind_address.to_string());
@@ -140,17 +264,21 @@ fn tls_config(bind_address: IpAddr) -> anyhow::Result<Arc<rustls::ServerConfig>>
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
         .map_err(|e| anyhow::anyhow!("the serving key: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((vec![cert], key))
 }
 
 /// A `Status` body as the API machinery writes it.
-fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+pub fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    status_with_details(code, reason, message, None)
+}
+
+/// [`status`] with `details`.
+pub fn status_with_details(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<serde_json::Value>,
+) -> Response {
     let mut body = serde_json::json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -160,7 +288,9 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
         "reason": reason,
         "code": code.as_u16(),
     });
-    if code == StatusCode::FORBIDDEN {
+    if let Some(details) = details {
+        body["details"] = details;
+    } else if code == StatusCode::FORBIDDEN {
         body["details"] = serde_json::json!({});
     }
     let mut response = (
@@ -183,22 +313,43 @@ fn nosniff(response: &mut Response) {
 }
 
 /// Authentication, then authorization, before any routing (upstream's handler chain).
-async fn guard(State(state): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let verb = request.method().as_str().to_ascii_lowercase();
+async fn guard(State(state): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    let verdict = state.auth.check(authorization, &verb, &path).await;
+    let attributes = Attributes::of(request.method().as_str(), &path, request.uri().query());
+    let peer = request
+        .extensions()
+        .get::<x509::PeerCertificates>()
+        .cloned();
+    let (verdict, user) = state
+        .auth
+        .check_request(
+            request.headers(),
+            peer.as_ref().map(|p| p.0.as_slice()),
+            &attributes,
+        )
+        .await;
     let mut response = match verdict {
-        delegated::Verdict::Allow => next.run(request).await,
+        delegated::Verdict::Allow => {
+            if let Some(user) = user {
+                request.extensions_mut().insert(user);
+            }
+            next.run(request).await
+        }
         delegated::Verdict::Unauthorized => {
             status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
         }
-        delegated::Verdict::Forbidden(message) => {
-            status(StatusCode::FORBIDDEN, "Forbidden", &message)
-        }
+        delegated::Verdict::Forbidden(message, details) => status_with_details(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &message,
+            details.map(|d| {
+                let mut details = serde_json::json!({"group": d.group, "kind": d.resource});
+                if !d.name.is_empty() {
+                    details["name"] = d.name.into();
+                }
+                details
+            }),
+        ),
         delegated::Verdict::Error(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("Internal Server Error: {path:?}: {e}\n"),
@@ -211,7 +362,8 @@ async fn guard(State(state): State<Arc<Shared>>, request: Request, next: Next) -
     response
 }
 
-fn text(code: StatusCode, body: String) -> Response {
+/// A plain-text answer as Go's `http.Error` writes it.
+pub fn text(code: StatusCode, body: String) -> Response {
     let mut response = (
         code,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -237,7 +389,14 @@ async fn livez_endpoint(State(state): State<Arc<Shared>>, RawQuery(q): RawQuery)
 }
 
 async fn readyz_endpoint(State(state): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
-    health(&state, "readyz", q)
+    let Some(more) = &state.readyz else {
+        return health(&state, "readyz", q);
+    };
+    let mut checks = state.endpoints.healthz.checks();
+    checks.extend(more.checks());
+    let answer = Healthz::new(checks).answer("readyz", q.as_deref());
+    let code = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    text(code, answer.body)
 }
 
 async fn metrics_endpoint(State(state): State<Arc<Shared>>) -> Response {
@@ -263,16 +422,20 @@ mod tests {
 
     fn app(checks: Vec<Check>) -> Router {
         let registry = metrics::component_registry(None);
-        router(Arc::new(Shared {
-            endpoints: Endpoints {
-                healthz: Arc::new(Healthz::new(checks)),
-                metrics: Arc::new(move || metrics::render(&registry)),
-            },
-            auth: delegated::Delegated::new(
-                unreachable_client(),
-                ALWAYS_ALLOW_PATHS.map(String::from).to_vec(),
-            ),
-        }))
+        router(
+            Arc::new(Shared {
+                readyz: None,
+                endpoints: Endpoints {
+                    healthz: Arc::new(Healthz::new(checks)),
+                    metrics: Arc::new(move || metrics::render(&registry)),
+                },
+                auth: delegated::Delegated::new(
+                    unreachable_client(),
+                    ALWAYS_ALLOW_PATHS.map(String::from).to_vec(),
+                ),
+            }),
+            None,
+        )
     }
 
     async fn get(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, String, Response) {

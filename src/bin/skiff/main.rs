@@ -34,6 +34,9 @@ enum Command {
     /// The cluster DNS addon (CoreDNS's role): answers cluster.local from the API, forwards the
     /// rest; `bench` measures it with dnsperf.
     Dns(Box<DnsCommand>),
+    /// The Metrics API (metrics.k8s.io/v1beta1, metrics-server's role): scrapes the kubelets'
+    /// /metrics/resource for `kubectl top` and the HorizontalPodAutoscaler.
+    MetricsServer(Box<skiff_metrics_server::MetricsServerArgs>),
     /// A multi-node cluster of network-namespace nodes on this machine, in one command.
     Up(skiff_cluster::UpArgs),
     /// Remove everything `skiff up` made.
@@ -240,6 +243,9 @@ fn main() -> anyhow::Result<()> {
             }
             (None, None) => anyhow::bail!("skiff netd needs --kubeconfig and --node-name"),
         },
+        Command::MetricsServer(args) => {
+            tokio::runtime::Runtime::new()?.block_on(skiff_metrics_server::run(*args))
+        }
         Command::Up(args) => skiff_cluster::up::up(args),
         Command::Down(args) => skiff_cluster::down(args),
         Command::Backup(cmd) => backup::main(cmd),
