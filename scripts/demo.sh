@@ -148,6 +148,15 @@ k scale deployment web --replicas=4
 k rollout status deployment/web --timeout=120s
 k get pods -o wide
 
+say "resource usage: the metrics server behind the aggregation layer (kubectl top)"
+k get apiservice v1beta1.metrics.k8s.io
+for _ in $(seq 1 60); do
+  kubectl top pods >/dev/null 2>&1 && break
+  sleep 2
+done
+k top nodes
+k top pods
+
 say "everything in every namespace, and what a Pod is"
 k get pods --all-namespaces -o wide
 k explain pods | head -20

@@ -430,6 +430,8 @@ metadata: {name: max-replicas-binding}
 spec:
   policyName: max-replicas
   validationActions: [Deny]
+  # Narrowed by namespace only: no resourceRules, so every resource the policy matches.
+  matchResources: {namespaceSelector: {matchLabels: {webhooks: vap}}}
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy

@@ -1,9 +1,10 @@
 //! `skiff metrics-server` on a `skiff up` cluster: it runs inside the control plane's network
 //! namespace with an identity of its own (upstream's RBAC for `system:metrics-server`) and
-//! scrapes both kubelets. First through the API server's aggregation layer (an APIService
-//! whose Service's EndpointSlice names the control plane, the front-proxy credentials the API
-//! server published): `kubectl top node`, `kubectl top pod`, `kubectl get nodes.metrics.k8s.io`.
-//! Then straight over HTTPS with a front-proxy client certificate from a CA this test makes
+//! scrapes both kubelets. First the addon `skiff up` installs (the same binary as a kube-system
+//! Deployment, `cluster/src/metrics_server.rs`) through the API server's aggregation layer
+//! (the APIService `v1beta1.metrics.k8s.io`, the front-proxy credentials the API server
+//! published): `kubectl top node`, `kubectl top pod`, `kubectl get nodes.metrics.k8s.io`.
+//! Then a server this test runs, straight over HTTPS with a front-proxy client certificate from a CA this test makes
 //! and publishes in `kube-system/extension-apiserver-authentication` (replacing the API
 //! server's) and `X-Remote-*` headers:
 //!
@@ -149,35 +150,6 @@ fn issue(name: &str, groups: &[&str], out: &Path) {
         String::from_utf8_lossy(&status.stderr)
     );
 }
-
-const APISERVICE: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: metrics-server, namespace: kube-system}
-spec:
-  ports: [{name: https, port: 443, protocol: TCP, targetPort: 4443}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: metrics-server-test
-  namespace: kube-system
-  labels: {kubernetes.io/service-name: metrics-server}
-addressType: IPv4
-ports: [{name: https, port: 4443, protocol: TCP}]
-endpoints: [{addresses: ["192.168.79.10"], conditions: {ready: true}}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: v1beta1.metrics.k8s.io}
-spec:
-  group: metrics.k8s.io
-  version: v1beta1
-  service: {name: metrics-server, namespace: kube-system, port: 443}
-  insecureSkipTLSVerify: true
-  groupPriorityMinimum: 100
-  versionPriority: 100
-"#;
 
 const RBAC: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -342,9 +314,9 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     });
 
     // Through the API server's aggregation layer, with the front-proxy credentials it
-    // published: `kubectl top` and `kubectl get` of the metrics. The Service has no selector:
-    // its EndpointSlice names the control plane, where the server runs.
-    cluster.apply(dir, "apiservice", APISERVICE);
+    // published, to the addon `skiff up` installed (the kube-system Deployment behind the
+    // Service `metrics-server` and the APIService `v1beta1.metrics.k8s.io`): `kubectl top`
+    // and `kubectl get` of the metrics.
     wait_until_for("the APIService Available", Duration::from_secs(60), || {
         cluster.jsonpath(
             &["get", "apiservice", "v1beta1.metrics.k8s.io"],

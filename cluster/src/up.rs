@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 
 use crate::addons;
+use crate::metrics_server;
 use crate::network;
 use crate::serving;
 use crate::state::{self, Process, Recorded};
@@ -441,6 +442,24 @@ fn bring_up(
             runtime.block_on(async {
                 let client = admin_client(&kubeconfig).await?;
                 addons::install_dns(client, &addon_kubeconfig, 2).await
+            })
+        },
+    )?;
+    progress.step(
+        "metrics server (kube-system/metrics-server, v1beta1.metrics.k8s.io)",
+        || {
+            let addon_kubeconfig = metrics_server::kubeconfig(
+                &skiff,
+                &server_dir,
+                &format!("https://{}:6443", cp.ip),
+                &state_dir.join("addons/metrics-server.kubeconfig"),
+            )?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = admin_client(&kubeconfig).await?;
+                metrics_server::install_metrics_server(client, &addon_kubeconfig).await
             })
         },
     )?;

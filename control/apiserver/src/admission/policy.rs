@@ -41,8 +41,9 @@ fn name_of(v: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// Whether `resourceRules` (less `excludeResourceRules`) and the selectors of a
-/// `MatchResources` match; `namespace` is the request's namespace object.
+/// Whether `resourceRules` (less `excludeResourceRules`; none: every resource, as upstream's
+/// matcher) and the selectors of a `MatchResources` match; `namespace` is the request's
+/// namespace object.
 fn resources_match(
     resources: &Value,
     req: &Request<'_>,
@@ -65,7 +66,10 @@ fn resources_match(
                     .iter()
                     .any(|r| named(r) && matching::rule_matches(r, req, true)))
     };
-    if !matched(&resources["resourceRules"]) || matched(&resources["excludeResourceRules"]) {
+    // No `resourceRules` (a binding that narrows by namespace only) match every resource.
+    let rules = &resources["resourceRules"];
+    let any_resource = rules.as_array().is_none_or(Vec::is_empty);
+    if (!any_resource && !matched(rules)) || matched(&resources["excludeResourceRules"]) {
         return Ok(false);
     }
     let always = matches!(
