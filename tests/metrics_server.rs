@@ -309,8 +309,15 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     let jane: Vec<&str> = jane.iter().map(String::as_str).collect();
 
     // Ready only once usage can be answered (two scrapes).
-    wait_until_for("/readyz", Duration::from_secs(90), || {
-        curl(&[], "/readyz").0 == 200
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    wait_until_for("/readyz", Duration::from_secs(100), || {
+        let (code, body) = curl(&[], "/readyz");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never passed ({code}: {body}); the server's log:\n{}",
+            server_log()
+        );
+        code == 200
     });
 
     // Through the API server's aggregation layer, with the front-proxy credentials it

@@ -108,16 +108,36 @@ where
     reader
 }
 
-/// A check that passes once `store` has its first list (upstream's informer-sync checks).
-fn synced<K>(name: &str, store: reflector::Store<K>) -> Check
+/// Whether `store` has its first list, as a watch channel any number of readers may poll.
+///
+/// kube-runtime's `Store::wait_until_ready` sits on a oneshot receiver, which keeps one waker:
+/// with two pollers — the scrape loop awaiting it and a health check polling it on each
+/// `/readyz` — the loop's wake-up could be lost and no scrape ever ran (seen in
+/// tests/metrics_server.rs about one run in three). One task awaits it per store.
+fn readiness<K>(store: reflector::Store<K>) -> tokio::sync::watch::Receiver<bool>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            let _ = tx.send(true);
+        }
+    });
+    rx
+}
+
+/// A check that passes once a store has its first list (upstream's informer-sync checks).
+fn synced<K>(name: &str, ready: tokio::sync::watch::Receiver<bool>) -> Check
+where
+    K: kube::Resource<DynamicType = ()>,
+{
     let plural = K::plural(&()).to_string();
     Check::new(name, move || {
-        match futures::FutureExt::now_or_never(store.wait_until_ready()) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(format!("the {plural} cache has not synced")),
+        if *ready.borrow() {
+            Ok(())
+        } else {
+            Err(format!("the {plural} cache has not synced"))
         }
     })
 }
@@ -159,6 +179,8 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
     );
     let nodes = cache(kube::Api::<Node>::all(client.clone()));
     let pods = cache(kube::Api::<Pod>::all(client.clone()));
+    let mut nodes_ready = readiness(nodes.clone());
+    let pods_ready = readiness(pods.clone());
     let storage = Arc::new(RwLock::new(storage::Storage::new(resolution)));
     let last_tick = Arc::new(AtomicI64::new(scraper::now_ns()));
 
@@ -178,7 +200,7 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
                 }
             })
         },
-        synced("metadata-informer-sync", pods.clone()),
+        synced::<Pod>("metadata-informer-sync", pods_ready),
     ]));
     let readyz = Arc::new(Healthz::new(vec![
         {
@@ -191,7 +213,7 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
                 }
             })
         },
-        synced("metric-informer-sync", nodes.clone()),
+        synced::<Node>("metric-informer-sync", nodes_ready.clone()),
     ]));
     let mut registry = skiff_serving::metrics::component_registry(None);
     let server_metrics = metrics::ServerMetrics::register(&mut registry);
@@ -232,7 +254,7 @@ pub async fn run(args: MetricsServerArgs) -> anyhow::Result<()> {
     let scrape_loop = async move {
         let mut ticker = tokio::time::interval(resolution);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let _ = nodes.wait_until_ready().await;
+        let _ = nodes_ready.wait_for(|ready| *ready).await;
         loop {
             ticker.tick().await;
             last_tick.store(scraper::now_ns(), Ordering::Relaxed);
