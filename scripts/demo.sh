@@ -35,7 +35,7 @@ skiff image --root "$work/store" export -o "$work/web.tar" skiff.local/web:1
 say "skiff up: 1 control plane + 2 workers, each a network namespace"
 skiff down --name skiff >/dev/null 2>&1 || true
 # --publish: 127.0.0.1:18080 on this machine reaches NodePort 30080 on the nodes (k3d's -p).
-skiff up --load "$work/web.tar" --publish 18080:30080
+skiff up --load "$work/web.tar" --publish 18080:30080 --metrics-server
 export KUBECONFIG=/var/lib/skiff/skiff/admin.kubeconfig
 skiff status
 

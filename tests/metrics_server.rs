@@ -1,6 +1,6 @@
 //! `skiff metrics-server` on a `skiff up` cluster: it runs inside the control plane's network
 //! namespace with an identity of its own (upstream's RBAC for `system:metrics-server`) and
-//! scrapes both kubelets. First the addon `skiff up` installs (the same binary as a kube-system
+//! scrapes both kubelets. First the addon `skiff up --metrics-server` installs (the same binary as a kube-system
 //! Deployment, `cluster/src/metrics_server.rs`) through the API server's aggregation layer
 //! (the APIService `v1beta1.metrics.k8s.io`, the front-proxy credentials the API server
 //! published): `kubectl top node`, `kubectl top pod`, `kubectl get nodes.metrics.k8s.io`.
@@ -220,7 +220,14 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     let dir = work.path();
     let archive = web_image(dir, "metrics");
     let kubeconfig = dir.join("admin.kubeconfig");
-    let (cluster, _) = Cluster::up(NAME, 2, NODE_CIDR, &archive, &kubeconfig);
+    let (cluster, _) = Cluster::up_with(
+        NAME,
+        2,
+        NODE_CIDR,
+        &archive,
+        &kubeconfig,
+        &["--metrics-server"],
+    );
     cluster.apply(dir, "setup", RBAC);
 
     // The server's identity, and a user the cluster knows but RBAC grants nothing.

@@ -66,6 +66,13 @@ pub struct UpArgs {
     /// made.
     #[arg(long)]
     pub restore: Option<PathBuf>,
+    /// Install the metrics-server addon (`kubectl top`, the Metrics API behind the aggregation
+    /// layer), as upstream's components.yaml. Off by default: until its first two scrapes
+    /// (about 30 s) its APIService is unavailable, and clients that need every group's
+    /// discovery (skiff's namespace controller and garbage collector, through kube-rs'
+    /// `Discovery`) wait for it.
+    #[arg(long = "metrics-server")]
+    pub metrics_server: bool,
 }
 
 /// `8080:30080` → (8080, 30080).

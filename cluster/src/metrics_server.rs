@@ -8,7 +8,8 @@
 //!
 //! It runs the same image as the DNS addon (this `skiff` binary, [`crate::addons::DNS_IMAGE`])
 //! with an identity of its own (`system:serviceaccount:kube-system:metrics-server`), handed to
-//! the pods as a Secret. `skiff up` installs it after the DNS addon without waiting for it:
+//! the pods as a Secret. `skiff up --metrics-server` installs it after the DNS addon without
+//! waiting for it:
 //! the server is Ready (and the APIService Available) after its second scrape, about 30 s
 //! later, when `kubectl top` starts answering.
 

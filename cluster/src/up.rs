@@ -445,6 +445,9 @@ fn bring_up(
             })
         },
     )?;
+    if !args.metrics_server {
+        return Ok(());
+    }
     progress.step(
         "metrics server (kube-system/metrics-server, v1beta1.metrics.k8s.io)",
         || {
