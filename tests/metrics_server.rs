@@ -359,6 +359,10 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
         "{table}"
     );
 
+    // The horizontal pod autoscaler on the addon's metrics (before the front-proxy CA below is
+    // replaced, which the addon trusts too).
+    autoscaling(&cluster, dir);
+
     // From here on, a front proxy this test makes (create or replace the ConfigMap), and
     // requests straight to the server.
     publish(&proxy_ca);
@@ -622,4 +626,177 @@ fn node_and_pod_metrics_through_front_proxy_authentication() {
     );
     assert_eq!(curl(&jane, "/apis/metrics.k8s.io/v1beta1/nodes").0, 401);
     assert!(!server_log().contains("panicked"), "{}", server_log());
+}
+
+const AUTOSCALED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: burn}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: burn}}
+  template:
+    metadata: {labels: {app: burn}}
+    spec:
+      containers:
+      - name: spin
+        image: skiff.local/web:1
+        command: ["sh", "-c", "while true; do :; done"]
+        resources:
+          requests: {cpu: 10m}
+          limits: {cpu: 50m}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: idle}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: idle}}
+  template:
+    metadata: {labels: {app: idle}}
+    spec:
+      containers:
+      - name: rest
+        image: skiff.local/web:1
+        command: ["sleep", "3600"]
+        resources:
+          requests: {cpu: 100m}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: idle}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: idle}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 0
+      policies: [{type: Pods, value: 1, periodSeconds: 15}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: nowhere}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: nope}
+  maxReplicas: 3
+"#;
+
+/// `kubectl autoscale` and autoscaling/v2 manifests against the addon's metrics: a
+/// Deployment spinning past its cpu request grows to its maximum (the ×2-or-4 rule and
+/// `maxReplicas` bounding it), an idle one shrinks one pod per period as its `behavior` says,
+/// and the failures read as upstream's conditions and events.
+fn autoscaling(cluster: &Cluster, dir: &Path) {
+    cluster.apply(dir, "autoscaled", AUTOSCALED);
+    cluster.ok(&[
+        "autoscale",
+        "deployment",
+        "burn",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=3",
+    ]);
+    // The busy Deployment's container asks for no cpu: utilization cannot be computed.
+    cluster.ok(&[
+        "autoscale",
+        "deployment",
+        "busy",
+        "--cpu-percent=50",
+        "--max=2",
+    ]);
+    let replicas = |name: &str| cluster.jsonpath(&["get", "deployment", name], "{.spec.replicas}");
+    let condition = |hpa: &str, type_: &str| {
+        cluster.jsonpath(
+            &["get", "hpa", hpa],
+            &format!("{{.status.conditions[?(@.type==\"{type_}\")]['status','reason','message']}}"),
+        )
+    };
+    let events = |hpa: &str| {
+        cluster.jsonpath(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={hpa}"),
+            ],
+            "{range .items[*]}{.type} {.reason} {.message}{\"\\n\"}{end}",
+        )
+    };
+    let describe = |hpa: &str| cluster.ok(&["describe", "hpa", hpa]);
+
+    wait_until_for(
+        "burn scaled to its maximum",
+        Duration::from_secs(150),
+        || replicas("burn") == "3",
+    );
+    let burn = events("burn");
+    assert!(
+        burn.contains("Normal SuccessfulRescale New size: 3; reason: cpu resource utilization (percentage of request) above target"),
+        "{burn}\n{}",
+        describe("burn")
+    );
+    assert_eq!(
+        condition("burn", "ScalingActive"),
+        "True ValidMetricFound the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)"
+    );
+    let table = cluster.ok(&["get", "hpa", "burn"]);
+    let row = table.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        table.starts_with("NAME") && table.contains("TARGETS") && row.contains("Deployment/burn"),
+        "{table}"
+    );
+    // Far above its 10m request: hundreds of percent against a target of 50%.
+    let utilization: i64 = cluster
+        .jsonpath(
+            &["get", "hpa", "burn"],
+            "{.status.currentMetrics[0].resource.current.averageUtilization}",
+        )
+        .parse()
+        .unwrap_or(0);
+    assert!(utilization > 100, "{table}\n{}", describe("burn"));
+    // kubectl's TARGETS column: the current utilization over the target.
+    assert!(
+        row.contains("cpu: ") && row.contains("%/50%") && !row.contains("<unknown>"),
+        "{table}"
+    );
+
+    wait_until_for(
+        "idle scaled down to its minimum",
+        Duration::from_secs(150),
+        || replicas("idle") == "1",
+    );
+    let idle = events("idle");
+    assert!(
+        idle.contains("Normal SuccessfulRescale New size: 2; reason: All metrics below target")
+            && idle
+                .contains("Normal SuccessfulRescale New size: 1; reason: All metrics below target"),
+        "one pod per period, as the behavior says:\n{idle}\n{}",
+        describe("idle")
+    );
+
+    wait_until_for("the failures reported", Duration::from_secs(60), || {
+        condition("busy", "ScalingActive").starts_with("False FailedGetResourceMetric")
+            && condition("nowhere", "AbleToScale").starts_with("False FailedGetScale")
+    });
+    let busy = condition("busy", "ScalingActive");
+    assert!(
+        busy.contains("the HPA was unable to compute the replica count: failed to get cpu utilization: missing request for cpu in container loop of Pod busy-"),
+        "{busy}"
+    );
+    assert!(
+        events("busy").contains("Warning FailedComputeMetricsReplicas invalid metrics (1 invalid out of 1), first error is: failed to get cpu resource metric value: failed to get cpu utilization: missing request for cpu"),
+        "{}",
+        events("busy")
+    );
+    assert_eq!(
+        condition("nowhere", "AbleToScale"),
+        "False FailedGetScale the HPA controller was unable to get the target's current scale: deployments.apps \"nope\" not found"
+    );
+    let described = describe("nowhere");
+    assert!(described.contains("FailedGetScale"), "{described}");
+    cluster.ok(&["delete", "hpa", "burn", "idle", "busy", "nowhere"]);
+    cluster.ok(&["delete", "deployment", "burn", "idle"]);
 }

@@ -17,7 +17,9 @@
 //! not-ready/unreachable taints, pods marked not ready), taint eviction (`tainteviction.rs`:
 //! pods deleted for NoExecute taints they do not tolerate) and the pod garbage collector
 //! (`podgc.rs`). The ResourceQuota controller (`resourcequota.rs`) recounts quotas on the pod
-//! informer's deletions and its own watches of the other counted kinds.
+//! informer's deletions and its own watches of the other counted kinds. The horizontal pod
+//! autoscaler (`podautoscaler/`) scales targets through their `scale` subresource from the
+//! metrics APIs (metrics.k8s.io, custom and external metrics), on the same pod informer.
 //!
 //! The certificates controllers (`certificates/`): the CSR approver (kubelet client
 //! certificates, by SubjectAccessReview) and, given the cluster CA
@@ -53,6 +55,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podautoscaler;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
@@ -166,9 +169,35 @@ pub struct Options {
     /// deletions trigger).
     #[arg(long, default_value = "5m0s", value_parser = duration::parse)]
     pub resource_quota_sync_period: Duration,
+    /// How often each HorizontalPodAutoscaler is synced.
+    #[arg(long, default_value = "15s", value_parser = duration::parse)]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// How long a scale-down waits for recommendations to stay lower (autoscalers without
+    /// `spec.behavior`, and scale-down rules without a window).
+    #[arg(long, default_value = "5m0s", value_parser = duration::parse)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// The share the usage may differ from the target by before the replica count changes.
+    #[arg(long, default_value_t = 0.1)]
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    /// After a pod starts, cpu samples count only once they postdate its readiness.
+    #[arg(long, default_value = "5m0s", value_parser = duration::parse)]
+    pub horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// After a pod starts, how long it may take to become ready before its unreadiness counts.
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    pub horizontal_pod_autoscaler_initial_readiness_delay: Duration,
 }
 
 impl Options {
+    fn podautoscaler(&self) -> podautoscaler::Config {
+        podautoscaler::Config {
+            sync_period: self.horizontal_pod_autoscaler_sync_period,
+            downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
+            tolerance: self.horizontal_pod_autoscaler_tolerance,
+            cpu_initialization_period: self.horizontal_pod_autoscaler_cpu_initialization_period,
+            initial_readiness_delay: self.horizontal_pod_autoscaler_initial_readiness_delay,
+        }
+    }
+
     fn node_lifecycle(&self) -> nodelifecycle::Config {
         nodelifecycle::Config {
             monitor_period: self.node_monitor_period,
@@ -208,6 +237,11 @@ impl Default for Options {
             service_account_private_key_file: None,
             use_service_account_credentials: true,
             resource_quota_sync_period: resourcequota::DEFAULT_SYNC_PERIOD,
+            horizontal_pod_autoscaler_sync_period: Duration::from_secs(15),
+            horizontal_pod_autoscaler_downscale_stabilization: Duration::from_secs(300),
+            horizontal_pod_autoscaler_tolerance: 0.1,
+            horizontal_pod_autoscaler_cpu_initialization_period: Duration::from_secs(300),
+            horizontal_pod_autoscaler_initial_readiness_delay: Duration::from_secs(30),
         }
     }
 }
@@ -446,6 +480,7 @@ fn running_controllers(
         "cronjob-controller",
         "resourcequota-controller",
         "ttl-after-finished-controller",
+        "horizontal-pod-autoscaler-controller",
     ]);
     names
 }
@@ -479,6 +514,7 @@ pub mod names {
     /// The CSR signer and approver.
     pub const CERTIFICATE: &str = "certificate-controller";
     pub const RESOURCE_QUOTA: &str = "resourcequota-controller";
+    pub const HORIZONTAL_POD_AUTOSCALER: &str = "horizontal-pod-autoscaler";
 }
 
 /// The workload, service and node controllers on their shared informers. The informers use
@@ -511,6 +547,7 @@ pub async fn run_workloads(
     let podgc_client = clients.client_for(names::POD_GARBAGE_COLLECTOR).await?;
     let ttl_client = clients.client_for(names::TTL_AFTER_FINISHED).await?;
     let quota_client = clients.client_for(names::RESOURCE_QUOTA).await?;
+    let hpa_client = clients.client_for(names::HORIZONTAL_POD_AUTOSCALER).await?;
     let pods = informer::Informer::<Pod>::new();
     let replica_sets = informer::Informer::<ReplicaSet>::new();
     let nodes = informer::Informer::<Node>::new();
@@ -588,6 +625,12 @@ pub async fn run_workloads(
         pods.clone(),
         options.resource_quota_sync_period,
     );
+    let autoscalers = podautoscaler::controller(
+        hpa_client.clone(),
+        pods.clone(),
+        &events::start(hpa_client),
+        options.podautoscaler(),
+    );
     let pod_gc = podgc::run(
         podgc_client,
         pods.clone(),
@@ -618,6 +661,7 @@ pub async fn run_workloads(
         _ = budgets => tracing::error!("disruption controller stopped"),
         _ = cronjobs => tracing::error!("cronjob controller stopped"),
         _ = quotas => tracing::error!("resourcequota controller stopped"),
+        _ = autoscalers => tracing::error!("horizontal pod autoscaler controller stopped"),
         _ = ttl_after_finished::run(ttl_client) => tracing::error!("ttl-after-finished controller stopped"),
     }
     Ok(())

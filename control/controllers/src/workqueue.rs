@@ -52,6 +52,7 @@ pub mod names {
     pub const CERTIFICATE: &str = "certificate";
     pub const TTL_AFTER_FINISHED: &str = "ttl_jobs_to_delete";
     pub const RESOURCEQUOTA: &str = "resourcequota_primary";
+    pub const HORIZONTAL_POD_AUTOSCALER: &str = "horizontalpodautoscaler";
     pub const GARBAGE_COLLECTOR_ATTEMPT_TO_DELETE: &str = "garbage_collector_attempt_to_delete";
     pub const GARBAGE_COLLECTOR_GRAPH_CHANGES: &str = "garbage_collector_graph_changes";
 }

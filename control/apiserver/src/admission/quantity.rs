@@ -159,6 +159,14 @@ impl Quantity {
         self.nanos < 0
     }
 
+    /// Upstream `NewMilliQuantity(milli, format)`: `milli` thousandths of a unit.
+    pub fn from_milli(milli: i64, format: Format) -> Quantity {
+        Quantity {
+            nanos: milli as i128 * 1_000_000,
+            format,
+        }
+    }
+
     /// A whole number of units (upstream `NewQuantity(n, DecimalSI)`), as object counts are.
     pub fn from_count(n: i64) -> Quantity {
         Quantity {
