@@ -262,6 +262,14 @@ fn namespaces_get_default_account_and_root_ca() {
         "fresh",
         "--from-literal=k=v",
     ]);
+    // An aggregated API whose backend does not exist: its group's discovery fails (503).
+    let broken = r#"{"apiVersion":"apiregistration.k8s.io/v1","kind":"APIService","metadata":{"name":"v1.broken.example.com"},"spec":{"group":"broken.example.com","version":"v1","groupPriorityMinimum":1000,"versionPriority":15,"service":{"namespace":"default","name":"nothing"},"insecureSkipTLSVerify":true}}"#;
+    let out = s.kubectl_stdin(&["create", "-f", "-"], broken);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.kubectl_ok(&["delete", "namespace", "fresh", "--wait=false"]);
     wait_until("the pod marked for deletion", || {
         !s.kubectl_ok(&[
@@ -281,6 +289,33 @@ fn namespaces_get_default_account_and_root_ca() {
         exists(&s, &["configmap", "settings", "-n", "fresh"]),
         "content went before the pod"
     );
+    // Upstream's deletion conditions say what holds the namespace (`kubectl describe ns`).
+    let condition = |type_: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "namespace",
+            "fresh",
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")]['status','reason','message']}}"),
+        ])
+    };
+    assert_eq!(
+        condition("NamespaceContentRemaining"),
+        "True SomeResourcesRemain Some resources are remaining: pods. has 1 resource instances"
+    );
+    assert_eq!(
+        condition("NamespaceFinalizersRemaining"),
+        "True SomeFinalizersRemain Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+    );
+    let discovery = condition("NamespaceDeletionDiscoveryFailure");
+    assert!(
+        discovery.starts_with("True DiscoveryFailed Discovery failed for some groups, 1 failing: unable to retrieve the complete list of server APIs: broken.example.com/v1: "),
+        "{discovery}"
+    );
+    assert_eq!(
+        condition("NamespaceDeletionContentFailure"),
+        "False ContentDeleted All content successfully deleted, may be waiting on finalization"
+    );
     s.kubectl_ok(&[
         "patch",
         "pod",
@@ -291,6 +326,17 @@ fn namespaces_get_default_account_and_root_ca() {
         "-p",
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ]);
+    // The rest of the content goes although one group cannot be discovered; the namespace
+    // waits for that group before it is finalized.
+    wait_until("the content deleted", || {
+        !exists(&s, &["configmap", "settings", "-n", "fresh"])
+    });
+    assert_eq!(
+        condition("NamespaceContentRemaining"),
+        "False ContentRemoved All content successfully removed"
+    );
+    assert!(exists(&s, &["namespace", "fresh"]));
+    s.kubectl_ok(&["delete", "apiservice", "v1.broken.example.com"]);
     wait_until("the namespace gone", || {
         !exists(&s, &["namespace", "fresh"])
     });

@@ -132,7 +132,7 @@ impl ClientBuilder {
             header: Arc::new(RwLock::new(first.header)),
             reset: Arc::new(Notify::new()),
         };
-        let client = kube::client::ClientBuilder::try_from(config.clone())?
+        let client = crate::retry::builder(config.clone())?
             .with_layer(&shared)
             .build();
         let mut clients = self.clients.lock();

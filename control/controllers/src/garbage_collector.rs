@@ -30,7 +30,7 @@ use kube::api::{
     PropagationPolicy,
 };
 use kube::core::PartialObjectMeta;
-use kube::discovery::{verbs, ApiResource, Discovery, Scope};
+use kube::discovery::{verbs, ApiResource, Scope};
 use kube::runtime::scheduler::{scheduler, ScheduleRequest};
 use kube::runtime::watcher::{self, DefaultBackoff, Event};
 use kube::runtime::WatchStreamExt;
@@ -205,44 +205,46 @@ fn has(list: &[String], item: &str) -> bool {
 impl Collector {
     /// Starts a metadata watcher for every deletable, watchable resource not yet watched.
     async fn watch_new_resources(&mut self, updates: &mpsc::Sender<Update>) -> kube::Result<()> {
-        let discovery = Discovery::new(self.client.clone()).run().await?;
-        for group in discovery.groups() {
-            for (ar, caps) in group.recommended_resources() {
-                let wanted = [verbs::LIST, verbs::WATCH, verbs::DELETE]
-                    .iter()
-                    .all(|v| caps.supports_operation(v));
-                let known = self
-                    .resources
-                    .iter()
-                    .any(|r| r.api.group == ar.group && r.api.plural == ar.plural);
-                if !wanted || known {
-                    continue;
-                }
-                let resource = self.resources.len();
-                self.resources.push(Resource {
-                    api: ar.clone(),
-                    namespaced: caps.scope == Scope::Namespaced,
-                });
-                // Metadata-only list and watch (PartialObjectMetadata).
-                let api: Api<PartialObjectMeta<DynamicObject>> =
-                    Api::all_with(self.client.clone(), &ar);
-                let updates = updates.clone();
-                tokio::spawn(async move {
-                    let mut events = Box::pin(
-                        watcher::watcher(api, watcher::Config::default()).default_backoff(),
-                    );
-                    while let Some(event) = events.next().await {
-                        match event {
-                            Ok(event) => {
-                                if updates.send(Update { resource, event }).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => tracing::debug!(resource = %ar.plural, "watch: {e}"),
-                        }
-                    }
-                });
+        // Groups that do not answer (an aggregated API whose backend is down) are skipped
+        // until a later pass, as upstream's `GetDeletableResources` does.
+        let resources = crate::discovery::preferred_resources(&self.client).await?;
+        if let Some(failure) = resources.failure() {
+            tracing::warn!("garbage collector discovery: {failure}");
+        }
+        for (ar, caps) in resources.found {
+            let wanted = [verbs::LIST, verbs::WATCH, verbs::DELETE]
+                .iter()
+                .all(|v| caps.supports_operation(v));
+            let known = self
+                .resources
+                .iter()
+                .any(|r| r.api.group == ar.group && r.api.plural == ar.plural);
+            if !wanted || known {
+                continue;
             }
+            let resource = self.resources.len();
+            self.resources.push(Resource {
+                api: ar.clone(),
+                namespaced: caps.scope == Scope::Namespaced,
+            });
+            // Metadata-only list and watch (PartialObjectMetadata).
+            let api: Api<PartialObjectMeta<DynamicObject>> =
+                Api::all_with(self.client.clone(), &ar);
+            let updates = updates.clone();
+            tokio::spawn(async move {
+                let mut events =
+                    Box::pin(watcher::watcher(api, watcher::Config::default()).default_backoff());
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(event) => {
+                            if updates.send(Update { resource, event }).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::debug!(resource = %ar.plural, "watch: {e}"),
+                    }
+                }
+            });
         }
         Ok(())
     }

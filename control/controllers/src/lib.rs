@@ -42,6 +42,7 @@ pub mod credentials;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod discovery;
 pub mod disruption;
 pub mod duration;
 pub mod endpoints;
@@ -60,6 +61,7 @@ pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod retry;
 pub mod rootcacert;
 pub mod selector;
 pub mod service_lb;
@@ -82,7 +84,12 @@ use skiff_leaderelection::{default_identity, LeaderElector, LeaseConfig};
 
 /// A client for the API server from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
-    Ok(kube::Client::try_from(config_from_kubeconfig(path).await?)?)
+    client_with_config(config_from_kubeconfig(path).await?)
+}
+
+/// A client with client-go's retries (`retry.rs`) in place of kube-rs' default ones.
+pub fn client_with_config(config: kube::Config) -> anyhow::Result<kube::Client> {
+    Ok(retry::builder(config)?.build())
 }
 
 /// The client settings of a kubeconfig file.
@@ -303,7 +310,7 @@ pub async fn start(
         .context("--service-account-private-key-file")?
         .map(std::sync::Arc::new);
     let config = config_from_kubeconfig(kubeconfig).await?;
-    let client = kube::Client::try_from(config.clone())?;
+    let client = client_with_config(config.clone())?;
     let elector_config = LeaseConfig::new(LEASE_NAMESPACE, LEASE_NAME, default_identity());
     let elector = LeaderElector::new(client.clone(), elector_config);
     let healthz = serve(serving, client.clone(), elector.health()).await?;
