@@ -440,6 +440,39 @@ fn resource_quota(s: &ServerProcess) {
         err.contains(r#"configmaps "two" is forbidden: exceeded quota: objects, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"#),
         "{err}"
     );
+    // A kind the controller does not watch from the start is given back as soon as it is
+    // deleted too (a watch per kind a quota names), not at the 5-minute recount.
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "apps",
+        "-n",
+        "rq-count",
+        "--hard=count/deployments.apps=1",
+    ]);
+    wait_used(s, "rq-count", "apps", "count/deployments.apps", "0");
+    let deployment = [
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "-n",
+        "rq-count",
+    ];
+    s.kubectl_ok(&deployment);
+    wait_used(s, "rq-count", "apps", "count/deployments.apps", "1");
+    let err = s.kubectl_err(&[
+        "create",
+        "deployment",
+        "web2",
+        "--image=busybox",
+        "-n",
+        "rq-count",
+    ]);
+    assert!(err.contains("exceeded quota: apps"), "{err}");
+    s.kubectl_ok(&["delete", "deployment", "web", "-n", "rq-count"]);
+    wait_used(s, "rq-count", "apps", "count/deployments.apps", "0");
+    s.kubectl_ok(&deployment);
     s.kubectl_ok(&[
         "create",
         "service",

@@ -11,8 +11,9 @@
 //! - something it may count is deleted, a pod finishes or passes its deletion grace period or
 //!   moves between the Terminating scopes, or a Service or claim changes (upstream's
 //!   replenishment, its `DefaultUpdateFilter`);
-//! - every `--resource-quota-sync-period` (upstream's 5 minutes), which also catches the
-//!   `count/<resource>.<group>` of kinds it does not watch.
+//! - an object of a kind some quota counts by `count/<resource>.<group>` is deleted (a watch
+//!   per such kind, started the first time a quota names it);
+//! - every `--resource-quota-sync-period` (upstream's 5 minutes).
 //!
 //! A recount reads the objects with a consistent list and writes the status with the quota's
 //! resourceVersion: a charge admitted in between changes that version, so the write fails and
@@ -23,12 +24,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret, Service,
 };
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PartialObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -61,7 +64,23 @@ struct Context {
     kinds: Mutex<HashMap<(String, String), ApiResource>>,
     sync_period: Duration,
     backoffs: Backoffs,
+    store: Store<ResourceQuota>,
+    queue: UnboundedSender<ObjectRef<ResourceQuota>>,
+    /// The watches of kinds some quota counts (`count/<resource>.<group>`) beyond the ones
+    /// [`controller`] always watches; dropped (aborted) with the controller.
+    monitors: Mutex<(BTreeSet<(String, String)>, JoinSet<()>)>,
 }
+
+/// The kinds [`controller`] watches from the start.
+const ALWAYS_WATCHED: [&str; 7] = [
+    "pods",
+    "services",
+    "persistentvolumeclaims",
+    "configmaps",
+    "secrets",
+    "replicationcontrollers",
+    "resourcequotas",
+];
 
 /// What makes a recount necessary: everything of the quota but its used amounts (their names
 /// count: a used entry missing for a limit means the status is incomplete).
@@ -159,6 +178,47 @@ async fn replenish<K>(
     }
 }
 
+/// Recounts a namespace's quotas when an object of `ar`'s kind there is deleted: the
+/// replenishment of a kind a quota counts by `count/<resource>.<group>` (upstream's quota
+/// monitor, which watches every quotable kind discovery finds; here the kinds quotas name).
+async fn replenish_dynamic(
+    client: Client,
+    ar: ApiResource,
+    store: Store<ResourceQuota>,
+    queue: UnboundedSender<ObjectRef<ResourceQuota>>,
+) {
+    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
+    let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        if let Ok(Event::Delete(object)) = event {
+            if let Some(namespace) = object.metadata.namespace.as_deref() {
+                enqueue_namespace(&store, &queue, namespace);
+            }
+        }
+    }
+}
+
+impl Context {
+    /// Starts watching `(group, resource)` for deletions unless it is already watched.
+    fn monitor(&self, group: &str, resource: &str, ar: &ApiResource) {
+        if group.is_empty() && ALWAYS_WATCHED.contains(&resource) {
+            return;
+        }
+        let mut monitors = self.monitors.lock();
+        if !monitors.0.insert((group.to_string(), resource.to_string())) {
+            return;
+        }
+        tracing::debug!(group, resource, "resourcequota: watching for replenishment");
+        monitors.1.spawn(replenish_dynamic(
+            self.client.clone(),
+            ar.clone(),
+            self.store.clone(),
+            self.queue.clone(),
+        ));
+    }
+}
+
 /// Builds the ResourceQuota controller: registers its pod handler on `pods` at once (call
 /// before the informer runs) and returns the future that runs it once the pod cache is synced.
 pub fn controller(
@@ -185,6 +245,9 @@ pub fn controller(
         kinds: Mutex::new(HashMap::new()),
         sync_period,
         backoffs: Backoffs::default(),
+        store: reader.clone(),
+        queue: queue.clone(),
+        monitors: Mutex::default(),
     });
     async move {
         pods.wait_synced().await;
@@ -258,6 +321,7 @@ async fn reconcile(rq: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Action, 
         let Some(ar) = ctx.kind(&group, &resource).await? else {
             continue;
         };
+        ctx.monitor(&group, &resource, &ar);
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &ar);
         let objects: Vec<Value> = api
             .list(&ListParams::default())
