@@ -16,6 +16,7 @@
 //! `kube-dns` (10.96.0.10), see [`addons`].
 
 pub mod addons;
+pub mod etcd;
 pub mod forward;
 pub mod metrics_server;
 pub mod network;

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 
 use crate::addons;
+use crate::etcd;
 use crate::metrics_server;
 use crate::network;
 use crate::serving;
@@ -109,7 +110,13 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(path) => Some(read_backup(path)?),
         None => None,
     };
-    anyhow::ensure!(t.nodes.len() == 1 || args.control_planes == 1, "several control planes need the HA issue (an etcd cluster); use --control-planes 1 for now");
+    if args.control_planes > 1 {
+        etcd::available()?;
+        anyhow::ensure!(
+            restore.is_none(),
+            "--restore brings back a cluster with one control plane (the embedded store); restoring an etcd cluster is not built yet"
+        );
+    }
     let state_dir = t.state_dir();
     std::fs::create_dir_all(state_dir.join("logs"))?;
     let kubeconfig = args
@@ -225,24 +232,75 @@ fn bring_up(
             Ok(())
         })?;
     }
-    progress.step(
-        &format!("control plane (skiff server on {})", cp.name),
-        || {
-            let pid = spawn_in(
-                Some(&cp.name),
-                &[
+    let control_planes: Vec<&NodeSpec> = t.nodes.iter().filter(|n| n.control_plane).collect();
+    let ha = control_planes.len() > 1;
+    // With several control planes: the etcd cluster first, then one API server (with its
+    // scheduler and controller manager, leader-elected) per control plane on it.
+    let mut storage_flags = vec![
+        "--store-listen-url".to_string(),
+        "http://127.0.0.1:2379".into(),
+    ];
+    if ha {
+        let pki = progress.step("etcd PKI (kubeadm's etcd CA and certificates)", || {
+            etcd::make_pki(t)
+        })?;
+        progress.step(
+            &format!("etcd cluster ({} members, TLS)", control_planes.len()),
+            || {
+                let mut started = Vec::new();
+                for node in &control_planes {
+                    let log = logs.join(format!("etcd-{}.log", node.name));
+                    let pid =
+                        spawn_in(Some(&node.name), &etcd::member_command(t, node, &pki), &log)
+                            .context("an etcd member")?;
+                    recorded.processes.push(Process {
+                        component: format!("etcd {}", node.name),
+                        pid,
+                        log: log.clone(),
+                    });
+                    started.push((pid, log));
+                }
+                recorded.write()?;
+                for (pid, log) in started {
+                    wait_for_line(&log, etcd::READY_LINE, pid, Duration::from_secs(60))
+                        .context("an etcd member")?;
+                }
+                Ok(())
+            },
+        )?;
+        storage_flags = etcd::apiserver_flags(t, &pki);
+    }
+    for (i, node) in control_planes.iter().enumerate() {
+        let (dir, log, component) = if i == 0 {
+            (server_dir.clone(), server_log.clone(), "server".to_string())
+        } else {
+            (
+                state_dir.join(format!("server-{}", node.name)),
+                logs.join(format!("server-{}.log", node.name)),
+                format!("server {}", node.name),
+            )
+        };
+        progress.step(
+            &format!("control plane (skiff server on {})", node.name),
+            || {
+                if i > 0 {
+                    // The first server's keys and credentials (also in the store, which a
+                    // server with an empty data dir would read them from — but the store gets
+                    // the credentials issued just now only at its next round).
+                    copy_dir(&server_dir.join("tls"), &dir.join("tls"))?;
+                    std::fs::copy(server_dir.join("tokens.csv"), dir.join("tokens.csv"))?;
+                }
+                let mut command = vec![
                     skiff.clone(),
                     "server".into(),
                     "--data-dir".into(),
-                    server_dir.display().to_string(),
+                    dir.display().to_string(),
                     "--bind-address".into(),
                     "0.0.0.0".into(),
                     "--advertise-address".into(),
-                    cp.ip.to_string(),
+                    node.ip.to_string(),
                     "--secure-port".into(),
                     "6443".into(),
-                    "--store-listen-url".into(),
-                    "http://127.0.0.1:2379".into(),
                     "--tls-san".into(),
                     "127.0.0.1".into(),
                     "--load-balancer-ip-range".into(),
@@ -251,25 +309,35 @@ fn bring_up(
                     // below), so the API server checks that it talks to the real kubelet.
                     "--kubelet-certificate-authority".into(),
                     server_dir.join("tls/ca.crt").display().to_string(),
-                ],
-                &server_log,
-            )
-            .context("the control plane (skiff server)")?;
-            recorded.processes.push(Process {
-                component: "server".into(),
-                pid,
-                log: server_log.clone(),
-            });
-            recorded.write()?;
-            wait_for_line(
-                &server_log,
-                "skiff server ready",
-                pid,
-                Duration::from_secs(60),
-            )
-            .context("the control plane (skiff server)")
-        },
-    )?;
+                ];
+                command.extend(storage_flags.iter().cloned());
+                // The serving certificate (made by the first server, shared through the
+                // store's cluster keys) names every control plane.
+                for other in &control_planes {
+                    command.push("--tls-san".into());
+                    command.push(other.ip.to_string());
+                }
+                let pid = spawn_in(Some(&node.name), &command, &log)
+                    .context("the control plane (skiff server)")?;
+                recorded.processes.push(Process {
+                    component: component.clone(),
+                    pid,
+                    log: log.clone(),
+                });
+                recorded.write()?;
+                wait_for_line(&log, "skiff server ready", pid, Duration::from_secs(60))
+                    .context("the control plane (skiff server)")
+            },
+        )?;
+        if ha && i == 0 {
+            // Static credentials go into the first server's tokens.csv, copied to the others
+            // before they start (later additions reach them through the store within seconds,
+            // but an agent refused meanwhile would have to wait for its retry).
+            progress.step("node and addon credentials", || {
+                issue_static_credentials(t, args, &skiff, &server_dir)
+            })?;
+        }
+    }
     let port = free_port(6443)?;
     recorded.api_port = port;
     progress.step(&format!("API server forward 127.0.0.1:{port}"), || {
@@ -283,9 +351,10 @@ fn bring_up(
                 format!("127.0.0.1:{port}"),
                 "--netns".into(),
                 format!("/run/netns/{}", cp.name),
-                "--to".into(),
-                format!("{}:6443", cp.ip),
-            ],
+            ]
+            .into_iter()
+            .chain(api_targets(t))
+            .collect::<Vec<_>>(),
             &log,
         )?;
         recorded.processes.push(Process {
@@ -343,6 +412,29 @@ fn bring_up(
     let kubelets_started = jiff::Timestamp::now();
     for node in &t.nodes {
         progress.step(&format!("kubelet and netd on {}", node.name), || {
+            if ha {
+                // k3s's agent load balancer: every node reaches the API servers through a
+                // local forward that moves on to the next one when one does not answer.
+                let log = logs.join(format!("apiserver-lb-{}.log", node.name));
+                let command: Vec<String> = [
+                    skiff.clone(),
+                    "forward".into(),
+                    "--listen".into(),
+                    NODE_LB.into(),
+                    "--netns".into(),
+                    format!("/run/netns/{}", node.name),
+                ]
+                .into_iter()
+                .chain(api_targets(t))
+                .collect();
+                let pid = spawn_in(Some(&node.name), &command, &log)?;
+                recorded.processes.push(Process {
+                    component: format!("apiserver-lb {}", node.name),
+                    pid,
+                    log,
+                });
+                recorded.write()?;
+            }
             let pid = start_kubelet(
                 t,
                 node,
@@ -365,7 +457,7 @@ fn bring_up(
                 "netd",
                 &node.name,
                 &server_dir,
-                &format!("https://{}:6443", t.control_plane().ip),
+                &node_api_url(t),
                 &netd_kubeconfig,
             )?;
             let pid = spawn_in(
@@ -433,7 +525,7 @@ fn bring_up(
             let addon_kubeconfig = addons::kubeconfig(
                 &skiff,
                 &server_dir,
-                &format!("https://{}:6443", cp.ip),
+                &pod_api_url(t),
                 &state_dir.join("addons/skiff-dns.kubeconfig"),
             )?;
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -454,7 +546,7 @@ fn bring_up(
             let addon_kubeconfig = metrics_server::kubeconfig(
                 &skiff,
                 &server_dir,
-                &format!("https://{}:6443", cp.ip),
+                &pod_api_url(t),
                 &state_dir.join("addons/metrics-server.kubeconfig"),
             )?;
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -467,6 +559,103 @@ fn bring_up(
         },
     )?;
     Ok(())
+}
+
+/// Copies the files of `from` into `to` (private files stay private: permissions are copied).
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every credential `skiff token` issues from the first server's data dir during `up`: the
+/// control planes' kubelets, every node's netd, the addons.
+fn issue_static_credentials(
+    t: &Topology,
+    args: &UpArgs,
+    skiff: &str,
+    server_dir: &Path,
+) -> anyhow::Result<()> {
+    for node in &t.nodes {
+        let dir = t.node_dir(node);
+        if node.control_plane {
+            let out = dir.join("kubelet.kubeconfig");
+            issue_credential(
+                skiff,
+                "node",
+                &node.name,
+                server_dir,
+                &node_api_url(t),
+                &out,
+            )?;
+        }
+        let out = dir.join("netd.kubeconfig");
+        issue_credential(
+            skiff,
+            "netd",
+            &node.name,
+            server_dir,
+            &node_api_url(t),
+            &out,
+        )?;
+    }
+    let addons_dir = t.state_dir().join("addons");
+    addons::kubeconfig(
+        skiff,
+        server_dir,
+        &pod_api_url(t),
+        &addons_dir.join("skiff-dns.kubeconfig"),
+    )?;
+    if args.metrics_server {
+        metrics_server::kubeconfig(
+            skiff,
+            server_dir,
+            &pod_api_url(t),
+            &addons_dir.join("metrics-server.kubeconfig"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Where each node's local API load balancer listens (HA clusters).
+const NODE_LB: &str = "127.0.0.1:6444";
+
+fn is_ha(t: &Topology) -> bool {
+    t.nodes.iter().filter(|n| n.control_plane).count() > 1
+}
+
+/// `--to <ip>:6443` for every control plane.
+fn api_targets(t: &Topology) -> Vec<String> {
+    t.nodes
+        .iter()
+        .filter(|n| n.control_plane)
+        .flat_map(|n| ["--to".to_string(), format!("{}:6443", n.ip)])
+        .collect()
+}
+
+/// The API server address a node's agents (kubelet, netd) use: the control plane on the node
+/// network, or with several, the node's local load balancer in front of all of them.
+fn node_api_url(t: &Topology) -> String {
+    if is_ha(t) {
+        format!("https://{NODE_LB}")
+    } else {
+        format!("https://{}:6443", t.control_plane().ip)
+    }
+}
+
+/// The API server address for the addons' pods: the control plane, or with several, the
+/// `kubernetes` Service (its endpoints list every live API server).
+fn pod_api_url(t: &Topology) -> String {
+    if is_ha(t) {
+        "https://10.96.0.1:443".into()
+    } else {
+        format!("https://{}:6443", t.control_plane().ip)
+    }
 }
 
 async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
@@ -574,7 +763,7 @@ fn start_kubelet(
             "node",
             &node.name,
             server_dir,
-            &format!("https://{}:6443", t.control_plane().ip),
+            &node_api_url(t),
             &kubeconfig,
         )?;
         vec![]
@@ -585,7 +774,7 @@ fn start_kubelet(
             &t.name,
             admin_kubeconfig,
             server_dir,
-            &format!("https://{}:6443", t.control_plane().ip),
+            &node_api_url(t),
             &bootstrap,
         )?;
         vec![

@@ -70,21 +70,39 @@ pub async fn restore(storage: &Storage, data_dir: &Path) -> anyhow::Result<usize
     Ok(written)
 }
 
+/// The file several API servers on one etcd add to while they run: each takes the others'
+/// additions from the store.
+const SHARED: &str = "tokens.csv";
+
 /// Keeps the store's copies current: tokens are added to `tokens.csv` while the server runs
 /// (`skiff token node|user`), so the files are read again every `every`; only a file that
-/// changed since the last round costs a store request (the first round writes each once).
+/// changed since the last round costs a store request.
+/// With several API servers on one etcd (`skiff up --control-planes 3`), credentials are issued
+/// through one of them: the others take `tokens.csv` from the store when it changed there and
+/// not here, and their token authenticator reloads the file on its next unknown token.
 pub async fn keep(storage: Storage, data_dir: std::path::PathBuf, every: std::time::Duration) {
-    let mut last: Vec<Option<Vec<u8>>> = vec![None; FILES.len()];
+    // What [`save`] has just made the store hold: a file is pushed again only once it changes
+    // here (pushing the start's copy later would undo another server's additions).
+    let mut last: Vec<Option<Vec<u8>>> = FILES
+        .iter()
+        .map(|name| std::fs::read(data_dir.join(name)).ok())
+        .collect();
     loop {
         tokio::time::sleep(every).await;
         for (name, known) in FILES.iter().zip(last.iter_mut()) {
-            let Ok(content) = std::fs::read(data_dir.join(name)) else {
+            let path = data_dir.join(name);
+            let Ok(content) = std::fs::read(&path) else {
                 continue;
             };
+            let key = format!("{PREFIX}{name}");
             if known.as_deref() == Some(&content[..]) {
+                if *name == SHARED {
+                    if let Err(e) = take_from_store(&storage, &key, &path, known).await {
+                        tracing::warn!("taking {name} from the store: {e:#}");
+                    }
+                }
                 continue;
             }
-            let key = format!("{PREFIX}{name}");
             match storage
                 .client()
                 .kv_client()
@@ -96,6 +114,32 @@ pub async fn keep(storage: Storage, data_dir: std::path::PathBuf, every: std::ti
             }
         }
     }
+}
+
+/// Writes the store's copy of a file this server did not change when another server changed it.
+async fn take_from_store(
+    storage: &Storage,
+    key: &str,
+    path: &Path,
+    known: &mut Option<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let current = storage.client().kv_client().get(key, None).await?;
+    let Some(stored) = current.kvs().first().map(|kv| kv.value().to_vec()) else {
+        return Ok(());
+    };
+    if known.as_deref() == Some(&stored[..]) {
+        return Ok(());
+    }
+    // Whole or not at all: the token authenticator may read it at any moment.
+    let partial = path.with_extension("partial");
+    crate::tls::write_private(&partial, &String::from_utf8_lossy(&stored))?;
+    std::fs::rename(&partial, path)?;
+    tracing::info!(
+        "{} taken from the store (changed by another API server)",
+        path.display()
+    );
+    *known = Some(stored);
+    Ok(())
 }
 
 /// Puts every key file that exists into the store where the store's copy differs.

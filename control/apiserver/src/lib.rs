@@ -27,6 +27,7 @@ pub mod cluster_keys;
 pub mod compactor;
 pub mod customresource;
 pub mod discovery;
+pub mod endpoint_reconciler;
 pub mod error;
 pub mod flowcontrol;
 pub mod handlers;

@@ -29,6 +29,8 @@ pub struct ApiServerArgs {
         env = "SKIFF_ETCD_SERVERS"
     )]
     pub etcd_servers: String,
+    #[command(flatten)]
+    pub etcd_tls: crate::storage::EtcdTlsArgs,
     /// Address to serve HTTPS on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: String,
@@ -226,11 +228,14 @@ impl ServiceAccountArgs {
     }
 }
 
-async fn connect(endpoints: &[String]) -> anyhow::Result<Storage> {
+async fn connect(
+    endpoints: &[String],
+    tls: &crate::storage::EtcdTlsArgs,
+) -> anyhow::Result<Storage> {
     // The embedded store may still be starting: retry for a while.
     let mut last = None;
     for _ in 0..100 {
-        match Storage::connect(endpoints).await {
+        match Storage::connect_with(endpoints, tls).await {
             Ok(s) => match s.revision().await {
                 Ok(_) => return Ok(s),
                 Err(e) => last = Some(anyhow::anyhow!(e.message)),
@@ -520,7 +525,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let storage = connect(&endpoints).await?;
+    let storage = connect(&endpoints, &args.etcd_tls).await?;
     // A store restored from a backup brings the cluster's keys back before new ones are made.
     let restored = crate::cluster_keys::restore(&storage, &args.data_dir).await?;
     if restored > 0 {
@@ -602,6 +607,11 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     publish_authentication_config(&server).await?;
+    tokio::spawn(crate::endpoint_reconciler::run(
+        server.clone(),
+        args.advertise_address.clone(),
+        addr.port(),
+    ));
     tokio::spawn(crate::aggregator::controller::run(server.clone()));
     if args.flow_control.enable_priority_and_fairness {
         // The configuration controller's status writes (FlowSchemas' `Dangling`).

@@ -29,6 +29,8 @@ pub struct ServerArgs {
     /// Use this etcd cluster instead of the embedded store.
     #[arg(long)]
     pub etcd_servers: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: skiff_apiserver::storage::EtcdTlsArgs,
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
     /// Authorizers in order (upstream's flag): `Node`, `RBAC`, or `AlwaysAllow` (no checks).
@@ -128,6 +130,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let started = skiff_apiserver::start(skiff_apiserver::ApiServerArgs {
         etcd_servers,
+        etcd_tls: args.etcd_tls.clone(),
         bind_address: args.bind_address.clone(),
         secure_port: args.secure_port,
         advertise_address: args.advertise_address.clone(),

@@ -1,0 +1,189 @@
+//! The etcd cluster of a highly available `skiff up` (`--control-planes 3`): one real etcd
+//! member (Debian's etcd-server) per control-plane node, as kubeadm's stacked topology lays it
+//! out. Peer and client traffic is TLS with kubeadm's etcd PKI — an etcd CA of its own
+//! (`etcd/ca.crt`), a serving-and-peer certificate per member for its node address and
+//! loopback, and the API servers' client certificate (`apiserver-etcd-client`) — and members
+//! accept only clients with a certificate from that CA (`--client-cert-auth`), so nothing on
+//! the node network reaches the cluster state without one.
+//!
+//! The embedded store stays the default for one control plane; this is the HA path.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+
+use crate::topology::{NodeSpec, Topology};
+
+/// Where Debian's etcd-server package puts the binary.
+pub const ETCD: &str = "/usr/bin/etcd";
+pub const CLIENT_PORT: u16 = 2379;
+pub const PEER_PORT: u16 = 2380;
+
+/// The files of the etcd PKI (kubeadm's names, under `<state>/etcd-pki`).
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+    pub fn member_cert(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("{node}.crt"))
+    }
+    pub fn member_key(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("{node}.key"))
+    }
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.join("apiserver-etcd-client.crt")
+    }
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join("apiserver-etcd-client.key")
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Makes the etcd CA and every certificate the members and the API servers use.
+pub fn make_pki(t: &Topology) -> anyhow::Result<Pki> {
+    let dir = t.state_dir().join("etcd-pki");
+    std::fs::create_dir_all(&dir)?;
+    let pki = Pki { dir };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name.push(DnType::CommonName, "etcd-ca");
+    let ca_cert = ca.self_signed(&ca_key)?;
+    std::fs::write(pki.ca(), ca_cert.pem())?;
+    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    for node in control_planes(t) {
+        // Serving and peer in one certificate (the same names and address).
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![
+            node.name.clone(),
+            "localhost".into(),
+            node.ip.to_string(),
+            "127.0.0.1".into(),
+        ])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &node.name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &issuer)?;
+        std::fs::write(pki.member_cert(&node.name), cert.pem())?;
+        write_private(&pki.member_key(&node.name), &key.serialize_pem())?;
+    }
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver-etcd-client");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer)?;
+    std::fs::write(pki.client_cert(), cert.pem())?;
+    write_private(&pki.client_key(), &key.serialize_pem())?;
+    Ok(pki)
+}
+
+pub fn control_planes(t: &Topology) -> impl Iterator<Item = &NodeSpec> {
+    t.nodes.iter().filter(|n| n.control_plane)
+}
+
+/// `https://<ip>:2379` of every member, comma-separated (the API servers' `--etcd-servers`).
+pub fn client_urls(t: &Topology) -> String {
+    control_planes(t)
+        .map(|n| format!("https://{}:{CLIENT_PORT}", n.ip))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn peer_url(ip: Ipv4Addr) -> String {
+    format!("https://{ip}:{PEER_PORT}")
+}
+
+/// The command line of `node`'s member (run inside the node's network namespace).
+pub fn member_command(t: &Topology, node: &NodeSpec, pki: &Pki) -> Vec<String> {
+    let initial_cluster = control_planes(t)
+        .map(|n| format!("{}={}", n.name, peer_url(n.ip)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let data = t.node_dir(node).join("etcd");
+    let path = |p: PathBuf| p.display().to_string();
+    vec![
+        ETCD.into(),
+        format!("--name={}", node.name),
+        format!("--data-dir={}", data.display()),
+        format!(
+            "--listen-client-urls=https://{}:{CLIENT_PORT},https://127.0.0.1:{CLIENT_PORT}",
+            node.ip
+        ),
+        format!("--advertise-client-urls=https://{}:{CLIENT_PORT}", node.ip),
+        format!("--listen-peer-urls={}", peer_url(node.ip)),
+        format!("--initial-advertise-peer-urls={}", peer_url(node.ip)),
+        format!("--initial-cluster={initial_cluster}"),
+        "--initial-cluster-state=new".into(),
+        format!("--initial-cluster-token={}", t.name),
+        format!("--cert-file={}", path(pki.member_cert(&node.name))),
+        format!("--key-file={}", path(pki.member_key(&node.name))),
+        format!("--trusted-ca-file={}", path(pki.ca())),
+        "--client-cert-auth=true".into(),
+        format!("--peer-cert-file={}", path(pki.member_cert(&node.name))),
+        format!("--peer-key-file={}", path(pki.member_key(&node.name))),
+        format!("--peer-trusted-ca-file={}", path(pki.ca())),
+        "--peer-client-cert-auth=true".into(),
+        // kubeadm's etcd manifest sets these two as well.
+        "--snapshot-count=10000".into(),
+        "--auto-compaction-retention=0".into(),
+    ]
+}
+
+/// The flags an API server needs to reach the members.
+pub fn apiserver_flags(t: &Topology, pki: &Pki) -> Vec<String> {
+    vec![
+        "--etcd-servers".into(),
+        client_urls(t),
+        "--etcd-cafile".into(),
+        pki.ca().display().to_string(),
+        "--etcd-certfile".into(),
+        pki.client_cert().display().to_string(),
+        "--etcd-keyfile".into(),
+        pki.client_key().display().to_string(),
+    ]
+}
+
+/// The line a member logs once it serves clients.
+pub const READY_LINE: &str = "ready to serve client requests";
+
+/// Whether `etcd` is installed (scripts/setup.sh installs Debian's etcd-server).
+pub fn available() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Path::new(ETCD).exists(),
+        "--control-planes > 1 runs an etcd cluster: {ETCD} is missing (apt-get install etcd-server)"
+    );
+    Ok(())
+}

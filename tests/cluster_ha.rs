@@ -1,0 +1,193 @@
+//! `skiff up --control-planes 3`: a highly available control plane on one machine — a real
+//! 3-member etcd cluster (Debian's etcd, TLS with kubeadm's etcd PKI), an API server with its
+//! scheduler and controller manager on each control plane, every node's agents behind a local
+//! load balancer over the three API servers, the admin kubeconfig through a forward that fails
+//! over too. With kubectl, unchanged:
+//!
+//! - the `kubernetes` Service's endpoints list the three API servers (the lease endpoint
+//!   reconciler), and etcd lists three started members;
+//! - kill -9 of the first API server (the leader of both leases, the first to take them): the
+//!   API keeps answering through the kubeconfig without one failed request, its address leaves
+//!   the endpoints, and a Deployment scaled meanwhile converges (the standby controller manager
+//!   took over the Lease);
+//! - kill -9 of an etcd member: after its leader election, every write succeeds and is there
+//!   to read (the storage client stops sending to the dead member).
+//!
+//! Needs root and Debian's etcd (scripts/setup.sh installs it); prints a skip line otherwise.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::cluster::{web_image, Cluster};
+use common::{lab, wait_until_for};
+
+const NAME: &str = "ha";
+const NODE_CIDR: &str = "192.168.83.0/24";
+
+/// The pid `skiff up` recorded for `component` ("server", "etcd ha-control-plane2", …).
+fn pid_of(component: &str) -> i32 {
+    let recorded = skiff_cluster::state::Recorded::read(NAME).expect("the cluster's state");
+    recorded
+        .processes
+        .iter()
+        .find(|p| p.component == component)
+        .unwrap_or_else(|| panic!("no {component} in {:?}", recorded.processes))
+        .pid
+}
+
+fn kill(pid: i32) {
+    // SAFETY: a plain kill(2) of a pid `skiff up` recorded for this test's cluster.
+    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill {pid}");
+}
+
+fn addresses(cluster: &Cluster) -> Vec<String> {
+    let text = cluster.jsonpath(
+        &["get", "endpoints", "kubernetes"],
+        "{.subsets[*].addresses[*].ip}",
+    );
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn three_control_planes_survive_the_loss_of_an_api_server_and_an_etcd_member() {
+    if let Some(why) = lab::missing() {
+        eprintln!("skipping cluster_ha: {why}");
+        return;
+    }
+    if !Path::new("/usr/bin/etcd").exists() {
+        eprintln!("skipping cluster_ha: no /usr/bin/etcd (scripts/setup.sh installs etcd-server)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let archive = web_image(dir, "ha");
+    let kubeconfig = dir.join("admin.kubeconfig");
+    let (cluster, printed) = Cluster::up_with(
+        NAME,
+        4,
+        NODE_CIDR,
+        &archive,
+        &kubeconfig,
+        &["--control-planes", "3"],
+    );
+    assert!(
+        printed.contains("etcd cluster (3 members, TLS)"),
+        "{printed}"
+    );
+    let ips = ["192.168.83.10", "192.168.83.12", "192.168.83.13"];
+    wait_until_for(
+        "three API servers in the endpoints",
+        Duration::from_secs(30),
+        || addresses(&cluster) == ips,
+    );
+
+    // etcd, asked with the API servers' client certificate from a control plane.
+    let pki = format!("/var/lib/skiff/{NAME}/etcd-pki");
+    let etcdctl = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{NAME}-control-plane3"),
+                "etcdctl",
+            ])
+            .arg(format!("--endpoints=https://{}:2379", ips[2]))
+            .arg(format!("--cacert={pki}/ca.crt"))
+            .arg(format!("--cert={pki}/apiserver-etcd-client.crt"))
+            .arg(format!("--key={pki}/apiserver-etcd-client.key"))
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .unwrap()
+    };
+    let members = etcdctl(&["member", "list"]);
+    let members = String::from_utf8_lossy(&members.stdout).into_owned();
+    assert_eq!(members.matches(", started, ").count(), 3, "{members}");
+    // Without a client certificate the members refuse.
+    let anonymous = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{NAME}-control-plane3"),
+            "etcdctl",
+        ])
+        .arg(format!("--endpoints=https://{}:2379", ips[2]))
+        .arg(format!("--cacert={pki}/ca.crt"))
+        .args([
+            "--dial-timeout=2s",
+            "--command-timeout=3s",
+            "get",
+            "/",
+            "--prefix",
+            "--keys-only",
+        ])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    assert!(
+        !anonymous.status.success(),
+        "etcd served a client without a certificate"
+    );
+
+    cluster.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=skiff.local/web:1",
+        "--replicas=2",
+    ]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+
+    // The first API server goes.
+    kill(pid_of("server"));
+    for i in 0..10 {
+        let out = cluster.kubectl(&["get", "--raw", "/readyz"]);
+        assert!(
+            out.status.success(),
+            "request {i} after the API server died: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    cluster.ok(&["scale", "deployment", "web", "--replicas=3"]);
+    wait_until_for(
+        "the dead API server out of the endpoints",
+        Duration::from_secs(40),
+        || addresses(&cluster) == ips[1..],
+    );
+    wait_until_for(
+        "the Deployment scaled by the standby controllers",
+        Duration::from_secs(90),
+        || cluster.jsonpath(&["get", "deployment", "web"], "{.status.readyReplicas}") == "3",
+    );
+
+    // An etcd member goes (the second control plane's); after its election every write lands.
+    kill(pid_of(&format!("etcd {NAME}-control-plane2")));
+    wait_until_for(
+        "etcd answering after the member's loss",
+        Duration::from_secs(20),
+        || {
+            cluster
+                .kubectl(&["create", "configmap", "probe", "--from-literal=k=v"])
+                .status
+                .success()
+        },
+    );
+    for i in 0..10 {
+        let name = format!("after-{i}");
+        let out = cluster.kubectl(&["create", "configmap", &name, "--from-literal=k=v"]);
+        assert!(
+            out.status.success(),
+            "write {i} with one etcd member down: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stored = cluster.ok(&["get", "configmaps", "-o", "name"]);
+    assert_eq!(stored.matches("configmap/after-").count(), 10, "{stored}");
+    assert_eq!(
+        cluster.jsonpath(&["get", "deployment", "web"], "{.status.readyReplicas}"),
+        "3"
+    );
+}
