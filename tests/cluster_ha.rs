@@ -11,7 +11,8 @@
 //!   the endpoints, and a Deployment scaled meanwhile converges (the standby controller manager
 //!   took over the Lease);
 //! - kill -9 of an etcd member: after its leader election, every write succeeds and is there
-//!   to read (the storage client stops sending to the dead member).
+//!   to read (the storage client stops sending to the dead member);
+//! - `skiff backup create` snapshots the etcd cluster (`etcdctl snapshot status` reads it).
 //!
 //! Needs root and Debian's etcd (scripts/setup.sh installs it); prints a skip line otherwise.
 
@@ -190,4 +191,26 @@ fn three_control_planes_survive_the_loss_of_an_api_server_and_an_etcd_member() {
         cluster.jsonpath(&["get", "deployment", "web"], "{.status.readyReplicas}"),
         "3"
     );
+
+    // A backup of the etcd cluster (from the surviving members), in etcd's snapshot format.
+    let backup = dir.join("ha.db");
+    let out = std::process::Command::new(common::skiff_bin())
+        .args(["backup", "create", "--name", NAME, "--output"])
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skiff backup create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = std::process::Command::new("etcdctl")
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(&backup)
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let keys: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    assert!(keys["totalKey"].as_u64().unwrap_or(0) > 100, "{text}");
 }

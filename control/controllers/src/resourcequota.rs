@@ -68,8 +68,11 @@ struct Context {
     queue: UnboundedSender<ObjectRef<ResourceQuota>>,
     /// The watches of kinds some quota counts (`count/<resource>.<group>`) beyond the ones
     /// [`controller`] always watches; dropped (aborted) with the controller.
-    monitors: Mutex<(BTreeSet<(String, String)>, JoinSet<()>)>,
+    monitors: Mutex<Monitors>,
 }
+
+/// The `(group, resource)`s watched beyond [`ALWAYS_WATCHED`], and their watches.
+type Monitors = (BTreeSet<(String, String)>, JoinSet<()>);
 
 /// The kinds [`controller`] watches from the start.
 const ALWAYS_WATCHED: [&str; 7] = [

@@ -36,16 +36,15 @@ type GenericFuture = std::pin::Pin<
     >,
 >;
 
+/// The service under a controller-manager client: kube-rs' stack behind a buffer, retried.
+pub type Service =
+    tower::retry::Retry<RetryAfter, tower::buffer::Buffer<Request<Body>, GenericFuture>>;
+
 /// A client builder for `config` with kube-rs' retries off and client-go's on; further layers
 /// (credentials) go inside the retry.
 pub fn builder(
     mut config: kube::Config,
-) -> Result<
-    kube::client::ClientBuilder<
-        tower::retry::Retry<RetryAfter, tower::buffer::Buffer<Request<Body>, GenericFuture>>,
-    >,
-    kube::Error,
-> {
+) -> Result<kube::client::ClientBuilder<Service>, kube::Error> {
     config.default_retry = false;
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&tower::buffer::BufferLayer::new(BUFFERED))

@@ -1,7 +1,8 @@
 //! `skiff backup create`: an online, consistent snapshot of a cluster's store — etcd's format
 //! (a bbolt database and its sha256), so `etcdctl snapshot status|restore` read it too — taken
 //! through `Maintenance/Snapshot` from the local cluster's embedded store (its Unix socket) or
-//! from `--etcd-servers`. The cluster's keys are in the store (`skiff_apiserver::cluster_keys`),
+//! from `--etcd-servers`, or from the etcd cluster of `skiff up --control-planes 3` (from a
+//! control plane's namespace, with the API servers' etcd client certificate). The cluster's keys are in the store (`skiff_apiserver::cluster_keys`),
 //! so the one file is the whole backup; `skiff up --restore FILE` brings it back.
 
 use std::io::Write;
@@ -39,11 +40,38 @@ pub fn main(cmd: BackupCommand) -> anyhow::Result<()> {
         etcd_servers,
         output,
     } = cmd.action;
+    let mut tls = skiff_apiserver::storage::EtcdTlsArgs::default();
     let endpoints = if etcd_servers.is_empty() {
         let recorded = skiff_cluster::state::Recorded::read(&name)
             .with_context(|| format!("no cluster named {name:?} is up (or give --etcd-servers)"))?;
-        let socket = recorded.topology.state_dir().join("server/store.sock");
-        vec![format!("unix://{}", socket.display())]
+        let t = &recorded.topology;
+        let control_planes: Vec<_> = skiff_cluster::etcd::control_planes(t).collect();
+        if control_planes.len() > 1 {
+            // The etcd cluster of `skiff up --control-planes N`: its members listen on the node
+            // network, reached from a control plane's namespace (entered before any thread
+            // starts: setns moves the calling thread, and threads made later inherit it) with
+            // the API servers' client certificate.
+            let netns = std::fs::File::open(format!("/run/netns/{}", control_planes[0].name))
+                .context("the control plane's network namespace")?;
+            nix::sched::setns(
+                std::os::fd::AsFd::as_fd(&netns),
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )
+            .context("entering the control plane's network namespace")?;
+            let pki = skiff_cluster::etcd::Pki {
+                dir: t.state_dir().join("etcd-pki"),
+            };
+            tls.etcd_cafile = Some(pki.ca());
+            tls.etcd_certfile = Some(pki.client_cert());
+            tls.etcd_keyfile = Some(pki.client_key());
+            skiff_cluster::etcd::client_urls(t)
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        } else {
+            let socket = t.state_dir().join("server/store.sock");
+            vec![format!("unix://{}", socket.display())]
+        }
     } else {
         etcd_servers
     };
@@ -53,7 +81,7 @@ pub fn main(cmd: BackupCommand) -> anyhow::Result<()> {
     });
     let runtime = tokio::runtime::Runtime::new()?;
     let data = runtime.block_on(async {
-        let storage = skiff_apiserver::storage::Storage::connect(&endpoints).await?;
+        let storage = skiff_apiserver::storage::Storage::connect_with(&endpoints, &tls).await?;
         let mut stream = storage
             .client()
             .maintenance_client()

@@ -897,7 +897,10 @@ impl Context {
         let mut rescale = true;
         let mut compute = true;
         if current == 0 {
-            if !((min != 0 && scaled_to_zero) || (scaled_to_zero && object_or_external)) {
+            // Upstream's `shouldComputeMetricsForZeroReplicas`: only a target this controller
+            // scaled to zero is brought back (to minReplicas, or by Object/External metrics).
+            let from_zero = scaled_to_zero && (min != 0 || object_or_external);
+            if !from_zero {
                 compute = false;
                 rescale = false;
                 set_condition(
