@@ -12,6 +12,7 @@
 //!   took over the Lease);
 //! - kill -9 of an etcd member: after its leader election, every write succeeds and is there
 //!   to read (the storage client stops sending to the dead member);
+//! - `skiff status` names the leading control plane and each etcd member's health;
 //! - `skiff backup create` snapshots the etcd cluster (`etcdctl snapshot status` reads it).
 //!
 //! Needs root and Debian's etcd (scripts/setup.sh installs it); prints a skip line otherwise.
@@ -42,6 +43,35 @@ fn kill(pid: i32) {
     // SAFETY: a plain kill(2) of a pid `skiff up` recorded for this test's cluster.
     let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
     assert_eq!(rc, 0, "kill {pid}");
+}
+
+/// `skiff status`: the leaders' lines and the etcd members' (name → health).
+fn status() -> (String, Vec<(String, String)>) {
+    let out = std::process::Command::new(common::skiff_bin())
+        .args(["status", "--name", NAME])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let leader = text
+        .lines()
+        .find(|l| l.starts_with("kube-controller-manager "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let members = text
+        .lines()
+        .skip_while(|l| !l.starts_with("ETCD MEMBER"))
+        .skip(1)
+        .filter(|l| l.starts_with(NAME))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (
+                words[0].to_string(),
+                words.get(2).unwrap_or(&"").to_string(),
+            )
+        })
+        .collect();
+    (leader, members)
 }
 
 fn addresses(cluster: &Cluster) -> Vec<String> {
@@ -133,6 +163,19 @@ fn three_control_planes_survive_the_loss_of_an_api_server_and_an_etcd_member() {
         "etcd served a client without a certificate"
     );
 
+    // `skiff status`: who leads, and every member healthy.
+    let (leader, members) = status();
+    assert_eq!(
+        leader,
+        format!("{NAME}-control-plane"),
+        "the first server leads"
+    );
+    let expected: Vec<(String, String)> = ["", "2", "3"]
+        .iter()
+        .map(|i| (format!("{NAME}-control-plane{i}"), "healthy".to_string()))
+        .collect();
+    assert_eq!(members, expected);
+
     cluster.ok(&[
         "create",
         "deployment",
@@ -164,6 +207,12 @@ fn three_control_planes_survive_the_loss_of_an_api_server_and_an_etcd_member() {
         || cluster.jsonpath(&["get", "deployment", "web"], "{.status.readyReplicas}") == "3",
     );
 
+    let (leader, _) = status();
+    assert!(
+        leader == format!("{NAME}-control-plane2") || leader == format!("{NAME}-control-plane3"),
+        "{leader}"
+    );
+
     // An etcd member goes (the second control plane's); after its election every write lands.
     kill(pid_of(&format!("etcd {NAME}-control-plane2")));
     wait_until_for(
@@ -185,6 +234,12 @@ fn three_control_planes_survive_the_loss_of_an_api_server_and_an_etcd_member() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let (_, members) = status();
+    assert_eq!(
+        members[1],
+        (format!("{NAME}-control-plane2"), "unhealthy".to_string())
+    );
+    assert_eq!(members[2].1, "healthy");
     let stored = cluster.ok(&["get", "configmaps", "-o", "name"]);
     assert_eq!(stored.matches("configmap/after-").count(), 10, "{stored}");
     assert_eq!(

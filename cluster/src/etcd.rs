@@ -187,3 +187,61 @@ pub fn available() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Each member's health, role and size (etcd's `Maintenance/Status`), asked from the first
+/// control plane's network namespace with the API servers' client certificate. Enters that
+/// namespace for the calling thread: call it last, before any other thread starts.
+pub fn print_members(t: &Topology) -> anyhow::Result<()> {
+    use std::os::fd::AsFd;
+    let first = control_planes(t).next().context("no control plane")?;
+    let netns = std::fs::File::open(format!("/run/netns/{}", first.name))?;
+    nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+    let pki = Pki {
+        dir: t.state_dir().join("etcd-pki"),
+    };
+    let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("reading {}", p.display()));
+    let tls = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read(pki.ca())?))
+        .identity(etcd_client::Identity::from_pem(
+            read(pki.client_cert())?,
+            read(pki.client_key())?,
+        ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "{:<32} {:<28} {:<10} {:<8} {:<10} DB",
+        "ETCD MEMBER", "ENDPOINT", "HEALTH", "LEADER", "RAFT TERM"
+    );
+    for node in control_planes(t) {
+        let endpoint = format!("https://{}:{CLIENT_PORT}", node.ip);
+        let options = etcd_client::ConnectOptions::new()
+            .with_tls(tls.clone())
+            .with_connect_timeout(std::time::Duration::from_secs(2))
+            .with_timeout(std::time::Duration::from_secs(2));
+        let status = runtime.block_on(async {
+            let mut client =
+                etcd_client::Client::connect([endpoint.as_str()], Some(options)).await?;
+            client.status().await
+        });
+        match status {
+            Ok(s) => {
+                let member = s.header().map(|h| h.member_id()).unwrap_or_default();
+                println!(
+                    "{:<32} {:<28} {:<10} {:<8} {:<10} {} bytes",
+                    node.name,
+                    endpoint,
+                    "healthy",
+                    if s.leader() == member { "yes" } else { "no" },
+                    s.raft_term(),
+                    s.db_size()
+                );
+            }
+            Err(e) => println!(
+                "{:<32} {:<28} {:<10} {:<8} {:<10} {e}",
+                node.name, endpoint, "unhealthy", "-", "-"
+            ),
+        }
+    }
+    Ok(())
+}

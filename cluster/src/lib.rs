@@ -138,8 +138,47 @@ pub fn status(args: NameArgs) -> anyhow::Result<()> {
             p.log.display()
         );
     }
+    if etcd::control_planes(&recorded.topology).count() > 1 {
+        // Leaders first (through the API, from this namespace), then the etcd members (from
+        // a control plane's namespace, which this thread enters for good).
+        if let Err(e) = print_leaders(&recorded.kubeconfig) {
+            println!("leaders: {e:#}");
+        }
+        if let Err(e) = etcd::print_members(&recorded.topology) {
+            println!("etcd: {e:#}");
+        }
+    }
     println!("export KUBECONFIG={}", recorded.kubeconfig.display());
     Ok(())
+}
+
+/// Who holds the scheduler's and the controller manager's Leases.
+fn print_leaders(kubeconfig: &std::path::Path) -> anyhow::Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let leases: kube::Api<Lease> =
+            kube::Api::namespaced(kube::Client::try_from(config)?, "kube-system");
+        println!("{:<32} LEADER", "LEASE");
+        for name in ["kube-scheduler", "kube-controller-manager"] {
+            let holder = leases
+                .get_opt(name)
+                .await?
+                .and_then(|l| l.spec?.holder_identity)
+                .unwrap_or_else(|| "-".into());
+            // `<hostname>_<uuid>`: the control plane's name.
+            let node = holder.rsplit_once('_').map_or(holder.as_str(), |(h, _)| h);
+            println!("{name:<32} {node}");
+        }
+        anyhow::Ok(())
+    })
 }
 
 /// `skiff down`: everything `up` made, by name and pid.

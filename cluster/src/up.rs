@@ -317,7 +317,20 @@ fn bring_up(
                     command.push("--tls-san".into());
                     command.push(other.ip.to_string());
                 }
-                let pid = spawn_in(Some(&node.name), &command, &log)
+                // In a UTS namespace named after its node, as on a machine of its own: the
+                // scheduler's and controller manager's Lease holders (`<hostname>_<uuid>`)
+                // then say which control plane leads.
+                let mut named = vec![
+                    "unshare".to_string(),
+                    "--uts".into(),
+                    "--".into(),
+                    "sh".into(),
+                    "-c".into(),
+                    r#"hostname "$0" && exec "$@""#.into(),
+                    node.name.clone(),
+                ];
+                named.extend(command);
+                let pid = spawn_in(Some(&node.name), &named, &log)
                     .context("the control plane (skiff server)")?;
                 recorded.processes.push(Process {
                     component: component.clone(),

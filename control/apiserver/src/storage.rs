@@ -149,44 +149,51 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500)
 /// refuses them — measured on a 3-member cluster with one member killed: every third request
 /// failed with "tcp connect error"). A member that fails a probe leaves the set and comes back
 /// once it accepts again; the last one left is never removed. Ends with the client.
-async fn keep_healthy(client: Client, endpoints: Vec<String>) {
+async fn keep_healthy(client: Client, endpoints: Vec<String>, mut healthy: Vec<bool>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if !probe(&client, &endpoints, &mut healthy).await {
+            return;
+        }
+    }
+}
+
+/// One round of probes; false once the client is gone.
+async fn probe(client: &Client, endpoints: &[String], healthy: &mut [bool]) -> bool {
     let address = |url: &str| {
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         rest.split('/').next().unwrap_or(rest).to_string()
     };
-    let mut healthy = vec![true; endpoints.len()];
-    loop {
-        tokio::time::sleep(PROBE_EVERY).await;
-        for (i, endpoint) in endpoints.iter().enumerate() {
-            let up = matches!(
-                tokio::time::timeout(
-                    PROBE_TIMEOUT,
-                    tokio::net::TcpStream::connect(address(endpoint))
-                )
-                .await,
-                Ok(Ok(_))
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let up = matches!(
+            tokio::time::timeout(
+                PROBE_TIMEOUT,
+                tokio::net::TcpStream::connect(address(endpoint))
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        let others = healthy.iter().enumerate().any(|(j, h)| j != i && *h);
+        let change = if up && !healthy[i] {
+            tracing::info!(endpoint, "etcd member reachable again");
+            client.add_endpoint(endpoint).await
+        } else if !up && healthy[i] && others {
+            tracing::warn!(
+                endpoint,
+                "etcd member unreachable: requests go to the others"
             );
-            let others = healthy.iter().enumerate().any(|(j, h)| j != i && *h);
-            let change = if up && !healthy[i] {
-                tracing::info!(endpoint, "etcd member reachable again");
-                client.add_endpoint(endpoint).await
-            } else if !up && healthy[i] && others {
-                tracing::warn!(
-                    endpoint,
-                    "etcd member unreachable: requests go to the others"
-                );
-                client.remove_endpoint(endpoint).await
-            } else {
-                continue;
-            };
-            match change {
-                Ok(()) => healthy[i] = up,
-                // The client is gone: nothing left to balance.
-                Err(etcd_client::Error::EndpointError(_)) => return,
-                Err(e) => tracing::debug!(endpoint, "etcd balance set: {e}"),
-            }
+            client.remove_endpoint(endpoint).await
+        } else {
+            continue;
+        };
+        match change {
+            Ok(()) => healthy[i] = up,
+            // The client is gone: nothing left to balance.
+            Err(etcd_client::Error::EndpointError(_)) => return false,
+            Err(e) => tracing::debug!(endpoint, "etcd balance set: {e}"),
         }
     }
+    true
 }
 
 /// Client TLS toward etcd (kube-apiserver's `--etcd-cafile`, `--etcd-certfile`,
@@ -250,7 +257,10 @@ impl Storage {
         }
         let client = Client::connect(endpoints, tls.options()?).await?;
         if endpoints.len() > 1 {
-            tokio::spawn(keep_healthy(client.clone(), endpoints.to_vec()));
+            // A member that is down already is out of the set before the first request.
+            let mut healthy = vec![true; endpoints.len()];
+            probe(&client, endpoints, &mut healthy).await;
+            tokio::spawn(keep_healthy(client.clone(), endpoints.to_vec(), healthy));
         }
         Ok(Storage { client })
     }
