@@ -159,13 +159,8 @@ fn print_leaders(kubeconfig: &std::path::Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
         let leases: kube::Api<Lease> =
-            kube::Api::namespaced(kube::Client::try_from(config)?, "kube-system");
+            kube::Api::namespaced(up::admin_client(kubeconfig).await?, "kube-system");
         println!("{:<32} LEADER", "LEASE");
         for name in ["kube-scheduler", "kube-controller-manager"] {
             let holder = leases

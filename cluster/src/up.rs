@@ -671,7 +671,7 @@ fn pod_api_url(t: &Topology) -> String {
     }
 }
 
-async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+pub(crate) async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(kubeconfig)?,
         &kube::config::KubeConfigOptions::default(),

@@ -42,6 +42,28 @@ fn timestamp(item: &Value) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// One pod's sample from a metrics list item, keyed by the name at `name_pointer`.
+fn insert_sample(
+    out: &mut PodMetrics,
+    item: &Value,
+    name_pointer: &str,
+    window: Duration,
+    value: i64,
+) {
+    let name = item
+        .pointer(name_pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    out.insert(
+        name.to_string(),
+        PodMetric {
+            timestamp: timestamp(item),
+            window,
+            value,
+        },
+    );
+}
+
 fn milli(value: &Value) -> Option<i64> {
     Quantity::from_json(value).map(|q| q.milli_value())
 }
@@ -179,18 +201,7 @@ impl MetricsClient {
                 .as_str()
                 .and_then(|w| crate::duration::parse(w).ok())
                 .unwrap_or(DEFAULT_WINDOW);
-            let name = item
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            out.insert(
-                name.to_string(),
-                PodMetric {
-                    timestamp: timestamp(item),
-                    window,
-                    value,
-                },
-            );
+            insert_sample(&mut out, item, "/metadata/name", window, value);
         }
         Ok((out, timestamp(first)))
     }
@@ -227,18 +238,7 @@ impl MetricsClient {
                 .as_u64()
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_WINDOW);
-            let name = item
-                .pointer("/describedObject/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            out.insert(
-                name.to_string(),
-                PodMetric {
-                    timestamp: timestamp(item),
-                    window,
-                    value,
-                },
-            );
+            insert_sample(&mut out, item, "/describedObject/name", window, value);
         }
         Ok((out, timestamp(first)))
     }
