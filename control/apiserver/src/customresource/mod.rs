@@ -55,6 +55,9 @@ pub struct CustomResource {
     /// The served versions, for conversion (`None` strategy: only apiVersion changes).
     pub versions: Vec<String>,
     pub schema: Option<schema::Schema>,
+    /// The schema sets a default somewhere (computed once: every object read is defaulted
+    /// only when it does).
+    pub has_defaults: bool,
     /// `spec.preserveUnknownFields` (v1beta1 CRDs only): nothing is pruned.
     pub preserve_unknown_fields: bool,
     pub columns: columns::Columns,
@@ -341,6 +344,7 @@ fn build(crd: &Value, version: &Value) -> Option<&'static ResourceInfo> {
                 .collect()
         })
         .unwrap_or_default();
+    let schema = schema::version_schema(crd, version);
     let custom: &'static CustomResource = Box::leak(Box::new(CustomResource {
         crd: crd.pointer("/metadata/name")?.as_str()?.to_string(),
         storage_version,
@@ -348,7 +352,8 @@ fn build(crd: &Value, version: &Value) -> Option<&'static ResourceInfo> {
             .iter()
             .filter_map(|v| v["name"].as_str().map(str::to_string))
             .collect(),
-        schema: schema::version_schema(crd, version),
+        has_defaults: schema.as_ref().is_some_and(schema::Schema::has_defaults),
+        schema,
         preserve_unknown_fields: crd
             .pointer("/spec/preserveUnknownFields")
             .and_then(Value::as_bool)

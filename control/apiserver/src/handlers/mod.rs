@@ -407,7 +407,7 @@ pub(crate) fn to_served(info: &ResourceInfo, object: &mut Value) {
         custom.convert(object, &info.api_version());
         // Defaults added to the schema after an object was written apply when it is read, as
         // upstream's decoding from storage defaults.
-        if custom.schema.as_ref().is_some_and(|s| s.has_defaults()) {
+        if custom.has_defaults {
             info.strategy.default(object);
         }
     }
