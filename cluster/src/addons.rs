@@ -80,18 +80,30 @@ pub fn build_image(t: &Topology, binary: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Issues the addon's kubeconfig (`skiff token user`) for `server`.
+/// Issues the DNS addon's kubeconfig (`skiff token user`) for `server`.
 pub fn kubeconfig(
     skiff: &str,
     server_dir: &Path,
     server: &str,
     out: &Path,
 ) -> anyhow::Result<PathBuf> {
+    service_account_kubeconfig(skiff, server_dir, server, USER, out)
+}
+
+/// Issues a kubeconfig for the kube-system service account `user` (with its service-account
+/// groups) through `skiff token user`: the credential each addon runs with.
+pub fn service_account_kubeconfig(
+    skiff: &str,
+    server_dir: &Path,
+    server: &str,
+    user: &str,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
     let status = Command::new(skiff)
         .args([
             "token",
             "user",
-            USER,
+            user,
             "--group",
             "system:serviceaccounts",
             "--group",
@@ -104,7 +116,7 @@ pub fn kubeconfig(
         .output()?;
     anyhow::ensure!(
         status.status.success(),
-        "issuing the DNS addon's credential: {}",
+        "issuing {user}'s credential: {}",
         String::from_utf8_lossy(&status.stderr)
     );
     Ok(out.to_path_buf())

@@ -155,12 +155,8 @@ pub fn status(args: NameArgs) -> anyhow::Result<()> {
 /// Who holds the scheduler's and the controller manager's Leases.
 fn print_leaders(kubeconfig: &std::path::Path) -> anyhow::Result<()> {
     use k8s_openapi::api::coordination::v1::Lease;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let leases: kube::Api<Lease> =
-            kube::Api::namespaced(up::admin_client(kubeconfig).await?, "kube-system");
+    up::with_admin(kubeconfig, |client| async move {
+        let leases: kube::Api<Lease> = kube::Api::namespaced(client, "kube-system");
         println!("{:<32} LEADER", "LEASE");
         for name in ["kube-scheduler", "kube-controller-manager"] {
             let holder = leases

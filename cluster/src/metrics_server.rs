@@ -14,7 +14,6 @@
 //! later, when `kubectl top` starts answering.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -37,27 +36,7 @@ pub fn kubeconfig(
     server: &str,
     out: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let status = Command::new(skiff)
-        .args([
-            "token",
-            "user",
-            USER,
-            "--group",
-            "system:serviceaccounts",
-            "--group",
-            "system:serviceaccounts:kube-system",
-            "--data-dir",
-        ])
-        .arg(server_dir)
-        .args(["--server", server, "--output"])
-        .arg(out)
-        .output()?;
-    anyhow::ensure!(
-        status.status.success(),
-        "issuing the metrics server's credential: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    Ok(out.to_path_buf())
+    crate::addons::service_account_kubeconfig(skiff, server_dir, server, USER, out)
 }
 
 /// What is installed, in order: (kind, object).

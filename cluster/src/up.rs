@@ -518,12 +518,8 @@ fn bring_up(
                 ip: n.ip.into(),
             })
             .collect();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            let client = admin_client(&kubeconfig).await?;
-            serving::approve(client, &nodes, kubelets_started, Duration::from_secs(60)).await
+        with_admin(&kubeconfig, |client| {
+            serving::approve(client, &nodes, kubelets_started, Duration::from_secs(60))
         })
     })?;
     progress.step("cluster DNS image (this skiff binary)", || {
@@ -541,12 +537,8 @@ fn bring_up(
                 &pod_api_url(t),
                 &state_dir.join("addons/skiff-dns.kubeconfig"),
             )?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let client = admin_client(&kubeconfig).await?;
-                addons::install_dns(client, &addon_kubeconfig, 2).await
+            with_admin(&kubeconfig, |client| {
+                addons::install_dns(client, &addon_kubeconfig, 2)
             })
         },
     )?;
@@ -562,12 +554,8 @@ fn bring_up(
                 &pod_api_url(t),
                 &state_dir.join("addons/metrics-server.kubeconfig"),
             )?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let client = admin_client(&kubeconfig).await?;
-                metrics_server::install_metrics_server(client, &addon_kubeconfig).await
+            with_admin(&kubeconfig, |client| {
+                metrics_server::install_metrics_server(client, &addon_kubeconfig)
             })
         },
     )?;
@@ -671,7 +659,22 @@ fn pod_api_url(t: &Topology) -> String {
     }
 }
 
-pub(crate) async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+/// Runs `work` with a client of the admin kubeconfig on a runtime of its own (`up` and
+/// `status` are synchronous).
+pub(crate) fn with_admin<T, Fut>(
+    kubeconfig: &Path,
+    work: impl FnOnce(kube::Client) -> Fut,
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async { work(admin_client(kubeconfig).await?).await })
+}
+
+async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(kubeconfig)?,
         &kube::config::KubeConfigOptions::default(),
@@ -856,16 +859,7 @@ fn start_kubelet(
 }
 
 fn wait_nodes_ready(kubeconfig: &Path, expected: usize, logs: &Path) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        let client = kube::Client::try_from(config)?;
+    with_admin(kubeconfig, |client| async move {
         let nodes: Api<Node> = Api::all(client);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -512,17 +512,9 @@ mod tests {
         )
     }
 
-    /// One seat, one queue of one: the first request executes, the second waits, the third is
-    /// refused; the waiter gets the seat when the first finishes, another level is untouched.
-    #[tokio::test]
-    async fn a_full_level_queues_then_rejects() {
+    /// Installs the mandatory configuration and [`tiny_level`] with a server limit of one seat.
+    fn install_tiny(fc: &FlowControl) -> Arc<Config> {
         let (pl, fs) = tiny_level();
-        let options = Options {
-            max_requests_inflight: 1,
-            max_mutating_requests_inflight: 0,
-            ..Options::default()
-        };
-        let fc = Arc::new(FlowControl::new(options, Default::default()));
         let levels = objects(
             bootstrap::mandatory_priority_levels()
                 .into_iter()
@@ -535,7 +527,20 @@ mod tests {
                 .chain([fs])
                 .collect(),
         );
-        let config = fc.install(config::compile(&schemas, &levels, 1), None);
+        fc.install(config::compile(&schemas, &levels, 1), None)
+    }
+
+    /// One seat, one queue of one: the first request executes, the second waits, the third is
+    /// refused; the waiter gets the seat when the first finishes, another level is untouched.
+    #[tokio::test]
+    async fn a_full_level_queues_then_rejects() {
+        let options = Options {
+            max_requests_inflight: 1,
+            max_mutating_requests_inflight: 0,
+            ..Options::default()
+        };
+        let fc = Arc::new(FlowControl::new(options, Default::default()));
+        let config = install_tiny(&fc);
         let flood = user("flood", &["system:authenticated"]);
         let info = RequestInfo::new(&Method::GET, "/api/v1/namespaces/a/configmaps", &[]);
         let wait = Duration::from_secs(3600);
@@ -583,21 +588,8 @@ mod tests {
     /// A request whose wait limit passes leaves its queue with `time-out`.
     #[tokio::test]
     async fn waiting_too_long_is_a_time_out() {
-        let (pl, fs) = tiny_level();
         let fc = FlowControl::new(Options::default(), Default::default());
-        let levels = objects(
-            bootstrap::mandatory_priority_levels()
-                .into_iter()
-                .chain([pl])
-                .collect(),
-        );
-        let schemas = objects(
-            bootstrap::mandatory_flow_schemas()
-                .into_iter()
-                .chain([fs])
-                .collect(),
-        );
-        let config = fc.install(config::compile(&schemas, &levels, 1), None);
+        let config = install_tiny(&fc);
         let flood = user("flood", &[]);
         let info = RequestInfo::new(&Method::GET, "/api/v1/configmaps", &[]);
         let Some(Decision::Execute(_, _seat)) = fc
