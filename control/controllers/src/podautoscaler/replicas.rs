@@ -282,20 +282,37 @@ pub fn resource_replicas(
     }
     let requests = requests(pods, container, resource)?;
     let (ratio, utilization, raw) = utilization_ratio(&metrics, &requests, target_utilization)?;
-    let current = inputs.current_replicas;
+    // On a scale-down, a missing pod is assumed at the target (at least its request).
+    let fallback = i64::from(target_utilization.max(100));
+    let assumed = |pod: &str| requests.get(pod).copied().unwrap_or(0) * fallback / 100;
+    let replicas = propose(inputs, &groups, metrics, ratio, assumed, |m| {
+        utilization_ratio(m, &requests, target_utilization).map(|(r, _, _)| r)
+    })?;
+    Ok((replicas, utilization, raw))
+}
+
+/// The count a ratio asks for, given what was grouped: `ceil(ratio × ready pods)` (or the
+/// current count within the tolerance) when every pod is ready and sampled; otherwise the
+/// ratio recomputed with missing pods at `scale_down_assumption` on a scale-down (0 on a
+/// scale-up) and unready pods at 0 on a scale-up, then [`settle`]d.
+fn propose(
+    inputs: &Inputs,
+    groups: &Groups,
+    mut metrics: PodMetrics,
+    ratio: f64,
+    scale_down_assumption: impl Fn(&str) -> i64,
+    ratio_of: impl Fn(&PodMetrics) -> Result<f64, String>,
+) -> Result<i32, String> {
     let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && groups.missing.is_empty() {
         if inputs.tolerances.is_within(ratio) {
-            return Ok((current, utilization, raw));
+            return Ok(inputs.current_replicas);
         }
-        return Ok((ceil_i32(ratio * groups.ready as f64), utilization, raw));
+        return Ok(ceil_i32(ratio * groups.ready as f64));
     }
     if ratio < 1.0 {
-        // On a scale-down, a missing pod is assumed at the target (at least its request).
-        let fallback = i64::from(target_utilization.max(100));
         for pod in &groups.missing {
-            let request = requests.get(pod).copied().unwrap_or(0);
-            metrics.insert(pod.clone(), PodMetric::assumed(request * fallback / 100));
+            metrics.insert(pod.clone(), PodMetric::assumed(scale_down_assumption(pod)));
         }
     } else if ratio > 1.0 {
         for pod in &groups.missing {
@@ -307,12 +324,8 @@ pub fn resource_replicas(
             metrics.insert(pod.clone(), PodMetric::assumed(0));
         }
     }
-    let (new_ratio, _, _) = utilization_ratio(&metrics, &requests, target_utilization)?;
-    Ok((
-        settle(inputs, ratio, new_ratio, metrics.len()),
-        utilization,
-        raw,
-    ))
+    let new_ratio = ratio_of(&metrics)?;
+    Ok(settle(inputs, ratio, new_ratio, metrics.len()))
 }
 
 /// After the worst-case recomputation: the current count when it flips the direction, lands
@@ -350,29 +363,15 @@ pub fn plain_replicas(
         return Err(NO_METRICS.into());
     }
     let (ratio, usage) = usage_ratio(&metrics, target);
-    let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
-    if !scale_up_with_unready && groups.missing.is_empty() {
-        if inputs.tolerances.is_within(ratio) {
-            return Ok((inputs.current_replicas, usage));
-        }
-        return Ok((ceil_i32(ratio * groups.ready as f64), usage));
-    }
-    if ratio < 1.0 {
-        for pod in &groups.missing {
-            metrics.insert(pod.clone(), PodMetric::assumed(target));
-        }
-    } else if ratio > 1.0 {
-        for pod in &groups.missing {
-            metrics.insert(pod.clone(), PodMetric::assumed(0));
-        }
-    }
-    if scale_up_with_unready {
-        for pod in &groups.unready {
-            metrics.insert(pod.clone(), PodMetric::assumed(0));
-        }
-    }
-    let (new_ratio, _) = usage_ratio(&metrics, target);
-    Ok((settle(inputs, ratio, new_ratio, metrics.len()), usage))
+    let replicas = propose(
+        inputs,
+        &groups,
+        metrics,
+        ratio,
+        |_| target,
+        |m| Ok(usage_ratio(m, target).0),
+    )?;
+    Ok((replicas, usage))
 }
 
 /// A usage ratio of one value for the whole target (an Object metric's Value, an External
