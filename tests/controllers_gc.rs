@@ -331,10 +331,11 @@ fn namespaces_get_default_account_and_root_ca() {
     wait_until("the content deleted", || {
         !exists(&s, &["configmap", "settings", "-n", "fresh"])
     });
-    assert_eq!(
-        condition("NamespaceContentRemaining"),
-        "False ContentRemoved All content successfully removed"
-    );
+    // The controller writes the conditions on its pass after the deletions went through.
+    wait_until("the content reported removed", || {
+        condition("NamespaceContentRemaining")
+            == "False ContentRemoved All content successfully removed"
+    });
     assert!(exists(&s, &["namespace", "fresh"]));
     s.kubectl_ok(&["delete", "apiservice", "v1.broken.example.com"]);
     wait_until("the namespace gone", || {
