@@ -13,7 +13,10 @@
 //! - kill -9 of an etcd member: after its leader election, every write succeeds and is there
 //!   to read (the storage client stops sending to the dead member);
 //! - `skiff status` names the leading control plane and each etcd member's health;
-//! - `skiff backup create` snapshots the etcd cluster (`etcdctl snapshot status` reads it).
+//! - `skiff backup create` snapshots the etcd cluster (`etcdctl snapshot status` reads it),
+//!   and `skiff up --control-planes 3 --restore` brings the cluster back from it: every member
+//!   made from the snapshot, objects with their resourceVersions, the workload running again;
+//! - an API server stopped with SIGTERM is out of the endpoints when it has exited.
 //!
 //! Needs root and Debian's etcd (scripts/setup.sh installs it); prints a skip line otherwise.
 
@@ -251,6 +254,8 @@ fn three_control_planes_survive_the_loss_of_an_api_server_and_an_etcd_member() {
         "3"
     );
 
+    cluster.ok(&["expose", "deployment", "web", "--port=80"]);
+    let web_ip = cluster.jsonpath(&["get", "service", "web"], "{.spec.clusterIP}");
     // A backup of the etcd cluster (from the surviving members), in etcd's snapshot format.
     let backup = dir.join("ha.db");
     let out = std::process::Command::new(common::skiff_bin())
@@ -272,4 +277,63 @@ fn three_control_planes_survive_the_loss_of_an_api_server_and_an_etcd_member() {
     let text = String::from_utf8_lossy(&status.stdout).into_owned();
     let keys: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     assert!(keys["totalKey"].as_u64().unwrap_or(0) > 100, "{text}");
+    let kept_rv = cluster.jsonpath(
+        &["get", "configmap", "after-3"],
+        "{.metadata.resourceVersion}",
+    );
+
+    // Changes after the backup, which the restore takes back; then the whole cluster goes.
+    cluster.ok(&["delete", "configmap", "after-3"]);
+    drop(cluster);
+    let (cluster, printed) = Cluster::up_with(
+        NAME,
+        4,
+        NODE_CIDR,
+        &archive,
+        &kubeconfig,
+        &[
+            "--control-planes",
+            "3",
+            "--restore",
+            backup.to_str().unwrap(),
+        ],
+    );
+    assert!(printed.contains("✓ store restored from"), "{printed}");
+    // Every member was made from the snapshot: three started members of a new cluster.
+    let members = etcdctl(&["member", "list"]);
+    let members = String::from_utf8_lossy(&members.stdout).into_owned();
+    assert_eq!(members.matches(", started, ").count(), 3, "{members}");
+    // The object is back with the resourceVersion clients saw, the Service with its address.
+    assert_eq!(
+        cluster.jsonpath(
+            &["get", "configmap", "after-3"],
+            "{.metadata.resourceVersion}"
+        ),
+        kept_rv
+    );
+    assert_eq!(
+        cluster.jsonpath(&["get", "service", "web"], "{.spec.clusterIP}"),
+        web_ip
+    );
+    // The workload runs again on the restored cluster's nodes.
+    wait_until_for(
+        "the restored Deployment ready",
+        Duration::from_secs(180),
+        || cluster.jsonpath(&["get", "deployment", "web"], "{.status.readyReplicas}") == "3",
+    );
+    wait_until_for(
+        "three API servers in the restored endpoints",
+        Duration::from_secs(40),
+        || addresses(&cluster) == ips,
+    );
+
+    // An API server stopped with SIGTERM takes its address out of the endpoints before it
+    // exits (its lease would keep it there for up to 25 s).
+    let third = pid_of(&format!("server {NAME}-control-plane3"));
+    // SAFETY: a plain kill(2) of a pid `skiff up` recorded for this test's cluster.
+    assert_eq!(unsafe { libc::kill(third, libc::SIGTERM) }, 0);
+    wait_until_for("the third API server gone", Duration::from_secs(30), || {
+        !skiff_cluster::state::alive(third)
+    });
+    assert_eq!(addresses(&cluster), ips[..2]);
 }

@@ -21,6 +21,8 @@ use crate::topology::{NodeSpec, Topology};
 
 /// Where Debian's etcd-server package puts the binary.
 pub const ETCD: &str = "/usr/bin/etcd";
+/// Debian's etcd-client package: `etcdctl snapshot restore` makes a restored member's data dir.
+pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 
@@ -126,13 +128,53 @@ fn peer_url(ip: Ipv4Addr) -> String {
     format!("https://{ip}:{PEER_PORT}")
 }
 
-/// The command line of `node`'s member (run inside the node's network namespace).
-pub fn member_command(t: &Topology, node: &NodeSpec, pki: &Pki) -> Vec<String> {
-    let initial_cluster = control_planes(t)
+/// `--initial-cluster`: every member's name and peer URL.
+fn initial_cluster(t: &Topology) -> String {
+    control_planes(t)
         .map(|n| format!("{}={}", n.name, peer_url(n.ip)))
         .collect::<Vec<_>>()
-        .join(",");
-    let data = t.node_dir(node).join("etcd");
+        .join(",")
+}
+
+fn data_dir(t: &Topology, node: &NodeSpec) -> PathBuf {
+    t.node_dir(node).join("etcd")
+}
+
+/// Makes `node`'s data dir from an etcd snapshot file, as etcd's disaster recovery does
+/// (`etcdctl snapshot restore` once per member, each with its own name and peer URL and the
+/// whole new membership): every key with its revisions, the leases, and a fresh cluster id,
+/// so the members form a new cluster holding the snapshot's state. The file's sha256 is checked
+/// by etcdctl.
+pub fn restore_member(t: &Topology, node: &NodeSpec, snapshot: &Path) -> anyhow::Result<()> {
+    let data = data_dir(t, node);
+    let out = std::process::Command::new(ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .arg("snapshot")
+        .arg("restore")
+        .arg(snapshot)
+        .arg(format!("--name={}", node.name))
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--initial-cluster={}", initial_cluster(t)))
+        .arg(format!("--initial-cluster-token={}", t.name))
+        .arg(format!(
+            "--initial-advertise-peer-urls={}",
+            peer_url(node.ip)
+        ))
+        .output()
+        .with_context(|| format!("running {ETCDCTL}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "etcdctl snapshot restore for {}: {}",
+        node.name,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// The command line of `node`'s member (run inside the node's network namespace).
+pub fn member_command(t: &Topology, node: &NodeSpec, pki: &Pki) -> Vec<String> {
+    let initial_cluster = initial_cluster(t);
+    let data = data_dir(t, node);
     let path = |p: PathBuf| p.display().to_string();
     vec![
         ETCD.into(),
@@ -184,6 +226,10 @@ pub fn available() -> anyhow::Result<()> {
     anyhow::ensure!(
         Path::new(ETCD).exists(),
         "--control-planes > 1 runs an etcd cluster: {ETCD} is missing (apt-get install etcd-server)"
+    );
+    anyhow::ensure!(
+        Path::new(ETCDCTL).exists(),
+        "--control-planes > 1 restores and inspects the etcd cluster with {ETCDCTL}, which is missing (apt-get install etcd-client)"
     );
     Ok(())
 }

@@ -63,15 +63,14 @@ pub struct UpArgs {
     pub resolv_conf: Option<PathBuf>,
     /// Start the control plane's store from a backup (`skiff backup create`, or `etcdctl
     /// snapshot save` of any etcd): every object with its resourceVersion, and the cluster's
-    /// keys, so kubeconfigs and tokens issued before keep working. Checked before anything is
-    /// made.
+    /// keys, so kubeconfigs and tokens issued before keep working. With `--control-planes 3`
+    /// every etcd member is made from it (`etcdctl snapshot restore`). Checked before anything
+    /// is made.
     #[arg(long)]
     pub restore: Option<PathBuf>,
     /// Install the metrics-server addon (`kubectl top`, the Metrics API behind the aggregation
-    /// layer), as upstream's components.yaml. Off by default: until its first two scrapes
-    /// (about 30 s) its APIService is unavailable, and clients that need every group's
-    /// discovery (skiff's namespace controller and garbage collector, through kube-rs'
-    /// `Discovery`) wait for it.
+    /// layer), as upstream's components.yaml. Off by default: it is a pod and a scrape of
+    /// every kubelet every 15 s that most clusters here (the tests among them) never use.
     #[arg(long = "metrics-server")]
     pub metrics_server: bool,
 }

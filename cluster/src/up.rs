@@ -112,10 +112,6 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     if args.control_planes > 1 {
         etcd::available()?;
-        anyhow::ensure!(
-            restore.is_none(),
-            "--restore brings back a cluster with one control plane (the embedded store); restoring an etcd cluster is not built yet"
-        );
     }
     let state_dir = t.state_dir();
     std::fs::create_dir_all(state_dir.join("logs"))?;
@@ -221,6 +217,8 @@ fn bring_up(
     let cp = t.control_plane();
     let server_dir = state_dir.join("server");
     let server_log = logs.join("server.log");
+    let control_planes: Vec<&NodeSpec> = t.nodes.iter().filter(|n| n.control_plane).collect();
+    let ha = control_planes.len() > 1;
     if let Some(backup) = restore {
         let from = args
             .restore
@@ -228,12 +226,27 @@ fn bring_up(
             .unwrap_or(Path::new("backup"))
             .display();
         progress.step(&format!("store restored from {from}"), || {
-            skiff_store::datadir::Disk::restore(backup, &server_dir.join("store"))?;
+            if !ha {
+                skiff_store::datadir::Disk::restore(backup, &server_dir.join("store"))?;
+                return Ok(());
+            }
+            // Every etcd member's data dir from the one file, in etcd's snapshot format (a
+            // backup in skiff's own format is converted first).
+            let file = state_dir.join("restore.db");
+            if skiff_store::bbolt::is_bbolt(backup) {
+                std::fs::write(&file, backup)?;
+            } else {
+                let state = skiff_store::snapshot::decode_any(backup)
+                    .map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+                std::fs::write(&file, skiff_store::snapshot::etcd::encode(&state))?;
+            }
+            for node in &control_planes {
+                etcd::restore_member(t, node, &file)?;
+            }
+            std::fs::remove_file(&file)?;
             Ok(())
         })?;
     }
-    let control_planes: Vec<&NodeSpec> = t.nodes.iter().filter(|n| n.control_plane).collect();
-    let ha = control_planes.len() > 1;
     // With several control planes: the etcd cluster first, then one API server (with its
     // scheduler and controller manager, leader-elected) per control plane on it.
     let mut storage_flags = vec![
