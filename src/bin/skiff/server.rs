@@ -85,6 +85,8 @@ pub struct ServerArgs {
     /// API Priority and Fairness and the in-flight limits (kube-apiserver's flags).
     #[command(flatten)]
     pub flow_control: skiff_apiserver::server::FlowControlArgs,
+    #[command(flatten)]
+    pub snapshots: crate::backup::ScheduleArgs,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -147,6 +149,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         flow_control: args.flow_control.clone(),
     })
     .await?;
+    tokio::spawn(crate::backup::schedule(
+        started.server.storage.clone(),
+        args.snapshots.interval,
+        args.snapshots.retention,
+        args.snapshots
+            .dir
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("snapshots")),
+    ));
     // The token controller signs legacy tokens with the API server's key.
     let mut controller_options = args.controllers.clone();
     if controller_options
@@ -220,6 +231,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         r = join_optional(&mut controllers) => return r.context("controllers")?,
         r = join_optional(&mut scheduler) => return r.context("scheduler")?,
     }
+    // Clients of the `kubernetes` Service stop being sent here before anything else stops.
+    started.remove_endpoint().await;
     let _ = stop.send(());
     let _ = stop_scheduler.send(());
     if let Some(task) = controllers {
