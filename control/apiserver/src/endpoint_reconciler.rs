@@ -4,8 +4,9 @@
 //! every such key back, and writes the set — sorted — into the Endpoints and EndpointSlice
 //! `default/kubernetes` when they differ. A server that dies stops renewing; its key expires
 //! with its lease and the next pass of any live server drops its address (within 25 s), so pods
-//! that reach the API through the Service's ClusterIP are not sent to it for long. With one
-//! server this keeps its own address there, as before.
+//! that reach the API through the Service's ClusterIP are not sent to it for long; one that
+//! stops on SIGTERM takes its address away at once (`remove`). With one server this keeps its
+//! own address there, as before.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,31 @@ async fn pass(server: &ApiServer, advertise: &str, port: u16) -> anyhow::Result<
             Some(PutOptions::new().with_lease(lease)),
         )
         .await?;
+    let mut addresses = live_addresses(&mut client).await?;
+    if !addresses.iter().any(|a| a == advertise) {
+        addresses.push(advertise.to_string());
+    }
+    addresses.sort();
+    reconcile(server, &addresses, port).await
+}
+
+/// Takes this server's lease key away and writes the endpoints without its address (upstream's
+/// `RemoveEndpoints`). The last server's address stays: upstream refuses to erase every
+/// endpoint of the `kubernetes` Service.
+pub async fn remove(server: &ApiServer, advertise: &str, port: u16) -> anyhow::Result<()> {
+    let mut client = server.storage.client();
+    client.delete(format!("{PREFIX}{advertise}"), None).await?;
+    let mut addresses = live_addresses(&mut client).await?;
+    addresses.retain(|a| a != advertise);
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    addresses.sort();
+    reconcile(server, &addresses, port).await
+}
+
+/// The addresses of every server whose lease key is there.
+async fn live_addresses(client: &mut etcd_client::Client) -> anyhow::Result<Vec<String>> {
     let live = client
         .get(
             PREFIX,
@@ -57,16 +83,11 @@ async fn pass(server: &ApiServer, advertise: &str, port: u16) -> anyhow::Result<
             ),
         )
         .await?;
-    let mut addresses: Vec<String> = live
+    Ok(live
         .kvs()
         .iter()
         .filter_map(|kv| kv.key_str().ok()?.strip_prefix(PREFIX).map(str::to_string))
-        .collect();
-    if !addresses.iter().any(|a| a == advertise) {
-        addresses.push(advertise.to_string());
-    }
-    addresses.sort();
-    reconcile(server, &addresses, port).await
+        .collect())
 }
 
 /// Writes `addresses` into the `kubernetes` Endpoints and EndpointSlice where they differ.

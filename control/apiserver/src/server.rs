@@ -488,9 +488,28 @@ pub struct Started {
     /// The key service-account tokens are signed with (the token controller signs the legacy
     /// tokens it puts in Secrets with it: `--service-account-private-key-file`).
     pub service_account_key_file: PathBuf,
+    advertise_address: String,
+    endpoint_reconciler: tokio::task::AbortHandle,
 }
 
 impl Started {
+    /// At shutdown, as kube-apiserver's `RemoveEndpoints`: the endpoint reconciler stops and
+    /// this server's address leaves the `kubernetes` Service's endpoints at once, instead of
+    /// when its lease expires (up to 25 s of clients sent to a server that is gone).
+    pub async fn remove_endpoint(&self) {
+        self.endpoint_reconciler.abort();
+        let removed = crate::endpoint_reconciler::remove(
+            &self.server,
+            &self.advertise_address,
+            self.addr.port(),
+        );
+        match tokio::time::timeout(Duration::from_secs(2), removed).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("removing this server from the endpoints: {e:#}"),
+            Err(_) => tracing::warn!("removing this server from the endpoints: timed out"),
+        }
+    }
+
     /// The kubeconfig of a control-plane component (`token_file::COMPONENTS`: "scheduler",
     /// "controller-manager"), which authenticates as that component.
     pub fn component_kubeconfig(&self, stem: &str) -> PathBuf {
@@ -607,11 +626,12 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
     });
     bootstrap(&server, &args.advertise_address, addr.port()).await?;
     publish_authentication_config(&server).await?;
-    tokio::spawn(crate::endpoint_reconciler::run(
+    let endpoint_reconciler = tokio::spawn(crate::endpoint_reconciler::run(
         server.clone(),
         args.advertise_address.clone(),
         addr.port(),
-    ));
+    ))
+    .abort_handle();
     tokio::spawn(crate::aggregator::controller::run(server.clone()));
     if args.flow_control.enable_priority_and_fairness {
         // The configuration controller's status writes (FlowSchemas' `Dangling`).
@@ -700,6 +720,8 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         kubeconfig,
         server,
         service_account_key_file,
+        advertise_address: args.advertise_address.clone(),
+        endpoint_reconciler,
     })
 }
 
@@ -742,6 +764,7 @@ pub async fn run(args: ApiServerArgs) -> anyhow::Result<()> {
         started.kubeconfig.display()
     );
     wait_for_signal().await;
+    started.remove_endpoint().await;
     started.server.audit.flush(Duration::from_secs(5)).await;
     Ok(())
 }
