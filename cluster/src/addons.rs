@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 use crate::topology::Topology;
@@ -219,7 +219,58 @@ pub async fn install_dns(
         if ready >= 1 {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "no DNS replica Ready after 90 s (kubectl -n kube-system describe pods -l k8s-app=kube-dns)");
+        if Instant::now() >= deadline {
+            let pods = Api::<Pod>::namespaced(deployments.into_client(), NAMESPACE);
+            anyhow::bail!(
+                "no DNS replica Ready after 90 s:\n{}",
+                describe_pods(&pods, "k8s-app=kube-dns").await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What keeps the pods matching `selector` from being Ready — node, phase, conditions that are
+/// not True, each container's state — for the error `skiff up` prints.
+async fn describe_pods(pods: &Api<Pod>, selector: &str) -> String {
+    let list = match pods.list(&ListParams::default().labels(selector)).await {
+        Ok(list) => list,
+        Err(e) => return format!("(listing the pods failed: {e})"),
+    };
+    if list.items.is_empty() {
+        return format!("no pod matches {selector}");
+    }
+    let mut lines = Vec::new();
+    for pod in list.items {
+        let name = pod.metadata.name.unwrap_or_default();
+        let node = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+        let status = pod.status.unwrap_or_default();
+        let conditions: Vec<String> = status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.status != "True")
+            .map(|c| {
+                format!(
+                    "{}={} {}",
+                    c.type_,
+                    c.status,
+                    c.message.or(c.reason).unwrap_or_default()
+                )
+            })
+            .collect();
+        let containers: Vec<String> = status
+            .container_statuses
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| format!("{} ready={} {:?}", c.name, c.ready, c.state))
+            .collect();
+        lines.push(format!(
+            "  {name} on {node:?}: {} [{}] [{}]",
+            status.phase.unwrap_or_default(),
+            conditions.join("; "),
+            containers.join("; ")
+        ));
+    }
+    lines.join("\n")
 }
