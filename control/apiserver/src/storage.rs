@@ -140,6 +140,25 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
+/// How long one write attempt may take before it is sent again (a write normally takes
+/// milliseconds; a leader election, about a second), and how long the attempts may go on.
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const UNCERTAIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Whether a failed request may have been lost on the way to a member or inside it (a
+/// member gone, no leader, the leader changed, etcd's own request timeout) — worth sending
+/// again — rather than refused for what it is.
+fn outcome_unknown(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+        ),
+        _ => false,
+    }
+}
+
 /// How often each etcd member is probed, and how long a probe may take.
 const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -380,15 +399,8 @@ impl Storage {
     pub async fn create(&self, key: &str, object: &Value, extra: &Extra) -> ApiResult<Write> {
         let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
         when.extend(extra.compares());
-        let mut ops = vec![TxnOp::put(key, encode_value(object), None)];
-        ops.extend(extra.ops());
-        let txn = Txn::new().when(when).and_then(ops);
-        let resp = self.client.kv_client().txn(txn).await?;
-        Ok(if resp.succeeded() {
-            Write::Done(resp.header().map(|h| h.revision()).unwrap_or(0))
-        } else {
-            Write::Conflict
-        })
+        self.guarded_put(key, encode_value(object), when, extra.ops())
+            .await
     }
 
     /// Replaces `key` only if it is still at `expected` mod_revision.
@@ -401,15 +413,8 @@ impl Storage {
     ) -> ApiResult<Write> {
         let mut when = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
         when.extend(extra.compares());
-        let mut ops = vec![TxnOp::put(key, encode_value(object), None)];
-        ops.extend(extra.ops());
-        let txn = Txn::new().when(when).and_then(ops);
-        let resp = self.client.kv_client().txn(txn).await?;
-        Ok(if resp.succeeded() {
-            Write::Done(resp.header().map(|h| h.revision()).unwrap_or(0))
-        } else {
-            Write::Conflict
-        })
+        self.guarded_put(key, encode_value(object), when, extra.ops())
+            .await
     }
 
     /// Deletes `key` only if it is still at `expected` mod_revision.
@@ -432,6 +437,60 @@ impl Storage {
         } else {
             Write::Conflict
         })
+    }
+
+    /// Puts `value` at `key` (and `extra` ops) in one txn if `when` holds. etcd drops a
+    /// proposal that a follower forwarded to a leader that just died, and the member answers
+    /// only at its request timeout (7 s: "etcdserver: request timed out"), the outcome unknown
+    /// — measured with `skiff bench-failover`. kube-apiserver's clientv3 passes that 500 on;
+    /// here an attempt that has not answered within `ATTEMPT_TIMEOUT`, or that failed with
+    /// an unavailable member, is sent again (a new attempt goes to a live member), and a
+    /// conflict after such an attempt is checked against the key: if it holds exactly
+    /// `value`, an earlier attempt applied it, and that is the answer. The txn's compare makes
+    /// a late earlier attempt harmless (it fails once another has applied).
+    async fn guarded_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        when: Vec<Compare>,
+        extra: Vec<TxnOp>,
+    ) -> ApiResult<Write> {
+        let mut ops = vec![TxnOp::put(key, value.clone(), None)];
+        ops.extend(extra);
+        let txn = Txn::new().when(when).and_then(ops);
+        let started = std::time::Instant::now();
+        let mut uncertain = false;
+        loop {
+            let attempt =
+                tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.kv_client().txn(txn.clone()))
+                    .await;
+            let error = match attempt {
+                Ok(Ok(resp)) if resp.succeeded() => {
+                    return Ok(Write::Done(
+                        resp.header().map(|h| h.revision()).unwrap_or(0),
+                    ))
+                }
+                Ok(Ok(_)) if !uncertain => return Ok(Write::Conflict),
+                Ok(Ok(_)) => {
+                    return Ok(match self.get_raw(key).await? {
+                        Some((current, revision)) if current == value => Write::Done(revision),
+                        _ => Write::Conflict,
+                    })
+                }
+                Ok(Err(e)) if !outcome_unknown(&e) => return Err(e.into()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer in {ATTEMPT_TIMEOUT:?}"),
+            };
+            if started.elapsed() >= UNCERTAIN_BUDGET {
+                return Err(ApiError::new(
+                    500,
+                    "InternalError",
+                    format!("storage error: {error}"),
+                ));
+            }
+            tracing::warn!(key, "write to the store sent again: {error}");
+            uncertain = true;
+        }
     }
 
     /// Puts unconditionally (bootstrap data, allocator bitmaps).

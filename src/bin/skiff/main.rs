@@ -46,6 +46,10 @@ enum Command {
     Backup(backup::BackupCommand),
     /// The local cluster's components and their processes.
     Status(skiff_cluster::NameArgs),
+    /// Failover of `skiff up --control-planes 3` (a killed API server, a killed etcd leader)
+    /// against upstream's lease and etcd's election, and its write throughput against the
+    /// embedded store; brings up and removes clusters of its own.
+    BenchFailover(bench_failover::BenchArgs),
     /// Put image archives into every node of the local cluster.
     Load(skiff_cluster::LoadArgs),
     /// The loopback forward to a node's namespace, started by `skiff up` (not for people).
@@ -102,6 +106,7 @@ mod bench_authz;
 mod bench_controllers;
 mod bench_crd;
 mod bench_dns;
+mod bench_failover;
 mod bench_kubelet;
 mod bench_netd;
 mod bench_proxy;
@@ -250,6 +255,9 @@ fn main() -> anyhow::Result<()> {
         Command::Down(args) => skiff_cluster::down(args),
         Command::Backup(cmd) => backup::main(cmd),
         Command::Status(args) => skiff_cluster::status(args),
+        Command::BenchFailover(args) => {
+            tokio::runtime::Runtime::new()?.block_on(bench_failover::run(args))
+        }
         Command::Load(args) => skiff_cluster::load(args),
         // Before any thread: it enters the node's network namespace.
         Command::Forward(args) => skiff_cluster::forward::main(args),
