@@ -35,6 +35,7 @@ tokens separated by one space:
                 the map value; `-` when it is a primitive or opaque type
 """
 
+from crates import find_crate
 import glob
 import os
 import re
@@ -92,14 +93,6 @@ OVERRIDES = {
 }
 
 
-def find_crate(name, version):
-    cargo_home = os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo")
-    home = os.path.join(cargo_home, "registry", "src")
-    hits = sorted(glob.glob(os.path.join(home, "*", "%s-%s" % (name, version))))
-    if not hits:
-        sys.exit("%s %s not found under %s: run `cargo fetch` in a crate that "
-                 "depends on it first" % (name, version, home))
-    return hits[0]
 
 
 # Rust module root -> OpenAPI definition prefix.

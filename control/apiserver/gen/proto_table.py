@@ -34,6 +34,7 @@ Table format, one record a line, tokens separated by one space:
       `items` field, not an object
 """
 
+from crates import find_crate
 import glob
 import os
 import re
@@ -65,14 +66,6 @@ PROMOTED = (
 SKIPPED_PACKAGES = ("apimachinery.pkg.apis.testapigroup",)
 
 
-def find_crate(name, version):
-    cargo_home = os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo")
-    home = os.path.join(cargo_home, "registry", "src")
-    hits = sorted(glob.glob(os.path.join(home, "*", "%s-%s" % (name, version))))
-    if not hits:
-        sys.exit("%s %s not found under %s: run `cargo fetch` in a crate that "
-                 "depends on it first" % (name, version, home))
-    return hits[0]
 
 
 # ---------------------------------------------------------------------------
