@@ -116,6 +116,27 @@ pub async fn keep(storage: Storage, data_dir: std::path::PathBuf, every: std::ti
     }
 }
 
+/// The key files of `data_dir` whose copy in the store differs (or is missing): what a
+/// snapshot taken now would lack until the server's next round of [`keep`].
+pub async fn behind(storage: &Storage, data_dir: &Path) -> anyhow::Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for name in FILES {
+        let Ok(content) = std::fs::read(data_dir.join(name)) else {
+            continue;
+        };
+        let stored = storage
+            .client()
+            .kv_client()
+            .get(format!("{PREFIX}{name}"), None)
+            .await
+            .with_context(|| format!("reading the store's copy of {name}"))?;
+        if stored.kvs().first().map(|kv| kv.value()) != Some(&content[..]) {
+            out.push(*name);
+        }
+    }
+    Ok(out)
+}
+
 /// Writes the store's copy of a file this server did not change when another server changed it.
 async fn take_from_store(
     storage: &Storage,

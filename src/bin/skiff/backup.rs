@@ -46,10 +46,24 @@ pub fn main(cmd: BackupCommand) -> anyhow::Result<()> {
         output,
     } = cmd.action;
     let mut tls = skiff_apiserver::storage::EtcdTlsArgs::default();
+    // The local cluster's first control plane: its key files, which the snapshot must hold.
+    let mut data_dir = None;
     let endpoints = if etcd_servers.is_empty() {
         let recorded = skiff_cluster::state::Recorded::read(&name)
             .with_context(|| format!("no cluster named {name:?} is up (or give --etcd-servers)"))?;
         let t = &recorded.topology;
+        // A running server's data dir ("server", or "server-<node>" for the further control
+        // planes): the one that keeps its files in the store.
+        data_dir = recorded
+            .processes
+            .iter()
+            .filter(|p| skiff_cluster::state::alive(p.pid))
+            .find_map(|p| match p.component.as_str() {
+                "server" => Some(t.state_dir().join("server")),
+                other => other
+                    .strip_prefix("server ")
+                    .map(|node| t.state_dir().join(format!("server-{node}"))),
+            });
         let control_planes: Vec<_> = skiff_cluster::etcd::control_planes(t).collect();
         if control_planes.len() > 1 {
             // The etcd cluster of `skiff up --control-planes N`: its members listen on the node
@@ -87,6 +101,9 @@ pub fn main(cmd: BackupCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let taken = runtime.block_on(async {
         let storage = skiff_apiserver::storage::Storage::connect_with(&endpoints, &tls).await?;
+        if let Some(dir) = &data_dir {
+            keys_in_store(&storage, dir).await?;
+        }
         take(&storage)
             .await
             .with_context(|| format!("snapshot from {}", endpoints.join(",")))
@@ -95,6 +112,31 @@ pub fn main(cmd: BackupCommand) -> anyhow::Result<()> {
     println!("{}", taken.describe(&output));
     Ok(())
 }
+
+/// Waits until the store holds the control plane's current key files: the API server copies
+/// them there every few seconds, so a credential issued just now (`skiff token`, the addons'
+/// by `skiff up`) would otherwise be missing from the backup — and refused after a restore.
+async fn keys_in_store(
+    storage: &skiff_apiserver::storage::Storage,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + KEYS_WAIT;
+    loop {
+        let behind = skiff_apiserver::cluster_keys::behind(storage, data_dir).await?;
+        if behind.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the API server has not copied {} into the store within {KEYS_WAIT:?} (is it running?); a backup now would lack them",
+            behind.join(", ")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How long `keys_in_store` waits (the API server's round is 5 s).
+const KEYS_WAIT: Duration = Duration::from_secs(20);
 
 /// A snapshot received and read back.
 pub struct Snapshot {
