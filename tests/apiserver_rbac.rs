@@ -637,14 +637,38 @@ fn rbac_node_authorizer_and_reviews_with_kubectl() {
 #[test]
 fn bootstrap_token_join_gets_a_node_certificate() {
     let s = ServerProcess::start();
+    // kubeadm's flow: a token and the CA pin, printed as the command a joining node runs.
     let out = Command::new(skiff_bin())
-        .args(["token", "create", "--kubeconfig"])
+        .args(["token", "create", "--print-join-command", "--kubeconfig"])
         .arg(&s.kubeconfig)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let join = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let words: Vec<&str> = join.split_whitespace().collect();
+    assert_eq!(words[..3], ["skiff", "token", "discover"], "{join}");
+    let flag = |name: &str| {
+        let i = words
+            .iter()
+            .position(|w| *w == name)
+            .unwrap_or_else(|| panic!("{join}"));
+        words[i + 1].to_string()
+    };
+    let token = flag("--token");
     assert_eq!(token.len(), 23, "{token}");
+    let pin = flag("--discovery-token-ca-cert-hash");
+    // The pin is what kubeadm's documentation computes with openssl.
+    let openssl = Command::new("sh")
+        .arg("-c")
+        .arg("openssl x509 -pubkey -in \"$0\" | openssl pkey -pubin -outform der | sha256sum")
+        .arg(s.ca())
+        .output()
+        .unwrap();
+    let digest = String::from_utf8_lossy(&openssl.stdout);
+    assert_eq!(
+        pin,
+        format!("sha256:{}", digest.split_whitespace().next().unwrap())
+    );
     let listed = Command::new(skiff_bin())
         .args(["token", "list", "--kubeconfig"])
         .arg(&s.kubeconfig)
@@ -652,12 +676,81 @@ fn bootstrap_token_join_gets_a_node_certificate() {
         .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&token[..6]));
 
-    // The bootstrap credential: it may create CSRs and nothing else of note.
+    // Anyone may read cluster-info (kubeadm's Role), and nothing else in kube-public.
+    let cluster_info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+    assert_eq!(anonymous_code(&s, cluster_info), "200");
+    assert_eq!(
+        anonymous_code(&s, "/api/v1/namespaces/kube-public/configmaps/other"),
+        "403"
+    );
+    // Token discovery: the bootstrap kubeconfig, once the controller manager's bootstrap
+    // signer has signed cluster-info with the token.
     let dir = s.dir.path();
     let bootstrap = dir.join("bootstrap.kubeconfig");
-    let config = std::fs::read_to_string(&s.kubeconfig).unwrap();
-    let admin_token = s.token();
-    std::fs::write(&bootstrap, config.replace(&admin_token, &token)).unwrap();
+    let discover = |token: &str, pins: &[&str]| {
+        let mut cmd = Command::new(skiff_bin());
+        cmd.args(["token", "discover", "--server", &s.url(), "--token", token]);
+        for pin in pins {
+            cmd.args(["--discovery-token-ca-cert-hash", pin]);
+        }
+        cmd.arg("--output").arg(&bootstrap).output().unwrap()
+    };
+    wait_until("token discovery with the printed command", || {
+        discover(&token, &[&pin]).status.success()
+    });
+    let (id, _) = token.split_once('.').unwrap();
+    let refused = [
+        (discover(&token, &["sha256:00"]), "none of the public keys"),
+        (discover(&token, &[]), "--discovery-token-ca-cert-hash"),
+        (
+            discover("zzzzzz.0123456789abcdef", &[&pin]),
+            "token id \"zzzzzz\" is invalid for this cluster",
+        ),
+        (
+            discover(&format!("{id}.0000000000000000"), &[&pin]),
+            "failed to verify JWS signature",
+        ),
+    ];
+    for (out, why) in refused {
+        assert!(
+            !out.status.success() && stderr(&out).contains(why),
+            "{why}: {}",
+            stderr(&out)
+        );
+    }
+    // An expired token goes (the token cleaner), and its signature with it (the signer).
+    let short = Command::new(skiff_bin())
+        .args(["token", "create", "--ttl", "2s", "--kubeconfig"])
+        .arg(&s.kubeconfig)
+        .output()
+        .unwrap();
+    let short = String::from_utf8_lossy(&short.stdout).trim().to_string();
+    let (short_id, _) = short.split_once('.').unwrap();
+    let signature = format!("jsonpath={{.data.jws-kubeconfig-{short_id}}}");
+    let signed = || {
+        s.kubectl_ok(&[
+            "-n",
+            "kube-public",
+            "get",
+            "cm",
+            "cluster-info",
+            "-o",
+            &signature,
+        ])
+    };
+    wait_until("the short token's signature", || !signed().is_empty());
+    wait_until("the expired token deleted, its signature gone", || {
+        !s.kubectl(&[
+            "-n",
+            "kube-system",
+            "get",
+            "secret",
+            &format!("bootstrap-token-{short_id}"),
+        ])
+        .status
+        .success()
+            && signed().is_empty()
+    });
     let whoami = kubectl_as(&s, &bootstrap, &["auth", "whoami"]);
     let whoami = String::from_utf8_lossy(&whoami.stdout).to_string();
     assert!(

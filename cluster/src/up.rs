@@ -720,20 +720,28 @@ fn issue_credential(
     Ok(())
 }
 
-/// A bootstrap token for the workers to join with (`skiff token create`, as `kubeadm token
-/// create`: group `system:bootstrappers:kubeadm:default-node-token`, one hour), made through
-/// the admin kubeconfig, and the bootstrap kubeconfig it goes into: `server` (the control
-/// plane on the node network) and the cluster CA, the token as the only credential.
+/// A worker's bootstrap kubeconfig, made as a node joins with kubeadm: a bootstrap token with
+/// the cluster's CA pin (`skiff token create --print-join-command` through the admin
+/// kubeconfig), then token discovery from inside the node (`skiff token discover` against the
+/// API server address the node uses: the signed `cluster-info` gives it the CA) — the same
+/// commands a node on its own machine runs.
 fn join_credential(
     skiff: &str,
     cluster: &str,
+    node: &str,
     admin_kubeconfig: &Path,
-    server_dir: &Path,
     server: &str,
     out: &Path,
 ) -> anyhow::Result<()> {
     let created = Command::new(skiff)
-        .args(["token", "create", "--ttl", "1h", "--description"])
+        .args([
+            "token",
+            "create",
+            "--ttl",
+            "1h",
+            "--print-join-command",
+            "--description",
+        ])
         .arg(format!("skiff up: nodes joining {cluster}"))
         .arg("--kubeconfig")
         .arg(admin_kubeconfig)
@@ -743,33 +751,39 @@ fn join_credential(
         "creating the bootstrap token: {}",
         String::from_utf8_lossy(&created.stderr)
     );
-    let token = String::from_utf8_lossy(&created.stdout).trim().to_string();
-    // The control plane's own admin kubeconfig with its address on the node network and the
-    // token instead of the admin's.
-    let admin = std::fs::read_to_string(server_dir.join("admin.kubeconfig"))?;
-    let mut replaced = false;
-    let bootstrap: Vec<String> = admin
-        .lines()
-        .map(|l| {
-            if let Some((indent, _)) = l.split_once("token: ") {
-                if indent.trim().is_empty() {
-                    replaced = true;
-                    return format!("{indent}token: {token}");
-                }
-            }
-            if let Some((indent, _)) = l.split_once("server: ") {
-                if indent.trim().is_empty() {
-                    return format!("{indent}server: {server}");
-                }
-            }
-            l.to_string()
-        })
-        .collect();
-    anyhow::ensure!(
-        replaced,
-        "the control plane's admin kubeconfig has no token line"
-    );
-    write_private(out, &(bootstrap.join("\n") + "\n"))
+    let join = String::from_utf8_lossy(&created.stdout).into_owned();
+    let words: Vec<&str> = join.split_whitespace().collect();
+    let flag = |name: &str| {
+        words
+            .iter()
+            .position(|w| *w == name)
+            .and_then(|i| words.get(i + 1))
+            .map(|w| w.to_string())
+            .with_context(|| format!("no {name} in the join command {join:?}"))
+    };
+    let (token, pin) = (flag("--token")?, flag("--discovery-token-ca-cert-hash")?);
+    // Token discovery signs with the token only once the controller manager's bootstrap signer
+    // has seen it: retried for a while, as kubeadm join retries discovery.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let discovered = Command::new("ip")
+            .args([
+                "netns", "exec", node, skiff, "token", "discover", "--server", server,
+            ])
+            .args(["--token", &token, "--discovery-token-ca-cert-hash", &pin])
+            .arg("--output")
+            .arg(out)
+            .output()?;
+        if discovered.status.success() {
+            return Ok(());
+        }
+        let why = String::from_utf8_lossy(&discovered.stderr).into_owned();
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "token discovery on {node}: {why}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn start_kubelet(
@@ -801,8 +815,8 @@ fn start_kubelet(
         join_credential(
             skiff,
             &t.name,
+            &node.name,
             admin_kubeconfig,
-            server_dir,
             &node_api_url(t),
             &bootstrap,
         )?;

@@ -367,7 +367,12 @@ async fn default_service_cidr(server: &ApiServer) -> anyhow::Result<()> {
 
 /// The objects every cluster starts with: the four namespaces, the system PriorityClasses, the
 /// flow-control configuration and the `kubernetes` service.
-pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow::Result<()> {
+pub async fn bootstrap(
+    server: &ApiServer,
+    advertise: &str,
+    port: u16,
+    ca_pem: &str,
+) -> anyhow::Result<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure(
             server,
@@ -390,6 +395,19 @@ pub async fn bootstrap(server: &ApiServer, advertise: &str, port: u16) -> anyhow
     }
     default_service_cidr(server).await?;
     crate::auth::rbac::policy::reconcile(server).await?;
+    // Token discovery for joining nodes (kubeadm's `bootstrap-token` phase): the server's
+    // address and the CA, signed per bootstrap token by the controller manager. The first
+    // server of a cluster writes it; a restored or further one keeps what is there.
+    use crate::auth::cluster_info;
+    ensure(
+        server,
+        "configmaps",
+        "",
+        Some(cluster_info::NAMESPACE),
+        json!({"metadata": {"name": cluster_info::NAME, "namespace": cluster_info::NAMESPACE},
+               "data": {cluster_info::KUBECONFIG_KEY: cluster_info::kubeconfig(&format!("https://{advertise}:{port}"), ca_pem)}}),
+    )
+    .await?;
     // API Priority and Fairness' configuration, as upstream's apiserver keeps it: levels before
     // the schemas that name them, the mandatory objects first.
     use crate::registry::flowcontrol as apf;
@@ -624,7 +642,7 @@ pub async fn start(args: ApiServerArgs) -> anyhow::Result<Started> {
         aggregator: crate::aggregator::Aggregator::new(proxy_client),
         flow_control,
     });
-    bootstrap(&server, &args.advertise_address, addr.port()).await?;
+    bootstrap(&server, &args.advertise_address, addr.port(), &pki.ca_pem).await?;
     publish_authentication_config(&server).await?;
     let endpoint_reconciler = tokio::spawn(crate::endpoint_reconciler::run(
         server.clone(),

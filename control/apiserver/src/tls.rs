@@ -50,20 +50,31 @@ pub fn ensure_pki(dir: &Path, sans: &[String]) -> anyhow::Result<Pki> {
             key_pem: std::fs::read_to_string(&key)?,
         });
     }
-    let ca_keypair = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "skiff-ca");
-    ca_params.distinguished_name = dn;
-    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let ca_cert = ca_params.self_signed(&ca_keypair)?;
-    let issuer = rcgen::Issuer::new(ca_params, &ca_keypair);
+    // A CA put in place before the first start (kubeadm's external CA: `ca.crt` and `ca.key`,
+    // e.g. made by the Vagrantfile so that nodes can pin it before the cluster exists) signs
+    // the serving certificate; otherwise one is made and written first.
+    if !(ca_crt.exists() && ca_key.exists()) {
+        let ca_keypair = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "skiff-ca");
+        ca_params.distinguished_name = dn;
+        ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let ca_cert = ca_params.self_signed(&ca_keypair)?;
+        write_private(&ca_key, &ca_keypair.serialize_pem())?;
+        write_private(&ca_crt, &ca_cert.pem())?;
+    }
+    let ca_pem = std::fs::read_to_string(&ca_crt)?;
+    let ca_keypair = KeyPair::from_pem(&std::fs::read_to_string(&ca_key)?)
+        .with_context(|| format!("{}: not a private key rcgen can use", ca_key.display()))?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_keypair)
+        .with_context(|| format!("{}: not a CA certificate", ca_crt.display()))?;
 
     let server_key = KeyPair::generate()?;
     let mut names: Vec<String> = vec![
@@ -88,12 +99,10 @@ pub fn ensure_pki(dir: &Path, sans: &[String]) -> anyhow::Result<Pki> {
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.signed_by(&server_key, &issuer)?;
 
-    write_private(&ca_key, &ca_keypair.serialize_pem())?;
     write_private(&key, &server_key.serialize_pem())?;
     write_private(&crt, &cert.pem())?;
-    write_private(&ca_crt, &ca_cert.pem())?;
     Ok(Pki {
-        ca_pem: ca_cert.pem(),
+        ca_pem,
         cert_pem: cert.pem(),
         key_pem: server_key.serialize_pem(),
     })
@@ -242,6 +251,48 @@ fn kubeconfig_text(server: &str, ca_pem: &str, user: &str, credentials: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// kubeadm's external CA: `ca.crt` and `ca.key` made elsewhere (here by the openssl CLI)
+    /// before the first start sign the serving certificate and are kept as they are.
+    #[test]
+    fn a_ca_put_in_place_beforehand_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "30", "-subj", "/CN=external-ca"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args([
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            ])
+            .arg("-keyout")
+            .arg(tls.join("ca.key"))
+            .arg("-out")
+            .arg(tls.join("ca.crt"))
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let given = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+        let pki = ensure_pki(dir.path(), &["192.168.56.10".into()]).unwrap();
+        assert_eq!(pki.ca_pem, given);
+        assert!(issued_by(&pki.cert_pem, &given));
+        assert_eq!(std::fs::read_to_string(tls.join("ca.crt")).unwrap(), given);
+        // Loaded as it is at the next start.
+        assert_eq!(ensure_pki(dir.path(), &[]).unwrap().cert_pem, pki.cert_pem);
+    }
 
     #[test]
     fn the_kubelet_client_certificate_is_signed_by_the_ca_and_kept() {

@@ -35,6 +35,7 @@
 //! each kube-runtime controller's reconciler).
 
 pub mod backoff;
+pub mod bootstrap;
 pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod controller_ref;
@@ -401,6 +402,16 @@ pub async fn start(
                 rootcacert::run(client.clone(), own, root_ca.clone()).await;
                 anyhow::Ok(())
             };
+            let bootstrap_signer = async {
+                let own = clients.client_for(names::BOOTSTRAP_SIGNER).await?;
+                bootstrap::signer::run(client.clone(), own).await;
+                anyhow::Ok(())
+            };
+            let token_cleaner = async {
+                let own = clients.client_for(names::TOKEN_CLEANER).await?;
+                bootstrap::cleaner::run(client.clone(), own).await;
+                anyhow::Ok(())
+            };
             // A controller whose client could not be made fails the controller manager (as
             // upstream's `ClientOrDie`); one that returns has stopped.
             tokio::select! {
@@ -413,6 +424,8 @@ pub async fn start(
                 r = aggregation => r.and(Err(anyhow::anyhow!("the clusterrole aggregation controller stopped"))),
                 _ = tokens => anyhow::bail!("the serviceaccount token controller stopped"),
                 r = root_ca_publisher => r.and(Err(anyhow::anyhow!("the root CA publisher stopped"))),
+                r = bootstrap_signer => r.and(Err(anyhow::anyhow!("the bootstrap signer stopped"))),
+                r = token_cleaner => r.and(Err(anyhow::anyhow!("the token cleaner stopped"))),
                 r = node_ipam => r.and(Err(anyhow::anyhow!("the node IPAM controller stopped"))),
                 r = run_workloads(&clients, &options) => r.and(Err(anyhow::anyhow!("the workload controllers stopped"))),
             }
@@ -470,6 +483,8 @@ fn running_controllers(
     ]);
     names.extend(tokens.then_some("serviceaccount-token-controller"));
     names.push("root-ca-certificate-publisher-controller");
+    // Off by default upstream; kubeadm turns both on, as skiff does.
+    names.extend(["bootstrap-signer-controller", "token-cleaner-controller"]);
     names.extend(node_ipam.then_some("node-ipam-controller"));
     names.extend([
         "node-lifecycle-controller",
@@ -510,6 +525,9 @@ pub mod names {
     pub const GARBAGE_COLLECTOR: &str = "generic-garbage-collector";
     pub const SERVICE_ACCOUNT: &str = "service-account-controller";
     pub const ROOT_CA_CERT_PUBLISHER: &str = "root-ca-cert-publisher";
+    /// Bound to Roles (not ClusterRoles) in kube-system and kube-public by upstream's policy.
+    pub const BOOTSTRAP_SIGNER: &str = "bootstrap-signer";
+    pub const TOKEN_CLEANER: &str = "token-cleaner";
     /// Node lifecycle, node IPAM and taint eviction (upstream's taint-eviction-controller
     /// "uses existing cluster role from node-controller").
     pub const NODE: &str = "node-controller";
@@ -764,6 +782,30 @@ mod tests {
                         && s["name"] == name
                 });
             assert!(bound, "{role} is not bound to kube-system/{name}");
+        }
+    }
+
+    #[test]
+    fn bootstrap_accounts_have_their_upstream_roles() {
+        use super::names::*;
+        let policy = skiff_apiserver::auth::rbac::policy::upstream();
+        for (name, namespaces) in [
+            (BOOTSTRAP_SIGNER, &["kube-system", "kube-public"][..]),
+            (TOKEN_CLEANER, &["kube-system"][..]),
+        ] {
+            for ns in namespaces {
+                let role = format!("system:controller:{name}");
+                let bound = policy["rolebindings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|b| {
+                        b["metadata"]["namespace"] == *ns && b["roleRef"]["name"] == role.as_str()
+                    })
+                    .flat_map(|b| b["subjects"].as_array().unwrap())
+                    .any(|s| s["kind"] == "ServiceAccount" && s["name"] == name);
+                assert!(bound, "{role} in {ns} is not bound to kube-system/{name}");
+            }
         }
     }
 }

@@ -112,6 +112,7 @@ mod bench_netd;
 mod bench_proxy;
 mod bench_scheduler;
 mod controllers;
+mod discover;
 mod scheduler;
 mod server;
 mod token;

@@ -5,6 +5,9 @@
 //! (`auth::bootstrap_token`) to ask for its own client certificate (TLS bootstrap: a
 //! CertificateSigningRequest that the controller manager approves and signs).
 //!
+//! `skiff token discover` (`discover.rs`): kubeadm's token discovery, which turns a token and
+//! a CA pin into the bootstrap kubeconfig of a joining node.
+//!
 //! `skiff token node NAME`: a node's own static credential (user `system:node:<name>`, group
 //! `system:nodes`), issued on the control plane from its data dir, as a kubeconfig the node's
 //! kubelet uses; the control plane hands each node a credential of its own, never the admin's.
@@ -42,6 +45,32 @@ enum TokenAction {
         /// A kubeconfig allowed to create Secrets in kube-system.
         #[arg(long, default_value = DEFAULT_KUBECONFIG)]
         kubeconfig: PathBuf,
+        /// Print the whole command a joining node runs (`skiff token discover` with the
+        /// server, the token and the CA pin), as kubeadm's flag prints `kubeadm join …`.
+        #[arg(long)]
+        print_join_command: bool,
+    },
+    /// Token discovery, the first step of kubeadm's join: read `kube-public/cluster-info`
+    /// from the server without trusting it yet, accept it only if the bootstrap token signed
+    /// it and the CA matches a pin, then write the bootstrap kubeconfig (the server, that CA,
+    /// the token) for the kubelet's `--bootstrap-kubeconfig`.
+    Discover {
+        /// The API server (`HOST:PORT` or `https://HOST:PORT`).
+        #[arg(long)]
+        server: String,
+        /// The bootstrap token (`skiff token create`).
+        #[arg(long)]
+        token: String,
+        /// `sha256:<hex>` pins of the CA's public key (`skiff token create
+        /// --print-join-command` prints the cluster's); the CA must match one.
+        #[arg(long = "discovery-token-ca-cert-hash", value_delimiter = ',')]
+        ca_cert_hashes: Vec<String>,
+        /// Trust the CA on the token's signature alone (kubeadm's flag of the same name).
+        #[arg(long = "discovery-token-unsafe-skip-ca-verification")]
+        unsafe_skip_ca_verification: bool,
+        /// Where to write the bootstrap kubeconfig.
+        #[arg(long, short)]
+        output: PathBuf,
     },
     /// List the bootstrap tokens, as `kubeadm token list`.
     List {
@@ -109,12 +138,27 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             groups,
             description,
             kubeconfig,
+            print_join_command,
         } => tokio::runtime::Runtime::new()?.block_on(create(
             token,
             ttl,
             groups,
             description,
             kubeconfig,
+            print_join_command,
+        )),
+        TokenAction::Discover {
+            server,
+            token,
+            ca_cert_hashes,
+            unsafe_skip_ca_verification,
+            output,
+        } => tokio::runtime::Runtime::new()?.block_on(crate::discover::run(
+            &server,
+            &token,
+            &ca_cert_hashes,
+            unsafe_skip_ca_verification,
+            &output,
         )),
         TokenAction::List { kubeconfig } => {
             tokio::runtime::Runtime::new()?.block_on(list(kubeconfig))
@@ -196,8 +240,15 @@ async fn create(
     groups: Vec<String>,
     description: String,
     kubeconfig: PathBuf,
+    print_join_command: bool,
 ) -> anyhow::Result<()> {
     let token = token.unwrap_or_else(bootstrap_token::generate_token);
+    // The pin is read before the token exists: a kubeconfig without a CA fails first.
+    let join = if print_join_command {
+        Some(crate::discover::join_command(&kubeconfig, &token)?)
+    } else {
+        None
+    };
     let expiration = (!ttl.is_zero())
         .then(|| skiff_apiserver::timestamps::rfc3339_in(ttl.as_secs().max(1) as i64));
     let groups: Vec<String> = groups.into_iter().filter(|g| !g.is_empty()).collect();
@@ -215,7 +266,7 @@ async fn create(
                 secret.metadata.name.as_deref().unwrap_or_default()
             )
         })?;
-    println!("{token}");
+    println!("{}", join.unwrap_or(token));
     Ok(())
 }
 

@@ -158,7 +158,7 @@ pub async fn authenticate(server: &ApiServer, token: &str) -> Option<UserInfo> {
 
 /// Constant-time equality of two byte strings (of public length), as Go's
 /// `subtle.ConstantTimeCompare`.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod authorizer;
 pub mod bootstrap_token;
+pub mod cluster_info;
 pub mod impersonation;
 pub mod node;
 pub mod rbac;

@@ -127,6 +127,19 @@ fn skiff_policy() -> Vec<(&'static str, Value)> {
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
         })));
     }
+    // kubeadm's: anyone may read the token-discovery ConfigMap (its signatures are what a
+    // joining node trusts).
+    let clusterinfo = crate::auth::cluster_info::ANONYMOUS_ROLE;
+    let public = crate::auth::cluster_info::NAMESPACE;
+    out.push(("roles", json!({
+        "metadata": {"name": clusterinfo, "namespace": public, "labels": labels, "annotations": annotations},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [crate::auth::cluster_info::NAME], "verbs": ["get"]}],
+    })));
+    out.push(("rolebindings", json!({
+        "metadata": {"name": clusterinfo, "namespace": public, "labels": labels, "annotations": annotations},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": clusterinfo},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}],
+    })));
     out.push(("clusterrolebindings", json!({
         "metadata": {"name": "skiff:apiserver-kubelet-client", "annotations": {AUTOUPDATE: "true"},
                      "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
