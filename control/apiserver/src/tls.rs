@@ -33,6 +33,27 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A new self-signed CA named `common_name` (valid until 2036): its key, the parameters it
+/// issues with, and its certificate.
+pub fn new_ca(
+    common_name: &str,
+) -> anyhow::Result<(KeyPair, CertificateParams, rcgen::Certificate)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let cert = params.self_signed(&key)?;
+    Ok((key, params, cert))
+}
+
 /// Loads the PKI from `dir/tls`, creating it (and a serving certificate for `sans`) when missing.
 pub fn ensure_pki(dir: &Path, sans: &[String]) -> anyhow::Result<Pki> {
     let tls = dir.join("tls");
@@ -54,19 +75,7 @@ pub fn ensure_pki(dir: &Path, sans: &[String]) -> anyhow::Result<Pki> {
     // e.g. made by the Vagrantfile so that nodes can pin it before the cluster exists) signs
     // the serving certificate; otherwise one is made and written first.
     if !(ca_crt.exists() && ca_key.exists()) {
-        let ca_keypair = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "skiff-ca");
-        ca_params.distinguished_name = dn;
-        ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-        let ca_cert = ca_params.self_signed(&ca_keypair)?;
+        let (ca_keypair, _, ca_cert) = new_ca("skiff-ca")?;
         write_private(&ca_key, &ca_keypair.serialize_pem())?;
         write_private(&ca_crt, &ca_cert.pem())?;
     }

@@ -116,39 +116,15 @@ pub async fn run(
 }
 
 /// `skiff token discover …` for `token` with the server and CA pin of `kubeconfig`.
-pub fn join_command(kubeconfig: &Path, token: &str) -> anyhow::Result<String> {
-    let config = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let current = config.current_context.clone().unwrap_or_default();
-    let cluster_name = config
-        .contexts
-        .iter()
-        .find(|c| c.name == current)
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone());
-    let cluster = config
-        .clusters
-        .iter()
-        .find(|c| Some(&c.name) == cluster_name.as_ref())
-        .or_else(|| config.clusters.first())
-        .and_then(|c| c.cluster.as_ref())
-        .context("the kubeconfig names no cluster")?;
-    let server = cluster
-        .server
-        .clone()
-        .context("the kubeconfig's cluster has no server")?;
-    let ca_pem = match (
-        &cluster.certificate_authority_data,
-        &cluster.certificate_authority,
-    ) {
-        (Some(data), _) => cluster_info::ca_pem_from_data(data).map_err(anyhow::Error::msg)?,
-        (None, Some(path)) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
-        }
-        (None, None) => anyhow::bail!("the kubeconfig's cluster has no CA to pin"),
-    };
+pub async fn join_command(kubeconfig: &Path, token: &str) -> anyhow::Result<String> {
+    let server = skiff_controllers::config_from_kubeconfig(kubeconfig)
+        .await?
+        .cluster_url
+        .to_string();
+    let ca_pem = skiff_controllers::rootcacert::load_ca(None, kubeconfig)?;
     let hash = cluster_info::ca_cert_hash(&ca_pem).map_err(anyhow::Error::msg)?;
     Ok(format!(
-        "skiff token discover --server {server} --token {token} --discovery-token-ca-cert-hash {hash} --output bootstrap-kubelet.kubeconfig"
+        "skiff token discover --server {} --token {token} --discovery-token-ca-cert-hash {hash} --output bootstrap-kubelet.kubeconfig",
+        server.trim_end_matches('/')
     ))
 }

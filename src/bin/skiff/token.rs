@@ -245,7 +245,7 @@ async fn create(
     let token = token.unwrap_or_else(bootstrap_token::generate_token);
     // The pin is read before the token exists: a kubeconfig without a CA fails first.
     let join = if print_join_command {
-        Some(crate::discover::join_command(&kubeconfig, &token)?)
+        Some(crate::discover::join_command(&kubeconfig, &token).await?)
     } else {
         None
     };

@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use base64::Engine;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, KeyUsagePurpose};
 use serde_json::{json, Value};
 
 use crate::tls::write_private;
@@ -164,19 +162,7 @@ fn ensure_files(tls: &Path) -> anyhow::Result<(String, String, String)> {
     ) {
         return Ok((ca, cert, key));
     }
-    let ca_keypair = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "front-proxy-ca");
-    ca_params.distinguished_name = dn;
-    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let ca_cert = ca_params.self_signed(&ca_keypair)?;
+    let (ca_keypair, ca_params, ca_cert) = crate::tls::new_ca("front-proxy-ca")?;
     let issuer = rcgen::Issuer::new(ca_params, &ca_keypair);
     let client_key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
