@@ -424,8 +424,12 @@ impl Storage {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then(ops);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let (resp, uncertain) = self.resent_txn(key, txn).await?;
         if !resp.succeeded() {
+            // An earlier attempt whose answer was lost may have deleted it.
+            if uncertain && self.get_raw(key).await?.is_none() {
+                return Ok(Write::Done(self.revision().await?));
+            }
             return Ok(Write::Conflict);
         }
         let deleted = resp
@@ -439,15 +443,10 @@ impl Storage {
         })
     }
 
-    /// Puts `value` at `key` (and `extra` ops) in one txn if `when` holds. etcd drops a
-    /// proposal that a follower forwarded to a leader that just died, and the member answers
-    /// only at its request timeout (7 s: "etcdserver: request timed out"), the outcome unknown
-    /// — measured with `skiff bench-failover`. kube-apiserver's clientv3 passes that 500 on;
-    /// here an attempt that has not answered within `ATTEMPT_TIMEOUT`, or that failed with
-    /// an unavailable member, is sent again (a new attempt goes to a live member), and a
-    /// conflict after such an attempt is checked against the key: if it holds exactly
-    /// `value`, an earlier attempt applied it, and that is the answer. The txn's compare makes
-    /// a late earlier attempt harmless (it fails once another has applied).
+    /// Puts `value` at `key` (and `extra` ops) in one txn if `when` holds, through
+    /// [`Storage::resent_txn`]; a conflict after an attempt whose answer was lost is checked
+    /// against the key: if it holds exactly `value`, that attempt applied it, and that is the
+    /// answer.
     async fn guarded_put(
         &self,
         key: &str,
@@ -458,6 +457,30 @@ impl Storage {
         let mut ops = vec![TxnOp::put(key, value.clone(), None)];
         ops.extend(extra);
         let txn = Txn::new().when(when).and_then(ops);
+        let (resp, uncertain) = self.resent_txn(key, txn).await?;
+        if resp.succeeded() {
+            return Ok(Write::Done(
+                resp.header().map(|h| h.revision()).unwrap_or(0),
+            ));
+        }
+        if !uncertain {
+            return Ok(Write::Conflict);
+        }
+        Ok(match self.get_raw(key).await? {
+            Some((current, revision)) if current == value => Write::Done(revision),
+            _ => Write::Conflict,
+        })
+    }
+
+    /// Sends a guarded write (a txn whose compare fails once it has applied) until a member
+    /// answers it; returns the answer and whether an earlier attempt's outcome is unknown.
+    /// etcd drops a proposal that a follower forwarded to a leader that just died, and the
+    /// member answers only at its request timeout (7 s: "etcdserver: request timed out") —
+    /// measured with `skiff bench-failover`; kube-apiserver's clientv3 passes that 500 on.
+    /// Here an attempt that has not answered within `ATTEMPT_TIMEOUT`, or that failed with an
+    /// unavailable member, is sent again (to a live member); the compare makes a late earlier
+    /// attempt harmless.
+    async fn resent_txn(&self, key: &str, txn: Txn) -> ApiResult<(etcd_client::TxnResponse, bool)> {
         let started = std::time::Instant::now();
         let mut uncertain = false;
         loop {
@@ -465,18 +488,7 @@ impl Storage {
                 tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.kv_client().txn(txn.clone()))
                     .await;
             let error = match attempt {
-                Ok(Ok(resp)) if resp.succeeded() => {
-                    return Ok(Write::Done(
-                        resp.header().map(|h| h.revision()).unwrap_or(0),
-                    ))
-                }
-                Ok(Ok(_)) if !uncertain => return Ok(Write::Conflict),
-                Ok(Ok(_)) => {
-                    return Ok(match self.get_raw(key).await? {
-                        Some((current, revision)) if current == value => Write::Done(revision),
-                        _ => Write::Conflict,
-                    })
-                }
+                Ok(Ok(resp)) => return Ok((resp, uncertain)),
                 Ok(Err(e)) if !outcome_unknown(&e) => return Err(e.into()),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer in {ATTEMPT_TIMEOUT:?}"),
