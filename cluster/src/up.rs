@@ -231,19 +231,20 @@ fn bring_up(
                 return Ok(());
             }
             // Every etcd member's data dir from the one file, in etcd's snapshot format (a
-            // backup in skiff's own format is converted first).
-            let file = state_dir.join("restore.db");
-            if skiff_store::bbolt::is_bbolt(backup) {
-                std::fs::write(&file, backup)?;
-            } else {
-                let state = skiff_store::snapshot::decode_any(backup)
-                    .map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
-                std::fs::write(&file, skiff_store::snapshot::etcd::encode(&state))?;
-            }
+            // backup in skiff's own format is converted into the state dir first).
+            let file = match args.restore.as_deref() {
+                Some(path) if skiff_store::bbolt::is_bbolt(backup) => path.to_path_buf(),
+                _ => {
+                    let state = skiff_store::snapshot::decode_any(backup)
+                        .map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+                    let converted = state_dir.join("restore.db");
+                    std::fs::write(&converted, skiff_store::snapshot::etcd::encode(&state))?;
+                    converted
+                }
+            };
             for node in &control_planes {
                 etcd::restore_member(t, node, &file)?;
             }
-            std::fs::remove_file(&file)?;
             Ok(())
         })?;
     }
