@@ -6,9 +6,11 @@
 //! pin of the CA's public key (`--discovery-token-ca-cert-hash sha256:<hex>`, the SHA-256 of
 //! its SubjectPublicKeyInfo) guards against a signer that knows the token too.
 //!
-//! The signature is byte for byte what upstream's `jws.ComputeDetachedSignature` makes (the
-//! protected header `{"alg":"HS256","kid":"<id>"}`, base64url without padding, the payload
-//! left out), so kubeadm's discovery and skiff's accept each other's.
+//! The signature is built as upstream's `jws.ComputeDetachedSignature` builds it (the
+//! protected header `{"alg":"HS256","kid":"<id>"}` with its keys in Go's sorted order,
+//! base64url without padding, the payload left out), so kubeadm's discovery should accept
+//! skiff's and the reverse; the test checks it against an independent HMAC, not against
+//! kubeadm (no kubeadm binary here).
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
